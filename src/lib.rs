@@ -1,0 +1,10 @@
+//! tidemark: a Prometheus-style metrics collector agent with its own time-series storage.
+//!
+//! Data flows one way: scrape → storage (WAL, head) → blocks → catalog → query → api.
+//! See ARCHITECTURE.md for the code map and the invariants every module keeps.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cli;
+pub mod model;
+pub mod scrape;
+pub mod storage;

@@ -1,0 +1,14 @@
+//! The data model shared by every module: label sets, samples, matchers and the staleness marker.
+//!
+//! `model` owns the definitions and their validation. It must never depend on any other tidemark
+//! module, do I/O, or know how anything is stored.
+
+mod labels;
+mod matcher;
+mod sample;
+
+pub use labels::{
+    LabelError, Labels, LabelsBuilder, METRIC_NAME, is_valid_label_name, is_valid_metric_name,
+};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use sample::{STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan};
