@@ -6,5 +6,7 @@
 //! is written.
 
 pub mod chunk;
+pub mod head;
+mod index;
 pub mod sstable;
 pub mod wal;

@@ -1,0 +1,371 @@
+//! The head: the in-memory memtable of recent samples, per series, with a postings index.
+//!
+//! The head owns series identity (labels ↔ `SeriesRef`), the append rules, and the samples not
+//! yet flushed to blocks. It must never write files: durability is the WAL's job, and the caller
+//! (`storage::Db`) writes the WAL before it applies a batch here.
+
+mod series;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use series::{HEAD_CHUNK_SAMPLES, MemSeries, Reject, SeriesRef};
+
+use crate::model::{Labels, Matcher, Sample};
+use crate::storage::index::{IndexReader, select_ids};
+
+const SHARDS: usize = 64;
+
+/// Keys here are already hashes or dense counters; a multiply spreads them over the table.
+#[derive(Default)]
+struct FibHasher(u64);
+impl Hasher for FibHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+type FastMap<V> = HashMap<u64, V, BuildHasherDefault<FibHasher>>;
+
+#[derive(Default)]
+struct Shard {
+    by_hash: FastMap<Vec<Arc<MemSeries>>>,
+    by_ref: FastMap<Arc<MemSeries>>,
+}
+
+/// The in-memory head.
+pub struct Head {
+    /// Series are found by label hash in one shard and by ref in another: scrapes of different
+    /// targets touch different shards, and no lock covers the whole head on the append path.
+    shards: Vec<RwLock<Shard>>,
+    /// name → value → sorted refs. Written only when series are created or collected.
+    postings: RwLock<BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>>,
+    next_ref: AtomicU64,
+    /// Samples older than this are out of bounds: that range is already in blocks.
+    min_valid: AtomicI64,
+    num_series: AtomicU64,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One series' samples in a time range, as a query or a flush reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    /// The series.
+    pub labels: Labels,
+    /// Its samples in the range, time-ordered.
+    pub samples: Vec<Sample>,
+}
+
+impl Head {
+    /// An empty head.
+    pub fn new() -> Self {
+        Head {
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            postings: RwLock::new(BTreeMap::new()),
+            next_ref: AtomicU64::new(1),
+            min_valid: AtomicI64::new(i64::MIN),
+            num_series: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, key: u64) -> &RwLock<Shard> {
+        &self.shards[(key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS]
+    }
+
+    /// The series with these labels, if the head has it.
+    pub fn get(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
+        let h = labels.stable_hash();
+        read(self.shard(h))
+            .by_hash
+            .get(&h)
+            .and_then(|v| v.iter().find(|s| &s.labels == labels).cloned())
+    }
+
+    /// The series with this ref.
+    pub fn get_by_ref(&self, sref: SeriesRef) -> Option<Arc<MemSeries>> {
+        read(self.shard(sref)).by_ref.get(&sref).cloned()
+    }
+
+    /// The series with these labels, created if new; the flag says whether it was created.
+    pub fn get_or_create(&self, labels: &Labels) -> (Arc<MemSeries>, bool) {
+        if let Some(s) = self.get(labels) {
+            return (s, false);
+        }
+        self.create(labels, None)
+    }
+
+    /// Creates a series under a ref read from the WAL (replay); an existing series with the
+    /// same labels is returned instead, and the caller maps the WAL ref to it.
+    pub fn create_with_ref(&self, labels: &Labels, sref: SeriesRef) -> Arc<MemSeries> {
+        self.next_ref.fetch_max(sref + 1, Ordering::Relaxed);
+        self.create(labels, Some(sref)).0
+    }
+
+    fn create(&self, labels: &Labels, want_ref: Option<SeriesRef>) -> (Arc<MemSeries>, bool) {
+        let h = labels.stable_hash();
+        let mut shard = write(self.shard(h));
+        if let Some(s) = shard.by_hash.get(&h).and_then(|v| v.iter().find(|s| &s.labels == labels)) {
+            return (s.clone(), false);
+        }
+        let sref = match want_ref {
+            Some(r) if self.get_by_ref(r).is_none() => r,
+            _ => self.next_ref.fetch_add(1, Ordering::Relaxed),
+        };
+        let series = Arc::new(MemSeries::new(sref, labels.clone()));
+        shard.by_hash.entry(h).or_default().push(series.clone());
+        // Lock order: hash shard, then ref shard, then postings. Never the reverse.
+        write(self.shard(sref)).by_ref.insert(sref, series.clone());
+        {
+            let mut p = write(&self.postings);
+            for (n, v) in labels.iter() {
+                let list = p.entry(n.to_string()).or_default().entry(v.to_string()).or_default();
+                let pos = list.partition_point(|&r| r < sref);
+                list.insert(pos, sref);
+            }
+        }
+        self.num_series.fetch_add(1, Ordering::Relaxed);
+        (series, true)
+    }
+
+    /// Number of live series.
+    pub fn num_series(&self) -> u64 {
+        self.num_series.load(Ordering::Relaxed)
+    }
+
+    /// Lowest timestamp the head accepts.
+    pub fn min_valid(&self) -> i64 {
+        self.min_valid.load(Ordering::Acquire)
+    }
+
+    /// Raises the lowest accepted timestamp (never lowers it).
+    pub fn set_min_valid(&self, t: i64) {
+        self.min_valid.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// Every live series, in ref order.
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        let mut out: Vec<Arc<MemSeries>> = Vec::with_capacity(self.num_series() as usize);
+        for s in &self.shards {
+            out.extend(read(s).by_ref.values().cloned());
+        }
+        out.sort_unstable_by_key(|s| s.sref);
+        out
+    }
+
+    /// Oldest and newest sample time held, `None` when empty.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let mut range: Option<(i64, i64)> = None;
+        for s in &self.shards {
+            for series in read(s).by_ref.values() {
+                let st = series.lock();
+                if let Some(lo) = st.min_time() {
+                    let hi = st.max_t;
+                    range = Some(match range {
+                        None => (lo, hi),
+                        Some((a, b)) => (a.min(lo), b.max(hi)),
+                    });
+                }
+            }
+        }
+        range
+    }
+
+    /// Series matching `matchers` with samples in [mint, maxt], sorted by labels. Series with
+    /// no sample in the range are left out.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        let mut out = Vec::new();
+        for sref in select_ids(self, matchers) {
+            let Some(series) = self.get_by_ref(sref) else { continue };
+            let mut samples = Vec::new();
+            series.lock().samples_in(mint, maxt, &mut samples);
+            if !samples.is_empty() {
+                out.push(SeriesSamples { labels: series.labels.clone(), samples });
+            }
+        }
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Labels of the series matching `matchers` with any sample in [mint, maxt].
+    pub fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
+        let mut out = Vec::new();
+        for sref in select_ids(self, matchers) {
+            let Some(series) = self.get_by_ref(sref) else { continue };
+            let st = series.lock();
+            let overlaps = st.min_time().is_some_and(|lo| lo <= maxt && st.max_t >= mint);
+            if overlaps {
+                out.push(series.labels.clone());
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Drops samples older than `t` and raises `min_valid` to it. Series left empty whose newest
+    /// sample is older than `gc_before` are removed; their refs become unknown.
+    pub fn truncate(&self, t: i64, gc_before: i64) -> usize {
+        self.set_min_valid(t);
+        let mut dead = Vec::new();
+        for series in self.all_series() {
+            let mut st = series.lock();
+            st.truncate_before(t);
+            if st.is_empty() && st.max_t < gc_before && st.pending_t <= st.max_t {
+                st.removed = true;
+                dead.push(series.clone());
+            }
+        }
+        for s in &dead {
+            self.remove(s);
+        }
+        dead.len()
+    }
+
+    fn remove(&self, series: &Arc<MemSeries>) {
+        let h = series.labels.stable_hash();
+        {
+            let mut shard = write(self.shard(h));
+            if let Some(v) = shard.by_hash.get_mut(&h) {
+                v.retain(|s| s.sref != series.sref);
+                if v.is_empty() {
+                    shard.by_hash.remove(&h);
+                }
+            }
+        }
+        write(self.shard(series.sref)).by_ref.remove(&series.sref);
+        let mut p = write(&self.postings);
+        for (n, v) in series.labels.iter() {
+            if let Some(values) = p.get_mut(n) {
+                if let Some(list) = values.get_mut(v) {
+                    list.retain(|&r| r != series.sref);
+                    if list.is_empty() {
+                        values.remove(v);
+                    }
+                }
+                if values.is_empty() {
+                    p.remove(n);
+                }
+            }
+        }
+        self.num_series.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Total chunks held (closed and open), for inspection and self-metrics.
+    pub fn num_chunks(&self) -> u64 {
+        self.all_series().iter().map(|s| s.lock().num_chunks() as u64).sum()
+    }
+}
+
+impl IndexReader for Head {
+    type Id = SeriesRef;
+
+    fn postings(&self, name: &str, value: &str) -> Vec<SeriesRef> {
+        read(&self.postings)
+            .get(name)
+            .and_then(|m| m.get(value))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn label_values(&self, name: &str) -> Vec<String> {
+        read(&self.postings)
+            .get(name)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn all_ids(&self) -> Vec<SeriesRef> {
+        self.all_series().iter().map(|s| s.sref).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MatchOp;
+
+    fn l(name: &str, job: &str) -> Labels {
+        Labels::new([("__name__", name), ("job", job)]).unwrap()
+    }
+
+    #[test]
+    fn same_labels_same_series_and_postings_select() {
+        let head = Head::new();
+        let (a, created) = head.get_or_create(&l("up", "node"));
+        assert!(created);
+        let (a2, created) = head.get_or_create(&l("up", "node"));
+        assert!(!created && a.sref == a2.sref);
+        let (b, _) = head.get_or_create(&l("up", "prom"));
+        for (s, t, v) in [(&a, 1000, 1.0), (&b, 1000, 0.0), (&a, 16000, 1.0)] {
+            s.lock().append_replayed(t, v).unwrap();
+        }
+        // Same timestamp in two series: both kept.
+        let all = head.select(&[Matcher::equal("__name__", "up")], 0, i64::MAX);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].samples.len(), 2);
+        assert_eq!(all[1].samples, vec![Sample::new(1000, 0.0)]);
+        let m = Matcher::new(MatchOp::NotRegex, "job", "no.*").unwrap();
+        let sel = head.select(&[m], 0, i64::MAX);
+        assert_eq!(sel.len(), 1);
+        assert_eq!(sel[0].labels, l("up", "prom"));
+        assert_eq!(head.time_range(), Some((1000, 16000)));
+    }
+
+    #[test]
+    fn truncate_collects_empty_idle_series() {
+        let head = Head::new();
+        let (a, _) = head.get_or_create(&l("a", "x"));
+        let (b, _) = head.get_or_create(&l("b", "x"));
+        a.lock().append_replayed(1000, 1.0).unwrap();
+        b.lock().append_replayed(1000, 1.0).unwrap();
+        b.lock().append_replayed(9000, 1.0).unwrap();
+        assert_eq!(head.truncate(5000, 5000), 1);
+        assert!(head.get(&l("a", "x")).is_none());
+        assert!(head.get_by_ref(a.sref).is_none());
+        assert_eq!(a.lock().reserve(6000, 1.0, 0), Err(Reject::Removed));
+        assert_eq!(head.label_values("__name__"), vec!["b".to_string()]);
+        assert_eq!(head.num_series(), 1);
+        assert_eq!(b.lock().append_replayed(4000, 1.0), Err(Reject::OutOfOrder));
+        let (c, _) = head.get_or_create(&l("c", "x"));
+        assert_eq!(c.lock().reserve(4000, 1.0, head.min_valid()), Err(Reject::OutOfBounds));
+    }
+
+    #[test]
+    fn concurrent_creation_yields_one_series() {
+        let head = Arc::new(Head::new());
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let head = head.clone();
+                std::thread::spawn(move || {
+                    (0..500).map(|i| head.get_or_create(&l("m", &i.to_string())).0.sref).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<Vec<u64>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(results.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(head.num_series(), 500);
+        let p = head.postings("__name__", "m");
+        assert_eq!(p.len(), 500);
+        assert!(p.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,307 @@
+//! One in-memory series: its labels, closed compressed chunks and the open raw chunk.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::model::{Labels, Sample};
+use crate::storage::chunk;
+
+/// Samples in a head chunk before it is compressed.
+pub const HEAD_CHUNK_SAMPLES: usize = 120;
+
+/// Process-local series identifier. Stable across restarts only through the WAL's series records.
+pub type SeriesRef = u64;
+
+/// Why a sample was not appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Same timestamp as the newest sample with the same value: ignored, not an error.
+    DuplicateIgnored,
+    /// Same timestamp as the newest sample with a different value.
+    Duplicate,
+    /// Older than the newest sample of the series.
+    OutOfOrder,
+    /// Older than the head accepts (that time range is already flushed to blocks).
+    OutOfBounds,
+    /// The series was garbage-collected between lookup and append; resolve it again.
+    Removed,
+}
+
+/// A compressed, closed head chunk.
+pub(crate) struct HeadChunk {
+    pub mint: i64,
+    pub maxt: i64,
+    pub data: Box<[u8]>,
+}
+
+pub(crate) struct SeriesState {
+    pub closed: Vec<HeadChunk>,
+    pub open: Vec<Sample>,
+    /// Newest committed timestamp, `i64::MIN` when empty.
+    pub max_t: i64,
+    /// Newest reserved timestamp and value: appends in flight hold their place here so that two
+    /// concurrent batches cannot both accept samples for the same series out of order.
+    pub pending_t: i64,
+    pub pending_v: u64,
+    pub removed: bool,
+}
+
+/// One series of the head.
+pub struct MemSeries {
+    /// Its head reference.
+    pub sref: SeriesRef,
+    /// Its identity.
+    pub labels: Labels,
+    /// Set once a WAL record naming this series is known written; until then every commit that
+    /// carries samples of it also writes its series record, so no samples precede it in the log.
+    pub(crate) logged: AtomicBool,
+    pub(crate) state: Mutex<SeriesState>,
+}
+
+impl MemSeries {
+    pub(crate) fn new(sref: SeriesRef, labels: Labels) -> Self {
+        MemSeries {
+            sref,
+            labels,
+            logged: AtomicBool::new(false),
+            state: Mutex::new(SeriesState {
+                closed: Vec::new(),
+                open: Vec::new(),
+                max_t: i64::MIN,
+                pending_t: i64::MIN,
+                pending_v: 0,
+                removed: false,
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, SeriesState> {
+        // A panic while holding a series lock leaves consistent data (every mutation is a push
+        // or a swap), so poisoning is ignored rather than spread.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True once a series record for it is in the WAL.
+    pub fn is_logged(&self) -> bool {
+        self.logged.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_logged(&self) {
+        self.logged.store(true, Ordering::Release);
+    }
+}
+
+impl SeriesState {
+    /// Checks a sample against the append rules and, if accepted, reserves its place.
+    pub fn reserve(&mut self, t: i64, v: f64, min_valid: i64) -> Result<(), Reject> {
+        if self.removed {
+            return Err(Reject::Removed);
+        }
+        let (newest, newest_v) = if self.pending_t > self.max_t {
+            (self.pending_t, self.pending_v)
+        } else {
+            (self.max_t, self.last_value_bits())
+        };
+        if newest != i64::MIN {
+            if t == newest {
+                return Err(if v.to_bits() == newest_v {
+                    Reject::DuplicateIgnored
+                } else {
+                    Reject::Duplicate
+                });
+            }
+            if t < newest {
+                return Err(Reject::OutOfOrder);
+            }
+        }
+        if t < min_valid {
+            return Err(Reject::OutOfBounds);
+        }
+        self.pending_t = t;
+        self.pending_v = v.to_bits();
+        Ok(())
+    }
+
+    /// Gives back a reservation that will not be applied (its WAL write failed).
+    pub fn unreserve(&mut self, t: i64) {
+        if self.pending_t == t {
+            self.pending_t = i64::MIN;
+        }
+    }
+
+    /// Appends a reserved sample. Returns false if a concurrent batch got a newer one in first.
+    pub fn apply(&mut self, t: i64, v: f64) -> bool {
+        if t <= self.max_t {
+            return false;
+        }
+        self.open.push(Sample::new(t, v));
+        self.max_t = t;
+        if self.open.len() >= HEAD_CHUNK_SAMPLES {
+            self.close_open();
+        }
+        true
+    }
+
+    /// Appends during WAL replay: the same rules, no reservation.
+    pub fn append_replayed(&mut self, t: i64, v: f64) -> Result<(), Reject> {
+        self.reserve(t, v, i64::MIN)?;
+        self.apply(t, v);
+        Ok(())
+    }
+
+    fn last_value_bits(&self) -> u64 {
+        if let Some(s) = self.open.last() {
+            return s.v.to_bits();
+        }
+        let mut buf = Vec::new();
+        if let Some(c) = self.closed.last() {
+            // Head chunks are written by this process; a decode failure cannot come from input.
+            if chunk::decode(&c.data, &mut buf).is_ok() {
+                if let Some(s) = buf.last() {
+                    return s.v.to_bits();
+                }
+            }
+        }
+        0
+    }
+
+    fn close_open(&mut self) {
+        if self.open.is_empty() {
+            return;
+        }
+        let data = chunk::encode(&self.open).into_boxed_slice();
+        let (mint, maxt) = (self.open[0].t, self.open[self.open.len() - 1].t);
+        self.closed.push(HeadChunk { mint, maxt, data });
+        self.open.clear();
+    }
+
+    /// Oldest sample time, if any.
+    pub fn min_time(&self) -> Option<i64> {
+        self.closed.first().map(|c| c.mint).or(self.open.first().map(|s| s.t))
+    }
+
+    /// Appends the samples with `mint <= t <= maxt` to `out`, in time order.
+    pub fn samples_in(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let mut buf = Vec::new();
+        for c in &self.closed {
+            if c.maxt < mint || c.mint > maxt {
+                continue;
+            }
+            buf.clear();
+            if chunk::decode(&c.data, &mut buf).is_ok() {
+                out.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
+            }
+        }
+        out.extend(self.open.iter().filter(|s| s.t >= mint && s.t <= maxt));
+    }
+
+    /// Drops every sample older than `t`, re-encoding the one chunk that straddles it.
+    pub fn truncate_before(&mut self, t: i64) {
+        let mut keep = Vec::with_capacity(self.closed.len());
+        for c in self.closed.drain(..) {
+            if c.maxt < t {
+                continue;
+            }
+            if c.mint >= t {
+                keep.push(c);
+                continue;
+            }
+            let mut buf = Vec::new();
+            if chunk::decode(&c.data, &mut buf).is_ok() {
+                buf.retain(|s| s.t >= t);
+                if let (Some(first), Some(last)) = (buf.first(), buf.last()) {
+                    let (mint, maxt) = (first.t, last.t);
+                    keep.push(HeadChunk { mint, maxt, data: chunk::encode(&buf).into_boxed_slice() });
+                }
+            }
+        }
+        self.closed = keep;
+        self.open.retain(|s| s.t >= t);
+    }
+
+    /// The series' samples as encoded chunks (closed ones as they are, the open one encoded),
+    /// with their time ranges, for a WAL checkpoint.
+    pub fn encoded_chunks(&self) -> Vec<(i64, i64, Vec<u8>)> {
+        let mut out: Vec<_> =
+            self.closed.iter().map(|c| (c.mint, c.maxt, c.data.to_vec())).collect();
+        if let (Some(first), Some(last)) = (self.open.first(), self.open.last()) {
+            out.push((first.t, last.t, chunk::encode(&self.open)));
+        }
+        out
+    }
+
+    /// Number of chunks held, the open one included.
+    pub fn num_chunks(&self) -> usize {
+        self.closed.len() + usize::from(!self.open.is_empty())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.closed.is_empty() && self.open.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series() -> MemSeries {
+        MemSeries::new(1, Labels::new([("__name__", "x")]).unwrap())
+    }
+
+    #[test]
+    fn append_rules() {
+        let s = series();
+        let mut st = s.lock();
+        assert_eq!(st.append_replayed(1000, 1.5), Ok(()));
+        assert_eq!(st.append_replayed(1000, 1.5), Err(Reject::DuplicateIgnored));
+        assert_eq!(st.append_replayed(1000, 2.5), Err(Reject::Duplicate));
+        assert_eq!(st.append_replayed(999, 2.5), Err(Reject::OutOfOrder));
+        assert_eq!(st.reserve(1500, 1.0, 2000), Err(Reject::OutOfBounds));
+        assert_eq!(st.append_replayed(1013, f64::NAN), Ok(()));
+        assert_eq!(st.append_replayed(1013, f64::NAN), Err(Reject::DuplicateIgnored));
+        let mut out = Vec::new();
+        st.samples_in(i64::MIN, i64::MAX, &mut out);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn reservations_order_concurrent_batches() {
+        let s = series();
+        let mut st = s.lock();
+        st.reserve(10, 1.0, i64::MIN).unwrap();
+        // A second batch cannot slip an older sample in while the first is in flight.
+        assert_eq!(st.reserve(5, 1.0, i64::MIN), Err(Reject::OutOfOrder));
+        assert_eq!(st.reserve(10, 1.0, i64::MIN), Err(Reject::DuplicateIgnored));
+        st.reserve(20, 2.0, i64::MIN).unwrap();
+        assert!(st.apply(20, 2.0));
+        assert!(!st.apply(10, 1.0), "older reservation applied late is refused");
+    }
+
+    #[test]
+    fn chunks_cut_read_and_truncate_across_boundaries() {
+        let s = series();
+        let mut st = s.lock();
+        let mut t = 1_000_003;
+        let mut want = Vec::new();
+        for i in 0..(HEAD_CHUNK_SAMPLES * 3 + 17) {
+            t += 14_000 + (i as i64 * 7919) % 2003;
+            let v = (i as f64 * 1.37).sin() * 1e3;
+            st.append_replayed(t, v).unwrap();
+            want.push(Sample::new(t, v));
+        }
+        assert_eq!(st.closed.len(), 3);
+        let mut got = Vec::new();
+        st.samples_in(i64::MIN, i64::MAX, &mut got);
+        assert_eq!(got, want);
+        let (lo, hi) = (want[100].t, want[250].t);
+        got.clear();
+        st.samples_in(lo, hi, &mut got);
+        assert_eq!(got, want[100..=250].to_vec());
+        let cut = want[130].t;
+        st.truncate_before(cut);
+        got.clear();
+        st.samples_in(i64::MIN, i64::MAX, &mut got);
+        assert_eq!(got, want[130..].to_vec());
+        assert_eq!(st.min_time(), Some(cut));
+    }
+}

@@ -1,0 +1,201 @@
+//! Reading across the head and the blocks of one catalog snapshot.
+
+use std::sync::Arc;
+
+use super::catalog::Catalog;
+use super::head::{Head, SeriesSamples};
+use super::index::{IndexReader, select_ids};
+use super::sstable::Block;
+use super::{StorageError, chunk};
+use crate::model::{Labels, Matcher, Sample};
+
+/// A consistent view for one query: the blocks of one catalog snapshot and the head.
+pub struct Querier {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) head: Arc<Head>,
+}
+
+/// A block seen through the index interface matcher resolution needs.
+struct BlockIndex<'a>(&'a Block);
+
+impl IndexReader for BlockIndex<'_> {
+    type Id = u32;
+    fn postings(&self, name: &str, value: &str) -> Vec<u32> {
+        self.0.postings(name, value)
+    }
+    fn label_values(&self, name: &str) -> Vec<String> {
+        self.0.label_values(name).into_iter().map(str::to_string).collect()
+    }
+    fn all_ids(&self) -> Vec<u32> {
+        (0..self.0.num_series()).collect()
+    }
+}
+
+fn overlaps(b: &Block, mint: i64, maxt: i64) -> bool {
+    b.meta().mint <= maxt && b.meta().maxt >= mint
+}
+
+/// Reads the samples in [mint, maxt] of the block's series matching `matchers`.
+pub(crate) fn select_block(
+    block: &Block,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<SeriesSamples>, StorageError> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for id in select_ids(&BlockIndex(block), matchers) {
+        let (labels, chunks) = block.series(id)?;
+        let mut samples = Vec::new();
+        for c in chunks.iter().filter(|c| c.mint <= maxt && c.maxt >= mint) {
+            let data = block.read_chunk(c)?;
+            buf.clear();
+            chunk::decode(&data, &mut buf).map_err(|e| StorageError::CorruptChunk {
+                path: block.meta().path.clone(),
+                offset: c.offset,
+                reason: e.to_string(),
+            })?;
+            samples.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
+        }
+        if !samples.is_empty() {
+            out.push(SeriesSamples { labels, samples });
+        }
+    }
+    Ok(out)
+}
+
+/// Merges per-source results (each sorted by labels, sources in time order) into one series list
+/// sorted by labels, each series' samples time-ordered with exact-timestamp duplicates dropped
+/// (the earlier source wins).
+pub(crate) fn merge_sources(sources: Vec<Vec<SeriesSamples>>) -> Vec<SeriesSamples> {
+    let mut all: Vec<(usize, SeriesSamples)> = sources
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, v)| v.into_iter().map(move |s| (i, s)))
+        .collect();
+    // Stable: within one series, sources stay in time order.
+    all.sort_by(|a, b| a.1.labels.cmp(&b.1.labels).then(a.0.cmp(&b.0)));
+    let mut out: Vec<SeriesSamples> = Vec::with_capacity(all.len());
+    for (_, s) in all {
+        match out.last_mut() {
+            Some(last) if last.labels == s.labels => last.samples.extend(s.samples),
+            _ => out.push(s),
+        }
+    }
+    for s in &mut out {
+        if !s.samples.windows(2).all(|w| w[0].t < w[1].t) {
+            s.samples.sort_by_key(|x| x.t);
+            s.samples.dedup_by_key(|x| x.t);
+        }
+    }
+    out
+}
+
+impl Querier {
+    /// Series matching every matcher with their samples in [mint, maxt] (both inclusive), sorted
+    /// by labels. Only the head and the blocks overlapping the range are read.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        let mut sources = Vec::new();
+        for b in self.catalog.blocks.iter().filter(|b| overlaps(b, mint, maxt)) {
+            sources.push(select_block(b, matchers, mint, maxt)?);
+        }
+        sources.push(self.head.select(matchers, mint, maxt));
+        Ok(merge_sources(sources))
+    }
+
+    /// Like [`Querier::select`] for one series' samples only, as a flat list.
+    pub fn samples(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Sample>, StorageError> {
+        Ok(self.select(matchers, mint, maxt)?.into_iter().flat_map(|s| s.samples).collect())
+    }
+
+    /// Label sets of the series matching `matchers` with data in [mint, maxt], sorted, unique.
+    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>, StorageError> {
+        let mut out = Vec::new();
+        for b in self.catalog.blocks.iter().filter(|b| overlaps(b, mint, maxt)) {
+            for id in select_ids(&BlockIndex(b), matchers) {
+                let (labels, chunks) = b.series(id)?;
+                if chunks.iter().any(|c| c.mint <= maxt && c.maxt >= mint) {
+                    out.push(labels);
+                }
+            }
+        }
+        out.extend(self.head.series_labels(matchers, mint, maxt));
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Label names of the series matching `matchers` with data in [mint, maxt], sorted.
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError> {
+        let mut names: Vec<String> = Vec::new();
+        if matchers.is_empty() {
+            for b in self.catalog.blocks.iter().filter(|b| overlaps(b, mint, maxt)) {
+                names.extend(b.label_names().into_iter().map(str::to_string));
+            }
+            for l in self.head.series_labels(&[], mint, maxt) {
+                names.extend(l.iter().map(|(n, _)| n.to_string()));
+            }
+        } else {
+            for l in self.series(matchers, mint, maxt)? {
+                names.extend(l.iter().map(|(n, _)| n.to_string()));
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Values of label `name` among the series matching `matchers` with data in [mint, maxt].
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut values: Vec<String> = Vec::new();
+        if matchers.is_empty() {
+            for b in self.catalog.blocks.iter().filter(|b| overlaps(b, mint, maxt)) {
+                values.extend(b.label_values(name).into_iter().map(str::to_string));
+            }
+            for l in self.head.series_labels(&[], mint, maxt) {
+                values.extend(l.get(name).map(str::to_string));
+            }
+        } else {
+            for l in self.series(matchers, mint, maxt)? {
+                values.extend(l.get(name).map(str::to_string));
+            }
+        }
+        values.sort_unstable();
+        values.dedup();
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ss(name: &str, pts: &[(i64, f64)]) -> SeriesSamples {
+        SeriesSamples {
+            labels: Labels::new([("__name__", name)]).unwrap(),
+            samples: pts.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+        }
+    }
+
+    #[test]
+    fn merge_keeps_all_series_and_drops_exact_time_duplicates() {
+        let a = vec![ss("a", &[(1, 1.0), (5, 2.0)]), ss("c", &[(3, 0.5)])];
+        let b = vec![ss("a", &[(5, 9.0), (7, 3.0)]), ss("b", &[(3, 0.25)])];
+        let m = merge_sources(vec![a, b]);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0], ss("a", &[(1, 1.0), (5, 2.0), (7, 3.0)]));
+        assert_eq!(m[1], ss("b", &[(3, 0.25)]));
+        assert_eq!(m[2], ss("c", &[(3, 0.5)]));
+    }
+}
