@@ -21,6 +21,107 @@
 //! acknowledged commits, and a process crash loses nothing, because every commit is in the OS
 //! before it is acknowledged.
 
+mod checkpoint;
 mod record;
+mod replay;
+mod segment;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use record::{ChunkRecord, Record, SampleRecord, SeriesRecord, TooLarge};
+pub use replay::{Corruption, ReplayStats};
+
+/// When written commits are fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Every commit is fsynced before it returns; concurrent commits share one fsync.
+    Always,
+    /// A background thread fsyncs this often when something was written (a zero interval is
+    /// treated as one millisecond).
+    Interval(Duration),
+}
+
+/// How a [`Wal`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalOptions {
+    /// When commits are fsynced.
+    pub fsync: FsyncPolicy,
+    /// Largest segment size in bytes; a larger single commit gets a segment of its own.
+    pub segment_size: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
+            segment_size: 128 << 20,
+        }
+    }
+}
+
+/// Why a WAL operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// An I/O error on a WAL file or the directory.
+    #[error("WAL I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint is damaged; its content cannot be recovered from the WAL.
+    #[error("WAL checkpoint {path} corrupt at offset {offset}: {reason}")]
+    CorruptCheckpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Offset of the first bad byte.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A file was written by a format version this build does not read.
+    #[error("WAL file {path} has unsupported format version {version}")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        version: u8,
+    },
+    /// One entry alone is larger than a record may be.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    /// A checkpoint may only cover closed segments.
+    #[error("checkpoint up to segment {upto} would cover the active segment {active}")]
+    CheckpointCoversActive {
+        /// The requested last covered segment.
+        upto: u64,
+        /// The segment being written.
+        active: u64,
+    },
+    /// A checkpoint must not be older than the one it replaces.
+    #[error("checkpoint up to segment {upto} is older than the existing checkpoint {existing}")]
+    CheckpointOlder {
+        /// The requested last covered segment.
+        upto: u64,
+        /// The existing checkpoint's index.
+        existing: u64,
+    },
+    /// An earlier write or fsync failed; after a failed fsync the OS may have dropped the data,
+    /// so the WAL refuses further commits rather than acknowledge data it cannot vouch for.
+    #[error("WAL unusable after an earlier failure: {0}")]
+    Failed(String),
+}
+
+/// Replays `dir` without repairing or writing anything, for tools that read the directory of a
+/// running agent: a torn tail is reported in the stats, files that vanish between listing and
+/// reading are skipped, and a missing directory replays as empty.
+pub fn read_only(dir: &Path, mut on_record: impl FnMut(Record)) -> Result<ReplayStats, WalError> {
+    if !dir.exists() {
+        return Ok(ReplayStats::default());
+    }
+    replay::replay(dir, replay::Mode::ReadOnly, &mut on_record).map(|r| r.stats)
+}
+
