@@ -25,12 +25,14 @@ mod checkpoint;
 mod record;
 mod replay;
 mod segment;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use record::{ChunkRecord, Record, SampleRecord, SeriesRecord, TooLarge};
 pub use replay::{Corruption, ReplayStats};
+pub use writer::{CheckpointStats, Wal, WalStats};
 
 /// When written commits are fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,3 +127,5 @@ pub fn read_only(dir: &Path, mut on_record: impl FnMut(Record)) -> Result<Replay
     replay::replay(dir, replay::Mode::ReadOnly, &mut on_record).map(|r| r.stats)
 }
 
+#[cfg(test)]
+mod tests;
