@@ -10,13 +10,17 @@
 //! depend on the head, the WAL or anything above `storage`.
 
 mod format;
+mod reader;
 mod ulid;
+mod writer;
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use reader::Block;
 pub use ulid::BlockId;
+pub use writer::BlockWriter;
 
 /// Extension of a published block file.
 pub const BLOCK_EXTENSION: &str = "sst";
