@@ -14,6 +14,9 @@ mod reader;
 mod ulid;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
