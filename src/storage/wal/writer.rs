@@ -1,0 +1,439 @@
+//! The writer: one active segment, group commit, the background fsync thread, cuts and
+//! checkpoints.
+//!
+//! Locks, always taken in this order and never held across an fsync that other committers
+//! could share: `active` (the segment being written) then `sync` (what is durable). The group
+//! fsync itself runs with no lock held, so committers keep writing while it runs.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::record::{Encoder, FILE_HEADER_LEN, Record, SampleRecord, SeriesRecord};
+use super::replay::{self, Mode, ReplayStats};
+use super::segment::{self, io_err};
+use super::{FsyncPolicy, WalError, WalOptions, checkpoint};
+
+/// The write-ahead log of one data directory. `Send + Sync`: share it behind an `Arc`.
+pub struct Wal {
+    shared: Arc<Shared>,
+    /// The interval fsync thread, taken when it is stopped.
+    syncer: Option<JoinHandle<()>>,
+    closed: bool,
+}
+
+/// Counters for the agent's self-metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalStats {
+    /// Segment files, the active one included.
+    pub segments: usize,
+    /// Bytes in segments and the checkpoint.
+    pub total_bytes: u64,
+    /// Index of the oldest segment.
+    pub first_segment: u64,
+    /// Index of the active segment.
+    pub last_segment: u64,
+    /// Index of the current checkpoint, if any.
+    pub checkpoint: Option<u64>,
+    /// Fsyncs of segment data since open.
+    pub fsyncs: u64,
+    /// Time spent in those fsyncs.
+    pub fsync_time: Duration,
+    /// Commit bytes written since open.
+    pub bytes_written: u64,
+}
+
+/// What a checkpoint wrote and removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// The last segment the checkpoint covers.
+    pub upto: u64,
+    /// Frames written.
+    pub records: u64,
+    /// Size of the checkpoint file.
+    pub bytes: u64,
+    /// Segments deleted because the checkpoint covers them.
+    pub segments_removed: usize,
+    /// Older checkpoints deleted.
+    pub checkpoints_removed: usize,
+}
+
+struct Shared {
+    dir: PathBuf,
+    opts: WalOptions,
+    active: Mutex<Active>,
+    sync: Mutex<SyncState>,
+    /// Signalled when a group fsync finishes.
+    synced: Condvar,
+    /// Set once after a failed write or fsync; every later commit fails with it.
+    failed: OnceLock<String>,
+    /// Serialises checkpoints, which run without the `active` lock for most of their work.
+    checkpointing: Mutex<()>,
+    stop: Mutex<bool>,
+    stop_signal: Condvar,
+    fsyncs: AtomicU64,
+    fsync_nanos: AtomicU64,
+    bytes_written: AtomicU64,
+    /// Added to every fsync, so tests can make group commit observable on any disk.
+    #[cfg(test)]
+    fsync_delay: std::sync::Mutex<Duration>,
+}
+
+struct Active {
+    file: Arc<File>,
+    index: u64,
+    /// Bytes in the active segment, header included.
+    size: u64,
+    /// Bytes written since open, across segments: the position group commit waits on.
+    written: u64,
+    /// Closed segments still on disk: index → size.
+    closed: BTreeMap<u64, u64>,
+    /// The current checkpoint: index and size.
+    checkpoint: Option<(u64, u64)>,
+}
+
+struct SyncState {
+    /// Every byte up to this `Active::written` position is fsynced.
+    synced: u64,
+    /// A group fsync is running; others wait for it instead of starting their own.
+    in_progress: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a WAL lock cannot leave a half-done file operation that matters
+    // more than refusing every later commit would; keep going with the data as it is.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Wal {
+    /// Replays the newest checkpoint then every later segment in numeric order into
+    /// `on_record`, repairs damage (see the module docs), then starts a new segment.
+    pub fn open(
+        dir: &Path,
+        opts: WalOptions,
+        mut on_record: impl FnMut(Record),
+    ) -> Result<(Wal, ReplayStats), WalError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let replayed = replay::replay(dir, Mode::Repair, &mut on_record)?;
+        let last = replayed.segments.keys().next_back().copied();
+        let cp = replayed.checkpoint.map(|c| c.0);
+        let index = last.max(cp).map_or(1, |i| i + 1);
+        let file = segment::create_segment(dir, index)?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            opts: opts.clone(),
+            active: Mutex::new(Active {
+                file: Arc::new(file),
+                index,
+                size: FILE_HEADER_LEN as u64,
+                written: 0,
+                closed: replayed.segments,
+                checkpoint: replayed.checkpoint,
+            }),
+            sync: Mutex::new(SyncState {
+                synced: 0,
+                in_progress: false,
+            }),
+            synced: Condvar::new(),
+            failed: OnceLock::new(),
+            checkpointing: Mutex::new(()),
+            stop: Mutex::new(false),
+            stop_signal: Condvar::new(),
+            fsyncs: AtomicU64::new(0),
+            fsync_nanos: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            #[cfg(test)]
+            fsync_delay: Mutex::new(Duration::ZERO),
+        });
+        let syncer = match opts.fsync {
+            FsyncPolicy::Always => None,
+            FsyncPolicy::Interval(d) => {
+                let s = Arc::clone(&shared);
+                let every = d.max(Duration::from_millis(1));
+                let h = std::thread::Builder::new()
+                    .name("wal-fsync".into())
+                    .spawn(move || s.interval_sync(every))
+                    .map_err(io_err(dir))?;
+                Some(h)
+            }
+        };
+        let wal = Wal {
+            shared,
+            syncer,
+            closed: false,
+        };
+        Ok((wal, replayed.stats))
+    }
+
+    /// Writes one commit: the series records (if any), then one samples record, with a single
+    /// write. On `Ok` the bytes are in the OS; under [`FsyncPolicy::Always`] they are also
+    /// fsynced, by an fsync shared with concurrent committers.
+    pub fn commit(
+        &self,
+        series: &[SeriesRecord],
+        samples: &[SampleRecord],
+    ) -> Result<(), WalError> {
+        if series.is_empty() && samples.is_empty() {
+            return Ok(());
+        }
+        self.shared.check_failed()?;
+        let mut buf = Vec::new();
+        let mut enc = Encoder::new();
+        enc.series(series, &mut buf)?;
+        enc.samples(samples, &mut buf)?;
+        let end = self.shared.append(&buf)?;
+        if self.shared.opts.fsync == FsyncPolicy::Always {
+            self.shared.sync_to(end)?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs and closes the active segment and starts the next; returns the closed index.
+    pub fn cut(&self) -> Result<u64, WalError> {
+        self.shared.check_failed()?;
+        let mut a = lock(&self.shared.active);
+        self.shared.cut_locked(&mut a)
+    }
+
+    /// Atomically writes `checkpoint.<upto>` holding `records`, then deletes the segments it
+    /// covers (`<= upto`) and older checkpoints. `upto` must be a closed segment (see [`Wal::cut`]).
+    pub fn checkpoint(
+        &self,
+        upto: u64,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<CheckpointStats, WalError> {
+        let s = &self.shared;
+        let _one_at_a_time = lock(&s.checkpointing);
+        {
+            let a = lock(&s.active);
+            if upto >= a.index {
+                return Err(WalError::CheckpointCoversActive {
+                    upto,
+                    active: a.index,
+                });
+            }
+            if let Some((existing, _)) = a.checkpoint
+                && existing > upto
+            {
+                return Err(WalError::CheckpointOlder { upto, existing });
+            }
+        }
+        let written = checkpoint::write(&s.dir, upto, records)?;
+        lock(&s.active).checkpoint = Some((upto, written.bytes));
+        // The new checkpoint is durable; from here on deleting covered files is only cleanup,
+        // and an open after a crash finishes it.
+        let listing = segment::list(&s.dir)?;
+        let mut segments_removed = 0;
+        let mut checkpoints_removed = 0;
+        for (i, path) in &listing.segments {
+            if *i <= upto && segment::remove(path)? {
+                segments_removed += 1;
+            }
+        }
+        for (i, path) in &listing.checkpoints {
+            if *i < upto && segment::remove(path)? {
+                checkpoints_removed += 1;
+            }
+        }
+        lock(&s.active).closed.retain(|i, _| *i > upto);
+        segment::sync_dir(&s.dir)?;
+        Ok(CheckpointStats {
+            upto,
+            records: written.frames,
+            bytes: written.bytes,
+            segments_removed,
+            checkpoints_removed,
+        })
+    }
+
+    /// Fsyncs everything written so far (shares a running fsync when it covers it).
+    pub fn sync(&self) -> Result<(), WalError> {
+        let target = lock(&self.shared.active).written;
+        self.shared.sync_to(target)
+    }
+
+    /// Stops the fsync thread and fsyncs everything written.
+    pub fn close(mut self) -> Result<(), WalError> {
+        self.shutdown()
+    }
+
+    /// Sizes and fsync counters.
+    pub fn stats(&self) -> WalStats {
+        let s = &self.shared;
+        let a = lock(&s.active);
+        WalStats {
+            segments: a.closed.len() + 1,
+            total_bytes: a.closed.values().sum::<u64>() + a.size + a.checkpoint.map_or(0, |c| c.1),
+            first_segment: a.closed.keys().next().copied().unwrap_or(a.index),
+            last_segment: a.index,
+            checkpoint: a.checkpoint.map(|c| c.0),
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
+            fsync_time: Duration::from_nanos(s.fsync_nanos.load(Ordering::Relaxed)),
+            bytes_written: s.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The directory this WAL owns.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Makes every later fsync take `d` longer.
+    #[cfg(test)]
+    pub(crate) fn slow_fsyncs(&self, d: Duration) {
+        *lock(&self.shared.fsync_delay) = d;
+    }
+
+    fn shutdown(&mut self) -> Result<(), WalError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        *lock(&self.shared.stop) = true;
+        self.shared.stop_signal.notify_all();
+        if let Some(h) = self.syncer.take() {
+            // The thread only fsyncs; a panic there has nothing to hand back.
+            let _ = h.join();
+        }
+        self.sync()
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!(error = %e, "WAL final fsync failed on drop");
+        }
+    }
+}
+
+impl Shared {
+    fn check_failed(&self) -> Result<(), WalError> {
+        match self.failed.get() {
+            Some(f) => Err(WalError::Failed(f.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, e: &WalError) {
+        tracing::error!(error = %e, "WAL failed; refusing further commits");
+        let _ = self.failed.set(e.to_string());
+    }
+
+    /// Writes `buf` to the active segment (cutting first if it would overflow a non-empty one);
+    /// returns the `written` position just past it.
+    fn append(&self, buf: &[u8]) -> Result<u64, WalError> {
+        let mut a = lock(&self.active);
+        self.check_failed()?;
+        let len = buf.len() as u64;
+        if a.size > FILE_HEADER_LEN as u64 && a.size + len > self.opts.segment_size {
+            self.cut_locked(&mut a)?;
+        }
+        let start = a.size;
+        let mut f: &File = &a.file;
+        if let Err(e) = f.write_all(buf) {
+            // A partial record would hide every later one from replay: cut it off, or stop.
+            let path = self.dir.join(segment::segment_name(a.index));
+            let e = io_err(&path)(e);
+            if let Err(t) = f
+                .set_len(start)
+                .and_then(|()| f.seek(SeekFrom::Start(start)))
+            {
+                self.fail(&io_err(&path)(t));
+            }
+            return Err(e);
+        }
+        a.size += len;
+        a.written += len;
+        self.bytes_written.fetch_add(len, Ordering::Relaxed);
+        Ok(a.written)
+    }
+
+    fn cut_locked(&self, a: &mut Active) -> Result<u64, WalError> {
+        self.fsync(&a.file, a.index)?;
+        let next = segment::create_segment(&self.dir, a.index + 1)?;
+        let closed = a.index;
+        a.closed.insert(closed, a.size);
+        a.file = Arc::new(next);
+        a.index += 1;
+        a.size = FILE_HEADER_LEN as u64;
+        let mut s = lock(&self.sync);
+        s.synced = s.synced.max(a.written);
+        drop(s);
+        self.synced.notify_all();
+        Ok(closed)
+    }
+
+    /// One counted fsync of segment `index`; a failure makes the WAL unusable, because after a
+    /// failed fsync the kernel may have dropped the dirty pages and a retry can falsely succeed.
+    fn fsync(&self, file: &File, index: u64) -> Result<(), WalError> {
+        let t = Instant::now();
+        #[cfg(test)]
+        std::thread::sleep(*lock(&self.fsync_delay));
+        let r = file.sync_data();
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.fsync_nanos
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        r.map_err(|e| {
+            let e = io_err(&self.dir.join(segment::segment_name(index)))(e);
+            self.fail(&e);
+            e
+        })
+    }
+
+    /// Returns once everything up to `target` is fsynced. One caller runs the fsync for the
+    /// group; the rest wait for it and return if it covered them, so N concurrent committers
+    /// cost about two fsyncs, not N.
+    fn sync_to(&self, target: u64) -> Result<(), WalError> {
+        let mut s = lock(&self.sync);
+        loop {
+            self.check_failed()?;
+            if s.synced >= target {
+                return Ok(());
+            }
+            if s.in_progress {
+                s = self.synced.wait(s).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            s.in_progress = true;
+            drop(s);
+            let (file, index, upto) = {
+                let a = lock(&self.active);
+                (Arc::clone(&a.file), a.index, a.written)
+            };
+            // Bytes before `upto` are in this file or in segments a cut already fsynced.
+            let r = self.fsync(&file, index);
+            s = lock(&self.sync);
+            s.in_progress = false;
+            if r.is_ok() {
+                s.synced = s.synced.max(upto);
+            }
+            self.synced.notify_all();
+            r?;
+        }
+    }
+
+    fn interval_sync(&self, every: Duration) {
+        loop {
+            let stop = lock(&self.stop);
+            let (stop, _) = self
+                .stop_signal
+                .wait_timeout_while(stop, every, |stopped| !*stopped)
+                .unwrap_or_else(|e| e.into_inner());
+            if *stop {
+                return;
+            }
+            drop(stop);
+            let target = lock(&self.active).written;
+            if let Err(e) = self.sync_to(target) {
+                tracing::error!(error = %e, "WAL interval fsync failed; stopping the fsync thread");
+                return;
+            }
+        }
+    }
+}
