@@ -108,7 +108,11 @@ mod tests {
     const H: i64 = 3_600_000;
 
     fn span(id: &str, mint: i64, maxt: i64) -> BlockSpan {
-        BlockSpan { id: id.into(), mint, maxt }
+        BlockSpan {
+            id: id.into(),
+            mint,
+            maxt,
+        }
     }
 
     #[test]
@@ -121,8 +125,15 @@ mod tests {
     #[test]
     fn merges_three_2h_blocks_of_a_complete_6h_window() {
         let r = ranges(2 * H, 0);
-        let b = [span("a", 0, 2 * H - 1), span("b", 2 * H, 4 * H - 1), span("c", 4 * H, 6 * H - 1)];
-        assert_eq!(plan(&b, &r, 6 * H), Some(vec!["a".into(), "b".into(), "c".into()]));
+        let b = [
+            span("a", 0, 2 * H - 1),
+            span("b", 2 * H, 4 * H - 1),
+            span("c", 4 * H, 6 * H - 1),
+        ];
+        assert_eq!(
+            plan(&b, &r, 6 * H),
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
         // The window is not complete while the head can still flush into it.
         assert_eq!(plan(&b[..2], &r, 4 * H), None);
         // Two blocks of a complete window are merged too.
@@ -135,7 +146,11 @@ mod tests {
     #[test]
     fn overlapping_blocks_merge_first() {
         let r = ranges(2 * H, 0);
-        let b = [span("a", 0, 2 * H - 1), span("imp", H, 3 * H), span("c", 4 * H, 5 * H)];
+        let b = [
+            span("a", 0, 2 * H - 1),
+            span("imp", H, 3 * H),
+            span("c", 4 * H, 5 * H),
+        ];
         assert_eq!(plan(&b, &r, 0), Some(vec!["a".into(), "imp".into()]));
     }
 
@@ -147,7 +162,10 @@ mod tests {
             ("c".to_string(), 21, 30, 100),
         ];
         assert_eq!(retention(&b, 30, 15, 0), vec!["a".to_string()]);
-        assert_eq!(retention(&b, 30, 0, 150), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            retention(&b, 30, 0, 150),
+            vec!["a".to_string(), "b".to_string()]
+        );
         assert!(retention(&b, 30, 0, 0).is_empty());
     }
 }

@@ -106,11 +106,16 @@ mod tests {
     impl IndexReader for Naive {
         type Id = usize;
         fn postings(&self, name: &str, value: &str) -> Vec<usize> {
-            (0..self.0.len()).filter(|&i| self.0[i].get(name) == Some(value)).collect()
+            (0..self.0.len())
+                .filter(|&i| self.0[i].get(name) == Some(value))
+                .collect()
         }
         fn label_values(&self, name: &str) -> Vec<String> {
-            let mut v: Vec<String> =
-                self.0.iter().filter_map(|l| l.get(name).map(str::to_string)).collect();
+            let mut v: Vec<String> = self
+                .0
+                .iter()
+                .filter_map(|l| l.get(name).map(str::to_string))
+                .collect();
             v.sort();
             v.dedup();
             v
@@ -134,7 +139,12 @@ mod tests {
             series.push(Labels::new(pairs).unwrap());
         }
         let ix = Naive(series.clone());
-        let ops = [MatchOp::Equal, MatchOp::NotEqual, MatchOp::Regex, MatchOp::NotRegex];
+        let ops = [
+            MatchOp::Equal,
+            MatchOp::NotEqual,
+            MatchOp::Regex,
+            MatchOp::NotRegex,
+        ];
         let vals = ["", "j1", "j.*", "j1|j3", "/a/2", "m0", ".+", "nope"];
         for name in ["__name__", "job", "path", "missing"] {
             for op in ops {

@@ -5,8 +5,57 @@
 //! call `scrape`, `query`, `api` or `cli`, and never acknowledge a sample before its WAL record
 //! is written.
 
+mod catalog;
 pub mod chunk;
+pub mod compact;
+mod db;
 pub mod head;
 mod index;
+mod querier;
 pub mod sstable;
 pub mod wal;
+
+use std::path::PathBuf;
+
+pub use catalog::Catalog;
+pub use db::{
+    Appender, BLOCK_CHUNK_SAMPLES, CommitStats, Db, DbCounters, Options, ReadOnlyDb, RefusedBlock,
+};
+pub use head::{SeriesRef, SeriesSamples};
+pub use querier::Querier;
+
+/// Errors of the storage engine.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Wal(wal::WalError),
+    /// A block could not be written or read.
+    #[error(transparent)]
+    Block(sstable::SstError),
+    /// A chunk inside a block passed its checksum but does not decode.
+    #[error("corrupt chunk in {path} at offset {offset}: {reason}")]
+    CorruptChunk {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// A file system operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory.
+    #[error(
+        "data directory {path} is in use by another tidemark process (lock held on {path}/lock)"
+    )]
+    Locked { path: PathBuf },
+    /// A series ref the head does not know.
+    #[error("unknown series ref {0}")]
+    UnknownRef(SeriesRef),
+    /// A sample for a series without labels.
+    #[error("empty label set")]
+    EmptyLabels,
+}

@@ -24,7 +24,11 @@ impl IndexReader for BlockIndex<'_> {
         self.0.postings(name, value)
     }
     fn label_values(&self, name: &str) -> Vec<String> {
-        self.0.label_values(name).into_iter().map(str::to_string).collect()
+        self.0
+            .label_values(name)
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
     fn all_ids(&self) -> Vec<u32> {
         (0..self.0.num_series()).collect()
@@ -101,7 +105,12 @@ impl Querier {
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
         let mut sources = Vec::new();
-        for b in self.catalog.blocks.iter().filter(|b| overlaps(b, mint, maxt)) {
+        for b in self
+            .catalog
+            .blocks
+            .iter()
+            .filter(|b| overlaps(b, mint, maxt))
+        {
             sources.push(select_block(b, matchers, mint, maxt)?);
         }
         sources.push(self.head.select(matchers, mint, maxt));
@@ -109,14 +118,33 @@ impl Querier {
     }
 
     /// Like [`Querier::select`] for one series' samples only, as a flat list.
-    pub fn samples(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Sample>, StorageError> {
-        Ok(self.select(matchers, mint, maxt)?.into_iter().flat_map(|s| s.samples).collect())
+    pub fn samples(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Sample>, StorageError> {
+        Ok(self
+            .select(matchers, mint, maxt)?
+            .into_iter()
+            .flat_map(|s| s.samples)
+            .collect())
     }
 
     /// Label sets of the series matching `matchers` with data in [mint, maxt], sorted, unique.
-    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>, StorageError> {
+    pub fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
         let mut out = Vec::new();
-        for b in self.catalog.blocks.iter().filter(|b| overlaps(b, mint, maxt)) {
+        for b in self
+            .catalog
+            .blocks
+            .iter()
+            .filter(|b| overlaps(b, mint, maxt))
+        {
             for id in select_ids(&BlockIndex(b), matchers) {
                 let (labels, chunks) = b.series(id)?;
                 if chunks.iter().any(|c| c.mint <= maxt && c.maxt >= mint) {
@@ -131,10 +159,20 @@ impl Querier {
     }
 
     /// Label names of the series matching `matchers` with data in [mint, maxt], sorted.
-    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>, StorageError> {
+    pub fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
         let mut names: Vec<String> = Vec::new();
         if matchers.is_empty() {
-            for b in self.catalog.blocks.iter().filter(|b| overlaps(b, mint, maxt)) {
+            for b in self
+                .catalog
+                .blocks
+                .iter()
+                .filter(|b| overlaps(b, mint, maxt))
+            {
                 names.extend(b.label_names().into_iter().map(str::to_string));
             }
             for l in self.head.series_labels(&[], mint, maxt) {
@@ -160,7 +198,12 @@ impl Querier {
     ) -> Result<Vec<String>, StorageError> {
         let mut values: Vec<String> = Vec::new();
         if matchers.is_empty() {
-            for b in self.catalog.blocks.iter().filter(|b| overlaps(b, mint, maxt)) {
+            for b in self
+                .catalog
+                .blocks
+                .iter()
+                .filter(|b| overlaps(b, mint, maxt))
+            {
                 values.extend(b.label_values(name).into_iter().map(str::to_string));
             }
             for l in self.head.series_labels(&[], mint, maxt) {

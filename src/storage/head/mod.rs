@@ -36,17 +36,12 @@ impl Hasher for FibHasher {
 }
 type FastMap<V> = HashMap<u64, V, BuildHasherDefault<FibHasher>>;
 
-#[derive(Default)]
-struct Shard {
-    by_hash: FastMap<Vec<Arc<MemSeries>>>,
-    by_ref: FastMap<Arc<MemSeries>>,
-}
-
 /// The in-memory head.
 pub struct Head {
     /// Series are found by label hash in one shard and by ref in another: scrapes of different
     /// targets touch different shards, and no lock covers the whole head on the append path.
-    shards: Vec<RwLock<Shard>>,
+    by_hash: Vec<RwLock<FastMap<Vec<Arc<MemSeries>>>>>,
+    by_ref: Vec<RwLock<FastMap<Arc<MemSeries>>>>,
     /// name → value → sorted refs. Written only when series are created or collected.
     postings: RwLock<BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>>,
     next_ref: AtomicU64,
@@ -59,6 +54,10 @@ impl Default for Head {
     fn default() -> Self {
         Self::new()
     }
+}
+
+fn shard_index(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS
 }
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -81,7 +80,12 @@ impl Head {
     /// An empty head.
     pub fn new() -> Self {
         Head {
-            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            by_hash: (0..SHARDS)
+                .map(|_| RwLock::new(FastMap::default()))
+                .collect(),
+            by_ref: (0..SHARDS)
+                .map(|_| RwLock::new(FastMap::default()))
+                .collect(),
             postings: RwLock::new(BTreeMap::new()),
             next_ref: AtomicU64::new(1),
             min_valid: AtomicI64::new(i64::MIN),
@@ -89,22 +93,25 @@ impl Head {
         }
     }
 
-    fn shard(&self, key: u64) -> &RwLock<Shard> {
-        &self.shards[(key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS]
+    fn hash_shard(&self, hash: u64) -> &RwLock<FastMap<Vec<Arc<MemSeries>>>> {
+        &self.by_hash[shard_index(hash)]
+    }
+
+    fn ref_shard(&self, sref: SeriesRef) -> &RwLock<FastMap<Arc<MemSeries>>> {
+        &self.by_ref[shard_index(sref)]
     }
 
     /// The series with these labels, if the head has it.
     pub fn get(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
         let h = labels.stable_hash();
-        read(self.shard(h))
-            .by_hash
+        read(self.hash_shard(h))
             .get(&h)
             .and_then(|v| v.iter().find(|s| &s.labels == labels).cloned())
     }
 
     /// The series with this ref.
     pub fn get_by_ref(&self, sref: SeriesRef) -> Option<Arc<MemSeries>> {
-        read(self.shard(sref)).by_ref.get(&sref).cloned()
+        read(self.ref_shard(sref)).get(&sref).cloned()
     }
 
     /// The series with these labels, created if new; the flag says whether it was created.
@@ -124,8 +131,11 @@ impl Head {
 
     fn create(&self, labels: &Labels, want_ref: Option<SeriesRef>) -> (Arc<MemSeries>, bool) {
         let h = labels.stable_hash();
-        let mut shard = write(self.shard(h));
-        if let Some(s) = shard.by_hash.get(&h).and_then(|v| v.iter().find(|s| &s.labels == labels)) {
+        let mut shard = write(self.hash_shard(h));
+        if let Some(s) = shard
+            .get(&h)
+            .and_then(|v| v.iter().find(|s| &s.labels == labels))
+        {
             return (s.clone(), false);
         }
         let sref = match want_ref {
@@ -133,13 +143,17 @@ impl Head {
             _ => self.next_ref.fetch_add(1, Ordering::Relaxed),
         };
         let series = Arc::new(MemSeries::new(sref, labels.clone()));
-        shard.by_hash.entry(h).or_default().push(series.clone());
+        shard.entry(h).or_default().push(series.clone());
         // Lock order: hash shard, then ref shard, then postings. Never the reverse.
-        write(self.shard(sref)).by_ref.insert(sref, series.clone());
+        write(self.ref_shard(sref)).insert(sref, series.clone());
         {
             let mut p = write(&self.postings);
             for (n, v) in labels.iter() {
-                let list = p.entry(n.to_string()).or_default().entry(v.to_string()).or_default();
+                let list = p
+                    .entry(n.to_string())
+                    .or_default()
+                    .entry(v.to_string())
+                    .or_default();
                 let pos = list.partition_point(|&r| r < sref);
                 list.insert(pos, sref);
             }
@@ -166,8 +180,8 @@ impl Head {
     /// Every live series, in ref order.
     pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
         let mut out: Vec<Arc<MemSeries>> = Vec::with_capacity(self.num_series() as usize);
-        for s in &self.shards {
-            out.extend(read(s).by_ref.values().cloned());
+        for s in &self.by_ref {
+            out.extend(read(s).values().cloned());
         }
         out.sort_unstable_by_key(|s| s.sref);
         out
@@ -176,8 +190,8 @@ impl Head {
     /// Oldest and newest sample time held, `None` when empty.
     pub fn time_range(&self) -> Option<(i64, i64)> {
         let mut range: Option<(i64, i64)> = None;
-        for s in &self.shards {
-            for series in read(s).by_ref.values() {
+        for s in &self.by_ref {
+            for series in read(s).values() {
                 let st = series.lock();
                 if let Some(lo) = st.min_time() {
                     let hi = st.max_t;
@@ -196,11 +210,16 @@ impl Head {
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
         let mut out = Vec::new();
         for sref in select_ids(self, matchers) {
-            let Some(series) = self.get_by_ref(sref) else { continue };
+            let Some(series) = self.get_by_ref(sref) else {
+                continue;
+            };
             let mut samples = Vec::new();
             series.lock().samples_in(mint, maxt, &mut samples);
             if !samples.is_empty() {
-                out.push(SeriesSamples { labels: series.labels.clone(), samples });
+                out.push(SeriesSamples {
+                    labels: series.labels.clone(),
+                    samples,
+                });
             }
         }
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
@@ -211,9 +230,13 @@ impl Head {
     pub fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
         let mut out = Vec::new();
         for sref in select_ids(self, matchers) {
-            let Some(series) = self.get_by_ref(sref) else { continue };
+            let Some(series) = self.get_by_ref(sref) else {
+                continue;
+            };
             let st = series.lock();
-            let overlaps = st.min_time().is_some_and(|lo| lo <= maxt && st.max_t >= mint);
+            let overlaps = st
+                .min_time()
+                .is_some_and(|lo| lo <= maxt && st.max_t >= mint);
             if overlaps {
                 out.push(series.labels.clone());
             }
@@ -244,15 +267,15 @@ impl Head {
     fn remove(&self, series: &Arc<MemSeries>) {
         let h = series.labels.stable_hash();
         {
-            let mut shard = write(self.shard(h));
-            if let Some(v) = shard.by_hash.get_mut(&h) {
+            let mut shard = write(self.hash_shard(h));
+            if let Some(v) = shard.get_mut(&h) {
                 v.retain(|s| s.sref != series.sref);
                 if v.is_empty() {
-                    shard.by_hash.remove(&h);
+                    shard.remove(&h);
                 }
             }
         }
-        write(self.shard(series.sref)).by_ref.remove(&series.sref);
+        write(self.ref_shard(series.sref)).remove(&series.sref);
         let mut p = write(&self.postings);
         for (n, v) in series.labels.iter() {
             if let Some(values) = p.get_mut(n) {
@@ -272,7 +295,10 @@ impl Head {
 
     /// Total chunks held (closed and open), for inspection and self-metrics.
     pub fn num_chunks(&self) -> u64 {
-        self.all_series().iter().map(|s| s.lock().num_chunks() as u64).sum()
+        self.all_series()
+            .iter()
+            .map(|s| s.lock().num_chunks() as u64)
+            .sum()
     }
 }
 
@@ -347,7 +373,10 @@ mod tests {
         assert_eq!(head.num_series(), 1);
         assert_eq!(b.lock().append_replayed(4000, 1.0), Err(Reject::OutOfOrder));
         let (c, _) = head.get_or_create(&l("c", "x"));
-        assert_eq!(c.lock().reserve(4000, 1.0, head.min_valid()), Err(Reject::OutOfBounds));
+        assert_eq!(
+            c.lock().reserve(4000, 1.0, head.min_valid()),
+            Err(Reject::OutOfBounds)
+        );
     }
 
     #[test]
@@ -357,7 +386,9 @@ mod tests {
             .map(|_| {
                 let head = head.clone();
                 std::thread::spawn(move || {
-                    (0..500).map(|i| head.get_or_create(&l("m", &i.to_string())).0.sref).collect::<Vec<_>>()
+                    (0..500)
+                        .map(|i| head.get_or_create(&l("m", &i.to_string())).0.sref)
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();

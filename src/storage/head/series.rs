@@ -177,7 +177,10 @@ impl SeriesState {
 
     /// Oldest sample time, if any.
     pub fn min_time(&self) -> Option<i64> {
-        self.closed.first().map(|c| c.mint).or(self.open.first().map(|s| s.t))
+        self.closed
+            .first()
+            .map(|c| c.mint)
+            .or(self.open.first().map(|s| s.t))
     }
 
     /// Appends the samples with `mint <= t <= maxt` to `out`, in time order.
@@ -211,7 +214,11 @@ impl SeriesState {
                 buf.retain(|s| s.t >= t);
                 if let (Some(first), Some(last)) = (buf.first(), buf.last()) {
                     let (mint, maxt) = (first.t, last.t);
-                    keep.push(HeadChunk { mint, maxt, data: chunk::encode(&buf).into_boxed_slice() });
+                    keep.push(HeadChunk {
+                        mint,
+                        maxt,
+                        data: chunk::encode(&buf).into_boxed_slice(),
+                    });
                 }
             }
         }
@@ -222,8 +229,11 @@ impl SeriesState {
     /// The series' samples as encoded chunks (closed ones as they are, the open one encoded),
     /// with their time ranges, for a WAL checkpoint.
     pub fn encoded_chunks(&self) -> Vec<(i64, i64, Vec<u8>)> {
-        let mut out: Vec<_> =
-            self.closed.iter().map(|c| (c.mint, c.maxt, c.data.to_vec())).collect();
+        let mut out: Vec<_> = self
+            .closed
+            .iter()
+            .map(|c| (c.mint, c.maxt, c.data.to_vec()))
+            .collect();
         if let (Some(first), Some(last)) = (self.open.first(), self.open.last()) {
             out.push((first.t, last.t, chunk::encode(&self.open)));
         }
@@ -258,7 +268,10 @@ mod tests {
         assert_eq!(st.append_replayed(999, 2.5), Err(Reject::OutOfOrder));
         assert_eq!(st.reserve(1500, 1.0, 2000), Err(Reject::OutOfBounds));
         assert_eq!(st.append_replayed(1013, f64::NAN), Ok(()));
-        assert_eq!(st.append_replayed(1013, f64::NAN), Err(Reject::DuplicateIgnored));
+        assert_eq!(
+            st.append_replayed(1013, f64::NAN),
+            Err(Reject::DuplicateIgnored)
+        );
         let mut out = Vec::new();
         st.samples_in(i64::MIN, i64::MAX, &mut out);
         assert_eq!(out.len(), 2);
@@ -274,7 +287,10 @@ mod tests {
         assert_eq!(st.reserve(10, 1.0, i64::MIN), Err(Reject::DuplicateIgnored));
         st.reserve(20, 2.0, i64::MIN).unwrap();
         assert!(st.apply(20, 2.0));
-        assert!(!st.apply(10, 1.0), "older reservation applied late is refused");
+        assert!(
+            !st.apply(10, 1.0),
+            "older reservation applied late is refused"
+        );
     }
 
     #[test]

@@ -1,0 +1,776 @@
+//! The storage engine as one object: opening a data directory, appending, reading, and the
+//! background work (flush, compaction, retention) that keeps the head small and the disk tidy.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use super::catalog::Catalog;
+use super::compact::{self, BlockSpan};
+use super::head::{Head, MemSeries, Reject, SeriesRef};
+use super::querier::Querier;
+use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, ChunkData, SstError};
+use super::wal::{
+    self, ChunkRecord, FsyncPolicy, Record, SampleRecord, SeriesRecord, Wal, WalError, WalOptions,
+};
+use super::{StorageError, chunk};
+use crate::model::{Labels, Sample};
+
+/// Samples per chunk in blocks: 2h of 15s scrapes, so a 2h block holds one chunk per series.
+pub const BLOCK_CHUNK_SAMPLES: usize = 480;
+
+/// Storage settings (the `storage:` section of the config).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// WAL fsync policy.
+    pub fsync: FsyncPolicy,
+    /// Maximum WAL segment size in bytes.
+    pub wal_segment_size: u64,
+    /// Time span of one flushed block, in milliseconds.
+    pub block_duration: i64,
+    /// Blocks whose newest sample is older than this before the newest stored sample are
+    /// deleted, in milliseconds; 0 keeps data forever.
+    pub retention_time: i64,
+    /// Oldest blocks are deleted while blocks take more bytes than this; 0 means no limit.
+    pub retention_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
+            wal_segment_size: 128 << 20,
+            block_duration: 2 * 3_600_000,
+            retention_time: 15 * 24 * 3_600_000,
+            retention_size: 0,
+        }
+    }
+}
+
+/// What one commit did with its samples.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Samples stored.
+    pub appended: u64,
+    /// Same timestamp and value as the newest sample: ignored.
+    pub duplicates_ignored: u64,
+    /// Same timestamp as the newest sample, different value: rejected.
+    pub duplicate: u64,
+    /// Older than the series' newest sample: rejected.
+    pub out_of_order: u64,
+    /// Older than the head accepts: rejected.
+    pub out_of_bounds: u64,
+}
+
+/// Running totals since open, for inspection and self-metrics.
+#[derive(Debug, Default)]
+pub struct DbCounters {
+    /// Samples stored.
+    pub appended: AtomicU64,
+    /// Identical samples ignored.
+    pub duplicates_ignored: AtomicU64,
+    /// Samples rejected: same timestamp, different value.
+    pub duplicate: AtomicU64,
+    /// Samples rejected: out of order.
+    pub out_of_order: AtomicU64,
+    /// Samples rejected: out of bounds.
+    pub out_of_bounds: AtomicU64,
+    /// Head flushes to blocks.
+    pub flushes: AtomicU64,
+    /// Compactions done.
+    pub compactions: AtomicU64,
+    /// Blocks removed by retention.
+    pub retention_deletes: AtomicU64,
+}
+
+/// A block that was refused at open and left out of every query.
+#[derive(Debug, Clone)]
+pub struct RefusedBlock {
+    /// Its file.
+    pub path: PathBuf,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// An open data directory.
+pub struct Db {
+    dir: PathBuf,
+    opts: Options,
+    head: Arc<Head>,
+    wal: Wal,
+    catalog: RwLock<Arc<Catalog>>,
+    /// Commits hold it shared from their WAL write until their samples are in the head; a flush
+    /// holds it exclusively to move the head's lower bound and to cut the WAL, so no commit is
+    /// half-way across either (an append racing a flush is never lost).
+    commit_gate: RwLock<()>,
+    /// One structural change (flush, compaction, retention) at a time.
+    maintenance: Mutex<()>,
+    counters: DbCounters,
+    refused: Vec<RefusedBlock>,
+    replay: wal::ReplayStats,
+    _lock: File,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn rlock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens every published block of `blocks_dir`. Corrupt blocks are reported (logged and
+/// returned) and left out; blocks superseded by a finished compaction are deleted when
+/// `delete_superseded`, else only left out.
+fn open_blocks(
+    blocks_dir: &Path,
+    delete_superseded: bool,
+) -> Result<(Vec<Arc<Block>>, Vec<RefusedBlock>), StorageError> {
+    let mut blocks = Vec::new();
+    let mut refused = Vec::new();
+    for path in sstable::list_blocks(blocks_dir)? {
+        match Block::open(&path) {
+            Ok(b) => blocks.push(Arc::new(b)),
+            // A reader beside a running agent may see a block vanish after listing it.
+            Err(SstError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                error!(path = %path.display(), error = %e, "refusing corrupt block; it is left out of every query");
+                refused.push(RefusedBlock {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    let superseded: HashSet<BlockId> = blocks
+        .iter()
+        .flat_map(|b| b.meta().sources.iter().cloned())
+        .collect();
+    let (gone, live): (Vec<_>, Vec<_>) = blocks
+        .into_iter()
+        .partition(|b| superseded.contains(&b.meta().id));
+    for b in gone {
+        if delete_superseded {
+            info!(block = %b.meta().id, "deleting block already merged by a finished compaction");
+            std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
+        }
+    }
+    Ok((live, refused))
+}
+
+/// Applies one WAL record to a head during replay; `refs` maps WAL refs to head series.
+/// Returns the number of samples that had no series record before them.
+fn replay_record(head: &Head, refs: &mut HashMap<u64, Arc<MemSeries>>, rec: Record) -> u64 {
+    let mut unknown = 0;
+    match rec {
+        Record::Series(list) => {
+            for s in list {
+                let series = head.create_with_ref(&s.labels, s.sref);
+                series.mark_logged();
+                refs.insert(s.sref, series);
+            }
+        }
+        Record::Samples(list) => {
+            for s in list {
+                match refs.get(&s.sref) {
+                    // Rejections here repeat decisions made before the crash, or are samples
+                    // also present in a checkpoint: nothing acknowledged is dropped.
+                    Some(series) => {
+                        let _ = series.lock().append_replayed(s.t, s.v);
+                    }
+                    None => unknown += 1,
+                }
+            }
+        }
+        Record::Chunks(list) => {
+            let mut buf = Vec::new();
+            for c in list {
+                let Some(series) = refs.get(&c.sref) else {
+                    unknown += 1;
+                    continue;
+                };
+                buf.clear();
+                if let Err(e) = chunk::decode(&c.data, &mut buf) {
+                    warn!(sref = c.sref, error = %e, "undecodable chunk in WAL checkpoint skipped");
+                    continue;
+                }
+                let mut st = series.lock();
+                for s in &buf {
+                    let _ = st.append_replayed(s.t, s.v);
+                }
+            }
+        }
+    }
+    unknown
+}
+
+/// Splits time-ordered samples into block chunks.
+pub(crate) fn to_chunks(samples: &[Sample]) -> Vec<ChunkData> {
+    samples
+        .chunks(BLOCK_CHUNK_SAMPLES)
+        .map(|c| ChunkData {
+            mint: c[0].t,
+            maxt: c[c.len() - 1].t,
+            num_samples: c.len() as u32,
+            data: chunk::encode(c),
+        })
+        .collect()
+}
+
+impl Db {
+    /// Opens (creating if needed) the data directory: takes its lock, opens the blocks, replays
+    /// the WAL into the head.
+    pub fn open(dir: &Path, opts: Options) -> Result<Db, StorageError> {
+        let blocks_dir = dir.join("blocks");
+        let wal_dir = dir.join("wal");
+        for d in [dir, &blocks_dir, &wal_dir] {
+            std::fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(StorageError::Locked {
+                path: dir.to_path_buf(),
+            });
+        }
+        sstable::remove_temp_files(&blocks_dir)?;
+        let (blocks, refused) = open_blocks(&blocks_dir, true)?;
+
+        let head = Arc::new(Head::new());
+        let mut refs = HashMap::new();
+        let mut unknown = 0;
+        let wal_opts = WalOptions {
+            fsync: opts.fsync,
+            segment_size: opts.wal_segment_size,
+        };
+        let (wal, replay) = Wal::open(&wal_dir, wal_opts, |rec| {
+            unknown += replay_record(&head, &mut refs, rec);
+        })?;
+        if unknown > 0 {
+            warn!(
+                samples = unknown,
+                "WAL samples whose series record was lost to corruption were dropped"
+            );
+        }
+        info!(
+            blocks = blocks.len(),
+            series = head.num_series(),
+            samples = replay.samples,
+            "storage opened"
+        );
+        Ok(Db {
+            dir: dir.to_path_buf(),
+            opts,
+            head,
+            wal,
+            catalog: RwLock::new(Arc::new(Catalog::default().with(blocks, &[]))),
+            commit_gate: RwLock::new(()),
+            maintenance: Mutex::new(()),
+            counters: DbCounters::default(),
+            refused,
+            replay,
+            _lock: lock,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A batch of appends; nothing is stored or visible before [`Appender::commit`].
+    pub fn appender(&self) -> Appender<'_> {
+        Appender {
+            db: self,
+            pending: Vec::new(),
+        }
+    }
+
+    /// A consistent read view over the current blocks and the head.
+    pub fn querier(&self) -> Querier {
+        Querier {
+            catalog: self.catalog(),
+            head: self.head.clone(),
+        }
+    }
+
+    /// The current catalog snapshot.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        rlock(&self.catalog).clone()
+    }
+
+    /// The head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Totals since open.
+    pub fn counters(&self) -> &DbCounters {
+        &self.counters
+    }
+
+    /// Blocks refused at open.
+    pub fn refused_blocks(&self) -> &[RefusedBlock] {
+        &self.refused
+    }
+
+    /// What the WAL replay at open found.
+    pub fn replay_stats(&self) -> &wal::ReplayStats {
+        &self.replay
+    }
+
+    /// WAL state.
+    pub fn wal_stats(&self) -> wal::WalStats {
+        self.wal.stats()
+    }
+
+    fn publish(&self, add: Vec<Arc<Block>>, remove: &[BlockId]) {
+        let mut cat = wlock(&self.catalog);
+        *cat = Arc::new(cat.with(add, remove));
+    }
+
+    fn lock_maintenance(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.maintenance.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes every complete block window the head holds to a block, oldest first. A window is
+    /// flushed once the head spans more than 1.5 × `block_duration` from its start.
+    pub fn flush(&self) -> Result<Vec<BlockMeta>, StorageError> {
+        let _m = self.lock_maintenance();
+        let bd = self.opts.block_duration;
+        let mut written = Vec::new();
+        while let Some((lo, hi)) = self.head.time_range() {
+            let start = lo.div_euclid(bd) * bd;
+            let end = start + bd;
+            if hi - start < bd + bd / 2 {
+                break;
+            }
+            {
+                // From here on the head refuses samples older than `end`; waiting for the gate
+                // means every commit already past its checks is in the head before we read it.
+                let _g = wlock(&self.commit_gate);
+                self.head.set_min_valid(end);
+            }
+            if let Some(meta) = self.write_head_block(start, end - 1)? {
+                let block = Arc::new(Block::open(&meta.path)?);
+                self.publish(vec![block], &[]);
+                info!(block = %meta.id, series = meta.num_series, samples = meta.num_samples, "head flushed");
+                written.push(meta);
+            }
+            let collected = self.head.truncate(end, end);
+            if collected > 0 {
+                info!(
+                    series = collected,
+                    "garbage-collected series with no samples left"
+                );
+            }
+            self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+            self.checkpoint()?;
+        }
+        Ok(written)
+    }
+
+    fn write_head_block(&self, mint: i64, maxt: i64) -> Result<Option<BlockMeta>, StorageError> {
+        let mut series = self.head.all_series();
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut w = BlockWriter::new(&self.dir.join("blocks"), 1, Vec::new())?;
+        let mut samples = Vec::new();
+        for s in series {
+            samples.clear();
+            s.lock().samples_in(mint, maxt, &mut samples);
+            if !samples.is_empty() {
+                w.add_series(&s.labels, &to_chunks(&samples))?;
+            }
+        }
+        if w.num_series() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(w.finish()?))
+    }
+
+    /// Rewrites the WAL as a checkpoint of the head (its series and samples, as chunks) and
+    /// drops the segments it covers, so WAL disk use stays bounded by what the head holds.
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        let upto = {
+            let _g = wlock(&self.commit_gate);
+            self.wal.cut()?
+        };
+        let series = self.head.all_series();
+        let records = series.chunks(1000).flat_map(|group| {
+            let defs = group
+                .iter()
+                .map(|s| SeriesRecord {
+                    sref: s.sref,
+                    labels: s.labels.clone(),
+                })
+                .collect();
+            let chunks = group
+                .iter()
+                .flat_map(|s| {
+                    let sref = s.sref;
+                    s.lock()
+                        .encoded_chunks()
+                        .into_iter()
+                        .map(move |(mint, maxt, data)| ChunkRecord {
+                            sref,
+                            mint,
+                            maxt,
+                            data,
+                        })
+                })
+                .collect();
+            [Record::Series(defs), Record::Chunks(chunks)]
+        });
+        self.wal.checkpoint(upto, records)?;
+        Ok(())
+    }
+
+    /// Runs one compaction if one is due; returns the new block.
+    pub fn compact(&self) -> Result<Option<BlockMeta>, StorageError> {
+        let _m = self.lock_maintenance();
+        let cat = self.catalog();
+        let spans: Vec<BlockSpan> = cat
+            .blocks
+            .iter()
+            .map(|b| BlockSpan {
+                id: b.meta().id.0.clone(),
+                mint: b.meta().mint,
+                maxt: b.meta().maxt,
+            })
+            .collect();
+        let ranges = compact::ranges(self.opts.block_duration, self.opts.retention_time);
+        let frontier = self
+            .head
+            .time_range()
+            .map_or(i64::MAX, |(lo, _)| lo.max(self.head.min_valid()));
+        let Some(ids) = compact::plan(&spans, &ranges, frontier) else {
+            return Ok(None);
+        };
+        let sources: Vec<Arc<Block>> = cat
+            .blocks
+            .iter()
+            .filter(|b| ids.contains(&b.meta().id.0))
+            .cloned()
+            .collect();
+        let meta = merge_blocks(&self.dir.join("blocks"), &sources)?;
+        let block = Arc::new(Block::open(&meta.path)?);
+        let old: Vec<BlockId> = sources.iter().map(|b| b.meta().id.clone()).collect();
+        // Publish first, delete after: a crash in between leaves sources that the next open
+        // recognises (they are listed in the new block) and deletes.
+        self.publish(vec![block], &old);
+        for b in &sources {
+            std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
+        }
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        info!(block = %meta.id, sources = old.len(), mint = meta.mint, maxt = meta.maxt, "compacted");
+        Ok(Some(meta))
+    }
+
+    /// Deletes the blocks retention no longer keeps; returns their ids.
+    pub fn apply_retention(&self) -> Result<Vec<BlockId>, StorageError> {
+        let _m = self.lock_maintenance();
+        let cat = self.catalog();
+        let now_max = cat
+            .max_time()
+            .into_iter()
+            .chain(self.head.time_range().map(|(_, hi)| hi))
+            .max()
+            .unwrap_or(i64::MIN);
+        let spans: Vec<(String, i64, i64, u64)> = cat
+            .blocks
+            .iter()
+            .map(|b| {
+                (
+                    b.meta().id.0.clone(),
+                    b.meta().mint,
+                    b.meta().maxt,
+                    b.meta().size_bytes,
+                )
+            })
+            .collect();
+        let drop = compact::retention(
+            &spans,
+            now_max,
+            self.opts.retention_time,
+            self.opts.retention_size,
+        );
+        let gone: Vec<Arc<Block>> = cat
+            .blocks
+            .iter()
+            .filter(|b| drop.contains(&b.meta().id.0))
+            .cloned()
+            .collect();
+        let ids: Vec<BlockId> = gone.iter().map(|b| b.meta().id.clone()).collect();
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        self.publish(Vec::new(), &ids);
+        for b in &gone {
+            std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
+            info!(block = %b.meta().id, maxt = b.meta().maxt, "retention deleted block");
+        }
+        self.counters
+            .retention_deletes
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        Ok(ids)
+    }
+
+    /// Flush, then compact until nothing is due, then retention: the periodic background work.
+    pub fn maintain(&self) -> Result<(), StorageError> {
+        self.flush()?;
+        while self.compact()?.is_some() {}
+        self.apply_retention()?;
+        Ok(())
+    }
+
+    /// Syncs the WAL; everything committed is durable when it returns.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        Ok(self.wal.sync()?)
+    }
+
+    /// Syncs and closes. Dropping without `close` also syncs, but cannot report an error.
+    pub fn close(self) -> Result<(), StorageError> {
+        let Db { wal, .. } = self;
+        Ok(wal.close()?)
+    }
+}
+
+/// Writes one block holding every series of `sources` (merged, deduplicated by timestamp).
+pub(crate) fn merge_blocks(
+    blocks_dir: &Path,
+    sources: &[Arc<Block>],
+) -> Result<BlockMeta, StorageError> {
+    let mut sorted: Vec<&Arc<Block>> = sources.iter().collect();
+    sorted.sort_by_key(|b| (b.meta().mint, b.meta().id.clone()));
+    let mut index: BTreeMap<Labels, Vec<(usize, Vec<sstable::ChunkMeta>)>> = BTreeMap::new();
+    for (i, b) in sorted.iter().enumerate() {
+        for id in 0..b.num_series() {
+            let (labels, chunks) = b.series(id)?;
+            index.entry(labels).or_default().push((i, chunks));
+        }
+    }
+    let level = sorted.iter().map(|b| b.meta().level).max().unwrap_or(0) + 1;
+    let ids = sorted.iter().map(|b| b.meta().id.clone()).collect();
+    let mut w = BlockWriter::new(blocks_dir, level, ids)?;
+    let mut samples = Vec::new();
+    let mut buf = Vec::new();
+    for (labels, parts) in index {
+        samples.clear();
+        for (i, chunks) in parts {
+            let b = sorted[i];
+            for c in chunks {
+                b.read_chunk_into(&c, &mut buf)?;
+                chunk::decode(&buf, &mut samples).map_err(|e| StorageError::CorruptChunk {
+                    path: b.meta().path.clone(),
+                    offset: c.offset,
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        if !samples.windows(2).all(|w| w[0].t < w[1].t) {
+            samples.sort_by_key(|s| s.t);
+            samples.dedup_by_key(|s| s.t);
+        }
+        w.add_series(&labels, &to_chunks(&samples))?;
+    }
+    Ok(w.finish()?)
+}
+
+/// A batch of samples committed together: one WAL commit, then visible at once.
+pub struct Appender<'a> {
+    db: &'a Db,
+    pending: Vec<(Arc<MemSeries>, i64, f64)>,
+}
+
+impl Appender<'_> {
+    /// Adds a sample for the series with `labels` (created if new); returns its ref, which
+    /// [`Appender::append_ref`] takes to skip the lookup next time.
+    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef, StorageError> {
+        if labels.is_empty() {
+            return Err(StorageError::EmptyLabels);
+        }
+        let (series, _) = self.db.head.get_or_create(labels);
+        let sref = series.sref;
+        self.pending.push((series, t, v));
+        Ok(sref)
+    }
+
+    /// Adds a sample for a series by ref; an unknown ref (collected, or from before a restart)
+    /// is an error and the caller appends by labels instead.
+    pub fn append_ref(&mut self, sref: SeriesRef, t: i64, v: f64) -> Result<(), StorageError> {
+        let series = self
+            .db
+            .head
+            .get_by_ref(sref)
+            .ok_or(StorageError::UnknownRef(sref))?;
+        self.pending.push((series, t, v));
+        Ok(())
+    }
+
+    /// Samples added so far.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Checks every sample against the append rules, writes the accepted ones to the WAL (with
+    /// the records of series not yet logged), then makes them visible. Nothing is visible or
+    /// acknowledged before the WAL write; on error nothing of the batch is stored.
+    pub fn commit(self) -> Result<CommitStats, StorageError> {
+        let db = self.db;
+        let mut stats = CommitStats::default();
+        let _gate = rlock(&db.commit_gate);
+        let min_valid = db.head.min_valid();
+        let mut accepted: Vec<(Arc<MemSeries>, i64, f64)> = Vec::with_capacity(self.pending.len());
+        for (mut series, t, v) in self.pending {
+            let mut r = series.lock().reserve(t, v, min_valid);
+            if r == Err(Reject::Removed) {
+                series = db.head.get_or_create(&series.labels).0;
+                r = series.lock().reserve(t, v, min_valid);
+            }
+            match r {
+                Ok(()) => accepted.push((series, t, v)),
+                Err(Reject::DuplicateIgnored) => stats.duplicates_ignored += 1,
+                Err(Reject::Duplicate) => stats.duplicate += 1,
+                Err(Reject::OutOfOrder | Reject::Removed) => stats.out_of_order += 1,
+                Err(Reject::OutOfBounds) => stats.out_of_bounds += 1,
+            }
+        }
+        if !accepted.is_empty() {
+            let mut new_series = Vec::new();
+            let mut seen = HashSet::new();
+            for (s, _, _) in &accepted {
+                if !s.is_logged() && seen.insert(s.sref) {
+                    new_series.push(SeriesRecord {
+                        sref: s.sref,
+                        labels: s.labels.clone(),
+                    });
+                }
+            }
+            let samples: Vec<SampleRecord> = accepted
+                .iter()
+                .map(|(s, t, v)| SampleRecord {
+                    sref: s.sref,
+                    t: *t,
+                    v: *v,
+                })
+                .collect();
+            if let Err(e) = db.wal.commit(&new_series, &samples) {
+                for (s, t, _) in &accepted {
+                    s.lock().unreserve(*t);
+                }
+                return Err(e.into());
+            }
+            for (s, t, v) in &accepted {
+                if s.lock().apply(*t, *v) {
+                    stats.appended += 1;
+                } else {
+                    stats.out_of_order += 1;
+                }
+                s.mark_logged();
+            }
+        }
+        let c = &db.counters;
+        c.appended.fetch_add(stats.appended, Ordering::Relaxed);
+        c.duplicates_ignored
+            .fetch_add(stats.duplicates_ignored, Ordering::Relaxed);
+        c.duplicate.fetch_add(stats.duplicate, Ordering::Relaxed);
+        c.out_of_order
+            .fetch_add(stats.out_of_order, Ordering::Relaxed);
+        c.out_of_bounds
+            .fetch_add(stats.out_of_bounds, Ordering::Relaxed);
+        Ok(stats)
+    }
+}
+
+/// A read-only view of a data directory, safe to take while an agent runs on it: no lock, no
+/// repair, no deletion; the WAL is read as far as it is intact.
+pub struct ReadOnlyDb {
+    catalog: Arc<Catalog>,
+    head: Arc<Head>,
+    refused: Vec<RefusedBlock>,
+    replay: wal::ReplayStats,
+}
+
+impl ReadOnlyDb {
+    /// Opens `dir` for reading.
+    pub fn open(dir: &Path) -> Result<ReadOnlyDb, StorageError> {
+        if !dir.is_dir() {
+            return Err(StorageError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such data directory"),
+            });
+        }
+        let blocks_dir = dir.join("blocks");
+        let (blocks, refused) = if blocks_dir.is_dir() {
+            open_blocks(&blocks_dir, false)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let head = Arc::new(Head::new());
+        let mut refs = HashMap::new();
+        let replay = wal::read_only(&dir.join("wal"), |rec| {
+            replay_record(&head, &mut refs, rec);
+        })?;
+        Ok(ReadOnlyDb {
+            catalog: Arc::new(Catalog::default().with(blocks, &[])),
+            head,
+            refused,
+            replay,
+        })
+    }
+
+    /// A read view over the blocks and the head rebuilt from the WAL.
+    pub fn querier(&self) -> Querier {
+        Querier {
+            catalog: self.catalog.clone(),
+            head: self.head.clone(),
+        }
+    }
+
+    /// The blocks.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The head rebuilt from the WAL.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Blocks refused as corrupt.
+    pub fn refused_blocks(&self) -> &[RefusedBlock] {
+        &self.refused
+    }
+
+    /// What reading the WAL found.
+    pub fn replay_stats(&self) -> &wal::ReplayStats {
+        &self.replay
+    }
+}
+
+impl From<WalError> for StorageError {
+    fn from(e: WalError) -> Self {
+        StorageError::Wal(e)
+    }
+}
+impl From<SstError> for StorageError {
+    fn from(e: SstError) -> Self {
+        StorageError::Block(e)
+    }
+}
