@@ -151,7 +151,8 @@ fn exponent_histogram(values: &[f64], scale: Scale) -> Option<([u32; MAX_E as us
     Some((hist, fails))
 }
 
-/// Exponents worth trying: the one covering every exact value, and the smallest covering most.
+/// Exponents worth trying: the most common one, the smallest covering 90% of exact values, and
+/// the one covering all of them; values needing more digits become nudges or raw exceptions.
 fn candidate_exponents(hist: &[u32; MAX_E as usize + 1]) -> Vec<u8> {
     let total: u32 = hist.iter().sum();
     if total == 0 {
@@ -167,11 +168,16 @@ fn candidate_exponents(hist: &[u32; MAX_E as usize + 1]) -> Vec<u8> {
             break;
         }
     }
-    if most == all {
-        vec![all]
-    } else {
-        vec![most, all]
+    let mut mode = 0u8;
+    for (e, &c) in hist.iter().enumerate() {
+        if c > hist[mode as usize] {
+            mode = e as u8;
+        }
     }
+    let mut v = vec![mode, most, all];
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 fn build(values: &[f64], scale: Scale, e: u8, sc: &mut column::Scratch) -> Plan {
@@ -255,25 +261,22 @@ fn fill_raw_slots(m: &mut [i64], exceptions: &[(usize, Exception)]) {
 /// The cheapest decimal encoding of `values`, or `None` if they are not decimals.
 pub(super) fn plan(values: &[f64], sc: &mut column::Scratch) -> Option<Plan> {
     let mut best: Option<Plan> = None;
-    let mut try_scale = |scale: Scale, best: &mut Option<Plan>| -> Option<usize> {
+    let mut try_scale = |scale: Scale, best: &mut Option<Plan>| -> Option<(usize, usize)> {
         let (hist, fails) = exponent_histogram(values, scale)?;
-        for e in candidate_exponents(&hist) {
+        let candidates = candidate_exponents(&hist);
+        for &e in &candidates {
             let p = build(values, scale, e, sc);
             if best.as_ref().is_none_or(|b| p.cost < b.cost) {
                 *best = Some(p);
             }
         }
-        Some(fails)
+        Some((fails, hist.iter().filter(|&&c| c > 0).count()))
     };
-    let div_fails = try_scale(Scale::Div, &mut best);
-    // Multiplying exporters leave last-bit noise that division cannot reproduce; only then is
-    // the other reconstruction worth a second pass.
-    let noisy = div_fails.is_none_or(|f| f > 0)
-        || best.as_ref().is_some_and(|b| {
-            b.exceptions
-                .iter()
-                .any(|x| matches!(x.1, Exception::Nudge(_)))
-        });
+    let div = try_scale(Scale::Div, &mut best);
+    // Multiplying exporters leave last-bit noise that division reproduces only with many more
+    // digits or nudges; only then is the other reconstruction worth a second pass.
+    let noisy = div.is_none_or(|(fails, exponents)| fails > 0 || exponents > 1)
+        || best.as_ref().is_some_and(|b| !b.exceptions.is_empty());
     if noisy {
         try_scale(Scale::Mul, &mut best);
     }
