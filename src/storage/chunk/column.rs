@@ -92,68 +92,105 @@ fn heads_cost(s: &[i64], order: u8) -> usize {
     c
 }
 
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
+/// Binary GCD: no divisions, which matters because planning runs it on every residual.
+fn gcd(a: u64, b: u64) -> u64 {
+    if a == 0 || b == 0 {
+        return a | b;
     }
-    a
+    let shift = (a | b).trailing_zeros();
+    let mut a = a >> a.trailing_zeros();
+    let mut b = b;
+    loop {
+        b >>= b.trailing_zeros();
+        if a > b {
+            std::mem::swap(&mut a, &mut b);
+        }
+        b -= a;
+        if b == 0 {
+            return a << shift;
+        }
+    }
 }
 
-/// Offsets of `resid` from `base`, divided by their common factor, as unsigned packed codes.
-fn quantise(resid: &[i64], base: i64, zz: bool, q: &mut Vec<u64>) -> u64 {
+/// Common factor of all differences between residuals. Every base the planner uses is itself
+/// a residual, so this is also the common factor of the offsets from that base.
+fn common_scale(resid: &[i64]) -> u64 {
+    let first = resid.first().copied().unwrap_or(0);
     let mut scale = 0u64;
     for &r in resid {
-        let d = r.wrapping_sub(base);
-        let m = if zz { d.unsigned_abs() } else { d as u64 };
-        scale = gcd(scale, m);
+        let d = r.wrapping_sub(first).unsigned_abs();
+        // Most offsets are already multiples; a division is cheaper than a GCD loop.
+        if scale != 0 && d % scale == 0 {
+            continue;
+        }
+        scale = gcd(scale, d);
         if scale == 1 {
             break;
         }
     }
     // A scale of 2^63 cannot be multiplied back as i64 arithmetic without ambiguity; give up on it.
     if scale == 0 || scale > i64::MAX as u64 {
-        scale = 1;
-    }
-    q.clear();
-    if zz {
-        q.extend(
-            resid
-                .iter()
-                .map(|&r| zigzag(r.wrapping_sub(base) / scale as i64)),
-        );
+        1
     } else {
-        q.extend(resid.iter().map(|&r| (r.wrapping_sub(base) as u64) / scale));
+        scale
     }
-    scale
+}
+
+/// Offsets of `resid` from `base` (one of the residuals), divided by `scale`, as packed codes.
+/// Returns the scale actually used: 1 when some offset wrapped around 64 bits and is not an
+/// exact multiple after all.
+fn quantise(resid: &[i64], base: i64, zz: bool, scale: u64, q: &mut Vec<u64>) -> u64 {
+    q.clear();
+    if scale > 1 {
+        let s = scale as i64;
+        for &r in resid {
+            let d = r.wrapping_sub(base);
+            let (code, exact) = if zz {
+                let x = d / s;
+                (zigzag(x), x.wrapping_mul(s) == d)
+            } else {
+                let x = (d as u64) / scale;
+                (x, x.wrapping_mul(scale) == d as u64)
+            };
+            if !exact {
+                return quantise(resid, base, zz, 1, q);
+            }
+            q.push(code);
+        }
+        return scale;
+    }
+    if zz {
+        q.extend(resid.iter().map(|&r| zigzag(r.wrapping_sub(base))));
+    } else {
+        q.extend(resid.iter().map(|&r| r.wrapping_sub(base) as u64));
+    }
+    1
 }
 
 /// Best bit width for one group and its cost in bytes (header byte included). Values that do not
 /// fit the width become exceptions: position byte plus varint.
 fn group_width(q: &[u64]) -> (u32, usize) {
-    let mut count = [0u16; 65];
-    let mut exc_bytes = [0u32; 65];
+    // A varint's length depends only on the bit length, so one histogram prices every width.
+    let mut count = [0u8; 65];
     let mut max_bits = 0;
     for &x in q {
         let b = (64 - x.leading_zeros()) as usize;
         count[b] += 1;
-        exc_bytes[b] += 1 + uvarint_len(x) as u32;
         max_bits = max_bits.max(b);
     }
     let len = q.len();
     let mut best_w = max_bits as u32;
     let mut best = 1 + (len * max_bits).div_ceil(8);
-    let mut n_exc = 0usize;
     let mut exc_cost = 0usize;
     for w in (0..max_bits).rev() {
-        n_exc += count[w + 1] as usize;
-        exc_cost += exc_bytes[w + 1] as usize;
+        let above = count[w + 1] as usize;
+        exc_cost += above * (1 + (w + 1).div_ceil(7).max(1));
         let c = 1 + (len * w).div_ceil(8) + 1 + exc_cost;
         if c < best {
             best = c;
             best_w = w as u32;
         }
     }
-    debug_assert!(n_exc <= len);
     (best_w, best)
 }
 
@@ -192,9 +229,10 @@ pub(super) fn plan(s: &[i64], orders: Orders, sc: &mut Scratch) -> ColumnPlan {
             let mid = sc.sorted.len() / 2;
             let median = *sc.sorted.select_nth_unstable(mid).1;
             let min = resid.iter().copied().min().unwrap_or(0);
+            let common = common_scale(&resid);
             let mut local: Option<ColumnPlan> = None;
             for (base, zz) in [(min, false), (median, true)] {
-                let scale = quantise(&resid, base, zz, &mut sc.q);
+                let scale = quantise(&resid, base, zz, common, &mut sc.q);
                 let cost = hc + ivarint_len(base) + uvarint_len(scale) + packed_cost(&sc.q);
                 if local.is_none_or(|l| cost < l.cost) {
                     local = Some(ColumnPlan {
@@ -256,7 +294,7 @@ pub(super) fn write(s: &[i64], p: &ColumnPlan, sc: &mut Scratch, out: &mut Vec<u
             let mut resid = std::mem::take(&mut sc.resid);
             residuals(s, p.order, &mut resid);
             let mut q = std::mem::take(&mut sc.q);
-            let got = quantise(&resid, base, zigzag, &mut q);
+            let got = quantise(&resid, base, zigzag, scale, &mut q);
             debug_assert_eq!(got, scale);
             for g in q.chunks(GROUP) {
                 write_group(g, out);
@@ -526,6 +564,48 @@ mod tests {
         let len = round_trip(&s, Orders::All);
         // 61 distinct increments need 6 bits; allow headers on top.
         assert!(len < 1000 * 6 / 8 + 60, "{len}");
+    }
+
+    #[test]
+    fn wrapped_offsets_do_not_fake_a_common_factor() {
+        // All true differences are multiples of 7, but the offset of i64::MIN + 1 from 7 wraps
+        // around 2^64 and is not; the scale must fall back to 1 there.
+        let s = [0, 7, i64::MIN + 1, 14];
+        assert_eq!(common_scale(&s), 7);
+        let mut q = Vec::new();
+        assert_eq!(quantise(&s, i64::MIN + 1, false, 7, &mut q), 7);
+        assert_eq!(quantise(&s, 7, true, 7, &mut q), 1);
+        let back: Vec<i64> = q.iter().map(|&x| 7i64.wrapping_add(unzigzag(x))).collect();
+        assert_eq!(back, s);
+        round_trip(&s, Orders::All);
+    }
+
+    #[test]
+    fn binary_gcd_matches_euclid() {
+        fn euclid(mut a: u64, mut b: u64) -> u64 {
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        }
+        let xs = [
+            0u64,
+            1,
+            2,
+            3,
+            4096,
+            12_288,
+            15_000,
+            30_000,
+            1 << 63,
+            u64::MAX,
+            999_983,
+        ];
+        for &a in &xs {
+            for &b in &xs {
+                assert_eq!(gcd(a, b), euclid(a, b), "{a} {b}");
+            }
+        }
     }
 
     #[test]

@@ -53,7 +53,8 @@ fn mantissa(v: f64, e: u8) -> Option<i64> {
     let x = v * POW10[e as usize];
     // 9.2e18 is just under 2^63, so the cast cannot saturate.
     if x.is_finite() && x.abs() < 9.2e18 {
-        Some(x.round() as i64)
+        // Round half away from zero without the libm call; exactness is checked afterwards.
+        Some((x + 0.5f64.copysign(x)) as i64)
     } else {
         None
     }
