@@ -6,6 +6,7 @@ const METRIC_START: u8 = 1;
 const METRIC_CONT: u8 = 2;
 const LABEL_START: u8 = 4;
 const LABEL_CONT: u8 = 8;
+const QUOTE_STOP: u8 = 16;
 
 /// Character classes of the legacy name grammar, one table lookup per byte.
 static CLASS: [u8; 256] = build_classes();
@@ -24,6 +25,9 @@ const fn build_classes() -> [u8; 256] {
         }
         if c.is_ascii_digit() {
             t[i] |= METRIC_CONT | LABEL_CONT;
+        }
+        if c == b'"' || c == b'\\' {
+            t[i] |= QUOTE_STOP;
         }
         i += 1;
     }
@@ -44,17 +48,31 @@ pub fn is_label_start(c: u8) -> bool {
 
 /// End of the unquoted metric name starting at `i` (which must be a start byte).
 #[inline]
-pub fn metric_name_end(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && CLASS[b[i] as usize] & METRIC_CONT != 0 {
-        i += 1;
-    }
-    i
+pub fn metric_name_end(b: &[u8], i: usize) -> usize {
+    class_run_end(b, i, METRIC_CONT)
 }
 
 /// End of the unquoted label name starting at `i` (which must be a start byte).
 #[inline]
-pub fn label_name_end(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && CLASS[b[i] as usize] & LABEL_CONT != 0 {
+pub fn label_name_end(b: &[u8], i: usize) -> usize {
+    class_run_end(b, i, LABEL_CONT)
+}
+
+/// End of the run of bytes in class `bit` from `i`. Names are long (node_exporter's average
+/// about 30 bytes), so test four bytes per branch before finishing byte by byte.
+#[inline]
+fn class_run_end(b: &[u8], mut i: usize, bit: u8) -> usize {
+    while let Some(w) = b.get(i..i + 4) {
+        let all = CLASS[w[0] as usize]
+            & CLASS[w[1] as usize]
+            & CLASS[w[2] as usize]
+            & CLASS[w[3] as usize];
+        if all & bit == 0 {
+            break;
+        }
+        i += 4;
+    }
+    while i < b.len() && CLASS[b[i] as usize] & bit != 0 {
         i += 1;
     }
     i
@@ -96,7 +114,21 @@ pub struct Quoted {
 #[inline]
 pub fn scan_quoted(b: &[u8], mut i: usize) -> Result<Quoted, QuoteError> {
     let mut escaped = false;
-    while i < b.len() {
+    loop {
+        // Skip plain bytes four per branch, as in `class_run_end`.
+        while let Some(w) = b.get(i..i + 4) {
+            let any = CLASS[w[0] as usize]
+                | CLASS[w[1] as usize]
+                | CLASS[w[2] as usize]
+                | CLASS[w[3] as usize];
+            if any & QUOTE_STOP != 0 {
+                break;
+            }
+            i += 4;
+        }
+        if i >= b.len() {
+            return Err(QuoteError::Unterminated);
+        }
         match b[i] {
             b'"' => return Ok(Quoted { close: i, escaped }),
             b'\\' => {
@@ -111,7 +143,6 @@ pub fn scan_quoted(b: &[u8], mut i: usize) -> Result<Quoted, QuoteError> {
             _ => i += 1,
         }
     }
-    Err(QuoteError::Unterminated)
 }
 
 /// Which escapes a piece of text uses.
