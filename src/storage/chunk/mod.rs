@@ -1,47 +1,234 @@
 //! Chunk encoding: a time-ordered run of samples of one series, compressed.
 //!
-//! Pure format code: bytes in, samples out. It must never do I/O or know about series.
+//! Owns the chunk byte format (docs/format/chunk.md): a header byte with the format version and
+//! value mode, the sample count, a timestamp column and a value section. Timestamps and decimal
+//! values are integer columns (raw, delta or delta-of-delta, bit-packed in groups with outliers
+//! as exceptions); values that are not short decimals fall back to Gorilla XOR.
+//!
+//! Pure format code: bytes in, samples out. It must never do I/O or know about series, and
+//! decoding must never panic, loop unboundedly or allocate more than [`MAX_SAMPLES`] samples,
+//! whatever bytes it is given.
+
+mod column;
+mod decimal;
+mod io;
+mod xor;
+
+#[cfg(test)]
+mod tests;
 
 use crate::model::Sample;
+use decimal::Scale;
+use io::{Reader, put_uvarint};
+
+/// Version in the high nibble of the header byte; bump it when the layout changes.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Most samples one chunk may hold; bounds what a corrupt count can make the decoder allocate.
+pub const MAX_SAMPLES: usize = 1 << 16;
+
+const MODE_XOR: u8 = 0;
+const MODE_DECIMAL_DIV: u8 = 1;
+const MODE_DECIMAL_MUL: u8 = 2;
+
+const EXP_MASK: u8 = 0x1f;
+const EXP_EXCEPTIONS: u8 = 0x80;
+const EXP_RESERVED: u8 = 0x60;
 
 /// A chunk could not be decoded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkError {
-    #[error("chunk corrupt: {0}")]
-    Corrupt(&'static str),
+    /// The bytes are not a valid chunk; `offset` is where decoding noticed, within the chunk.
+    #[error("chunk corrupt at byte {offset}: {reason}")]
+    Corrupt {
+        /// Byte offset inside the chunk.
+        offset: usize,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The chunk was written by a format version this build does not read.
+    #[error("chunk format version {0} is not supported")]
+    UnsupportedVersion(u8),
 }
 
-/// Encodes samples (non-empty, strictly increasing timestamps) into one chunk.
+/// Encodes samples (strictly increasing timestamps) into one chunk.
+///
+/// # Panics
+/// If `samples.len() > MAX_SAMPLES`; callers cut chunks far smaller than that.
 pub fn encode(samples: &[Sample]) -> Vec<u8> {
-    // Placeholder raw encoding; replaced by the real codec.
-    let mut out = Vec::with_capacity(4 + samples.len() * 16);
-    out.extend_from_slice(&(samples.len() as u32).to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.t.to_le_bytes());
-        out.extend_from_slice(&s.v.to_bits().to_le_bytes());
-    }
+    let mut out = Vec::with_capacity(16 + samples.len() * 2);
+    encode_into(samples, &mut out);
     out
 }
 
-/// Decodes a chunk, appending its samples to `out`.
-pub fn decode(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
-    let n = data
-        .get(..4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .ok_or(ChunkError::Corrupt("short header"))?;
-    let body = &data[4..];
-    if body.len() != n * 16 {
-        return Err(ChunkError::Corrupt("length mismatch"));
+/// Appends the encoding of `samples` (strictly increasing timestamps) to `out`.
+///
+/// Any input round-trips bit-exactly, even unordered timestamps; order only affects size.
+///
+/// # Panics
+/// If `samples.len() > MAX_SAMPLES`.
+pub fn encode_into(samples: &[Sample], out: &mut Vec<u8>) {
+    assert!(
+        samples.len() <= MAX_SAMPLES,
+        "chunk of {} samples exceeds MAX_SAMPLES ({MAX_SAMPLES})",
+        samples.len()
+    );
+    let header_at = out.len();
+    out.push(FORMAT_VERSION << 4 | MODE_XOR);
+    put_uvarint(out, samples.len() as u64);
+    if samples.is_empty() {
+        return;
     }
-    for c in body.chunks_exact(16) {
-        let mut t = [0u8; 8];
-        let mut v = [0u8; 8];
-        t.copy_from_slice(&c[..8]);
-        v.copy_from_slice(&c[8..]);
-        out.push(Sample::new(
-            i64::from_le_bytes(t),
-            f64::from_bits(u64::from_le_bytes(v)),
-        ));
+    let mut sc = column::Scratch::default();
+    let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
+    let tplan = column::plan(&ts, column::Orders::DeltaOnly, &mut sc);
+    column::write(&ts, &tplan, &mut sc, out);
+
+    let values: Vec<f64> = samples.iter().map(|s| s.v).collect();
+    let dec = decimal::plan(&values, &mut sc);
+    // XOR costs at least 8 bytes plus a bit per later value; skip it when decimal already wins.
+    let xor_floor = 8 + (values.len() - 1).div_ceil(8);
+    let dec = match dec {
+        Some(p) if p.cost <= xor_floor => Ok(p),
+        other => {
+            let mut x = Vec::with_capacity(values.len() * 2);
+            xor::encode(values.iter().map(|v| v.to_bits()), &mut x);
+            match other {
+                Some(p) if p.cost <= x.len() => Ok(p),
+                _ => Err(x),
+            }
+        }
+    };
+    match dec {
+        Ok(p) => {
+            out[header_at] = FORMAT_VERSION << 4
+                | match p.scale {
+                    Scale::Div => MODE_DECIMAL_DIV,
+                    Scale::Mul => MODE_DECIMAL_MUL,
+                };
+            decimal::write(&p, &mut sc, out);
+        }
+        Err(x) => out.extend_from_slice(&x),
+    }
+}
+
+/// Reads the header and returns the sample count, without decoding the samples.
+pub fn num_samples(data: &[u8]) -> Result<usize, ChunkError> {
+    let mut r = Reader::new(data);
+    read_header(&mut r).map(|(_, n)| n)
+}
+
+fn read_header(r: &mut Reader<'_>) -> Result<(u8, usize), ChunkError> {
+    let h = r.u8()?;
+    if h >> 4 != FORMAT_VERSION {
+        return Err(ChunkError::UnsupportedVersion(h >> 4));
+    }
+    let mode = h & 0x0f;
+    if mode > MODE_DECIMAL_MUL {
+        return Err(r.corrupt("unknown value mode"));
+    }
+    let n = r.uvarint()?;
+    if n > MAX_SAMPLES as u64 {
+        return Err(r.corrupt("sample count above MAX_SAMPLES"));
+    }
+    Ok((mode, n as usize))
+}
+
+/// Decodes a chunk, appending its samples to `out`. On error `out` is left as it was.
+pub fn decode(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+    let start = out.len();
+    let res = decode_inner(data, out, start);
+    if res.is_err() {
+        out.truncate(start);
+    }
+    res
+}
+
+fn decode_inner(data: &[u8], out: &mut Vec<Sample>, start: usize) -> Result<(), ChunkError> {
+    let mut r = Reader::new(data);
+    let (mode, n) = read_header(&mut r)?;
+    if n == 0 {
+        return match r.remaining() {
+            0 => Ok(()),
+            _ => Err(r.corrupt("bytes after an empty chunk")),
+        };
+    }
+    out.reserve(n);
+    column::decode(&mut r, n, &mut |t| out.push(Sample::new(t, 0.0)))?;
+    let samples = &mut out[start..];
+    if mode == MODE_XOR {
+        let mut it = samples.iter_mut();
+        return xor::decode(r.rest(), r.pos(), n, |v| {
+            if let Some(s) = it.next() {
+                s.v = v;
+            }
+        });
+    }
+    let scale = if mode == MODE_DECIMAL_DIV {
+        Scale::Div
+    } else {
+        Scale::Mul
+    };
+    let eb = r.u8()?;
+    if eb & EXP_RESERVED != 0 {
+        return Err(r.corrupt("reserved exponent bits set"));
+    }
+    let e = eb & EXP_MASK;
+    if e > decimal::MAX_E {
+        return Err(r.corrupt("decimal exponent out of range"));
+    }
+    let f = decimal::factor(e, scale);
+    {
+        let mut it = samples.iter_mut();
+        let mut set = |v: f64| {
+            if let Some(s) = it.next() {
+                s.v = v;
+            }
+        };
+        // One monomorphised loop per arithmetic, so the hot loop carries no mode branch.
+        match (scale, e) {
+            (_, 0) => column::decode(&mut r, n, &mut |m| set(m as f64))?,
+            (Scale::Div, _) => column::decode(&mut r, n, &mut |m| set(m as f64 / f))?,
+            (Scale::Mul, _) => column::decode(&mut r, n, &mut |m| set(m as f64 * f))?,
+        }
+    }
+    if eb & EXP_EXCEPTIONS != 0 {
+        read_exceptions(&mut r, samples)?;
+    }
+    if r.remaining() != 0 {
+        return Err(r.corrupt("trailing bytes after value section"));
+    }
+    Ok(())
+}
+
+fn read_exceptions(r: &mut Reader<'_>, samples: &mut [Sample]) -> Result<(), ChunkError> {
+    let n = samples.len();
+    let k = r.uvarint()?;
+    if k == 0 || k > n as u64 {
+        return Err(r.corrupt("exception count out of range"));
+    }
+    let mut idx = 0usize;
+    for j in 0..k {
+        let h = r.uvarint()?;
+        let gap = h >> 1;
+        if j > 0 && gap == 0 {
+            return Err(r.corrupt("exception indexes not increasing"));
+        }
+        let next = (idx as u64).saturating_add(gap);
+        if next >= n as u64 {
+            return Err(r.corrupt("exception index out of range"));
+        }
+        idx = next as usize;
+        let s = &mut samples[idx];
+        if h & 1 == decimal::EXC_RAW {
+            let b = r.bytes(8)?;
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(b);
+            s.v = f64::from_bits(u64::from_le_bytes(raw));
+        } else {
+            let k = r.ivarint()?;
+            s.v = f64::from_bits((s.v.to_bits() as i64).wrapping_add(k) as u64);
+        }
     }
     Ok(())
 }
