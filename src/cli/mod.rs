@@ -1,8 +1,181 @@
 //! The command line: one file per subcommand. `anyhow` is used here and nowhere else.
+//!
+//! `cli` may call every other module; nothing calls `cli` but `main.rs`.
 
+mod dump;
+mod import;
+mod inspect;
+mod run;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::model::{MatchOp, Matcher};
+
+#[derive(Parser)]
+#[command(
+    name = "tidemark",
+    version,
+    about = "A Prometheus-style metrics agent with its own time-series storage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (the default when no subcommand is given).
+    Run(run::Args),
+    /// Write OpenMetrics text with timestamps into blocks of a data directory (backfill).
+    Import(import::Args),
+    /// Show blocks, head, WAL and cardinality of a data directory (safe while an agent runs).
+    Inspect(inspect::Args),
+    /// Write stored samples as OpenMetrics text that `tidemark import` and promtool read back.
+    Dump(dump::Args),
+}
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    // No subcommand means `run` with its defaults, so `cargo run --release` starts the agent.
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Run(<run::Args as Parser>::parse_from(["run"])));
+    let result = match command {
+        Command::Run(a) => run::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Dump(a) => dump::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The data directory flag shared by the storage commands.
+#[derive(clap::Args, Clone)]
+struct DataDir {
+    /// Data directory.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+/// Parses a PromQL series selector (`up{job="node"}`, `{__name__=~"go_.*"}`) into matchers.
+fn parse_selector(s: &str) -> anyhow::Result<Vec<Matcher>> {
+    use promql_parser::label::MatchOp as P;
+    use promql_parser::parser::Expr;
+    let expr = promql_parser::parser::parse(s)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("invalid series selector {s:?}"))?;
+    let Expr::VectorSelector(vs) = expr else {
+        bail!("{s:?} is not a series selector");
+    };
+    if !vs.matchers.or_matchers.is_empty() {
+        bail!("{s:?}: `or` inside a selector is not supported here");
+    }
+    let mut out = Vec::new();
+    let has_name_matcher = vs
+        .matchers
+        .matchers
+        .iter()
+        .any(|m| m.name == crate::model::METRIC_NAME);
+    if let Some(name) = vs.name.as_ref().filter(|_| !has_name_matcher) {
+        out.push(Matcher::equal(crate::model::METRIC_NAME, name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        let op = match m.op {
+            P::Equal => MatchOp::Equal,
+            P::NotEqual => MatchOp::NotEqual,
+            P::Re(_) => MatchOp::Regex,
+            P::NotRe(_) => MatchOp::NotRegex,
+        };
+        out.push(Matcher::new(op, m.name.clone(), m.value.clone())?);
+    }
+    Ok(out)
+}
+
+/// Shows `done/total` on one stderr line while on a terminal; silent otherwise.
+struct Progress {
+    on: bool,
+    what: &'static str,
+    total: u64,
+    last_pct: u64,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: u64) -> Self {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            what,
+            total: total.max(1),
+            last_pct: u64::MAX,
+        }
+    }
+
+    fn set(&mut self, done: u64) {
+        let pct = done.min(self.total) * 100 / self.total;
+        if self.on && pct != self.last_pct {
+            self.last_pct = pct;
+            let bar = "#".repeat((pct / 4) as usize);
+            eprint!("\r{:<10} [{bar:<25}] {pct:>3}%", self.what);
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.on {
+            self.set(self.total);
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_become_matchers() {
+        let m = parse_selector(r#"up{job="node",instance=~"a.*"}"#).unwrap();
+        let s: Vec<String> = m.iter().map(ToString::to_string).collect();
+        assert!(s.contains(&r#"__name__="up""#.to_string()), "{s:?}");
+        assert!(s.contains(&r#"instance=~"a.*""#.to_string()));
+        assert_eq!(parse_selector(r#"{__name__=~"go_.*"}"#).unwrap().len(), 1);
+        assert!(parse_selector("rate(x[5m])").is_err());
+        assert!(parse_selector("up{").is_err());
+    }
 }

@@ -6,9 +6,13 @@
 mod labels;
 mod matcher;
 mod sample;
+mod time;
 
 pub use labels::{
     LabelError, Labels, LabelsBuilder, METRIC_NAME, is_valid_label_name, is_valid_metric_name,
 };
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan};
+pub use time::{
+    DurationError, TimeError, format_duration, format_rfc3339, parse_duration, parse_time,
+};

@@ -10,18 +10,21 @@ pub mod chunk;
 pub mod compact;
 mod db;
 pub mod head;
+mod import;
 mod index;
 mod querier;
 pub mod sstable;
 pub mod wal;
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 pub use catalog::Catalog;
 pub use db::{
     Appender, BLOCK_CHUNK_SAMPLES, CommitStats, Db, DbCounters, Options, ReadOnlyDb, RefusedBlock,
 };
 pub use head::{SeriesRef, SeriesSamples};
+pub use import::write_blocks;
 pub use querier::Querier;
 
 /// Errors of the storage engine.
@@ -58,4 +61,24 @@ pub enum StorageError {
     /// A sample for a series without labels.
     #[error("empty label set")]
     EmptyLabels,
+}
+
+/// Takes the exclusive lock of a data directory (creating it if needed); held while the file
+/// stays open. A second agent, or an import beside a running agent, is refused.
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, StorageError> {
+    std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join("lock");
+    let f = File::create(&path).map_err(|source| StorageError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    if f.try_lock().is_err() {
+        return Err(StorageError::Locked {
+            path: dir.to_path_buf(),
+        });
+    }
+    Ok(f)
 }
