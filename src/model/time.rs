@@ -103,6 +103,17 @@ pub fn parse_time(s: &str) -> Result<i64, TimeError> {
     Ok(secs * 1000 + frac_ms)
 }
 
+/// Prometheus's duration units, largest first, in milliseconds.
+const UNITS: [(&str, i64); 7] = [
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
 /// A duration that is not in Prometheus's syntax.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {0:?} (want Prometheus syntax such as 15s, 1h30m, 2d, 0)")]
@@ -115,15 +126,6 @@ pub fn parse_duration(s: &str) -> Result<i64, DurationError> {
     if s == "0" {
         return Ok(0);
     }
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
     let mut rest = s;
     let mut total: i64 = 0;
     let mut next_unit = 0;
@@ -165,15 +167,7 @@ pub fn format_duration(ms: i64) -> String {
         out.push('-');
         rest = -rest;
     }
-    for (u, n) in [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
+    for (u, n) in UNITS {
         if rest >= n {
             out.push_str(&format!("{}{u}", rest / n));
             rest %= n;

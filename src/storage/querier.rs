@@ -105,12 +105,7 @@ impl Querier {
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
         let mut sources = Vec::new();
-        for b in self
-            .catalog
-            .blocks
-            .iter()
-            .filter(|b| overlaps(b, mint, maxt))
-        {
+        for b in self.blocks_in(mint, maxt) {
             sources.push(select_block(b, matchers, mint, maxt)?);
         }
         sources.push(self.head.select(matchers, mint, maxt));
@@ -139,12 +134,7 @@ impl Querier {
         maxt: i64,
     ) -> Result<Vec<Labels>, StorageError> {
         let mut out = Vec::new();
-        for b in self
-            .catalog
-            .blocks
-            .iter()
-            .filter(|b| overlaps(b, mint, maxt))
-        {
+        for b in self.blocks_in(mint, maxt) {
             for id in select_ids(&BlockIndex(b), matchers) {
                 let (labels, chunks) = b.series(id)?;
                 if chunks.iter().any(|c| c.mint <= maxt && c.maxt >= mint) {
@@ -165,27 +155,13 @@ impl Querier {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut names: Vec<String> = Vec::new();
-        if matchers.is_empty() {
-            for b in self
-                .catalog
-                .blocks
-                .iter()
-                .filter(|b| overlaps(b, mint, maxt))
-            {
-                names.extend(b.label_names().into_iter().map(str::to_string));
-            }
-            for l in self.head.series_labels(&[], mint, maxt) {
-                names.extend(l.iter().map(|(n, _)| n.to_string()));
-            }
-        } else {
-            for l in self.series(matchers, mint, maxt)? {
-                names.extend(l.iter().map(|(n, _)| n.to_string()));
-            }
-        }
-        names.sort_unstable();
-        names.dedup();
-        Ok(names)
+        self.collect_strings(
+            matchers,
+            mint,
+            maxt,
+            |b| b.label_names(),
+            |l, out| out.extend(l.iter().map(|(n, _)| n.to_string())),
+        )
     }
 
     /// Values of label `name` among the series matching `matchers` with data in [mint, maxt].
@@ -196,27 +172,48 @@ impl Querier {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut values: Vec<String> = Vec::new();
+        self.collect_strings(
+            matchers,
+            mint,
+            maxt,
+            |b| b.label_values(name),
+            |l, out| out.extend(l.get(name).map(str::to_string)),
+        )
+    }
+
+    /// Strings drawn from the matching series, sorted and unique. Without matchers, blocks
+    /// answer from their symbol index (`from_block`) instead of visiting every series.
+    fn collect_strings(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        from_block: impl Fn(&Block) -> Vec<&str>,
+        from_labels: impl Fn(&Labels, &mut Vec<String>),
+    ) -> Result<Vec<String>, StorageError> {
+        let mut out: Vec<String> = Vec::new();
         if matchers.is_empty() {
-            for b in self
-                .catalog
-                .blocks
-                .iter()
-                .filter(|b| overlaps(b, mint, maxt))
-            {
-                values.extend(b.label_values(name).into_iter().map(str::to_string));
+            for b in self.blocks_in(mint, maxt) {
+                out.extend(from_block(b).into_iter().map(str::to_string));
             }
             for l in self.head.series_labels(&[], mint, maxt) {
-                values.extend(l.get(name).map(str::to_string));
+                from_labels(&l, &mut out);
             }
         } else {
             for l in self.series(matchers, mint, maxt)? {
-                values.extend(l.get(name).map(str::to_string));
+                from_labels(&l, &mut out);
             }
         }
-        values.sort_unstable();
-        values.dedup();
-        Ok(values)
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn blocks_in(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &Arc<Block>> {
+        self.catalog
+            .blocks
+            .iter()
+            .filter(move |b| overlaps(b, mint, maxt))
     }
 }
 
