@@ -4,3 +4,4 @@
 //! `storage` and `model`; it must never call `query`, `api` or `cli`.
 
 pub mod parse;
+pub mod relabel;
