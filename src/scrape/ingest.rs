@@ -1,0 +1,675 @@
+//! One scrape's body into one append batch: target labels and `honor_labels`, metric
+//! relabeling, limits, timestamps, staleness markers and the synthetic per-scrape series.
+//!
+//! A scrape is all or nothing: a parse error, a breached limit or a failed fetch stores none of
+//! the body's samples, only `up` = 0, the other synthetic series, and staleness markers for what
+//! the previous scrape stored. The loop that schedules scrapes owns one [`ScrapeState`] per
+//! target; this module never does I/O besides the storage commit.
+
+use std::collections::HashMap;
+
+use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
+use crate::scrape::parse::{Entry, Format, Parser};
+use crate::scrape::relabel::{self, Rule};
+use crate::storage::{Appender, CommitStats, Db, SeriesRef, StorageError};
+
+/// Per-target limits; zero means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most samples one scrape may keep after metric relabeling.
+    pub sample_limit: usize,
+    /// Most labels one series may have.
+    pub label_limit: usize,
+    /// Longest label name.
+    pub label_name_length_limit: usize,
+    /// Longest label value.
+    pub label_value_length_limit: usize,
+}
+
+/// How a target's samples become series.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// Keep scraped labels that clash with target labels (else they become `exported_*`).
+    pub honor_labels: bool,
+    /// Use timestamps from the body when present (else the scrape time).
+    pub honor_timestamps: bool,
+    /// Limits that fail the scrape when breached.
+    pub limits: Limits,
+    /// `metric_relabel_configs`, validated.
+    pub metric_relabel: Vec<Rule>,
+}
+
+/// What a scrape stored, for the target's state and the synthetic series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScrapeReport {
+    /// The scrape succeeded.
+    pub up: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Samples in the body.
+    pub samples_scraped: u64,
+    /// Samples left after metric relabeling.
+    pub samples_post_metric_relabeling: u64,
+    /// Series this target had not stored before (new to its cache).
+    pub series_added: u64,
+    /// Storage's verdict on the batch.
+    pub commit: CommitStats,
+}
+
+enum Cached {
+    Keep {
+        labels: Labels,
+        sref: Option<SeriesRef>,
+        /// Iteration in which the body last held it.
+        seen: u64,
+        /// Iteration of the last successful scrape that stored it without an explicit
+        /// timestamp (series with their own timestamps get no staleness markers, as in
+        /// Prometheus).
+        stored: u64,
+        /// Whether this scrape's sample carried no explicit timestamp.
+        track: bool,
+    },
+    Dropped {
+        seen: u64,
+    },
+}
+
+/// A target's memory between scrapes: the series it produced (keyed by their text in the body,
+/// so unchanged series skip label parsing and relabeling) and which were stored last time.
+#[derive(Default)]
+pub struct ScrapeState {
+    cache: HashMap<String, Cached>,
+    /// Scrape counter.
+    iteration: u64,
+    /// Labels of the synthetic series of the last report, for their end-of-target staleness.
+    report_series: Vec<Labels>,
+}
+
+/// What every sample of one scrape shares.
+struct Ctx<'a> {
+    target: &'a Labels,
+    t: i64,
+    opts: &'a IngestOptions,
+}
+
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// Target labels merged into scraped labels, as Prometheus does: with `honor_labels` the
+/// scraped value wins; without, a clashing scraped label is kept as `exported_<name>` (prefixed
+/// again while that name is taken too). Empty target values leave the label unset.
+fn merge_target_labels(scraped: &Labels, target: &Labels, honor: bool) -> Labels {
+    let mut b = scraped.to_builder();
+    for (n, v) in target.iter() {
+        let existing = scraped.get(n);
+        if honor {
+            if existing.is_none() {
+                b.set(n, v);
+            }
+            continue;
+        }
+        if let Some(old) = existing {
+            let mut name = format!("exported_{n}");
+            while scraped.get(&name).is_some() {
+                name = format!("exported_{name}");
+            }
+            b.set(&name, old);
+        }
+        b.set(n, v);
+    }
+    // Names come from valid label sets; building cannot fail on them.
+    b.build().unwrap_or_else(|_| scraped.clone())
+}
+
+fn check_limits(labels: &Labels, l: &Limits) -> Result<(), String> {
+    let metric: String = labels
+        .metric_name()
+        .unwrap_or("")
+        .chars()
+        .take(50)
+        .collect();
+    if l.label_limit > 0 && labels.len() > l.label_limit {
+        return Err(format!(
+            "label_limit exceeded (metric: {metric}, number of labels: {}, limit: {})",
+            labels.len(),
+            l.label_limit
+        ));
+    }
+    for (n, v) in labels.iter() {
+        if l.label_name_length_limit > 0 && n.len() > l.label_name_length_limit {
+            return Err(format!(
+                "label_name_length_limit exceeded (metric: {metric}, label name: {}, length: {}, limit: {})",
+                n.chars().take(50).collect::<String>(),
+                n.len(),
+                l.label_name_length_limit
+            ));
+        }
+        if l.label_value_length_limit > 0 && v.len() > l.label_value_length_limit {
+            return Err(format!(
+                "label_value_length_limit exceeded (metric: {metric}, label name: {}, value: {:?}, length: {}, limit: {})",
+                n.chars().take(50).collect::<String>(),
+                v.chars().take(50).collect::<String>(),
+                v.len(),
+                l.label_value_length_limit
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn report_labels(target: &Labels, name: &str) -> Labels {
+    let mut b: LabelsBuilder = target.to_builder();
+    b.set(METRIC_NAME, name);
+    b.build().unwrap_or_else(|_| target.clone())
+}
+
+fn append(
+    app: &mut Appender<'_>,
+    labels: &Labels,
+    sref: &mut Option<SeriesRef>,
+    t: i64,
+    v: f64,
+) -> Result<(), StorageError> {
+    if let Some(r) = *sref {
+        match app.append_ref(r, t, v) {
+            Ok(()) => return Ok(()),
+            Err(StorageError::UnknownRef(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    *sref = Some(app.append(labels, t, v)?);
+    Ok(())
+}
+
+impl ScrapeState {
+    /// Stores one scrape of a target at time `t` (ms): `body` is the fetched body and its format,
+    /// or the fetch error. Returns what was stored; a storage failure is the only error.
+    pub fn ingest(
+        &mut self,
+        db: &Db,
+        target: &Labels,
+        body: Result<(&[u8], Format), String>,
+        t: i64,
+        duration_secs: f64,
+        opts: &IngestOptions,
+    ) -> Result<ScrapeReport, StorageError> {
+        self.iteration += 1;
+        let mut report = ScrapeReport::default();
+        let mut app = db.appender();
+        let ctx = Ctx { target, t, opts };
+        let outcome = match body {
+            Ok(body) => self.parse_into(&mut app, body, &ctx, &mut report),
+            Err(e) => Err(e),
+        };
+        let now = self.iteration;
+        let prev = now - 1;
+        let failed = outcome.is_err();
+        if let Err(e) = outcome {
+            // Nothing of the body is kept: start the batch again with only what a failure writes.
+            app = db.appender();
+            report = ScrapeReport {
+                error: Some(e),
+                ..ScrapeReport::default()
+            };
+        } else {
+            report.up = true;
+        }
+        // Series the previous scrape stored that this one lacks (all of them after a failure)
+        // end with a staleness marker.
+        for entry in self.cache.values_mut() {
+            if let Cached::Keep {
+                labels,
+                sref,
+                seen,
+                stored,
+                track,
+            } = entry
+            {
+                let vanished = failed || *seen != now || !*track;
+                if *stored == prev && prev > 0 && vanished {
+                    append(&mut app, labels, sref, t, STALE_NAN)?;
+                }
+                if !failed && *seen == now && *track {
+                    *stored = now;
+                }
+            }
+        }
+        if failed {
+            // The next success re-adds every series and counts them as added again.
+            self.cache.clear();
+        } else {
+            self.cache.retain(|_, e| match e {
+                Cached::Keep { seen, .. } | Cached::Dropped { seen } => *seen == now,
+            });
+        }
+        let values = [
+            if report.up { 1.0 } else { 0.0 },
+            duration_secs,
+            report.samples_scraped as f64,
+            report.samples_post_metric_relabeling as f64,
+            report.series_added as f64,
+        ];
+        self.report_series.clear();
+        for (name, v) in REPORT_SERIES.iter().zip(values) {
+            let l = report_labels(target, name);
+            app.append(&l, t, v)?;
+            self.report_series.push(l);
+        }
+        report.commit = app.commit()?;
+        Ok(report)
+    }
+
+    fn parse_into(
+        &mut self,
+        app: &mut Appender<'_>,
+        (body, format): (&[u8], Format),
+        ctx: &Ctx<'_>,
+        report: &mut ScrapeReport,
+    ) -> Result<(), String> {
+        let now = self.iteration;
+        let opts = ctx.opts;
+        for entry in Parser::new(body, format) {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let Entry::Sample(s) = entry else { continue };
+            report.samples_scraped += 1;
+            let (ts, track) = match s.timestamp() {
+                Some(ts) if opts.honor_timestamps => (ts, false),
+                _ => (ctx.t, true),
+            };
+            let key = s.series();
+            match self.cache.get_mut(key) {
+                Some(Cached::Dropped { seen }) => {
+                    *seen = now;
+                    continue;
+                }
+                Some(Cached::Keep {
+                    labels,
+                    sref,
+                    seen,
+                    track: tr,
+                    ..
+                }) => {
+                    *seen = now;
+                    *tr = track;
+                    append(app, labels, sref, ts, s.value()).map_err(|e| e.to_string())?;
+                }
+                None => {
+                    let scraped = s.to_labels().map_err(|e| e.to_string())?;
+                    let merged = merge_target_labels(&scraped, ctx.target, opts.honor_labels);
+                    let kept = relabel::process(&merged, &opts.metric_relabel)
+                        .filter(|l| l.metric_name().is_some());
+                    let Some(labels) = kept else {
+                        self.cache
+                            .insert(key.to_string(), Cached::Dropped { seen: now });
+                        continue;
+                    };
+                    check_limits(&labels, &opts.limits)?;
+                    let mut sref = None;
+                    append(app, &labels, &mut sref, ts, s.value()).map_err(|e| e.to_string())?;
+                    report.series_added += 1;
+                    let entry = Cached::Keep {
+                        labels,
+                        sref,
+                        seen: now,
+                        stored: 0,
+                        track,
+                    };
+                    self.cache.insert(key.to_string(), entry);
+                }
+            }
+            report.samples_post_metric_relabeling += 1;
+            if opts.limits.sample_limit > 0
+                && report.samples_post_metric_relabeling > opts.limits.sample_limit as u64
+            {
+                return Err("sample limit exceeded".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The target is gone: every series it stored last, its synthetic series included, ends
+    /// with a staleness marker at `t`.
+    pub fn end(&mut self, db: &Db, t: i64) -> Result<CommitStats, StorageError> {
+        let mut app = db.appender();
+        let last = self.iteration;
+        for entry in self.cache.values_mut() {
+            if let Cached::Keep {
+                labels,
+                sref,
+                stored,
+                ..
+            } = entry
+                && *stored == last
+                && last > 0
+            {
+                append(&mut app, labels, sref, t, STALE_NAN)?;
+            }
+        }
+        for l in &self.report_series {
+            app.append(l, t, STALE_NAN)?;
+        }
+        self.cache.clear();
+        self.report_series.clear();
+        app.commit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Matcher, Sample, is_stale_nan};
+    use crate::scrape::relabel::{Action, RelabelConfig};
+    use crate::storage::Options;
+
+    fn target() -> Labels {
+        Labels::new([("job", "node"), ("instance", "127.0.0.1:9100")]).unwrap()
+    }
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        (dir, db)
+    }
+
+    fn samples(db: &Db, name: &str) -> Vec<Sample> {
+        db.querier()
+            .samples(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX)
+            .unwrap()
+    }
+
+    fn scrape(
+        st: &mut ScrapeState,
+        db: &Db,
+        body: &str,
+        t: i64,
+        opts: &IngestOptions,
+    ) -> ScrapeReport {
+        st.ingest(
+            db,
+            &target(),
+            Ok((body.as_bytes(), Format::PrometheusText)),
+            t,
+            0.01,
+            opts,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn vanished_series_get_a_stale_marker_and_report_series_are_written() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let opts = IngestOptions {
+            honor_timestamps: true,
+            ..Default::default()
+        };
+        let r = scrape(
+            &mut st,
+            &db,
+            "a 1\nb{x=\"1\"} 2\nb{x=\"2\"} 3\n",
+            1000,
+            &opts,
+        );
+        assert!(r.up);
+        assert_eq!(
+            (
+                r.samples_scraped,
+                r.samples_post_metric_relabeling,
+                r.series_added
+            ),
+            (3, 3, 3)
+        );
+        let r = scrape(&mut st, &db, "a 4\nb{x=\"1\"} 5\n", 16_000, &opts);
+        assert_eq!(r.series_added, 0);
+        let gone = db
+            .querier()
+            .select(&[Matcher::equal("x", "2")], i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(gone[0].samples.len(), 2);
+        assert!(is_stale_nan(gone[0].samples[1].v) && gone[0].samples[1].t == 16_000);
+        assert_eq!(samples(&db, "up").len(), 2);
+        let sel = db
+            .querier()
+            .select(&[Matcher::equal("__name__", "a")], 0, i64::MAX)
+            .unwrap();
+        assert_eq!(
+            sel[0].labels,
+            Labels::new([
+                ("__name__", "a"),
+                ("job", "node"),
+                ("instance", "127.0.0.1:9100")
+            ])
+            .unwrap()
+        );
+        assert_eq!(
+            samples(&db, "scrape_series_added")
+                .iter()
+                .map(|s| s.v)
+                .collect::<Vec<_>>(),
+            vec![3.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn a_failed_scrape_stores_nothing_partial_and_stales_the_previous_set() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let opts = IngestOptions::default();
+        scrape(&mut st, &db, "a 1\nb 2\n", 1000, &opts);
+        let r = scrape(&mut st, &db, "a 7\nnew_series 1\nb{ 3\n", 16_000, &opts);
+        assert!(!r.up);
+        assert!(r.error.as_deref().unwrap_or("").contains("line 3"), "{r:?}");
+        assert!(
+            samples(&db, "new_series").is_empty(),
+            "nothing of the failed body is stored"
+        );
+        let a = samples(&db, "a");
+        assert_eq!(a.len(), 2);
+        assert!(is_stale_nan(a[1].v));
+        assert_eq!(
+            samples(&db, "up").iter().map(|s| s.v).collect::<Vec<_>>(),
+            vec![1.0, 0.0]
+        );
+        // The next failure writes no second marker; the next success stores again.
+        scrape(&mut st, &db, "garbage{", 31_000, &opts);
+        assert_eq!(samples(&db, "a").len(), 2);
+        let r = scrape(&mut st, &db, "a 9\n", 46_000, &opts);
+        assert!(r.up && r.series_added == 1);
+        assert_eq!(samples(&db, "a").last().unwrap().v, 9.0);
+        // A fetch error behaves like a parse error.
+        let r = st
+            .ingest(
+                &db,
+                &target(),
+                Err("server returned HTTP status 500".into()),
+                61_000,
+                0.0,
+                &opts,
+            )
+            .unwrap();
+        assert_eq!(r.error.as_deref(), Some("server returned HTTP status 500"));
+        assert!(is_stale_nan(samples(&db, "a").last().unwrap().v));
+    }
+
+    #[test]
+    fn honor_labels_and_exported_prefix() {
+        let (_d, db) = db();
+        let body = "m{job=\"inner\",exported_job=\"x\"} 1\n";
+        let mut st = ScrapeState::default();
+        scrape(&mut st, &db, body, 1000, &IngestOptions::default());
+        let got = db
+            .querier()
+            .series(&[Matcher::equal("__name__", "m")], 0, i64::MAX)
+            .unwrap();
+        assert_eq!(got[0].get("job"), Some("node"));
+        assert_eq!(got[0].get("exported_exported_job"), Some("inner"));
+        assert_eq!(got[0].get("exported_job"), Some("x"));
+        let (_d2, db2) = self::db();
+        let mut st = ScrapeState::default();
+        scrape(
+            &mut st,
+            &db2,
+            body,
+            1000,
+            &IngestOptions {
+                honor_labels: true,
+                ..Default::default()
+            },
+        );
+        let got = db2
+            .querier()
+            .series(&[Matcher::equal("__name__", "m")], 0, i64::MAX)
+            .unwrap();
+        assert_eq!(got[0].get("job"), Some("inner"));
+        assert_eq!(got[0].get("instance"), Some("127.0.0.1:9100"));
+    }
+
+    #[test]
+    fn timestamps_honoured_or_replaced() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        scrape(
+            &mut st,
+            &db,
+            "m 1 5000\n",
+            9000,
+            &IngestOptions {
+                honor_timestamps: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(samples(&db, "m")[0].t, 5000);
+        let (_d2, db2) = self::db();
+        let mut st = ScrapeState::default();
+        scrape(&mut st, &db2, "m 1 5000\n", 9000, &IngestOptions::default());
+        assert_eq!(samples(&db2, "m")[0].t, 9000);
+    }
+
+    #[test]
+    fn limits_fail_the_scrape_with_prometheus_messages() {
+        let body = "a{l=\"xxxxxxxx\"} 1\nb 2\nc 3\n";
+        let cases = [
+            (
+                Limits {
+                    sample_limit: 2,
+                    ..Default::default()
+                },
+                "sample limit exceeded",
+            ),
+            (
+                Limits {
+                    label_limit: 3,
+                    ..Default::default()
+                },
+                "label_limit exceeded (metric: a, number of labels: 4, limit: 3)",
+            ),
+            (
+                Limits {
+                    label_name_length_limit: 7,
+                    ..Default::default()
+                },
+                "label_name_length_limit exceeded (metric: a, label name: __name__, length: 8, limit: 7)",
+            ),
+            (
+                Limits {
+                    label_value_length_limit: 5,
+                    ..Default::default()
+                },
+                "label_value_length_limit exceeded (metric: a, label name: instance",
+            ),
+        ];
+        for (limits, want) in cases {
+            let (_d, db) = db();
+            let mut st = ScrapeState::default();
+            let r = scrape(
+                &mut st,
+                &db,
+                body,
+                1000,
+                &IngestOptions {
+                    limits,
+                    ..Default::default()
+                },
+            );
+            assert!(!r.up);
+            assert!(r.error.as_deref().unwrap_or("").starts_with(want), "{r:?}");
+            for n in ["a", "b", "c"] {
+                assert!(samples(&db, n).is_empty(), "{want}: nothing partial");
+            }
+            assert_eq!(samples(&db, "up")[0].v, 0.0);
+        }
+    }
+
+    #[test]
+    fn metric_relabeling_drops_series_and_end_stales_everything() {
+        let (_d, db) = db();
+        let drop = Rule::new(RelabelConfig {
+            source_labels: vec!["__name__".into()],
+            regex: "go_.*".into(),
+            action: Action::Drop,
+            ..Default::default()
+        })
+        .unwrap();
+        let opts = IngestOptions {
+            metric_relabel: vec![drop],
+            ..Default::default()
+        };
+        let mut st = ScrapeState::default();
+        let r = scrape(&mut st, &db, "go_x 1\nkeep 2\n", 1000, &opts);
+        assert_eq!(
+            (r.samples_scraped, r.samples_post_metric_relabeling),
+            (2, 1)
+        );
+        assert!(samples(&db, "go_x").is_empty());
+        st.end(&db, 5000).unwrap();
+        assert!(is_stale_nan(samples(&db, "keep")[1].v));
+        assert!(is_stale_nan(samples(&db, "up")[1].v));
+    }
+
+    #[test]
+    fn every_fixture_sample_is_stored() {
+        let base =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/exposition");
+        assert!(
+            base.is_dir(),
+            "../shared/fixtures/exposition is missing beside the checkout"
+        );
+        for (file, format) in [
+            ("node_exporter-1.5.0.prom", Format::PrometheusText),
+            ("victoria-metrics-1.79.5.prom", Format::PrometheusText),
+            ("python-client.openmetrics", Format::OpenMetrics),
+        ] {
+            let body = std::fs::read(base.join(file)).unwrap();
+            let want = body
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty() && l[0] != b'#')
+                .count();
+            let (_d, db) = db();
+            let mut st = ScrapeState::default();
+            let r = st
+                .ingest(
+                    &db,
+                    &target(),
+                    Ok((&body, format)),
+                    1000,
+                    0.01,
+                    &IngestOptions::default(),
+                )
+                .unwrap();
+            assert!(r.up, "{file}: {r:?}");
+            assert_eq!(r.samples_scraped as usize, want, "{file}");
+            assert_eq!(
+                r.commit.appended as usize,
+                want + 5,
+                "{file}: every sample and the 5 report series"
+            );
+            let stored = db.querier().series(&[], i64::MIN, i64::MAX).unwrap();
+            assert_eq!(stored.len(), want + 5, "{file}");
+        }
+    }
+}
