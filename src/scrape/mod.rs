@@ -6,3 +6,4 @@
 pub mod ingest;
 pub mod parse;
 pub mod relabel;
+pub mod scrape_loop;
