@@ -7,3 +7,4 @@ pub mod ingest;
 pub mod parse;
 pub mod relabel;
 pub mod scrape_loop;
+pub mod target;
