@@ -4,6 +4,7 @@
 //! `storage` and `model`; it must never call `query`, `api` or `cli`.
 
 pub mod ingest;
+pub mod manager;
 pub mod parse;
 pub mod relabel;
 pub mod scrape_loop;

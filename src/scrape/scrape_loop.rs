@@ -61,6 +61,17 @@ pub fn offset(target: &Labels, interval: Duration) -> Duration {
     Duration::from_millis(target.stable_hash() % ms)
 }
 
+/// The loop's run state, sent by its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Keep scraping.
+    Run,
+    /// The target was removed: stop and end its series with staleness markers.
+    Remove,
+    /// The agent is shutting down: stop without markers, so series continue after a restart.
+    Shutdown,
+}
+
 /// Maps tokio's clock (paused in tests) to wall-clock milliseconds.
 #[derive(Clone, Copy)]
 struct Clock {
@@ -88,14 +99,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs the loop until `stop` turns true, then writes staleness markers for everything the
-/// target stored last. Returns when done.
+/// Runs the loop until `stop` leaves [`Control::Run`]; on [`Control::Remove`] it then writes
+/// staleness markers for everything the target stored last. Returns when done.
 pub async fn run<F: Fetch>(
     db: Arc<Db>,
     settings: LoopSettings,
     fetcher: Arc<F>,
     health: Arc<Mutex<TargetHealth>>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Control>,
 ) {
     let clock = Clock::new();
     let interval = settings.interval.max(Duration::from_millis(1));
@@ -115,7 +126,7 @@ pub async fn run<F: Fetch>(
             t = ticker.tick() => t,
             _ = stop.changed() => break,
         };
-        if *stop.borrow() {
+        if *stop.borrow() != Control::Run {
             break;
         }
         let started = Instant::now();
@@ -174,7 +185,8 @@ pub async fn run<F: Fetch>(
             }
         }
     }
-    if let Some(mut st) = state {
+    let removed = *stop.borrow() == Control::Remove;
+    if let (Some(mut st), true) = (state, removed) {
         let t = clock.ms(Instant::now());
         let db2 = db.clone();
         let ended = tokio::task::spawn_blocking(move || st.end(&db2, t)).await;
@@ -255,7 +267,7 @@ mod tests {
         // Each scrape takes longer than the interval: the next one waits, never overlaps.
         let fake = Fake::new(Duration::from_secs(12), false);
         let health = Arc::new(Mutex::new(TargetHealth::default()));
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(Control::Run);
         let h = tokio::spawn(run(
             db.clone(),
             settings(10, 15),
@@ -266,7 +278,7 @@ mod tests {
         wait_for(|| fake.calls.load(Ordering::SeqCst) >= 5).await;
         assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
         wait_for(|| lock(&health).health == "up").await;
-        tx.send(true).unwrap();
+        tx.send(Control::Remove).unwrap();
         h.await.unwrap();
         let q = db.querier();
         let m = q
@@ -289,7 +301,7 @@ mod tests {
         let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
         let fake = Fake::new(Duration::from_millis(300), false);
         let health = Arc::new(Mutex::new(TargetHealth::default()));
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(Control::Run);
         let h = tokio::spawn(run(
             db.clone(),
             settings(10, 5),
@@ -298,7 +310,7 @@ mod tests {
             rx,
         ));
         wait_for(|| fake.calls.load(Ordering::SeqCst) >= 6).await;
-        tx.send(true).unwrap();
+        tx.send(Control::Remove).unwrap();
         h.await.unwrap();
         let up = db
             .querier()
@@ -330,7 +342,7 @@ mod tests {
         let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
         let fake = Fake::new(Duration::ZERO, true);
         let health = Arc::new(Mutex::new(TargetHealth::default()));
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(Control::Run);
         let h = tokio::spawn(run(
             db.clone(),
             settings(15, 5),
@@ -342,7 +354,7 @@ mod tests {
         let hl = lock(&health).clone();
         assert!(hl.last_error.contains("timed out"), "{hl:?}");
         assert!(hl.last_scrape_duration >= 5.0 && hl.last_scrape_duration < 6.0);
-        tx.send(true).unwrap();
+        tx.send(Control::Remove).unwrap();
         h.await.unwrap();
         let up = db
             .querier()
