@@ -103,6 +103,7 @@ impl Manager {
                             interval: t.interval,
                             timeout: t.timeout,
                             target: t.labels.clone(),
+                            url: t.url.clone(),
                             ingest: job.ingest.clone(),
                             timestamp_tolerance: std::time::Duration::from_millis(2),
                         };
@@ -225,7 +226,7 @@ mod tests {
 
     struct Body(AtomicUsize);
     impl Fetch for Body {
-        async fn fetch(&self, _: Duration) -> Result<(Vec<u8>, Format), String> {
+        async fn fetch(&self, _: &str, _: Duration) -> Result<(Vec<u8>, Format), String> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Ok((b"m 1\n".to_vec(), Format::PrometheusText))
         }

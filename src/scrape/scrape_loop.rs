@@ -16,9 +16,10 @@ use crate::storage::Db;
 
 /// Fetches one target's body; the scrape loop calls it once per interval.
 pub trait Fetch: Send + Sync + 'static {
-    /// The body and its format, or the error text the target's state shows.
+    /// The body at `url` and its format, or the error text the target's state shows.
     fn fetch(
         &self,
+        url: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<(Vec<u8>, Format), String>> + Send;
 }
@@ -47,6 +48,8 @@ pub struct LoopSettings {
     pub timeout: Duration,
     /// The target's labels (job, instance, and those from discovery and relabeling).
     pub target: Labels,
+    /// The URL to scrape.
+    pub url: String,
     /// How samples become series.
     pub ingest: IngestOptions,
     /// Snap scrape timestamps to the schedule when this close to it (Prometheus: 2 ms), so
@@ -135,7 +138,7 @@ pub async fn run<F: Fetch>(
             t = clock.ms(scheduled);
         }
         let result = tokio::select! {
-            r = tokio::time::timeout(settings.timeout, fetcher.fetch(settings.timeout)) => r,
+            r = tokio::time::timeout(settings.timeout, fetcher.fetch(&settings.url, settings.timeout)) => r,
             _ = stop.changed() => break,
         };
         let body = match result {
@@ -225,7 +228,7 @@ mod tests {
     }
 
     impl Fetch for Fake {
-        async fn fetch(&self, _timeout: Duration) -> Result<(Vec<u8>, Format), String> {
+        async fn fetch(&self, _url: &str, _timeout: Duration) -> Result<(Vec<u8>, Format), String> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             let f = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_in_flight.fetch_max(f, Ordering::SeqCst);
@@ -243,6 +246,7 @@ mod tests {
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(timeout),
             target: Labels::new([("job", "j"), ("instance", "a:1")]).unwrap(),
+            url: "http://a:1/metrics".into(),
             ingest: IngestOptions::default(),
             timestamp_tolerance: Duration::from_millis(2),
         }
