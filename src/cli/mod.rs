@@ -2,6 +2,7 @@
 //!
 //! `cli` may call every other module; nothing calls `cli` but `main.rs`.
 
+mod check;
 mod dump;
 mod import;
 mod inspect;
@@ -49,6 +50,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Write stored samples as OpenMetrics text that `tidemark import` and promtool read back.
     Dump(dump::Args),
+    /// Validate files without running anything (`check config FILE...`).
+    Check(check::Args),
 }
 
 /// Entry point of the binary.
@@ -64,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Import(a) => import::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Dump(a) => dump::run(a),
+        Command::Check(a) => check::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
