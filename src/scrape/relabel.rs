@@ -11,8 +11,7 @@ use serde::Deserialize;
 use crate::model::{Labels, LabelsBuilder, is_valid_label_name};
 
 /// A relabel action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Action {
     /// Set `target_label` to the expanded `replacement` when `regex` matches (the default).
     #[default]
@@ -114,6 +113,38 @@ pub enum RelabelError {
 pub struct Rule {
     cfg: RelabelConfig,
     re: Regex,
+}
+
+const ACTIONS: [Action; 11] = [
+    Action::Replace,
+    Action::Keep,
+    Action::Drop,
+    Action::KeepEqual,
+    Action::DropEqual,
+    Action::HashMod,
+    Action::LabelMap,
+    Action::LabelDrop,
+    Action::LabelKeep,
+    Action::Lowercase,
+    Action::Uppercase,
+];
+
+/// Actions are matched case-insensitively, as Prometheus does (`action: Replace` works).
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let lower = s.to_lowercase();
+        ACTIONS
+            .into_iter()
+            .find(|a| a.name() == lower)
+            .ok_or_else(|| {
+                let all: Vec<&str> = ACTIONS.iter().map(|a| a.name()).collect();
+                serde::de::Error::custom(format!(
+                    "unknown value {s:?} (want one of: {})",
+                    all.join(", ")
+                ))
+            })
+    }
 }
 
 impl Action {
@@ -516,6 +547,19 @@ mod tests {
         for (name, rules, want) in cases {
             assert_eq!(process(&input, &rules), want, "{name}");
         }
+    }
+
+    #[test]
+    fn actions_are_case_insensitive() {
+        let a: Action = serde_json::from_str("\"LabelMap\"").unwrap();
+        assert_eq!(a, Action::LabelMap);
+        let e = serde_json::from_str::<Action>("\"rename\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown value \"rename\" (want one of: replace, keep, drop"),
+            "{e}"
+        );
     }
 
     #[test]
