@@ -90,8 +90,11 @@ impl Manager {
     }
 
     /// Makes the running loops match `jobs`: unchanged targets keep running untouched, removed
-    /// ones stop (their series get staleness markers), new ones start.
-    pub async fn apply<F: Fetch>(&mut self, jobs: Vec<JobSpec<F>>) {
+    /// ones are told to stop (their series get staleness markers), new ones start. Call it
+    /// inside a tokio runtime; await the returned handles to know the removed loops finished
+    /// (it does not wait itself, so callers may hold a lock around it).
+    #[must_use = "await the stopping loops"]
+    pub fn apply<F: Fetch>(&mut self, jobs: Vec<JobSpec<F>>) -> Vec<JoinHandle<()>> {
         let mut wanted: HashMap<u64, (String, Target, LoopSettings, Arc<F>)> = HashMap::new();
         let mut dropped = Vec::new();
         for job in jobs {
@@ -169,9 +172,7 @@ impl Manager {
                 },
             );
         }
-        for t in stopping {
-            let _ = t.await;
-        }
+        stopping
     }
 
     /// Every active target with its health, ordered by job then labels.
@@ -202,16 +203,24 @@ impl Manager {
             .collect()
     }
 
-    /// Stops every loop for shutdown and waits for them. No staleness markers: the series go on
-    /// after a restart.
-    pub async fn shutdown(&mut self) {
-        let all: Vec<Running> = self.running.drain().map(|(_, r)| r).collect();
-        for r in &all {
-            let _ = r.stop.send(Control::Shutdown);
-        }
-        for r in all {
-            let _ = r.task.await;
-        }
+    /// Tells every loop to stop for shutdown; await the handles. No staleness markers: the
+    /// series go on after a restart.
+    #[must_use = "await the stopping loops"]
+    pub fn shutdown(&mut self) -> Vec<JoinHandle<()>> {
+        self.running
+            .drain()
+            .map(|(_, r)| {
+                let _ = r.stop.send(Control::Shutdown);
+                r.task
+            })
+            .collect()
+    }
+}
+
+/// Waits for stopping loops.
+pub async fn join_all(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
     }
 }
 
@@ -272,14 +281,14 @@ mod tests {
         let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
         let mut m = Manager::new(db.clone());
         let f = Arc::new(Body(AtomicUsize::new(0)));
-        m.apply(vec![job(&["a:1", "b:1"], &f, 1)]).await;
+        join_all(m.apply(vec![job(&["a:1", "b:1"], &f, 1)])).await;
         assert_eq!(m.targets().len(), 2);
         tokio::time::sleep(Duration::from_secs(35)).await;
         let before = up_samples(&db, "a:1");
         assert!(before.len() >= 3);
         // Same config: a:1 keeps its loop (its schedule continues with no gap or extra scrape),
         // b:1 is removed, c:1 is new.
-        m.apply(vec![job(&["a:1", "c:1"], &f, 1)]).await;
+        join_all(m.apply(vec![job(&["a:1", "c:1"], &f, 1)])).await;
         tokio::time::sleep(Duration::from_secs(30)).await;
         let after = up_samples(&db, "a:1");
         assert_eq!(
@@ -303,10 +312,10 @@ mod tests {
         names.sort();
         assert_eq!(names, ["a:1", "c:1"]);
         // A changed job config restarts its loops.
-        m.apply(vec![job(&["a:1"], &f, 2)]).await;
+        join_all(m.apply(vec![job(&["a:1"], &f, 2)])).await;
         assert!(is_stale_nan(up_samples(&db, "a:1").last().unwrap().v));
         assert_eq!(m.targets().len(), 1);
-        m.shutdown().await;
+        join_all(m.shutdown()).await;
         assert!(m.targets().is_empty());
     }
 
@@ -316,7 +325,7 @@ mod tests {
         let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
         let mut m = Manager::new(db);
         let f = Arc::new(Body(AtomicUsize::new(0)));
-        m.apply(vec![job(&["ok:1", "http://bad/"], &f, 1)]).await;
+        join_all(m.apply(vec![job(&["ok:1", "http://bad/"], &f, 1)])).await;
         assert_eq!(m.targets().len(), 1);
         assert_eq!(m.dropped().len(), 1);
         assert!(
@@ -326,6 +335,6 @@ mod tests {
                 .unwrap_or("")
                 .contains("invalid host:port")
         );
-        m.shutdown().await;
+        join_all(m.shutdown()).await;
     }
 }
