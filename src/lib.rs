@@ -4,8 +4,10 @@
 //! See ARCHITECTURE.md for the code map and the invariants every module keeps.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod model;
+pub mod query;
 pub mod scrape;
 pub mod storage;

@@ -12,10 +12,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::model::{MatchOp, Matcher};
+use crate::model::Matcher;
 
 #[derive(Parser)]
 #[command(
@@ -99,38 +99,9 @@ struct DataDir {
     data_dir: PathBuf,
 }
 
-/// Parses a PromQL series selector (`up{job="node"}`, `{__name__=~"go_.*"}`) into matchers.
+/// Parses a PromQL series selector into matchers.
 fn parse_selector(s: &str) -> anyhow::Result<Vec<Matcher>> {
-    use promql_parser::label::MatchOp as P;
-    use promql_parser::parser::Expr;
-    let expr = promql_parser::parser::parse(s)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("invalid series selector {s:?}"))?;
-    let Expr::VectorSelector(vs) = expr else {
-        bail!("{s:?} is not a series selector");
-    };
-    if !vs.matchers.or_matchers.is_empty() {
-        bail!("{s:?}: `or` inside a selector is not supported here");
-    }
-    let mut out = Vec::new();
-    let has_name_matcher = vs
-        .matchers
-        .matchers
-        .iter()
-        .any(|m| m.name == crate::model::METRIC_NAME);
-    if let Some(name) = vs.name.as_ref().filter(|_| !has_name_matcher) {
-        out.push(Matcher::equal(crate::model::METRIC_NAME, name.clone()));
-    }
-    for m in &vs.matchers.matchers {
-        let op = match m.op {
-            P::Equal => MatchOp::Equal,
-            P::NotEqual => MatchOp::NotEqual,
-            P::Re(_) => MatchOp::Regex,
-            P::NotRe(_) => MatchOp::NotRegex,
-        };
-        out.push(Matcher::new(op, m.name.clone(), m.value.clone())?);
-    }
-    Ok(out)
+    crate::query::parse_selector(s).with_context(|| format!("invalid series selector {s:?}"))
 }
 
 /// Shows `done/total` on one stderr line while on a terminal; silent otherwise.
@@ -165,21 +136,5 @@ impl Progress {
             self.set(self.total);
             eprintln!();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn selectors_become_matchers() {
-        let m = parse_selector(r#"up{job="node",instance=~"a.*"}"#).unwrap();
-        let s: Vec<String> = m.iter().map(ToString::to_string).collect();
-        assert!(s.contains(&r#"__name__="up""#.to_string()), "{s:?}");
-        assert!(s.contains(&r#"instance=~"a.*""#.to_string()));
-        assert_eq!(parse_selector(r#"{__name__=~"go_.*"}"#).unwrap().len(), 1);
-        assert!(parse_selector("rate(x[5m])").is_err());
-        assert!(parse_selector("up{").is_err());
     }
 }

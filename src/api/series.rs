@@ -1,0 +1,114 @@
+//! Series and label metadata: `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+
+use super::params::Params;
+use super::response::success;
+use super::{ApiError, ApiState};
+use crate::model::{Labels, Matcher, is_valid_label_name};
+
+fn range(p: &Params) -> Result<(i64, i64), ApiError> {
+    let start = p.time("start", i64::MIN)?;
+    let end = p.time("end", i64::MAX)?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    Ok((start, end))
+}
+
+fn truncate<T>(mut v: Vec<T>, limit: usize) -> Vec<T> {
+    if limit > 0 {
+        v.truncate(limit);
+    }
+    v
+}
+
+pub async fn series(
+    State(s): State<Arc<ApiState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::new(&uri, &headers, &body);
+    let selectors = p.matchers()?;
+    if selectors.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let (start, end) = range(&p)?;
+    let limit = p.limit()?;
+    let q = s.db.querier();
+    let mut all: Vec<Labels> = Vec::new();
+    for m in &selectors {
+        all.extend(q.series(m, start, end)?);
+    }
+    all.sort_unstable();
+    all.dedup();
+    let data: Vec<serde_json::Map<String, serde_json::Value>> = truncate(all, limit)
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|(n, v)| (n.to_string(), serde_json::Value::String(v.to_string())))
+                .collect()
+        })
+        .collect();
+    Ok(success(data))
+}
+
+/// Union over selectors (or everything without any) of the strings `f` draws from a querier.
+fn union(
+    s: &ApiState,
+    selectors: &[Vec<Matcher>],
+    f: impl Fn(
+        &crate::storage::Querier,
+        &[Matcher],
+    ) -> Result<Vec<String>, crate::storage::StorageError>,
+) -> Result<Vec<String>, ApiError> {
+    let q = s.db.querier();
+    let mut out = Vec::new();
+    if selectors.is_empty() {
+        out = f(&q, &[])?;
+    } else {
+        for m in selectors {
+            out.extend(f(&q, m)?);
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+    Ok(out)
+}
+
+pub async fn labels(
+    State(s): State<Arc<ApiState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::new(&uri, &headers, &body);
+    let selectors = p.matchers()?;
+    let (start, end) = range(&p)?;
+    let names = union(&s, &selectors, |q, m| q.label_names(m, start, end))?;
+    Ok(success(truncate(names, p.limit()?)))
+}
+
+pub async fn label_values(
+    State(s): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = Params::new(&uri, &headers, &Bytes::new());
+    if !is_valid_label_name(&name) {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    let selectors = p.matchers()?;
+    let (start, end) = range(&p)?;
+    let values = union(&s, &selectors, |q, m| q.label_values(&name, m, start, end))?;
+    Ok(success(truncate(values, p.limit()?)))
+}

@@ -1,0 +1,100 @@
+//! Health, readiness, build and runtime information, configuration, and targets.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::response::success;
+use super::{ApiError, ApiState};
+
+/// The Prometheus API level tidemark implements. Grafana switches features on the reported
+/// version (below 2.24 it avoids the `match[]` label APIs), so this is what `version` says;
+/// tidemark's own version is in `tidemarkVersion`.
+pub const PROMETHEUS_API_VERSION: &str = "2.53.0";
+
+pub async fn healthy() -> &'static str {
+    "tidemark is Healthy.\n"
+}
+
+pub async fn ready(State(s): State<Arc<ApiState>>) -> Response {
+    if s.is_ready() {
+        "tidemark is Ready.\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+    }
+}
+
+pub async fn buildinfo() -> Response {
+    success(json!({
+        "version": PROMETHEUS_API_VERSION,
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+        "tidemarkVersion": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+pub async fn config(State(s): State<Arc<ApiState>>) -> Response {
+    success(json!({ "yaml": s.config_yaml }))
+}
+
+pub async fn runtimeinfo(State(s): State<Arc<ApiState>>) -> Response {
+    let started = crate::model::format_rfc3339(
+        s.started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    );
+    let wal = s.db.wal_stats();
+    success(json!({
+        "startTime": started,
+        "CWD": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        "reloadConfigSuccess": true,
+        "lastConfigTime": started,
+        "storageRetention": "",
+        "walSegments": wal.segments,
+        "headSeries": s.db.head().num_series(),
+    }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct TargetsQuery {
+    state: Option<String>,
+    #[serde(rename = "scrapePool")]
+    scrape_pool: Option<String>,
+}
+
+pub async fn targets(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<TargetsQuery>,
+) -> Result<Response, ApiError> {
+    let (mut active, mut dropped) = s.targets.targets();
+    if let Some(pool) = q.scrape_pool.as_deref().filter(|p| !p.is_empty()) {
+        active.retain(|t| t.scrape_pool == pool);
+        dropped.retain(|t| t.scrape_pool == pool);
+    }
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for d in &dropped {
+        *counts.entry(d.scrape_pool.clone()).or_default() += 1;
+    }
+    let state = q.state.as_deref().unwrap_or("any").to_ascii_lowercase();
+    let (show_active, show_dropped) = match state.as_str() {
+        "active" => (true, false),
+        "dropped" => (false, true),
+        "any" | "" => (true, true),
+        other => return Err(ApiError::bad_data(format!("invalid state {other:?}"))),
+    };
+    let mut data = serde_json::Map::new();
+    if show_active {
+        data.insert("activeTargets".into(), json!(active));
+    }
+    if show_dropped {
+        data.insert("droppedTargets".into(), json!(dropped));
+        data.insert("droppedTargetCounts".into(), json!(counts));
+    }
+    Ok(success(data))
+}
