@@ -156,10 +156,8 @@ impl SeriesState {
         let mut buf = Vec::new();
         if let Some(c) = self.closed.last() {
             // Head chunks are written by this process; a decode failure cannot come from input.
-            if chunk::decode(&c.data, &mut buf).is_ok() {
-                if let Some(s) = buf.last() {
-                    return s.v.to_bits();
-                }
+            if let (Ok(()), Some(s)) = (chunk::decode(&c.data, &mut buf), buf.last()) {
+                return s.v.to_bits();
             }
         }
         0
