@@ -248,6 +248,12 @@ impl Db {
         let (blocks, refused) = open_blocks(&blocks_dir, true)?;
 
         let head = Arc::new(Head::new());
+        // The head's lower bound is not persisted, and the blocks are what it protects: without
+        // it a reopened head accepts a sample at a timestamp a block already holds, and with a
+        // different value that acknowledged sample is hidden by the block's in every query.
+        if let Some(maxt) = blocks.iter().map(|b| b.meta().maxt).max() {
+            head.set_min_valid(maxt.saturating_add(1));
+        }
         let mut refs = HashMap::new();
         let mut unknown = 0;
         let wal_opts = WalOptions {

@@ -144,7 +144,8 @@ impl Head {
         };
         let series = Arc::new(MemSeries::new(sref, labels.clone()));
         shard.entry(h).or_default().push(series.clone());
-        // Lock order: hash shard, then ref shard, then postings. Never the reverse.
+        // Lock order: hash shard, then a series or the ref shard, then postings. Never the
+        // reverse.
         write(self.ref_shard(sref)).insert(sref, series.clone());
         {
             let mut p = write(&self.postings);
@@ -249,25 +250,37 @@ impl Head {
     /// sample is older than `gc_before` are removed; their refs become unknown.
     pub fn truncate(&self, t: i64, gc_before: i64) -> usize {
         self.set_min_valid(t);
-        let mut dead = Vec::new();
+        let mut collected = 0;
         for series in self.all_series() {
-            let mut st = series.lock();
-            st.truncate_before(t);
-            if st.is_empty() && st.max_t < gc_before && st.pending_t <= st.max_t {
-                st.removed = true;
-                dead.push(series.clone());
+            let idle = {
+                let mut st = series.lock();
+                st.truncate_before(t);
+                st.is_collectable(gc_before)
+            };
+            if idle && self.collect(&series, gc_before) {
+                collected += 1;
             }
         }
-        for s in &dead {
-            self.remove(s);
-        }
-        dead.len()
+        collected
     }
 
-    fn remove(&self, series: &Arc<MemSeries>) {
+    /// Removes an idle series. It is marked removed and unlinked from the label lookup under
+    /// its hash shard's lock, so a lookup by labels never hands out a series already marked
+    /// removed: an append that found one re-resolves once and gets a live series. (Marking
+    /// first and unlinking later let the re-resolved lookup find the same dead series, and
+    /// the sample was refused as out of order.)
+    fn collect(&self, series: &Arc<MemSeries>, gc_before: i64) -> bool {
         let h = series.labels.stable_hash();
         {
+            // Lock order: hash shard, then the series.
             let mut shard = write(self.hash_shard(h));
+            let mut st = series.lock();
+            // An append may have reserved a sample since the caller looked.
+            if !st.is_collectable(gc_before) {
+                return false;
+            }
+            st.removed = true;
+            drop(st);
             if let Some(v) = shard.get_mut(&h) {
                 v.retain(|s| s.sref != series.sref);
                 if v.is_empty() {
@@ -291,6 +304,7 @@ impl Head {
             }
         }
         self.num_series.fetch_sub(1, Ordering::Relaxed);
+        true
     }
 
     /// Total chunks held (closed and open), for inspection and self-metrics.

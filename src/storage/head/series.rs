@@ -243,6 +243,12 @@ impl SeriesState {
         self.closed.len() + usize::from(!self.open.is_empty())
     }
 
+    /// True when garbage collection may remove the series: no samples, none newer than
+    /// `gc_before`, and no append in flight.
+    pub fn is_collectable(&self, gc_before: i64) -> bool {
+        self.is_empty() && self.max_t < gc_before && self.pending_t <= self.max_t
+    }
+
     pub fn is_empty(&self) -> bool {
         self.closed.is_empty() && self.open.is_empty()
     }
