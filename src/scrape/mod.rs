@@ -3,5 +3,6 @@
 //! So far this holds the exposition parser, which `import` also uses. `scrape` may call
 //! `storage` and `model`; it must never call `query`, `api` or `cli`.
 
+pub mod fetch;
 pub mod parse;
 pub mod relabel;
