@@ -1,8 +1,10 @@
 //! Scraping: fetching exposition endpoints and turning them into append batches.
 //!
-//! So far this holds the exposition parser, which `import` also uses. `scrape` may call
-//! `storage` and `model`; it must never call `query`, `api` or `cli`.
+//! `manager` runs one `scrape_loop` per `target`; each scrape is fetched (`fetch`), parsed
+//! (`parse`), relabeled (`relabel`) and stored as one batch (`ingest`). `import` also uses the
+//! parser. `scrape` may call `storage` and `model`; it must never call `query`, `api` or `cli`.
 
+pub mod fetch;
 pub mod ingest;
 pub mod manager;
 pub mod parse;
