@@ -37,6 +37,7 @@ fn state() -> (tempfile::TempDir, Arc<ApiState>) {
         config_yaml: "global: {}\n".into(),
         started: std::time::SystemTime::now(),
         ready: AtomicBool::new(true),
+        reload: None,
     };
     (dir, Arc::new(st))
 }
@@ -44,7 +45,9 @@ fn state() -> (tempfile::TempDir, Arc<ApiState>) {
 async fn call(st: &Arc<ApiState>, req: Request<Body>) -> (StatusCode, Value) {
     let resp = router(st.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
@@ -55,7 +58,11 @@ fn get(uri: &str) -> Request<Body> {
 #[tokio::test]
 async fn series_labels_and_values_as_grafana_asks() {
     let (_d, st) = state();
-    let (code, v) = call(&st, get("/api/v1/series?match%5B%5D=up&start=1699999000&end=1700001000")).await;
+    let (code, v) = call(
+        &st,
+        get("/api/v1/series?match%5B%5D=up&start=1699999000&end=1700001000"),
+    )
+    .await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(v["status"], "success");
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
@@ -64,18 +71,27 @@ async fn series_labels_and_values_as_grafana_asks() {
     // Grafana's metrics browser POSTs form-encoded.
     let req = Request::post("/api/v1/labels")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("match%5B%5D=%7Bjob%3D%22node%22%7D&start=1699999000&end=1700001000"))
+        .body(Body::from(
+            "match%5B%5D=%7Bjob%3D%22node%22%7D&start=1699999000&end=1700001000",
+        ))
         .unwrap();
     let (code, v) = call(&st, req).await;
     assert_eq!(code, StatusCode::OK);
-    assert_eq!(v["data"], serde_json::json!(["__name__", "instance", "job"]));
+    assert_eq!(
+        v["data"],
+        serde_json::json!(["__name__", "instance", "job"])
+    );
 
     let (_, v) = call(&st, get("/api/v1/label/__name__/values")).await;
     assert_eq!(v["data"], serde_json::json!(["node_load1", "up"]));
     let (_, v) = call(&st, get("/api/v1/label/job/values?match[]=node_load1")).await;
     assert_eq!(v["data"], serde_json::json!(["node"]));
     // The time range filters: the load sample is 100 s after the up samples.
-    let (_, v) = call(&st, get("/api/v1/label/__name__/values?start=1700000050&end=1700000200")).await;
+    let (_, v) = call(
+        &st,
+        get("/api/v1/label/__name__/values?start=1700000050&end=1700000200"),
+    )
+    .await;
     assert_eq!(v["data"], serde_json::json!(["node_load1"]));
     let (_, v) = call(&st, get("/api/v1/label/instance/values?limit=1")).await;
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
@@ -107,8 +123,15 @@ async fn buildinfo_health_and_readiness() {
     let (code, v) = call(&st, get("/api/v1/status/buildinfo")).await;
     assert_eq!(code, StatusCode::OK);
     let version = v["data"]["version"].as_str().unwrap();
-    let major_minor: Vec<u32> = version.split('.').take(2).map(|x| x.parse().unwrap()).collect();
-    assert!(major_minor >= vec![2, 24], "Grafana needs 2.24+ for match[] label APIs");
+    let major_minor: Vec<u32> = version
+        .split('.')
+        .take(2)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(
+        major_minor >= vec![2, 24],
+        "Grafana needs 2.24+ for match[] label APIs"
+    );
     assert_eq!(v["data"]["tidemarkVersion"], env!("CARGO_PKG_VERSION"));
     let resp = router(st.clone()).oneshot(get("/-/healthy")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -117,4 +140,13 @@ async fn buildinfo_health_and_readiness() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let (_, v) = call(&st, get("/api/v1/targets")).await;
     assert_eq!(v["data"]["activeTargets"], serde_json::json!([]));
+    let resp = router(st.clone())
+        .oneshot(Request::post("/-/reload").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::FORBIDDEN,
+        "lifecycle API off by default"
+    );
 }

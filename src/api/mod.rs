@@ -77,13 +77,23 @@ pub struct ApiState {
     pub started: SystemTime,
     /// Set once startup (WAL replay, first config) is done; `/-/ready` answers 503 before.
     pub ready: AtomicBool,
+    /// Where `/-/reload` asks for a reload (and gets the outcome); `None` when the lifecycle
+    /// API is off, and the endpoint answers 403.
+    pub reload: Option<ReloadSender>,
 }
+
+/// Asks the agent to reload its configuration; the reply says whether it worked.
+pub type ReloadSender = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>;
 
 /// The router with every endpoint.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
+        .route(
+            "/-/reload",
+            axum::routing::post(status::reload).put(status::reload),
+        )
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))

@@ -27,6 +27,25 @@ pub async fn ready(State(s): State<Arc<ApiState>>) -> Response {
     }
 }
 
+pub async fn reload(State(s): State<Arc<ApiState>>) -> Response {
+    let Some(tx) = &s.reload else {
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.").into_response();
+    };
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    if tx.send(reply).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    match rx.await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response(),
+    }
+}
+
 pub async fn buildinfo() -> Response {
     success(json!({
         "version": PROMETHEUS_API_VERSION,

@@ -1,101 +1,368 @@
-//! `tidemark run`: the agent. So far it opens the storage, replays the WAL, runs flush,
-//! compaction and retention in the background, and shuts down cleanly on SIGTERM or SIGINT.
-//! Scraping and the HTTP API are wired in as they land.
+//! `tidemark run`: the agent. Opens storage, serves the API, scrapes the configured targets,
+//! reloads on SIGHUP or `/-/reload`, and shuts down cleanly on SIGTERM or SIGINT.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use tracing::{error, info};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
 
-use crate::model::parse_duration;
+use crate::api::{self, ActiveTarget, ApiState, DroppedTarget, TargetsView};
+use crate::config::{self, Config, WalFsync};
+use crate::model::{format_duration, format_rfc3339, parse_duration};
+use crate::scrape::fetch::Fetcher;
+use crate::scrape::job;
+use crate::scrape::manager::{JobSpec, Manager, join_all};
 use crate::storage::wal::FsyncPolicy;
 use crate::storage::{Db, Options};
 
 #[derive(clap::Parser)]
 pub(super) struct Args {
-    /// Data directory.
-    #[arg(long, default_value = "./data")]
-    data_dir: PathBuf,
-    /// WAL fsync policy: `always`, or a group-commit interval such as `1s`.
-    #[arg(long, default_value = "1s")]
-    wal_fsync: String,
-    /// Delete blocks older than this (Prometheus duration; `0` keeps data forever).
-    #[arg(long, default_value = "15d")]
-    retention_time: String,
+    /// Configuration file (Prometheus-compatible YAML); without it the embedded default runs,
+    /// scraping tidemark itself.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `storage.path`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Listen address (overrides `web.listen_address`); port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<String>,
+    /// WAL fsync policy, `always` or a duration (overrides `storage.wal_fsync`).
+    #[arg(long)]
+    wal_fsync: Option<String>,
+    /// Delete blocks older than this, `0` keeps forever (overrides `storage.retention.time`).
+    #[arg(long)]
+    retention_time: Option<String>,
+    /// Serve `/-/reload` (overrides `web.enable_lifecycle`).
+    #[arg(long)]
+    enable_lifecycle: bool,
 }
 
-/// Parses the `storage.wal_fsync` setting.
-pub(crate) fn parse_fsync(s: &str) -> anyhow::Result<FsyncPolicy> {
+/// Parses a `--wal-fsync` value.
+fn parse_fsync(s: &str) -> anyhow::Result<FsyncPolicy> {
     if s == "always" {
         return Ok(FsyncPolicy::Always);
     }
-    let ms = parse_duration(s).with_context(|| "wal_fsync wants `always` or a duration")?;
-    anyhow::ensure!(ms > 0, "wal_fsync interval must be positive (or `always`)");
+    let ms = parse_duration(s).with_context(|| "--wal-fsync wants `always` or a duration")?;
+    anyhow::ensure!(
+        ms > 0,
+        "--wal-fsync interval must be positive (or `always`)"
+    );
     Ok(FsyncPolicy::Interval(Duration::from_millis(ms as u64)))
 }
 
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<(Config, String)> {
+    match path {
+        None => Ok((
+            Config::default_embedded(),
+            config::DEFAULT_CONFIG_YAML.to_string(),
+        )),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok((Config::load(p)?, redact(&text)))
+        }
+    }
+}
+
+/// Hides inline secrets (`password`, `credentials`, `bearer_token`, inline TLS `key`) in YAML
+/// text, line by line, as `/api/v1/status/config` must not show them.
+fn redact(yaml: &str) -> String {
+    const SECRET_KEYS: [&str; 4] = ["password", "credentials", "bearer_token", "key"];
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut out = Vec::new();
+    // Inside a redacted block scalar (`key: |`): lines indented deeper than its key.
+    let mut block_indent: Option<usize> = None;
+    for line in yaml.lines() {
+        if let Some(i) = block_indent {
+            if line.trim().is_empty() || indent(line) > i {
+                continue;
+            }
+            block_indent = None;
+        }
+        let body = line.trim_start().trim_start_matches("- ");
+        let secret = body
+            .split_once(':')
+            .filter(|(k, v)| SECRET_KEYS.contains(&k.trim()) && !v.trim().is_empty());
+        match (secret, line.find(':')) {
+            (Some((_, v)), Some(i)) => {
+                out.push(format!("{}: <secret>", &line[..i]));
+                if v.trim().starts_with(['|', '>']) {
+                    block_indent = Some(indent(line));
+                }
+            }
+            _ => out.push(line.to_string()),
+        }
+    }
+    out.join("\n")
+}
+
+/// Every job of the configuration, with file-discovered targets read now.
+fn jobs(cfg: &Config) -> anyhow::Result<Vec<JobSpec<Fetcher>>> {
+    let mut out = Vec::new();
+    for sc in &cfg.scrape_configs {
+        let mut groups = Vec::new();
+        for fsd in &sc.file_sd_configs {
+            match config::file_sd::load(&fsd.files) {
+                Ok(gs) => groups.extend(gs.into_iter().map(|g| (g.targets, g.labels))),
+                // A broken target file keeps the job's other targets running, as in Prometheus.
+                Err(e) => {
+                    warn!(job = %sc.job_name, error = %e, "file_sd: cannot read target files")
+                }
+            }
+        }
+        out.push(job::build(sc, &groups)?);
+    }
+    Ok(out)
+}
+
+/// The shortest file_sd refresh interval of the configuration, if it has any.
+fn file_sd_refresh(cfg: &Config) -> Option<Duration> {
+    cfg.scrape_configs
+        .iter()
+        .flat_map(|sc| {
+            sc.file_sd_configs
+                .iter()
+                .map(|f| f.refresh_interval.to_std())
+        })
+        .min()
+}
+
+/// The manager's targets in the API's shape.
+struct ManagerView(Arc<Mutex<Manager>>);
+
+impl TargetsView for ManagerView {
+    fn targets(&self) -> (Vec<ActiveTarget>, Vec<DroppedTarget>) {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let map = |l: &crate::model::Labels| -> BTreeMap<String, String> {
+            l.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        let active = m
+            .targets()
+            .into_iter()
+            .map(|t| ActiveTarget {
+                discovered_labels: map(&t.target.discovered),
+                labels: map(&t.target.labels),
+                scrape_pool: t.job,
+                scrape_url: t.target.url.clone(),
+                global_url: t.target.url,
+                last_error: t.health.last_error,
+                last_scrape: if t.health.last_scrape_ms == 0 {
+                    "0001-01-01T00:00:00Z".into()
+                } else {
+                    format_rfc3339(t.health.last_scrape_ms)
+                },
+                last_scrape_duration: t.health.last_scrape_duration,
+                health: t.health.health.to_string(),
+                scrape_interval: format_duration(t.target.interval.as_millis() as i64),
+                scrape_timeout: format_duration(t.target.timeout.as_millis() as i64),
+            })
+            .collect();
+        let dropped = m
+            .dropped()
+            .iter()
+            .map(|d| DroppedTarget {
+                discovered_labels: d.discovered.clone(),
+                scrape_pool: d.job.clone(),
+            })
+            .collect();
+        (active, dropped)
+    }
+}
+
 pub(super) fn run(a: Args) -> anyhow::Result<()> {
-    let data_dir = a.data_dir;
+    let (cfg, yaml) = load_config(a.config.as_ref())?;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| cfg.storage.path.clone());
+    let fsync = match &a.wal_fsync {
+        Some(s) => parse_fsync(s)?,
+        None => match cfg.storage.wal_fsync {
+            WalFsync::Always => FsyncPolicy::Always,
+            WalFsync::Interval(d) => FsyncPolicy::Interval(d.to_std()),
+        },
+    };
+    let retention_time = match &a.retention_time {
+        Some(s) => parse_duration(s)?,
+        None => cfg.storage.retention.time.0,
+    };
     let opts = Options {
-        fsync: parse_fsync(&a.wal_fsync)?,
-        retention_time: parse_duration(&a.retention_time)?,
+        fsync,
+        block_duration: cfg.storage.block_duration.0,
+        retention_time,
+        retention_size: cfg.storage.retention.size.0,
         ..Options::default()
     };
-    let db = Arc::new(
-        Db::open(&data_dir, opts).with_context(|| format!("opening {}", data_dir.display()))?,
-    );
-    info!(data_dir = %data_dir.display(), "tidemark started");
+    let listen = a
+        .listen
+        .clone()
+        .unwrap_or_else(|| cfg.web.listen_address.clone());
+    let lifecycle = a.enable_lifecycle || cfg.web.enable_lifecycle;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        let maint = {
-            let db = db.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    let db = db.clone();
-                    match tokio::task::spawn_blocking(move || db.maintain()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => error!(error = %e, "storage maintenance failed"),
-                        Err(e) => error!(error = %e, "storage maintenance task panicked"),
-                    }
-                }
-            })
-        };
-        shutdown_signal().await;
-        maint.abort();
-    });
-    info!("shutting down");
+    let db = Arc::new(
+        Db::open(&data_dir, opts).with_context(|| format!("opening {}", data_dir.display()))?,
+    );
+    info!(data_dir = %data_dir.display(), "storage ready");
+    let result = rt.block_on(serve(
+        db.clone(),
+        cfg,
+        yaml,
+        a.config.clone(),
+        listen,
+        lifecycle,
+    ));
+    drop(rt);
     let db =
         Arc::try_unwrap(db).map_err(|_| anyhow::anyhow!("storage still in use at shutdown"))?;
     db.close()?;
     info!("storage closed");
+    result
+}
+
+async fn serve(
+    db: Arc<Db>,
+    cfg: Config,
+    yaml: String,
+    config_path: Option<PathBuf>,
+    listen: String,
+    lifecycle: bool,
+) -> anyhow::Result<()> {
+    let manager = Arc::new(Mutex::new(Manager::new(db.clone())));
+    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
+    let state = Arc::new(ApiState {
+        db: db.clone(),
+        targets: Arc::new(ManagerView(manager.clone())),
+        config_yaml: yaml,
+        started: SystemTime::now(),
+        ready: AtomicBool::new(false),
+        reload: lifecycle.then(|| reload_tx.clone()),
+    });
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    info!(address = %addr, "listening");
+    let (stop_http, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, api::router(state.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+
+    let first = jobs(&cfg)?;
+    let handles = manager
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .apply(first);
+    join_all(handles).await;
+    state.ready.store(true, Ordering::Release);
+    info!(jobs = cfg.scrape_configs.len(), "tidemark started");
+
+    let maint = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let db = db.clone();
+                match tokio::task::spawn_blocking(move || db.maintain()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => error!(error = %e, "storage maintenance failed"),
+                    Err(e) => error!(error = %e, "storage maintenance task panicked"),
+                }
+            }
+        })
+    };
+
+    let mut current = cfg;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sd_tick =
+        tokio::time::interval(file_sd_refresh(&current).unwrap_or(Duration::from_secs(3600)));
+    sd_tick.tick().await;
+    loop {
+        let reply: Option<oneshot::Sender<Result<(), String>>> = tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => None,
+            r = reload_rx.recv() => r,
+            _ = sd_tick.tick() => {
+                // Re-read target files; unchanged targets keep their loops.
+                match jobs(&current) {
+                    Ok(j) => {
+                        let h = manager.lock().unwrap_or_else(|e| e.into_inner()).apply(j);
+                        join_all(h).await;
+                    }
+                    Err(e) => warn!(error = %e, "file_sd refresh failed"),
+                }
+                continue;
+            }
+        };
+        let outcome = reload(config_path.as_ref(), &manager).await;
+        match &outcome {
+            Ok(cfg) => {
+                info!(jobs = cfg.scrape_configs.len(), "configuration reloaded");
+                current = cfg.clone();
+                sd_tick = tokio::time::interval(
+                    file_sd_refresh(&current).unwrap_or(Duration::from_secs(3600)),
+                );
+                sd_tick.tick().await;
+            }
+            Err(e) => {
+                error!(error = %e, "reload failed; the previous configuration stays in force")
+            }
+        }
+        if let Some(r) = reply {
+            let _ = r.send(outcome.map(|_| ()).map_err(|e| format!("{e:#}")));
+        }
+    }
+    info!("shutting down");
+    state.ready.store(false, Ordering::Release);
+    let handles = manager.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
+    join_all(handles).await;
+    maint.abort();
+    let _ = stop_http.send(());
+    let _ = server.await;
+    db.sync()?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+/// Loads the configuration again and applies its jobs; on any error nothing changes.
+async fn reload(path: Option<&PathBuf>, manager: &Arc<Mutex<Manager>>) -> anyhow::Result<Config> {
+    let (cfg, _) = load_config(path)?;
+    let j = jobs(&cfg)?;
+    let handles = manager.lock().unwrap_or_else(|e| e.into_inner()).apply(j);
+    join_all(handles).await;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn secrets_are_redacted_from_the_shown_config() {
+        let y = "basic_auth:\n  username: u\n  password: hunter2\n  password_file: /etc/p\nauthorization:\n  credentials: tok\ntls_config:\n  key: |\n    -----BEGIN PRIVATE KEY-----\n    c2VjcmV0\n  server_name: x\n";
+        let r = redact(y);
+        assert!(
+            !r.contains("hunter2") && !r.contains("tok") && !r.contains("c2VjcmV0"),
+            "{r}"
+        );
+        assert!(r.contains("  server_name: x"), "{r}");
+        assert!(r.contains("username: u") && r.contains("password_file: /etc/p"));
+        assert!(r.contains("password: <secret>"));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod fetch;
 pub mod ingest;
+pub mod job;
 pub mod manager;
 pub mod parse;
 pub mod relabel;

@@ -1,0 +1,275 @@
+//! From a `scrape_configs` entry to what the manager runs: the HTTP client settings, the
+//! target-shaping defaults, the ingestion options and the discovered targets.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fetch::{self, FetchSettings, Fetcher, Pem, Secret, TlsSettings};
+use super::ingest::{IngestOptions, Limits};
+use super::manager::JobSpec;
+use super::parse::{ACCEPT_HEADER, Format};
+use super::relabel::Rule;
+use super::scrape_loop::Fetch;
+use super::target::JobDefaults;
+use crate::config::{self, ScrapeConfig, ScrapeProtocol};
+
+/// A job that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The HTTP client could not be built (TLS files, auth conflicts).
+    #[error("job {job:?}: {source}")]
+    Client {
+        job: String,
+        #[source]
+        source: fetch::BuildError,
+    },
+    /// A relabel rule is invalid (config validation normally catches it first).
+    #[error("job {job:?}: {reason}")]
+    Relabel { job: String, reason: String },
+}
+
+impl Fetch for Fetcher {
+    async fn fetch(&self, url: &str, _timeout: Duration) -> Result<(Vec<u8>, Format), String> {
+        Fetcher::fetch(self, url)
+            .await
+            .map(|f| (f.body, f.format))
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn media_type(p: ScrapeProtocol) -> &'static str {
+    match p {
+        ScrapeProtocol::OpenMetricsText1_0_0 => {
+            "application/openmetrics-text;version=1.0.0;escaping=underscores"
+        }
+        ScrapeProtocol::OpenMetricsText0_0_1 => "application/openmetrics-text;version=0.0.1",
+        ScrapeProtocol::PrometheusText1_0_0 => "text/plain;version=1.0.0;escaping=underscores",
+        ScrapeProtocol::PrometheusText0_0_4 => "text/plain;version=0.0.4",
+        ScrapeProtocol::PrometheusProto => {
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+        }
+    }
+}
+
+/// The Accept header for a protocol preference list, weighted as Prometheus weights it; the
+/// default list gives exactly [`ACCEPT_HEADER`].
+pub fn accept_header(protocols: &[ScrapeProtocol]) -> String {
+    if protocols.is_empty() {
+        return ACCEPT_HEADER.to_string();
+    }
+    // Prometheus starts at one more than the number of protocols it knows (5) and counts down,
+    // ending with `*/*`.
+    let mut weight = 6usize;
+    let mut parts = Vec::with_capacity(protocols.len() + 1);
+    for p in protocols {
+        parts.push(format!("{};q=0.{weight}", media_type(*p)));
+        weight = weight.saturating_sub(1).max(1);
+    }
+    parts.push(format!("*/*;q=0.{weight}"));
+    parts.join(",")
+}
+
+fn format_of(p: ScrapeProtocol) -> Format {
+    match p {
+        ScrapeProtocol::OpenMetricsText0_0_1 | ScrapeProtocol::OpenMetricsText1_0_0 => {
+            Format::OpenMetrics
+        }
+        _ => Format::PrometheusText,
+    }
+}
+
+fn secret(inline: Option<&config::Secret>, file: Option<&std::path::PathBuf>) -> Option<Secret> {
+    match (inline, file) {
+        (Some(s), _) => Some(Secret::Inline(s.expose().to_string())),
+        (None, Some(f)) => Some(Secret::File(f.clone())),
+        (None, None) => None,
+    }
+}
+
+fn pem(inline: Option<String>, file: Option<&std::path::PathBuf>) -> Option<Pem> {
+    match (inline, file) {
+        (Some(s), _) => Some(Pem::Inline(s)),
+        (None, Some(f)) => Some(Pem::File(f.clone())),
+        (None, None) => None,
+    }
+}
+
+fn tls_version(v: config::TlsVersion) -> fetch::TlsVersion {
+    match v {
+        config::TlsVersion::TLS10 => fetch::TlsVersion::Tls10,
+        config::TlsVersion::TLS11 => fetch::TlsVersion::Tls11,
+        config::TlsVersion::TLS12 => fetch::TlsVersion::Tls12,
+        config::TlsVersion::TLS13 => fetch::TlsVersion::Tls13,
+    }
+}
+
+/// The HTTP client settings of a job.
+pub fn fetch_settings(sc: &ScrapeConfig) -> FetchSettings {
+    let t = &sc.tls_config;
+    FetchSettings {
+        timeout: sc.scrape_timeout.to_std(),
+        body_size_limit: sc.body_size_limit.0,
+        enable_compression: sc.enable_compression,
+        accept: accept_header(&sc.scrape_protocols),
+        fallback_format: sc.fallback_scrape_protocol.map(format_of),
+        basic_auth: sc.basic_auth.as_ref().map(|b| fetch::BasicAuth {
+            username: if b.username.is_empty() {
+                b.username_file
+                    .clone()
+                    .map(Secret::File)
+                    .unwrap_or(Secret::Inline(String::new()))
+            } else {
+                Secret::Inline(b.username.clone())
+            },
+            password: secret(b.password.as_ref(), b.password_file.as_ref()),
+        }),
+        authorization: sc.authorization.as_ref().and_then(|a| {
+            secret(a.credentials.as_ref(), a.credentials_file.as_ref()).map(|credentials| {
+                fetch::Authorization {
+                    kind: a.kind.clone(),
+                    credentials,
+                }
+            })
+        }),
+        tls: TlsSettings {
+            ca: pem(t.ca.clone(), t.ca_file.as_ref()),
+            cert: pem(t.cert.clone(), t.cert_file.as_ref()),
+            key: pem(
+                t.key.as_ref().map(|k| k.expose().to_string()),
+                t.key_file.as_ref(),
+            ),
+            server_name: t.server_name.clone(),
+            insecure_skip_verify: t.insecure_skip_verify,
+            min_version: t.min_version.map(tls_version),
+            max_version: t.max_version.map(tls_version),
+        },
+        follow_redirects: sc.follow_redirects,
+    }
+}
+
+/// A stable hash of everything in a job's configuration, secrets included, so any change to
+/// the job restarts its loops and an unchanged job keeps them.
+pub fn config_hash(sc: &ScrapeConfig) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{sc:?}").hash(&mut h);
+    format!(
+        "{:?}",
+        fetch_settings(sc)
+            .basic_auth
+            .map(|b| (b.username, b.password))
+    )
+    .hash(&mut h);
+    if let Some(a) = &sc.authorization {
+        a.credentials
+            .as_ref()
+            .map(|c| c.expose().to_string())
+            .hash(&mut h);
+    }
+    sc.tls_config
+        .key
+        .as_ref()
+        .map(|k| k.expose().to_string())
+        .hash(&mut h);
+    h.finish()
+}
+
+fn rules(job: &str, cfgs: &[crate::scrape::relabel::RelabelConfig]) -> Result<Vec<Rule>, JobError> {
+    cfgs.iter()
+        .map(|c| {
+            Rule::new(c.clone()).map_err(|e| JobError::Relabel {
+                job: job.to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Builds a job: its client and settings, with the targets of its static configs and of the
+/// given file-discovered groups (`(targets, labels)` pairs).
+pub fn build(
+    sc: &ScrapeConfig,
+    file_groups: &[(Vec<String>, BTreeMap<String, String>)],
+) -> Result<JobSpec<Fetcher>, JobError> {
+    let fetcher = Fetcher::new(&fetch_settings(sc)).map_err(|source| JobError::Client {
+        job: sc.job_name.clone(),
+        source,
+    })?;
+    let defaults = JobDefaults {
+        job_name: sc.job_name.clone(),
+        scheme: format!("{:?}", sc.scheme).to_lowercase(),
+        metrics_path: sc.metrics_path.clone(),
+        params: sc.params.clone(),
+        interval: sc.scrape_interval.to_std(),
+        timeout: sc.scrape_timeout.to_std(),
+        relabel: rules(&sc.job_name, &sc.relabel_configs)?,
+    };
+    let ingest = IngestOptions {
+        honor_labels: sc.honor_labels,
+        honor_timestamps: sc.honor_timestamps,
+        limits: Limits {
+            sample_limit: sc.sample_limit as usize,
+            label_limit: sc.label_limit as usize,
+            label_name_length_limit: sc.label_name_length_limit as usize,
+            label_value_length_limit: sc.label_value_length_limit as usize,
+        },
+        metric_relabel: rules(&sc.job_name, &sc.metric_relabel_configs)?,
+    };
+    let groups = sc
+        .static_configs
+        .iter()
+        .map(|s| (&s.targets, &s.labels))
+        .chain(file_groups.iter().map(|(t, l)| (t, l)));
+    let mut discovered = Vec::new();
+    for (targets, labels) in groups {
+        for addr in targets {
+            let mut d = labels.clone();
+            d.insert("__address__".to_string(), addr.clone());
+            discovered.push(d);
+        }
+    }
+    Ok(JobSpec {
+        defaults,
+        ingest,
+        fetcher: Arc::new(fetcher),
+        discovered,
+        config_hash: config_hash(sc),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_protocols_give_the_default_accept_header() {
+        let g = crate::config::Config::default_embedded();
+        let sc = &g.scrape_configs[0];
+        let a = fetch_settings(sc).accept;
+        assert!(a.starts_with("application/openmetrics-text"), "{a}");
+        let custom = accept_header(&[ScrapeProtocol::PrometheusText0_0_4]);
+        assert_eq!(custom, "text/plain;version=0.0.4;q=0.6,*/*;q=0.5");
+        let default_list = [
+            ScrapeProtocol::OpenMetricsText1_0_0,
+            ScrapeProtocol::OpenMetricsText0_0_1,
+            ScrapeProtocol::PrometheusText1_0_0,
+            ScrapeProtocol::PrometheusText0_0_4,
+        ];
+        assert_eq!(accept_header(&default_list), ACCEPT_HEADER);
+    }
+
+    #[test]
+    fn jobs_build_from_the_embedded_config() {
+        let cfg = crate::config::Config::default_embedded();
+        let job = build(&cfg.scrape_configs[0], &[]).unwrap();
+        assert_eq!(job.defaults.job_name, "tidemark");
+        assert_eq!(job.discovered.len(), 1);
+        assert_eq!(job.discovered[0]["__address__"], "127.0.0.1:9595");
+        assert_eq!(job.defaults.interval, Duration::from_secs(15));
+        assert_eq!(
+            config_hash(&cfg.scrape_configs[0]),
+            config_hash(&cfg.scrape_configs[0])
+        );
+    }
+}
