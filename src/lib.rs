@@ -11,3 +11,4 @@ pub mod model;
 pub mod query;
 pub mod scrape;
 pub mod storage;
+pub mod telemetry;

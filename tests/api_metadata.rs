@@ -133,6 +133,24 @@ async fn buildinfo_health_and_readiness() {
         "Grafana needs 2.24+ for match[] label APIs"
     );
     assert_eq!(v["data"]["tidemarkVersion"], env!("CARGO_PKG_VERSION"));
+    // The agent's own metrics parse as the text format it scrapes.
+    let resp = router(st.clone()).oneshot(get("/metrics")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let mut n = 0;
+    for e in
+        tidemark::scrape::parse::Parser::new(&body, tidemark::scrape::parse::Format::PrometheusText)
+    {
+        if let tidemark::scrape::parse::Entry::Sample(s) = e.unwrap() {
+            n += 1;
+            if s.name() == "tidemark_samples_appended_total" {
+                assert_eq!(s.value(), 3.0);
+            }
+        }
+    }
+    assert!(n > 15, "{n} self-metrics");
     let resp = router(st.clone()).oneshot(get("/-/healthy")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     st.ready.store(false, std::sync::atomic::Ordering::Release);

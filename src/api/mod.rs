@@ -88,6 +88,7 @@ pub type ReloadSender = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<R
 /// The router with every endpoint.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
+        .route("/metrics", get(status::metrics))
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
         .route(

@@ -46,6 +46,29 @@ pub async fn reload(State(s): State<Arc<ApiState>>) -> Response {
     }
 }
 
+pub async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
+    let (active, _) = s.targets.targets();
+    let mut counts = std::collections::BTreeMap::<(String, String), u64>::new();
+    for t in active {
+        *counts.entry((t.scrape_pool, t.health)).or_default() += 1;
+    }
+    let counts =
+        crate::telemetry::TargetCounts(counts.into_iter().map(|((j, h), n)| (j, h, n)).collect());
+    let start = s
+        .started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let body = crate::telemetry::render(&s.db, &counts, start);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 pub async fn buildinfo() -> Response {
     success(json!({
         "version": PROMETHEUS_API_VERSION,
