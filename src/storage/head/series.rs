@@ -97,13 +97,17 @@ impl SeriesState {
         if self.removed {
             return Err(Reject::Removed);
         }
-        let (newest, newest_v) = if self.pending_t > self.max_t {
-            (self.pending_t, self.pending_v)
-        } else {
-            (self.max_t, self.last_value_bits())
-        };
+        let pending = self.pending_t > self.max_t;
+        let newest = if pending { self.pending_t } else { self.max_t };
         if newest != i64::MIN {
             if t == newest {
+                // Only a repeated timestamp needs the newest value: reading it touches the
+                // sample buffer (a cache miss per series on the append path) or decodes a chunk.
+                let newest_v = if pending {
+                    self.pending_v
+                } else {
+                    self.last_value_bits()
+                };
                 return Err(if v.to_bits() == newest_v {
                     Reject::DuplicateIgnored
                 } else {
