@@ -4,7 +4,7 @@
 //! Reads counters that storage and scraping keep; it must never change them.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::storage::Db;
 
@@ -35,26 +35,102 @@ pub fn render(db: &Db, targets: &TargetCounts, start_time_secs: f64) -> String {
         "tidemark_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    family(
-        &mut o,
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since the Unix epoch in seconds.",
-    );
-    let _ = writeln!(o, "process_start_time_seconds {start_time_secs}");
 
     let c = db.counters();
-    family(
-        &mut o,
-        "tidemark_samples_appended_total",
-        "counter",
-        "Samples stored.",
-    );
-    let _ = writeln!(
-        o,
-        "tidemark_samples_appended_total {}",
-        c.appended.load(Ordering::Relaxed)
-    );
+    let cat = db.catalog();
+    let w = db.wal_stats();
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let singles: [(&str, &str, &str, f64); 14] = [
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch in seconds.",
+            start_time_secs,
+        ),
+        (
+            "tidemark_samples_appended_total",
+            "counter",
+            "Samples stored.",
+            load(&c.appended),
+        ),
+        (
+            "tidemark_head_series",
+            "gauge",
+            "Series in the head.",
+            db.head().num_series() as f64,
+        ),
+        (
+            "tidemark_head_flushes_total",
+            "counter",
+            "Head windows flushed to blocks.",
+            load(&c.flushes),
+        ),
+        (
+            "tidemark_compactions_total",
+            "counter",
+            "Block compactions done.",
+            load(&c.compactions),
+        ),
+        (
+            "tidemark_retention_deleted_blocks_total",
+            "counter",
+            "Blocks deleted by retention.",
+            load(&c.retention_deletes),
+        ),
+        (
+            "tidemark_blocks",
+            "gauge",
+            "Published blocks.",
+            cat.blocks.len() as f64,
+        ),
+        (
+            "tidemark_blocks_bytes",
+            "gauge",
+            "Bytes of the published blocks on disk.",
+            cat.size_bytes() as f64,
+        ),
+        (
+            "tidemark_blocks_refused",
+            "gauge",
+            "Blocks refused as corrupt at open.",
+            db.refused_blocks().len() as f64,
+        ),
+        (
+            "tidemark_wal_segments",
+            "gauge",
+            "WAL segment files.",
+            w.segments as f64,
+        ),
+        (
+            "tidemark_wal_bytes",
+            "gauge",
+            "Bytes of WAL segments and checkpoint.",
+            w.total_bytes as f64,
+        ),
+        (
+            "tidemark_wal_fsyncs_total",
+            "counter",
+            "WAL fsyncs.",
+            w.fsyncs as f64,
+        ),
+        (
+            "tidemark_wal_fsync_seconds_total",
+            "counter",
+            "Time spent in WAL fsyncs.",
+            w.fsync_time.as_secs_f64(),
+        ),
+        (
+            "tidemark_wal_written_bytes_total",
+            "counter",
+            "Bytes written to the WAL.",
+            w.bytes_written as f64,
+        ),
+    ];
+    for (name, kind, help, v) in singles {
+        family(&mut o, name, kind, help);
+        let _ = writeln!(o, "{name} {v}");
+    }
+
     family(
         &mut o,
         "tidemark_samples_rejected_total",
@@ -70,109 +146,9 @@ pub fn render(db: &Db, targets: &TargetCounts, start_time_secs: f64) -> String {
         let _ = writeln!(
             o,
             "tidemark_samples_rejected_total{{reason=\"{reason}\"}} {}",
-            n.load(Ordering::Relaxed)
+            load(n)
         );
     }
-    family(
-        &mut o,
-        "tidemark_head_series",
-        "gauge",
-        "Series in the head.",
-    );
-    let _ = writeln!(o, "tidemark_head_series {}", db.head().num_series());
-    family(
-        &mut o,
-        "tidemark_head_flushes_total",
-        "counter",
-        "Head windows flushed to blocks.",
-    );
-    let _ = writeln!(
-        o,
-        "tidemark_head_flushes_total {}",
-        c.flushes.load(Ordering::Relaxed)
-    );
-    family(
-        &mut o,
-        "tidemark_compactions_total",
-        "counter",
-        "Block compactions done.",
-    );
-    let _ = writeln!(
-        o,
-        "tidemark_compactions_total {}",
-        c.compactions.load(Ordering::Relaxed)
-    );
-    family(
-        &mut o,
-        "tidemark_retention_deleted_blocks_total",
-        "counter",
-        "Blocks deleted by retention.",
-    );
-    let _ = writeln!(
-        o,
-        "tidemark_retention_deleted_blocks_total {}",
-        c.retention_deletes.load(Ordering::Relaxed)
-    );
-
-    let cat = db.catalog();
-    family(&mut o, "tidemark_blocks", "gauge", "Published blocks.");
-    let _ = writeln!(o, "tidemark_blocks {}", cat.blocks.len());
-    family(
-        &mut o,
-        "tidemark_blocks_bytes",
-        "gauge",
-        "Bytes of the published blocks on disk.",
-    );
-    let _ = writeln!(o, "tidemark_blocks_bytes {}", cat.size_bytes());
-    family(
-        &mut o,
-        "tidemark_blocks_refused",
-        "gauge",
-        "Blocks refused as corrupt at open.",
-    );
-    let _ = writeln!(o, "tidemark_blocks_refused {}", db.refused_blocks().len());
-
-    let w = db.wal_stats();
-    family(
-        &mut o,
-        "tidemark_wal_segments",
-        "gauge",
-        "WAL segment files.",
-    );
-    let _ = writeln!(o, "tidemark_wal_segments {}", w.segments);
-    family(
-        &mut o,
-        "tidemark_wal_bytes",
-        "gauge",
-        "Bytes of WAL segments and checkpoint.",
-    );
-    let _ = writeln!(o, "tidemark_wal_bytes {}", w.total_bytes);
-    family(
-        &mut o,
-        "tidemark_wal_fsyncs_total",
-        "counter",
-        "WAL fsyncs.",
-    );
-    let _ = writeln!(o, "tidemark_wal_fsyncs_total {}", w.fsyncs);
-    family(
-        &mut o,
-        "tidemark_wal_fsync_seconds_total",
-        "counter",
-        "Time spent in WAL fsyncs.",
-    );
-    let _ = writeln!(
-        o,
-        "tidemark_wal_fsync_seconds_total {}",
-        w.fsync_time.as_secs_f64()
-    );
-    family(
-        &mut o,
-        "tidemark_wal_written_bytes_total",
-        "counter",
-        "Bytes written to the WAL.",
-    );
-    let _ = writeln!(o, "tidemark_wal_written_bytes_total {}", w.bytes_written);
-
     family(
         &mut o,
         "tidemark_scrape_targets",
