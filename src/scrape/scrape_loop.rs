@@ -24,6 +24,10 @@ pub trait Fetch: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(Vec<u8>, Format), String>> + Send;
 }
 
+/// The fetcher enforces the scrape timeout itself (with Prometheus's error text); the loop's
+/// own deadline is a backstop a little later, so the two never race.
+const FETCH_GRACE: Duration = Duration::from_millis(500);
+
 /// A target's health as `/api/v1/targets` shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TargetHealth {
@@ -138,7 +142,7 @@ pub async fn run<F: Fetch>(
             t = clock.ms(scheduled);
         }
         let result = tokio::select! {
-            r = tokio::time::timeout(settings.timeout, fetcher.fetch(&settings.url, settings.timeout)) => r,
+            r = tokio::time::timeout(settings.timeout + FETCH_GRACE, fetcher.fetch(&settings.url, settings.timeout)) => r,
             _ = stop.changed() => break,
         };
         let body = match result {
