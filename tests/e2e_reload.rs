@@ -1,0 +1,240 @@
+//! The binary as an operator runs it: reload on SIGHUP (an invalid file keeps the old
+//! configuration) and on POST /-/reload, SIGTERM exits cleanly, and a restart on the same data
+//! directory finds every sample again.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A target that answers every request with a small exposition body.
+async fn serve_target(body: &'static str) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+struct Agent {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    api: String,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(cfg: &Path, data: &Path) -> Agent {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--enable-lifecycle",
+            "--config",
+        ])
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(data)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let api = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("no listen address logged");
+        if let Some(i) = line.find("address=") {
+            let a: String = line[i + 8..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            break format!("http://{a}");
+        }
+    };
+    Agent {
+        child,
+        lines: rx,
+        api,
+    }
+}
+
+fn signal(a: &Agent, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &a.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+fn wait_log(a: &Agent, needle: &str) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if let Ok(l) = a.lines.recv_timeout(Duration::from_millis(200))
+            && l.contains(needle)
+        {
+            return;
+        }
+    }
+    panic!("log line {needle:?} not seen");
+}
+
+async fn targets(http: &reqwest::Client, a: &Agent) -> Vec<(String, String)> {
+    let Ok(r) = http.get(format!("{}/api/v1/targets", a.api)).send().await else {
+        return vec![];
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.bytes().await.unwrap_or_default()).unwrap_or_default();
+    v["data"]["activeTargets"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    (
+                        t["scrapePool"].as_str().unwrap_or("").to_string(),
+                        t["health"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn wait_targets(http: &reqwest::Client, a: &Agent, want: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(j, h)| (j.to_string(), h.to_string()))
+        .collect();
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut got = targets(http, a).await;
+        got.sort();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < end, "targets {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn wait_exit(a: &mut Agent) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = a.child.try_wait().unwrap() {
+            assert!(st.success(), "exit status {st:?}");
+            return;
+        }
+        assert!(Instant::now() < end, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn dump(data: &Path) -> BTreeSet<String> {
+    let o = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("dump")
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn config(jobs: &[(&str, &str)]) -> String {
+    let mut s =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n");
+    for (job, addr) in jobs {
+        s.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: [\"{addr}\"]\n"
+        ));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_shutdown_and_restart_keep_everything() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, data) = (tmp.path().join("tidemark.yml"), tmp.path().join("data"));
+    let one = serve_target("alpha_metric{k=\"v\"} 1\n").await;
+    let two = serve_target("beta_metric 2\n").await;
+    std::fs::write(&cfg, config(&[("one", &one)])).unwrap();
+
+    let mut agent = start(&cfg, &data);
+    wait_targets(&http, &agent, &[("one", "up")]).await;
+
+    // An invalid file on SIGHUP is refused; the running configuration stays.
+    std::fs::write(&cfg, "global:\n  scrape_interval: 1x\n").unwrap();
+    signal(&agent, "-HUP");
+    wait_log(&agent, "reload failed");
+    wait_targets(&http, &agent, &[("one", "up")]).await;
+
+    // A valid one over /-/reload adds the second job.
+    std::fs::write(&cfg, config(&[("one", &one), ("two", &two)])).unwrap();
+    let r = http
+        .post(format!("{}/-/reload", agent.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
+    // And SIGHUP with the same file keeps both.
+    signal(&agent, "-HUP");
+    wait_log(&agent, "configuration reloaded");
+    wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
+
+    signal(&agent, "-TERM");
+    wait_exit(&mut agent);
+    drop(agent);
+    let before = dump(&data);
+    assert!(
+        before.iter().any(|l| l.starts_with("alpha_metric"))
+            && before.iter().any(|l| l.starts_with("beta_metric"))
+    );
+
+    // Restart on the same directory: every sample is found again.
+    let mut agent = start(&cfg, &data);
+    wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
+    signal(&agent, "-TERM");
+    wait_exit(&mut agent);
+    let after = dump(&data);
+    let lost: Vec<&String> = before.difference(&after).collect();
+    assert!(lost.is_empty(), "lost across restart: {lost:?}");
+}
