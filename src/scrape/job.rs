@@ -235,6 +235,8 @@ pub fn build(
         fetcher: Arc::new(fetcher),
         discovered,
         config_hash: config_hash(sc),
+        target_limit: sc.target_limit as usize,
+        keep_dropped_targets: sc.keep_dropped_targets as usize,
     })
 }
 

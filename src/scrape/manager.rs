@@ -28,6 +28,11 @@ pub struct JobSpec<F> {
     pub discovered: Vec<BTreeMap<String, String>>,
     /// A hash of the job's whole configuration: a change restarts its loops.
     pub config_hash: u64,
+    /// Most targets the job may have after relabeling (`target_limit`); 0 is no limit. Over
+    /// it, none of the job's targets is scraped and each shows the error, as in Prometheus.
+    pub target_limit: usize,
+    /// Most dropped targets kept for display (`keep_dropped_targets`); 0 keeps all.
+    pub keep_dropped_targets: usize,
 }
 
 /// A target as `/api/v1/targets` reports it.
@@ -77,6 +82,8 @@ pub struct Manager {
     db: Arc<Db>,
     running: HashMap<u64, Running>,
     dropped: Vec<DroppedTarget>,
+    /// Targets of jobs over their `target_limit`: listed, not scraped.
+    over_limit: Vec<TargetStatus>,
 }
 
 impl Manager {
@@ -86,6 +93,7 @@ impl Manager {
             db,
             running: HashMap::new(),
             dropped: Vec::new(),
+            over_limit: Vec::new(),
         }
     }
 
@@ -97,22 +105,14 @@ impl Manager {
     pub fn apply<F: Fetch>(&mut self, jobs: Vec<JobSpec<F>>) -> Vec<JoinHandle<()>> {
         let mut wanted: HashMap<u64, (String, Target, LoopSettings, Arc<F>)> = HashMap::new();
         let mut dropped = Vec::new();
+        let mut over_limit = Vec::new();
         for job in jobs {
             let name = job.defaults.job_name.clone();
+            let dropped_before = dropped.len();
+            let mut built = Vec::new();
             for d in &job.discovered {
                 match target::populate(d, &job.defaults) {
-                    Ok(Some(t)) => {
-                        let settings = LoopSettings {
-                            interval: t.interval,
-                            timeout: t.timeout,
-                            target: t.labels.clone(),
-                            url: t.url.clone(),
-                            ingest: job.ingest.clone(),
-                            timestamp_tolerance: std::time::Duration::from_millis(2),
-                        };
-                        let k = key(&name, &t, job.config_hash);
-                        wanted.insert(k, (name.clone(), t, settings, job.fetcher.clone()));
-                    }
+                    Ok(Some(t)) => built.push(t),
                     Ok(None) => dropped.push(DroppedTarget {
                         job: name.clone(),
                         discovered: d.clone(),
@@ -128,7 +128,46 @@ impl Manager {
                     }
                 }
             }
+            if job.keep_dropped_targets > 0 {
+                dropped.truncate(
+                    dropped_before + job.keep_dropped_targets.min(dropped.len() - dropped_before),
+                );
+            }
+            if job.target_limit > 0 && built.len() > job.target_limit {
+                let error = format!(
+                    "target_limit exceeded (number of targets: {}, limit: {})",
+                    built.len(),
+                    job.target_limit
+                );
+                warn!(job = %name, %error, "no target of the job is scraped");
+                for target in built {
+                    let health = TargetHealth {
+                        health: "down",
+                        last_error: error.clone(),
+                        ..TargetHealth::default()
+                    };
+                    over_limit.push(TargetStatus {
+                        job: name.clone(),
+                        target,
+                        health,
+                    });
+                }
+                continue;
+            }
+            for t in built {
+                let settings = LoopSettings {
+                    interval: t.interval,
+                    timeout: t.timeout,
+                    target: t.labels.clone(),
+                    url: t.url.clone(),
+                    ingest: job.ingest.clone(),
+                    timestamp_tolerance: std::time::Duration::from_millis(2),
+                };
+                let k = key(&name, &t, job.config_hash);
+                wanted.insert(k, (name.clone(), t, settings, job.fetcher.clone()));
+            }
         }
+        self.over_limit = over_limit;
         self.dropped = dropped;
         let gone: Vec<u64> = self
             .running
@@ -185,6 +224,7 @@ impl Manager {
                 target: r.target.clone(),
                 health: r.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             })
+            .chain(self.over_limit.iter().cloned())
             .collect();
         out.sort_by(|a, b| (&a.job, &a.target.labels).cmp(&(&b.job, &b.target.labels)));
         out
@@ -259,6 +299,8 @@ mod tests {
                 .map(|a| BTreeMap::from([("__address__".to_string(), a.to_string())]))
                 .collect(),
             config_hash: hash,
+            target_limit: 0,
+            keep_dropped_targets: 0,
         }
     }
 
@@ -320,6 +362,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_job_over_its_target_limit_scrapes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+        let mut m = Manager::new(db.clone());
+        let f = Arc::new(Body(AtomicUsize::new(0)));
+        let mut j = job(&["a:1", "b:1", "c:1"], &f, 1);
+        j.target_limit = 2;
+        join_all(m.apply(vec![j])).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(f.0.load(Ordering::SeqCst), 0, "no scrape");
+        let t = m.targets();
+        assert_eq!(t.len(), 3);
+        assert!(t.iter().all(|t| t.health.health == "down"
+            && t.health.last_error == "target_limit exceeded (number of targets: 3, limit: 2)"));
+        join_all(m.apply(vec![job(&["a:1", "b:1"], &f, 1)])).await;
+        assert_eq!(m.targets().len(), 2);
+        join_all(m.shutdown()).await;
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn dropped_and_invalid_targets_are_listed() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
@@ -335,6 +397,10 @@ mod tests {
                 .unwrap_or("")
                 .contains("invalid host:port")
         );
+        let mut j = job(&["ok:1", "http://bad/", "http://worse/"], &f, 1);
+        j.keep_dropped_targets = 1;
+        join_all(m.apply(vec![j])).await;
+        assert_eq!(m.dropped().len(), 1, "keep_dropped_targets bounds the list");
         join_all(m.shutdown()).await;
     }
 }
