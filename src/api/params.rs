@@ -10,37 +10,8 @@ use crate::model::{Matcher, parse_time};
 /// All parameters of a request, from the URL and (for form POSTs) the body, in order.
 pub struct Params(Vec<(String, String)>);
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_pairs(s: &str, out: &mut Vec<(String, String)>) {
-    for part in s.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        out.push((percent_decode(k), percent_decode(v)));
-    }
+fn parse_pairs(s: &[u8], out: &mut Vec<(String, String)>) {
+    out.extend(form_urlencoded::parse(s).map(|(k, v)| (k.into_owned(), v.into_owned())));
 }
 
 impl Params {
@@ -48,14 +19,14 @@ impl Params {
     pub fn new(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Self {
         let mut v = Vec::new();
         if let Some(q) = uri.query() {
-            parse_pairs(q, &mut v);
+            parse_pairs(q.as_bytes(), &mut v);
         }
         let form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|c| c.to_str().ok())
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
         if form {
-            parse_pairs(&String::from_utf8_lossy(body), &mut v);
+            parse_pairs(body, &mut v);
         }
         Params(v)
     }
