@@ -2,12 +2,13 @@
 //! series node_exporter exposes is served back through the HTTP API with `up` = 1.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tidemark::scrape::parse::{Entry, Format, Parser};
+
+mod common;
+use common::Agent;
 
 fn find(bin: &str) -> std::path::PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -96,35 +97,13 @@ async fn every_node_exporter_series_is_stored_with_up_1() {
     )
     .unwrap();
     let data = tmp.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(&data)
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut agent = Kill(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let api = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("tidemark never said where it listens");
-        if let Some(i) = line.find("address=") {
-            let addr: String = line[i + 8..]
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect();
-            break format!("http://{addr}");
-        }
-    };
+    let mut agent = Agent::start(&[
+        "--config".as_ref(),
+        cfg.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
+    let api = agent.api.clone();
 
     // The target comes up.
     poll("target up", Duration::from_secs(30), async || {
@@ -206,16 +185,9 @@ async fn every_node_exporter_series_is_stored_with_up_1() {
     );
 
     // SIGTERM shuts down cleanly.
-    let pid = agent.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    agent.signal("-TERM");
     let status = poll("clean exit", Duration::from_secs(20), async || {
-        agent.0.try_wait().unwrap()
+        agent.child.try_wait().unwrap()
     })
     .await;
     assert!(status.success(), "exit status {status:?}");

@@ -3,13 +3,14 @@
 //! directory finds every sample again.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+use common::Agent;
 
 /// A target that answers every request with a small exposition body.
 async fn serve_target(body: &'static str) -> String {
@@ -34,68 +35,14 @@ async fn serve_target(body: &'static str) -> String {
     addr
 }
 
-struct Agent {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    api: String,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(cfg: &Path, data: &Path) -> Agent {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--enable-lifecycle",
-            "--config",
-        ])
-        .arg(cfg)
-        .arg("--data-dir")
-        .arg(data)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let api = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("no listen address logged");
-        if let Some(i) = line.find("address=") {
-            let a: String = line[i + 8..]
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect();
-            break format!("http://{a}");
-        }
-    };
-    Agent {
-        child,
-        lines: rx,
-        api,
-    }
-}
-
-fn signal(a: &Agent, sig: &str) {
-    assert!(
-        Command::new("kill")
-            .args([sig, &a.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    Agent::start(&[
+        "--enable-lifecycle".as_ref(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ])
 }
 
 fn wait_log(a: &Agent, needle: &str) {
@@ -202,7 +149,7 @@ async fn reload_shutdown_and_restart_keep_everything() {
 
     // An invalid file on SIGHUP is refused; the running configuration stays.
     std::fs::write(&cfg, "global:\n  scrape_interval: 1x\n").unwrap();
-    signal(&agent, "-HUP");
+    agent.signal("-HUP");
     wait_log(&agent, "reload failed");
     wait_targets(&http, &agent, &[("one", "up")]).await;
 
@@ -216,11 +163,11 @@ async fn reload_shutdown_and_restart_keep_everything() {
     assert_eq!(r.status(), 200);
     wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
     // And SIGHUP with the same file keeps both.
-    signal(&agent, "-HUP");
+    agent.signal("-HUP");
     wait_log(&agent, "configuration reloaded");
     wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
 
-    signal(&agent, "-TERM");
+    agent.signal("-TERM");
     wait_exit(&mut agent);
     drop(agent);
     let before = dump(&data);
@@ -232,7 +179,7 @@ async fn reload_shutdown_and_restart_keep_everything() {
     // Restart on the same directory: every sample is found again.
     let mut agent = start(&cfg, &data);
     wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
-    signal(&agent, "-TERM");
+    agent.signal("-TERM");
     wait_exit(&mut agent);
     let after = dump(&data);
     let lost: Vec<&String> = before.difference(&after).collect();
