@@ -256,6 +256,30 @@ mod tests {
         }
     }
 
+    struct Running {
+        _dir: tempfile::TempDir,
+        db: Arc<Db>,
+        health: Arc<Mutex<TargetHealth>>,
+        tx: watch::Sender<Control>,
+        h: tokio::task::JoinHandle<()>,
+    }
+
+    /// A loop over a fresh store, running until `tx` says otherwise.
+    fn start(settings: LoopSettings, fake: &Arc<Fake>) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+        let health = Arc::new(Mutex::new(TargetHealth::default()));
+        let (tx, rx) = watch::channel(Control::Run);
+        let h = tokio::spawn(run(db.clone(), settings, fake.clone(), health.clone(), rx));
+        Running {
+            _dir: dir,
+            db,
+            health,
+            tx,
+            h,
+        }
+    }
+
     async fn wait_for(mut cond: impl FnMut() -> bool) {
         // Paused time: each sleep advances the clock instantly; the bound keeps a bug from
         // hanging the test.
@@ -270,19 +294,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn scrapes_every_interval_without_overlap_and_stales_on_stop() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
         // Each scrape takes longer than the interval: the next one waits, never overlaps.
         let fake = Fake::new(Duration::from_secs(12), false);
-        let health = Arc::new(Mutex::new(TargetHealth::default()));
-        let (tx, rx) = watch::channel(Control::Run);
-        let h = tokio::spawn(run(
-            db.clone(),
-            settings(10, 15),
-            fake.clone(),
-            health.clone(),
-            rx,
-        ));
+        let Running {
+            _dir,
+            db,
+            health,
+            tx,
+            h,
+        } = start(settings(10, 15), &fake);
         wait_for(|| fake.calls.load(Ordering::SeqCst) >= 5).await;
         assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
         wait_for(|| lock(&health).health == "up").await;
@@ -305,18 +325,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn timestamps_sit_on_the_schedule() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
         let fake = Fake::new(Duration::from_millis(300), false);
-        let health = Arc::new(Mutex::new(TargetHealth::default()));
-        let (tx, rx) = watch::channel(Control::Run);
-        let h = tokio::spawn(run(
-            db.clone(),
-            settings(10, 5),
-            fake.clone(),
-            health.clone(),
-            rx,
-        ));
+        let Running {
+            _dir, db, tx, h, ..
+        } = start(settings(10, 5), &fake);
         wait_for(|| fake.calls.load(Ordering::SeqCst) >= 6).await;
         tx.send(Control::Remove).unwrap();
         h.await.unwrap();
@@ -346,18 +358,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_target_that_never_answers_times_out_and_is_down() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
         let fake = Fake::new(Duration::ZERO, true);
-        let health = Arc::new(Mutex::new(TargetHealth::default()));
-        let (tx, rx) = watch::channel(Control::Run);
-        let h = tokio::spawn(run(
-            db.clone(),
-            settings(15, 5),
-            fake.clone(),
-            health.clone(),
-            rx,
-        ));
+        let Running {
+            _dir,
+            db,
+            health,
+            tx,
+            h,
+        } = start(settings(15, 5), &fake);
         wait_for(|| lock(&health).health == "down").await;
         let hl = lock(&health).clone();
         assert!(hl.last_error.contains("timed out"), "{hl:?}");
