@@ -3,12 +3,23 @@
 //! `query` may use `storage` and `model`; it must never call `api`, `scrape` or `cli`, and
 //! never write to storage.
 
+mod aggregate;
+mod binary;
+mod engine;
+mod functions;
+mod value;
+
+pub use engine::{Engine, EngineOptions, QueryOutput};
+pub use value::{Annotations, FPoint, Matrix, Metric, Sample, Series, Value, Vector};
+
 use crate::model::{METRIC_NAME, MatchOp, Matcher, MatcherError};
 
-/// A query or selector that cannot be used.
+/// Why a query could not be answered. The API maps each kind to Prometheus's status code and
+/// `errorType`: parse and argument errors are 400 `bad_data`, evaluation errors 422
+/// `execution`, a timeout 503 `timeout`, a storage failure 500 `internal`.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// The text does not parse as PromQL.
+    /// The text does not parse as PromQL; the message carries the parser's position.
     #[error("{0}")]
     Parse(String),
     /// A series selector was expected.
@@ -17,6 +28,23 @@ pub enum QueryError {
     /// A matcher's regex does not compile.
     #[error(transparent)]
     Matcher(#[from] MatcherError),
+    /// The query is well-formed but asks for something invalid (an `@` time out of range, a
+    /// zero subquery step, an invalid label name for `label_replace`…): 400 `bad_data`.
+    #[error("{0}")]
+    BadData(String),
+    /// Evaluation failed the way Prometheus fails it (many-to-many matching, duplicate series
+    /// after dropping labels…): 422 `execution`.
+    #[error("{0}")]
+    Execution(String),
+    /// The query would hold more samples in memory than allowed: 422 `execution`.
+    #[error("query processing would load too many samples into memory in {0}")]
+    TooManySamples(&'static str),
+    /// The query ran longer than its timeout: 503 `timeout`.
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+    /// Reading the store failed: 500 `internal`.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 /// Parses a PromQL series selector (`up{job="node"}`, `{__name__=~"go_.*"}`) into matchers,

@@ -1,0 +1,110 @@
+//! The values PromQL expressions evaluate to, and the annotations (warnings and infos) a query
+//! collects on the way.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::model::Labels;
+
+/// A series' label set, shared between the many samples of a range evaluation.
+pub type Metric = Arc<Labels>;
+
+/// One float point of a series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FPoint {
+    /// Milliseconds since the Unix epoch.
+    pub t: i64,
+    /// The value.
+    pub f: f64,
+}
+
+/// One element of an instant vector.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The labels, `__name__` included until something drops it.
+    pub metric: Metric,
+    /// The evaluation time, except for samples straight out of a vector selector, where it is
+    /// the stored sample's own timestamp (what `timestamp()` reports).
+    pub t: i64,
+    /// The value.
+    pub f: f64,
+    /// Set by operations that remove the metric name (arithmetic, most functions). The engine
+    /// strips `__name__` from such samples when the node is done, or at the very end of the
+    /// query when delayed name removal is on.
+    pub drop_name: bool,
+}
+
+/// An instant vector: at most one sample per label set.
+pub type Vector = Vec<Sample>;
+
+/// One series of a range vector or of a range query's result.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The labels.
+    pub metric: Metric,
+    /// Points in time order.
+    pub floats: Vec<FPoint>,
+    /// As [`Sample::drop_name`].
+    pub drop_name: bool,
+}
+
+/// A range vector, or the result of a range query.
+pub type Matrix = Vec<Series>;
+
+/// What a query returns.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// A single number at a time.
+    Scalar(FPoint),
+    /// A string literal at a time.
+    String {
+        /// Milliseconds.
+        t: i64,
+        /// The string.
+        s: String,
+    },
+    /// An instant vector.
+    Vector(Vector),
+    /// A range vector (instant query of a range selector) or a range query's result.
+    Matrix(Matrix),
+}
+
+impl Value {
+    /// Prometheus's `resultType` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Scalar(_) => "scalar",
+            Value::String { .. } => "string",
+            Value::Vector(_) => "vector",
+            Value::Matrix(_) => "matrix",
+        }
+    }
+}
+
+/// Warnings and infos of one query, deduplicated, in the words Prometheus uses
+/// (`PromQL warning: …`, `PromQL info: …`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Annotations {
+    /// Shown by Grafana as warnings.
+    pub warnings: BTreeSet<String>,
+    /// Shown by Grafana as infos.
+    pub infos: BTreeSet<String>,
+}
+
+impl Annotations {
+    /// Adds a warning.
+    pub fn warn(&mut self, text: impl Into<String>) {
+        self.warnings.insert(text.into());
+    }
+
+    /// Adds an info.
+    pub fn info(&mut self, text: impl Into<String>) {
+        self.infos.insert(text.into());
+    }
+
+    /// Adds everything `other` holds.
+    pub fn merge(&mut self, other: Annotations) {
+        self.warnings.extend(other.warnings);
+        self.infos.extend(other.infos);
+    }
+}
