@@ -133,10 +133,7 @@ fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// Opens every published block of `blocks_dir`. Corrupt blocks are reported (logged and
 /// returned) and left out; blocks superseded by a finished compaction are deleted when
 /// `delete_superseded`, else only left out.
-fn open_blocks(
-    blocks_dir: &Path,
-    delete_superseded: bool,
-) -> Result<(Vec<Arc<Block>>, Vec<RefusedBlock>, usize), StorageError> {
+fn open_blocks(blocks_dir: &Path, delete_superseded: bool) -> Result<OpenedBlocks, StorageError> {
     let mut blocks = Vec::new();
     let mut refused = Vec::new();
     let mut vanished = 0;
@@ -169,7 +166,21 @@ fn open_blocks(
             std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
         }
     }
-    Ok((live, refused, vanished))
+    Ok(OpenedBlocks {
+        live,
+        refused,
+        vanished,
+    })
+}
+
+/// The outcome of opening a blocks directory.
+struct OpenedBlocks {
+    /// Blocks to serve.
+    live: Vec<Arc<Block>>,
+    /// Corrupt blocks left out.
+    refused: Vec<RefusedBlock>,
+    /// Blocks listed that were gone when opened (deleted by a concurrent compaction).
+    vanished: usize,
 }
 
 /// Applies one WAL record to a head during replay; `refs` maps WAL refs to head series.
@@ -248,7 +259,11 @@ impl Db {
             });
         }
         sstable::remove_temp_files(&blocks_dir)?;
-        let (blocks, refused, _) = open_blocks(&blocks_dir, true)?;
+        let OpenedBlocks {
+            live: blocks,
+            refused,
+            ..
+        } = open_blocks(&blocks_dir, true)?;
 
         let head = Arc::new(Head::new());
         // The head's lower bound is not persisted, and the blocks are what it protects: without
@@ -710,15 +725,13 @@ impl Appender<'_> {
 /// Opens the blocks of a directory an agent may be compacting. A listed block that vanished
 /// before it was opened was merged into a block the listing may have missed, so the listing is
 /// retried until every listed block opens (or is refused as corrupt).
-fn open_blocks_settled(
-    blocks_dir: &Path,
-) -> Result<(Vec<Arc<Block>>, Vec<RefusedBlock>), StorageError> {
+fn open_blocks_settled(blocks_dir: &Path) -> Result<OpenedBlocks, StorageError> {
     let mut attempt = 0;
     loop {
-        let (blocks, refused, vanished) = open_blocks(blocks_dir, false)?;
+        let opened = open_blocks(blocks_dir, false)?;
         attempt += 1;
-        if vanished == 0 || attempt >= 10 {
-            return Ok((blocks, refused));
+        if opened.vanished == 0 || attempt >= 10 {
+            return Ok(opened);
         }
     }
 }
@@ -752,7 +765,8 @@ impl ReadOnlyDb {
         })?;
         let blocks_dir = dir.join("blocks");
         let (blocks, refused) = if blocks_dir.is_dir() {
-            open_blocks_settled(&blocks_dir)?
+            let opened = open_blocks_settled(&blocks_dir)?;
+            (opened.live, opened.refused)
         } else {
             (Vec::new(), Vec::new())
         };
