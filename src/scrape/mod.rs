@@ -2,7 +2,8 @@
 //!
 //! `manager` runs one `scrape_loop` per `target`; each scrape is fetched (`fetch`), parsed
 //! (`parse`), relabeled (`relabel`) and stored as one batch (`ingest`). `import` also uses the
-//! parser. `scrape` may call `storage` and `model`; it must never call `query`, `api` or `cli`.
+//! parser. `stats` keeps per-job counters for self-metrics. `scrape` may call `storage` and
+//! `model`; it must never call `query`, `api` or `cli`.
 
 pub mod fetch;
 pub mod ingest;
@@ -11,4 +12,5 @@ pub mod manager;
 pub mod parse;
 pub mod relabel;
 pub mod scrape_loop;
+pub mod stats;
 pub mod target;
