@@ -105,8 +105,12 @@ struct Abandon {
 }
 
 impl Abandon {
-    fn new(failure: Failure) -> impl FnOnce(String) -> Abandon {
-        move |message| Abandon { failure, message }
+    /// Turns an error into an abandonment for `failure`, keeping its text for the target.
+    fn on<E: std::fmt::Display>(failure: Failure) -> impl FnOnce(E) -> Abandon {
+        move |e| Abandon {
+            failure,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -355,7 +359,7 @@ impl ScrapeState {
         let now = self.iteration;
         let opts = ctx.opts;
         for entry in parser {
-            let entry = entry.map_err(|e| Abandon::new(Failure::Parse)(e.to_string()))?;
+            let entry = entry.map_err(Abandon::on(Failure::Parse))?;
             let Entry::Sample(s) = entry else { continue };
             report.samples_scraped += 1;
             let (ts, track) = match s.timestamp() {
@@ -378,12 +382,10 @@ impl ScrapeState {
                     *seen = now;
                     *tr = track;
                     append(app, labels, sref, ts, s.value())
-                        .map_err(|e| Abandon::new(Failure::Storage)(e.to_string()))?;
+                        .map_err(Abandon::on(Failure::Storage))?;
                 }
                 None => {
-                    let scraped = s
-                        .to_labels()
-                        .map_err(|e| Abandon::new(Failure::Parse)(e.to_string()))?;
+                    let scraped = s.to_labels().map_err(Abandon::on(Failure::Parse))?;
                     let merged = merge_target_labels(&scraped, ctx.target, opts.honor_labels);
                     let kept = relabel::process(&merged, &opts.metric_relabel)
                         .filter(|l| l.metric_name().is_some());
@@ -393,10 +395,10 @@ impl ScrapeState {
                         continue;
                     };
                     check_limits(&labels, &opts.limits)
-                        .map_err(Abandon::new(Failure::LabelLimit))?;
+                        .map_err(Abandon::on(Failure::LabelLimit))?;
                     let mut sref = None;
                     append(app, &labels, &mut sref, ts, s.value())
-                        .map_err(|e| Abandon::new(Failure::Storage)(e.to_string()))?;
+                        .map_err(Abandon::on(Failure::Storage))?;
                     report.series_added += 1;
                     let entry = Cached::Keep {
                         labels,
@@ -412,9 +414,7 @@ impl ScrapeState {
             if opts.limits.sample_limit > 0
                 && report.samples_post_metric_relabeling > opts.limits.sample_limit as u64
             {
-                return Err(Abandon::new(Failure::SampleLimit)(
-                    "sample limit exceeded".into(),
-                ));
+                return Err(Abandon::on(Failure::SampleLimit)("sample limit exceeded"));
             }
         }
         Ok(())
