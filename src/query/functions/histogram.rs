@@ -397,3 +397,487 @@ pub(super) fn histogram_fraction(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    const INF: f64 = f64::INFINITY;
+    const NAN: f64 = f64::NAN;
+
+    /// Bucket samples of one histogram named `name` with extra labels.
+    fn hist(name: &str, extra: &[(&str, &str)], buckets: &[(&str, f64)]) -> Vector {
+        buckets
+            .iter()
+            .map(|(le, f)| {
+                let mut l = vec![("__name__", name), ("le", *le)];
+                l.extend_from_slice(extra);
+                sample(&l, *f, 3_000_000)
+            })
+            .collect()
+    }
+
+    /// testhistogram3_bucket at 50m.
+    fn testhistogram3() -> Vector {
+        let mut v = hist(
+            "testhistogram3_bucket",
+            &[("start", "positive")],
+            &[
+                ("0", 0.0),
+                ("0.1", 50.0),
+                (".2", 70.0),
+                ("1e0", 110.0),
+                ("+Inf", 110.0),
+            ],
+        );
+        v.extend(hist(
+            "testhistogram3_bucket",
+            &[("start", "negative")],
+            &[
+                ("-.25", 0.0),
+                ("-.2", 10.0),
+                ("-0.1", 20.0),
+                ("0.3", 20.0),
+                ("+Inf", 20.0),
+            ],
+        ));
+        v
+    }
+
+    /// testhistogram_bucket at 50m.
+    fn testhistogram() -> Vector {
+        let mut v = hist(
+            "testhistogram_bucket",
+            &[("start", "positive")],
+            &[("0.1", 50.0), (".2", 70.0), ("1e0", 110.0), ("+Inf", 120.0)],
+        );
+        v.extend(hist(
+            "testhistogram_bucket",
+            &[("start", "negative")],
+            &[("-.2", 10.0), ("-0.1", 20.0), ("0.3", 20.0), ("+Inf", 30.0)],
+        ));
+        v
+    }
+
+    fn quantile_of(q: f64, v: &Vector) -> (Vec<(String, f64)>, Annotations) {
+        let mut ann = Annotations::default();
+        let out = histogram_quantile(q, v, 77, &mut ann);
+        assert!(out.iter().all(|s| s.drop_name && s.t == 77));
+        let got = out
+            .iter()
+            .map(|s| (s.metric.get("start").unwrap_or("").to_string(), s.f))
+            .collect();
+        (got, ann)
+    }
+
+    #[track_caller]
+    fn assert_quantiles(q: f64, v: &Vector, want: &[f64]) -> Annotations {
+        let (got, ann) = quantile_of(q, v);
+        let got: Vec<f64> = got.into_iter().map(|(_, f)| f).collect();
+        assert_eq!(got.len(), want.len(), "q={q}: {got:?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(close(*g, *w), "q={q}: {got:?} vs {want:?}");
+        }
+        ann
+    }
+
+    #[test]
+    fn quantiles_of_the_conformance_histograms() {
+        let h3 = testhistogram3();
+        for (q, want) in [
+            (0.0, [0.0, -0.25]),
+            (0.25, [0.055, -0.225]),
+            (0.5, [0.125, -0.2]),
+            (0.75, [0.45, -0.15]),
+            (1.0, [1.0, -0.1]),
+        ] {
+            let ann = assert_quantiles(q, &h3, &want);
+            assert_eq!(ann, Annotations::default());
+        }
+        let h = testhistogram();
+        for (q, want) in [
+            (0.0, [0.0, -0.2]),
+            (1.0, [1.0, 0.3]),
+            (0.2, [0.048, -0.2]),
+            (0.5, [0.15, -0.15]),
+            (0.8, [0.72, 0.3]),
+        ] {
+            assert_quantiles(q, &h, &want);
+        }
+        for (q, want, shown) in [(-0.1, -INF, "-0.1"), (1.01, INF, "1.01"), (NAN, NAN, "NaN")] {
+            let ann = assert_quantiles(q, &h, &[want, want]);
+            let text =
+                format!("PromQL warning: quantile value should be between 0 and 1, got {shown}");
+            assert_eq!(ann.warnings.into_iter().collect::<Vec<_>>(), [text]);
+        }
+        // The warning does not need any input.
+        let (got, ann) = quantile_of(NAN, &Vec::new());
+        assert!(got.is_empty() && ann.warnings.len() == 1);
+        let h2 = hist(
+            "testhistogram2_bucket",
+            &[],
+            &[
+                ("0", 0.0),
+                ("2", 1.0),
+                ("4", 2.0),
+                ("6", 3.0),
+                ("+Inf", 3.0),
+            ],
+        );
+        for (q, want) in [(1.0 / 6.0, 1.0), (0.5, 3.0), (5.0 / 6.0, 5.0)] {
+            assert_quantiles(q, &h2, &[want]);
+        }
+        // sum by (le) of the four request_duration_seconds histograms.
+        let summed = hist(
+            "request_duration_seconds_bucket",
+            &[],
+            &[("0.1", 100.0), ("0.2", 190.0), ("+Inf", 250.0)],
+        );
+        assert_quantiles(0.3, &summed, &[0.075]);
+        assert_quantiles(0.5, &summed, &[0.1277777777777778]);
+    }
+
+    #[test]
+    fn non_monotonic_buckets_are_fixed_with_an_info() {
+        let v = hist(
+            "nonmonotonic_bucket",
+            &[],
+            &[
+                ("0.1", 20.0),
+                ("1", 10.0),
+                ("10", 50.0),
+                ("100", 40.0),
+                ("1000", 90.0),
+                ("+Inf", 80.0),
+            ],
+        );
+        let info = "PromQL info: input to histogram_quantile needed to be fixed for monotonicity \
+                    (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) \
+                    for metric name \"nonmonotonic_bucket\"";
+        for (q, want) in [(0.01, 0.0045), (0.5, 8.5), (0.99, 979.75)] {
+            let ann = assert_quantiles(q, &v, &[want]);
+            assert_eq!(ann.infos.into_iter().collect::<Vec<_>>(), [info]);
+        }
+        // Out-of-range φ never looks at the buckets, so nothing is fixed.
+        assert!(assert_quantiles(2.0, &v, &[INF]).infos.is_empty());
+        // Differences within 1e-12 are float noise: no info.
+        let noisy = hist(
+            "noisy_bucket",
+            &[],
+            &[("1", 10.000000000001), ("2", 10.0), ("+Inf", 20.0)],
+        );
+        assert!(assert_quantiles(0.25, &noisy, &[0.5]).infos.is_empty());
+    }
+
+    #[test]
+    fn odd_bucket_layouts() {
+        // Several spellings of one bound are merged.
+        let mut mixed = hist(
+            "mixed_bucket",
+            &[("instance", "ins1")],
+            &[
+                ("0.1", 10.0),
+                ("0.2", 10.0),
+                ("2e-1", 10.0),
+                ("2.0e-1", 10.0),
+                ("+Inf", 40.0),
+            ],
+        );
+        mixed.extend(hist(
+            "mixed_bucket",
+            &[("instance", "ins2")],
+            &[("+inf", 0.0), ("+Inf", 0.0)],
+        ));
+        assert_quantiles(0.5, &mixed, &[0.15, NAN]);
+        assert_quantiles(0.75, &mixed, &[0.2, NAN]);
+        assert_quantiles(1.0, &mixed, &[0.2, NAN]);
+        // No observations, no +Inf bucket, or a single bucket: NaN.
+        let empty = hist(
+            "e_bucket",
+            &[],
+            &[("0.1", 0.0), ("0.2", 0.0), ("+Inf", 0.0)],
+        );
+        assert_quantiles(0.2, &empty, &[NAN]);
+        let open = hist("o_bucket", &[], &[("0.1", 3.0), ("0.2", 9.0)]);
+        assert_quantiles(0.2, &open, &[NAN]);
+        let single = hist("s_bucket", &[], &[("+Inf", 9.0)]);
+        assert_quantiles(0.5, &single, &[NAN]);
+        // Unsorted input with irregular bounds; the lowest bucket starts at 0.
+        let shuffled = hist(
+            "u_bucket",
+            &[],
+            &[("+Inf", 13.0), ("7.5", 12.0), ("0.25", 4.0), ("3", 10.0)],
+        );
+        assert_quantiles(0.25, &shuffled, &[0.25 * 3.25 / 4.0]);
+        assert_quantiles(0.5, &shuffled, &[0.25 + 2.75 * 2.5 / 6.0]);
+        assert_quantiles(0.99, &shuffled, &[7.5]);
+        // A non-positive lowest bound is returned as is.
+        let negative = hist("n_bucket", &[], &[("-1.5", 4.0), ("2", 8.0), ("+Inf", 8.0)]);
+        assert_quantiles(0.25, &negative, &[-1.5]);
+        assert_quantiles(0.75, &negative, &[-1.5 + 3.5 * 0.5]);
+    }
+
+    #[test]
+    fn buckets_group_by_every_label_but_le() {
+        let mut v = hist("a_bucket", &[("job", "x")], &[("1", 1.0), ("+Inf", 2.0)]);
+        v.extend(hist(
+            "b_bucket",
+            &[("job", "x")],
+            &[("1", 3.0), ("+Inf", 4.0)],
+        ));
+        v.push(sample(
+            &[("__name__", "a_bucket"), ("job", "x"), ("le", "5")],
+            1.5,
+            1,
+        ));
+        let mut ann = Annotations::default();
+        let groups = group_buckets(&v, &mut ann);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].metric.to_string(), r#"a_bucket{job="x"}"#);
+        assert_eq!(groups[0].buckets.len(), 3);
+        assert_eq!(groups[1].metric.to_string(), r#"b_bucket{job="x"}"#);
+        assert!(ann.warnings.is_empty());
+    }
+
+    #[test]
+    fn missing_or_malformed_le_is_skipped_with_a_warning() {
+        let v = vec![
+            sample(&[("__name__", "series"), ("ale", "0.1")], 2.0, 1),
+            sample(&[("__name__", "series"), ("le", "Hello World")], 2.0, 1),
+            sample(&[("le", "+NaN")], 2.0, 1),
+        ];
+        let (got, ann) = quantile_of(0.8, &v);
+        assert!(got.is_empty());
+        let want = [
+            "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"\" \
+             for metric name \"series\"",
+            "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"+NaN\"",
+            "PromQL warning: bucket label \"le\" is missing or has a malformed value of \
+             \"Hello World\" for metric name \"series\"",
+        ];
+        assert_eq!(ann.warnings.into_iter().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn le_parses_as_go_parse_float() {
+        for (s, want) in [
+            ("+Inf", INF),
+            ("+inf", INF),
+            ("Infinity", INF),
+            ("-inf", -INF),
+            ("1e0", 1.0),
+            (".2", 0.2),
+            ("2.", 2.0),
+            ("-0.1", -0.1),
+            ("1e-400", 0.0),
+        ] {
+            assert_eq!(parse_le(s), Some(want), "{s}");
+        }
+        assert!(parse_le("NaN").is_some_and(f64::is_nan));
+        for s in [
+            "", "+NaN", "-nan", "1e400", "-1e400", " 1", "1_000", "infinit", "0.1s",
+        ] {
+            assert_eq!(parse_le(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn histogram_quantiles_labels_each_quantile() {
+        let mut ann = Annotations::default();
+        let qs = [0.0, 0.25, 1.0, -0.1, NAN];
+        let out = histogram_quantiles(&testhistogram3(), "q", &qs, 9, &mut ann).unwrap();
+        let got: Vec<(String, String, f64)> = out
+            .iter()
+            .map(|s| {
+                let g = |n| s.metric.get(n).unwrap_or("").to_string();
+                (g("q"), g("start"), s.f)
+            })
+            .collect();
+        let want = [
+            ("0.0", "positive", 0.0),
+            ("0.0", "negative", -0.25),
+            ("0.25", "positive", 0.055),
+            ("0.25", "negative", -0.225),
+            ("1.0", "positive", 1.0),
+            ("1.0", "negative", -0.1),
+            ("-0.1", "positive", -INF),
+            ("-0.1", "negative", -INF),
+            ("NaN", "positive", NAN),
+            ("NaN", "negative", NAN),
+        ];
+        assert_eq!(got.len(), want.len());
+        for ((q, st, f), (wq, wst, wf)) in got.iter().zip(want) {
+            assert_eq!((q.as_str(), st.as_str()), (wq, wst));
+            assert!(close(*f, wf), "{q} {st}: {f} vs {wf}");
+        }
+        assert!(out.iter().all(|s| s.drop_name && s.t == 9));
+        assert_eq!(ann.warnings.len(), 2);
+        let err = histogram_quantiles(&testhistogram3(), "start", &[0.5], 9, &mut ann).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "vector cannot contain metrics with the same labelset"
+        );
+    }
+
+    #[test]
+    fn fractions_of_classic_buckets() {
+        /// Buckets, lower, upper, expected fraction.
+        type Case<'a> = (&'a [(&'a str, f64)], f64, f64, f64);
+        let table: &[Case] = &[
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                0.0,
+                1.5,
+                0.02,
+            ),
+            (
+                &[("-3", 10.0), ("-2", 12.0), ("-1", 15.0), ("+Inf", 100.0)],
+                -4.0,
+                -2.0,
+                0.02,
+            ),
+            (
+                &[("-3", 10.0), ("-2", 12.0), ("-1", 15.0), ("+Inf", 100.0)],
+                -INF,
+                -1.5,
+                0.135,
+            ),
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                -INF,
+                INF,
+                1.0,
+            ),
+            (
+                &[("-3", 10.0), ("-2", 12.0), ("-1", 15.0), ("+Inf", 100.0)],
+                -INF,
+                INF,
+                1.0,
+            ),
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                4.0,
+                5.0,
+                0.0,
+            ),
+            (
+                &[("-3", 10.0), ("-2", 12.0), ("-1", 15.0), ("+Inf", 100.0)],
+                0.0,
+                1.0,
+                0.0,
+            ),
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                2.0,
+                5.0,
+                0.03,
+            ),
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                400.0,
+                INF,
+                0.94,
+            ),
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                2.0,
+                2.0,
+                0.0,
+            ),
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                3.0,
+                2.0,
+                0.0,
+            ),
+            (&[("+Inf", 100.0)], 0.0, 1.0, 0.0),
+            (
+                &[("1", 0.0), ("2", 0.0), ("3", 0.0), ("+Inf", 0.0)],
+                0.0,
+                5.0,
+                NAN,
+            ),
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                2.0,
+                3.5,
+                0.03,
+            ),
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                0.5,
+                2.0,
+                0.025,
+            ),
+            (
+                &[("1", 1.0), ("2", 3.0), ("3", 6.0), ("+Inf", 100.0)],
+                1.0,
+                3.0,
+                0.05,
+            ),
+            (
+                &[("0.5", 2.5), ("1", 7.5), ("+Inf", 100.0)],
+                0.1,
+                0.75,
+                0.045,
+            ),
+            (
+                &[
+                    ("-2", 5.0),
+                    ("-1", 10.0),
+                    ("0", 15.0),
+                    ("1", 20.0),
+                    ("+Inf", 100.0),
+                ],
+                -1.0,
+                1.0,
+                0.1,
+            ),
+            (&[("1", 1.0), ("+Inf", 100.0)], NAN, 1.0, NAN),
+            (&[("1", 1.0), ("+Inf", 100.0)], 0.0, NAN, NAN),
+            (&[("1", 1.0), ("2", 3.0), ("+Inf", 10.0)], -10.0, -5.0, 0.0),
+            (&[("1", 1.0), ("2", 3.0), ("+Inf", 10.0)], 5.0, 10.0, 0.0),
+        ];
+        for (buckets, lower, upper, want) in table {
+            let v = hist("h_bucket", &[], buckets);
+            let mut ann = Annotations::default();
+            let out = histogram_fraction(*lower, *upper, &v, 5, &mut ann);
+            assert_eq!(out.len(), 1);
+            assert!(
+                close(out[0].f, *want),
+                "{lower}..{upper} of {buckets:?}: {}",
+                out[0].f
+            );
+            assert!(out[0].drop_name && out[0].t == 5 && ann == Annotations::default());
+        }
+        let h2 = hist(
+            "testhistogram2_bucket",
+            &[],
+            &[
+                ("0", 0.0),
+                ("2", 10.0),
+                ("4", 20.0),
+                ("6", 30.0),
+                ("+Inf", 30.0),
+            ],
+        );
+        let mut ann = Annotations::default();
+        for (upper, want) in [
+            (4.0, 0.6666666666666666),
+            (6.0, 1.0),
+            (3.5, 0.5833333333333334),
+        ] {
+            let out = histogram_fraction(0.0, upper, &h2, 5, &mut ann);
+            assert!(close(out[0].f, want), "{upper}: {}", out[0].f);
+        }
+        let out = histogram_fraction(0.0, 0.2, &testhistogram3(), 5, &mut ann);
+        assert!(close(out[0].f, 0.6363636363636364) && out[1].f == 0.0);
+        let open = hist("o_bucket", &[], &[("1", 3.0), ("2", 9.0)]);
+        assert!(
+            histogram_fraction(0.0, 1.0, &open, 5, &mut ann)[0]
+                .f
+                .is_nan()
+        );
+    }
+}
