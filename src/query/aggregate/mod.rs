@@ -15,7 +15,7 @@ mod prom_hash;
 mod topk;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 

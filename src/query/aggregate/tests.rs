@@ -30,7 +30,10 @@ pub(crate) fn labels(text: &str) -> Labels {
         .iter()
         .map(|m| (m.name.clone(), m.value.clone()))
         .collect();
-    if let Some(n) = vs.name {
+    if let Some(n) = vs
+        .name
+        .filter(|_| pairs.iter().all(|(n, _)| n != METRIC_NAME))
+    {
         pairs.push((METRIC_NAME.to_string(), n));
     }
     Labels::new(pairs).unwrap()
