@@ -296,6 +296,14 @@ const MIN_BACKOFF: u32 = 4;
 const MAX_BACKOFF: u32 = 256;
 
 impl<V: Copy> SeriesCache<V> {
+    /// A cache that never remembers, for a node evaluated at a single step.
+    pub(crate) fn disabled() -> Self {
+        SeriesCache {
+            bypass: u32::MAX,
+            ..SeriesCache::default()
+        }
+    }
+
     /// The value remembered for `m`, computed by `f` the first time.
     pub(crate) fn get_or_insert_with(&mut self, m: &Metric, f: impl FnOnce() -> V) -> V {
         if self.bypass > 0 {
@@ -359,13 +367,18 @@ pub(crate) struct KeyOrdinals<'a> {
 }
 
 impl<'a> KeyOrdinals<'a> {
-    /// Ordinals of the keys `spec` selects.
-    pub(crate) fn new(spec: KeySpec<'a>) -> Self {
+    /// Ordinals of the keys `spec` selects; `remember` caches each series' ordinal for the
+    /// steps to come.
+    pub(crate) fn new(spec: KeySpec<'a>, remember: bool) -> Self {
         KeyOrdinals {
             spec,
             index: KeyIndex::default(),
             reps: Vec::new(),
-            series: SeriesCache::default(),
+            series: if remember {
+                SeriesCache::default()
+            } else {
+                SeriesCache::disabled()
+            },
             buf: Vec::new(),
         }
     }

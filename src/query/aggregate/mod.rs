@@ -54,7 +54,7 @@ pub(crate) fn aggregate(
     t: i64,
     ann: &mut Annotations,
 ) -> Result<Vector, QueryError> {
-    Aggregation::new(op, modifier).step(param, input, t, ann)
+    Aggregation::build(op, modifier, false).step(param, input, t, ann)
 }
 
 /// One aggregation node across the steps of an evaluation. It remembers, by the address of
@@ -76,6 +76,10 @@ pub(crate) struct Aggregation<'a> {
 impl<'a> Aggregation<'a> {
     /// The aggregation `op` grouped by `modifier` (`by`/`without`; none means one group).
     pub(crate) fn new(op: TokenType, modifier: Option<&'a LabelModifier>) -> Self {
+        Aggregation::build(op, modifier, true)
+    }
+
+    fn build(op: TokenType, modifier: Option<&'a LabelModifier>, remember: bool) -> Self {
         let spec = match modifier {
             None => KeySpec::only([]),
             Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
@@ -86,10 +90,14 @@ impl<'a> Aggregation<'a> {
         Aggregation {
             op,
             modifier,
-            keys: KeyOrdinals::new(spec),
+            keys: KeyOrdinals::new(spec, remember),
             outputs: Vec::new(),
             slots: Slots::default(),
-            offsets: SeriesCache::default(),
+            offsets: if remember {
+                SeriesCache::default()
+            } else {
+                SeriesCache::disabled()
+            },
             count_values: CountValues::default(),
         }
     }

@@ -142,7 +142,7 @@ pub(crate) fn vector_vector(
     t: i64,
     ann: &mut Annotations,
 ) -> Result<Vector, QueryError> {
-    VectorBinop::new(op, modifier)?.step(lhs, rhs, t, ann)
+    VectorBinop::build(op, modifier, false)?.step(lhs, rhs, t, ann)
 }
 
 /// Result labels by the addresses of the two label sets they come from.
@@ -188,6 +188,14 @@ impl<'a> VectorBinop<'a> {
         op: TokenType,
         modifier: Option<&'a BinModifier>,
     ) -> Result<Self, QueryError> {
+        VectorBinop::build(op, modifier, true)
+    }
+
+    fn build(
+        op: TokenType,
+        modifier: Option<&'a BinModifier>,
+        remember: bool,
+    ) -> Result<Self, QueryError> {
         let kind = kind(op)?;
         let spec = match modifier.and_then(|m| m.matching.as_ref()) {
             Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
@@ -211,7 +219,7 @@ impl<'a> VectorBinop<'a> {
         Ok(VectorBinop {
             op: op.id(),
             kind,
-            keys: KeyOrdinals::new(spec),
+            keys: KeyOrdinals::new(spec, remember),
             many,
             swapped,
             include,
