@@ -158,7 +158,7 @@ pub async fn tsdb(State(s): State<Arc<ApiState>>, uri: Uri) -> Result<Response, 
     let limit = match p.get("limit") {
         None | Some("") => 10,
         Some(v) => match v.parse::<usize>() {
-            Ok(n) if n >= 1 && n <= MAX_TSDB_LIMIT => n,
+            Ok(n) if (1..=MAX_TSDB_LIMIT).contains(&n) => n,
             Ok(n) if n > MAX_TSDB_LIMIT => {
                 return Err(ApiError::bad_data(format!(
                     "limit must not exceed {MAX_TSDB_LIMIT}"

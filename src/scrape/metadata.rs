@@ -81,7 +81,7 @@ impl<'b> ScrapeMetadata<'_, 'b> {
         if self.scratch.as_ref().is_some_and(|s| s.name != name) {
             self.flush();
         }
-        let s = self.scratch.get_or_insert_with(|| Scratch {
+        let s = self.scratch.get_or_insert(Scratch {
             name,
             kind: None,
             help: None,
