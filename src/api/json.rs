@@ -69,21 +69,45 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Appends the decimal digits of `n`.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 /// A millisecond timestamp as seconds: `1435781451.781`, `4`, `-0.5`.
 pub fn write_ts(out: &mut Vec<u8>, t: i64) {
-    use std::io::Write;
-    let neg = t < 0;
     let abs = t.unsigned_abs();
-    if neg {
+    if t < 0 {
         out.push(b'-');
     }
-    let _ = write!(out, "{}", abs / 1000);
+    push_u64(out, abs / 1000);
     let frac = abs % 1000;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
-        while out.last() == Some(&b'0') {
-            out.pop();
-        }
+        let digit = |d: u64| b'0' + d as u8;
+        let digits = [
+            b'.',
+            digit(frac / 100),
+            digit(frac / 10 % 10),
+            digit(frac % 10),
+        ];
+        let keep = if frac % 10 != 0 {
+            4
+        } else if frac % 100 != 0 {
+            3
+        } else {
+            2
+        };
+        out.extend_from_slice(&digits[..keep]);
     }
 }
 
@@ -141,14 +165,17 @@ pub fn format_g(f: f64) -> String {
 /// A sample value as Prometheus's JSON encoder writes it, quoted: plain decimals, exponents
 /// below 1e-6 and from 1e21 on.
 pub fn write_sample_value(out: &mut Vec<u8>, f: f64) {
+    use std::io::Write;
     out.push(b'"');
     let a = f.abs();
-    let s = if f.is_finite() && a != 0.0 && !(1e-6..1e21).contains(&a) {
-        format_e(f)
+    if !f.is_finite() {
+        out.extend_from_slice(format_f(f).as_bytes());
+    } else if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        out.extend_from_slice(format_e(f).as_bytes());
     } else {
-        format_f(f)
-    };
-    out.extend_from_slice(s.as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{f}");
+    }
     out.push(b'"');
 }
 
@@ -511,5 +538,41 @@ mod tests {
         assert_eq!(v["warnings"][10], "2 more warning annotations omitted");
         assert_eq!(v["infos"], serde_json::json!(["i"]));
         assert!(out.find("\"warnings\"").unwrap() < out.find("\"infos\"").unwrap());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn sample_values_read_back_as_the_same_float(bits in proptest::prelude::any::<u64>()) {
+            let f = f64::from_bits(bits);
+            let text = s(|o| write_sample_value(o, f));
+            let inner = &text[1..text.len() - 1];
+            if f.is_nan() {
+                proptest::prop_assert_eq!(inner, "NaN");
+            } else {
+                proptest::prop_assert_eq!(inner.parse::<f64>().unwrap().to_bits(), f.to_bits());
+                // Go's exponent always has a sign and at least two digits.
+                if let Some((_, exp)) = inner.split_once('e') {
+                    proptest::prop_assert!(exp.len() >= 3 && matches!(&exp[..1], "+" | "-"));
+                }
+            }
+        }
+
+        #[test]
+        fn timestamps_read_back_as_the_same_milliseconds(t in -(1i64 << 52)..(1i64 << 52)) {
+            let text = s(|o| write_ts(o, t));
+            // Read exactly: whole seconds, then up to three digits of milliseconds.
+            let (neg, body) = match text.strip_prefix('-') {
+                Some(b) => (true, b),
+                None => (false, text.as_str()),
+            };
+            let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+            proptest::prop_assert!(frac.len() <= 3);
+            let ms = whole.parse::<i64>().unwrap() * 1000
+                + format!("{frac:0<3}").parse::<i64>().unwrap();
+            proptest::prop_assert_eq!(if neg { -ms } else { ms }, t);
+            proptest::prop_assert!(!text.ends_with('0') || !text.contains('.'));
+        }
     }
 }
