@@ -370,6 +370,14 @@ async fn query_errors_as_prometheus_reports_them() {
         "bad_data",
         "invalid parameter \"query\": unclosed left parenthesis",
     );
+    let (code, v) = call(&st, get("/api/v1/query?time=4")).await;
+    assert_error(
+        code,
+        &v,
+        StatusCode::BAD_REQUEST,
+        "bad_data",
+        "invalid parameter \"query\": ",
+    );
     let (code, v) = call(&st, get("/api/v1/query?query=up&time=tomorrow")).await;
     assert_error(
         code,
@@ -500,4 +508,48 @@ async fn too_many_samples_is_422_execution() {
     // Small enough queries still answer.
     let (code, _) = call(&st, get("/api/v1/query?query=up&time=1700000002")).await;
     assert_eq!(code, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_dashboard_rate_panel_agrees_with_instant_queries_at_each_step() {
+    let (_d, st) = state();
+    let q = "sum%20by%20%28job%29%20%28rate%28http_requests_total%5B1m%5D%29%29";
+    let (start, end, step) = (T0 + 20_000, T0 + 140_000, 20_000);
+    let form = format!(
+        "end={}&query={q}&start={}&step=20&timeout=60s",
+        secs(end),
+        secs(start)
+    );
+    let (code, v) = call(&st, post("/api/v1/query_range", &form)).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let result = v["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 2);
+    let mut checked = 0;
+    for series in result {
+        let job = series["metric"]["job"].as_str().unwrap();
+        assert_eq!(series["metric"].as_object().unwrap().len(), 1, "{series}");
+        for point in series["values"].as_array().unwrap() {
+            let t = (point[0].as_f64().unwrap() * 1000.0).round() as i64;
+            assert!((start..=end).contains(&t) && (t - start) % step == 0);
+            let rate: f64 = point[1].as_str().unwrap().parse().unwrap();
+            assert!(rate > 0.0 && rate.is_finite(), "{point}");
+            // The same expression as an instant query at that step gives the same string.
+            let (code, iv) = call(
+                &st,
+                post("/api/v1/query", &format!("query={q}&time={}", secs(t))),
+            )
+            .await;
+            assert_eq!(code, StatusCode::OK);
+            let sample = iv["data"]["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["metric"]["job"] == job)
+                .unwrap();
+            assert_eq!(sample["value"], *point);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "{checked} points");
 }
