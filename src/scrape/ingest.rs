@@ -8,7 +8,10 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
+use crate::scrape::metadata::{TargetMetadata, Tracker};
 use crate::scrape::parse::{Entry, Format, Parser};
 use crate::scrape::relabel::{self, Rule};
 use crate::storage::{Appender, CommitStats, Db, SeriesRef, StorageError};
@@ -59,6 +62,8 @@ pub struct ScrapeReport {
     /// Samples in a failed scrape's body, none of them stored: after a breached limit the rest
     /// of the body is counted too; after a parse error, those before it.
     pub samples_dropped: u64,
+    /// The target's metric metadata as of its last successful scrape (shared, not copied).
+    pub metadata: Arc<TargetMetadata>,
 }
 
 /// Why a scrape's body was not stored, for self-metrics.
@@ -141,6 +146,8 @@ pub struct ScrapeState {
     iteration: u64,
     /// Labels of the synthetic series of the last report, for their end-of-target staleness.
     report_series: Vec<Labels>,
+    /// TYPE, HELP and UNIT lines of the last successful scrape.
+    metadata: Tracker,
 }
 
 /// What every sample of one scrape shares.
@@ -324,6 +331,7 @@ impl ScrapeState {
             self.report_series.push(l);
         }
         report.commit = app.commit()?;
+        report.metadata = self.metadata.snapshot();
         Ok(report)
     }
 
@@ -358,9 +366,16 @@ impl ScrapeState {
     ) -> Result<(), Abandon> {
         let now = self.iteration;
         let opts = ctx.opts;
+        let mut metadata = self.metadata.scrape();
         for entry in parser {
             let entry = entry.map_err(Abandon::on(Failure::Parse))?;
-            let Entry::Sample(s) = entry else { continue };
+            let s = match entry {
+                Entry::Sample(s) => s,
+                declaration => {
+                    metadata.observe(declaration);
+                    continue;
+                }
+            };
             report.samples_scraped += 1;
             let (ts, track) = match s.timestamp() {
                 Some(ts) if opts.honor_timestamps => (ts, false),
@@ -417,6 +432,7 @@ impl ScrapeState {
                 return Err(Abandon::on(Failure::SampleLimit)("sample limit exceeded"));
             }
         }
+        metadata.finish();
         Ok(())
     }
 
