@@ -1,7 +1,8 @@
 //! Aggregation operators (`sum`, `topk`, `quantile`, `count_values`, `limitk`, …) over one
 //! step's instant vector, with Prometheus 3's semantics (delayed name removal included: a
 //! sample's `__name__` may still be there with `drop_name` set, and groups by it like any
-//! label).
+//! label). [`aggregate`] runs one step; an [`Aggregation`] kept for all the steps of a range
+//! evaluation remembers each series' group, as Prometheus's evaluator does.
 //!
 //! This module owns grouping by `by`/`without`, the arithmetic of each operator and its
 //! parameter checks. It never evaluates expressions, reads storage or strips `__name__` (the

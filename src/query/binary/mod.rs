@@ -1,6 +1,8 @@
 //! Binary operators: arithmetic, comparisons (filtering or `bool`), `atan2` and the set
 //! operators, between scalars and vectors, with `on`/`ignoring` and `group_left`/`group_right`
-//! matching and the `fill`/`fill_left`/`fill_right` modifiers, at one step.
+//! matching and the `fill`/`fill_left`/`fill_right` modifiers, at one step. A
+//! [`VectorBinop`] kept for all the steps of a range evaluation remembers match groups and
+//! result labels, as Prometheus's evaluator does.
 //!
 //! This module owns vector matching and its errors, worded as Prometheus words them. It never
 //! evaluates expressions or reads storage, and it does not strip `__name__` from samples it
