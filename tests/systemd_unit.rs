@@ -31,7 +31,10 @@ fn unit_verifies_cleanly() {
     let unit = unit_under_test(dir.path());
     let out = systemd_analyze(&["verify", unit.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
     assert!(
         stderr.trim().is_empty(),
         "systemd-analyze verify printed warnings:\n{stderr}"
@@ -53,7 +56,10 @@ fn unit_exposure_is_at_most_2_0() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let level = stdout
         .lines()
-        .find_map(|l| l.split("Overall exposure level for tidemark.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for tidemark.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{stdout}"));

@@ -7,6 +7,7 @@ mod dump;
 mod import;
 mod inspect;
 mod run;
+mod snapshot;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ enum Command {
     Dump(dump::Args),
     /// Validate files without running anything (`check config FILE...`).
     Check(check::Args),
+    /// Copy a data directory's blocks and head into a new directory (safe while an agent runs).
+    Snapshot(snapshot::Args),
 }
 
 /// Entry point of the binary.
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Check(a) => check::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
