@@ -554,7 +554,7 @@ async fn every_dashboard_query_runs_against_tidemark() {
     let cfg = tmp.path().join("tidemark.yml");
     std::fs::write(&cfg, config(&[("node", &ne_addr)])).unwrap();
     let data = tmp.path().join("data");
-    let agent = Agent::start(&[
+    let mut agent = Agent::start(&[
         "--enable-lifecycle".as_ref(),
         "--config".as_ref(),
         cfg.as_os_str(),
@@ -692,4 +692,12 @@ async fn every_dashboard_query_runs_against_tidemark() {
         failures.len(),
         failures.join("\n")
     );
+
+    // A dashboard's worth of queries leaves the agent able to shut down cleanly.
+    agent.signal("-TERM");
+    let status = poll("clean exit", Duration::from_secs(20), async || {
+        agent.child.try_wait().unwrap()
+    })
+    .await;
+    assert!(status.success(), "exit status {status:?}");
 }
