@@ -153,6 +153,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/targets", get(status::targets))
         .layer(axum::middleware::from_fn(api_options))
+        .layer(axum::middleware::from_fn(crate::telemetry::http_metrics))
         .with_state(state)
 }
 

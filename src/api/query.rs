@@ -107,11 +107,23 @@ pub async fn query(
     let timeout = timeout_param(&p)?;
     let warning = lookback_warning(&s, &p)?;
     let expr = p.get("query").unwrap_or("").to_string();
-    let out = s
+    let started = std::time::Instant::now();
+    let res = s
         .engine
         .instant(s.db.querier(), expr, time, timeout)
-        .await?;
-    render(out, limit, Some(time), warning).await
+        .await
+        .map_err(ApiError::from);
+    observe("instant", started, &res);
+    render(res?, limit, Some(time), warning).await
+}
+
+/// Counts the query and its evaluation time in the self-metrics, by outcome.
+fn observe<T>(kind: &str, started: std::time::Instant, res: &Result<T, ApiError>) {
+    let outcome = match res {
+        Ok(_) => "success",
+        Err(e) => e.kind(),
+    };
+    crate::telemetry::observe_query(kind, outcome, started.elapsed().as_secs_f64());
 }
 
 /// `1,000,000` for 1000000, as Prometheus spells its point limit.
@@ -161,11 +173,14 @@ pub async fn query_range(
     let timeout = timeout_param(&p)?;
     let warning = lookback_warning(&s, &p)?;
     let expr = p.get("query").unwrap_or("").to_string();
-    let out = s
+    let started = std::time::Instant::now();
+    let res = s
         .engine
         .range(s.db.querier(), expr, start, end, step, timeout)
-        .await?;
-    render(out, limit, None, warning).await
+        .await
+        .map_err(ApiError::from);
+    observe("range", started, &res);
+    render(res?, limit, None, warning).await
 }
 
 pub async fn format_query(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {

@@ -16,6 +16,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Prometheus's `errorType`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     /// 400 `bad_data`: the request itself is wrong.
     pub fn bad_data(message: impl Into<String>) -> Self {
         ApiError {
