@@ -6,7 +6,9 @@ mod check;
 mod dump;
 mod import;
 mod inspect;
+mod query;
 mod run;
+mod series;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -52,6 +54,10 @@ enum Command {
     Dump(dump::Args),
     /// Validate files without running anything (`check config FILE...`).
     Check(check::Args),
+    /// Evaluate a PromQL expression against a data directory or a running agent.
+    Query(query::Args),
+    /// List the label sets of the series matching selectors.
+    Series(series::Args),
 }
 
 /// Entry point of the binary.
@@ -68,6 +74,8 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Check(a) => check::run(a),
+        Command::Query(a) => query::run(a),
+        Command::Series(a) => series::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
