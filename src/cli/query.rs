@@ -188,13 +188,17 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
                 }
             }
             .map_err(|e| query_error(e, &a.expr))?;
+            let value = match kind {
+                Kind::Instant { time } => at_eval_time(out.value, time),
+                Kind::Range { .. } => out.value,
+            };
             print_annotations(
                 out.annotations.warnings.iter().map(String::as_str),
                 out.annotations.infos.iter().map(String::as_str),
             );
             match format {
-                Format::Table => emit(&table(&out.value)),
-                Format::Json => emit(&(json_value(&out.value) + "\n")),
+                Format::Table => emit(&table(&value)),
+                Format::Json => emit(&(json_value(&value) + "\n")),
             }
         }
         Target::Url(url) => {
@@ -225,6 +229,22 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+}
+
+/// An instant query's answer is stamped with the evaluation time, as Prometheus's API does;
+/// only a range vector's points keep their own timestamps.
+fn at_eval_time(v: Value, time: i64) -> Value {
+    match v {
+        Value::Scalar(p) => Value::Scalar(FPoint { t: time, f: p.f }),
+        Value::String { s, .. } => Value::String { t: time, s },
+        Value::Vector(mut v) => {
+            for s in &mut v {
+                s.t = time;
+            }
+            Value::Vector(v)
+        }
+        m @ Value::Matrix(_) => m,
     }
 }
 
@@ -830,6 +850,29 @@ mod tests {
         );
         assert_eq!(table(&Value::Scalar(FPoint { t: 0, f: 1e-3 })), "0.001\n");
         assert_eq!(table(&Value::Vector(Vec::new())), "");
+    }
+
+    #[test]
+    fn instant_answers_carry_the_evaluation_time() {
+        let v = Value::Vector(vec![Sample {
+            metric: metric(&[("__name__", "up")]),
+            t: 1_699_999_990_123,
+            f: 1.0,
+            drop_name: false,
+        }]);
+        let Value::Vector(v) = at_eval_time(v, 1_700_000_000_000) else {
+            panic!()
+        };
+        assert_eq!(v[0].t, 1_700_000_000_000);
+        let m = Value::Matrix(vec![Series {
+            metric: metric(&[("__name__", "up")]),
+            floats: vec![FPoint { t: 5, f: 1.0 }],
+            drop_name: false,
+        }]);
+        let Value::Matrix(m) = at_eval_time(m, 9) else {
+            panic!()
+        };
+        assert_eq!(m[0].floats[0].t, 5);
     }
 
     #[test]
