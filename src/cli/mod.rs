@@ -9,6 +9,7 @@ mod inspect;
 mod query;
 mod run;
 mod series;
+mod snapshot;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ enum Command {
     Query(query::Args),
     /// List the label sets of the series matching selectors.
     Series(series::Args),
+    /// Copy a data directory's blocks and head into a new directory (safe while an agent runs).
+    Snapshot(snapshot::Args),
 }
 
 /// Entry point of the binary.
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Query(a) => query::run(a),
         Command::Series(a) => series::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,24 @@
 //! The query engine: limits, the bounded pool queries run on, and the entry points the API and
 //! the CLI call. Evaluation itself lives in `eval`.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use promql_parser::parser::Expr;
+use promql_parser::parser::value::ValueType;
+use tokio::sync::Semaphore;
+
+use super::eval::{Deadline, QueryTimes, Settings, evaluate};
 use super::{Annotations, QueryError, Value};
 use crate::storage::Querier;
+
+/// Step of a subquery written without one (`x[1h:]`): Prometheus uses the global evaluation
+/// interval, 1m by default.
+const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+/// Where Prometheus reports a timeout noticed before evaluation starts.
+const IN_EXECUTION: &str = "query execution";
 
 /// Limits and defaults of one engine.
 #[derive(Debug, Clone)]
@@ -50,12 +64,25 @@ pub struct QueryOutput {
 #[derive(Debug)]
 pub struct Engine {
     opts: EngineOptions,
+    /// One permit per query allowed to evaluate at once.
+    slots: Arc<Semaphore>,
+}
+
+/// Raises the cancel flag when dropped, so the blocking evaluation stops as soon as the
+/// caller stops waiting for it (timeout, or the request went away).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Engine {
     /// An engine with these limits.
     pub fn new(opts: EngineOptions) -> Engine {
-        Engine { opts }
+        let slots = Arc::new(Semaphore::new(opts.max_concurrent.max(1)));
+        Engine { opts, slots }
     }
 
     /// The limits in force.
@@ -70,8 +97,8 @@ impl Engine {
         expr: &str,
         time: i64,
     ) -> Result<QueryOutput, QueryError> {
-        let _ = (querier, expr, time);
-        Err(QueryError::Execution("not implemented yet".into()))
+        let deadline = Deadline::new(deadline_after(self.opts.timeout), None);
+        run_instant(&self.opts, querier, expr, time, &deadline)
     }
 
     /// Evaluates `expr` at every `step` (ms) from `start` to `end` (ms, inclusive) on the calling
@@ -84,8 +111,8 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<QueryOutput, QueryError> {
-        let _ = (querier, expr, start, end, step);
-        Err(QueryError::Execution("not implemented yet".into()))
+        let deadline = Deadline::new(deadline_after(self.opts.timeout), None);
+        run_range(&self.opts, querier, expr, start, end, step, &deadline)
     }
 
     /// [`Engine::instant_blocking`] on the blocking pool, at most `max_concurrent` at once;
@@ -97,8 +124,11 @@ impl Engine {
         time: i64,
         timeout: Option<Duration>,
     ) -> Result<QueryOutput, QueryError> {
-        let _ = timeout;
-        self.instant_blocking(&querier, &expr, time)
+        let opts = self.opts.clone();
+        self.on_pool(timeout, move |deadline| {
+            run_instant(&opts, &querier, &expr, time, deadline)
+        })
+        .await
     }
 
     /// [`Engine::range_blocking`] on the blocking pool, as [`Engine::instant`].
@@ -111,7 +141,200 @@ impl Engine {
         step: i64,
         timeout: Option<Duration>,
     ) -> Result<QueryOutput, QueryError> {
-        let _ = timeout;
-        self.range_blocking(&querier, &expr, start, end, step)
+        let opts = self.opts.clone();
+        self.on_pool(timeout, move |deadline| {
+            run_range(&opts, &querier, &expr, start, end, step, deadline)
+        })
+        .await
+    }
+
+    /// Waits for a slot, then runs `job` on the blocking pool under one deadline covering the
+    /// wait too. The slot is held until the job has really stopped, so a timed-out query still
+    /// counts against `max_concurrent` until it notices its cancellation.
+    async fn on_pool<F>(&self, timeout: Option<Duration>, job: F) -> Result<QueryOutput, QueryError>
+    where
+        F: FnOnce(&Deadline) -> Result<QueryOutput, QueryError> + Send + 'static,
+    {
+        let limit = timeout.map_or(self.opts.timeout, |t| t.min(self.opts.timeout));
+        let started = tokio::time::Instant::now();
+        let wait_until = started.checked_add(limit);
+        let permit = match wait_until {
+            Some(at) => tokio::time::timeout_at(at, self.slots.clone().acquire_owned())
+                .await
+                .map_err(|_| QueryError::Timeout("query queue"))?,
+            None => self.slots.clone().acquire_owned().await,
+        }
+        .map_err(|_| QueryError::Execution("the query engine is shut down".into()))?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let guard = CancelOnDrop(cancel.clone());
+        let deadline = Deadline::new(wait_until.map(tokio::time::Instant::into_std), Some(cancel));
+        let handle = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job(&deadline)
+        });
+        let joined = match wait_until {
+            Some(at) => match tokio::time::timeout_at(at, handle).await {
+                Ok(j) => j,
+                Err(_) => return Err(QueryError::Timeout(IN_EXECUTION)),
+            },
+            None => handle.await,
+        };
+        drop(guard);
+        joined.map_err(|e| QueryError::Execution(format!("query evaluation failed: {e}")))?
+    }
+}
+
+/// `now + d`, or no deadline if that is beyond what the clock can represent.
+fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+fn settings(opts: &EngineOptions) -> Settings {
+    Settings {
+        lookback: i64::try_from(opts.lookback_delta.as_millis()).unwrap_or(i64::MAX),
+        max_samples: opts.max_samples,
+        delayed_name_removal: opts.delayed_name_removal,
+        subquery_step: DEFAULT_SUBQUERY_STEP_MS,
+    }
+}
+
+fn parse(expr: &str) -> Result<Expr, QueryError> {
+    promql_parser::parser::parse(expr).map_err(QueryError::Parse)
+}
+
+fn run_instant(
+    opts: &EngineOptions,
+    querier: &Querier,
+    expr: &str,
+    time: i64,
+    deadline: &Deadline,
+) -> Result<QueryOutput, QueryError> {
+    let expr = parse(expr)?;
+    let times = QueryTimes {
+        start: time,
+        end: time,
+        step: 0,
+    };
+    let (value, annotations) = evaluate(querier, &expr, times, &settings(opts), deadline)?;
+    Ok(QueryOutput { value, annotations })
+}
+
+fn run_range(
+    opts: &EngineOptions,
+    querier: &Querier,
+    expr: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+    deadline: &Deadline,
+) -> Result<QueryOutput, QueryError> {
+    if end < start {
+        return Err(QueryError::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    if step <= 0 {
+        return Err(QueryError::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive \
+             integer"
+                .into(),
+        ));
+    }
+    let intervals = (i128::from(end) - i128::from(start)) / i128::from(step);
+    if intervals > opts.max_points_per_series as i128 {
+        return Err(QueryError::BadData(format!(
+            "exceeded maximum resolution of {} points per timeseries. Try decreasing the query \
+             resolution (?step=XX)",
+            thousands(opts.max_points_per_series)
+        )));
+    }
+    let expr = parse(expr)?;
+    let ty = expr.value_type();
+    if !matches!(ty, ValueType::Vector | ValueType::Scalar) {
+        let name = match ty {
+            ValueType::Matrix => "range vector",
+            _ => "string",
+        };
+        return Err(QueryError::BadData(format!(
+            "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
+        )));
+    }
+    let times = QueryTimes { start, end, step };
+    let (value, annotations) = evaluate(querier, &expr, times, &settings(opts), deadline)?;
+    Ok(QueryOutput { value, annotations })
+}
+
+/// `11000` as Prometheus prints it in its resolution error: `11,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Labels;
+    use crate::storage::{Db, Options};
+
+    #[tokio::test]
+    async fn queries_wait_for_a_slot_and_time_out_in_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut app = db.appender();
+        let l = Labels::new([("__name__", "g"), ("job", "a")]).unwrap();
+        app.append(&l, 7_000, 1.5).unwrap();
+        app.append(&l, 68_000, -2.25).unwrap();
+        app.commit().unwrap();
+
+        let e = Engine::new(EngineOptions {
+            max_concurrent: 1,
+            ..EngineOptions::default()
+        });
+        let held = e.slots.clone().acquire_owned().await.unwrap();
+        let err = e
+            .instant(
+                db.querier(),
+                "g".into(),
+                70_000,
+                Some(Duration::from_millis(30)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Timeout("query queue")), "{err}");
+        drop(held);
+        let out = e
+            .instant(
+                db.querier(),
+                "g".into(),
+                70_000,
+                Some(Duration::from_secs(5)),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(&out.value, Value::Vector(v) if v.len() == 1 && v[0].f == -2.25));
+        let out = e
+            .range(db.querier(), "g".into(), 0, 120_000, 60_000, None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out.value, Value::Matrix(m) if m[0].floats.len() == 2),
+            "{out:?}"
+        );
+        // Every permit is back once the queries are done.
+        assert_eq!(e.slots.available_permits(), 1);
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(11_000), "11,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }

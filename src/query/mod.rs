@@ -6,6 +6,7 @@
 mod aggregate;
 mod binary;
 mod engine;
+mod eval;
 mod functions;
 mod value;
 

@@ -133,17 +133,17 @@ fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// Opens every published block of `blocks_dir`. Corrupt blocks are reported (logged and
 /// returned) and left out; blocks superseded by a finished compaction are deleted when
 /// `delete_superseded`, else only left out.
-fn open_blocks(
-    blocks_dir: &Path,
-    delete_superseded: bool,
-) -> Result<(Vec<Arc<Block>>, Vec<RefusedBlock>), StorageError> {
+fn open_blocks(blocks_dir: &Path, delete_superseded: bool) -> Result<OpenedBlocks, StorageError> {
     let mut blocks = Vec::new();
     let mut refused = Vec::new();
+    let mut vanished = 0;
     for path in sstable::list_blocks(blocks_dir)? {
         match Block::open(&path) {
             Ok(b) => blocks.push(Arc::new(b)),
             // A reader beside a running agent may see a block vanish after listing it.
-            Err(SstError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(SstError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                vanished += 1;
+            }
             Err(e) => {
                 error!(path = %path.display(), error = %e, "refusing corrupt block; it is left out of every query");
                 refused.push(RefusedBlock {
@@ -166,7 +166,21 @@ fn open_blocks(
             std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
         }
     }
-    Ok((live, refused))
+    Ok(OpenedBlocks {
+        live,
+        refused,
+        vanished,
+    })
+}
+
+/// The outcome of opening a blocks directory.
+struct OpenedBlocks {
+    /// Blocks to serve.
+    live: Vec<Arc<Block>>,
+    /// Corrupt blocks left out.
+    refused: Vec<RefusedBlock>,
+    /// Blocks listed that were gone when opened (deleted by a concurrent compaction).
+    vanished: usize,
 }
 
 /// Applies one WAL record to a head during replay; `refs` maps WAL refs to head series.
@@ -245,7 +259,11 @@ impl Db {
             });
         }
         sstable::remove_temp_files(&blocks_dir)?;
-        let (blocks, refused) = open_blocks(&blocks_dir, true)?;
+        let OpenedBlocks {
+            live: blocks,
+            refused,
+            ..
+        } = open_blocks(&blocks_dir, true)?;
 
         let head = Arc::new(Head::new());
         // The head's lower bound is not persisted, and the blocks are what it protects: without
@@ -704,6 +722,20 @@ impl Appender<'_> {
     }
 }
 
+/// Opens the blocks of a directory an agent may be compacting. A listed block that vanished
+/// before it was opened was merged into a block the listing may have missed, so the listing is
+/// retried until every listed block opens (or is refused as corrupt).
+fn open_blocks_settled(blocks_dir: &Path) -> Result<OpenedBlocks, StorageError> {
+    let mut attempt = 0;
+    loop {
+        let opened = open_blocks(blocks_dir, false)?;
+        attempt += 1;
+        if opened.vanished == 0 || attempt >= 10 {
+            return Ok(opened);
+        }
+    }
+}
+
 /// A read-only view of a data directory, safe to take while an agent runs on it: no lock, no
 /// repair, no deletion; the WAL is read as far as it is intact.
 pub struct ReadOnlyDb {
@@ -722,17 +754,22 @@ impl ReadOnlyDb {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such data directory"),
             });
         }
-        let blocks_dir = dir.join("blocks");
-        let (blocks, refused) = if blocks_dir.is_dir() {
-            open_blocks(&blocks_dir, false)?
-        } else {
-            (Vec::new(), Vec::new())
-        };
+        // The WAL is read before the blocks are listed: an agent publishes a flushed block
+        // before it drops those samples from the WAL, so whatever a flush does in between, every
+        // sample is in the WAL read or in a block listed (possibly both; queries drop exact
+        // duplicates). The other order could miss a block published after the listing.
         let head = Arc::new(Head::new());
         let mut refs = HashMap::new();
         let replay = wal::read_only(&dir.join("wal"), |rec| {
             replay_record(&head, &mut refs, rec);
         })?;
+        let blocks_dir = dir.join("blocks");
+        let (blocks, refused) = if blocks_dir.is_dir() {
+            let opened = open_blocks_settled(&blocks_dir)?;
+            (opened.live, opened.refused)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         Ok(ReadOnlyDb {
             catalog: Arc::new(Catalog::default().with(blocks, &[])),
             head,

@@ -13,6 +13,7 @@ pub mod head;
 mod import;
 mod index;
 mod querier;
+mod snapshot;
 pub mod sstable;
 pub mod wal;
 
@@ -26,6 +27,7 @@ pub use db::{
 pub use head::{SeriesRef, SeriesSamples};
 pub use import::write_blocks;
 pub use querier::Querier;
+pub use snapshot::{SnapshotStats, write_snapshot};
 
 /// Errors of the storage engine.
 #[derive(Debug, thiserror::Error)]

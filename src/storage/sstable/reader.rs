@@ -30,6 +30,25 @@ pub struct Block {
 }
 
 impl Block {
+    /// Writes an exact copy of the block file to `dest` through the open handle, so it works
+    /// even after a compaction has unlinked the file; the copy is fsynced.
+    pub fn copy_to(&self, dest: &Path) -> std::io::Result<u64> {
+        use std::io::Write;
+        use std::os::unix::fs::FileExt;
+        let len = self.file.metadata()?.len();
+        let mut out = std::fs::File::create(dest)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        while at < len {
+            let n = buf.len().min((len - at) as usize);
+            self.file.read_exact_at(&mut buf[..n], at)?;
+            out.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        out.sync_all()?;
+        Ok(len)
+    }
+
     /// Opens a block, verifying magic, footer CRC and layout, and the CRC of every index section
     /// (symbols, series, postings, sources). Chunk CRCs are checked by `read_chunk` and `verify`.
     pub fn open(path: &Path) -> Result<Block, SstError> {

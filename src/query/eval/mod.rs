@@ -1,0 +1,860 @@
+//! Evaluation of a parsed PromQL expression over a range of steps, the way Prometheus's engine
+//! does it: every node is evaluated once for the whole step range into one series per label
+//! set; selectors read each series once; per-step operators (functions of instant vectors,
+//! aggregations, binary operators) are driven step by step from their children's results, and
+//! functions of range vectors slide a window over each series.
+//!
+//! `eval` owns the evaluation order, `@` and `offset`, subqueries, the sample limit, deadline
+//! checks and name dropping. The operators' semantics live in `functions`, `aggregate` and
+//! `binary`. It must never write to storage, and never hold more than one node's inputs and
+//! output in memory at a time beyond what Prometheus would.
+
+mod names;
+mod range;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::parser::token::T_COUNT_VALUES;
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{
+    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, Offset, VectorSelector,
+};
+
+use super::aggregate::{AggParam, aggregate};
+use super::binary::{scalar_scalar, vector_scalar, vector_vector};
+use super::functions::{Arg, eval_instant};
+use super::{Annotations, FPoint, Matrix, QueryError, Sample, Series, Value, Vector};
+use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher};
+use crate::storage::{Querier, SeriesSamples};
+
+/// Where Prometheus reports a timeout or cancellation noticed while evaluating.
+const IN_EVALUATION: &str = "expression evaluation";
+
+/// When to give up: a deadline and a flag another thread may raise (the caller went away or
+/// its own timer fired first).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Deadline {
+    at: Option<Instant>,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Deadline {
+    /// Gives up at `at` (never if `None`), or as soon as `cancel` is raised.
+    pub(crate) fn new(at: Option<Instant>, cancel: Option<Arc<AtomicBool>>) -> Deadline {
+        Deadline { at, cancel }
+    }
+
+    /// Fails with Prometheus's timeout error once the deadline has passed or the flag is up.
+    pub(crate) fn check(&self, stage: &'static str) -> Result<(), QueryError> {
+        let cancelled = self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed));
+        if cancelled || self.at.is_some_and(|at| Instant::now() >= at) {
+            return Err(QueryError::Timeout(stage));
+        }
+        Ok(())
+    }
+}
+
+/// The query's own times: what `@ start()`, `@ end()`, `start()`, `end()`, `range()` and
+/// `step()` refer to, inside subqueries too.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueryTimes {
+    /// First evaluation time (ms).
+    pub start: i64,
+    /// Last evaluation time (ms).
+    pub end: i64,
+    /// Resolution (ms); 0 for an instant query.
+    pub step: i64,
+}
+
+/// The limits and switches of one evaluation.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// How far back an instant selector looks (ms).
+    pub lookback: i64,
+    /// Most samples held at once.
+    pub max_samples: usize,
+    /// Keep `__name__` until the end and drop it from marked samples only.
+    pub delayed_name_removal: bool,
+    /// Resolution of subqueries written without a step (ms).
+    pub subquery_step: i64,
+}
+
+/// The evaluation times of one node: `start`, `start + step`, … up to `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Range {
+    start: i64,
+    end: i64,
+    step: i64,
+}
+
+impl Range {
+    fn instant(t: i64) -> Range {
+        Range {
+            start: t,
+            end: t,
+            step: 1,
+        }
+    }
+
+    /// Number of evaluation times (0 when `end < start`, as an empty subquery window has).
+    fn steps(&self) -> usize {
+        if self.end < self.start || self.step <= 0 {
+            return 0;
+        }
+        let n = (i128::from(self.end) - i128::from(self.start)) / i128::from(self.step) + 1;
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
+    fn ts(&self, i: usize) -> i64 {
+        self.start
+            .saturating_add((i as i64).saturating_mul(self.step))
+    }
+
+    /// The last evaluation time actually reached (`end` rounded down onto the grid).
+    fn last(&self) -> i64 {
+        match self.steps() {
+            0 => self.start,
+            n => self.ts(n - 1),
+        }
+    }
+}
+
+/// What a node evaluates to inside the evaluator. Instant vectors and scalars are matrices
+/// with at most one point per evaluation time (a scalar is one series without labels);
+/// range vectors at the top of an instant query are matrices of raw points.
+enum Val {
+    Matrix(Matrix),
+    String(String),
+}
+
+/// Evaluates one query.
+pub(crate) struct Evaluator<'a> {
+    querier: &'a Querier,
+    settings: &'a Settings,
+    deadline: &'a Deadline,
+    times: QueryTimes,
+    /// Samples held right now, counted the way Prometheus counts them.
+    samples: usize,
+    ann: Annotations,
+}
+
+/// Evaluates `expr` at `times` (an instant query when `times.step` is 0) and shapes the result
+/// as Prometheus's API does: an instant query answers with the expression's own type, a range
+/// query with a matrix sorted by labels.
+pub(crate) fn evaluate(
+    querier: &Querier,
+    expr: &Expr,
+    times: QueryTimes,
+    settings: &Settings,
+    deadline: &Deadline,
+) -> Result<(Value, Annotations), QueryError> {
+    let mut ev = Evaluator {
+        querier,
+        settings,
+        deadline,
+        times,
+        samples: 0,
+        ann: Annotations::default(),
+    };
+    let value = ev.top(expr)?;
+    Ok((value, ev.ann))
+}
+
+impl Evaluator<'_> {
+    fn top(&mut self, expr: &Expr) -> Result<Value, QueryError> {
+        self.deadline.check("query execution")?;
+        let t = self.times;
+        let range = if t.step == 0 {
+            Range::instant(t.start)
+        } else {
+            Range {
+                start: t.start,
+                end: t.end,
+                step: t.step,
+            }
+        };
+        let val = self.eval(expr, range)?;
+        let mat = match val {
+            Val::String(s) => return Ok(Value::String { t: t.start, s }),
+            Val::Matrix(m) => m,
+        };
+        let delayed = self.settings.delayed_name_removal;
+        if t.step == 0 {
+            match expr.value_type() {
+                ValueType::Scalar => {
+                    let f = mat
+                        .first()
+                        .and_then(|s| s.floats.first())
+                        .map_or(f64::NAN, |p| p.f);
+                    return Ok(Value::Scalar(FPoint { t: t.start, f }));
+                }
+                ValueType::Vector => {
+                    let vec: Vector = mat
+                        .into_iter()
+                        .filter_map(|s| {
+                            let f = s.floats.first()?.f;
+                            Some(Sample {
+                                metric: s.metric,
+                                t: t.start,
+                                f,
+                                drop_name: s.drop_name,
+                            })
+                        })
+                        .collect();
+                    let vec = if delayed {
+                        names::cleanup_vector(vec)?
+                    } else {
+                        vec
+                    };
+                    return Ok(Value::Vector(vec));
+                }
+                _ => {}
+            }
+        }
+        let mut mat = if delayed {
+            names::cleanup_matrix(mat)?
+        } else {
+            mat
+        };
+        mat.retain(|s| !s.floats.is_empty());
+        mat.sort_by(|a, b| a.metric.cmp(&b.metric));
+        Ok(Value::Matrix(mat))
+    }
+
+    /// Fails once the query has run out of time.
+    fn check(&self) -> Result<(), QueryError> {
+        self.deadline.check(IN_EVALUATION)
+    }
+
+    /// Counts `n` more samples held, failing past the limit.
+    fn hold(&mut self, n: usize) -> Result<(), QueryError> {
+        self.samples = self.samples.saturating_add(n);
+        self.within_limit(0)
+    }
+
+    /// Fails if `extra` samples on top of those held would exceed the limit.
+    fn within_limit(&self, extra: usize) -> Result<(), QueryError> {
+        if self.samples.saturating_add(extra) > self.settings.max_samples {
+            return Err(QueryError::TooManySamples("query execution"));
+        }
+        Ok(())
+    }
+
+    fn eval(&mut self, expr: &Expr, r: Range) -> Result<Val, QueryError> {
+        self.check()?;
+        if let Expr::StringLiteral(s) = expr {
+            return Ok(Val::String(s.val.clone()));
+        }
+        if r.steps() == 0 {
+            return Ok(Val::Matrix(Vec::new()));
+        }
+        if r.steps() > 1
+            && matches!(expr.value_type(), ValueType::Vector | ValueType::Scalar)
+            && is_step_invariant(expr)
+        {
+            return self.eval_once_and_repeat(expr, r);
+        }
+        match expr {
+            Expr::NumberLiteral(n) => self.scalar_series(r, |_| n.val).map(Val::Matrix),
+            Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, r),
+            Expr::Unary(u) => {
+                let m = self.eval_matrix(&u.expr, r)?;
+                self.negate(m).map(Val::Matrix)
+            }
+            Expr::VectorSelector(vs) => self.vector_selector(vs, r, false).map(Val::Matrix),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                if r.steps() != 1 {
+                    return Err(QueryError::Execution(
+                        "cannot do range evaluation of a range vector".into(),
+                    ));
+                }
+                self.range_vector(expr, r).map(Val::Matrix)
+            }
+            Expr::Call(c) => self.call(c, r).map(Val::Matrix),
+            Expr::Aggregate(a) => self.aggregation(a, r).map(Val::Matrix),
+            Expr::Binary(b) => self.binary(b, r).map(Val::Matrix),
+            Expr::Extension(_) => Err(QueryError::Execution(
+                "extension expressions are not supported".into(),
+            )),
+        }
+    }
+
+    /// Evaluates a node that is not a string literal.
+    fn eval_matrix(&mut self, expr: &Expr, r: Range) -> Result<Matrix, QueryError> {
+        match self.eval(expr, r)? {
+            Val::Matrix(m) => Ok(m),
+            Val::String(_) => Err(QueryError::Execution(format!(
+                "expected a vector or scalar, got the string {expr}"
+            ))),
+        }
+    }
+
+    /// Evaluates a scalar node into one value per step (NaN where it has none).
+    fn eval_scalar(&mut self, expr: &Expr, r: Range) -> Result<Vec<f64>, QueryError> {
+        let m = self.eval_matrix(expr, r)?;
+        let mut out = vec![f64::NAN; r.steps()];
+        if let Some(s) = m.first() {
+            for p in &s.floats {
+                if let Some(i) = step_index(r, p.t) {
+                    out[i] = p.f;
+                }
+            }
+        }
+        let held: usize = m.iter().map(|s| s.floats.len()).sum();
+        self.samples = self.samples.saturating_sub(held);
+        Ok(out)
+    }
+
+    /// A node whose value does not depend on the evaluation time (everything it reads is pinned
+    /// with `@`, or it is made of literals): evaluated at the first step and repeated, as
+    /// Prometheus's step-invariant nodes are.
+    fn eval_once_and_repeat(&mut self, expr: &Expr, r: Range) -> Result<Val, QueryError> {
+        let once = Range::instant(r.start);
+        let mut m = match self.eval(expr, once)? {
+            Val::Matrix(m) => m,
+            s @ Val::String(_) => return Ok(s),
+        };
+        let steps = r.steps();
+        for s in &mut m {
+            let Some(first) = s.floats.first().copied() else {
+                continue;
+            };
+            self.hold(steps - 1)?;
+            s.floats.reserve(steps - 1);
+            for i in 1..steps {
+                self.check_every(i)?;
+                s.floats.push(FPoint {
+                    t: r.ts(i),
+                    f: first.f,
+                });
+            }
+        }
+        Ok(Val::Matrix(m))
+    }
+
+    /// Checks the deadline every 1024 iterations of a hot loop.
+    fn check_every(&self, i: usize) -> Result<(), QueryError> {
+        if i.is_multiple_of(1024) {
+            self.check()?;
+        }
+        Ok(())
+    }
+
+    /// A scalar: one series without labels and a point at every step.
+    fn scalar_series(
+        &mut self,
+        r: Range,
+        mut value: impl FnMut(usize) -> f64,
+    ) -> Result<Matrix, QueryError> {
+        let steps = r.steps();
+        self.hold(steps)?;
+        let mut floats = Vec::with_capacity(steps);
+        for i in 0..steps {
+            self.check_every(i)?;
+            floats.push(FPoint {
+                t: r.ts(i),
+                f: value(i),
+            });
+        }
+        Ok(vec![Series {
+            metric: Arc::new(Labels::empty()),
+            floats,
+            drop_name: false,
+        }])
+    }
+
+    /// Unary minus: negates every value and drops the metric name.
+    fn negate(&mut self, mut m: Matrix) -> Result<Matrix, QueryError> {
+        for s in &mut m {
+            for p in &mut s.floats {
+                p.f = -p.f;
+            }
+            s.drop_name = true;
+        }
+        if self.settings.delayed_name_removal {
+            return Ok(m);
+        }
+        for s in &mut m {
+            s.metric = names::without_name(&s.metric);
+        }
+        names::merge_same_labels(m)
+    }
+
+    /// The `@` time of a selector or subquery, in ms.
+    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        at.as_ref().map(|a| match a {
+            AtModifier::Start => self.times.start,
+            AtModifier::End => self.times.end,
+            AtModifier::At(t) => system_time_ms(*t),
+        })
+    }
+
+    /// Reads the series `vs` selects with samples in [mint, maxt].
+    fn select(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, QueryError> {
+        let groups = selector_matchers(vs)?;
+        if mint > maxt {
+            return Ok(Vec::new());
+        }
+        let mut all = Vec::new();
+        for g in &groups {
+            self.check()?;
+            all.extend(self.querier.select(g, mint, maxt)?);
+        }
+        if groups.len() > 1 {
+            // An `or` of matcher sets: a series matched by several appears once.
+            all.sort_by(|a, b| a.labels.cmp(&b.labels));
+            all.dedup_by(|a, b| a.labels == b.labels);
+        }
+        Ok(all)
+    }
+
+    /// An instant vector selector over `r`: at each step, the newest sample in the lookback
+    /// window `(t - lookback, t]` (after `offset` and `@`), unless it is a staleness marker.
+    /// With `stamps`, a point's value is the sample's own timestamp instead of its value (what
+    /// `timestamp()` needs).
+    fn vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        r: Range,
+        stamps: bool,
+    ) -> Result<Matrix, QueryError> {
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let lookback = self.settings.lookback;
+        let steps = r.steps();
+        let (first, last) = match at {
+            Some(t) => (t, t),
+            None => (r.start, r.last()),
+        };
+        let mint = first
+            .saturating_sub(offset)
+            .saturating_sub(lookback)
+            .saturating_add(1);
+        let maxt = last.saturating_sub(offset);
+        let stored = self.select(vs, mint, maxt)?;
+        let mut out = Vec::with_capacity(stored.len());
+        for s in stored {
+            self.check()?;
+            let pick = |x: &crate::model::Sample| {
+                if stamps { x.t as f64 } else { x.v }
+            };
+            let mut floats = Vec::new();
+            if let Some(t) = at {
+                if let Some(x) = latest(&s.samples, t.saturating_sub(offset), lookback) {
+                    floats.reserve_exact(steps);
+                    floats.extend((0..steps).map(|i| FPoint {
+                        t: r.ts(i),
+                        f: pick(x),
+                    }));
+                }
+            } else {
+                let samples = &s.samples;
+                let mut j = 0;
+                for i in 0..steps {
+                    let ts = r.ts(i);
+                    let rt = ts.saturating_sub(offset);
+                    while j < samples.len() && samples[j].t <= rt {
+                        j += 1;
+                    }
+                    if j == 0 {
+                        continue;
+                    }
+                    let x = &samples[j - 1];
+                    if x.t > rt.saturating_sub(lookback) && !crate::model::is_stale_nan(x.v) {
+                        floats.push(FPoint { t: ts, f: pick(x) });
+                    }
+                }
+            }
+            if floats.is_empty() {
+                continue;
+            }
+            self.hold(floats.len())?;
+            out.push(Series {
+                metric: Arc::new(s.labels),
+                floats,
+                drop_name: false,
+            });
+        }
+        Ok(out)
+    }
+
+    fn call(&mut self, c: &Call, r: Range) -> Result<Matrix, QueryError> {
+        let name = c.func.name;
+        let args: Vec<&Expr> = c.args.args.iter().map(|a| unparen(a)).collect();
+        match name {
+            "start" | "end" | "range" | "step" => {
+                let t = self.times;
+                let v = match name {
+                    "start" => t.start as f64 / 1000.0,
+                    "end" => t.end as f64 / 1000.0,
+                    "range" => (t.end - t.start) as f64 / 1000.0,
+                    _ => t.step as f64 / 1000.0,
+                };
+                return self.scalar_series(r, |_| v);
+            }
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" if r.start != r.end => {
+                self.ann.warn(
+                    "PromQL warning: sort is ineffective for range queries since results are \
+                     always ordered by labels",
+                );
+            }
+            _ => {}
+        }
+        if let Some(mi) = args
+            .iter()
+            .position(|a| matches!(a, Expr::MatrixSelector(_) | Expr::Subquery(_)))
+        {
+            return self.range_function(c, &args, mi, r);
+        }
+        if name == "absent" {
+            let labels = Arc::new(
+                args.first()
+                    .map_or_else(Labels::empty, |a| absent_labels(a)),
+            );
+            let before = self.samples;
+            let input = match args.first() {
+                Some(a) => self.eval_matrix(a, r)?,
+                None => Vec::new(),
+            };
+            return self.range_eval(r, vec![input], before, move |_, _, ts, mut vecs| {
+                let present = vecs.pop().is_some_and(|v| !v.is_empty());
+                Ok(if present {
+                    Vec::new()
+                } else {
+                    vec![Sample {
+                        metric: labels.clone(),
+                        t: ts,
+                        f: 1.0,
+                        drop_name: false,
+                    }]
+                })
+            });
+        }
+
+        // Per-step function: vector arguments are gathered each step, scalars read from their
+        // dense series, strings passed as they are.
+        enum Slot {
+            Vector(usize),
+            Stamps(usize),
+            Scalar(Vec<f64>),
+            Str(String),
+        }
+        let before = self.samples;
+        let mut inputs = Vec::new();
+        let mut slots = Vec::with_capacity(args.len());
+        for a in &args {
+            match a.value_type() {
+                ValueType::Scalar => slots.push(Slot::Scalar(self.eval_scalar(a, r)?)),
+                ValueType::String => match self.eval(a, r)? {
+                    Val::String(s) => slots.push(Slot::Str(s)),
+                    Val::Matrix(_) => {
+                        return Err(QueryError::Execution(format!(
+                            "expected a string argument, got {a}"
+                        )));
+                    }
+                },
+                _ => {
+                    if let (Expr::VectorSelector(vs), "timestamp") = (a, name) {
+                        // The stored sample's timestamp, which matrix evaluation would
+                        // otherwise replace with the step's.
+                        inputs.push(self.vector_selector(vs, r, true)?);
+                        slots.push(Slot::Stamps(inputs.len() - 1));
+                    } else {
+                        inputs.push(self.eval_matrix(a, r)?);
+                        slots.push(Slot::Vector(inputs.len() - 1));
+                    }
+                }
+            }
+        }
+        self.range_eval(r, inputs, before, move |ann, i, ts, vecs| {
+            let mut vecs: Vec<Option<Vector>> = vecs.into_iter().map(Some).collect();
+            let mut call_args = Vec::with_capacity(slots.len());
+            for slot in &slots {
+                call_args.push(match slot {
+                    Slot::Vector(k) => Arg::Vector(vecs[*k].take().unwrap_or_default()),
+                    Slot::Stamps(k) => Arg::Vector(
+                        vecs[*k]
+                            .take()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|s| Sample {
+                                t: s.f as i64,
+                                f: 0.0,
+                                ..s
+                            })
+                            .collect(),
+                    ),
+                    Slot::Scalar(v) => Arg::Scalar(v.get(i).copied().unwrap_or(f64::NAN)),
+                    Slot::Str(s) => Arg::String(s.clone()),
+                });
+            }
+            match eval_instant(name, call_args, ts, ann)? {
+                Value::Vector(v) => Ok(v),
+                Value::Scalar(p) => Ok(vec![Sample {
+                    metric: Arc::new(Labels::empty()),
+                    t: ts,
+                    f: p.f,
+                    drop_name: false,
+                }]),
+                other => Err(QueryError::Execution(format!(
+                    "function {name} returned a {}",
+                    other.type_name()
+                ))),
+            }
+        })
+    }
+
+    fn aggregation(&mut self, a: &AggregateExpr, r: Range) -> Result<Matrix, QueryError> {
+        enum Param {
+            None,
+            Scalar(Vec<f64>),
+            Str(String),
+        }
+        let before = self.samples;
+        let param = match a.param.as_deref().map(unparen) {
+            None => Param::None,
+            Some(p) if a.op.id() == T_COUNT_VALUES || p.value_type() == ValueType::String => {
+                match self.eval(p, r)? {
+                    Val::String(s) => Param::Str(s),
+                    Val::Matrix(_) => {
+                        return Err(QueryError::Execution(format!(
+                            "expected a string parameter for {}, got {p}",
+                            a.op
+                        )));
+                    }
+                }
+            }
+            Some(p) => Param::Scalar(self.eval_scalar(p, r)?),
+        };
+        let input = self.eval_matrix(&a.expr, r)?;
+        let op = a.op;
+        let modifier = a.modifier.as_ref();
+        self.range_eval(r, vec![input], before, move |ann, i, ts, mut vecs| {
+            let p = match &param {
+                Param::None => AggParam::None,
+                Param::Scalar(v) => AggParam::Scalar(v.get(i).copied().unwrap_or(f64::NAN)),
+                Param::Str(s) => AggParam::String(s.clone()),
+            };
+            aggregate(op, modifier, p, vecs.pop().unwrap_or_default(), ts, ann)
+        })
+    }
+
+    fn binary(&mut self, b: &BinaryExpr, r: Range) -> Result<Matrix, QueryError> {
+        let op = b.op;
+        let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+        let before = self.samples;
+        match (b.lhs.value_type(), b.rhs.value_type()) {
+            (ValueType::Scalar, ValueType::Scalar) => {
+                let l = self.eval_scalar(&b.lhs, r)?;
+                let rv = self.eval_scalar(&b.rhs, r)?;
+                let mut err = None;
+                let m = self.scalar_series(r, |i| match scalar_scalar(op, l[i], rv[i]) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        err.get_or_insert(e);
+                        f64::NAN
+                    }
+                })?;
+                match err {
+                    Some(e) => Err(e),
+                    None => Ok(m),
+                }
+            }
+            (ValueType::Vector, ValueType::Scalar) | (ValueType::Scalar, ValueType::Vector) => {
+                let scalar_is_lhs = b.lhs.value_type() == ValueType::Scalar;
+                let (vexpr, sexpr) = if scalar_is_lhs {
+                    (&b.rhs, &b.lhs)
+                } else {
+                    (&b.lhs, &b.rhs)
+                };
+                let (v, s) = if scalar_is_lhs {
+                    let s = self.eval_scalar(sexpr, r)?;
+                    (self.eval_matrix(vexpr, r)?, s)
+                } else {
+                    let v = self.eval_matrix(vexpr, r)?;
+                    (v, self.eval_scalar(sexpr, r)?)
+                };
+                self.range_eval(r, vec![v], before, move |ann, i, _, mut vecs| {
+                    let sv = s.get(i).copied().unwrap_or(f64::NAN);
+                    vector_scalar(
+                        op,
+                        vecs.pop().unwrap_or_default(),
+                        sv,
+                        scalar_is_lhs,
+                        return_bool,
+                        ann,
+                    )
+                })
+            }
+            _ => {
+                let l = self.eval_matrix(&b.lhs, r)?;
+                let rm = self.eval_matrix(&b.rhs, r)?;
+                let modifier = b.modifier.as_ref();
+                self.range_eval(r, vec![l, rm], before, move |ann, _, ts, mut vecs| {
+                    let rhs = vecs.pop().unwrap_or_default();
+                    let lhs = vecs.pop().unwrap_or_default();
+                    vector_vector(op, lhs, rhs, modifier, ts, ann)
+                })
+            }
+        }
+    }
+}
+
+/// Index of time `t` on the grid of `r`, if it is one of its steps.
+fn step_index(r: Range, t: i64) -> Option<usize> {
+    if t < r.start || t > r.end || (t - r.start) % r.step != 0 {
+        return None;
+    }
+    usize::try_from((t - r.start) / r.step).ok()
+}
+
+/// The newest sample at or before `t` within the lookback window, unless it is a staleness
+/// marker.
+fn latest(
+    samples: &[crate::model::Sample],
+    t: i64,
+    lookback: i64,
+) -> Option<&crate::model::Sample> {
+    let j = samples.partition_point(|x| x.t <= t);
+    let x = samples.get(j.checked_sub(1)?)?;
+    (x.t > t.saturating_sub(lookback) && !crate::model::is_stale_nan(x.v)).then_some(x)
+}
+
+/// Strips any parentheses around an expression.
+fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Some(Offset::Neg(d)) => -i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+fn system_time_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The matcher sets of a selector: one, or one per `or` branch; the metric name written before
+/// the braces is an equality matcher on `__name__` in each.
+fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
+    use promql_parser::label::MatchOp as P;
+    let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, QueryError> {
+        let mut out = Vec::with_capacity(ms.len() + 1);
+        if let Some(name) = &vs.name
+            && !ms.iter().any(|m| m.name == METRIC_NAME)
+        {
+            out.push(Matcher::equal(METRIC_NAME, name.clone()));
+        }
+        for m in ms {
+            let op = match m.op {
+                P::Equal => MatchOp::Equal,
+                P::NotEqual => MatchOp::NotEqual,
+                P::Re(_) => MatchOp::Regex,
+                P::NotRe(_) => MatchOp::NotRegex,
+            };
+            out.push(Matcher::new(op, m.name.clone(), m.value.clone())?);
+        }
+        Ok(out)
+    };
+    if vs.matchers.or_matchers.is_empty() {
+        return Ok(vec![convert(&vs.matchers.matchers)?]);
+    }
+    vs.matchers
+        .or_matchers
+        .iter()
+        .map(|g| {
+            let mut all = vs.matchers.matchers.clone();
+            all.extend(g.iter().cloned());
+            convert(&all)
+        })
+        .collect()
+}
+
+/// The labels `absent()` and `absent_over_time()` report: the equality matchers of the
+/// argument's selector (a label matched twice is left out), never `__name__`.
+fn absent_labels(arg: &Expr) -> Labels {
+    let vs = match unparen(arg) {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::empty(),
+    };
+    if !vs.matchers.or_matchers.is_empty() {
+        return Labels::empty();
+    }
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        let first = !seen.contains(&m.name.as_str());
+        seen.push(&m.name);
+        pairs.retain(|(n, _)| n != &m.name);
+        if first && matches!(m.op, promql_parser::label::MatchOp::Equal) && !m.value.is_empty() {
+            pairs.push((m.name.clone(), m.value.clone()));
+        }
+    }
+    pairs.sort();
+    Labels::from_sorted_unchecked(pairs)
+}
+
+/// Whether `e` evaluates to the same thing at every step (Prometheus's step-invariant nodes):
+/// every selector in it is pinned with `@`, and no function in it reads the evaluation time.
+fn is_step_invariant(e: &Expr) -> bool {
+    match e {
+        Expr::VectorSelector(vs) => vs.at.is_some(),
+        Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
+        Expr::Subquery(sq) => sq.at.is_some(),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+        Expr::Paren(p) => is_step_invariant(&p.expr),
+        Expr::Unary(u) => is_step_invariant(&u.expr),
+        Expr::Binary(b) => is_step_invariant(&b.lhs) && is_step_invariant(&b.rhs),
+        Expr::Aggregate(a) => {
+            is_step_invariant(&a.expr) && a.param.as_deref().is_none_or(is_step_invariant)
+        }
+        Expr::Call(c) => {
+            let args_invariant = c.args.args.iter().all(|a| is_step_invariant(a));
+            match c.func.name {
+                // `timestamp(x @ t)` is, `timestamp(abs(x @ t))` is not.
+                "timestamp" => c
+                    .args
+                    .args
+                    .iter()
+                    .all(|a| matches!(unparen(a), Expr::VectorSelector(vs) if vs.at.is_some())),
+                // Constants of the query, as Prometheus folds them into literals.
+                "start" | "end" | "range" | "step" => true,
+                "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour"
+                | "minute" | "month" | "year" | "predict_linear" | "time" => false,
+                _ => args_invariant,
+            }
+        }
+        Expr::Extension(_) => false,
+    }
+}

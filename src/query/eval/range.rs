@@ -1,0 +1,307 @@
+//! Range vectors: matrix selectors and subqueries, read once for the whole step range, and the
+//! functions over them, which slide a window `(t - range, t]` along each series.
+
+use std::sync::Arc;
+
+use promql_parser::parser::{Call, Expr, SubqueryExpr};
+
+use super::names::{self, SAME_LABELSET};
+use super::{Evaluator, Range, absent_labels, duration_ms, offset_ms, unparen};
+use crate::model::{Labels, is_stale_nan};
+use crate::query::functions::{RangeFn, Window, eval_range, range_function};
+use crate::query::{FPoint, Matrix, Metric, QueryError, Series};
+use crate::storage::SeriesSamples;
+
+/// Where a range vector's points come from.
+enum Points {
+    /// Straight from storage, staleness markers still in.
+    Stored(Vec<SeriesSamples>),
+    /// A subquery's result: one point per subquery step.
+    Computed(Matrix),
+}
+
+/// A range vector ready to be windowed: its points and how a step maps to a window.
+struct RangeArg {
+    points: Points,
+    range: i64,
+    offset: i64,
+    at: Option<i64>,
+    /// Samples the evaluator counted for a subquery's result, released when the caller is done.
+    held: usize,
+}
+
+impl RangeArg {
+    /// The window `(start, end]` of the step at `ts`.
+    fn window(&self, ts: i64) -> (i64, i64) {
+        let end = self.at.unwrap_or(ts).saturating_sub(self.offset);
+        (end.saturating_sub(self.range), end)
+    }
+
+    /// Calls `f` with each series' label set, points (no staleness markers) and whether its name
+    /// is to be dropped, reusing one buffer for stored series.
+    fn for_each_series(
+        self,
+        mut f: impl FnMut(Metric, &[FPoint], bool) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        match self.points {
+            Points::Stored(all) => {
+                let mut buf: Vec<FPoint> = Vec::new();
+                for s in all {
+                    buf.clear();
+                    buf.extend(
+                        s.samples
+                            .iter()
+                            .filter(|x| !is_stale_nan(x.v))
+                            .map(|x| FPoint { t: x.t, f: x.v }),
+                    );
+                    f(Arc::new(s.labels), &buf, false)?;
+                }
+            }
+            Points::Computed(m) => {
+                for s in m {
+                    f(s.metric, &s.floats, s.drop_name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a function over a range vector computes per window.
+#[derive(Clone, Copy)]
+enum Kind {
+    Fn(RangeFn),
+    /// `absent_over_time`: only whether any series has a point in the window matters.
+    Absent,
+}
+
+impl Evaluator<'_> {
+    /// The evaluation range of a subquery's inner expression for an outer range `r`: from the
+    /// first multiple of the subquery step after `start - offset - range`, to `end - offset`;
+    /// with `@`, around that time only.
+    fn subquery_range(&self, sq: &SubqueryExpr, r: Range) -> Result<Range, QueryError> {
+        let step = match sq.step {
+            Some(d) => duration_ms(d),
+            None => self.settings.subquery_step,
+        };
+        if step <= 0 {
+            return Err(QueryError::BadData(format!(
+                "subquery step must be positive, got {step}ms"
+            )));
+        }
+        let offset = offset_ms(&sq.offset);
+        let range = duration_ms(sq.range);
+        let (first, last) = match self.at_ms(&sq.at) {
+            Some(t) => (t, t),
+            None => (r.start, r.last()),
+        };
+        let after = first.saturating_sub(offset).saturating_sub(range);
+        Ok(Range {
+            start: after
+                .div_euclid(step)
+                .saturating_mul(step)
+                .saturating_add(step),
+            end: last.saturating_sub(offset),
+            step,
+        })
+    }
+
+    /// Reads a matrix selector or evaluates a subquery for all the windows of `r`.
+    fn range_arg(&mut self, e: &Expr, r: Range) -> Result<RangeArg, QueryError> {
+        match unparen(e) {
+            Expr::MatrixSelector(ms) => {
+                let offset = offset_ms(&ms.vs.offset);
+                let at = self.at_ms(&ms.vs.at);
+                let range = duration_ms(ms.range);
+                let (first, last) = match at {
+                    Some(t) => (t, t),
+                    None => (r.start, r.last()),
+                };
+                let mint = first
+                    .saturating_sub(offset)
+                    .saturating_sub(range)
+                    .saturating_add(1);
+                let maxt = last.saturating_sub(offset);
+                Ok(RangeArg {
+                    points: Points::Stored(self.select(&ms.vs, mint, maxt)?),
+                    range,
+                    offset,
+                    at,
+                    held: 0,
+                })
+            }
+            Expr::Subquery(sq) => {
+                let inner = self.subquery_range(sq, r)?;
+                let before = self.samples;
+                let m = self.eval_matrix(&sq.expr, inner)?;
+                Ok(RangeArg {
+                    points: Points::Computed(m),
+                    range: duration_ms(sq.range),
+                    offset: offset_ms(&sq.offset),
+                    at: self.at_ms(&sq.at),
+                    held: self.samples.saturating_sub(before),
+                })
+            }
+            other => Err(QueryError::Execution(format!(
+                "expected a range vector, got {other}"
+            ))),
+        }
+    }
+
+    /// A range vector as a result (an instant query of `x[5m]` or of a subquery): the raw
+    /// points of each series in its window, at their own timestamps.
+    pub(super) fn range_vector(&mut self, e: &Expr, r: Range) -> Result<Matrix, QueryError> {
+        if let Expr::Subquery(sq) = unparen(e) {
+            // The subquery's own steps are the points.
+            let inner = self.subquery_range(sq, r)?;
+            return self.eval_matrix(&sq.expr, inner);
+        }
+        let arg = self.range_arg(e, r)?;
+        let (start, end) = arg.window(r.start);
+        let mut out = Vec::new();
+        let mut held = 0usize;
+        arg.for_each_series(|metric, points, drop_name| {
+            self.check()?;
+            let lo = points.partition_point(|p| p.t <= start);
+            let hi = points.partition_point(|p| p.t <= end);
+            if lo < hi {
+                held += hi - lo;
+                self.within_limit(held)?;
+                out.push(Series {
+                    metric,
+                    floats: points[lo..hi].to_vec(),
+                    drop_name,
+                });
+            }
+            Ok(())
+        })?;
+        self.hold(held)?;
+        Ok(out)
+    }
+
+    /// A function of a range vector (`rate(x[5m])`, `max_over_time(q[1h:5m])`, …): scalar
+    /// arguments are evaluated first, then every series is windowed step by step.
+    pub(super) fn range_function(
+        &mut self,
+        c: &Call,
+        args: &[&Expr],
+        matrix_arg: usize,
+        r: Range,
+    ) -> Result<Matrix, QueryError> {
+        let name = c.func.name;
+        let kind = if name == "absent_over_time" {
+            Kind::Absent
+        } else {
+            Kind::Fn(range_function(name).ok_or_else(|| {
+                QueryError::Execution(format!("function {name} is not supported"))
+            })?)
+        };
+        let mut scalars = Vec::with_capacity(args.len().saturating_sub(1));
+        for (i, a) in args.iter().enumerate() {
+            if i != matrix_arg {
+                scalars.push(self.eval_scalar(a, r)?);
+            }
+        }
+        let arg = self.range_arg(args[matrix_arg], r)?;
+        let released = arg.held;
+        let steps = r.steps();
+        let delayed = self.settings.delayed_name_removal;
+        let keeps_name = match kind {
+            Kind::Fn(f) => f.keeps_name(),
+            Kind::Absent => false,
+        };
+        // Absent: whether any series had a point in the window, per step.
+        let mut present = match kind {
+            Kind::Absent => vec![false; steps],
+            Kind::Fn(_) => Vec::new(),
+        };
+        let windows: Vec<(i64, i64)> = (0..steps).map(|i| arg.window(r.ts(i))).collect();
+        let mut out: Matrix = Vec::new();
+        let mut argv: Vec<f64> = Vec::with_capacity(scalars.len());
+        arg.for_each_series(|metric, points, input_drop| {
+            self.check()?;
+            let drop_name = !keeps_name || input_drop;
+            let mut floats = Vec::new();
+            let (mut lo, mut hi) = (0usize, 0usize);
+            for (i, &(start, end)) in windows.iter().enumerate() {
+                while hi < points.len() && points[hi].t <= end {
+                    hi += 1;
+                }
+                while lo < hi && points[lo].t <= start {
+                    lo += 1;
+                }
+                if lo == hi {
+                    continue;
+                }
+                let f = match kind {
+                    Kind::Absent => {
+                        present[i] = true;
+                        continue;
+                    }
+                    Kind::Fn(f) => f,
+                };
+                self.within_limit(hi - lo)?;
+                argv.clear();
+                argv.extend(
+                    scalars
+                        .iter()
+                        .map(|s| s.get(i).copied().unwrap_or(f64::NAN)),
+                );
+                let w = Window {
+                    points: &points[lo..hi],
+                    start,
+                    end,
+                };
+                if let Some(v) = eval_range(f, &w, &argv, &metric, &mut self.ann) {
+                    floats.push(FPoint { t: r.ts(i), f: v });
+                }
+            }
+            if floats.is_empty() {
+                return Ok(());
+            }
+            self.hold(floats.len())?;
+            let metric = if drop_name && !delayed {
+                names::without_name(&metric)
+            } else {
+                metric
+            };
+            out.push(Series {
+                metric,
+                floats,
+                drop_name,
+            });
+            Ok(())
+        })?;
+        self.samples = self.samples.saturating_sub(released);
+        if let Kind::Absent = kind {
+            let held: usize = out.iter().map(|s| s.floats.len()).sum();
+            self.samples = self.samples.saturating_sub(held);
+            let floats: Vec<FPoint> = present
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !**p)
+                .map(|(i, _)| FPoint { t: r.ts(i), f: 1.0 })
+                .collect();
+            if floats.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.hold(floats.len())?;
+            let labels = match unparen(args[matrix_arg]) {
+                Expr::MatrixSelector(_) => absent_labels(args[matrix_arg]),
+                _ => Labels::empty(),
+            };
+            return Ok(vec![Series {
+                metric: Arc::new(labels),
+                floats,
+                drop_name: true,
+            }]);
+        }
+        if !delayed {
+            let mut seen = std::collections::HashSet::with_capacity(out.len());
+            if !out.iter().all(|s| seen.insert(&*s.metric)) {
+                return Err(QueryError::Execution(SAME_LABELSET.into()));
+            }
+        }
+        Ok(out)
+    }
+}

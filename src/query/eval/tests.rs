@@ -1,0 +1,472 @@
+//! Evaluator tests over a real store in a temp directory, with irregular timestamps and values.
+
+use std::time::Duration;
+
+use crate::model::{Labels, STALE_NAN};
+use crate::query::{Engine, EngineOptions, QueryError, Value};
+use crate::storage::{Db, Options};
+
+const S: i64 = 1000;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::new(pairs.iter().copied()).unwrap()
+}
+
+/// A store holding `series`, each a label set and its (t, v) samples.
+fn store(series: &[(Labels, Vec<(i64, f64)>)]) -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let mut app = db.appender();
+    for (l, samples) in series {
+        for &(t, v) in samples {
+            app.append(l, t, v).unwrap();
+        }
+    }
+    app.commit().unwrap();
+    (dir, db)
+}
+
+fn engine(delayed: bool) -> Engine {
+    Engine::new(EngineOptions {
+        delayed_name_removal: delayed,
+        ..EngineOptions::default()
+    })
+}
+
+/// An instant query's vector as (labels text, value), in result order.
+fn instant(db: &Db, e: &Engine, q: &str, t: i64) -> Vec<(String, f64)> {
+    match e.instant_blocking(&db.querier(), q, t).unwrap().value {
+        Value::Vector(v) => v.iter().map(|s| (s.metric.to_string(), s.f)).collect(),
+        other => panic!("{q}: expected a vector, got {other:?}"),
+    }
+}
+
+/// A matrix as (labels text, [(t, v)]).
+fn matrix(v: Value) -> Vec<(String, Vec<(i64, f64)>)> {
+    match v {
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| {
+                (
+                    s.metric.to_string(),
+                    s.floats.iter().map(|p| (p.t, p.f)).collect(),
+                )
+            })
+            .collect(),
+        other => panic!("expected a matrix, got {other:?}"),
+    }
+}
+
+fn range(
+    db: &Db,
+    e: &Engine,
+    q: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Vec<(String, Vec<(i64, f64)>)> {
+    matrix(
+        e.range_blocking(&db.querier(), q, start, end, step)
+            .unwrap()
+            .value,
+    )
+}
+
+fn gauge() -> (tempfile::TempDir, Db) {
+    store(&[
+        (
+            labels(&[("__name__", "g"), ("job", "a")]),
+            vec![
+                (7 * S, 1.5),
+                (68 * S, -2.25),
+                (131 * S, 7.0),
+                (400 * S, 3.125),
+            ],
+        ),
+        (
+            labels(&[("__name__", "g"), ("job", "b")]),
+            vec![(13 * S, 10.0), (77 * S, STALE_NAN), (190 * S, 11.5)],
+        ),
+    ])
+}
+
+#[test]
+fn lookback_picks_the_newest_sample_and_staleness_ends_a_series() {
+    let (_d, db) = gauge();
+    let e = engine(false);
+    assert_eq!(
+        instant(&db, &e, "g", 70 * S),
+        vec![
+            (r#"g{job="a"}"#.into(), -2.25),
+            (r#"g{job="b"}"#.into(), 10.0)
+        ]
+    );
+    // b's staleness marker at 77s hides its 13s sample.
+    assert_eq!(
+        instant(&db, &e, "g", 80 * S),
+        vec![(r#"g{job="a"}"#.into(), -2.25)]
+    );
+    // b's 190s sample is exactly 5m before 490s: outside the window (t - 5m, t].
+    assert_eq!(
+        instant(&db, &e, "g", 490 * S),
+        vec![(r#"g{job="a"}"#.into(), 3.125)]
+    );
+    assert_eq!(
+        instant(&db, &e, "g", 490 * S - 1),
+        vec![
+            (r#"g{job="a"}"#.into(), 3.125),
+            (r#"g{job="b"}"#.into(), 11.5)
+        ]
+    );
+    assert_eq!(instant(&db, &e, "g", 6 * S), vec![]);
+    // a sample 5m minus 1ms old still counts.
+    assert_eq!(
+        instant(&db, &e, r#"g{job="a"}"#, 700 * S - 1),
+        vec![(r#"g{job="a"}"#.into(), 3.125)]
+    );
+    assert_eq!(instant(&db, &e, r#"g{job="a"}"#, 700 * S), vec![]);
+}
+
+#[test]
+fn offset_and_at_shift_the_evaluation_time() {
+    let (_d, db) = gauge();
+    let e = engine(false);
+    let a = r#"g{job="a"}"#;
+    assert_eq!(
+        instant(&db, &e, "g{job='a'} offset 1m", 135 * S),
+        vec![(a.into(), -2.25)]
+    );
+    assert_eq!(
+        instant(&db, &e, "g{job='a'} offset -1m", 75 * S),
+        vec![(a.into(), 7.0)]
+    );
+    assert_eq!(
+        instant(&db, &e, "g{job='a'} @ 68.001", 999 * S),
+        vec![(a.into(), -2.25)]
+    );
+    assert_eq!(
+        instant(&db, &e, "g{job='a'} @ 68.001 offset 1s", 0),
+        vec![(a.into(), 1.5)]
+    );
+    // @ start() and @ end() are the range query's ends, at every step.
+    let got = range(&db, &e, "g{job='a'} @ start()", 70 * S, 190 * S, 60 * S);
+    assert_eq!(
+        got,
+        vec![(
+            a.into(),
+            vec![(70 * S, -2.25), (130 * S, -2.25), (190 * S, -2.25)]
+        )]
+    );
+    let got = range(&db, &e, "g{job='a'} @ end()", 70 * S, 190 * S, 60 * S);
+    assert_eq!(
+        got,
+        vec![(
+            a.into(),
+            vec![(70 * S, 7.0), (130 * S, 7.0), (190 * S, 7.0)]
+        )]
+    );
+    // Range vectors keep the samples' own timestamps under offset.
+    let got = matrix(
+        e.instant_blocking(&db.querier(), "g{job='a'}[2m] offset 10s", 141 * S)
+            .unwrap()
+            .value,
+    );
+    assert_eq!(got, vec![(a.into(), vec![(68 * S, -2.25), (131 * S, 7.0)])]);
+    let got = matrix(
+        e.instant_blocking(&db.querier(), "g{job='a'}[61s] @ 131", 0)
+            .unwrap()
+            .value,
+    );
+    assert_eq!(got, vec![(a.into(), vec![(131 * S, 7.0)])]);
+}
+
+#[test]
+fn subquery_steps_are_multiples_of_their_step() {
+    let (_d, db) = gauge();
+    let e = engine(false);
+    let a = r#"g{job="a"}"#;
+    // Steps in (200s - 5m, 200s] on the 70s grid: 70s, 140s.
+    let got = matrix(
+        e.instant_blocking(&db.querier(), "g{job='a'}[5m:70s]", 200 * S)
+            .unwrap()
+            .value,
+    );
+    assert_eq!(got, vec![(a.into(), vec![(70 * S, -2.25), (140 * S, 7.0)])]);
+    // With offset 30s the window is (-130s, 170s]: -70s has no sample yet, 0s neither.
+    let got = matrix(
+        e.instant_blocking(&db.querier(), "g{job='a'}[5m:70s] offset 30s", 200 * S)
+            .unwrap()
+            .value,
+    );
+    assert_eq!(got, vec![(a.into(), vec![(70 * S, -2.25), (140 * S, 7.0)])]);
+    // Without a step, 1m; the window's lower end is exclusive (0s is out, 60s is in).
+    let got = matrix(
+        e.instant_blocking(&db.querier(), "g{job='a'}[3m:]", 180 * S)
+            .unwrap()
+            .value,
+    );
+    assert_eq!(
+        got,
+        vec![(
+            a.into(),
+            vec![(60 * S, 1.5), (120 * S, -2.25), (180 * S, 7.0)]
+        )]
+    );
+    // Nested: the inner subquery is evaluated on its own grid for every outer step.
+    let got = range(
+        &db,
+        &e,
+        "absent_over_time(absent_over_time(nosuch[1m:20s])[3m:45s])",
+        90 * S,
+        180 * S,
+        90 * S,
+    );
+    assert_eq!(got, vec![]);
+    let got = range(
+        &db,
+        &e,
+        "absent_over_time(g{job='a'}[50s:25s])",
+        100 * S,
+        200 * S,
+        50 * S,
+    );
+    // g{job="a"} has a value at every 25s step from 25s on, so never absent.
+    assert_eq!(got, vec![]);
+}
+
+#[test]
+fn absent_reports_the_equality_matchers() {
+    let (_d, db) = gauge();
+    let e = engine(false);
+    assert_eq!(instant(&db, &e, "absent(g)", 70 * S), vec![]);
+    assert_eq!(
+        instant(
+            &db,
+            &e,
+            r#"absent(nosuch{job="x", env=~"p.*", zone="z"})"#,
+            70 * S
+        ),
+        vec![(r#"{job="x", zone="z"}"#.into(), 1.0)]
+    );
+    assert_eq!(
+        instant(&db, &e, r#"absent(nosuch{job="x", job="y"})"#, 70 * S),
+        vec![("{}".into(), 1.0)]
+    );
+    let got = range(
+        &db,
+        &e,
+        r#"absent_over_time(g{job="b"}[1m])"#,
+        60 * S,
+        300 * S,
+        60 * S,
+    );
+    // b has samples at 13s and 190s (77s is a marker): absent at 120s, 180s and 300s.
+    assert_eq!(
+        got,
+        vec![(
+            r#"{job="b"}"#.into(),
+            vec![(120 * S, 1.0), (180 * S, 1.0), (300 * S, 1.0)]
+        )]
+    );
+}
+
+#[test]
+fn range_queries_return_sorted_matrices_without_empty_series() {
+    let (_d, db) = gauge();
+    let e = engine(false);
+    let got = range(&db, &e, "g", 0, 240 * S, 80 * S);
+    assert_eq!(
+        got,
+        vec![
+            (
+                r#"g{job="a"}"#.into(),
+                vec![(80 * S, -2.25), (160 * S, 7.0), (240 * S, 7.0)]
+            ),
+            (r#"g{job="b"}"#.into(), vec![(240 * S, 11.5)]),
+        ]
+    );
+    assert_eq!(range(&db, &e, "nosuch", 0, 240 * S, 80 * S), vec![]);
+    // A scalar becomes one series without labels.
+    assert_eq!(
+        range(&db, &e, "-(2.5)", 0, 20 * S, 10 * S),
+        vec![("{}".into(), vec![(0, -2.5), (10 * S, -2.5), (20 * S, -2.5)])]
+    );
+    let q = db.querier();
+    assert!(matches!(
+        e.range_blocking(&q, "g[1m]", 0, 60 * S, 10 * S),
+        Err(QueryError::BadData(m)) if m.contains("\"range vector\"")
+    ));
+    assert!(matches!(
+        e.range_blocking(&q, "g", 60 * S, 0, 10 * S),
+        Err(QueryError::BadData(_))
+    ));
+    assert!(matches!(
+        e.range_blocking(&q, "g", 0, 60 * S, 0),
+        Err(QueryError::BadData(_))
+    ));
+}
+
+#[test]
+fn instant_results_take_the_expression_type() {
+    let (_d, db) = gauge();
+    let e = engine(false);
+    let q = db.querier();
+    match e.instant_blocking(&q, "-1.75", 42 * S).unwrap().value {
+        Value::Scalar(p) => assert_eq!((p.t, p.f), (42 * S, -1.75)),
+        other => panic!("{other:?}"),
+    }
+    match e.instant_blocking(&q, r#""tide""#, 42 * S).unwrap().value {
+        Value::String { t, s } => assert_eq!((t, s.as_str()), (42 * S, "tide")),
+        other => panic!("{other:?}"),
+    }
+    match e.instant_blocking(&q, "g", 70 * S).unwrap().value {
+        Value::Vector(v) => assert!(v.iter().all(|s| s.t == 70 * S), "{v:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        e.instant_blocking(&q, "sum(g", 0),
+        Err(QueryError::Parse(_))
+    ));
+}
+
+#[test]
+fn unary_minus_drops_the_name_now_or_at_the_end() {
+    let (_d, db) = store(&[
+        (
+            labels(&[("__name__", "x"), ("k", "1")]),
+            vec![(10 * S, 4.0), (100 * S, 5.0)],
+        ),
+        (
+            labels(&[("__name__", "y"), ("k", "1")]),
+            vec![(380 * S, 6.5)],
+        ),
+    ]);
+    for delayed in [false, true] {
+        let e = engine(delayed);
+        assert_eq!(
+            instant(&db, &e, "-x", 20 * S),
+            vec![(r#"{k="1"}"#.into(), -4.0)]
+        );
+        // x and y lose their names and collide where both have a value…
+        let err = e
+            .instant_blocking(&db.querier(), r#"-{__name__=~"x|y"}"#, 390 * S)
+            .unwrap_err();
+        assert!(err.to_string().contains("same labelset"), "{err}");
+        // …but merge into one series where they do not.
+        let got = range(&db, &e, r#"-{__name__=~"x|y"}"#, 0, 800 * S, 200 * S);
+        assert_eq!(
+            got,
+            vec![(
+                r#"{k="1"}"#.into(),
+                vec![(200 * S, -5.0), (400 * S, -6.5), (600 * S, -6.5)]
+            )],
+            "delayed={delayed}"
+        );
+    }
+}
+
+#[test]
+fn max_samples_counts_what_is_held_at_once() {
+    let series: Vec<_> = (0..4)
+        .map(|i| {
+            let l = labels(&[("__name__", "m"), ("i", &i.to_string())]);
+            (
+                l,
+                (0..50)
+                    .map(|k| (k * 7 * S + i * 13, (k * i) as f64 * 0.5))
+                    .collect(),
+            )
+        })
+        .collect();
+    let (_d, db) = store(&series);
+    let tight = |max_samples| {
+        Engine::new(EngineOptions {
+            max_samples,
+            ..EngineOptions::default()
+        })
+    };
+    let q = db.querier();
+    let points = |v: Value| matrix(v).iter().map(|(_, p)| p.len()).sum::<usize>();
+    // Series 0 has a point at all 11 steps, the others (13ms late) miss the first.
+    let n = points(
+        tight(1000)
+            .range_blocking(&q, "m", 0, 300 * S, 30 * S)
+            .unwrap()
+            .value,
+    );
+    assert_eq!(n, 11 + 3 * 10);
+    assert!(tight(n).range_blocking(&q, "m", 0, 300 * S, 30 * S).is_ok());
+    let err = tight(n - 1)
+        .range_blocking(&q, "m", 0, 300 * S, 30 * S)
+        .unwrap_err();
+    assert!(matches!(err, QueryError::TooManySamples(_)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "query processing would load too many samples into memory in query execution"
+    );
+    // A range vector holds every point in its window (2s, 62s]: 7s, 14s, … 56s.
+    let n = points(
+        tight(1000)
+            .instant_blocking(&q, "m[60s]", 62 * S)
+            .unwrap()
+            .value,
+    );
+    assert_eq!(n, 4 * 8);
+    assert!(tight(n).instant_blocking(&q, "m[60s]", 62 * S).is_ok());
+    assert!(tight(n - 1).instant_blocking(&q, "m[60s]", 62 * S).is_err());
+}
+
+#[test]
+fn points_per_series_and_timeout_limits() {
+    let (_d, db) = gauge();
+    let e = engine(false);
+    let q = db.querier();
+    assert!(e.range_blocking(&q, "g", 0, 11_000 * S, S).is_ok());
+    let err = e.range_blocking(&q, "g", 0, 11_001 * S, S).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query \
+         resolution (?step=XX)"
+    );
+    assert!(matches!(err, QueryError::BadData(_)));
+
+    let slow = Engine::new(EngineOptions {
+        timeout: Duration::from_nanos(1),
+        ..EngineOptions::default()
+    });
+    let err = slow.range_blocking(&q, "g", 0, 11_000 * S, S).unwrap_err();
+    assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+}
+
+#[test]
+fn a_big_query_is_cut_short_by_its_timeout() {
+    let series: Vec<_> = (0..200)
+        .map(|i| {
+            let l = labels(&[("__name__", "big"), ("i", &i.to_string())]);
+            (
+                l,
+                (0..100).map(|k| (k * 61 * S + i, (k ^ i) as f64)).collect(),
+            )
+        })
+        .collect();
+    let (_d, db) = store(&series);
+    let e = Engine::new(EngineOptions {
+        timeout: Duration::from_millis(20),
+        ..EngineOptions::default()
+    });
+    // Nested subqueries at 1ms resolution: far more work than 20ms allows.
+    let started = std::time::Instant::now();
+    let err = e
+        .instant_blocking(
+            &db.querier(),
+            "absent_over_time((-(-big))[100m:1ms])",
+            6000 * S,
+        )
+        .unwrap_err();
+    assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
