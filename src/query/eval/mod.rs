@@ -463,6 +463,14 @@ impl Evaluator<'_> {
                 }
             } else {
                 let samples = &s.samples;
+                if let (Some(a), Some(b)) = (samples.first(), samples.last()) {
+                    // A sample can only answer steps in [its time, its time + lookback).
+                    floats.reserve_exact(steps_within(
+                        r,
+                        a.t.saturating_add(offset),
+                        b.t.saturating_add(offset).saturating_add(lookback),
+                    ));
+                }
                 let mut j = 0;
                 for i in 0..steps {
                     let ts = r.ts(i);
@@ -712,6 +720,23 @@ impl Evaluator<'_> {
             }
         }
     }
+}
+
+/// How many steps of `r` lie in [from, until).
+fn steps_within(r: Range, from: i64, until: i64) -> usize {
+    let steps = r.steps();
+    if steps == 0 || until <= r.start || from > r.last() {
+        return 0;
+    }
+    // First step at or after `from`, last step before `until`.
+    let first = if from <= r.start {
+        0
+    } else {
+        (i128::from(from) - i128::from(r.start) + i128::from(r.step) - 1) / i128::from(r.step)
+    };
+    let last =
+        ((i128::from(until) - 1 - i128::from(r.start)) / i128::from(r.step)).min(steps as i128 - 1);
+    usize::try_from(last - first + 1).unwrap_or(0)
 }
 
 /// Index of time `t` on the grid of `r`, if it is one of its steps.

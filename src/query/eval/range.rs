@@ -6,9 +6,9 @@ use std::sync::Arc;
 use promql_parser::parser::{Call, Expr, SubqueryExpr};
 
 use super::names::{self, SAME_LABELSET};
-use super::{Evaluator, Range, absent_labels, duration_ms, offset_ms, unparen};
+use super::{Evaluator, Range, absent_labels, duration_ms, offset_ms, steps_within, unparen};
 use crate::model::{Labels, is_stale_nan};
-use crate::query::functions::{RangeFn, Window, eval_range, range_function};
+use crate::query::functions::{RangeFn, Window, eval_range, range_function, validate_range_args};
 use crate::query::{FPoint, Matrix, Metric, QueryError, Series};
 use crate::storage::SeriesSamples;
 
@@ -216,12 +216,25 @@ impl Evaluator<'_> {
             Kind::Fn(_) => Vec::new(),
         };
         let windows: Vec<(i64, i64)> = (0..steps).map(|i| arg.window(r.ts(i))).collect();
+        let (at, offset, range) = (arg.at, arg.offset, arg.range);
         let mut out: Matrix = Vec::new();
         let mut argv: Vec<f64> = Vec::with_capacity(scalars.len());
         arg.for_each_series(|metric, points, input_drop| {
             self.check()?;
             let drop_name = !keeps_name || input_drop;
             let mut floats = Vec::new();
+            if let (Some(a), Some(b)) = (points.first(), points.last()) {
+                // A point is in the windows of steps [its time, its time + range) (shifted
+                // by the offset), or of all steps or none under `@`.
+                floats.reserve_exact(match at {
+                    Some(_) => steps,
+                    None => steps_within(
+                        r,
+                        a.t.saturating_add(offset),
+                        b.t.saturating_add(offset).saturating_add(range),
+                    ),
+                });
+            }
             let (mut lo, mut hi) = (0usize, 0usize);
             for (i, &(start, end)) in windows.iter().enumerate() {
                 while hi < points.len() && points[hi].t <= end {
@@ -247,10 +260,12 @@ impl Evaluator<'_> {
                         .iter()
                         .map(|s| s.get(i).copied().unwrap_or(f64::NAN)),
                 );
+                validate_range_args(f, &argv)?;
                 let w = Window {
                     points: &points[lo..hi],
                     start,
                     end,
+                    eval_t: r.ts(i),
                 };
                 if let Some(v) = eval_range(f, &w, &argv, &metric, &mut self.ann) {
                     floats.push(FPoint { t: r.ts(i), f: v });

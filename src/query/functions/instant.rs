@@ -1252,4 +1252,33 @@ mod tests {
         assert_eq!(show(&with_label(&l, "d", "")), r#"{b="2"}"#);
         assert_eq!(show(&with_label(&l, "x", "")), r#"{b="2", d="4"}"#);
     }
+
+    mod props {
+        use super::super::natural_cmp;
+        use proptest::prelude::*;
+        use std::cmp::Ordering;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn natural_order_is_a_total_order(
+                words in prop::collection::vec("[a0-9é.-]{0,6}", 3..30),
+            ) {
+                for a in &words {
+                    prop_assert_eq!(natural_cmp(a, a), Ordering::Equal);
+                    for b in &words {
+                        let ab = natural_cmp(a, b);
+                        prop_assert_eq!(ab, natural_cmp(b, a).reverse());
+                        prop_assert_eq!(ab == Ordering::Equal, a == b);
+                        for c in &words {
+                            if ab != Ordering::Greater && natural_cmp(b, c) != Ordering::Greater {
+                                prop_assert_ne!(natural_cmp(a, c), Ordering::Greater);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -26,10 +26,7 @@ pub(super) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 /// A range of `ms` milliseconds in seconds, computed as Go's `Duration.Seconds` does (whole
 /// seconds plus the fraction) so that results match Prometheus to the last bit.
 fn range_seconds(ms: i64) -> f64 {
-    let ns = i128::from(ms) * 1_000_000;
-    let secs = ns / 1_000_000_000;
-    let frac = ns % 1_000_000_000;
-    secs as f64 + frac as f64 / 1e9
+    (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
 }
 
 /// `rate`, `increase` and `delta`: the difference between the last and the first point
@@ -927,5 +924,95 @@ mod tests {
         assert_eq!(s + c, 2.0);
         assert_eq!(range_seconds(1_001), 1.001);
         assert_eq!(range_seconds(-2_500), -2.5);
+    }
+
+    mod props {
+        use super::super::super::testutil::*;
+        use super::super::super::{RangeFn::*, *};
+        use super::super::quantile;
+        use proptest::prelude::*;
+
+        /// Up to 40 points with strictly increasing timestamps from 1 ms on, values from `value`.
+        fn points(value: impl Strategy<Value = f64>) -> impl Strategy<Value = Vec<FPoint>> {
+            prop::collection::vec((1_i64..5_000, value), 1..40).prop_map(|steps| {
+                let mut t = 0;
+                steps
+                    .into_iter()
+                    .map(|(dt, f)| {
+                        t += dt;
+                        FPoint { t, f }
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn selection_quantile_equals_sorting(
+                values in prop::collection::vec(
+                    prop_oneof![9 => -1e3..1e3_f64, 1 => Just(f64::NAN)], 1..50),
+                q in 0.0..=1.0_f64,
+            ) {
+                let mut sorted = values.clone();
+                sorted.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Less,
+                    (false, true) => std::cmp::Ordering::Greater,
+                    _ => a.partial_cmp(b).unwrap(),
+                });
+                let n = sorted.len() as f64;
+                let rank = q * (n - 1.0);
+                let lo = rank.floor() as usize;
+                let hi = (lo + 1).min(sorted.len() - 1);
+                let w = rank - rank.floor();
+                let want = sorted[lo] * (1.0 - w) + sorted[hi] * w;
+                let mut buf = values;
+                let got = quantile(q, &mut buf);
+                prop_assert!(close(got, want), "{got} vs {want}");
+            }
+
+            #[test]
+            fn counter_increase_stays_between_raw_and_full_range(
+                mut p in points(0.0..1e6_f64),
+                range in 60_000_i64..200_000,
+            ) {
+                // Make it a counter: sort values so there is no reset.
+                let mut vs: Vec<f64> = p.iter().map(|q| q.f).collect();
+                vs.sort_by(f64::total_cmp);
+                for (q, v) in p.iter_mut().zip(vs) {
+                    q.f = v;
+                }
+                let end = p[p.len() - 1].t + 1_000;
+                let got = eval(Increase, &p, end, range, &[]);
+                let inside: Vec<FPoint> =
+                    p.iter().copied().filter(|q| q.t > end - range).collect();
+                if inside.len() < 2 {
+                    prop_assert_eq!(got, None);
+                } else {
+                    let got = got.unwrap();
+                    let raw = inside[inside.len() - 1].f - inside[0].f;
+                    let sampled = (inside[inside.len() - 1].t - inside[0].t) as f64;
+                    prop_assert!(got >= raw * (1.0 - 1e-12), "{got} < {raw}");
+                    prop_assert!(got <= raw * range as f64 / sampled * (1.0 + 1e-12));
+                    let rate = eval(Rate, &p, end, range, &[]).unwrap();
+                    prop_assert!(close(rate * range as f64 / 1000.0, got));
+                }
+            }
+
+            #[test]
+            fn sums_of_small_integers_are_exact(p in points((-1000_i32..1000).prop_map(f64::from))) {
+                let want: f64 = p.iter().map(|q| q.f).sum();
+                let end = p[p.len() - 1].t;
+                prop_assert_eq!(eval(SumOverTime, &p, end, end + 1, &[]), Some(want));
+                let avg = eval(AvgOverTime, &p, end, end + 1, &[]).unwrap();
+                prop_assert!(close(avg, want / p.len() as f64));
+                prop_assert_eq!(
+                    eval(CountOverTime, &p, end, end + 1, &[]),
+                    Some(p.len() as f64)
+                );
+            }
+        }
     }
 }

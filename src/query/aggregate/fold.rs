@@ -1,0 +1,208 @@
+//! The aggregations that fold each group into one number: `sum`, `avg`, `count`, `group`,
+//! `min`, `max`, `stddev`, `stdvar` and `quantile`.
+
+use std::sync::Arc;
+
+use super::key::{KeyIndex, KeySpec};
+use crate::query::{Metric, Sample, Vector};
+
+/// Which fold.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Fold {
+    Sum,
+    Avg,
+    Count,
+    Group,
+    Min,
+    Max,
+    Stddev,
+    Stdvar,
+    /// With φ.
+    Quantile(f64),
+}
+
+/// The running state of one group, as Prometheus keeps it.
+struct Acc {
+    /// A sample of the group, whose key labels become the output labels.
+    rep: Metric,
+    value: f64,
+    mean: f64,
+    kahan_c: f64,
+    count: f64,
+    /// `avg` switched to the incremental mean because the running sum would overflow.
+    incremental: bool,
+    drop_name: bool,
+    /// `quantile`'s values.
+    values: Vec<f64>,
+}
+
+impl Acc {
+    fn new(op: Fold, s: &Sample) -> Acc {
+        let f = s.f;
+        let value = match op {
+            Fold::Group => 1.0,
+            // The running sum of squared deviations; it cannot recover from a NaN or an
+            // infinite first value.
+            Fold::Stddev | Fold::Stdvar if f.is_nan() || f.is_infinite() => f64::NAN,
+            Fold::Stddev | Fold::Stdvar => 0.0,
+            _ => f,
+        };
+        Acc {
+            rep: Arc::clone(&s.metric),
+            value,
+            mean: f,
+            kahan_c: 0.0,
+            count: 1.0,
+            incremental: false,
+            drop_name: s.drop_name,
+            values: match op {
+                Fold::Quantile(_) => vec![f],
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    fn add(&mut self, op: Fold, s: &Sample) {
+        let f = s.f;
+        self.drop_name |= s.drop_name;
+        match op {
+            Fold::Sum => (self.value, self.kahan_c) = kahan_inc(f, self.value, self.kahan_c),
+            Fold::Avg => self.add_avg(f),
+            Fold::Count => self.count += 1.0,
+            Fold::Group => {}
+            Fold::Max => {
+                if self.value < f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            Fold::Min => {
+                if self.value > f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            Fold::Stddev | Fold::Stdvar => {
+                // Welford's online variance.
+                self.count += 1.0;
+                let delta = f - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (f - self.mean);
+            }
+            Fold::Quantile(_) => self.values.push(f),
+        }
+    }
+
+    /// The mean as Prometheus computes it: a Kahan-compensated sum divided at the end, which
+    /// is the more accurate, until the sum would overflow; from then on an incremental mean.
+    fn add_avg(&mut self, f: f64) {
+        self.count += 1.0;
+        if !self.incremental {
+            let (sum, c) = kahan_inc(f, self.value, self.kahan_c);
+            if !sum.is_infinite() {
+                self.value = sum;
+                self.kahan_c = c;
+                return;
+            }
+            self.incremental = true;
+            self.mean = self.value / (self.count - 1.0);
+            self.kahan_c /= self.count - 1.0;
+        }
+        let q = (self.count - 1.0) / self.count;
+        (self.mean, self.kahan_c) = kahan_inc(f / self.count, q * self.mean, q * self.kahan_c);
+    }
+
+    fn finish(mut self, op: Fold) -> f64 {
+        match op {
+            Fold::Sum => self.value + self.kahan_c,
+            Fold::Avg if self.incremental => self.mean + self.kahan_c,
+            Fold::Avg => self.value / self.count + self.kahan_c / self.count,
+            Fold::Count => self.count,
+            Fold::Stdvar => self.value / self.count,
+            Fold::Stddev => (self.value / self.count).sqrt(),
+            Fold::Quantile(q) => quantile(q, &mut self.values),
+            Fold::Group | Fold::Min | Fold::Max => self.value,
+        }
+    }
+}
+
+/// Kahan summation with Neumaier's improvement, as Prometheus's `kahansum.Inc`: adds `inc`
+/// to `sum` with compensation `c`.
+pub(super) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Prometheus's `quantile`: φ-quantile of `values` with linear interpolation between the
+/// closest ranks, NaN sorting first; φ < 0 gives -Inf and φ > 1 gives +Inf.
+pub(super) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_unstable_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        (false, false) => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// Folds every group of `input` into one sample labelled with the group's key.
+pub(super) fn fold(op: Fold, spec: &KeySpec<'_>, input: &Vector, t: i64) -> Vector {
+    let mut groups: Vec<Acc> = Vec::new();
+    if spec.is_empty_key() {
+        // One group: no key to hash.
+        let mut it = input.iter();
+        if let Some(first) = it.next() {
+            let mut acc = Acc::new(op, first);
+            for s in it {
+                acc.add(op, s);
+            }
+            groups.push(acc);
+        }
+    } else {
+        let mut index = KeyIndex::with_capacity(64);
+        let mut buf = Vec::with_capacity(256);
+        for s in input {
+            let pairs = s.metric.as_slice();
+            let hash = spec.hash(pairs, &mut buf);
+            let (ord, new) =
+                index.find_or_insert(hash, |o| spec.same_key(pairs, groups[o].rep.as_slice()));
+            if new {
+                groups.push(Acc::new(op, s));
+            } else {
+                groups[ord].add(op, s);
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|acc| {
+            let metric = Arc::new(spec.key_labels(acc.rep.as_slice()));
+            let drop_name = acc.drop_name;
+            Sample {
+                metric,
+                t,
+                f: acc.finish(op),
+                drop_name,
+            }
+        })
+        .collect()
+}

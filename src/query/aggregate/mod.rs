@@ -1,0 +1,239 @@
+//! Aggregation operators (`sum`, `topk`, `quantile`, `count_values`, `limitk`, …) over one
+//! step's instant vector, with Prometheus 3's semantics (delayed name removal included: a
+//! sample's `__name__` may still be there with `drop_name` set, and groups by it like any
+//! label).
+//!
+//! This module owns grouping by `by`/`without`, the arithmetic of each operator and its
+//! parameter checks. It never evaluates expressions, reads storage or strips `__name__` (the
+//! evaluator does, from samples marked `drop_name`); it is also home to the label-key hashing
+//! and Go-style formatting that `binary` shares.
+
+mod fold;
+pub(crate) mod gofmt;
+pub(crate) mod key;
+mod prom_hash;
+mod topk;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::sync::Arc;
+
+use promql_parser::parser::LabelModifier;
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMIT_RATIO, T_LIMITK, T_MAX, T_MIN,
+    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK, TokenType,
+};
+
+use self::fold::Fold;
+use self::key::{KeyIndex, KeySpec};
+use super::{Annotations, QueryError, Sample, Vector};
+use crate::model::{Labels, is_valid_label_name};
+
+/// The parameter of `topk`, `quantile`, `count_values`, `limitk`, … evaluated at this step.
+#[derive(Debug, Clone)]
+pub(crate) enum AggParam {
+    /// The operator takes none.
+    None,
+    /// A number (`topk`'s k, `quantile`'s φ, `limit_ratio`'s ratio).
+    Scalar(f64),
+    /// `count_values`' label name.
+    String(String),
+}
+
+/// Aggregates `input` (one step, evaluation time `t` in ms) with the operator `op`,
+/// grouped by `modifier` (`by`/`without`; none means everything in one group).
+///
+/// Output samples carry `t`. Groups come out in the order their first sample appears in
+/// `input`; `topk`/`bottomk` order each group's samples as Prometheus does for an instant
+/// query. The parameter is checked at every call, so call it even when `input` is empty:
+/// `topk(NaN, …)` fails and `quantile(2, …)` warns whatever the input.
+pub(crate) fn aggregate(
+    op: TokenType,
+    modifier: Option<&LabelModifier>,
+    param: AggParam,
+    input: Vector,
+    t: i64,
+    ann: &mut Annotations,
+) -> Result<Vector, QueryError> {
+    let spec = match modifier {
+        None => KeySpec::only([]),
+        Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
+        Some(LabelModifier::Exclude(ls)) => KeySpec::all_but(ls.labels.iter().map(String::as_str)),
+    };
+    let fold = match op.id() {
+        T_SUM => Fold::Sum,
+        T_AVG => Fold::Avg,
+        T_COUNT => Fold::Count,
+        T_GROUP => Fold::Group,
+        T_MIN => Fold::Min,
+        T_MAX => Fold::Max,
+        T_STDDEV => Fold::Stddev,
+        T_STDVAR => Fold::Stdvar,
+        T_QUANTILE => {
+            let q = scalar_param(op, &param)?;
+            if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                ann.warn(format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    gofmt::fmt_g(q)
+                ));
+            }
+            Fold::Quantile(q)
+        }
+        T_TOPK | T_BOTTOMK | T_LIMITK => {
+            let Some(k) = k_param(scalar_param(op, &param)?)? else {
+                return Ok(Vector::new());
+            };
+            return Ok(topk::select_k(op.id(), k, &spec, input, t));
+        }
+        T_LIMIT_RATIO => {
+            let Some(ratio) = ratio_param(scalar_param(op, &param)?, ann)? else {
+                return Ok(Vector::new());
+            };
+            return Ok(topk::limit_ratio(ratio, &spec, input, t));
+        }
+        T_COUNT_VALUES => {
+            let AggParam::String(label) = &param else {
+                return Err(QueryError::Execution(format!(
+                    "{op} expects a string parameter"
+                )));
+            };
+            return count_values(label, modifier, input, t);
+        }
+        _ => {
+            return Err(QueryError::Execution(format!(
+                "{op} is not an aggregation operator"
+            )));
+        }
+    };
+    Ok(fold::fold(fold, &spec, &input, t))
+}
+
+fn scalar_param(op: TokenType, param: &AggParam) -> Result<f64, QueryError> {
+    match param {
+        AggParam::Scalar(f) => Ok(*f),
+        _ => Err(QueryError::Execution(format!(
+            "{op} expects a number parameter"
+        ))),
+    }
+}
+
+// Go's float64(math.MaxInt64), which rounds up to 2^63.
+const MAX_INT64_F: f64 = 9_223_372_036_854_775_808.0;
+
+/// `topk`/`bottomk`/`limitk`'s k at this step: `None` when it selects nothing.
+///
+/// Prometheus checks the parameter over the whole range before evaluating; per step the
+/// outcome is the same except that a k at or below -2^63 yields nothing here where
+/// Prometheus reports an underflow if another step's k is at least 1.
+fn k_param(f: f64) -> Result<Option<usize>, QueryError> {
+    if f.is_nan() {
+        return Err(QueryError::Execution("Parameter value is NaN".into()));
+    }
+    if f >= MAX_INT64_F {
+        return Err(QueryError::Execution(format!(
+            "Scalar value {} overflows int64",
+            gofmt::fmt_g(f)
+        )));
+    }
+    // Truncation toward zero, as Go's int64(f).
+    let k = f as i64;
+    if k < 1 {
+        return Ok(None);
+    }
+    Ok(Some(usize::try_from(k).unwrap_or(usize::MAX)))
+}
+
+/// `limit_ratio`'s ratio at this step, capped to [-1, 1] with Prometheus's warning; `None`
+/// when it is 0 (nothing selected).
+fn ratio_param(r: f64, ann: &mut Annotations) -> Result<Option<f64>, QueryError> {
+    if r == 0.0 {
+        return Ok(None);
+    }
+    if r.is_nan() {
+        return Err(QueryError::Execution("Ratio value is NaN".into()));
+    }
+    let capped = r.clamp(-1.0, 1.0);
+    if capped != r {
+        ann.warn(format!(
+            "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+            gofmt::fmt_g(r),
+            gofmt::fmt_g(capped)
+        ));
+    }
+    Ok(Some(capped))
+}
+
+/// `count_values(label, v)`: how many samples of each group have each value, the value
+/// (formatted as Go's `strconv.FormatFloat(f, 'f', -1, 64)`) in `label`.
+fn count_values(
+    label: &str,
+    modifier: Option<&LabelModifier>,
+    input: Vector,
+    t: i64,
+) -> Result<Vector, QueryError> {
+    // Our label sets hold legacy names only, so that is what the output label must be.
+    if !is_valid_label_name(label) {
+        return Err(QueryError::Execution(format!(
+            "invalid label name {}",
+            gofmt::quote_literal(label)
+        )));
+    }
+    // The value label is part of a `by` key (it is what is being counted); `without` keeps
+    // it unless it is listed.
+    let spec = match modifier {
+        None => KeySpec::only([label]),
+        Some(LabelModifier::Include(ls)) => {
+            KeySpec::only(ls.labels.iter().map(String::as_str).chain([label]))
+        }
+        Some(LabelModifier::Exclude(ls)) => KeySpec::all_but(ls.labels.iter().map(String::as_str)),
+    };
+    let mut index = KeyIndex::with_capacity(16);
+    let mut groups: Vec<(Labels, f64)> = Vec::new();
+    let mut buf = Vec::new();
+    for s in &input {
+        let value = gofmt::fmt_f(s.f);
+        let pairs = with_label(s.metric.as_slice(), label, &value);
+        let hash = spec.hash(&pairs, &mut buf);
+        let (ord, new) =
+            index.find_or_insert(hash, |o| spec.same_key(&pairs, groups[o].0.as_slice()));
+        if new {
+            groups.push((spec.key_labels(&pairs), 1.0));
+        } else {
+            groups[ord].1 += 1.0;
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(labels, count)| Sample {
+            metric: Arc::new(labels),
+            t,
+            f: count,
+            drop_name: false,
+        })
+        .collect())
+}
+
+/// `pairs` (sorted) with `name` set to `value`, borrowed.
+fn with_label<'a>(
+    pairs: &'a [(String, String)],
+    name: &'a str,
+    value: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut out = Vec::with_capacity(pairs.len() + 1);
+    let mut placed = false;
+    for (n, v) in pairs {
+        if !placed && n.as_str() >= name {
+            out.push((name, value));
+            placed = true;
+            if n == name {
+                continue;
+            }
+        }
+        out.push((n.as_str(), v.as_str()));
+    }
+    if !placed {
+        out.push((name, value));
+    }
+    out
+}
