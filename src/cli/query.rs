@@ -579,8 +579,11 @@ impl Remote {
             .with_context(|| format!("POST {url}"))?;
         let parsed: Option<serde_json::Value> = serde_json::from_str(&text).ok();
         let Some(mut answer) = parsed.filter(serde_json::Value::is_object) else {
-            let shown: String = text.chars().take(500).collect();
-            bail!("{url} answered {status}: {}", shown.trim_end());
+            let shown: String = text.trim().chars().take(500).collect();
+            if shown.is_empty() {
+                bail!("{url} answered {status}");
+            }
+            bail!("{url} answered {status}: {shown}");
         };
         if answer["status"] != "success" {
             let kind = answer["errorType"].as_str().unwrap_or("error");
