@@ -8,7 +8,10 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
+use crate::scrape::metadata::{TargetMetadata, Tracker};
 use crate::scrape::parse::{Entry, Format, Parser};
 use crate::scrape::relabel::{self, Rule};
 use crate::storage::{Appender, CommitStats, Db, SeriesRef, StorageError};
@@ -54,6 +57,8 @@ pub struct ScrapeReport {
     pub series_added: u64,
     /// Storage's verdict on the batch.
     pub commit: CommitStats,
+    /// The target's metric metadata as of its last successful scrape (shared, not copied).
+    pub metadata: Arc<TargetMetadata>,
 }
 
 enum Cached {
@@ -83,6 +88,8 @@ pub struct ScrapeState {
     iteration: u64,
     /// Labels of the synthetic series of the last report, for their end-of-target staleness.
     report_series: Vec<Labels>,
+    /// TYPE, HELP and UNIT lines of the last successful scrape.
+    metadata: Tracker,
 }
 
 /// What every sample of one scrape shares.
@@ -261,6 +268,7 @@ impl ScrapeState {
             self.report_series.push(l);
         }
         report.commit = app.commit()?;
+        report.metadata = self.metadata.snapshot();
         Ok(report)
     }
 
@@ -273,9 +281,16 @@ impl ScrapeState {
     ) -> Result<(), String> {
         let now = self.iteration;
         let opts = ctx.opts;
+        let mut metadata = self.metadata.scrape();
         for entry in Parser::new(body, format) {
             let entry = entry.map_err(|e| e.to_string())?;
-            let Entry::Sample(s) = entry else { continue };
+            let s = match entry {
+                Entry::Sample(s) => s,
+                declaration => {
+                    metadata.observe(declaration);
+                    continue;
+                }
+            };
             report.samples_scraped += 1;
             let (ts, track) = match s.timestamp() {
                 Some(ts) if opts.honor_timestamps => (ts, false),
@@ -329,6 +344,7 @@ impl ScrapeState {
                 return Err("sample limit exceeded".into());
             }
         }
+        metadata.finish();
         Ok(())
     }
 

@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod ingest;
 pub mod job;
 pub mod manager;
+pub mod metadata;
 pub mod parse;
 pub mod relabel;
 pub mod scrape_loop;
