@@ -155,7 +155,7 @@ fn histogram(start: i64, k: u64) -> Vec<GenSeries> {
     let mut rng = Rng::new(1 << 40 | k);
     let rate = rng.range(5.0, 50.0);
     let median = rng.range(0.04, 0.15);
-    let sigma = rng.range(0.6, 1.2);
+    let sigma = rng.range(0.5, 0.9);
     let swing = rng.range(0.0, std::f64::consts::TAU);
     let offset = (rng.next() % STEP_MS as u64) as i64;
     let mut cum = [0f64; LE.len()];
@@ -189,22 +189,27 @@ fn histogram(start: i64, k: u64) -> Vec<GenSeries> {
         } else {
             (rate * 15.0 * load * rng.range(0.7, 1.3) + rng.f()).floor()
         };
+        // Each bucket's share of this scrape's observations: the distribution's mass in it,
+        // jittered, renormalised so the shares sum to one and the tail stays the tail.
+        let mut weights = [0f64; LE.len()];
         let mut below = 0.0;
-        let mut added = 0.0;
-        for (b, &le) in LE.iter().enumerate() {
+        for (w, &le) in weights.iter_mut().zip(&LE) {
             let p = if le.is_infinite() {
                 1.0
             } else {
                 phi((le.ln() - mu) / sigma)
             };
-            let share = if le.is_infinite() {
+            *w = (p - below) * rng.range(0.85, 1.15);
+            below = p;
+        }
+        let sum: f64 = weights.iter().sum();
+        let mut added = 0.0;
+        for (b, w) in weights.iter().enumerate() {
+            let share = if b == LE.len() - 1 {
                 total - added
             } else {
-                ((p - below) * total * rng.range(0.85, 1.15) + rng.f())
-                    .floor()
-                    .min(total - added)
+                (total * w / sum + rng.f()).floor().min(total - added)
             };
-            below = p;
             added += share;
             cum[b] += share;
         }
