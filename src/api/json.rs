@@ -100,9 +100,9 @@ pub fn write_ts(out: &mut Vec<u8>, t: i64) {
             digit(frac / 10 % 10),
             digit(frac % 10),
         ];
-        let keep = if frac % 10 != 0 {
+        let keep = if !frac.is_multiple_of(10) {
             4
-        } else if frac % 100 != 0 {
+        } else if !frac.is_multiple_of(100) {
             3
         } else {
             2

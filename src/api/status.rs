@@ -1,14 +1,13 @@
-//! Health, readiness, build and runtime information, configuration, and targets.
+//! Health, readiness, build and runtime information, configuration, flags, TSDB status,
+//! targets, and the (empty) rules and alerts.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Uri};
 
 use super::params::Params;
 use super::response::success;

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::key::{KeyIndex, KeySpec};
+use super::key::{KeyOrdinals, Slots};
+use crate::model::Labels;
 use crate::query::{Metric, Sample, Vector};
 
 /// Which fold.
@@ -23,8 +24,6 @@ pub(super) enum Fold {
 
 /// The running state of one group, as Prometheus keeps it.
 struct Acc {
-    /// A sample of the group, whose key labels become the output labels.
-    rep: Metric,
     value: f64,
     mean: f64,
     kahan_c: f64,
@@ -48,7 +47,6 @@ impl Acc {
             _ => f,
         };
         Acc {
-            rep: Arc::clone(&s.metric),
             value,
             mean: f,
             kahan_c: 0.0,
@@ -164,45 +162,64 @@ pub(super) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-/// Folds every group of `input` into one sample labelled with the group's key.
-pub(super) fn fold(op: Fold, spec: &KeySpec<'_>, input: &Vector, t: i64) -> Vector {
-    let mut groups: Vec<Acc> = Vec::new();
-    if spec.is_empty_key() {
-        // One group: no key to hash.
+/// Folds every group of `input` into one sample labelled with the group's key. `outputs`
+/// keeps each group's output labels across steps, so they are built once and shared.
+pub(super) fn fold(
+    op: Fold,
+    keys: &mut KeyOrdinals<'_>,
+    outputs: &mut Vec<Option<Metric>>,
+    slots: &mut Slots,
+    input: &Vector,
+    t: i64,
+) -> Vector {
+    keys.begin_step(input.len());
+    // Groups of this step by key ordinal, in order of first appearance.
+    let mut accs: Vec<(usize, Acc)> = Vec::new();
+    if keys.spec().is_empty_key() {
         let mut it = input.iter();
         if let Some(first) = it.next() {
             let mut acc = Acc::new(op, first);
             for s in it {
                 acc.add(op, s);
             }
-            groups.push(acc);
+            accs.push((0, acc));
         }
     } else {
-        let mut index = KeyIndex::with_capacity(64);
-        let mut buf = Vec::with_capacity(256);
         for s in input {
-            let pairs = s.metric.as_slice();
-            let hash = spec.hash(pairs, &mut buf);
-            let (ord, new) =
-                index.find_or_insert(hash, |o| spec.same_key(pairs, groups[o].rep.as_slice()));
-            if new {
-                groups.push(Acc::new(op, s));
-            } else {
-                groups[ord].add(op, s);
+            let ord = keys.ordinal(&s.metric);
+            match slots.get(ord) {
+                Some(i) => accs[i].1.add(op, s),
+                None => {
+                    slots.set(ord, accs.len());
+                    accs.push((ord, Acc::new(op, s)));
+                }
             }
         }
+        slots.reset(accs.iter().map(|(o, _)| *o));
     }
-    groups
-        .into_iter()
-        .map(|acc| {
-            let metric = Arc::new(spec.key_labels(acc.rep.as_slice()));
+    accs.into_iter()
+        .map(|(ord, acc)| {
             let drop_name = acc.drop_name;
             Sample {
-                metric,
+                metric: output_metric(keys, outputs, ord),
                 t,
                 f: acc.finish(op),
                 drop_name,
             }
         })
         .collect()
+}
+
+/// The output labels of group `ord`: its key, built the first time.
+fn output_metric(keys: &KeyOrdinals<'_>, outputs: &mut Vec<Option<Metric>>, ord: usize) -> Metric {
+    if outputs.len() <= ord {
+        outputs.resize(ord + 1, None);
+    }
+    Arc::clone(outputs[ord].get_or_insert_with(|| {
+        if keys.spec().is_empty_key() {
+            Arc::new(Labels::empty())
+        } else {
+            Arc::new(keys.spec().key_labels(keys.rep(ord).as_slice()))
+        }
+    }))
 }

@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use crate::model::{Labels, METRIC_NAME};
+use crate::query::Metric;
 
 /// A label pair as a sorted label list holds it, owned or borrowed.
 pub(crate) trait Pair {
@@ -236,6 +238,225 @@ impl KeyIndex {
         let prev = self.first.insert(hash, ord).unwrap_or(NO_NEXT);
         self.next.push(prev);
         (ord as usize, true)
+    }
+}
+
+/// A hasher for pointer-sized keys: addresses are aligned, so their low bits need mixing.
+#[derive(Default)]
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ (h >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        // Tuples of addresses arrive one after the other.
+        self.0 = self.0.rotate_left(26) ^ n as u64;
+    }
+}
+
+/// What an evaluation node remembers about each series across steps, by the address of its
+/// shared label set. Holding a clone of every [`Metric`] keeps that address from being reused
+/// for another label set, so a hit is always the same series.
+///
+/// It pays only when steps bring the same label sets; when they do not (an upstream node that
+/// builds new label sets at every step), it stands aside for a number of steps that doubles
+/// each time a probe finds it still useless.
+pub(crate) struct SeriesCache<V> {
+    map: HashMap<usize, (Metric, V), BuildHasherDefault<AddrHasher>>,
+    hits: usize,
+    misses: usize,
+    /// Steps left to run without the cache.
+    bypass: u32,
+    /// The next bypass length.
+    backoff: u32,
+}
+
+impl<V> Default for SeriesCache<V> {
+    fn default() -> Self {
+        SeriesCache {
+            map: HashMap::default(),
+            hits: 0,
+            misses: 0,
+            bypass: 0,
+            backoff: MIN_BACKOFF,
+        }
+    }
+}
+
+const MIN_BACKOFF: u32 = 4;
+const MAX_BACKOFF: u32 = 256;
+
+impl<V: Copy> SeriesCache<V> {
+    /// A cache that never remembers, for a node evaluated at a single step.
+    pub(crate) fn disabled() -> Self {
+        SeriesCache {
+            bypass: u32::MAX,
+            ..SeriesCache::default()
+        }
+    }
+
+    /// The value remembered for `m`, computed by `f` the first time.
+    pub(crate) fn get_or_insert_with(&mut self, m: &Metric, f: impl FnOnce() -> V) -> V {
+        if self.bypass > 0 {
+            return f();
+        }
+        let addr = Arc::as_ptr(m) as usize;
+        if let Some((_, v)) = self.map.get(&addr) {
+            self.hits += 1;
+            return *v;
+        }
+        self.misses += 1;
+        let v = f();
+        self.map.insert(addr, (Arc::clone(m), v));
+        v
+    }
+
+    /// Call before each step with the number of series it brings (`n`). Judges the last step:
+    /// mostly misses after the first step means the label sets are not the same from step to
+    /// step, so the cache is dropped and bypassed for a while; it is also dropped when it
+    /// holds far more series than a step brings. True when it was dropped.
+    pub(crate) fn bound(&mut self, n: usize) -> bool {
+        let (hits, misses) = (self.hits, self.misses);
+        self.hits = 0;
+        self.misses = 0;
+        if self.bypass > 0 {
+            self.bypass -= 1;
+            return false;
+        }
+        let seen_before = self.map.len() > misses;
+        if seen_before && misses > 64 && misses > hits {
+            self.bypass = self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            self.map = HashMap::default();
+            return true;
+        }
+        if hits > misses {
+            self.backoff = MIN_BACKOFF;
+        }
+        if self.map.len() > 2 * n + 4096 {
+            self.map = HashMap::default();
+            return true;
+        }
+        false
+    }
+
+    /// True while values are remembered (not bypassed).
+    pub(crate) fn active(&self) -> bool {
+        self.bypass == 0
+    }
+}
+
+/// Dense ordinals for the keys of the series an evaluation node sees, stable across its
+/// steps (Prometheus's grouping and signature ordinals), with each series' ordinal cached.
+pub(crate) struct KeyOrdinals<'a> {
+    spec: KeySpec<'a>,
+    index: KeyIndex,
+    /// Per ordinal, the first series seen with the key.
+    reps: Vec<Metric>,
+    series: SeriesCache<u32>,
+    buf: Vec<u8>,
+}
+
+impl<'a> KeyOrdinals<'a> {
+    /// Ordinals of the keys `spec` selects; `remember` caches each series' ordinal for the
+    /// steps to come.
+    pub(crate) fn new(spec: KeySpec<'a>, remember: bool) -> Self {
+        KeyOrdinals {
+            spec,
+            index: KeyIndex::default(),
+            reps: Vec::new(),
+            series: if remember {
+                SeriesCache::default()
+            } else {
+                SeriesCache::disabled()
+            },
+            buf: Vec::new(),
+        }
+    }
+
+    /// The key selection.
+    pub(crate) fn spec(&self) -> &KeySpec<'a> {
+        &self.spec
+    }
+
+    /// A series with key ordinal `ord`.
+    pub(crate) fn rep(&self, ord: usize) -> &Metric {
+        &self.reps[ord]
+    }
+
+    /// Call before each step with the number of series it brings; true when the per-series
+    /// cache was dropped (see [`SeriesCache::bound`]).
+    pub(crate) fn begin_step(&mut self, n: usize) -> bool {
+        self.series.bound(n)
+    }
+
+    /// True while series' ordinals are remembered between steps.
+    pub(crate) fn caching(&self) -> bool {
+        self.series.active()
+    }
+
+    /// The key ordinal of `m`.
+    pub(crate) fn ordinal(&mut self, m: &Metric) -> usize {
+        let KeyOrdinals {
+            spec,
+            index,
+            reps,
+            series,
+            buf,
+        } = self;
+        series.get_or_insert_with(m, || {
+            let pairs = m.as_slice();
+            let hash = spec.hash(pairs, buf);
+            let (ord, new) =
+                index.find_or_insert(hash, |o| spec.same_key(pairs, reps[o].as_slice()));
+            if new {
+                reps.push(Arc::clone(m));
+            }
+            ord as u32
+        }) as usize
+    }
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// Per-step positions of key ordinals in a step's working list, reset between steps by
+/// visiting only the ordinals that were used.
+#[derive(Default)]
+pub(crate) struct Slots(Vec<u32>);
+
+impl Slots {
+    /// The position of `ord`, if it has one this step.
+    pub(crate) fn get(&self, ord: usize) -> Option<usize> {
+        match self.0.get(ord) {
+            Some(&s) if s != NO_SLOT => Some(s as usize),
+            _ => None,
+        }
+    }
+
+    /// Gives `ord` position `pos`.
+    pub(crate) fn set(&mut self, ord: usize, pos: usize) {
+        if self.0.len() <= ord {
+            self.0.resize(ord + 1, NO_SLOT);
+        }
+        self.0[ord] = pos as u32;
+    }
+
+    /// Removes the positions of `ords`.
+    pub(crate) fn reset(&mut self, ords: impl IntoIterator<Item = usize>) {
+        for o in ords {
+            if let Some(s) = self.0.get_mut(o) {
+                *s = NO_SLOT;
+            }
+        }
     }
 }
 

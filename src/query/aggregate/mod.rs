@@ -1,7 +1,8 @@
 //! Aggregation operators (`sum`, `topk`, `quantile`, `count_values`, `limitk`, …) over one
 //! step's instant vector, with Prometheus 3's semantics (delayed name removal included: a
 //! sample's `__name__` may still be there with `drop_name` set, and groups by it like any
-//! label).
+//! label). [`aggregate`] runs one step; an [`Aggregation`] kept for all the steps of a range
+//! evaluation remembers each series' group, as Prometheus's evaluator does.
 //!
 //! This module owns grouping by `by`/`without`, the arithmetic of each operator and its
 //! parameter checks. It never evaluates expressions, reads storage or strips `__name__` (the
@@ -26,9 +27,9 @@ use promql_parser::parser::token::{
 };
 
 use self::fold::Fold;
-use self::key::{KeyIndex, KeySpec};
-use super::{Annotations, QueryError, Sample, Vector};
-use crate::model::{Labels, is_valid_label_name};
+use self::key::{KeyIndex, KeyOrdinals, KeySpec, SeriesCache, Slots};
+use super::{Annotations, Metric, QueryError, Sample, Vector};
+use crate::model::is_valid_label_name;
 
 /// The parameter of `topk`, `quantile`, `count_values`, `limitk`, … evaluated at this step.
 #[derive(Debug, Clone)]
@@ -44,10 +45,8 @@ pub(crate) enum AggParam {
 /// Aggregates `input` (one step, evaluation time `t` in ms) with the operator `op`,
 /// grouped by `modifier` (`by`/`without`; none means everything in one group).
 ///
-/// Output samples carry `t`. Groups come out in the order their first sample appears in
-/// `input`; `topk`/`bottomk` order each group's samples as Prometheus does for an instant
-/// query. The parameter is checked at every call, so call it even when `input` is empty:
-/// `topk(NaN, …)` fails and `quantile(2, …)` warns whatever the input.
+/// A one-step [`Aggregation`]; an evaluator running many steps of one node should keep an
+/// [`Aggregation`] instead, which remembers each series' group between steps.
 pub(crate) fn aggregate(
     op: TokenType,
     modifier: Option<&LabelModifier>,
@@ -56,57 +55,136 @@ pub(crate) fn aggregate(
     t: i64,
     ann: &mut Annotations,
 ) -> Result<Vector, QueryError> {
-    let spec = match modifier {
-        None => KeySpec::only([]),
-        Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
-        Some(LabelModifier::Exclude(ls)) => KeySpec::all_but(ls.labels.iter().map(String::as_str)),
-    };
-    let fold = match op.id() {
-        T_SUM => Fold::Sum,
-        T_AVG => Fold::Avg,
-        T_COUNT => Fold::Count,
-        T_GROUP => Fold::Group,
-        T_MIN => Fold::Min,
-        T_MAX => Fold::Max,
-        T_STDDEV => Fold::Stddev,
-        T_STDVAR => Fold::Stdvar,
-        T_QUANTILE => {
-            let q = scalar_param(op, &param)?;
-            if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                ann.warn(format!(
-                    "PromQL warning: quantile value should be between 0 and 1, got {}",
-                    gofmt::fmt_g(q)
+    Aggregation::build(op, modifier, false).step(param, input, t, ann)
+}
+
+/// One aggregation node across the steps of an evaluation. It remembers, by the address of
+/// each series' shared label set, which group the series belongs to, and builds each group's
+/// output labels once: after the first step no labels are hashed or built, and the output
+/// label sets are the same `Arc`s from step to step.
+pub(crate) struct Aggregation<'a> {
+    op: TokenType,
+    modifier: Option<&'a LabelModifier>,
+    keys: KeyOrdinals<'a>,
+    /// Per group ordinal, the output labels once built.
+    outputs: Vec<Option<Metric>>,
+    slots: Slots,
+    /// `limit_ratio`'s sampling offset of each series.
+    offsets: SeriesCache<f64>,
+    count_values: CountValues,
+}
+
+impl<'a> Aggregation<'a> {
+    /// The aggregation `op` grouped by `modifier` (`by`/`without`; none means one group).
+    pub(crate) fn new(op: TokenType, modifier: Option<&'a LabelModifier>) -> Self {
+        Aggregation::build(op, modifier, true)
+    }
+
+    fn build(op: TokenType, modifier: Option<&'a LabelModifier>, remember: bool) -> Self {
+        let spec = match modifier {
+            None => KeySpec::only([]),
+            Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
+            Some(LabelModifier::Exclude(ls)) => {
+                KeySpec::all_but(ls.labels.iter().map(String::as_str))
+            }
+        };
+        Aggregation {
+            op,
+            modifier,
+            keys: KeyOrdinals::new(spec, remember),
+            outputs: Vec::new(),
+            slots: Slots::default(),
+            offsets: if remember {
+                SeriesCache::default()
+            } else {
+                SeriesCache::disabled()
+            },
+            count_values: CountValues::default(),
+        }
+    }
+
+    /// One step: `input` at evaluation time `t` (ms), with this step's `param`.
+    ///
+    /// Output samples carry `t`. Groups come out in the order their first sample appears in
+    /// `input`; `topk`/`bottomk` order each group's samples as Prometheus does for an instant
+    /// query. The parameter is checked at every step, so call it even when `input` is empty:
+    /// `topk(NaN, …)` fails and `quantile(2, …)` warns whatever the input.
+    pub(crate) fn step(
+        &mut self,
+        param: AggParam,
+        input: Vector,
+        t: i64,
+        ann: &mut Annotations,
+    ) -> Result<Vector, QueryError> {
+        let op = self.op;
+        let fold = match op.id() {
+            T_SUM => Fold::Sum,
+            T_AVG => Fold::Avg,
+            T_COUNT => Fold::Count,
+            T_GROUP => Fold::Group,
+            T_MIN => Fold::Min,
+            T_MAX => Fold::Max,
+            T_STDDEV => Fold::Stddev,
+            T_STDVAR => Fold::Stdvar,
+            T_QUANTILE => {
+                let q = scalar_param(op, &param)?;
+                if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                    ann.warn(format!(
+                        "PromQL warning: quantile value should be between 0 and 1, got {}",
+                        gofmt::fmt_g(q)
+                    ));
+                }
+                Fold::Quantile(q)
+            }
+            T_TOPK | T_BOTTOMK | T_LIMITK => {
+                let Some(k) = k_param(scalar_param(op, &param)?)? else {
+                    return Ok(Vector::new());
+                };
+                return Ok(topk::select_k(
+                    op.id(),
+                    k,
+                    &mut self.keys,
+                    &mut self.slots,
+                    input,
+                    t,
                 ));
             }
-            Fold::Quantile(q)
-        }
-        T_TOPK | T_BOTTOMK | T_LIMITK => {
-            let Some(k) = k_param(scalar_param(op, &param)?)? else {
-                return Ok(Vector::new());
-            };
-            return Ok(topk::select_k(op.id(), k, &spec, input, t));
-        }
-        T_LIMIT_RATIO => {
-            let Some(ratio) = ratio_param(scalar_param(op, &param)?, ann)? else {
-                return Ok(Vector::new());
-            };
-            return Ok(topk::limit_ratio(ratio, &spec, input, t));
-        }
-        T_COUNT_VALUES => {
-            let AggParam::String(label) = &param else {
+            T_LIMIT_RATIO => {
+                let Some(ratio) = ratio_param(scalar_param(op, &param)?, ann)? else {
+                    return Ok(Vector::new());
+                };
+                return Ok(topk::limit_ratio(
+                    ratio,
+                    &mut self.keys,
+                    &mut self.slots,
+                    &mut self.offsets,
+                    input,
+                    t,
+                ));
+            }
+            T_COUNT_VALUES => {
+                let AggParam::String(label) = param else {
+                    return Err(QueryError::Execution(format!(
+                        "{op} expects a string parameter"
+                    )));
+                };
+                return self.count_values.step(label, self.modifier, input, t);
+            }
+            _ => {
                 return Err(QueryError::Execution(format!(
-                    "{op} expects a string parameter"
+                    "{op} is not an aggregation operator"
                 )));
-            };
-            return count_values(label, modifier, input, t);
-        }
-        _ => {
-            return Err(QueryError::Execution(format!(
-                "{op} is not an aggregation operator"
-            )));
-        }
-    };
-    Ok(fold::fold(fold, &spec, &input, t))
+            }
+        };
+        Ok(fold::fold(
+            fold,
+            &mut self.keys,
+            &mut self.outputs,
+            &mut self.slots,
+            &input,
+            t,
+        ))
+    }
 }
 
 fn scalar_param(op: TokenType, param: &AggParam) -> Result<f64, QueryError> {
@@ -165,53 +243,87 @@ fn ratio_param(r: f64, ann: &mut Annotations) -> Result<Option<f64>, QueryError>
 }
 
 /// `count_values(label, v)`: how many samples of each group have each value, the value
-/// (formatted as Go's `strconv.FormatFloat(f, 'f', -1, 64)`) in `label`.
-fn count_values(
-    label: &str,
-    modifier: Option<&LabelModifier>,
-    input: Vector,
-    t: i64,
-) -> Result<Vector, QueryError> {
-    // Our label sets hold legacy names only, so that is what the output label must be.
-    if !is_valid_label_name(label) {
-        return Err(QueryError::Execution(format!(
-            "invalid label name {}",
-            gofmt::quote_literal(label)
-        )));
-    }
-    // The value label is part of a `by` key (it is what is being counted); `without` keeps
-    // it unless it is listed.
-    let spec = match modifier {
-        None => KeySpec::only([label]),
-        Some(LabelModifier::Include(ls)) => {
-            KeySpec::only(ls.labels.iter().map(String::as_str).chain([label]))
+/// (formatted as Go's `strconv.FormatFloat(f, 'f', -1, 64)`) in `label`. Groups depend on
+/// the values, so only their output labels are kept across steps.
+#[derive(Default)]
+struct CountValues {
+    label: String,
+    index: KeyIndex,
+    /// Per group ordinal, its output labels.
+    outputs: Vec<Metric>,
+    slots: Slots,
+    buf: Vec<u8>,
+}
+
+impl CountValues {
+    fn step(
+        &mut self,
+        label: String,
+        modifier: Option<&LabelModifier>,
+        input: Vector,
+        t: i64,
+    ) -> Result<Vector, QueryError> {
+        // Our label sets hold legacy names only, so that is what the output label must be.
+        if !is_valid_label_name(&label) {
+            return Err(QueryError::Execution(format!(
+                "invalid label name {}",
+                gofmt::quote_literal(&label)
+            )));
         }
-        Some(LabelModifier::Exclude(ls)) => KeySpec::all_but(ls.labels.iter().map(String::as_str)),
-    };
-    let mut index = KeyIndex::with_capacity(16);
-    let mut groups: Vec<(Labels, f64)> = Vec::new();
-    let mut buf = Vec::new();
-    for s in &input {
-        let value = gofmt::fmt_f(s.f);
-        let pairs = with_label(s.metric.as_slice(), label, &value);
-        let hash = spec.hash(&pairs, &mut buf);
-        let (ord, new) =
-            index.find_or_insert(hash, |o| spec.same_key(&pairs, groups[o].0.as_slice()));
-        if new {
-            groups.push((spec.key_labels(&pairs), 1.0));
-        } else {
-            groups[ord].1 += 1.0;
+        if label != self.label {
+            *self = CountValues {
+                label,
+                ..CountValues::default()
+            };
         }
+        let CountValues {
+            label,
+            index,
+            outputs,
+            slots,
+            buf,
+        } = self;
+        let label = label.as_str();
+        // The value label is part of a `by` key (it is what is being counted); `without`
+        // keeps it unless it is listed.
+        let spec = match modifier {
+            None => KeySpec::only([label]),
+            Some(LabelModifier::Include(ls)) => {
+                KeySpec::only(ls.labels.iter().map(String::as_str).chain([label]))
+            }
+            Some(LabelModifier::Exclude(ls)) => {
+                KeySpec::all_but(ls.labels.iter().map(String::as_str))
+            }
+        };
+        let mut counts: Vec<(usize, f64)> = Vec::new();
+        for s in &input {
+            let value = gofmt::fmt_f(s.f);
+            let pairs = with_label(s.metric.as_slice(), label, &value);
+            let hash = spec.hash(&pairs, buf);
+            let (ord, new) =
+                index.find_or_insert(hash, |o| spec.same_key(&pairs, outputs[o].as_slice()));
+            if new {
+                outputs.push(Arc::new(spec.key_labels(&pairs)));
+            }
+            match slots.get(ord) {
+                Some(i) => counts[i].1 += 1.0,
+                None => {
+                    slots.set(ord, counts.len());
+                    counts.push((ord, 1.0));
+                }
+            }
+        }
+        slots.reset(counts.iter().map(|(o, _)| *o));
+        Ok(counts
+            .into_iter()
+            .map(|(ord, count)| Sample {
+                metric: Arc::clone(&outputs[ord]),
+                t,
+                f: count,
+                drop_name: false,
+            })
+            .collect())
     }
-    Ok(groups
-        .into_iter()
-        .map(|(labels, count)| Sample {
-            metric: Arc::new(labels),
-            t,
-            f: count,
-            drop_name: false,
-        })
-        .collect())
 }
 
 /// `pairs` (sorted) with `name` set to `value`, borrowed.

@@ -1285,3 +1285,186 @@ fn unknown_operator_is_an_error() {
     );
     assert!(err.contains("not an aggregation operator"), "{err}");
 }
+
+mod across_steps {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::query::aggregate::Aggregation;
+    use crate::query::aggregate::key::SeriesCache;
+
+    #[test]
+    fn outputs_keep_their_label_sets_between_steps() {
+        let m = by(&["group"]);
+        let mut a = Aggregation::new(TokenType::new(T_SUM), m.as_ref());
+        let mut ann = Annotations::default();
+        let first = a.step(AggParam::None, api_server(), T, &mut ann).unwrap();
+        // The next step lacks the production series and has a new group first.
+        let mut next = vector(&[(r#"http_requests{job="x", group="staging"}"#, 5.0)]);
+        next.extend(filter_group(api_server(), "canary"));
+        let second = a.step(AggParam::None, next, T, &mut ann).unwrap();
+        assert_result(
+            &second,
+            &[
+                (r#"{group="staging"}"#, 5.0),
+                (r#"{group="canary"}"#, 700.0),
+            ],
+            true,
+        );
+        let canary = |v: &Vector| {
+            v.iter()
+                .find(|s| s.metric.get("group") == Some("canary"))
+                .map(|s| Arc::clone(&s.metric))
+                .unwrap()
+        };
+        assert!(Arc::ptr_eq(&canary(&first), &canary(&second)));
+    }
+
+    fn filter_group(v: Vector, group: &str) -> Vector {
+        v.into_iter()
+            .filter(|s| s.metric.get("group") == Some(group))
+            .collect()
+    }
+
+    #[test]
+    fn a_series_cache_stands_aside_for_fresh_label_sets() {
+        let mut cache: SeriesCache<u32> = SeriesCache::default();
+        let base = labels(r#"x{a="1"}"#);
+        let mut active_steps = 0;
+        for _ in 0..40 {
+            cache.bound(1000);
+            active_steps += usize::from(cache.active());
+            for i in 0..1000u32 {
+                // New allocations every step, as an upstream node without caches makes.
+                let m = Arc::new(base.clone());
+                assert_eq!(cache.get_or_insert_with(&m, || i), i);
+            }
+        }
+        // Two steps to notice, then two-step probes after bypasses of 4, 8, 16… steps.
+        assert!((2..=8).contains(&active_steps), "{active_steps}");
+        // Stable label sets bring it back and keep it.
+        let stable: Vec<Metric> = (0..1000).map(|_| Arc::new(base.clone())).collect();
+        let mut hits = 0;
+        for _ in 0..600 {
+            cache.bound(1000);
+            for (i, m) in stable.iter().enumerate() {
+                let mut computed = false;
+                let v = cache.get_or_insert_with(m, || {
+                    computed = true;
+                    i as u32
+                });
+                assert_eq!(v, i as u32);
+                hits += usize::from(!computed);
+            }
+        }
+        assert!(hits > 500_000, "{hits}");
+    }
+
+    use crate::query::Metric;
+
+    /// Eight distinct series; each step uses some of them, some as new allocations.
+    const POOL: [&str; 8] = [
+        r#"x{job="a", instance="0"}"#,
+        r#"x{job="a", instance="1"}"#,
+        r#"x{job="b", instance="0"}"#,
+        r#"y{job="b", instance="1"}"#,
+        r#"y{job="a", instance="0"}"#,
+        r#"y{job="c"}"#,
+        r#"x{instance="2"}"#,
+        r#"z{job="c", instance="0", zone="eu"}"#,
+    ];
+
+    const VALUES: [f64; 8] = [0.0, -1.5, 3.25, 1e300, f64::NAN, f64::INFINITY, 7.0, 3.25];
+
+    type Step = Vec<(usize, usize, bool, bool)>;
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        let entry = (0..POOL.len(), 0..VALUES.len(), any::<bool>(), any::<bool>());
+        proptest::collection::vec(proptest::collection::vec(entry, 0..12), 1..8)
+    }
+
+    fn make_step(pool: &[Metric], step: &Step) -> Vector {
+        let mut used = [false; POOL.len()];
+        let mut v = Vector::new();
+        for &(i, val, fresh, drop_name) in step {
+            if std::mem::replace(&mut used[i], true) {
+                continue;
+            }
+            let metric = if fresh {
+                Arc::new((*pool[i]).clone())
+            } else {
+                Arc::clone(&pool[i])
+            };
+            v.push(Sample {
+                metric,
+                t: T - 7,
+                f: VALUES[val],
+                drop_name,
+            });
+        }
+        v
+    }
+
+    fn same(a: &Result<Vector, String>, b: &Result<Vector, String>) -> bool {
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                a.len() == b.len()
+                    && a.iter().zip(b).all(|(x, y)| {
+                        x.metric == y.metric
+                            && x.t == y.t
+                            && x.drop_name == y.drop_name
+                            && (x.f.to_bits() == y.f.to_bits() || x.f.is_nan() && y.f.is_nan())
+                    })
+            }
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    fn cases() -> Vec<(TokenId, Option<LabelModifier>, AggParam)> {
+        let mut v = Vec::new();
+        for m in [
+            None,
+            by(&["job"]),
+            without(&["instance"]),
+            by(&["__name__"]),
+        ] {
+            for op in [
+                T_SUM, T_AVG, T_COUNT, T_GROUP, T_MIN, T_MAX, T_STDDEV, T_STDVAR,
+            ] {
+                v.push((op, m.clone(), AggParam::None));
+            }
+            v.push((T_QUANTILE, m.clone(), AggParam::Scalar(0.3)));
+            v.push((T_TOPK, m.clone(), AggParam::Scalar(2.0)));
+            v.push((T_BOTTOMK, m.clone(), AggParam::Scalar(2.0)));
+            v.push((T_LIMITK, m.clone(), AggParam::Scalar(1.0)));
+            v.push((T_LIMIT_RATIO, m.clone(), AggParam::Scalar(-0.5)));
+            v.push((T_COUNT_VALUES, m.clone(), AggParam::String("v".into())));
+        }
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn stateful_steps_equal_fresh_steps(steps in steps()) {
+            let pool: Vec<Metric> = POOL.iter().map(|l| Arc::new(labels(l))).collect();
+            for (op, m, param) in cases() {
+                let mut node = Aggregation::new(TokenType::new(op), m.as_ref());
+                for step in &steps {
+                    let input = make_step(&pool, step);
+                    let mut ann_a = Annotations::default();
+                    let mut ann_b = Annotations::default();
+                    let kept = node
+                        .step(param.clone(), input.clone(), T, &mut ann_a)
+                        .map_err(|e| e.to_string());
+                    let fresh = aggregate(TokenType::new(op), m.as_ref(), param.clone(), input, T, &mut ann_b)
+                        .map_err(|e| e.to_string());
+                    prop_assert!(same(&kept, &fresh), "{op:?} {m:?}\n{kept:?}\n{fresh:?}");
+                    prop_assert_eq!(ann_a, ann_b);
+                }
+            }
+        }
+    }
+}

@@ -7,9 +7,9 @@
 
 use promql_parser::parser::token::{T_BOTTOMK, T_LIMITK, T_TOPK, TokenId};
 
-use super::key::{KeyIndex, KeySpec};
+use super::key::{KeyOrdinals, SeriesCache, Slots};
 use super::prom_hash;
-use crate::query::{Metric, Sample, Vector};
+use crate::query::{Sample, Vector};
 
 type Less = fn(&Sample, &Sample) -> bool;
 
@@ -95,45 +95,47 @@ fn sort_reversed(h: &mut [Sample], descending: bool) {
     });
 }
 
-/// One group's selection so far.
-struct Group {
-    rep: Metric,
-    heap: Vec<Sample>,
-}
-
-/// Splits `input` into groups by `spec`, calling `step` with each sample and its group.
+/// Splits `input` into groups by key, calling `step` with each sample and its group's
+/// selection so far; returns the selections in order of each group's first sample.
 fn for_each_grouped(
-    spec: &KeySpec<'_>,
+    keys: &mut KeyOrdinals<'_>,
+    slots: &mut Slots,
     input: Vector,
     mut step: impl FnMut(&mut Vec<Sample>, Sample),
-) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
-    let mut index = KeyIndex::with_capacity(16);
-    let mut buf = Vec::with_capacity(256);
-    let one_group = spec.is_empty_key();
+) -> Vec<(usize, Vec<Sample>)> {
+    keys.begin_step(input.len());
+    let mut groups: Vec<(usize, Vec<Sample>)> = Vec::new();
+    let one_group = keys.spec().is_empty_key();
     for s in input {
-        let (ord, new) = if one_group {
-            (0, groups.is_empty())
+        let ord = if one_group {
+            0
         } else {
-            let hash = spec.hash(s.metric.as_slice(), &mut buf);
-            index.find_or_insert(hash, |o| {
-                spec.same_key(s.metric.as_slice(), groups[o].rep.as_slice())
-            })
+            keys.ordinal(&s.metric)
         };
-        if new {
-            groups.push(Group {
-                rep: Metric::clone(&s.metric),
-                heap: Vec::new(),
-            });
-        }
-        step(&mut groups[ord].heap, s);
+        let i = match slots.get(ord) {
+            Some(i) => i,
+            None => {
+                slots.set(ord, groups.len());
+                groups.push((ord, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        step(&mut groups[i].1, s);
     }
+    slots.reset(groups.iter().map(|(o, _)| *o));
     groups
 }
 
 /// `topk`, `bottomk` or `limitk` (`op`) with `k` ≥ 1.
-pub(super) fn select_k(op: TokenId, k: usize, spec: &KeySpec<'_>, input: Vector, t: i64) -> Vector {
-    let groups = for_each_grouped(spec, input, |heap, s| match op {
+pub(super) fn select_k(
+    op: TokenId,
+    k: usize,
+    keys: &mut KeyOrdinals<'_>,
+    slots: &mut Slots,
+    input: Vector,
+    t: i64,
+) -> Vector {
+    let groups = for_each_grouped(keys, slots, input, |heap, s| match op {
         T_TOPK => {
             if heap.len() < k {
                 heap_push(heap, s, value_less);
@@ -159,13 +161,13 @@ pub(super) fn select_k(op: TokenId, k: usize, spec: &KeySpec<'_>, input: Vector,
         _ => {}
     });
     let mut out = Vector::new();
-    for mut g in groups {
+    for (_, mut heap) in groups {
         match op {
-            T_TOPK => sort_reversed(&mut g.heap, true),
-            T_BOTTOMK => sort_reversed(&mut g.heap, false),
+            T_TOPK => sort_reversed(&mut heap, true),
+            T_BOTTOMK => sort_reversed(&mut heap, false),
             _ => {}
         }
-        out.extend(g.heap.into_iter().map(|s| Sample { t, ..s }));
+        out.extend(heap.into_iter().map(|s| Sample { t, ..s }));
     }
     out
 }
@@ -173,16 +175,25 @@ pub(super) fn select_k(op: TokenId, k: usize, spec: &KeySpec<'_>, input: Vector,
 /// `limit_ratio` with `ratio` in [-1, 1], not 0: keeps the samples whose sampling offset
 /// (Prometheus's label hash over `u64::MAX`) is below `ratio`, or for a negative ratio at
 /// least `1 + ratio`, so that `limit_ratio(r, v)` and `limit_ratio(-(1 - r), v)` split `v`.
-pub(super) fn limit_ratio(ratio: f64, spec: &KeySpec<'_>, input: Vector, t: i64) -> Vector {
-    let groups = for_each_grouped(spec, input, |heap, s| {
-        let offset = prom_hash::sample_offset(&s.metric);
+/// `offsets` remembers each series' offset across steps.
+pub(super) fn limit_ratio(
+    ratio: f64,
+    keys: &mut KeyOrdinals<'_>,
+    slots: &mut Slots,
+    offsets: &mut SeriesCache<f64>,
+    input: Vector,
+    t: i64,
+) -> Vector {
+    offsets.bound(input.len());
+    let groups = for_each_grouped(keys, slots, input, |heap, s| {
+        let offset = offsets.get_or_insert_with(&s.metric, || prom_hash::sample_offset(&s.metric));
         if (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio) {
             heap_push(heap, s, value_less);
         }
     });
     groups
         .into_iter()
-        .flat_map(|g| g.heap)
+        .flat_map(|(_, heap)| heap)
         .map(|s| Sample { t, ..s })
         .collect()
 }

@@ -1,6 +1,8 @@
 //! Binary operators: arithmetic, comparisons (filtering or `bool`), `atan2` and the set
 //! operators, between scalars and vectors, with `on`/`ignoring` and `group_left`/`group_right`
-//! matching and the `fill`/`fill_left`/`fill_right` modifiers, at one step.
+//! matching and the `fill`/`fill_left`/`fill_right` modifiers, at one step. A
+//! [`VectorBinop`] kept for all the steps of a range evaluation remembers match groups and
+//! result labels, as Prometheus's evaluator does.
 //!
 //! This module owns vector matching and its errors, worded as Prometheus words them. It never
 //! evaluates expressions or reads storage, and it does not strip `__name__` from samples it
@@ -11,6 +13,8 @@
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use promql_parser::parser::token::{
@@ -20,7 +24,7 @@ use promql_parser::parser::token::{
 use promql_parser::parser::{BinModifier, LabelModifier, VectorMatchCardinality};
 
 use super::aggregate::gofmt::labels_string;
-use super::aggregate::key::{KeyIndex, KeySpec, PrehashedMap};
+use super::aggregate::key::{AddrHasher, KeyOrdinals, KeySpec, PrehashedMap, Slots};
 use super::{Annotations, Metric, QueryError, Sample, Vector};
 use crate::model::{Labels, METRIC_NAME};
 
@@ -130,254 +134,279 @@ pub(crate) fn vector_scalar(
 
 /// `lhs op rhs` for two vectors at one step (evaluation time `t`, ms), matched as `modifier` says.
 ///
-/// `None` stands for no modifier at all (one-to-one, matching on every label but
-/// `__name__`). Output samples carry `t`. Results keep the order of the left-hand side
-/// (the "many" side for `group_right`), then right-hand samples (`or`, `fill_left`).
+/// A one-step [`VectorBinop`]; an evaluator running many steps of one node should keep a
+/// [`VectorBinop`] instead, which remembers match groups and result labels between steps.
 pub(crate) fn vector_vector(
     op: TokenType,
     lhs: Vector,
     rhs: Vector,
     modifier: Option<&BinModifier>,
     t: i64,
-    _ann: &mut Annotations,
+    ann: &mut Annotations,
 ) -> Result<Vector, QueryError> {
-    let kind = kind(op)?;
-    let default = BinModifier::default();
-    let m = modifier.unwrap_or(&default);
-    let spec = match &m.matching {
-        Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
-        Some(LabelModifier::Exclude(ls)) => KeySpec::all_but(ls.labels.iter().map(String::as_str)),
-        None => KeySpec::all_but([]),
-    };
-    let mut out = match kind {
-        Kind::Set => set_op(op.id(), lhs, rhs, &spec),
-        _ => Binop::new(op.id(), kind, m, &spec, t)?.run(lhs, rhs)?,
-    };
-    for s in &mut out {
-        s.t = t;
-    }
-    Ok(out)
+    VectorBinop::build(op, modifier, false)?.step(lhs, rhs, t, ann)
 }
 
-/// The ordinals of the distinct match keys of `v`, with one representative each.
-fn index_keys(spec: &KeySpec<'_>, v: &Vector, buf: &mut Vec<u8>) -> (KeyIndex, Vec<Metric>) {
-    let mut index = KeyIndex::with_capacity(v.len());
-    let mut reps: Vec<Metric> = Vec::with_capacity(v.len());
-    for s in v {
-        let pairs = s.metric.as_slice();
-        let hash = spec.hash(pairs, buf);
-        let (_, new) = index.find_or_insert(hash, |o| spec.same_key(pairs, reps[o].as_slice()));
-        if new {
-            reps.push(Arc::clone(&s.metric));
-        }
-    }
-    (index, reps)
+/// Result labels by the addresses of the two label sets they come from.
+type ResultCache = HashMap<(usize, usize), (Metric, u64), BuildHasherDefault<AddrHasher>>;
+
+/// One vector/vector operation node across the steps of an evaluation. Like Prometheus's
+/// evaluator it numbers the match groups once and caches each result's labels per pair of
+/// input series, by the address of their shared label sets: after the first step no labels
+/// are hashed or built, and results keep the same `Arc`s from step to step.
+pub(crate) struct VectorBinop<'a> {
+    op: TokenId,
+    kind: Kind,
+    /// Match-group ordinals of the series of both sides.
+    keys: KeyOrdinals<'a>,
+    /// `group_left` or `group_right`.
+    many: bool,
+    /// `group_right`: the sides are swapped so that the right-hand side is the "one" side.
+    swapped: bool,
+    /// `group_x (…)` labels, copied from the "one" side.
+    include: &'a [String],
+    fill_lhs: Option<f64>,
+    fill_rhs: Option<f64>,
+    return_bool: bool,
+    results: ResultCache,
+    /// Per match group, the labels of a stand-in for a missing partner.
+    fill_metrics: Vec<Option<Metric>>,
+    slots: Slots,
 }
 
-fn has_key(
-    spec: &KeySpec<'_>,
-    (index, reps): &(KeyIndex, Vec<Metric>),
-    s: &Sample,
-    buf: &mut Vec<u8>,
-) -> bool {
-    let pairs = s.metric.as_slice();
-    let hash = spec.hash(pairs, buf);
-    index
-        .find(hash, |o| spec.same_key(pairs, reps[o].as_slice()))
-        .is_some()
-}
-
-/// `and`, `or`, `unless`: many-to-many, samples pass through unchanged.
-fn set_op(op: TokenId, mut lhs: Vector, rhs: Vector, spec: &KeySpec<'_>) -> Vector {
-    let mut buf = Vec::with_capacity(256);
-    match op {
-        T_LAND => {
-            if lhs.is_empty() || rhs.is_empty() {
-                return Vector::new();
-            }
-            let right = index_keys(spec, &rhs, &mut buf);
-            lhs.retain(|s| has_key(spec, &right, s, &mut buf));
-            lhs
-        }
-        T_LUNLESS => {
-            if lhs.is_empty() || rhs.is_empty() {
-                return lhs;
-            }
-            let right = index_keys(spec, &rhs, &mut buf);
-            lhs.retain(|s| !has_key(spec, &right, s, &mut buf));
-            lhs
-        }
-        _ => {
-            if lhs.is_empty() {
-                return rhs;
-            }
-            if rhs.is_empty() {
-                return lhs;
-            }
-            let left = index_keys(spec, &lhs, &mut buf);
-            for s in rhs {
-                if !has_key(spec, &left, &s, &mut buf) {
-                    lhs.push(s);
-                }
-            }
-            lhs
-        }
-    }
-}
-
-/// One match group of a vector/vector operation.
-struct Group {
-    /// A series of the group, to confirm hash hits.
-    rep: Metric,
+/// A match group within one step.
+struct StepGroup {
+    ord: usize,
     /// The "one"-side sample of the group, by index.
     one: Option<usize>,
     /// Results computed for the group so far (filtered ones included).
     results: u32,
 }
 
-/// An arithmetic or comparison operation between two vectors.
-struct Binop<'m, 's> {
-    op: TokenId,
-    kind: Kind,
-    spec: &'s KeySpec<'m>,
-    /// `group_left` or `group_right`.
-    many: bool,
-    /// `group_right`: the sides are swapped so that the right-hand side is the "one" side.
-    swapped: bool,
-    /// `group_x (…)` labels, copied from the "one" side.
-    include: &'m [String],
-    fill_lhs: Option<f64>,
-    fill_rhs: Option<f64>,
-    return_bool: bool,
-    t: i64,
-    groups: Vec<Group>,
-    index: KeyIndex,
-    /// Many-to-one: results per (group, result labels), to refuse a duplicate.
-    seen: PrehashedMap<u64, (usize, Metric)>,
-    buf: Vec<u8>,
-}
-
-impl<'m, 's> Binop<'m, 's> {
-    fn new(
-        op: TokenId,
-        kind: Kind,
-        m: &'m BinModifier,
-        spec: &'s KeySpec<'m>,
-        t: i64,
+impl<'a> VectorBinop<'a> {
+    /// `op` between two vectors, matched as `modifier` says (`None`: one-to-one on every
+    /// label but `__name__`).
+    pub(crate) fn new(
+        op: TokenType,
+        modifier: Option<&'a BinModifier>,
     ) -> Result<Self, QueryError> {
-        let (many, swapped, include): (bool, bool, &[String]) = match &m.card {
-            VectorMatchCardinality::OneToOne => (false, false, &[]),
-            VectorMatchCardinality::ManyToOne(ls) => (true, false, &ls.labels),
-            VectorMatchCardinality::OneToMany(ls) => (true, true, &ls.labels),
-            VectorMatchCardinality::ManyToMany => {
+        VectorBinop::build(op, modifier, true)
+    }
+
+    fn build(
+        op: TokenType,
+        modifier: Option<&'a BinModifier>,
+        remember: bool,
+    ) -> Result<Self, QueryError> {
+        let kind = kind(op)?;
+        let spec = match modifier.and_then(|m| m.matching.as_ref()) {
+            Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
+            Some(LabelModifier::Exclude(ls)) => {
+                KeySpec::all_but(ls.labels.iter().map(String::as_str))
+            }
+            None => KeySpec::all_but([]),
+        };
+        let card = modifier.map(|m| &m.card);
+        let (many, swapped, include): (bool, bool, &[String]) = match card {
+            None | Some(VectorMatchCardinality::OneToOne) => (false, false, &[]),
+            Some(VectorMatchCardinality::ManyToOne(ls)) => (true, false, &ls.labels),
+            Some(VectorMatchCardinality::OneToMany(ls)) => (true, true, &ls.labels),
+            Some(VectorMatchCardinality::ManyToMany) if kind == Kind::Set => (false, false, &[]),
+            Some(VectorMatchCardinality::ManyToMany) => {
                 return Err(QueryError::Execution(
                     "many-to-many only allowed for set operators".into(),
                 ));
             }
         };
-        Ok(Binop {
-            op,
+        Ok(VectorBinop {
+            op: op.id(),
             kind,
-            spec,
+            keys: KeyOrdinals::new(spec, remember),
             many,
             swapped,
             include,
-            fill_lhs: m.fill_values.lhs,
-            fill_rhs: m.fill_values.rhs,
-            return_bool: m.return_bool,
-            t,
-            groups: Vec::new(),
-            index: KeyIndex::default(),
-            seen: PrehashedMap::default(),
-            buf: Vec::with_capacity(256),
+            fill_lhs: modifier.and_then(|m| m.fill_values.lhs),
+            fill_rhs: modifier.and_then(|m| m.fill_values.rhs),
+            return_bool: modifier.is_some_and(|m| m.return_bool),
+            results: ResultCache::default(),
+            fill_metrics: Vec::new(),
+            slots: Slots::default(),
         })
     }
 
-    fn run(mut self, lhs: Vector, rhs: Vector) -> Result<Vector, QueryError> {
+    /// One step: `lhs op rhs` at evaluation time `t` (ms).
+    ///
+    /// Output samples carry `t`. Results keep the order of the left-hand side (the "many"
+    /// side for `group_right`), then right-hand samples (`or`, `fill_left`).
+    pub(crate) fn step(
+        &mut self,
+        lhs: Vector,
+        rhs: Vector,
+        t: i64,
+        _ann: &mut Annotations,
+    ) -> Result<Vector, QueryError> {
+        let n = lhs.len() + rhs.len();
+        if self.keys.begin_step(n) || self.results.len() > 2 * n + 4096 {
+            // The cached results are keyed by addresses only the key cache keeps alive.
+            self.results = ResultCache::default();
+        }
+        let mut out = if self.kind == Kind::Set {
+            self.set_op(lhs, rhs)
+        } else {
+            self.binop(lhs, rhs, t)?
+        };
+        for s in &mut out {
+            s.t = t;
+        }
+        Ok(out)
+    }
+
+    /// Marks the match groups of `v` in `slots`.
+    fn mark(&mut self, v: &Vector) -> Vec<usize> {
+        let mut marked = Vec::with_capacity(v.len());
+        for s in v {
+            let ord = self.keys.ordinal(&s.metric);
+            if self.slots.get(ord).is_none() {
+                self.slots.set(ord, 0);
+                marked.push(ord);
+            }
+        }
+        marked
+    }
+
+    /// `and`, `or`, `unless`: many-to-many, samples pass through unchanged.
+    fn set_op(&mut self, mut lhs: Vector, rhs: Vector) -> Vector {
+        match self.op {
+            T_LAND | T_LUNLESS => {
+                if lhs.is_empty() || rhs.is_empty() {
+                    return if self.op == T_LAND {
+                        Vector::new()
+                    } else {
+                        lhs
+                    };
+                }
+                let marked = self.mark(&rhs);
+                let keep_matched = self.op == T_LAND;
+                lhs.retain(|s| {
+                    let ord = self.keys.ordinal(&s.metric);
+                    self.slots.get(ord).is_some() == keep_matched
+                });
+                self.slots.reset(marked);
+                lhs
+            }
+            _ => {
+                if lhs.is_empty() {
+                    return rhs;
+                }
+                if rhs.is_empty() {
+                    return lhs;
+                }
+                let marked = self.mark(&lhs);
+                for s in rhs {
+                    let ord = self.keys.ordinal(&s.metric);
+                    if self.slots.get(ord).is_none() {
+                        lhs.push(s);
+                    }
+                }
+                self.slots.reset(marked);
+                lhs
+            }
+        }
+    }
+
+    /// Arithmetic and comparisons: one-to-one or many-to-one matching, with fills.
+    fn binop(&mut self, lhs: Vector, rhs: Vector, t: i64) -> Result<Vector, QueryError> {
         let no_fill = self.fill_lhs.is_none() && self.fill_rhs.is_none();
         if (lhs.is_empty() && rhs.is_empty()) || ((lhs.is_empty() || rhs.is_empty()) && no_fill) {
             return Ok(Vector::new());
         }
         let (lhs, rhs) = if self.swapped { (rhs, lhs) } else { (lhs, rhs) };
-        self.index = KeyIndex::with_capacity(rhs.len());
-        self.groups.reserve(rhs.len());
+        let mut groups: Vec<StepGroup> = Vec::with_capacity(rhs.len());
+        let result = self.match_sides(&lhs, &rhs, &mut groups, t);
+        self.slots.reset(groups.iter().map(|g| g.ord));
+        result
+    }
 
+    fn match_sides(
+        &mut self,
+        lhs: &Vector,
+        rhs: &Vector,
+        groups: &mut Vec<StepGroup>,
+        t: i64,
+    ) -> Result<Vector, QueryError> {
         // The right-hand side is the "one" side: one sample per match group.
         let mut rhs_group = Vec::with_capacity(rhs.len());
         for (j, rs) in rhs.iter().enumerate() {
-            let pairs = rs.metric.as_slice();
-            let hash = self.spec.hash(pairs, &mut self.buf);
-            let groups = &self.groups;
-            let spec = self.spec;
-            let (g, new) = self
-                .index
-                .find_or_insert(hash, |o| spec.same_key(pairs, groups[o].rep.as_slice()));
-            if !new {
-                let first = self.groups[g].one.map(|i| &rhs[i]).unwrap_or(rs);
+            let ord = self.keys.ordinal(&rs.metric);
+            if let Some(g) = self.slots.get(ord) {
+                let first = groups[g].one.map_or(rs, |i| &rhs[i]);
                 return Err(self.duplicate_error(rs, first));
             }
-            self.groups.push(Group {
-                rep: Arc::clone(&rs.metric),
+            self.slots.set(ord, groups.len());
+            rhs_group.push(groups.len());
+            groups.push(StepGroup {
+                ord,
                 one: Some(j),
                 results: 0,
             });
-            rhs_group.push(g);
         }
 
+        // Many-to-one: results per (group, result labels), to refuse a duplicate.
+        let mut seen: PrehashedMap<u64, (usize, Metric)> = PrehashedMap::default();
         let mut out = Vector::with_capacity(lhs.len());
-        for ls in &lhs {
-            let pairs = ls.metric.as_slice();
-            let hash = self.spec.hash(pairs, &mut self.buf);
-            let groups = &self.groups;
-            let spec = self.spec;
-            let same = |o: usize| spec.same_key(pairs, groups[o].rep.as_slice());
-            let found = self.index.find(hash, same);
-            if let Some(g) = found
-                && let Some(j) = self.groups[g].one
-            {
-                out.extend(self.apply(ls, &rhs[j], g)?);
-                continue;
-            }
-            let Some(fill) = self.fill_rhs else { continue };
-            let g = match found {
+        for ls in lhs {
+            let ord = self.keys.ordinal(&ls.metric);
+            let g = match self.slots.get(ord) {
                 Some(g) => g,
-                None => {
+                None if self.fill_rhs.is_some() => {
                     // A group only this side has: it still counts matches, so that two
                     // left-hand series filled into the same group are an error.
-                    let groups = &self.groups;
-                    let (g, _) = self
-                        .index
-                        .find_or_insert(hash, |o| spec.same_key(pairs, groups[o].rep.as_slice()));
-                    self.groups.push(Group {
-                        rep: Arc::clone(&ls.metric),
+                    self.slots.set(ord, groups.len());
+                    groups.push(StepGroup {
+                        ord,
                         one: None,
                         results: 0,
                     });
-                    g
+                    groups.len() - 1
                 }
+                None => continue,
             };
-            let filled = self.filled(ls, fill);
-            out.extend(self.apply(ls, &filled, g)?);
+            let r = match (groups[g].one, self.fill_rhs) {
+                (Some(j), _) => self.apply(ls, &rhs[j], &mut groups[g], &mut seen, t)?,
+                (None, Some(fill)) => {
+                    let filled = self.filled(ls, ord, fill, t);
+                    self.apply(ls, &filled, &mut groups[g], &mut seen, t)?
+                }
+                (None, None) => continue,
+            };
+            out.extend(r);
         }
 
         if let Some(fill) = self.fill_lhs {
             for (j, rs) in rhs.iter().enumerate() {
                 let g = rhs_group[j];
-                if self.groups[g].results > 0 {
+                if groups[g].results > 0 {
                     continue;
                 }
-                let filled = self.filled(rs, fill);
-                out.extend(self.apply(&filled, rs, g)?);
+                let filled = self.filled(rs, groups[g].ord, fill, t);
+                out.extend(self.apply(&filled, rs, &mut groups[g], &mut seen, t)?);
             }
         }
         Ok(out)
     }
 
-    /// The stand-in for a missing partner of `s`: its match group's labels and the fill value.
-    fn filled(&self, s: &Sample, fill: f64) -> Sample {
+    /// The stand-in for a missing partner of `s` in group `ord`: the group's labels and the
+    /// fill value.
+    fn filled(&mut self, s: &Sample, ord: usize, fill: f64, t: i64) -> Sample {
+        if self.fill_metrics.len() <= ord {
+            self.fill_metrics.resize(ord + 1, None);
+        }
+        let spec = self.keys.spec();
+        let metric = self.fill_metrics[ord]
+            .get_or_insert_with(|| Arc::new(spec.key_labels(s.metric.as_slice())));
         Sample {
-            metric: Arc::new(self.spec.key_labels(s.metric.as_slice())),
-            t: self.t,
+            metric: Arc::clone(metric),
+            t,
             f: fill,
             drop_name: false,
         }
@@ -385,7 +414,7 @@ impl<'m, 's> Binop<'m, 's> {
 
     fn duplicate_error(&self, a: &Sample, b: &Sample) -> QueryError {
         let side = if self.swapped { "left" } else { "right" };
-        let group = labels_string(&self.spec.key_labels(a.metric.as_slice()));
+        let group = labels_string(&self.keys.spec().key_labels(a.metric.as_slice()));
         let mut dupl = [labels_string(&a.metric), labels_string(&b.metric)];
         dupl.sort();
         QueryError::Execution(format!(
@@ -396,10 +425,17 @@ impl<'m, 's> Binop<'m, 's> {
         ))
     }
 
-    /// The result of `ls op rs` in group `g` (`ls` from the "many" side), or `None` when a
+    /// The result of `ls op rs` in `group` (`ls` from the "many" side), or `None` when a
     /// comparison filters it out. Registers the result even then: a duplicate is an error
     /// whether or not it survives the filter.
-    fn apply(&mut self, ls: &Sample, rs: &Sample, g: usize) -> Result<Option<Sample>, QueryError> {
+    fn apply(
+        &mut self,
+        ls: &Sample,
+        rs: &Sample,
+        group: &mut StepGroup,
+        seen: &mut PrehashedMap<u64, (usize, Metric)>,
+        t: i64,
+    ) -> Result<Option<Sample>, QueryError> {
         let (fl, fr) = if self.swapped {
             (rs.f, ls.f)
         } else {
@@ -412,33 +448,36 @@ impl<'m, 's> Binop<'m, 's> {
         if self.return_bool {
             value = btos(keep);
         }
-        let metric = self.result_metric(ls, rs);
+        let (metric, hash) = self.result_metric(ls, rs);
         if self.many {
-            let key = metric.stable_hash() ^ (g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            if let Some((prev_g, prev)) = self.seen.get(&key) {
-                if *prev_g == g && **prev == *metric {
+            let key = hash ^ (group.ord as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            match seen.get(&key) {
+                Some((g, prev)) if *g == group.ord && **prev == *metric => {
                     return Err(QueryError::Execution(
                         "multiple matches for labels: grouping labels must ensure unique matches"
                             .into(),
                     ));
                 }
-            } else {
-                self.seen.insert(key, (g, Arc::clone(&metric)));
+                // A hash collision between different results: not a duplicate.
+                Some(_) => {}
+                None => {
+                    seen.insert(key, (group.ord, Arc::clone(&metric)));
+                }
             }
-        } else if self.groups[g].results > 0 {
+        } else if group.results > 0 {
             return Err(QueryError::Execution(
                 "multiple matches for labels: many-to-one matching must be explicit \
                  (group_left/group_right)"
                     .into(),
             ));
         }
-        self.groups[g].results += 1;
+        group.results += 1;
         if !keep && !self.return_bool {
             return Ok(None);
         }
         Ok(Some(Sample {
             metric,
-            t: self.t,
+            t,
             f: value,
             // A filtering comparison keeps the "many"-side sample's labels and with them its
             // pending name removal (Prometheus drops that mark here, which with delayed name
@@ -447,13 +486,34 @@ impl<'m, 's> Binop<'m, 's> {
         }))
     }
 
-    /// Labels of a result: the "many" side's, without the metric name and metadata labels
-    /// after arithmetic, reduced to the `on` labels (or without the `ignoring` ones) when
-    /// one-to-one, with the `group_x` labels copied from the "one" side.
-    fn result_metric(&self, ls: &Sample, rs: &Sample) -> Metric {
+    /// Labels of a result and their hash, cached per pair of input label sets: the "many"
+    /// side's labels, without the metric name and metadata labels after arithmetic, reduced
+    /// to the `on` labels (or without the `ignoring` ones) when one-to-one, with the
+    /// `group_x` labels copied from the "one" side.
+    fn result_metric(&mut self, ls: &Sample, rs: &Sample) -> (Metric, u64) {
+        let key = (
+            Arc::as_ptr(&ls.metric) as usize,
+            Arc::as_ptr(&rs.metric) as usize,
+        );
+        if let Some((m, h)) = self.results.get(&key) {
+            return (Arc::clone(m), *h);
+        }
+        let metric = self.build_result_metric(ls, rs);
+        let hash = if self.many { metric.stable_hash() } else { 0 };
+        // Keyed by addresses, so both label sets must stay alive while the entry exists: the
+        // key ordinals hold every input series while they cache, and filled stand-ins live
+        // in `fill_metrics`.
+        if self.keys.caching() {
+            self.results.insert(key, (Arc::clone(&metric), hash));
+        }
+        (metric, hash)
+    }
+
+    fn build_result_metric(&self, ls: &Sample, rs: &Sample) -> Metric {
         let drop_meta = self.kind == Kind::Arith;
-        let names = self.spec.names();
-        let on = self.spec.is_only();
+        let spec = self.keys.spec();
+        let names = spec.names();
+        let on = spec.is_only();
         let one_to_one = !self.many;
         let kept = |n: &str| {
             if drop_meta && is_metadata_label(n) {

@@ -1380,3 +1380,277 @@ fn hash_collisions_cannot_merge_match_groups() {
         assert_eq!(s.metric.len(), 1);
     }
 }
+
+mod across_steps {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::query::Metric;
+    use crate::query::aggregate::tests::labels;
+    use crate::query::binary::VectorBinop;
+
+    /// Runs `query`'s operator over the steps of a range query, one node kept throughout.
+    fn range(query: &str, steps: Vec<(Vector, Vector)>) -> Vec<Vector> {
+        let (op, m) = parsed(query);
+        let mut node = VectorBinop::new(op, m.as_ref()).unwrap();
+        let mut ann = Annotations::default();
+        steps
+            .into_iter()
+            .map(|(l, r)| node.step(l, r, T, &mut ann).unwrap())
+            .collect()
+    }
+
+    /// One series' values over the steps, `None` where it has no sample.
+    fn series(out: &[Vector], text: &str) -> Vec<Option<f64>> {
+        let want = labels(text);
+        out.iter()
+            .map(|v| v.iter().find(|s| *s.metric == want).map(|s| s.f))
+            .collect()
+    }
+
+    #[test]
+    fn fill_left_applies_at_every_step_of_a_range() {
+        // matched_lhs{key="a"} 1 _ 3; matched_rhs{key="a"} 10 20 30, {key="b"} 100 200 300.
+        let lhs = |f: Option<f64>| {
+            f.map_or_else(Vector::new, |f| vec![sample(r#"matched_lhs{key="a"}"#, f)])
+        };
+        let rhs = |a: f64, b: f64| {
+            vector(&[
+                (r#"matched_rhs{key="a"}"#, a),
+                (r#"matched_rhs{key="b"}"#, b),
+            ])
+        };
+        let out = range(
+            "a + on(key) group_left fill_left(0) b",
+            vec![
+                (lhs(Some(1.0)), rhs(10.0, 100.0)),
+                (lhs(None), rhs(20.0, 200.0)),
+                (lhs(Some(3.0)), rhs(30.0, 300.0)),
+            ],
+        );
+        assert_eq!(
+            series(&out, r#"{key="a"}"#),
+            [Some(11.0), Some(20.0), Some(33.0)]
+        );
+        assert_eq!(
+            series(&out, r#"{key="b"}"#),
+            [Some(100.0), Some(200.0), Some(300.0)]
+        );
+    }
+
+    #[test]
+    fn fills_follow_intermittent_series() {
+        // intermittent_left{label="a"} 1 _ 3 _ 5, {label="b"} _ 20 _ 40 _
+        // intermittent_right{label="a"} _ 200 _ 400 _, {b} 100 _ 300 _ 500, {c} 1000 _ _ 4000 5000
+        let left = [
+            [Some(1.0), None],
+            [None, Some(20.0)],
+            [Some(3.0), None],
+            [None, Some(40.0)],
+            [Some(5.0), None],
+        ];
+        let right = [
+            [None, Some(100.0), Some(1000.0)],
+            [Some(200.0), None, None],
+            [None, Some(300.0), None],
+            [Some(400.0), None, Some(4000.0)],
+            [None, Some(500.0), Some(5000.0)],
+        ];
+        let step = |i: usize| {
+            let mut l = Vector::new();
+            for (j, f) in left[i].iter().enumerate() {
+                if let Some(f) = f {
+                    l.push(sample(
+                        &format!(r#"intermittent_left{{label="{}"}}"#, ["a", "b"][j]),
+                        *f,
+                    ));
+                }
+            }
+            let mut r = Vector::new();
+            for (j, f) in right[i].iter().enumerate() {
+                if let Some(f) = f {
+                    r.push(sample(
+                        &format!(r#"intermittent_right{{label="{}"}}"#, ["a", "b", "c"][j]),
+                        *f,
+                    ));
+                }
+            }
+            (l, r)
+        };
+        let out = range("a + fill(0) b", (0..5).map(step).collect());
+        assert_eq!(
+            series(&out, r#"{label="a"}"#),
+            [Some(1.0), Some(200.0), Some(3.0), Some(400.0), Some(5.0)]
+        );
+        assert_eq!(
+            series(&out, r#"{label="b"}"#),
+            [
+                Some(100.0),
+                Some(20.0),
+                Some(300.0),
+                Some(40.0),
+                Some(500.0)
+            ]
+        );
+        assert_eq!(
+            series(&out, r#"{label="c"}"#),
+            [Some(1000.0), None, None, Some(4000.0), Some(5000.0)]
+        );
+        let out = range("a + fill_right(0) b", (0..5).map(step).collect());
+        assert_eq!(
+            series(&out, r#"{label="a"}"#),
+            [Some(1.0), None, Some(3.0), None, Some(5.0)]
+        );
+        assert_eq!(
+            series(&out, r#"{label="b"}"#),
+            [None, Some(20.0), None, Some(40.0), None]
+        );
+        assert_eq!(series(&out, r#"{label="c"}"#), [None; 5]);
+        let out = range("a + fill_left(0) b", (0..5).map(step).collect());
+        assert_eq!(
+            series(&out, r#"{label="a"}"#),
+            [None, Some(200.0), None, Some(400.0), None]
+        );
+        assert_eq!(
+            series(&out, r#"{label="b"}"#),
+            [Some(100.0), None, Some(300.0), None, Some(500.0)]
+        );
+    }
+
+    #[test]
+    fn results_keep_their_label_sets_between_steps() {
+        let (op, m) = parsed("a / on(instance) group_left b");
+        let mut node = VectorBinop::new(op, m.as_ref()).unwrap();
+        let mut ann = Annotations::default();
+        let cpu = node_cpu();
+        let sums = vector(&[
+            (r#"{instance="abc",job="node"}"#, 4.0),
+            (r#"{instance="def",job="node"}"#, 10.0),
+        ]);
+        let first = node.step(cpu.clone(), sums.clone(), T, &mut ann).unwrap();
+        let second = node.step(cpu, sums, T, &mut ann).unwrap();
+        assert_eq!(first.len(), 4);
+        for (a, b) in first.iter().zip(&second) {
+            assert!(Arc::ptr_eq(&a.metric, &b.metric));
+        }
+    }
+
+    #[test]
+    fn copied_labels_follow_the_series_matched_at_each_step() {
+        let (op, m) = parsed("a + on(job) group_left(owner) b");
+        let mut node = VectorBinop::new(op, m.as_ref()).unwrap();
+        let mut ann = Annotations::default();
+        let lhs = vector(&[(r#"x{job="a", i="1"}"#, 1.0)]);
+        let first = vector(&[(r#"limits{job="a", owner="o1"}"#, 10.0)]);
+        let second = vector(&[(r#"quotas{job="a", owner="o2"}"#, 20.0)]);
+        let got = node.step(lhs.clone(), first, T, &mut ann).unwrap();
+        assert_result(&got, &[(r#"{job="a", i="1", owner="o1"}"#, 11.0)], false);
+        let got = node.step(lhs.clone(), second, T, &mut ann).unwrap();
+        assert_result(&got, &[(r#"{job="a", i="1", owner="o2"}"#, 21.0)], false);
+        let got = node
+            .step(lhs, vector(&[(r#"quotas{job="a"}"#, 5.0)]), T, &mut ann)
+            .unwrap();
+        assert_result(&got, &[(r#"{job="a", i="1"}"#, 6.0)], false);
+    }
+
+    const LEFT: [&str; 6] = [
+        r#"x{job="a", instance="0"}"#,
+        r#"x{job="a", instance="1"}"#,
+        r#"y{job="b", instance="0"}"#,
+        r#"x{job="b", instance="1"}"#,
+        r#"x{instance="2"}"#,
+        r#"w{job="c", instance="0"}"#,
+    ];
+    const RIGHT: [&str; 5] = [
+        r#"r{job="a", instance="0", owner="o1"}"#,
+        r#"r{job="b", instance="0"}"#,
+        r#"s{job="a", instance="1", owner="o2"}"#,
+        r#"r{job="c"}"#,
+        r#"x{job="a", instance="0"}"#,
+    ];
+    const VALUES: [f64; 6] = [0.0, 2.5, -4.0, f64::NAN, 2.5, 1e300];
+
+    type Side = Vec<(usize, usize, bool)>;
+
+    fn side(n: usize) -> impl Strategy<Value = Side> {
+        proptest::collection::vec((0..n, 0..VALUES.len(), any::<bool>()), 0..8)
+    }
+
+    fn make(pool: &[Metric], picks: &Side) -> Vector {
+        let mut used = vec![false; pool.len()];
+        let mut v = Vector::new();
+        for &(i, val, fresh) in picks {
+            if std::mem::replace(&mut used[i], true) {
+                continue;
+            }
+            let metric = if fresh {
+                Arc::new((*pool[i]).clone())
+            } else {
+                Arc::clone(&pool[i])
+            };
+            v.push(Sample {
+                metric,
+                t: T - 3,
+                f: VALUES[val],
+                drop_name: val == 1,
+            });
+        }
+        v
+    }
+
+    fn same(a: &Result<Vector, String>, b: &Result<Vector, String>) -> bool {
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                a.len() == b.len()
+                    && a.iter().zip(b).all(|(x, y)| {
+                        x.metric == y.metric
+                            && x.t == y.t
+                            && x.drop_name == y.drop_name
+                            && (x.f.to_bits() == y.f.to_bits() || x.f.is_nan() && y.f.is_nan())
+                    })
+            }
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    const QUERIES: [&str; 14] = [
+        "a + b",
+        "a - on(job) b",
+        "a * ignoring(instance, owner) b",
+        "a > b",
+        "a <= bool on(job, instance) b",
+        "a / on(job) group_left b",
+        "a + on(job, instance) group_left(owner) b",
+        "a < ignoring(instance) group_right b",
+        "a + on(job) fill(0) b",
+        "a - on(job) group_left fill_left(1) fill_right(2) b",
+        "a and on(job) b",
+        "a or b",
+        "a unless ignoring(instance) b",
+        "a or on(instance) b",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn stateful_steps_equal_fresh_steps(steps in proptest::collection::vec((side(LEFT.len()), side(RIGHT.len())), 1..6)) {
+            let left: Vec<Metric> = LEFT.iter().map(|l| Arc::new(labels(l))).collect();
+            let right: Vec<Metric> = RIGHT.iter().map(|l| Arc::new(labels(l))).collect();
+            for q in QUERIES {
+                let (op, m) = parsed(q);
+                let mut node = VectorBinop::new(op, m.as_ref()).unwrap();
+                for (l, r) in &steps {
+                    let (l, r) = (make(&left, l), make(&right, r));
+                    let mut ann = Annotations::default();
+                    let kept = node.step(l.clone(), r.clone(), T, &mut ann).map_err(|e| e.to_string());
+                    let fresh = vector_vector(op, l, r, m.as_ref(), T, &mut ann).map_err(|e| e.to_string());
+                    prop_assert!(same(&kept, &fresh), "{q}\n{kept:?}\n{fresh:?}");
+                }
+            }
+        }
+    }
+}

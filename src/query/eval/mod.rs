@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use promql_parser::parser::token::T_COUNT_VALUES;
+use promql_parser::parser::token::{
+    T_AVG, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM,
+};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{
     AggregateExpr, AtModifier, BinaryExpr, Call, Expr, Offset, VectorSelector,
@@ -651,6 +653,20 @@ impl Evaluator<'_> {
         let input = self.eval_matrix(&a.expr, r)?;
         let op = a.op;
         let modifier = a.modifier.as_ref();
+        if matches!(
+            op.id(),
+            T_SUM | T_AVG | T_COUNT | T_GROUP | T_MIN | T_MAX | T_STDDEV | T_STDVAR | T_QUANTILE
+        ) {
+            // One number per group: group once, then fold each group's samples per step.
+            return self.grouped_eval(r, input, modifier, before, move |ann, i, ts, v| {
+                let p = match &param {
+                    Param::Scalar(v) => AggParam::Scalar(v.get(i).copied().unwrap_or(f64::NAN)),
+                    Param::Str(s) => AggParam::String(s.clone()),
+                    Param::None => AggParam::None,
+                };
+                aggregate(op, None, p, v, ts, ann)
+            });
+        }
         self.range_eval(r, vec![input], before, move |ann, i, ts, mut vecs| {
             let p = match &param {
                 Param::None => AggParam::None,

@@ -470,3 +470,178 @@ fn a_big_query_is_cut_short_by_its_timeout() {
         started.elapsed()
     );
 }
+
+#[test]
+fn timestamp_reports_the_stored_time_of_selector_samples_only() {
+    let (_d, db) = gauge();
+    let e = engine(false);
+    assert_eq!(
+        instant(&db, &e, "timestamp(g)", 100 * S),
+        vec![(r#"{job="a"}"#.into(), 68.0)]
+    );
+    // Through parentheses too, and with @ every step reports the pinned sample's time.
+    let got = range(&db, &e, "timestamp((g{job='a'} @ 131))", 0, 120 * S, 60 * S);
+    assert_eq!(
+        got,
+        vec![(
+            r#"{job="a"}"#.into(),
+            vec![(0, 131.0), (60 * S, 131.0), (120 * S, 131.0)]
+        )]
+    );
+    // Anything else is evaluated at the step, whose time it reports.
+    let got = range(&db, &e, "timestamp(-g{job='a'})", 60 * S, 120 * S, 60 * S);
+    assert_eq!(
+        got,
+        vec![(
+            r#"{job="a"}"#.into(),
+            vec![(60 * S, 60.0), (120 * S, 120.0)]
+        )]
+    );
+}
+
+#[test]
+fn delayed_name_removal_lets_later_operations_see_the_name() {
+    let (_d, db) = store(&[(
+        labels(&[("__name__", "req_total"), ("code", "200")]),
+        vec![(3 * S, 10.0), (64 * S, 70.0), (125 * S, 130.0)],
+    )]);
+    let q = r#"label_replace(rate(req_total[2m]), "was", "$1", "__name__", "(.*)")"#;
+    let now = instant(&db, &engine(false), q, 130 * S);
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].0, r#"{code="200"}"#);
+    let delayed = instant(&db, &engine(true), q, 130 * S);
+    assert_eq!(delayed.len(), 1);
+    assert_eq!(delayed[0].0, r#"{code="200", was="req_total"}"#);
+    assert!((now[0].1 - delayed[0].1).abs() < 1e-12);
+    // last_over_time keeps the name either way.
+    for d in [false, true] {
+        let got = instant(&db, &engine(d), "last_over_time(req_total[1m])", 130 * S);
+        assert_eq!(got, vec![(r#"req_total{code="200"}"#.into(), 130.0)]);
+    }
+}
+
+#[test]
+fn aggregations_group_once_and_keep_first_appearance_order() {
+    let (_d, db) = store(&[
+        (
+            labels(&[("__name__", "w"), ("job", "b"), ("i", "1")]),
+            vec![(5 * S, 1.25)],
+        ),
+        (
+            labels(&[("__name__", "w"), ("job", "a"), ("i", "2")]),
+            vec![(6 * S, 2.5)],
+        ),
+        (
+            labels(&[("__name__", "w"), ("job", "b"), ("i", "3")]),
+            vec![(7 * S, 4.0)],
+        ),
+        (
+            labels(&[("__name__", "w"), ("job", "a"), ("i", "4")]),
+            vec![(8 * S, -8.0)],
+        ),
+    ]);
+    let e = engine(false);
+    // Storage order is by labels: i="1" (b) comes first, so group b does.
+    assert_eq!(
+        instant(&db, &e, "sum by (job) (w)", 10 * S),
+        vec![(r#"{job="b"}"#.into(), 5.25), (r#"{job="a"}"#.into(), -5.5)]
+    );
+    assert_eq!(
+        instant(&db, &e, "count without (i) (w)", 10 * S),
+        vec![(r#"{job="b"}"#.into(), 2.0), (r#"{job="a"}"#.into(), 2.0)]
+    );
+    assert_eq!(instant(&db, &e, "max(w)", 10 * S), vec![("{}".into(), 4.0)]);
+    // Without input, the parameter is still checked at every step.
+    let out = e
+        .instant_blocking(&db.querier(), "quantile(2, nosuch)", 10 * S)
+        .unwrap();
+    assert_eq!(out.annotations.warnings.len(), 1, "{:?}", out.annotations);
+}
+
+mod consistency {
+    //! A range query must give, at each step, what an instant query at that time gives.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const EXPRS: &[&str] = &[
+        "v",
+        "v offset 37s",
+        "v @ 100",
+        "-v * 2",
+        "v > 3",
+        "rate(v[2m])",
+        "deriv(v[5m] offset -1m)",
+        "max_over_time(v[3m:40s])",
+        "sum_over_time((v * 2)[2m:15s] offset 30s)",
+        "sum by (job) (v)",
+        "avg without (i) (rate(v[3m]))",
+        "topk(1, v)",
+        "quantile(0.3, v)",
+        "count(v) / sum(v)",
+        "v and on (job) v offset 1m",
+        "timestamp(v)",
+        "time() - timestamp(v)",
+        "absent(nosuch{job=\"q\"})",
+        "absent_over_time(v[1m])",
+        "label_replace(v, \"dst\", \"$1\", \"job\", \"(.)\")",
+        "scalar(sum(v)) + v",
+    ];
+
+    fn same(a: f64, b: f64) -> bool {
+        (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        #[test]
+        fn range_steps_equal_instant_queries(
+            gaps in prop::collection::vec((1_000i64..95_000, -50.0f64..50.0, any::<bool>()), 10..40),
+            start in 0i64..400_000,
+            step in 7_000i64..90_000,
+            steps in 1usize..12,
+            delayed in any::<bool>(),
+        ) {
+            // Three series with irregular, partly stale samples.
+            let mut series = Vec::new();
+            for (n, (job, i)) in [("a", "1"), ("a", "2"), ("b", "3")].into_iter().enumerate() {
+                let mut t = n as i64 * 1_337;
+                let mut samples = Vec::new();
+                for &(gap, v, stale) in &gaps {
+                    t += gap + n as i64 * 911;
+                    let v = if stale && n == 1 { STALE_NAN } else { v * (n as f64 + 1.0) };
+                    samples.push((t, v));
+                }
+                series.push((labels(&[("__name__", "v"), ("job", job), ("i", i)]), samples));
+            }
+            let (_d, db) = store(&series);
+            let e = engine(delayed);
+            let end = start + step * (steps as i64 - 1);
+            for q in EXPRS {
+                let r = e.range_blocking(&db.querier(), q, start, end, step).unwrap();
+                let mut by_step: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
+                for (l, pts) in matrix(r.value) {
+                    for (t, v) in pts {
+                        by_step.entry(t).or_default().insert(l.clone(), v);
+                    }
+                }
+                for k in 0..steps as i64 {
+                    let t = start + k * step;
+                    let want: BTreeMap<String, f64> = match e.instant_blocking(&db.querier(), q, t).unwrap().value {
+                        Value::Vector(v) => v.iter().map(|s| (s.metric.to_string(), s.f)).collect(),
+                        Value::Scalar(p) => [("{}".to_string(), p.f)].into(),
+                        other => panic!("{q}: {other:?}"),
+                    };
+                    let got = by_step.remove(&t).unwrap_or_default();
+                    prop_assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{} at {}", q, t);
+                    for (l, v) in &want {
+                        prop_assert!(same(got[l], *v), "{} at {}: {} got {} want {}", q, t, l, got[l], v);
+                    }
+                }
+                prop_assert!(by_step.is_empty(), "{}: points off the grid {:?}", q, by_step.keys());
+            }
+        }
+    }
+}
