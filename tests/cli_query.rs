@@ -571,6 +571,14 @@ fn url_answers_match_the_data_directory() {
     let local = run(&["--data-dir", &d]);
     assert_eq!(local["result"].as_array().unwrap().len(), 2);
     assert_eq!(run(&["--url", url]), local);
+    let time_args = ["--time", &time, "--json", "temp[3m]"];
+    let local = ok(&[&["query", "--data-dir", &d][..], &time_args].concat());
+    let remote = ok(&[&["query", "--url", url][..], &time_args].concat());
+    assert!(
+        local.starts_with(r#"{"resultType":"matrix","result":[{"metric":{"#),
+        "{local}"
+    );
+    assert_eq!(remote, local, "the same bytes from either source");
 
     let err = fails(&["query", "--url", url, "sum(rate(x[5m])"]);
     assert!(err.contains("bad_data"), "{err}");
