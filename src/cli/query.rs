@@ -304,18 +304,30 @@ pub(super) fn seconds(ms: i64) -> String {
     }
 }
 
-/// A float as Prometheus writes sample values: shortest exact decimal, never an exponent.
+/// A float as Prometheus writes sample values: the shortest digits that read back exactly,
+/// positional, but with an exponent (Go's `2.5e-07`, `1e+21`) below 1e-6 and from 1e21 on.
 fn value_text(f: f64) -> String {
     if f.is_nan() {
-        "NaN".into()
-    } else if f == f64::INFINITY {
-        "+Inf".into()
-    } else if f == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        // Rust's Display and Go's FormatFloat(f, 'f', -1, 64) agree: shortest round trip.
-        format!("{f}")
+        return "NaN".into();
     }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let a = f.abs();
+    if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        // Rust writes `2.5e-7`; Go signs the exponent and gives it at least two digits.
+        let e = format!("{f:e}");
+        if let Some((mantissa, exp)) = e.split_once('e') {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp),
+            };
+            return format!("{mantissa}e{sign}{digits:0>2}");
+        }
+        return e;
+    }
+    // Positional: Rust's Display and Go's FormatFloat(f, 'f', -1, 64) give the same digits.
+    format!("{f}")
 }
 
 /// The result as text: instant vectors one `labels value` line per series, matrices the labels
@@ -748,8 +760,17 @@ mod tests {
         assert_eq!(seconds(-1_500), "-1.500");
         assert_eq!(seconds(7), "0.007");
         assert_eq!(value_text(0.1 + 0.2), "0.30000000000000004");
-        assert_eq!(value_text(1e21), "1000000000000000000000");
-        assert_eq!(value_text(-2.5e-7), "-0.00000025");
+        assert_eq!(value_text(1e21), "1e+21");
+        assert_eq!(value_text(9.99e20), "999000000000000000000");
+        assert_eq!(value_text(-2.5e-7), "-2.5e-07");
+        assert_eq!(value_text(1e-6), "0.000001");
+        assert_eq!(
+            value_text(1.7976931348623157e308),
+            "1.7976931348623157e+308"
+        );
+        assert_eq!(value_text(5e-324), "5e-324");
+        assert_eq!(value_text(-0.0), "-0");
+        assert_eq!(value_text(0.0), "0");
         assert_eq!(value_text(f64::NAN), "NaN");
         assert_eq!(value_text(f64::INFINITY), "+Inf");
         assert_eq!(value_text(f64::NEG_INFINITY), "-Inf");
