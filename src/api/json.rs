@@ -111,72 +111,203 @@ pub fn write_ts(out: &mut Vec<u8>, t: i64) {
     }
 }
 
-/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: the shortest digits that round-trip, never an
-/// exponent; `NaN`, `+Inf`, `-Inf`.
-pub fn format_f(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
+/// The shortest decimal digits that read back as a finite, non-zero float, and where the
+/// decimal point goes: the value is `±0.d₁d₂… × 10^point`.
+struct Digits {
+    neg: bool,
+    buf: [u8; 24],
+    len: usize,
+    point: i32,
+}
+
+impl Digits {
+    /// serde_json already carries a fast shortest-digits formatter; its layout varies
+    /// (`1.0`, `1e+16`, `1.5e-7`, `0.000012`), so only the digits and the exponent are taken
+    /// from it and laid out again the way Go does.
+    fn of(f: f64) -> Digits {
+        let mut raw = [0u8; 48];
+        let n = {
+            let mut c = io::Cursor::new(&mut raw[..]);
+            // A finite f64 always fits in 48 bytes.
+            let _ = serde_json::to_writer(&mut c, &f);
+            c.position() as usize
+        };
+        let mut s = &raw[..n];
+        let neg = s.first() == Some(&b'-');
+        if neg {
+            s = &s[1..];
         }
-    } else {
-        // Rust's `Display` for floats prints the shortest round-trip digits without exponent.
-        format!("{f}")
+        let (mant, exp) = match s.iter().position(|&c| c == b'e' || c == b'E') {
+            Some(i) => {
+                let e = std::str::from_utf8(&s[i + 1..])
+                    .ok()
+                    .and_then(|x| x.trim_start_matches('+').parse::<i32>().ok())
+                    .unwrap_or(0);
+                (&s[..i], e)
+            }
+            None => (s, 0),
+        };
+        let mut d = Digits {
+            neg,
+            buf: [0; 24],
+            len: 0,
+            point: exp,
+        };
+        let mut before_point = true;
+        for &c in mant {
+            if c == b'.' {
+                before_point = false;
+                continue;
+            }
+            if d.len == 0 && c == b'0' {
+                // A leading zero: the point moves left past it.
+                if !before_point {
+                    d.point -= 1;
+                }
+                continue;
+            }
+            if before_point {
+                d.point += 1;
+            }
+            if d.len < d.buf.len() {
+                d.buf[d.len] = c;
+                d.len += 1;
+            }
+        }
+        while d.len > 1 && d.buf[d.len - 1] == b'0' {
+            d.len -= 1;
+        }
+        d
+    }
+
+    fn digits(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Go's `'f'` layout: no exponent.
+    fn write_f(&self, out: &mut Vec<u8>) {
+        if self.neg {
+            out.push(b'-');
+        }
+        let d = self.digits();
+        if self.point <= 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(
+                b'0',
+                self.point.unsigned_abs() as usize,
+            ));
+            out.extend_from_slice(d);
+        } else if self.point as usize >= d.len() {
+            out.extend_from_slice(d);
+            out.extend(std::iter::repeat_n(b'0', self.point as usize - d.len()));
+        } else {
+            let p = self.point as usize;
+            out.extend_from_slice(&d[..p]);
+            out.push(b'.');
+            out.extend_from_slice(&d[p..]);
+        }
+    }
+
+    /// Go's `'e'` layout: `d.ddde±XX`, at least two exponent digits.
+    fn write_e(&self, out: &mut Vec<u8>) {
+        if self.neg {
+            out.push(b'-');
+        }
+        let d = self.digits();
+        out.push(d[0]);
+        if d.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&d[1..]);
+        }
+        let exp = self.point - 1;
+        out.push(b'e');
+        out.push(if exp < 0 { b'-' } else { b'+' });
+        if exp.unsigned_abs() < 10 {
+            out.push(b'0');
+        }
+        push_u64(out, u64::from(exp.unsigned_abs()));
+    }
+
+    /// The decimal exponent of the scientific form.
+    fn exp(&self) -> i32 {
+        self.point - 1
     }
 }
 
-/// Go's `strconv.FormatFloat(f, 'e', -1, 64)` for a finite `f`: `1e-07`, `1.5e+21`.
-fn format_e(f: f64) -> String {
-    let s = format!("{f:e}");
-    let Some((mant, exp)) = s.split_once('e') else {
-        return s;
-    };
-    let (sign, digits) = match exp.strip_prefix('-') {
-        Some(d) => ('-', d),
-        None => ('+', exp),
-    };
-    let pad = if digits.len() < 2 { "0" } else { "" };
-    format!("{mant}e{sign}{pad}{digits}")
+/// Writes an integral `f` below 1e15 in magnitude (zero included, `-0` for negative zero),
+/// or returns false.
+fn write_small_integer(out: &mut Vec<u8>, f: f64) -> bool {
+    if f.fract() != 0.0 || f.abs() >= 1e15 {
+        return false;
+    }
+    if f.is_sign_negative() {
+        out.push(b'-');
+    }
+    push_u64(out, f.abs() as u64);
+    true
+}
+
+fn write_non_finite(out: &mut Vec<u8>, f: f64) {
+    out.extend_from_slice(if f.is_nan() {
+        b"NaN"
+    } else if f > 0.0 {
+        b"+Inf"
+    } else {
+        b"-Inf"
+    });
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: the shortest digits that read back as `f`,
+/// never an exponent; `NaN`, `+Inf`, `-Inf`.
+pub fn write_f(out: &mut Vec<u8>, f: f64) {
+    if !f.is_finite() {
+        write_non_finite(out, f);
+    } else if !write_small_integer(out, f) {
+        Digits::of(f).write_f(out);
+    }
 }
 
 /// Go's `strconv.FormatFloat(f, 'g', -1, 64)`, as the text exposition format writes values:
 /// the shortest digits, with an exponent when it is below -4 or at least 6 (`1e+06`,
 /// `123456`, `1.234e-05`).
-pub fn format_g(f: f64) -> String {
-    if !f.is_finite() || f == 0.0 {
-        return format_f(f);
-    }
-    // The exponent of the shortest scientific form decides, as in Go.
-    let e = format!("{f:e}");
-    let exp = e
-        .split_once('e')
-        .and_then(|(_, x)| x.parse::<i32>().ok())
-        .unwrap_or(0);
-    if !(-4..6).contains(&exp) {
-        format_e(f)
+pub fn write_g(out: &mut Vec<u8>, f: f64) {
+    if !f.is_finite() {
+        write_non_finite(out, f);
+    } else if f.abs() < 1e6 && write_small_integer(out, f) {
     } else {
-        format_f(f)
+        let d = Digits::of(f);
+        if (-4..6).contains(&d.exp()) {
+            d.write_f(out);
+        } else {
+            d.write_e(out);
+        }
     }
 }
 
 /// A sample value as Prometheus's JSON encoder writes it, quoted: plain decimals, exponents
 /// below 1e-6 and from 1e21 on.
 pub fn write_sample_value(out: &mut Vec<u8>, f: f64) {
-    use std::io::Write;
     out.push(b'"');
-    let a = f.abs();
     if !f.is_finite() {
-        out.extend_from_slice(format_f(f).as_bytes());
-    } else if a != 0.0 && !(1e-6..1e21).contains(&a) {
-        out.extend_from_slice(format_e(f).as_bytes());
-    } else {
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "{f}");
+        write_non_finite(out, f);
+    } else if !write_small_integer(out, f) {
+        let d = Digits::of(f);
+        let a = f.abs();
+        if (1e-6..1e21).contains(&a) {
+            d.write_f(out);
+        } else {
+            d.write_e(out);
+        }
     }
     out.push(b'"');
+}
+
+/// [`write_g`] into a string.
+pub fn format_g(f: f64) -> String {
+    let mut b = Vec::with_capacity(24);
+    write_g(&mut b, f);
+    // Only ASCII was written.
+    String::from_utf8(b).unwrap_or_default()
 }
 
 /// A label set as a JSON object, in label order.
@@ -230,7 +361,7 @@ pub fn write_query_data(out: &mut Vec<u8>, v: &Value, eval_time: Option<i64>) {
             out.push(b'[');
             write_ts(out, eval_time.unwrap_or(p.t));
             out.extend_from_slice(b",\"");
-            out.extend_from_slice(format_f(p.f).as_bytes());
+            write_f(out, p.f);
             out.extend_from_slice(b"\"]");
         }
         Value::String { t, s } => {
@@ -440,7 +571,7 @@ mod tests {
             (f64::INFINITY, "+Inf"),
             (f64::NEG_INFINITY, "-Inf"),
         ] {
-            assert_eq!(format_f(f), want, "{f}");
+            assert_eq!(s(|o| write_f(o, f)), want, "{f}");
         }
         for (f, want) in [
             (2.5, "\"2.5\""),
@@ -450,6 +581,12 @@ mod tests {
             (1.5e300, "\"1.5e+300\""),
             (999_999_999.125, "\"999999999.125\""),
             (1e-6, "\"0.000001\""),
+            // An exact tie between two shortest forms: Go rounds to the even digit.
+            // (-1108489272998891.25 exactly.)
+            (
+                f64::from_bits(14_055_595_151_952_568_154),
+                "\"-1108489272998891.2\"",
+            ),
             (0.0, "\"0\""),
             (f64::NAN, "\"NaN\""),
             (f64::INFINITY, "\"+Inf\""),
@@ -466,6 +603,9 @@ mod tests {
             (0.00001234, "1.234e-05"),
             (-3.25, "-3.25"),
             (f64::NEG_INFINITY, "-Inf"),
+            (-0.0, "-0"),
+            (1e300, "1e+300"),
+            (5e-324, "5e-324"),
         ] {
             assert_eq!(format_g(f), want, "{f}");
         }
@@ -540,8 +680,59 @@ mod tests {
         assert!(out.find("\"warnings\"").unwrap() < out.find("\"infos\"").unwrap());
     }
 
+    /// Go's `'f'` and `'e'` formats by way of Rust's own shortest float printing: slower,
+    /// written independently, the reference for the fast writers.
+    fn reference_f(f: f64) -> String {
+        if f.is_nan() {
+            "NaN".into()
+        } else if f.is_infinite() {
+            if f > 0.0 {
+                "+Inf".into()
+            } else {
+                "-Inf".into()
+            }
+        } else {
+            format!("{f}")
+        }
+    }
+
+    fn reference_e(f: f64) -> String {
+        let e = format!("{f:e}");
+        let (mant, exp) = e.split_once('e').unwrap();
+        let exp: i32 = exp.parse().unwrap();
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
+    }
+
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn fast_writers_match_the_reference(bits in proptest::prelude::any::<u64>(), small in -1e7f64..1e7) {
+            for f in [f64::from_bits(bits), small, small.round(), small / 1e9] {
+                let same = |got: String, want: String| {
+                    // Rust's printer rounds an exact half-way tie up where Go (and the fast
+                    // writer) round to even: then the digits differ in the last place only,
+                    // and both read back as `f`.
+                    got == want
+                        || (got.len() == want.len()
+                            && got.trim_matches('"').parse::<f64>().ok() == Some(f)
+                            && want.trim_matches('"').parse::<f64>().ok() == Some(f))
+                };
+                proptest::prop_assert!(same(s(|o| write_f(o, f)), reference_f(f)), "{}", f);
+                let want = if f.is_finite() && f != 0.0 && !(1e-6..1e21).contains(&f.abs()) {
+                    reference_e(f)
+                } else {
+                    reference_f(f)
+                };
+                proptest::prop_assert!(same(s(|o| write_sample_value(o, f)), format!("\"{want}\"")), "{}", f);
+                if f.is_finite() && f != 0.0 {
+                    let exp = reference_e(f).split_once('e').unwrap().1.parse::<i32>().unwrap();
+                    let want = if (-4..6).contains(&exp) { reference_f(f) } else { reference_e(f) };
+                    proptest::prop_assert!(same(format_g(f), want), "{}", f);
+                }
+            }
+        }
 
         #[test]
         fn sample_values_read_back_as_the_same_float(bits in proptest::prelude::any::<u64>()) {

@@ -15,18 +15,19 @@ fn parse_pairs(s: &[u8], out: &mut Vec<(String, String)>) {
 }
 
 impl Params {
-    /// Reads the URL's query and, for `application/x-www-form-urlencoded` bodies, the body.
+    /// Reads, for `application/x-www-form-urlencoded` bodies, the body, then the URL's query:
+    /// a key in both takes the body's value first, as Go's `Request.FormValue` does.
     pub fn new(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Self {
         let mut v = Vec::new();
-        if let Some(q) = uri.query() {
-            parse_pairs(q.as_bytes(), &mut v);
-        }
         let form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|c| c.to_str().ok())
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
         if form {
             parse_pairs(body, &mut v);
+        }
+        if let Some(q) = uri.query() {
+            parse_pairs(q.as_bytes(), &mut v);
         }
         Params(v)
     }
@@ -171,6 +172,13 @@ mod tests {
         assert_eq!(p.time("absent", 77).unwrap(), 77);
         assert!(p.required_time("absent").is_err());
         assert_eq!(p.matchers().unwrap().len(), 2);
+        // The body's value wins over the URL's.
+        let uri: Uri = "/api/v1/query?query=up&time=1".parse().unwrap();
+        let p = Params::new(&uri, &h, &Bytes::from_static(b"time=2"));
+        assert_eq!(
+            (p.get("query"), p.time("time", 0).unwrap()),
+            (Some("up"), 2000)
+        );
     }
 }
 

@@ -331,6 +331,56 @@ mod tests {
         assert_eq!(e.slots.available_permits(), 1);
     }
 
+    #[tokio::test]
+    async fn a_timed_out_query_stops_and_gives_its_slot_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut app = db.appender();
+        for i in 0..200 {
+            let l = Labels::new([("__name__", "big".to_string()), ("i", i.to_string())]).unwrap();
+            for k in 0..1_000i64 {
+                app.append(&l, k * 61_000 + i, (k ^ i) as f64).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        let e = Engine::new(EngineOptions {
+            max_concurrent: 2,
+            ..EngineOptions::default()
+        });
+        // 11,000 steps, each summing up to 1,000 points of 200 series: minutes of work in
+        // a debug build, and little memory.
+        let (q, end, step) = ("sum_over_time(big[1d])", 61_000_000, 5_545);
+        let started = std::time::Instant::now();
+        let err = e
+            .range(
+                db.querier(),
+                q.into(),
+                0,
+                end,
+                step,
+                Some(Duration::from_millis(50)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+        // A caller that stops waiting (its request went away) cancels the evaluation too,
+        // although the engine's own 2m timeout is far off.
+        let gone = tokio::time::timeout(
+            Duration::from_millis(50),
+            e.range(db.querier(), q.into(), 0, end, step, None),
+        )
+        .await;
+        assert!(gone.is_err());
+        // The evaluations notice the cancellation and release their slots soon after.
+        while e.slots.available_permits() < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the query kept running"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[test]
     fn thousands_separators() {
         assert_eq!(thousands(11_000), "11,000");

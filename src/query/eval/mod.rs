@@ -242,6 +242,11 @@ impl Evaluator<'_> {
         self.within_limit(0)
     }
 
+    /// How many more samples may be held.
+    fn budget(&self) -> usize {
+        self.settings.max_samples.saturating_sub(self.samples)
+    }
+
     /// Fails if `extra` samples on top of those held would exceed the limit.
     fn within_limit(&self, extra: usize) -> Result<(), QueryError> {
         if self.samples.saturating_add(extra) > self.settings.max_samples {
@@ -457,24 +462,27 @@ impl Evaluator<'_> {
             let mut floats = Vec::new();
             if let Some(t) = at {
                 if let Some(x) = latest(&s.samples, t.saturating_sub(offset), lookback) {
+                    self.within_limit(steps)?;
                     floats.reserve_exact(steps);
                     floats.extend((0..steps).map(|i| FPoint {
                         t: r.ts(i),
                         f: pick(x),
                     }));
                 }
-            } else {
+            } else if let (Some(a), Some(b)) = (s.samples.first(), s.samples.last()) {
+                // A sample can only answer steps in [its time, its time + lookback): only those
+                // steps are visited, however long the range.
+                let span = step_span(
+                    r,
+                    a.t.saturating_add(offset),
+                    b.t.saturating_add(offset).saturating_add(lookback),
+                );
+                let budget = self.budget();
+                floats.reserve_exact(span.len().min(budget.saturating_add(1)));
                 let samples = &s.samples;
-                if let (Some(a), Some(b)) = (samples.first(), samples.last()) {
-                    // A sample can only answer steps in [its time, its time + lookback).
-                    floats.reserve_exact(steps_within(
-                        r,
-                        a.t.saturating_add(offset),
-                        b.t.saturating_add(offset).saturating_add(lookback),
-                    ));
-                }
                 let mut j = 0;
-                for i in 0..steps {
+                for i in span {
+                    self.check_every(i)?;
                     let ts = r.ts(i);
                     let rt = ts.saturating_sub(offset);
                     while j < samples.len() && samples[j].t <= rt {
@@ -485,6 +493,9 @@ impl Evaluator<'_> {
                     }
                     let x = &samples[j - 1];
                     if x.t > rt.saturating_sub(lookback) && !crate::model::is_stale_nan(x.v) {
+                        if floats.len() == budget {
+                            return Err(QueryError::TooManySamples("query execution"));
+                        }
                         floats.push(FPoint { t: ts, f: pick(x) });
                     }
                 }
@@ -511,7 +522,7 @@ impl Evaluator<'_> {
                 let v = match name {
                     "start" => t.start as f64 / 1000.0,
                     "end" => t.end as f64 / 1000.0,
-                    "range" => (t.end - t.start) as f64 / 1000.0,
+                    "range" => t.end.saturating_sub(t.start) as f64 / 1000.0,
                     _ => t.step as f64 / 1000.0,
                 };
                 return self.scalar_series(r, |_| v);
@@ -738,29 +749,31 @@ impl Evaluator<'_> {
     }
 }
 
-/// How many steps of `r` lie in [from, until).
-fn steps_within(r: Range, from: i64, until: i64) -> usize {
+/// The indices of the steps of `r` that lie in [from, until).
+fn step_span(r: Range, from: i64, until: i64) -> std::ops::Range<usize> {
     let steps = r.steps();
-    if steps == 0 || until <= r.start || from > r.last() {
-        return 0;
+    if steps == 0 || until <= r.start || from > r.last() || until <= from {
+        return 0..0;
     }
-    // First step at or after `from`, last step before `until`.
+    let step = i128::from(r.step);
     let first = if from <= r.start {
         0
     } else {
-        (i128::from(from) - i128::from(r.start) + i128::from(r.step) - 1) / i128::from(r.step)
+        (i128::from(from) - i128::from(r.start) + step - 1) / step
     };
-    let last =
-        ((i128::from(until) - 1 - i128::from(r.start)) / i128::from(r.step)).min(steps as i128 - 1);
-    usize::try_from(last - first + 1).unwrap_or(0)
+    let end = ((i128::from(until) - 1 - i128::from(r.start)) / step + 1).min(steps as i128);
+    let first = usize::try_from(first).unwrap_or(usize::MAX);
+    let end = usize::try_from(end).unwrap_or(0);
+    first.min(end)..end
 }
 
 /// Index of time `t` on the grid of `r`, if it is one of its steps.
 fn step_index(r: Range, t: i64) -> Option<usize> {
-    if t < r.start || t > r.end || (t - r.start) % r.step != 0 {
+    let off = t.checked_sub(r.start)?;
+    if off < 0 || t > r.end || r.step <= 0 || off % r.step != 0 {
         return None;
     }
-    usize::try_from((t - r.start) / r.step).ok()
+    usize::try_from(off / r.step).ok()
 }
 
 /// The newest sample at or before `t` within the lookback window, unless it is a staleness

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use promql_parser::parser::{Call, Expr, SubqueryExpr};
 
 use super::names::{self, SAME_LABELSET};
-use super::{Evaluator, Range, absent_labels, duration_ms, offset_ms, steps_within, unparen};
+use super::{Evaluator, Range, absent_labels, duration_ms, offset_ms, step_span, unparen};
 use crate::model::{Labels, is_stale_nan};
 use crate::query::functions::{RangeFn, Window, eval_range, range_function, validate_range_args};
 use crate::query::{FPoint, Matrix, Metric, QueryError, Series};
@@ -212,31 +212,39 @@ impl Evaluator<'_> {
         };
         // Absent: whether any series had a point in the window, per step.
         let mut present = match kind {
-            Kind::Absent => vec![false; steps],
+            Kind::Absent => {
+                // Its output may have a point at every step.
+                self.within_limit(steps)?;
+                vec![false; steps]
+            }
             Kind::Fn(_) => Vec::new(),
         };
-        let windows: Vec<(i64, i64)> = (0..steps).map(|i| arg.window(r.ts(i))).collect();
         let (at, offset, range) = (arg.at, arg.offset, arg.range);
         let mut out: Matrix = Vec::new();
         let mut argv: Vec<f64> = Vec::with_capacity(scalars.len());
         arg.for_each_series(|metric, points, input_drop| {
             self.check()?;
+            let (Some(a), Some(b)) = (points.first(), points.last()) else {
+                return Ok(());
+            };
+            // A point is in the windows of the steps in [its time, its time + range), shifted by
+            // the offset (all steps or none under `@`): only those steps are visited.
+            let span = match at {
+                Some(_) => 0..steps,
+                None => step_span(
+                    r,
+                    a.t.saturating_add(offset),
+                    b.t.saturating_add(offset).saturating_add(range),
+                ),
+            };
             let drop_name = !keeps_name || input_drop;
-            let mut floats = Vec::new();
-            if let (Some(a), Some(b)) = (points.first(), points.last()) {
-                // A point is in the windows of steps [its time, its time + range) (shifted
-                // by the offset), or of all steps or none under `@`.
-                floats.reserve_exact(match at {
-                    Some(_) => steps,
-                    None => steps_within(
-                        r,
-                        a.t.saturating_add(offset),
-                        b.t.saturating_add(offset).saturating_add(range),
-                    ),
-                });
-            }
+            let budget = self.budget();
+            let mut floats = Vec::with_capacity(span.len().min(budget.saturating_add(1)));
             let (mut lo, mut hi) = (0usize, 0usize);
-            for (i, &(start, end)) in windows.iter().enumerate() {
+            for i in span {
+                self.check_every(i)?;
+                let end = at.unwrap_or(r.ts(i)).saturating_sub(offset);
+                let start = end.saturating_sub(range);
                 while hi < points.len() && points[hi].t <= end {
                     hi += 1;
                 }
@@ -268,6 +276,9 @@ impl Evaluator<'_> {
                     eval_t: r.ts(i),
                 };
                 if let Some(v) = eval_range(f, &w, &argv, &metric, &mut self.ann) {
+                    if floats.len() == budget {
+                        return Err(QueryError::TooManySamples("query execution"));
+                    }
                     floats.push(FPoint { t: r.ts(i), f: v });
                 }
             }

@@ -235,9 +235,12 @@ fn gather_block(
             if p.t > hi {
                 break;
             }
-            let off = p.t - lo;
-            if off % r.step == 0 {
-                sink((off / r.step) as usize, si, p.f);
+            if let Some(off) = p.t.checked_sub(lo)
+                && off % r.step == 0
+                && let Ok(k) = usize::try_from(off / r.step)
+                && k < n
+            {
+                sink(k, si, p.f);
             }
             *c += 1;
         }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::{Range, step_index, step_span};
 use crate::model::{Labels, STALE_NAN};
 use crate::query::{Engine, EngineOptions, QueryError, Value};
 use crate::storage::{Db, Options};
@@ -644,4 +645,55 @@ mod consistency {
             }
         }
     }
+}
+
+#[test]
+fn huge_subquery_ranges_visit_only_the_steps_that_have_data() {
+    let (_d, db) = gauge();
+    let e = Engine::new(EngineOptions {
+        timeout: Duration::from_secs(20),
+        ..EngineOptions::default()
+    });
+    // 100 years at 1ms is 3e12 steps; g has samples in its first 400 seconds only.
+    let started = std::time::Instant::now();
+    let got = instant(&db, &e, "count_over_time(g{job='a'}[100y:1ms])", 1_000 * S);
+    // a answers from 7s until 400s + 5m; the subquery ends at 1000s.
+    assert_eq!(
+        got,
+        vec![(r#"{job="a"}"#.into(), (700 - 7) as f64 * 1000.0)]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // With a tight sample limit the same query fails instead of allocating.
+    let tight = Engine::new(EngineOptions {
+        max_samples: 10_000,
+        ..EngineOptions::default()
+    });
+    assert!(matches!(
+        tight.instant_blocking(&db.querier(), "count_over_time(g[100y:1ms])", 1_000 * S),
+        Err(QueryError::TooManySamples(_))
+    ));
+}
+
+#[test]
+fn step_spans_cover_exactly_the_steps_in_a_half_open_interval() {
+    let r = Range {
+        start: 10,
+        end: 100,
+        step: 15,
+    };
+    // Steps: 10 25 40 55 70 85 100.
+    assert_eq!(step_span(r, 0, 10), 0..0);
+    assert_eq!(step_span(r, 0, 11), 0..1);
+    assert_eq!(step_span(r, 25, 56), 1..4);
+    assert_eq!(step_span(r, 26, 55), 2..3);
+    assert_eq!(step_span(r, 100, i64::MAX), 6..7);
+    assert_eq!(step_span(r, 101, i64::MAX), 0..0);
+    assert_eq!(step_span(r, i64::MIN, i64::MAX), 0..7);
+    assert_eq!(step_index(r, 55), Some(3));
+    assert_eq!(step_index(r, 56), None);
+    assert_eq!(step_index(r, i64::MIN), None);
 }
