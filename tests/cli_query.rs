@@ -579,6 +579,13 @@ fn url_answers_match_the_data_directory() {
         "{local}"
     );
     assert_eq!(remote, local, "the same bytes from either source");
+    // Prometheus's number forms at the edges: exponents below 1e-6 and from 1e21 on.
+    let edges = "vector(2.5e-7) or label_replace(vector(-3e21), \"a\", \"b\", \"\", \"\")";
+    let local = ok(&["query", "--data-dir", &d, "--time", "7.5", "--json", edges]);
+    let remote = ok(&["query", "--url", url, "--time", "7.5", "--json", edges]);
+    assert_eq!(remote, local);
+    assert!(local.contains(r#"[7.500,"2.5e-07"]"#), "{local}");
+    assert!(local.contains(r#"[7.500,"-3e+21"]"#), "{local}");
 
     let err = fails(&["query", "--url", url, "sum(rate(x[5m])"]);
     assert!(err.contains("bad_data"), "{err}");
