@@ -8,6 +8,7 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
 use tidemark::api::{ActiveTarget, ApiState, DroppedTarget, TargetsView, router};
 use tidemark::model::Labels;
+use tidemark::query::{Engine, EngineOptions};
 use tidemark::storage::{Db, Options};
 use tower::ServiceExt;
 
@@ -31,14 +32,10 @@ fn state() -> (tempfile::TempDir, Arc<ApiState>) {
         app.append(&l, t, 1.0).unwrap();
     }
     app.commit().unwrap();
-    let st = ApiState {
-        db,
-        targets: Arc::new(NoTargets),
-        config_yaml: "global: {}\n".into(),
-        started: std::time::SystemTime::now(),
-        ready: AtomicBool::new(true),
-        reload: None,
-    };
+    let engine = Arc::new(Engine::new(EngineOptions::default()));
+    let mut st = ApiState::new(db, engine, Arc::new(NoTargets));
+    st.config_yaml = "global: {}\n".into();
+    st.ready = AtomicBool::new(true);
     (dir, Arc::new(st))
 }
 

@@ -403,11 +403,13 @@ fn parse_eval(line: &str, lineno: usize, body: &[String]) -> Result<Eval, String
             e.native = true;
             continue;
         }
-        if e.series.is_empty() && e.scalar.is_none()
-            && let Ok(v) = parse_number(l) {
-                e.scalar = Some(v);
-                continue;
-            }
+        if e.series.is_empty()
+            && e.scalar.is_none()
+            && let Ok(v) = parse_number(l)
+        {
+            e.scalar = Some(v);
+            continue;
+        }
         let (desc, vals) = split_series(l);
         match (parse_labels(desc), expand_values(vals)) {
             (Ok(labels), Ok(values)) => e.series.push(ExpectedSeries { labels, values }),
@@ -543,9 +545,10 @@ fn check_annotations(e: &Eval, out: &QueryOutput) -> Result<(), String> {
         _ => {}
     }
     if let Some(msg) = &e.warn_msg
-        && !a.warnings.contains(msg) {
-            return Err(format!("expected warning {msg:?}, got {:?}", a.warnings));
-        }
+        && !a.warnings.contains(msg)
+    {
+        return Err(format!("expected warning {msg:?}, got {:?}", a.warnings));
+    }
     if let Some(re) = &e.warn_regex {
         let re = regex::Regex::new(re).map_err(|x| x.to_string())?;
         if !a.warnings.iter().any(|w| re.is_match(w)) {
@@ -588,9 +591,10 @@ fn run_eval(engine: &Engine, db: &Db, e: &Eval) -> Result<(), String> {
             }
             let msg = err.to_string();
             if let Some(want) = &e.fail_msg
-                && &msg != want {
-                    return Err(format!("error {msg:?}, expected {want:?}"));
-                }
+                && &msg != want
+            {
+                return Err(format!("error {msg:?}, expected {want:?}"));
+            }
             if let Some(re) = &e.fail_regex {
                 let re = regex::Regex::new(re).map_err(|x| x.to_string())?;
                 if !re.is_match(&msg) {

@@ -4,18 +4,28 @@
 //! `api` may call `query`, `storage` and `model`; it must never call `scrape` or `cli` (target
 //! state reaches it through [`TargetsView`], implemented by the caller).
 
+mod federate;
+mod json;
+mod metadata;
 mod params;
+mod query;
 mod response;
 mod series;
 mod status;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 
+use crate::query::Engine;
 use crate::storage::Db;
 
 pub use response::ApiError;
@@ -59,16 +69,35 @@ pub struct DroppedTarget {
     pub scrape_pool: String,
 }
 
+/// One metric family's metadata as a target exposed it (`# TYPE`, `# HELP`, `# UNIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetadataRef<'a> {
+    /// `counter`, `gauge`, … `unknown` when the family had no TYPE line.
+    pub kind: &'a str,
+    /// The HELP text, empty without one.
+    pub help: &'a str,
+    /// The UNIT, empty without one.
+    pub unit: &'a str,
+}
+
 /// What the scraper tells the API about its targets.
 pub trait TargetsView: Send + Sync + 'static {
     /// Active targets and dropped ones.
     fn targets(&self) -> (Vec<ActiveTarget>, Vec<DroppedTarget>);
+
+    /// Calls `f` with each metric family's metadata of each active target, in target order;
+    /// only for family `metric` when given. Without a scraper there is none.
+    fn metadata(&self, metric: Option<&str>, f: &mut dyn FnMut(&str, MetadataRef<'_>)) {
+        let _ = (metric, f);
+    }
 }
 
 /// Everything the handlers read.
 pub struct ApiState {
     /// Storage.
     pub db: Arc<Db>,
+    /// The PromQL engine, with the query limits in force.
+    pub engine: Arc<Engine>,
     /// Scrape targets.
     pub targets: Arc<dyn TargetsView>,
     /// The configuration file as loaded, for `/api/v1/status/config`.
@@ -80,6 +109,10 @@ pub struct ApiState {
     /// Where `/-/reload` asks for a reload (and gets the outcome); `None` when the lifecycle
     /// API is off, and the endpoint answers 403.
     pub reload: Option<ReloadSender>,
+    /// The effective settings under Prometheus's flag names, for `/api/v1/status/flags`.
+    pub flags: BTreeMap<String, String>,
+    /// `global.external_labels`, added to what `/federate` serves.
+    pub external_labels: BTreeMap<String, String>,
 }
 
 /// Asks the agent to reload its configuration; the reply says whether it worked.
@@ -89,24 +122,76 @@ pub type ReloadSender = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<R
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/metrics", get(status::metrics))
+        .route("/federate", get(federate::federate))
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
+        .route("/-/reload", post(status::reload).put(status::reload))
+        .route("/api/v1/query", get(query::query).post(query::query))
         .route(
-            "/-/reload",
-            axum::routing::post(status::reload).put(status::reload),
+            "/api/v1/query_range",
+            get(query::query_range).post(query::query_range),
         )
-        .route("/api/v1/status/buildinfo", get(status::buildinfo))
-        .route("/api/v1/status/config", get(status::config))
-        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
-        .route("/api/v1/targets", get(status::targets))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::query_exemplars).post(query::query_exemplars),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(query::format_query).post(query::format_query),
+        )
         .route("/api/v1/series", get(series::series).post(series::series))
         .route("/api/v1/labels", get(series::labels).post(series::labels))
+        // GET only, as in Prometheus: Grafana never POSTs here.
         .route("/api/v1/label/{name}/values", get(series::label_values))
+        .route("/api/v1/metadata", get(metadata::metadata))
+        .route("/api/v1/rules", get(status::rules))
+        .route("/api/v1/alerts", get(status::alerts))
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/targets", get(status::targets))
+        .layer(axum::middleware::from_fn(api_options))
+        .layer(axum::middleware::from_fn(crate::telemetry::http_metrics))
         .with_state(state)
 }
 
+/// Prometheus answers OPTIONS on any `/api/v1/` path with 204 and no body (a CORS preflight;
+/// tidemark sends no CORS headers unless configured, so browsers still refuse cross-origin
+/// reads).
+async fn api_options(req: Request, next: Next) -> Response {
+    if req.method() == Method::OPTIONS && req.uri().path().starts_with("/api/v1/") {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    next.run(req).await
+}
+
 impl ApiState {
+    /// State over `db` and `engine` with no targets' config, flags or external labels, not
+    /// ready, lifecycle API off; callers fill in what they have.
+    pub fn new(db: Arc<Db>, engine: Arc<Engine>, targets: Arc<dyn TargetsView>) -> ApiState {
+        ApiState {
+            db,
+            engine,
+            targets,
+            config_yaml: String::new(),
+            started: SystemTime::now(),
+            ready: AtomicBool::new(false),
+            reload: None,
+            flags: BTreeMap::new(),
+            external_labels: BTreeMap::new(),
+        }
+    }
+
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+}
+
+/// The current time in milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

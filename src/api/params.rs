@@ -15,18 +15,19 @@ fn parse_pairs(s: &[u8], out: &mut Vec<(String, String)>) {
 }
 
 impl Params {
-    /// Reads the URL's query and, for `application/x-www-form-urlencoded` bodies, the body.
+    /// Reads, for `application/x-www-form-urlencoded` bodies, the body, then the URL's query:
+    /// a key in both takes the body's value first, as Go's `Request.FormValue` does.
     pub fn new(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Self {
         let mut v = Vec::new();
-        if let Some(q) = uri.query() {
-            parse_pairs(q.as_bytes(), &mut v);
-        }
         let form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|c| c.to_str().ok())
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
         if form {
             parse_pairs(body, &mut v);
+        }
+        if let Some(q) = uri.query() {
+            parse_pairs(q.as_bytes(), &mut v);
         }
         Params(v)
     }
@@ -48,41 +49,100 @@ impl Params {
             .collect()
     }
 
-    /// A time parameter, or `default` when absent.
+    /// A time parameter, or `default` when absent (Prometheus's `parseTimeParam`, with its
+    /// error text).
     pub fn time(&self, key: &str, default: i64) -> Result<i64, ApiError> {
         match self.get(key) {
             None | Some("") => Ok(default),
-            Some(v) => parse_time(v).map_err(|_| {
-                ApiError::bad_data(format!(
-                    "invalid parameter \"{key}\": cannot parse \"{v}\" to a valid timestamp"
-                ))
+            Some(v) => parse_time_value(v).map_err(|e| {
+                ApiError::invalid_param(key, format!("invalid time value for '{key}': {e}"))
             }),
         }
     }
 
-    /// The `match[]` selectors, parsed.
-    pub fn matchers(&self) -> Result<Vec<Vec<Matcher>>, ApiError> {
-        self.all("match[]")
+    /// A time parameter that must be present (Prometheus's `parseTime`).
+    pub fn required_time(&self, key: &str) -> Result<i64, ApiError> {
+        parse_time_value(self.get(key).unwrap_or("")).map_err(|e| ApiError::invalid_param(key, e))
+    }
+
+    /// A duration parameter in milliseconds, `None` when absent or empty.
+    pub fn duration(&self, key: &str) -> Result<Option<i64>, String> {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(v) => parse_duration_value(v).map(Some),
+        }
+    }
+
+    /// The `match[]` selectors, parsed; each must have a matcher that rejects the empty
+    /// string, or it would select every series. Errors are Prometheus's texts, without the
+    /// parameter prefix (callers add it where Prometheus does).
+    pub fn matchers(&self) -> Result<Vec<Vec<Matcher>>, String> {
+        let sets = self
+            .all("match[]")
             .into_iter()
-            .map(|m| {
-                crate::query::parse_selector(m)
-                    .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))
-            })
-            .collect()
+            .map(|m| crate::query::parse_selector(m).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if sets
+            .iter()
+            .any(|set| set.iter().all(Matcher::matches_empty))
+        {
+            return Err("match[] must contain at least one non-empty matcher".into());
+        }
+        Ok(sets)
     }
 
     /// The `limit` parameter: 0 (no limit) when absent.
     pub fn limit(&self) -> Result<usize, ApiError> {
         match self.get("limit") {
             None | Some("") => Ok(0),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(|n| n as usize)
-                .ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"limit\": cannot parse \"{v}\" to a non-negative integer"))),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n >= 0 => Ok(n as usize),
+                Ok(_) => Err(ApiError::invalid_param(
+                    "limit",
+                    "limit must be non-negative",
+                )),
+                Err(_) => Err(ApiError::invalid_param(
+                    "limit",
+                    format!("strconv.Atoi: parsing {v:?}: invalid syntax"),
+                )),
+            },
         }
     }
+}
+
+/// Prometheus's lowest and highest API times, in the RFC 3339 text its clients send for "no
+/// bound" (Go's parser cannot read years beyond four digits, so Prometheus matches the text).
+const MIN_TIME_TEXT: &str = "-292273086-05-16T16:47:06Z";
+const MAX_TIME_TEXT: &str = "292277025-08-18T07:12:54.999999999Z";
+/// The same bounds in milliseconds.
+pub const MIN_TIME: i64 = -9_223_309_901_257_974_000;
+/// See [`MIN_TIME`].
+pub const MAX_TIME: i64 = 9_223_309_901_257_974_999;
+
+/// A time as Unix seconds (with a fraction) or RFC 3339, in milliseconds; the error is
+/// Prometheus's text.
+pub fn parse_time_value(v: &str) -> Result<i64, String> {
+    match v {
+        MIN_TIME_TEXT => return Ok(MIN_TIME),
+        MAX_TIME_TEXT => return Ok(MAX_TIME),
+        _ => {}
+    }
+    parse_time(v).map_err(|_| format!("cannot parse {v:?} to a valid timestamp"))
+}
+
+/// A duration as float seconds (`15`, `0.5`, `-1`) or in Prometheus's syntax (`1m30s`), in
+/// milliseconds (rounded); the error is Prometheus's text.
+pub fn parse_duration_value(v: &str) -> Result<i64, String> {
+    if let Ok(secs) = v.parse::<f64>() {
+        let ns = secs * 1e9;
+        if !ns.is_finite() || ns > i64::MAX as f64 || ns < i64::MIN as f64 {
+            return Err(format!(
+                "cannot parse {v:?} to a valid duration. It overflows int64"
+            ));
+        }
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    crate::model::parse_duration(v).map_err(|_| format!("cannot parse {v:?} to a valid duration"))
 }
 
 #[cfg(test)]
@@ -109,6 +169,56 @@ mod tests {
         assert_eq!(p.time("end", 0).unwrap(), 1_704_067_200_000);
         assert_eq!(p.get("bad"), Some("%zz"));
         assert!(p.time("bad", 0).is_err());
+        assert_eq!(p.time("absent", 77).unwrap(), 77);
+        assert!(p.required_time("absent").is_err());
         assert_eq!(p.matchers().unwrap().len(), 2);
+        // The body's value wins over the URL's.
+        let uri: Uri = "/api/v1/query?query=up&time=1".parse().unwrap();
+        let p = Params::new(&uri, &h, &Bytes::from_static(b"time=2"));
+        assert_eq!(
+            (p.get("query"), p.time("time", 0).unwrap()),
+            (Some("up"), 2000)
+        );
+    }
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_float_seconds_or_prometheus_syntax() {
+        assert_eq!(parse_duration_value("15").unwrap(), 15_000);
+        assert_eq!(parse_duration_value("0.5").unwrap(), 500);
+        assert_eq!(parse_duration_value("-2").unwrap(), -2_000);
+        assert_eq!(parse_duration_value("1m30s").unwrap(), 90_000);
+        assert_eq!(parse_duration_value("0").unwrap(), 0);
+        assert_eq!(
+            parse_duration_value("fast").unwrap_err(),
+            "cannot parse \"fast\" to a valid duration"
+        );
+        assert!(
+            parse_duration_value("1e30")
+                .unwrap_err()
+                .contains("overflows int64")
+        );
+    }
+
+    #[test]
+    fn times_with_prometheus_bounds() {
+        assert_eq!(
+            parse_time_value("1435781451.781").unwrap(),
+            1_435_781_451_781
+        );
+        assert_eq!(
+            parse_time_value("2015-07-01T20:10:51.781Z").unwrap(),
+            1_435_781_451_781
+        );
+        assert_eq!(parse_time_value(MIN_TIME_TEXT).unwrap(), MIN_TIME);
+        assert_eq!(parse_time_value(MAX_TIME_TEXT).unwrap(), MAX_TIME);
+        assert_eq!(
+            parse_time_value("soon").unwrap_err(),
+            "cannot parse \"soon\" to a valid timestamp"
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! Prometheus's response envelope: `{"status":"success","data":…}` and the error shape.
 
-use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
+
+use super::json;
+use crate::query::{Annotations, QueryError};
 
 /// A failed request, rendered as Prometheus renders it.
 #[derive(Debug)]
@@ -15,6 +16,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Prometheus's `errorType`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     /// 400 `bad_data`: the request itself is wrong.
     pub fn bad_data(message: impl Into<String>) -> Self {
         ApiError {
@@ -24,11 +30,25 @@ impl ApiError {
         }
     }
 
+    /// 400 `bad_data` for one parameter: `invalid parameter "start": …`.
+    pub fn invalid_param(param: &str, message: impl std::fmt::Display) -> Self {
+        Self::bad_data(format!("invalid parameter \"{param}\": {message}"))
+    }
+
     /// 422 `execution`: the request is fine but evaluating it failed.
     pub fn execution(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             kind: "execution",
+            message: message.into(),
+        }
+    }
+
+    /// 503 `timeout`: the query ran out of time.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "timeout",
             message: message.into(),
         }
     }
@@ -41,12 +61,42 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<QueryError> for ApiError {
+    /// Prometheus's mapping: what the parser or the arguments reject is the caller's mistake
+    /// (400, and the parser's text behind `invalid parameter "query"` as Prometheus reports
+    /// what it rejects before evaluating); evaluation failures are 422; running out of time is
+    /// 503 `timeout`; a failing store is 500.
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Parse(_) | QueryError::NotASelector(_) | QueryError::Matcher(_) => {
+                ApiError::invalid_param("query", e)
+            }
+            QueryError::BadData(_) => ApiError::bad_data(e.to_string()),
+            QueryError::Execution(_) | QueryError::TooManySamples(_) => {
+                ApiError::execution(e.to_string())
+            }
+            QueryError::Timeout(_) => ApiError::timeout(e.to_string()),
+            QueryError::Storage(_) => ApiError::internal(e.to_string()),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"status": "error", "errorType": self.kind, "error": self.message});
-        (self.status, Json(body)).into_response()
+        let mut body = Vec::with_capacity(self.message.len() + 64);
+        body.extend_from_slice(b"{\"status\":\"error\",\"errorType\":");
+        json::write_str(&mut body, self.kind);
+        body.extend_from_slice(b",\"error\":");
+        json::write_str(&mut body, &self.message);
+        body.push(b'}');
+        json_response(self.status, body)
     }
 }
 
@@ -56,7 +106,23 @@ impl From<crate::storage::StorageError> for ApiError {
     }
 }
 
+/// A JSON body with its content type.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 /// `{"status":"success","data":data}`.
 pub fn success<T: Serialize>(data: T) -> Response {
-    Json(json!({"status": "success", "data": data})).into_response()
+    success_with_warnings(data, &[])
+}
+
+/// `{"status":"success","data":data,"warnings":[…]}`, the list left out when empty.
+pub fn success_with_warnings<T: Serialize>(data: T, warnings: &[String]) -> Response {
+    let body = json::envelope(&json::to_vec(&data), &Annotations::default(), warnings);
+    json_response(StatusCode::OK, body)
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 
 use super::params::Params;
-use super::response::success;
+use super::response::success_with_warnings;
 use super::{ApiError, ApiState};
 use crate::model::{Labels, Matcher, is_valid_label_name};
 
@@ -23,11 +23,13 @@ fn range(p: &Params) -> Result<(i64, i64), ApiError> {
     Ok((start, end))
 }
 
-fn truncate<T>(mut v: Vec<T>, limit: usize) -> Vec<T> {
-    if limit > 0 {
+/// Cuts `v` to `limit` entries (0 is no limit); the warning says when something was cut.
+fn truncate<T>(mut v: Vec<T>, limit: usize) -> (Vec<T>, Vec<String>) {
+    if limit > 0 && v.len() > limit {
         v.truncate(limit);
+        return (v, vec!["results truncated due to limit".to_string()]);
     }
-    v
+    (v, Vec::new())
 }
 
 pub async fn series(
@@ -37,12 +39,14 @@ pub async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::new(&uri, &headers, &body);
-    let selectors = p.matchers()?;
-    if selectors.is_empty() {
+    if p.all("match[]").is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
-    let (start, end) = range(&p)?;
     let limit = p.limit()?;
+    let (start, end) = range(&p)?;
+    let selectors = p
+        .matchers()
+        .map_err(|e| ApiError::invalid_param("match[]", e))?;
     let q = s.db.querier();
     let mut all: Vec<Labels> = Vec::new();
     for m in &selectors {
@@ -50,7 +54,8 @@ pub async fn series(
     }
     all.sort_unstable();
     all.dedup();
-    let data: Vec<serde_json::Map<String, serde_json::Value>> = truncate(all, limit)
+    let (all, warnings) = truncate(all, limit);
+    let data: Vec<serde_json::Map<String, serde_json::Value>> = all
         .iter()
         .map(|l| {
             l.iter()
@@ -58,7 +63,7 @@ pub async fn series(
                 .collect()
         })
         .collect();
-    Ok(success(data))
+    Ok(success_with_warnings(data, &warnings))
 }
 
 /// Union over selectors (or everything without any) of the strings `f` draws from a querier.
@@ -91,10 +96,12 @@ pub async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::new(&uri, &headers, &body);
-    let selectors = p.matchers()?;
+    let limit = p.limit()?;
     let (start, end) = range(&p)?;
+    let selectors = p.matchers().map_err(ApiError::bad_data)?;
     let names = union(&s, &selectors, |q, m| q.label_names(m, start, end))?;
-    Ok(success(truncate(names, p.limit()?)))
+    let (names, warnings) = truncate(names, limit);
+    Ok(success_with_warnings(names, &warnings))
 }
 
 pub async fn label_values(
@@ -107,8 +114,10 @@ pub async fn label_values(
     if !is_valid_label_name(&name) {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
-    let selectors = p.matchers()?;
+    let limit = p.limit()?;
     let (start, end) = range(&p)?;
+    let selectors = p.matchers().map_err(ApiError::bad_data)?;
     let values = union(&s, &selectors, |q, m| q.label_values(&name, m, start, end))?;
-    Ok(success(truncate(values, p.limit()?)))
+    let (values, warnings) = truncate(values, limit);
+    Ok(success_with_warnings(values, &warnings))
 }

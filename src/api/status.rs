@@ -1,12 +1,15 @@
-//! Health, readiness, build and runtime information, configuration, and targets.
+//! Health, readiness, build and runtime information, configuration, flags, TSDB status,
+//! targets, and the (empty) rules and alerts.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::params::Params;
 use super::response::success;
 use super::{ApiError, ApiState};
 
@@ -139,4 +142,69 @@ pub async fn targets(
         data.insert("droppedTargetCounts".into(), json!(counts));
     }
     Ok(success(data))
+}
+
+/// The effective settings under Prometheus's flag names.
+pub async fn flags(State(s): State<Arc<ApiState>>) -> Response {
+    success(&s.flags)
+}
+
+/// Most entries `/api/v1/status/tsdb` may be asked for.
+const MAX_TSDB_LIMIT: usize = 10_000;
+
+pub async fn tsdb(State(s): State<Arc<ApiState>>, uri: Uri) -> Result<Response, ApiError> {
+    let p = Params::new(&uri, &HeaderMap::new(), &Bytes::new());
+    let limit = match p.get("limit") {
+        None | Some("") => 10,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_TSDB_LIMIT).contains(&n) => n,
+            Ok(n) if n > MAX_TSDB_LIMIT => {
+                return Err(ApiError::bad_data(format!(
+                    "limit must not exceed {MAX_TSDB_LIMIT}"
+                )));
+            }
+            _ => return Err(ApiError::bad_data("limit must be a positive number")),
+        },
+    };
+    let head = s.db.head();
+    let st = head.postings_stats(crate::model::METRIC_NAME, limit);
+    // An empty head reports the inverted range Prometheus's empty head has.
+    let (min_time, max_time) = head.time_range().unwrap_or((i64::MAX, i64::MIN));
+    let list = |v: Vec<(String, u64)>| -> Vec<serde_json::Value> {
+        v.into_iter()
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect()
+    };
+    Ok(success(json!({
+        "headStats": {
+            "numSeries": head.num_series(),
+            "numLabelPairs": st.num_label_pairs,
+            "chunkCount": head.num_chunks(),
+            "minTime": min_time,
+            "maxTime": max_time,
+        },
+        "seriesCountByMetricName": list(st.series_count_by_metric_name),
+        "labelValueCountByLabelName": list(st.label_value_count_by_label_name),
+        "memoryInBytesByLabelName": list(st.memory_in_bytes_by_label_name),
+        "seriesCountByLabelValuePair": list(st.series_count_by_label_value_pair),
+    })))
+}
+
+/// No rules are evaluated yet: an empty list of groups, with Prometheus's check of `type`.
+pub async fn rules(uri: Uri) -> Result<Response, ApiError> {
+    let p = Params::new(&uri, &HeaderMap::new(), &Bytes::new());
+    p.matchers().map_err(ApiError::bad_data)?;
+    let kind = p.get("type").unwrap_or_default().to_ascii_lowercase();
+    if !matches!(kind.as_str(), "" | "alert" | "record") {
+        return Err(ApiError::invalid_param(
+            "type",
+            format!("not supported value {kind:?}"),
+        ));
+    }
+    Ok(success(json!({ "groups": [] })))
+}
+
+/// No alerting rules: no alerts.
+pub async fn alerts() -> Response {
+    success(json!({ "alerts": [] }))
 }

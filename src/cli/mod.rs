@@ -6,7 +6,9 @@ mod check;
 mod dump;
 mod import;
 mod inspect;
+mod query;
 mod run;
+mod series;
 mod snapshot;
 
 use std::io::IsTerminal;
@@ -53,6 +55,10 @@ enum Command {
     Dump(dump::Args),
     /// Validate files without running anything (`check config FILE...`).
     Check(check::Args),
+    /// Evaluate a PromQL expression against a data directory or a running agent.
+    Query(query::Args),
+    /// List the label sets of the series matching selectors.
+    Series(series::Args),
     /// Copy a data directory's blocks and head into a new directory (safe while an agent runs).
     Snapshot(snapshot::Args),
 }
@@ -71,6 +77,8 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Check(a) => check::run(a),
+        Command::Query(a) => query::run(a),
+        Command::Series(a) => series::run(a),
         Command::Snapshot(a) => snapshot::run(a),
     };
     match result {

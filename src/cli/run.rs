@@ -3,17 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::api::{self, ActiveTarget, ApiState, DroppedTarget, TargetsView};
+use crate::api::{self, ActiveTarget, ApiState, DroppedTarget, MetadataRef, TargetsView};
 use crate::config::{self, Config, WalFsync};
 use crate::model::{format_duration, format_rfc3339, parse_duration};
+use crate::query::{Engine, EngineOptions};
 use crate::scrape::fetch::Fetcher;
 use crate::scrape::job;
 use crate::scrape::manager::{JobSpec, Manager, join_all};
@@ -175,6 +176,86 @@ impl TargetsView for ManagerView {
             .collect();
         (active, dropped)
     }
+
+    fn metadata(&self, metric: Option<&str>, f: &mut dyn FnMut(&str, MetadataRef<'_>)) {
+        // Snapshots are shared: the manager's lock is held only while they are collected.
+        let targets = self.0.lock().unwrap_or_else(|e| e.into_inner()).targets();
+        for t in targets {
+            let Some(report) = t.health.last_report else {
+                continue;
+            };
+            let entries: Box<dyn Iterator<Item = _>> = match metric {
+                Some(m) => Box::new(report.metadata.get_key_value(m).into_iter()),
+                None => Box::new(report.metadata.iter()),
+            };
+            for (name, m) in entries {
+                let r = MetadataRef {
+                    kind: m.kind.as_str(),
+                    help: &m.help,
+                    unit: &m.unit,
+                };
+                f(name, r);
+            }
+        }
+    }
+}
+
+/// The query engine's limits from `query:`.
+fn engine_options(cfg: &Config) -> EngineOptions {
+    let ms = |d: &config::Duration| Duration::from_millis(d.0.max(0) as u64);
+    EngineOptions {
+        timeout: ms(&cfg.query.timeout),
+        max_samples: cfg.query.max_samples as usize,
+        lookback_delta: ms(&cfg.query.lookback_delta),
+        max_concurrent: cfg.query.max_concurrency.max(1) as usize,
+        ..EngineOptions::default()
+    }
+}
+
+/// What `/api/v1/status/flags` shows: the settings in force, under the names of the
+/// Prometheus flags they correspond to.
+fn flags(
+    cfg: &Config,
+    config_path: Option<&PathBuf>,
+    data_dir: &std::path::Path,
+    listen: &str,
+    opts: &Options,
+    lifecycle: bool,
+) -> BTreeMap<String, String> {
+    let q = &cfg.query;
+    [
+        (
+            "config.file",
+            config_path.map_or(String::new(), |p| p.display().to_string()),
+        ),
+        ("storage.tsdb.path", data_dir.display().to_string()),
+        ("web.listen-address", listen.to_string()),
+        (
+            "storage.tsdb.retention.time",
+            format_duration(opts.retention_time),
+        ),
+        (
+            "storage.tsdb.retention.size",
+            format!("{}B", opts.retention_size),
+        ),
+        (
+            "storage.tsdb.min-block-duration",
+            format_duration(opts.block_duration),
+        ),
+        ("web.enable-lifecycle", lifecycle.to_string()),
+        ("web.enable-admin-api", cfg.web.enable_admin_api.to_string()),
+        (
+            "web.enable-remote-write-receiver",
+            cfg.web.enable_remote_write_receiver.to_string(),
+        ),
+        ("query.timeout", format_duration(q.timeout.0)),
+        ("query.max-samples", q.max_samples.to_string()),
+        ("query.lookback-delta", format_duration(q.lookback_delta.0)),
+        ("query.max-concurrency", q.max_concurrency.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 pub(super) fn run(a: Args) -> anyhow::Result<()> {
@@ -206,6 +287,14 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| cfg.web.listen_address.clone());
     let lifecycle = a.enable_lifecycle || cfg.web.enable_lifecycle;
+    let flags = flags(
+        &cfg,
+        a.config.as_ref(),
+        &data_dir,
+        &listen,
+        &opts,
+        lifecycle,
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -221,6 +310,7 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
         a.config.clone(),
         listen,
         lifecycle,
+        flags,
     ));
     drop(rt);
     let db =
@@ -237,16 +327,18 @@ async fn serve(
     config_path: Option<PathBuf>,
     listen: String,
     lifecycle: bool,
+    flags: BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
     let manager = Arc::new(Mutex::new(Manager::new(db.clone())));
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
+    // The engine's limits are read once: a reload changes scrape jobs, not query limits.
+    let engine = Arc::new(Engine::new(engine_options(&cfg)));
     let state = Arc::new(ApiState {
-        db: db.clone(),
-        targets: Arc::new(ManagerView(manager.clone())),
         config_yaml: yaml,
-        started: SystemTime::now(),
-        ready: AtomicBool::new(false),
         reload: lifecycle.then(|| reload_tx.clone()),
+        flags,
+        external_labels: cfg.global.external_labels.clone(),
+        ..ApiState::new(db.clone(), engine, Arc::new(ManagerView(manager.clone())))
     });
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

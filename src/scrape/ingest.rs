@@ -8,7 +8,10 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
+use crate::scrape::metadata::{TargetMetadata, Tracker};
 use crate::scrape::parse::{Entry, Format, Parser};
 use crate::scrape::relabel::{self, Rule};
 use crate::storage::{Appender, CommitStats, Db, SeriesRef, StorageError};
@@ -54,6 +57,66 @@ pub struct ScrapeReport {
     pub series_added: u64,
     /// Storage's verdict on the batch.
     pub commit: CommitStats,
+    /// Why the body was not stored, when the scrape failed.
+    pub failure: Option<Failure>,
+    /// Samples in a failed scrape's body, none of them stored: after a breached limit the rest
+    /// of the body is counted too; after a parse error, those before it.
+    pub samples_dropped: u64,
+    /// The target's metric metadata as of its last successful scrape (shared, not copied).
+    pub metadata: Arc<TargetMetadata>,
+}
+
+/// Why a scrape's body was not stored, for self-metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Failure {
+    /// The target could not be fetched (connection, status, timeout, size).
+    Fetch,
+    /// The body does not parse, or holds an invalid label.
+    Parse,
+    /// More samples than `sample_limit`.
+    SampleLimit,
+    /// A series over `label_limit` or a label length limit.
+    LabelLimit,
+    /// Storing the batch failed.
+    Storage,
+}
+
+impl Failure {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Failure; 5] = [
+        Failure::Fetch,
+        Failure::Parse,
+        Failure::SampleLimit,
+        Failure::LabelLimit,
+        Failure::Storage,
+    ];
+
+    /// A short snake_case name, as a metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Fetch => "fetch",
+            Failure::Parse => "parse_error",
+            Failure::SampleLimit => "sample_limit",
+            Failure::LabelLimit => "label_limit",
+            Failure::Storage => "storage",
+        }
+    }
+}
+
+/// Why `parse_into` gave up on a body.
+struct Abandon {
+    failure: Failure,
+    message: String,
+}
+
+impl Abandon {
+    /// Turns an error into an abandonment for `failure`, keeping its text for the target.
+    fn on<E: std::fmt::Display>(failure: Failure) -> impl FnOnce(E) -> Abandon {
+        move |e| Abandon {
+            failure,
+            message: e.to_string(),
+        }
+    }
 }
 
 enum Cached {
@@ -83,6 +146,8 @@ pub struct ScrapeState {
     iteration: u64,
     /// Labels of the synthetic series of the last report, for their end-of-target staleness.
     report_series: Vec<Labels>,
+    /// TYPE, HELP and UNIT lines of the last successful scrape.
+    metadata: Tracker,
 }
 
 /// What every sample of one scrape shares.
@@ -204,7 +269,10 @@ impl ScrapeState {
         let ctx = Ctx { target, t, opts };
         let outcome = match body {
             Ok(body) => self.parse_into(&mut app, body, &ctx, &mut report),
-            Err(e) => Err(e),
+            Err(message) => Err(Abandon {
+                failure: Failure::Fetch,
+                message,
+            }),
         };
         let now = self.iteration;
         let prev = now - 1;
@@ -213,7 +281,9 @@ impl ScrapeState {
             // Nothing of the body is kept: start the batch again with only what a failure writes.
             app = db.appender();
             report = ScrapeReport {
-                error: Some(e),
+                error: Some(e.message),
+                failure: Some(e.failure),
+                samples_dropped: report.samples_scraped,
                 ..ScrapeReport::default()
             };
         } else {
@@ -261,6 +331,7 @@ impl ScrapeState {
             self.report_series.push(l);
         }
         report.commit = app.commit()?;
+        report.metadata = self.metadata.snapshot();
         Ok(report)
     }
 
@@ -270,12 +341,41 @@ impl ScrapeState {
         (body, format): (&[u8], Format),
         ctx: &Ctx<'_>,
         report: &mut ScrapeReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), Abandon> {
+        let mut parser = Parser::new(body, format);
+        let r = self.parse_entries(app, &mut parser, ctx, report);
+        if let Err(Abandon { failure, .. }) = &r
+            && *failure != Failure::Parse
+        {
+            // What a breached limit cost: every sample of the body, up to a parse error.
+            let rest = parser
+                .map_while(Result::ok)
+                .filter(|e| matches!(e, Entry::Sample(_)))
+                .count();
+            report.samples_scraped += rest as u64;
+        }
+        r
+    }
+
+    fn parse_entries(
+        &mut self,
+        app: &mut Appender<'_>,
+        parser: &mut Parser<'_>,
+        ctx: &Ctx<'_>,
+        report: &mut ScrapeReport,
+    ) -> Result<(), Abandon> {
         let now = self.iteration;
         let opts = ctx.opts;
-        for entry in Parser::new(body, format) {
-            let entry = entry.map_err(|e| e.to_string())?;
-            let Entry::Sample(s) = entry else { continue };
+        let mut metadata = self.metadata.scrape();
+        for entry in parser {
+            let entry = entry.map_err(Abandon::on(Failure::Parse))?;
+            let s = match entry {
+                Entry::Sample(s) => s,
+                declaration => {
+                    metadata.observe(declaration);
+                    continue;
+                }
+            };
             report.samples_scraped += 1;
             let (ts, track) = match s.timestamp() {
                 Some(ts) if opts.honor_timestamps => (ts, false),
@@ -296,10 +396,11 @@ impl ScrapeState {
                 }) => {
                     *seen = now;
                     *tr = track;
-                    append(app, labels, sref, ts, s.value()).map_err(|e| e.to_string())?;
+                    append(app, labels, sref, ts, s.value())
+                        .map_err(Abandon::on(Failure::Storage))?;
                 }
                 None => {
-                    let scraped = s.to_labels().map_err(|e| e.to_string())?;
+                    let scraped = s.to_labels().map_err(Abandon::on(Failure::Parse))?;
                     let merged = merge_target_labels(&scraped, ctx.target, opts.honor_labels);
                     let kept = relabel::process(&merged, &opts.metric_relabel)
                         .filter(|l| l.metric_name().is_some());
@@ -308,9 +409,11 @@ impl ScrapeState {
                             .insert(key.to_string(), Cached::Dropped { seen: now });
                         continue;
                     };
-                    check_limits(&labels, &opts.limits)?;
+                    check_limits(&labels, &opts.limits)
+                        .map_err(Abandon::on(Failure::LabelLimit))?;
                     let mut sref = None;
-                    append(app, &labels, &mut sref, ts, s.value()).map_err(|e| e.to_string())?;
+                    append(app, &labels, &mut sref, ts, s.value())
+                        .map_err(Abandon::on(Failure::Storage))?;
                     report.series_added += 1;
                     let entry = Cached::Keep {
                         labels,
@@ -326,9 +429,10 @@ impl ScrapeState {
             if opts.limits.sample_limit > 0
                 && report.samples_post_metric_relabeling > opts.limits.sample_limit as u64
             {
-                return Err("sample limit exceeded".into());
+                return Err(Abandon::on(Failure::SampleLimit)("sample limit exceeded"));
             }
         }
+        metadata.finish();
         Ok(())
     }
 
@@ -464,6 +568,11 @@ mod tests {
         let r = scrape(&mut st, &db, "a 7\nnew_series 1\nb{ 3\n", 16_000, &opts);
         assert!(!r.up);
         assert!(r.error.as_deref().unwrap_or("").contains("line 3"), "{r:?}");
+        assert_eq!(
+            (r.failure, r.samples_dropped),
+            (Some(Failure::Parse), 2),
+            "the samples before the bad line were dropped"
+        );
         assert!(
             samples(&db, "new_series").is_empty(),
             "nothing of the failed body is stored"
@@ -480,6 +589,7 @@ mod tests {
         assert_eq!(samples(&db, "a").len(), 2);
         let r = scrape(&mut st, &db, "a 9\n", 46_000, &opts);
         assert!(r.up && r.series_added == 1);
+        assert_eq!((r.failure, r.samples_dropped), (None, 0));
         assert_eq!(samples(&db, "a").last().unwrap().v, 9.0);
         // A fetch error behaves like a parse error.
         let r = st
@@ -493,6 +603,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.error.as_deref(), Some("server returned HTTP status 500"));
+        assert_eq!((r.failure, r.samples_dropped), (Some(Failure::Fetch), 0));
         assert!(is_stale_nan(samples(&db, "a").last().unwrap().v));
     }
 
@@ -560,6 +671,7 @@ mod tests {
                     ..Default::default()
                 },
                 "sample limit exceeded",
+                Failure::SampleLimit,
             ),
             (
                 Limits {
@@ -567,6 +679,7 @@ mod tests {
                     ..Default::default()
                 },
                 "label_limit exceeded (metric: a, number of labels: 4, limit: 3)",
+                Failure::LabelLimit,
             ),
             (
                 Limits {
@@ -574,6 +687,7 @@ mod tests {
                     ..Default::default()
                 },
                 "label_name_length_limit exceeded (metric: a, label name: __name__, length: 8, limit: 7)",
+                Failure::LabelLimit,
             ),
             (
                 Limits {
@@ -581,9 +695,10 @@ mod tests {
                     ..Default::default()
                 },
                 "label_value_length_limit exceeded (metric: a, label name: instance",
+                Failure::LabelLimit,
             ),
         ];
-        for (limits, want) in cases {
+        for (limits, want, failure) in cases {
             let (_d, db) = db();
             let mut st = ScrapeState::default();
             let r = scrape(
@@ -598,6 +713,9 @@ mod tests {
             );
             assert!(!r.up);
             assert!(r.error.as_deref().unwrap_or("").starts_with(want), "{r:?}");
+            assert_eq!(r.failure, Some(failure), "{want}");
+            // The breach stops storing, not counting: every sample of the body was dropped.
+            assert_eq!(r.samples_dropped, 3, "{want}");
             for n in ["a", "b", "c"] {
                 assert!(samples(&db, n).is_empty(), "{want}: nothing partial");
             }

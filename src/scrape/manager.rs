@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::ingest::IngestOptions;
 use super::scrape_loop::{self, Control, Fetch, LoopSettings, TargetHealth};
+use super::stats;
 use super::target::{self, JobDefaults, Target};
 use crate::model::Labels;
 use crate::storage::Db;
@@ -154,6 +155,7 @@ impl Manager {
                 }
                 continue;
             }
+            let stats = stats::global().job(&name);
             for t in built {
                 let settings = LoopSettings {
                     interval: t.interval,
@@ -162,6 +164,7 @@ impl Manager {
                     url: t.url.clone(),
                     ingest: job.ingest.clone(),
                     timestamp_tolerance: std::time::Duration::from_millis(2),
+                    stats: stats.clone(),
                 };
                 let k = key(&name, &t, job.config_hash);
                 wanted.insert(k, (name.clone(), t, settings, job.fetcher.clone()));

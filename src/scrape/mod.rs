@@ -2,13 +2,16 @@
 //!
 //! `manager` runs one `scrape_loop` per `target`; each scrape is fetched (`fetch`), parsed
 //! (`parse`), relabeled (`relabel`) and stored as one batch (`ingest`). `import` also uses the
-//! parser. `scrape` may call `storage` and `model`; it must never call `query`, `api` or `cli`.
+//! parser. `stats` keeps per-job counters for self-metrics. `scrape` may call `storage` and
+//! `model`; it must never call `query`, `api` or `cli`.
 
 pub mod fetch;
 pub mod ingest;
 pub mod job;
 pub mod manager;
+pub mod metadata;
 pub mod parse;
 pub mod relabel;
 pub mod scrape_loop;
+pub mod stats;
 pub mod target;

@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use super::ingest::{IngestOptions, ScrapeReport, ScrapeState};
 use super::parse::Format;
+use super::stats::JobStats;
 use crate::model::Labels;
 use crate::storage::Db;
 
@@ -59,6 +60,8 @@ pub struct LoopSettings {
     /// Snap scrape timestamps to the schedule when this close to it (Prometheus: 2 ms), so
     /// timestamps of regular scrapes compress to nothing.
     pub timestamp_tolerance: Duration,
+    /// The job's counters, which every scrape adds to.
+    pub stats: Arc<JobStats>,
 }
 
 /// Where in each interval this target is scraped: a stable hash of its labels, so targets spread
@@ -173,6 +176,7 @@ pub async fn run<F: Fetch>(
             break;
         };
         state = Some(st);
+        settings.stats.record(duration, report.as_ref().ok());
         let mut h = lock(&health);
         h.last_scrape_ms = t;
         h.last_scrape_duration = duration;
@@ -253,6 +257,7 @@ mod tests {
             url: "http://a:1/metrics".into(),
             ingest: IngestOptions::default(),
             timestamp_tolerance: Duration::from_millis(2),
+            stats: Arc::default(),
         }
     }
 

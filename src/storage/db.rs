@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
@@ -15,6 +15,7 @@ use super::compact::{self, BlockSpan};
 use super::head::{Head, MemSeries, Reject, SeriesRef};
 use super::querier::Querier;
 use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, ChunkData, SstError};
+use super::stats::{DurationHistogram, HistogramSnapshot, MAINTENANCE_BOUNDS};
 use super::wal::{
     self, ChunkRecord, FsyncPolicy, Record, SampleRecord, SeriesRecord, Wal, WalError, WalOptions,
 };
@@ -68,7 +69,7 @@ pub struct CommitStats {
 }
 
 /// Running totals since open, for inspection and self-metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DbCounters {
     /// Samples stored.
     pub appended: AtomicU64,
@@ -80,12 +81,39 @@ pub struct DbCounters {
     pub out_of_order: AtomicU64,
     /// Samples rejected: out of bounds.
     pub out_of_bounds: AtomicU64,
-    /// Head flushes to blocks.
+    /// Head flushes to blocks (one per block window).
     pub flushes: AtomicU64,
+    /// Flush runs that failed.
+    pub flushes_failed: AtomicU64,
+    /// How long each block window's flush took, its WAL checkpoint included.
+    pub flush_durations: DurationHistogram,
     /// Compactions done.
     pub compactions: AtomicU64,
+    /// Compactions that failed.
+    pub compactions_failed: AtomicU64,
+    /// How long each successful compaction took.
+    pub compaction_durations: DurationHistogram,
     /// Blocks removed by retention.
     pub retention_deletes: AtomicU64,
+}
+
+impl Default for DbCounters {
+    fn default() -> Self {
+        DbCounters {
+            appended: AtomicU64::new(0),
+            duplicates_ignored: AtomicU64::new(0),
+            duplicate: AtomicU64::new(0),
+            out_of_order: AtomicU64::new(0),
+            out_of_bounds: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            flushes_failed: AtomicU64::new(0),
+            flush_durations: DurationHistogram::new(MAINTENANCE_BOUNDS),
+            compactions: AtomicU64::new(0),
+            compactions_failed: AtomicU64::new(0),
+            compaction_durations: DurationHistogram::new(MAINTENANCE_BOUNDS),
+            retention_deletes: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A block that was refused at open and left out of every query.
@@ -359,6 +387,11 @@ impl Db {
         self.wal.stats()
     }
 
+    /// How long the WAL's fsyncs since open took, bucketed.
+    pub fn wal_fsync_durations(&self) -> HistogramSnapshot {
+        self.wal.fsync_durations()
+    }
+
     fn publish(&self, add: Vec<Arc<Block>>, remove: &[BlockId]) {
         let mut cat = wlock(&self.catalog);
         *cat = Arc::new(cat.with(add, remove));
@@ -371,6 +404,14 @@ impl Db {
     /// Writes every complete block window the head holds to a block, oldest first. A window is
     /// flushed once the head spans more than 1.5 × `block_duration` from its start.
     pub fn flush(&self) -> Result<Vec<BlockMeta>, StorageError> {
+        let r = self.flush_windows();
+        if r.is_err() {
+            self.counters.flushes_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn flush_windows(&self) -> Result<Vec<BlockMeta>, StorageError> {
         let _m = self.lock_maintenance();
         let bd = self.opts.block_duration;
         let mut written = Vec::new();
@@ -380,6 +421,7 @@ impl Db {
             if hi - start < bd + bd / 2 {
                 break;
             }
+            let began = Instant::now();
             {
                 // From here on the head refuses samples older than `end`; waiting for the gate
                 // means every commit already past its checks is in the head before we read it.
@@ -401,6 +443,7 @@ impl Db {
             }
             self.counters.flushes.fetch_add(1, Ordering::Relaxed);
             self.checkpoint()?;
+            self.counters.flush_durations.observe(began.elapsed());
         }
         Ok(written)
     }
@@ -462,6 +505,24 @@ impl Db {
 
     /// Runs one compaction if one is due; returns the new block.
     pub fn compact(&self) -> Result<Option<BlockMeta>, StorageError> {
+        let began = Instant::now();
+        let r = self.compact_once();
+        match &r {
+            Ok(Some(_)) => {
+                self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+                self.counters.compaction_durations.observe(began.elapsed());
+            }
+            Ok(None) => {}
+            Err(_) => {
+                self.counters
+                    .compactions_failed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    fn compact_once(&self) -> Result<Option<BlockMeta>, StorageError> {
         let _m = self.lock_maintenance();
         let cat = self.catalog();
         let spans: Vec<BlockSpan> = cat
@@ -496,7 +557,6 @@ impl Db {
         for b in &sources {
             std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
         }
-        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         info!(block = %meta.id, sources = old.len(), mint = meta.mint, maxt = meta.maxt, "compacted");
         Ok(Some(meta))
     }

@@ -15,6 +15,7 @@ mod index;
 mod querier;
 mod snapshot;
 pub mod sstable;
+pub mod stats;
 pub mod wal;
 
 use std::fs::File;

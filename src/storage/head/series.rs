@@ -1,7 +1,7 @@
 //! One in-memory series: its labels, closed compressed chunks and the open raw chunk.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::model::{Labels, Sample};
 use crate::storage::chunk;
@@ -44,6 +44,9 @@ pub(crate) struct SeriesState {
     pub pending_t: i64,
     pub pending_v: u64,
     pub removed: bool,
+    /// The head's running total of chunks, kept in step with `closed` and `open` here so that
+    /// reading it never walks the series.
+    chunks: Arc<AtomicU64>,
 }
 
 /// One series of the head.
@@ -59,7 +62,8 @@ pub struct MemSeries {
 }
 
 impl MemSeries {
-    pub(crate) fn new(sref: SeriesRef, labels: Labels) -> Self {
+    /// A series counting its chunks into `chunks`, the head's total.
+    pub(crate) fn new(sref: SeriesRef, labels: Labels, chunks: Arc<AtomicU64>) -> Self {
         MemSeries {
             sref,
             labels,
@@ -71,6 +75,7 @@ impl MemSeries {
                 pending_t: i64::MIN,
                 pending_v: 0,
                 removed: false,
+                chunks,
             }),
         }
     }
@@ -138,6 +143,10 @@ impl SeriesState {
         if t <= self.max_t {
             return false;
         }
+        if self.open.is_empty() {
+            // A new open chunk; closing one later moves it to `closed`, leaving the total as is.
+            self.chunks.fetch_add(1, Ordering::Relaxed);
+        }
         self.open.push(Sample::new(t, v));
         self.max_t = t;
         if self.open.len() >= HEAD_CHUNK_SAMPLES {
@@ -202,6 +211,7 @@ impl SeriesState {
 
     /// Drops every sample older than `t`, re-encoding the one chunk that straddles it.
     pub fn truncate_before(&mut self, t: i64) {
+        let before = self.num_chunks();
         let mut keep = Vec::with_capacity(self.closed.len());
         for c in self.closed.drain(..) {
             if c.maxt < t {
@@ -226,6 +236,8 @@ impl SeriesState {
         }
         self.closed = keep;
         self.open.retain(|s| s.t >= t);
+        let gone = before.saturating_sub(self.num_chunks());
+        self.chunks.fetch_sub(gone as u64, Ordering::Relaxed);
     }
 
     /// The series' samples as encoded chunks (closed ones as they are, the open one encoded),
@@ -263,7 +275,7 @@ mod tests {
     use super::*;
 
     fn series() -> MemSeries {
-        MemSeries::new(1, Labels::new([("__name__", "x")]).unwrap())
+        MemSeries::new(1, Labels::new([("__name__", "x")]).unwrap(), Arc::default())
     }
 
     #[test]
@@ -314,6 +326,11 @@ mod tests {
             want.push(Sample::new(t, v));
         }
         assert_eq!(st.closed.len(), 3);
+        assert_eq!(
+            st.chunks.load(Ordering::Relaxed),
+            4,
+            "three closed, one open"
+        );
         let mut got = Vec::new();
         st.samples_in(i64::MIN, i64::MAX, &mut got);
         assert_eq!(got, want);
@@ -327,5 +344,13 @@ mod tests {
         st.samples_in(i64::MIN, i64::MAX, &mut got);
         assert_eq!(got, want[130..].to_vec());
         assert_eq!(st.min_time(), Some(cut));
+        assert_eq!(
+            st.chunks.load(Ordering::Relaxed),
+            3,
+            "the first chunk is gone"
+        );
+        st.truncate_before(t + 1);
+        assert!(st.is_empty());
+        assert_eq!(st.chunks.load(Ordering::Relaxed), 0);
     }
 }

@@ -18,6 +18,7 @@ use super::record::{Encoder, FILE_HEADER_LEN, Record, SampleRecord, SeriesRecord
 use super::replay::{self, Mode, ReplayStats};
 use super::segment::{self, io_err};
 use super::{FsyncPolicy, WalError, WalOptions, checkpoint};
+use crate::storage::stats::{DurationHistogram, FSYNC_BOUNDS, HistogramSnapshot};
 
 /// The write-ahead log of one data directory. `Send + Sync`: share it behind an `Arc`.
 pub struct Wal {
@@ -78,6 +79,8 @@ struct Shared {
     stop_signal: Condvar,
     fsyncs: AtomicU64,
     fsync_nanos: AtomicU64,
+    /// Each fsync's duration, for the self-metrics' latency histogram.
+    fsync_durations: DurationHistogram,
     bytes_written: AtomicU64,
     /// Added to every fsync, so tests can make group commit observable on any disk.
     #[cfg(test)]
@@ -146,6 +149,7 @@ impl Wal {
             stop_signal: Condvar::new(),
             fsyncs: AtomicU64::new(0),
             fsync_nanos: AtomicU64::new(0),
+            fsync_durations: DurationHistogram::new(FSYNC_BOUNDS),
             bytes_written: AtomicU64::new(0),
             #[cfg(test)]
             fsync_delay: Mutex::new(Duration::ZERO),
@@ -278,6 +282,11 @@ impl Wal {
         }
     }
 
+    /// How long the fsyncs since open took, bucketed.
+    pub fn fsync_durations(&self) -> HistogramSnapshot {
+        self.shared.fsync_durations.snapshot()
+    }
+
     /// The directory this WAL owns.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
@@ -376,9 +385,11 @@ impl Shared {
         #[cfg(test)]
         std::thread::sleep(*lock(&self.fsync_delay));
         let r = file.sync_data();
+        let took = t.elapsed();
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.fsync_nanos
-            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        self.fsync_durations.observe(took);
         r.map_err(|e| {
             let e = io_err(&self.dir.join(segment::segment_name(index)))(e);
             self.fail(&e);

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Times the same PromQL range queries over the same day of data in tidemark and in Prometheus,
+# both answering through their HTTP API, and compares their peak memory while they answer.
+#
+# The day is benches/support/query_data.rs (10,000 series at 15 s for 24 h, 57.6M samples:
+# 9,000 counters `x`, 1,000 histogram buckets `h_bucket`), written as OpenMetrics text, loaded
+# by `tidemark import` and `promtool tsdb create-blocks-from openmetrics`, both into one 24h
+# block (a recent full UTC day, placed so that it fills one block on both sides).
+# Each query covers the day at a 60 s step; runs alternate between the two servers, and each
+# result is the median of RUNS runs after one warm-up run. Peak RSS is VmHWM, reset through
+# /proc/PID/clear_refs just before the queries, so it shows what answering them costs.
+# The answers are compared point by point. Expect a few `sum_rate` points in the first five
+# minutes to differ by ~1e-6: Debian's Prometheus 2.42 applies rate()'s "do not extrapolate
+# below zero" limit before the extrapolation threshold, Prometheus 3 (and tidemark) after it,
+# which matters for a counter whose first sample is small.
+#
+# Usage: scripts/bench-query-vs-prometheus.sh
+# Environment:
+#   RUNS=5            timed runs per query and server
+#   WORK=DIR          working directory (default: a new one under ${TMPDIR:-/tmp}); with
+#                     KEEP=1 it is kept, and a later run with the same WORK reuses its stores
+#   KEEP=1            keep WORK
+#   TIDEMARK=PATH     tidemark binary (default: target/release/tidemark, built if missing)
+#   PROMETHEUS=PATH   prometheus binary (default: prometheus); PROMTOOL likewise
+# Needs curl and python3. Not run by CI: it needs ~4 GB of disk for the text and minutes.
+
+set -euo pipefail
+
+RUNS=${RUNS:-5}
+PROMETHEUS=${PROMETHEUS:-prometheus}
+PROMTOOL=${PROMTOOL:-promtool}
+root=$(cd "$(dirname "$0")/.." && pwd)
+TIDEMARK=${TIDEMARK:-$root/target/release/tidemark}
+
+for tool in curl python3 rustc "$PROMETHEUS" "$PROMTOOL"; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+if [[ ! -x $TIDEMARK ]]; then
+    echo "building tidemark (release)..." >&2
+    (cd "$root" && cargo build --release --quiet)
+fi
+
+if [[ -n ${WORK:-} ]]; then
+    mkdir -p "$WORK"
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/tidemark-query-bench.XXXXXX")
+fi
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
+    done
+    if [[ ${KEEP:-0} != 1 ]]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+log() { printf '%s\n' "$*" >&2; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until URL answers 200, or the process PID dies, or 120 s pass.
+wait_ready() {
+    local url=$1 pid=$2 name=$3
+    for _ in $(seq 1 1200); do
+        if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited before it was ready; its log:"; tail -20 "$WORK/$name.log" >&2; exit 1
+        fi
+        sleep 0.1
+    done
+    log "$name not ready after 120 s"; exit 1
+}
+
+# Seconds since a `date +%s%N` reading.
+since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
+
+kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
+
+# --- data --------------------------------------------------------------------------------
+gen=$WORK/gen-query-data
+rustc --edition 2024 -O -o "$gen" "$root/scripts/gen-query-data.rs"
+
+day_ms=86400000
+# promtool cuts blocks at multiples of the largest of its ranges (2h, 6h, 18h, 54h…) that fits
+# --max-block-duration: with 54h, the newest full UTC day that lies inside one 54h window
+# becomes one block, as `tidemark import --block-duration 24h` makes it one block.
+window_ms=$(( 54 * 3600000 ))
+now_ms=$(( $(date +%s) * 1000 ))
+start_ms=$(( now_ms / day_ms * day_ms - day_ms ))
+while (( start_ms % window_ms + day_ms > window_ms )); do start_ms=$(( start_ms - day_ms )); done
+end_ms=$(( start_ms + day_ms ))
+if [[ -f $WORK/start_ms && $(cat "$WORK/start_ms") != "$start_ms" ]]; then
+    log "stores in $WORK hold another day; regenerating"
+    rm -rf "$WORK/tidemark" "$WORK/prometheus" "$WORK/day.om"
+fi
+echo "$start_ms" > "$WORK/start_ms"
+
+if [[ ! -d $WORK/tidemark || ! -d $WORK/prometheus ]]; then
+    rm -rf "$WORK/tidemark" "$WORK/prometheus"
+    log "generating the day from $(date -u -d @$((start_ms / 1000)) +%FT%TZ)..."
+    t0=$(date +%s%N)
+    "$gen" data "$start_ms" "$WORK/day.om"
+    log "  $(du -h "$WORK/day.om" | cut -f1) in $(since "$t0") s"
+
+    log "tidemark import..."
+    t0=$(date +%s%N)
+    "$TIDEMARK" import --data-dir "$WORK/tidemark" --block-duration 24h "$WORK/day.om" >&2
+    log "  took $(since "$t0") s"
+
+    log "promtool tsdb create-blocks-from openmetrics..."
+    t0=$(date +%s%N)
+    "$PROMTOOL" tsdb create-blocks-from openmetrics --max-block-duration=54h \
+        "$WORK/day.om" "$WORK/prometheus" >&2
+    log "  took $(since "$t0") s"
+    rm -f "$WORK/day.om"
+fi
+tm_bytes=$(du -sb "$WORK/tidemark" | cut -f1)
+prom_bytes=$(du -sb "$WORK/prometheus" | cut -f1)
+
+# --- servers -----------------------------------------------------------------------------
+# Neither scrapes anything: the stores hold only the day.
+printf 'scrape_configs: []\n' > "$WORK/tidemark.yml"
+printf 'global:\n  scrape_interval: 15s\nscrape_configs: []\n' > "$WORK/prometheus.yml"
+
+tm_port=$(free_port)
+"$TIDEMARK" run --config "$WORK/tidemark.yml" --data-dir "$WORK/tidemark" \
+    --listen "127.0.0.1:$tm_port" --retention-time 0 >"$WORK/tidemark.log" 2>&1 &
+tm_pid=$!
+pids+=("$tm_pid")
+prom_port=$(free_port)
+"$PROMETHEUS" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
+    --storage.tsdb.retention.time=30d --web.listen-address="127.0.0.1:$prom_port" \
+    >"$WORK/prometheus.log" 2>&1 &
+prom_pid=$!
+pids+=("$prom_pid")
+tm=http://127.0.0.1:$tm_port
+prom=http://127.0.0.1:$prom_port
+wait_ready "$tm/-/ready" "$tm_pid" tidemark
+wait_ready "$prom/-/ready" "$prom_pid" prometheus
+
+tm_rss0=$(kib "$tm_pid" VmRSS)
+prom_rss0=$(kib "$prom_pid" VmRSS)
+hwm_note="reset before the queries"
+for p in "$tm_pid" "$prom_pid"; do
+    { echo 5 > "/proc/$p/clear_refs"; } 2>/dev/null || hwm_note="since start: clear_refs refused"
+done
+
+# --- queries -----------------------------------------------------------------------------
+# Prints the seconds one query took; the answer goes to FILE and must be a success.
+timed() {
+    local base=$1 query=$2 out=$3 secs
+    secs=$(curl -sS -o "$out" -w '%{time_total}' "$base/api/v1/query_range" \
+        --data-urlencode "query=$query" -d "start=$((start_ms / 1000))" \
+        -d "end=$((end_ms / 1000))" -d step=60)
+    if ! grep -q '"status":"success"' "$out"; then
+        log "query failed at $base: $query"; head -c 600 "$out" >&2; echo >&2; exit 1
+    fi
+    echo "$secs"
+}
+
+median_ms() { sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m * 1000 }'; }
+
+results=()
+while IFS=$'\t' read -r name query; do
+    log "timing $name: $query"
+    timed "$tm" "$query" "$WORK/$name.tidemark.json" >/dev/null
+    timed "$prom" "$query" "$WORK/$name.prometheus.json" >/dev/null
+    tm_times=() prom_times=()
+    for _ in $(seq 1 "$RUNS"); do
+        tm_times+=("$(timed "$tm" "$query" "$WORK/$name.tidemark.json")")
+        prom_times+=("$(timed "$prom" "$query" "$WORK/$name.prometheus.json")")
+    done
+    tm_ms=$(printf '%s\n' "${tm_times[@]}" | median_ms)
+    prom_ms=$(printf '%s\n' "${prom_times[@]}" | median_ms)
+    agree=$(python3 - "$WORK/$name.tidemark.json" "$WORK/$name.prometheus.json" <<'EOF'
+import json, math, sys
+a, b = (json.load(open(p))["data"]["result"] for p in sys.argv[1:3])
+def index(r):
+    return {tuple(sorted(s["metric"].items())): {t: float(v) for t, v in s["values"]} for s in r}
+a, b = index(a), index(b)
+if a.keys() != b.keys():
+    print(f"differ: {len(a)} vs {len(b)} series")
+    sys.exit()
+worst, points, missing, off = 0.0, 0, 0, 0
+for k in a:
+    x, y = a[k], b[k]
+    missing += len(x.keys() ^ y.keys())
+    for t in x.keys() & y.keys():
+        points += 1
+        u, v = x[t], y[t]
+        if u == v or (math.isnan(u) and math.isnan(v)):
+            continue
+        d = abs(u - v) / max(abs(u), abs(v))
+        d = math.inf if math.isnan(d) else d
+        worst = max(worst, d)
+        off += d > 1e-9
+if missing == 0 and off == 0:
+    print(f"agree ({len(a)} series, {points} points, max rel diff {worst:.1e})")
+else:
+    print(f"{off} of {points} points differ by >1e-9 (max {worst:.1e}), {missing} on one side only")
+EOF
+)
+    results+=("$name"$'\t'"$tm_ms"$'\t'"$prom_ms"$'\t'"$agree")
+done < <("$gen" queries)
+
+tm_hwm=$(kib "$tm_pid" VmHWM)
+prom_hwm=$(kib "$prom_pid" VmHWM)
+
+# --- report ------------------------------------------------------------------------------
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f MiB", k / 1024 }'; }
+echo
+echo "Range queries over 24h at 60s step (1,441 steps), 10,000 series, 57.6M samples;"
+echo "median of $RUNS runs through each HTTP API; $(nproc) CPUs; $($PROMETHEUS --version 2>&1 | head -1)"
+echo
+printf '%-20s %14s %16s %8s  %s\n' query "tidemark ms" "prometheus ms" ratio results
+for r in "${results[@]}"; do
+    IFS=$'\t' read -r name tm_ms prom_ms agree <<<"$r"
+    ratio=$(awk -v a="$tm_ms" -v b="$prom_ms" 'BEGIN { printf "%.2f", a / b }')
+    printf '%-20s %14s %16s %8s  %s\n' "$name" "$tm_ms" "$prom_ms" "$ratio" "$agree"
+done
+echo
+printf '%-46s %14s %16s\n' "" tidemark prometheus
+printf '%-46s %14s %16s\n' "RSS before the queries" "$(mib "$tm_rss0")" "$(mib "$prom_rss0")"
+printf '%-46s %14s %16s\n' "peak RSS (VmHWM, $hwm_note)" "$(mib "$tm_hwm")" "$(mib "$prom_hwm")"
+printf '%-46s %14s %16s\n' "store on disk" "$(mib $((tm_bytes / 1024)))" "$(mib $((prom_bytes / 1024)))"

@@ -1,0 +1,769 @@
+//! JSON written byte for byte as Prometheus writes it: strings escaped the way its encoder
+//! escapes them (HTML-safe: `<`, `>` and `&` as `\u003c`…), sample values as quoted strings in
+//! Go's float formats, timestamps as seconds with up to three decimals. Query results are
+//! written straight into a buffer: a range query of thousands of series must not build a tree
+//! of `serde_json::Value`s first.
+
+use std::io;
+
+use serde::Serialize;
+
+use crate::model::Labels;
+use crate::query::{Annotations, FPoint, Series, Value};
+
+/// Most warnings (and, separately, infos) a response lists; the rest are counted in one line,
+/// as Prometheus does.
+const MAX_ANNOTATIONS: usize = 10;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `s` as a JSON string.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        // U+2028 and U+2029 end lines in JavaScript; Go escapes them, so do we.
+        let line_sep =
+            c == 0xE2 && b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xA8 | 0xA9));
+        let esc: Option<&[u8]> = match c {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0..=0x1f | b'<' | b'>' | b'&' => Some(b""),
+            _ => None,
+        };
+        if esc.is_none() && !line_sep {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        if line_sep {
+            out.extend_from_slice(if b[i + 2] == 0xA8 {
+                b"\\u2028"
+            } else {
+                b"\\u2029"
+            });
+            i += 3;
+        } else {
+            match esc {
+                Some(e) if !e.is_empty() => out.extend_from_slice(e),
+                _ => out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(c >> 4) as usize],
+                    HEX[(c & 0xf) as usize],
+                ]),
+            }
+            i += 1;
+        }
+        start = i;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+/// Appends the decimal digits of `n`.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// A millisecond timestamp as seconds: `1435781451.781`, `4`, `-0.5`.
+pub fn write_ts(out: &mut Vec<u8>, t: i64) {
+    let abs = t.unsigned_abs();
+    if t < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, abs / 1000);
+    let frac = abs % 1000;
+    if frac != 0 {
+        let digit = |d: u64| b'0' + d as u8;
+        let digits = [
+            b'.',
+            digit(frac / 100),
+            digit(frac / 10 % 10),
+            digit(frac % 10),
+        ];
+        let keep = if !frac.is_multiple_of(10) {
+            4
+        } else if !frac.is_multiple_of(100) {
+            3
+        } else {
+            2
+        };
+        out.extend_from_slice(&digits[..keep]);
+    }
+}
+
+/// The shortest decimal digits that read back as a finite, non-zero float, and where the
+/// decimal point goes: the value is `±0.d₁d₂… × 10^point`.
+struct Digits {
+    neg: bool,
+    buf: [u8; 24],
+    len: usize,
+    point: i32,
+}
+
+impl Digits {
+    /// serde_json already carries a fast shortest-digits formatter; its layout varies
+    /// (`1.0`, `1e+16`, `1.5e-7`, `0.000012`), so only the digits and the exponent are taken
+    /// from it and laid out again the way Go does.
+    fn of(f: f64) -> Digits {
+        let mut raw = [0u8; 48];
+        let n = {
+            let mut c = io::Cursor::new(&mut raw[..]);
+            // A finite f64 always fits in 48 bytes.
+            let _ = serde_json::to_writer(&mut c, &f);
+            c.position() as usize
+        };
+        let mut s = &raw[..n];
+        let neg = s.first() == Some(&b'-');
+        if neg {
+            s = &s[1..];
+        }
+        let (mant, exp) = match s.iter().position(|&c| c == b'e' || c == b'E') {
+            Some(i) => {
+                let e = std::str::from_utf8(&s[i + 1..])
+                    .ok()
+                    .and_then(|x| x.trim_start_matches('+').parse::<i32>().ok())
+                    .unwrap_or(0);
+                (&s[..i], e)
+            }
+            None => (s, 0),
+        };
+        let mut d = Digits {
+            neg,
+            buf: [0; 24],
+            len: 0,
+            point: exp,
+        };
+        let mut before_point = true;
+        for &c in mant {
+            if c == b'.' {
+                before_point = false;
+                continue;
+            }
+            if d.len == 0 && c == b'0' {
+                // A leading zero: the point moves left past it.
+                if !before_point {
+                    d.point -= 1;
+                }
+                continue;
+            }
+            if before_point {
+                d.point += 1;
+            }
+            if d.len < d.buf.len() {
+                d.buf[d.len] = c;
+                d.len += 1;
+            }
+        }
+        while d.len > 1 && d.buf[d.len - 1] == b'0' {
+            d.len -= 1;
+        }
+        d
+    }
+
+    fn digits(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Go's `'f'` layout: no exponent.
+    fn write_f(&self, out: &mut Vec<u8>) {
+        if self.neg {
+            out.push(b'-');
+        }
+        let d = self.digits();
+        if self.point <= 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(
+                b'0',
+                self.point.unsigned_abs() as usize,
+            ));
+            out.extend_from_slice(d);
+        } else if self.point as usize >= d.len() {
+            out.extend_from_slice(d);
+            out.extend(std::iter::repeat_n(b'0', self.point as usize - d.len()));
+        } else {
+            let p = self.point as usize;
+            out.extend_from_slice(&d[..p]);
+            out.push(b'.');
+            out.extend_from_slice(&d[p..]);
+        }
+    }
+
+    /// Go's `'e'` layout: `d.ddde±XX`, at least two exponent digits.
+    fn write_e(&self, out: &mut Vec<u8>) {
+        if self.neg {
+            out.push(b'-');
+        }
+        let d = self.digits();
+        out.push(d[0]);
+        if d.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&d[1..]);
+        }
+        let exp = self.point - 1;
+        out.push(b'e');
+        out.push(if exp < 0 { b'-' } else { b'+' });
+        if exp.unsigned_abs() < 10 {
+            out.push(b'0');
+        }
+        push_u64(out, u64::from(exp.unsigned_abs()));
+    }
+
+    /// The decimal exponent of the scientific form.
+    fn exp(&self) -> i32 {
+        self.point - 1
+    }
+}
+
+/// Writes an integral `f` below 1e15 in magnitude (zero included, `-0` for negative zero),
+/// or returns false.
+fn write_small_integer(out: &mut Vec<u8>, f: f64) -> bool {
+    if f.fract() != 0.0 || f.abs() >= 1e15 {
+        return false;
+    }
+    if f.is_sign_negative() {
+        out.push(b'-');
+    }
+    push_u64(out, f.abs() as u64);
+    true
+}
+
+fn write_non_finite(out: &mut Vec<u8>, f: f64) {
+    out.extend_from_slice(if f.is_nan() {
+        b"NaN"
+    } else if f > 0.0 {
+        b"+Inf"
+    } else {
+        b"-Inf"
+    });
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: the shortest digits that read back as `f`,
+/// never an exponent; `NaN`, `+Inf`, `-Inf`.
+pub fn write_f(out: &mut Vec<u8>, f: f64) {
+    if !f.is_finite() {
+        write_non_finite(out, f);
+    } else if !write_small_integer(out, f) {
+        Digits::of(f).write_f(out);
+    }
+}
+
+/// Go's `strconv.FormatFloat(f, 'g', -1, 64)`, as the text exposition format writes values:
+/// the shortest digits, with an exponent when it is below -4 or at least 6 (`1e+06`,
+/// `123456`, `1.234e-05`).
+pub fn write_g(out: &mut Vec<u8>, f: f64) {
+    if !f.is_finite() {
+        write_non_finite(out, f);
+    } else if f.abs() < 1e6 && write_small_integer(out, f) {
+    } else {
+        let d = Digits::of(f);
+        if (-4..6).contains(&d.exp()) {
+            d.write_f(out);
+        } else {
+            d.write_e(out);
+        }
+    }
+}
+
+/// A sample value as Prometheus's JSON encoder writes it, quoted: plain decimals, exponents
+/// below 1e-6 and from 1e21 on.
+pub fn write_sample_value(out: &mut Vec<u8>, f: f64) {
+    out.push(b'"');
+    if !f.is_finite() {
+        write_non_finite(out, f);
+    } else if !write_small_integer(out, f) {
+        let d = Digits::of(f);
+        let a = f.abs();
+        if (1e-6..1e21).contains(&a) {
+            d.write_f(out);
+        } else {
+            d.write_e(out);
+        }
+    }
+    out.push(b'"');
+}
+
+/// [`write_g`] into a string.
+pub fn format_g(f: f64) -> String {
+    let mut b = Vec::with_capacity(24);
+    write_g(&mut b, f);
+    // Only ASCII was written.
+    String::from_utf8(b).unwrap_or_default()
+}
+
+/// A label set as a JSON object, in label order.
+pub fn write_labels(out: &mut Vec<u8>, l: &Labels) {
+    out.push(b'{');
+    for (i, (n, v)) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, n);
+        out.push(b':');
+        write_str(out, v);
+    }
+    out.push(b'}');
+}
+
+fn write_point(out: &mut Vec<u8>, p: FPoint) {
+    out.push(b'[');
+    write_ts(out, p.t);
+    out.push(b',');
+    write_sample_value(out, p.f);
+    out.push(b']');
+}
+
+fn write_series(out: &mut Vec<u8>, s: &Series) {
+    out.extend_from_slice(b"{\"metric\":");
+    write_labels(out, &s.metric);
+    // Prometheus leaves `values` out of a series without float points.
+    if !s.floats.is_empty() {
+        out.extend_from_slice(b",\"values\":[");
+        for (i, p) in s.floats.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_point(out, *p);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+/// `{"resultType":…,"result":…}`. `eval_time` (an instant query's time) replaces the
+/// timestamps of vector samples, scalars and strings, as Prometheus reports them at the
+/// evaluation time whatever sample they came from.
+pub fn write_query_data(out: &mut Vec<u8>, v: &Value, eval_time: Option<i64>) {
+    out.extend_from_slice(b"{\"resultType\":\"");
+    out.extend_from_slice(v.type_name().as_bytes());
+    out.extend_from_slice(b"\",\"result\":");
+    match v {
+        Value::Scalar(p) => {
+            out.push(b'[');
+            write_ts(out, eval_time.unwrap_or(p.t));
+            out.extend_from_slice(b",\"");
+            write_f(out, p.f);
+            out.extend_from_slice(b"\"]");
+        }
+        Value::String { t, s } => {
+            out.push(b'[');
+            write_ts(out, eval_time.unwrap_or(*t));
+            out.push(b',');
+            write_str(out, s);
+            out.push(b']');
+        }
+        Value::Vector(vec) => {
+            out.push(b'[');
+            for (i, s) in vec.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"metric\":");
+                write_labels(out, &s.metric);
+                out.extend_from_slice(b",\"value\":");
+                write_point(
+                    out,
+                    FPoint {
+                        t: eval_time.unwrap_or(s.t),
+                        f: s.f,
+                    },
+                );
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        Value::Matrix(m) => {
+            out.push(b'[');
+            for (i, s) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_series(out, s);
+            }
+            out.push(b']');
+        }
+    }
+    out.push(b'}');
+}
+
+/// Warnings and infos as Prometheus lists them: at most ten of each, then a count of the rest.
+fn annotation_lists(a: &Annotations, extra_warnings: &[String]) -> (Vec<String>, Vec<String>) {
+    let cap = |items: Vec<&String>, what: &str| -> Vec<String> {
+        let mut out: Vec<String> = items
+            .iter()
+            .take(MAX_ANNOTATIONS)
+            .map(|s| s.to_string())
+            .collect();
+        if items.len() > MAX_ANNOTATIONS {
+            out.push(format!(
+                "{} more {what} annotations omitted",
+                items.len() - MAX_ANNOTATIONS
+            ));
+        }
+        out
+    };
+    let warnings = cap(
+        a.warnings.iter().chain(extra_warnings.iter()).collect(),
+        "warning",
+    );
+    let infos = cap(a.infos.iter().collect(), "info");
+    (warnings, infos)
+}
+
+fn write_str_list(out: &mut Vec<u8>, key: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":[");
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, s);
+    }
+    out.push(b']');
+}
+
+/// A success envelope around data that is already JSON, with the annotations Prometheus lists
+/// after it (each list left out when empty).
+pub fn envelope(data: &[u8], ann: &Annotations, extra_warnings: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 64);
+    write_envelope_head(&mut out);
+    out.extend_from_slice(data);
+    write_envelope_tail(&mut out, ann, extra_warnings);
+    out
+}
+
+/// `{"status":"success","data":` — the data follows.
+pub fn write_envelope_head(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"status\":\"success\",\"data\":");
+}
+
+/// The annotations and the closing brace of a success envelope.
+pub fn write_envelope_tail(out: &mut Vec<u8>, ann: &Annotations, extra_warnings: &[String]) {
+    let (w, i) = annotation_lists(ann, extra_warnings);
+    write_str_list(out, "warnings", &w);
+    write_str_list(out, "infos", &i);
+    out.push(b'}');
+}
+
+/// A `serde_json` formatter that escapes as [`write_str`] does, so every endpoint renders
+/// untrusted label values the same way.
+struct PromFormatter;
+
+impl serde_json::ser::Formatter for PromFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(fragment.len() + 2);
+        write_str(&mut buf, fragment);
+        writer.write_all(&buf[1..buf.len() - 1])
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        char_escape: serde_json::ser::CharEscape,
+    ) -> io::Result<()> {
+        use serde_json::ser::CharEscape as C;
+        let byte = match char_escape {
+            C::Quote => b'"',
+            C::ReverseSolidus => b'\\',
+            C::Solidus => b'/',
+            C::Backspace => 0x08,
+            C::FormFeed => 0x0c,
+            C::LineFeed => b'\n',
+            C::CarriageReturn => b'\r',
+            C::Tab => b'\t',
+            C::AsciiControl(b) => b,
+        };
+        let mut buf = Vec::with_capacity(8);
+        write_str(&mut buf, &char::from(byte).to_string());
+        writer.write_all(&buf[1..buf.len() - 1])
+    }
+}
+
+/// Serializes `v` with Prometheus's escaping.
+pub fn to_vec<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PromFormatter);
+    // Serializing plain data (strings, numbers, maps with string keys) into memory cannot fail.
+    if v.serialize(&mut ser).is_err() {
+        out.clear();
+        out.extend_from_slice(b"null");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn s(f: impl Fn(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_like_prometheus() {
+        assert_eq!(
+            s(|o| write_str(o, "a\"b\\c\n\t\r\u{1}<>&\u{2028}\u{2029}é\u{7f}")),
+            format!(
+                "{}\u{7f}\"",
+                r#""a\"b\\c\n\t\r\u0001\u003c\u003e\u0026\u2028\u2029é"#
+            )
+        );
+        assert_eq!(s(|o| write_str(o, "")), "\"\"");
+        // The serde path escapes the same way, including the characters serde escapes itself.
+        let v = serde_json::json!({"k<": "x\u{8}y\u{c}\"</script>"});
+        assert_eq!(
+            String::from_utf8(to_vec(&v)).unwrap(),
+            r#"{"k\u003c":"x\u0008y\u000c\"\u003c/script\u003e"}"#
+        );
+    }
+
+    #[test]
+    fn timestamps_as_seconds() {
+        assert_eq!(s(|o| write_ts(o, 1_435_781_451_781)), "1435781451.781");
+        assert_eq!(s(|o| write_ts(o, 4000)), "4");
+        assert_eq!(s(|o| write_ts(o, 1_500)), "1.5");
+        assert_eq!(s(|o| write_ts(o, 1_050)), "1.05");
+        assert_eq!(s(|o| write_ts(o, 7)), "0.007");
+        assert_eq!(s(|o| write_ts(o, -1_250)), "-1.25");
+        assert_eq!(s(|o| write_ts(o, 0)), "0");
+        assert_eq!(s(|o| write_ts(o, i64::MIN)), "-9223372036854775.808");
+    }
+
+    #[test]
+    fn floats_in_gos_formats() {
+        for (f, want) in [
+            (2.0, "2"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (-0.0, "-0"),
+            (1e21, "1000000000000000000000"),
+            (1e-7, "0.0000001"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(s(|o| write_f(o, f)), want, "{f}");
+        }
+        for (f, want) in [
+            (2.5, "\"2.5\""),
+            (1e-7, "\"1e-07\""),
+            (-2.5e-8, "\"-2.5e-08\""),
+            (1e21, "\"1e+21\""),
+            (1.5e300, "\"1.5e+300\""),
+            (999_999_999.125, "\"999999999.125\""),
+            (1e-6, "\"0.000001\""),
+            // An exact tie between two shortest forms: Go rounds to the even digit.
+            // (-1108489272998891.25 exactly.)
+            (
+                f64::from_bits(14_055_595_151_952_568_154),
+                "\"-1108489272998891.2\"",
+            ),
+            (0.0, "\"0\""),
+            (f64::NAN, "\"NaN\""),
+            (f64::INFINITY, "\"+Inf\""),
+        ] {
+            assert_eq!(s(|o| write_sample_value(o, f)), want, "{f}");
+        }
+        for (f, want) in [
+            (1.0, "1"),
+            (123456.0, "123456"),
+            (1e6, "1e+06"),
+            (123456789.0, "1.23456789e+08"),
+            (1_234_567.5, "1.2345675e+06"),
+            (0.0001, "0.0001"),
+            (0.00001234, "1.234e-05"),
+            (-3.25, "-3.25"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (-0.0, "-0"),
+            (1e300, "1e+300"),
+            (5e-324, "5e-324"),
+        ] {
+            assert_eq!(format_g(f), want, "{f}");
+        }
+    }
+
+    #[test]
+    fn results_in_prometheus_shapes() {
+        let m = Arc::new(Labels::new([("__name__", "up"), ("job", "a<b")]).unwrap());
+        let vec = Value::Vector(vec![crate::query::Sample {
+            metric: m.clone(),
+            t: 1_000,
+            f: 1.0,
+            drop_name: false,
+        }]);
+        assert_eq!(
+            s(|o| write_query_data(o, &vec, Some(1_435_781_451_781))),
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\u003cb"},"value":[1435781451.781,"1"]}]}"#
+        );
+        let mat = Value::Matrix(vec![
+            Series {
+                metric: m,
+                floats: vec![
+                    FPoint { t: 1_500, f: 0.25 },
+                    FPoint {
+                        t: 2_750,
+                        f: f64::NAN,
+                    },
+                ],
+                drop_name: false,
+            },
+            Series {
+                metric: Arc::new(Labels::empty()),
+                floats: vec![],
+                drop_name: false,
+            },
+        ]);
+        assert_eq!(
+            s(|o| write_query_data(o, &mat, None)),
+            r#"{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a\u003cb"},"values":[[1.5,"0.25"],[2.75,"NaN"]]},{"metric":{}}]}"#
+        );
+        let sc = Value::Scalar(FPoint { t: 9, f: 1e-7 });
+        assert_eq!(
+            s(|o| write_query_data(o, &sc, Some(4_000))),
+            r#"{"resultType":"scalar","result":[4,"0.0000001"]}"#
+        );
+        let st = Value::String {
+            t: 4_000,
+            s: "hi \"there\"".into(),
+        };
+        assert_eq!(
+            s(|o| write_query_data(o, &st, None)),
+            r#"{"resultType":"string","result":[4,"hi \"there\""]}"#
+        );
+    }
+
+    #[test]
+    fn envelope_lists_annotations_only_when_present() {
+        let mut a = Annotations::default();
+        assert_eq!(
+            String::from_utf8(envelope(b"[]", &a, &[])).unwrap(),
+            r#"{"status":"success","data":[]}"#
+        );
+        for i in 0..12 {
+            a.warn(format!("w{i:02}"));
+        }
+        a.info("i");
+        let out = String::from_utf8(envelope(b"1", &a, &[])).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["warnings"].as_array().unwrap().len(), 11);
+        assert_eq!(v["warnings"][10], "2 more warning annotations omitted");
+        assert_eq!(v["infos"], serde_json::json!(["i"]));
+        assert!(out.find("\"warnings\"").unwrap() < out.find("\"infos\"").unwrap());
+    }
+
+    /// Go's `'f'` and `'e'` formats by way of Rust's own shortest float printing: slower,
+    /// written independently, the reference for the fast writers.
+    fn reference_f(f: f64) -> String {
+        if f.is_nan() {
+            "NaN".into()
+        } else if f.is_infinite() {
+            if f > 0.0 {
+                "+Inf".into()
+            } else {
+                "-Inf".into()
+            }
+        } else {
+            format!("{f}")
+        }
+    }
+
+    fn reference_e(f: f64) -> String {
+        let e = format!("{f:e}");
+        let (mant, exp) = e.split_once('e').unwrap();
+        let exp: i32 = exp.parse().unwrap();
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn fast_writers_match_the_reference(bits in proptest::prelude::any::<u64>(), small in -1e7f64..1e7) {
+            for f in [f64::from_bits(bits), small, small.round(), small / 1e9] {
+                let same = |got: String, want: String| {
+                    // Rust's printer rounds an exact half-way tie up where Go (and the fast
+                    // writer) round to even: then the digits differ in the last place only,
+                    // and both read back as `f`.
+                    got == want
+                        || (got.len() == want.len()
+                            && got.trim_matches('"').parse::<f64>().ok() == Some(f)
+                            && want.trim_matches('"').parse::<f64>().ok() == Some(f))
+                };
+                proptest::prop_assert!(same(s(|o| write_f(o, f)), reference_f(f)), "{}", f);
+                let want = if f.is_finite() && f != 0.0 && !(1e-6..1e21).contains(&f.abs()) {
+                    reference_e(f)
+                } else {
+                    reference_f(f)
+                };
+                proptest::prop_assert!(same(s(|o| write_sample_value(o, f)), format!("\"{want}\"")), "{}", f);
+                if f.is_finite() && f != 0.0 {
+                    let exp = reference_e(f).split_once('e').unwrap().1.parse::<i32>().unwrap();
+                    let want = if (-4..6).contains(&exp) { reference_f(f) } else { reference_e(f) };
+                    proptest::prop_assert!(same(format_g(f), want), "{}", f);
+                }
+            }
+        }
+
+        #[test]
+        fn sample_values_read_back_as_the_same_float(bits in proptest::prelude::any::<u64>()) {
+            let f = f64::from_bits(bits);
+            let text = s(|o| write_sample_value(o, f));
+            let inner = &text[1..text.len() - 1];
+            if f.is_nan() {
+                proptest::prop_assert_eq!(inner, "NaN");
+            } else {
+                proptest::prop_assert_eq!(inner.parse::<f64>().unwrap().to_bits(), f.to_bits());
+                // Go's exponent always has a sign and at least two digits.
+                if let Some((_, exp)) = inner.split_once('e') {
+                    proptest::prop_assert!(exp.len() >= 3 && matches!(&exp[..1], "+" | "-"));
+                }
+            }
+        }
+
+        #[test]
+        fn timestamps_read_back_as_the_same_milliseconds(t in -(1i64 << 52)..(1i64 << 52)) {
+            let text = s(|o| write_ts(o, t));
+            // Read exactly: whole seconds, then up to three digits of milliseconds.
+            let (neg, body) = match text.strip_prefix('-') {
+                Some(b) => (true, b),
+                None => (false, text.as_str()),
+            };
+            let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+            proptest::prop_assert!(frac.len() <= 3);
+            let ms = whole.parse::<i64>().unwrap() * 1000
+                + format!("{frac:0<3}").parse::<i64>().unwrap();
+            proptest::prop_assert_eq!(if neg { -ms } else { ms }, t);
+            proptest::prop_assert!(!text.ends_with('0') || !text.contains('.'));
+        }
+    }
+}
