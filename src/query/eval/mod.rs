@@ -19,16 +19,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use promql_parser::parser::token::{
-    T_AVG, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM,
-};
+use promql_parser::parser::token::T_COUNT_VALUES;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{
     AggregateExpr, AtModifier, BinaryExpr, Call, Expr, Offset, VectorSelector,
 };
 
-use super::aggregate::{AggParam, aggregate};
-use super::binary::{scalar_scalar, vector_scalar, vector_vector};
+use super::aggregate::{AggParam, Aggregation, aggregate};
+use super::binary::{VectorBinop, scalar_scalar, vector_scalar, vector_vector};
 use super::functions::{Arg, eval_instant};
 use super::{Annotations, FPoint, Matrix, QueryError, Sample, Series, Value, Vector};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher};
@@ -664,27 +662,20 @@ impl Evaluator<'_> {
         let input = self.eval_matrix(&a.expr, r)?;
         let op = a.op;
         let modifier = a.modifier.as_ref();
-        if matches!(
-            op.id(),
-            T_SUM | T_AVG | T_COUNT | T_GROUP | T_MIN | T_MAX | T_STDDEV | T_STDVAR | T_QUANTILE
-        ) {
-            // One number per group: group once, then fold each group's samples per step.
-            return self.grouped_eval(r, input, modifier, before, move |ann, i, ts, v| {
-                let p = match &param {
-                    Param::Scalar(v) => AggParam::Scalar(v.get(i).copied().unwrap_or(f64::NAN)),
-                    Param::Str(s) => AggParam::String(s.clone()),
-                    Param::None => AggParam::None,
-                };
-                aggregate(op, None, p, v, ts, ann)
-            });
-        }
+        // Kept across steps, it remembers each series' group; a single step has nothing to
+        // remember.
+        let mut node = (r.steps() > 1).then(|| Aggregation::new(op, modifier));
         self.range_eval(r, vec![input], before, move |ann, i, ts, mut vecs| {
             let p = match &param {
                 Param::None => AggParam::None,
                 Param::Scalar(v) => AggParam::Scalar(v.get(i).copied().unwrap_or(f64::NAN)),
                 Param::Str(s) => AggParam::String(s.clone()),
             };
-            aggregate(op, modifier, p, vecs.pop().unwrap_or_default(), ts, ann)
+            let input = vecs.pop().unwrap_or_default();
+            match &mut node {
+                Some(node) => node.step(p, input, ts, ann),
+                None => aggregate(op, modifier, p, input, ts, ann),
+            }
         })
     }
 
@@ -739,10 +730,19 @@ impl Evaluator<'_> {
                 let l = self.eval_matrix(&b.lhs, r)?;
                 let rm = self.eval_matrix(&b.rhs, r)?;
                 let modifier = b.modifier.as_ref();
+                // Kept across steps, it remembers match groups and result labels; a single
+                // step has nothing to remember.
+                let mut node = match r.steps() {
+                    1 => None,
+                    _ => Some(VectorBinop::new(op, modifier)?),
+                };
                 self.range_eval(r, vec![l, rm], before, move |ann, _, ts, mut vecs| {
                     let rhs = vecs.pop().unwrap_or_default();
                     let lhs = vecs.pop().unwrap_or_default();
-                    vector_vector(op, lhs, rhs, modifier, ts, ann)
+                    match &mut node {
+                        Some(node) => node.step(lhs, rhs, ts, ann),
+                        None => vector_vector(op, lhs, rhs, modifier, ts, ann),
+                    }
                 })
             }
         }

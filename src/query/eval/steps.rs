@@ -2,13 +2,11 @@
 //! the children's matrices, calls the operator, and files its output into series.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-
-use promql_parser::parser::LabelModifier;
 
 use super::names::{SAME_LABELSET, Stripper};
 use super::{Evaluator, Range};
-use crate::query::aggregate::key::{KeyIndex, KeySpec};
 use crate::query::{Annotations, FPoint, Matrix, Metric, QueryError, Sample, Series, Vector};
 
 impl Evaluator<'_> {
@@ -56,108 +54,6 @@ impl Evaluator<'_> {
         }
         Ok(out.finish(self, before))
     }
-
-    /// [`Evaluator::range_eval`] for an aggregation that folds each group into one number:
-    /// the series are put into groups once (Prometheus's `rangeEvalAgg`), and `op` is called
-    /// per group and step with that group's samples, in input order, all labelled with the
-    /// group's labels, so no label set is inspected at every step. `op` must aggregate
-    /// everything it gets into at most one sample; it is called once with an empty vector at a
-    /// step where no group has a sample, for its parameter checks.
-    pub(super) fn grouped_eval<F>(
-        &mut self,
-        r: Range,
-        input: Matrix,
-        modifier: Option<&LabelModifier>,
-        before: usize,
-        mut op: F,
-    ) -> Result<Matrix, QueryError>
-    where
-        F: FnMut(&mut Annotations, usize, i64, Vector) -> Result<Vector, QueryError>,
-    {
-        let spec = match modifier {
-            None => KeySpec::only([]),
-            Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
-            Some(LabelModifier::Exclude(ls)) => {
-                KeySpec::all_but(ls.labels.iter().map(String::as_str))
-            }
-        };
-        let mut index = KeyIndex::with_capacity(64);
-        let mut buf = Vec::new();
-        // Per group: its first series and its members in input order.
-        let mut reps: Vec<usize> = Vec::new();
-        let mut members: Vec<Vec<usize>> = Vec::new();
-        for (si, s) in input.iter().enumerate() {
-            let pairs = s.metric.as_slice();
-            let hash = spec.hash(pairs, &mut buf);
-            let (g, new) = index.find_or_insert(hash, |o| {
-                spec.same_key(pairs, input[reps[o]].metric.as_slice())
-            });
-            if new {
-                reps.push(si);
-                members.push(Vec::new());
-            }
-            members[g].push(si);
-        }
-        let mut labels: Vec<Metric> = Vec::with_capacity(index.len());
-        labels.extend(
-            reps.iter()
-                .map(|&si| Arc::new(spec.key_labels(input[si].metric.as_slice()))),
-        );
-        let mut group_of = vec![0usize; input.len()];
-        for (g, group) in members.iter().enumerate() {
-            for &si in group {
-                group_of[si] = g;
-            }
-        }
-        let mut cursors = vec![0usize; input.len()];
-        let mut out = Output::new(self.samples, labels.len());
-        let steps = r.steps();
-        let mut first = 0;
-        while first < steps {
-            let n = BLOCK.min(steps - first);
-            let mut staged: Vec<Vec<Vector>> = (0..n)
-                .map(|_| {
-                    members
-                        .iter()
-                        .map(|g| Vec::with_capacity(g.len()))
-                        .collect()
-                })
-                .collect();
-            // Series in input order, so each group's samples keep that order.
-            gather_block(&input, &mut cursors, r, first, n, |k, si, f| {
-                let g = group_of[si];
-                staged[k][g].push(Sample {
-                    metric: labels[g].clone(),
-                    t: r.ts(first + k),
-                    f,
-                    drop_name: input[si].drop_name,
-                });
-            });
-            for (k, groups) in staged.into_iter().enumerate() {
-                self.check()?;
-                let i = first + k;
-                let ts = r.ts(i);
-                let mut result = Vec::with_capacity(labels.len());
-                let mut called = false;
-                for (g, v) in groups.into_iter().enumerate() {
-                    if v.is_empty() {
-                        continue;
-                    }
-                    called = true;
-                    for mut s in op(&mut self.ann, i, ts, v)? {
-                        s.metric = labels[g].clone();
-                        result.push(s);
-                    }
-                }
-                if !called {
-                    result = op(&mut self.ann, i, ts, Vec::new())?;
-                }
-                out.add_step(self, i, ts, result)?;
-            }
-            first += n;
-        }
-        Ok(out.finish(self, before))
-    }
 }
 
 /// What the per-step drivers build: the output series, and the samples held so far.
@@ -195,10 +91,7 @@ impl Output {
                 }
             }
         }
-        for s in result {
-            self.series.add(step, ts, s)?;
-        }
-        Ok(())
+        self.series.add_all(step, ts, result)
     }
 
     /// The series; the inputs are released, leaving the samples counted `before` them plus
@@ -254,9 +147,13 @@ struct Collector {
     /// 1 + the last step each series got a point at; two points at one step are duplicates.
     last_step: Vec<usize>,
     by_labels: HashMap<Metric, usize>,
-    /// Fast path by `Arc` address, for operators that pass their input's label sets through.
-    /// The map holds the `Arc`s, so no address is reused while it is a key.
-    by_ptr: HashMap<usize, (Metric, usize)>,
+    /// Fast path by `Arc` address, for operators that hand out the same label sets at every
+    /// step. The map holds the `Arc`s, so no address is reused while it is a key.
+    by_ptr: HashMap<usize, (Metric, usize), BuildHasherDefault<AddrHasher>>,
+    /// The series of each position of the previous step's result: most operators answer in
+    /// the same order at every step, so the k-th sample is usually the same series again.
+    previous: Vec<usize>,
+    current: Vec<usize>,
 }
 
 impl Collector {
@@ -265,45 +162,82 @@ impl Collector {
             series: Vec::with_capacity(capacity),
             last_step: Vec::with_capacity(capacity),
             by_labels: HashMap::with_capacity(capacity),
-            by_ptr: HashMap::with_capacity(capacity),
+            by_ptr: HashMap::with_capacity_and_hasher(capacity, Default::default()),
+            previous: Vec::new(),
+            current: Vec::new(),
         }
     }
 
-    fn add(&mut self, step: usize, ts: i64, s: Sample) -> Result<(), QueryError> {
+    /// Files one step's samples.
+    fn add_all(&mut self, step: usize, ts: i64, result: Vector) -> Result<(), QueryError> {
+        std::mem::swap(&mut self.previous, &mut self.current);
+        self.current.clear();
+        for (k, s) in result.into_iter().enumerate() {
+            let idx = match self.previous.get(k) {
+                Some(&i) if Arc::ptr_eq(&self.series[i].metric, &s.metric) => i,
+                _ => self.lookup(&s),
+            };
+            if self.last_step[idx] == step + 1 {
+                return Err(QueryError::Execution(SAME_LABELSET.into()));
+            }
+            self.last_step[idx] = step + 1;
+            self.series[idx].floats.push(FPoint { t: ts, f: s.f });
+            self.current.push(idx);
+        }
+        Ok(())
+    }
+
+    /// The series of `s`, created if new.
+    fn lookup(&mut self, s: &Sample) -> usize {
         let ptr = Arc::as_ptr(&s.metric) as usize;
-        let idx = match self.by_ptr.get(&ptr) {
-            Some((_, i)) => *i,
+        if let Some((_, i)) = self.by_ptr.get(&ptr) {
+            return *i;
+        }
+        let i = match self.by_labels.get(&s.metric) {
+            Some(i) => *i,
             None => {
-                let i = match self.by_labels.get(&s.metric) {
-                    Some(i) => *i,
-                    None => {
-                        let i = self.series.len();
-                        self.by_labels.insert(s.metric.clone(), i);
-                        self.series.push(Series {
-                            metric: s.metric.clone(),
-                            floats: Vec::new(),
-                            drop_name: s.drop_name,
-                        });
-                        self.last_step.push(0);
-                        i
-                    }
-                };
-                if self.by_ptr.len() > 2 * self.series.len() + 1024 {
-                    self.by_ptr.clear();
-                }
-                self.by_ptr.insert(ptr, (s.metric.clone(), i));
+                let i = self.series.len();
+                self.by_labels.insert(s.metric.clone(), i);
+                self.series.push(Series {
+                    metric: s.metric.clone(),
+                    floats: Vec::new(),
+                    drop_name: s.drop_name,
+                });
+                self.last_step.push(0);
                 i
             }
         };
-        if self.last_step[idx] == step + 1 {
-            return Err(QueryError::Execution(SAME_LABELSET.into()));
+        if self.by_ptr.len() > 2 * self.series.len() + 1024 {
+            self.by_ptr.clear();
         }
-        self.last_step[idx] = step + 1;
-        self.series[idx].floats.push(FPoint { t: ts, f: s.f });
-        Ok(())
+        self.by_ptr.insert(ptr, (s.metric.clone(), i));
+        i
     }
 
     fn finish(self) -> Matrix {
         self.series
+    }
+}
+
+/// Hashes an address: one multiplication spreads it, where SipHash would cost more than the
+/// lookup it serves.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
     }
 }
