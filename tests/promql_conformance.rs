@@ -185,15 +185,9 @@ fn parse_number(s: &str) -> Result<f64, String> {
         "-Inf" | "-inf" => Ok(f64::NEG_INFINITY),
         "NaN" | "nan" => Ok(f64::NAN),
         "stale" => Ok(STALE_NAN),
-        _ => {
-            if let Some(hex) = s.strip_prefix("0x") {
-                return i64::from_str_radix(hex, 16)
-                    .map(|v| v as f64)
-                    .map_err(|e| format!("bad number {s:?}: {e}"));
-            }
-            s.parse::<f64>()
-                .map_err(|e| format!("bad number {s:?}: {e}"))
-        }
+        _ => s
+            .parse::<f64>()
+            .map_err(|e| format!("bad number {s:?}: {e}")),
     }
 }
 
@@ -211,7 +205,7 @@ fn expand_values(text: &str) -> Result<Vec<Option<f64>>, String> {
             continue;
         }
         // start[+-]step x n, or value x n.
-        if let Some(xpos) = tok.rfind('x').filter(|&p| p > 0 && !tok.starts_with("0x")) {
+        if let Some(xpos) = tok.rfind('x').filter(|&p| p > 0) {
             let n: usize = tok[xpos + 1..]
                 .parse()
                 .map_err(|_| format!("bad token {tok:?}"))?;
@@ -420,7 +414,9 @@ fn parse_eval(line: &str, lineno: usize, body: &[String]) -> Result<Eval, String
 }
 
 fn load(db: &Db, interval: i64, lines: &[String]) -> Result<(), String> {
-    let mut app = db.appender();
+    // A series listed twice in one load takes the later line's value at a shared timestamp, as
+    // Prometheus's loader does.
+    let mut series: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
     for l in lines {
         if l.contains("{{") {
             // Native histograms: tidemark stores floats only; evals over them are listed.
@@ -428,11 +424,17 @@ fn load(db: &Db, interval: i64, lines: &[String]) -> Result<(), String> {
         }
         let (desc, vals) = split_series(l);
         let labels = parse_labels(desc)?;
+        let points = series.entry(labels).or_default();
         for (k, v) in expand_values(vals)?.into_iter().enumerate() {
             if let Some(v) = v {
-                app.append(&labels, k as i64 * interval, v)
-                    .map_err(|e| e.to_string())?;
+                points.insert(k as i64 * interval, v);
             }
+        }
+    }
+    let mut app = db.appender();
+    for (labels, points) in &series {
+        for (&t, &v) in points {
+            app.append(labels, t, v).map_err(|e| e.to_string())?;
         }
     }
     app.commit().map_err(|e| e.to_string())?;
@@ -492,6 +494,11 @@ fn compare_series(
                 let _ = writeln!(errs, "missing {key} {}", fmt_points(&e.values));
             }
             Some(v) => {
+                // Expected points may stop before the grid ends: the rest are absent.
+                let mut e = e.clone();
+                if e.values.len() < v.len() {
+                    e.values.resize(v.len(), None);
+                }
                 let same = v.len() == e.values.len()
                     && v.iter().zip(&e.values).all(|(a, b)| match (a, b) {
                         (None, None) => true,

@@ -199,19 +199,6 @@ pub(crate) struct KeyIndex {
 }
 
 impl KeyIndex {
-    /// An index sized for about `n` keys.
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        KeyIndex {
-            first: PrehashedMap::with_capacity_and_hasher(n, Default::default()),
-            next: Vec::with_capacity(n),
-        }
-    }
-
-    /// Number of ordinals handed out.
-    pub(crate) fn len(&self) -> usize {
-        self.next.len()
-    }
-
     /// The ordinal of the key with hash `hash` for which `same(ordinal)` holds.
     pub(crate) fn find(&self, hash: u64, mut same: impl FnMut(usize) -> bool) -> Option<usize> {
         let mut ord = *self.first.get(&hash)?;
@@ -544,7 +531,7 @@ mod tests {
             ords.push(ord);
         }
         assert_eq!(ords, [0, 1, 0, 2, 1]);
-        assert_eq!(idx.len(), 3);
+        assert_eq!(reps.len(), 3);
         assert_eq!(idx.find(7, |o| reps[o] == "r"), Some(2));
         assert_eq!(idx.find(7, |o| reps[o] == "s"), None);
         assert_eq!(idx.find(8, |_| true), None);
