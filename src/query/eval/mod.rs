@@ -6,8 +6,9 @@
 //!
 //! `eval` owns the evaluation order, `@` and `offset`, subqueries, the sample limit, deadline
 //! checks and name dropping. The operators' semantics live in `functions`, `aggregate` and
-//! `binary`. It must never write to storage, and never hold more than one node's inputs and
-//! output in memory at a time beyond what Prometheus would.
+//! `binary`. It must never write to storage, and must not hold more than Prometheus would: a
+//! node's inputs are released once its output is built, and every buffer sized by a step
+//! count is checked against the sample limit first.
 
 mod names;
 mod range;
