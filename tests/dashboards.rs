@@ -12,8 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use granit_parser::{Event, Parser};
 use promql_parser::parser::{self, Expr};
@@ -22,6 +21,9 @@ use serde_json::Value;
 
 mod common;
 use common::Agent;
+#[path = "common/exporter.rs"]
+mod exporter;
+use exporter::{NodeExporter, poll};
 
 /// Self-metrics tidemark-self.json reads that tidemark does not export yet: the names this
 /// dashboard proposes for them. Keep it short: a panel over a proposed metric stays empty.
@@ -319,45 +321,6 @@ fn provisioning_points_grafana_at_tidemark() {
 
 // ---- Against a running tidemark ----------------------------------------------------------------
 
-fn find(bin: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(bin))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{bin} not found: install Debian's prometheus-node-exporter (.ci/run does)")
-        })
-}
-
-fn free_port() -> u16 {
-    // node_exporter cannot report a port it picked itself, so reserve one and release it.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn poll<T>(what: &str, deadline: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn config(jobs: &[(&str, &str)]) -> String {
     let mut s =
         String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
@@ -514,15 +477,8 @@ async fn every_dashboard_query_runs_against_tidemark() {
     let http = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
 
-    let ne_addr = format!("127.0.0.1:{}", free_port());
-    let _ne = Kill(
-        Command::new(find("prometheus-node-exporter"))
-            .arg(format!("--web.listen-address={ne_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let ne = NodeExporter::start();
+    let ne_addr = ne.addr.clone();
     let ne_url = format!("http://{ne_addr}/metrics");
     let ne_body = poll("node_exporter", Duration::from_secs(20), async || {
         let r = http.get(&ne_url).send().await.ok()?;

@@ -2,51 +2,16 @@
 //! series node_exporter exposes is served back through the HTTP API with `up` = 1.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use tidemark::scrape::parse::{Entry, Format, Parser};
 
 mod common;
 use common::Agent;
-
-fn find(bin: &str) -> std::path::PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(bin))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{bin} not found: install Debian's prometheus-node-exporter (.ci/run does)")
-        })
-}
-
-fn free_port() -> u16 {
-    // node_exporter cannot report a port it picked itself, so reserve one and release it.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn poll<T>(what: &str, deadline: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+#[path = "common/exporter.rs"]
+mod exporter;
+use exporter::{NodeExporter, poll};
 
 fn series_set(body: &[u8], job: &str, instance: &str) -> BTreeSet<String> {
     Parser::new(body, Format::PrometheusText)
@@ -66,16 +31,8 @@ fn series_set(body: &[u8], job: &str, instance: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_exporter_series_is_stored_with_up_1() {
     let tmp = tempfile::tempdir().unwrap();
-    let ne_port = free_port();
-    let ne_addr = format!("127.0.0.1:{ne_port}");
-    let _ne = Kill(
-        Command::new(find("prometheus-node-exporter"))
-            .arg(format!("--web.listen-address={ne_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let ne = NodeExporter::start();
+    let ne_addr = ne.addr.clone();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let ne_url = format!("http://{ne_addr}/metrics");
