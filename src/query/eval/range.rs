@@ -8,7 +8,9 @@ use promql_parser::parser::{Call, Expr, SubqueryExpr};
 use super::names::{self, SAME_LABELSET};
 use super::{Evaluator, Range, absent_labels, duration_ms, offset_ms, step_span, unparen};
 use crate::model::{Labels, is_stale_nan};
-use crate::query::functions::{RangeFn, Window, eval_range, range_function, validate_range_args};
+use crate::query::functions::{
+    RangeFn, Window, eval_range, range_function, series_annotations, validate_range_args,
+};
 use crate::query::{FPoint, Matrix, Metric, QueryError, Series};
 use crate::storage::SeriesSamples;
 
@@ -275,7 +277,7 @@ impl Evaluator<'_> {
                     end,
                     eval_t: r.ts(i),
                 };
-                if let Some(v) = eval_range(f, &w, &argv, &metric, &mut self.ann) {
+                if let Some(v) = eval_range(f, &w, &argv, &mut self.ann) {
                     if floats.len() == budget {
                         return Err(QueryError::TooManySamples("query execution"));
                     }
@@ -284,6 +286,9 @@ impl Evaluator<'_> {
             }
             if floats.is_empty() {
                 return Ok(());
+            }
+            if let Kind::Fn(f) = kind {
+                series_annotations(f, &metric, &mut self.ann);
             }
             self.hold(floats.len())?;
             let metric = if drop_name && !delayed {

@@ -132,12 +132,12 @@ pub(crate) struct Window<'a> {
 
 /// Evaluates `f` over one window. `args` are the scalar arguments besides the range vector in
 /// call order (quantile_over_time's φ, predict_linear's t, double_exponential_smoothing's sf and
-/// tf). `None` means no output sample at this step.
+/// tf). `None` means no output sample at this step. Per-series annotations come from
+/// [`series_annotations`].
 pub(crate) fn eval_range(
     f: RangeFn,
     w: &Window<'_>,
     args: &[f64],
-    metric: &Labels,
     ann: &mut Annotations,
 ) -> Option<f64> {
     use RangeFn::*;
@@ -146,7 +146,7 @@ pub(crate) fn eval_range(
         return None;
     }
     let arg = |i: usize| args.get(i).copied();
-    let v = match f {
+    match f {
         Rate => range::extrapolated_rate(w, true, true),
         Increase => range::extrapolated_rate(w, true, false),
         Delta => range::extrapolated_rate(w, false, false),
@@ -179,11 +179,16 @@ pub(crate) fn eval_range(
         StdvarOverTime => Some(range::variance(p)),
         MadOverTime => Some(range::mad(p)),
         DoubleExponentialSmoothing => range::double_exponential_smoothing(p, arg(0)?, arg(1)?),
-    };
-    if v.is_some() && matches!(f, Rate | Increase) {
+    }
+}
+
+/// Annotations `f` raises once per series that produced output: the "might not be a counter"
+/// info of `rate` and `increase`. Called per series rather than per window, since it depends on
+/// the metric name only.
+pub(crate) fn series_annotations(f: RangeFn, metric: &Labels, ann: &mut Annotations) {
+    if matches!(f, RangeFn::Rate | RangeFn::Increase) {
         annotate::possible_non_counter(ann, metric);
     }
-    v
 }
 
 /// Checks the scalar arguments of `f` the way Prometheus does before it evaluates a non-empty
@@ -324,8 +329,7 @@ pub(super) mod testutil {
             end,
             eval_t: at,
         };
-        let metric = Labels::new([("__name__", "x_total")]).unwrap();
-        (eval_range(f, &w, args, &metric, &mut ann), ann)
+        (eval_range(f, &w, args, &mut ann), ann)
     }
 
     /// [`eval_offset`] without offset and annotations.

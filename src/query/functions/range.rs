@@ -879,7 +879,10 @@ mod tests {
                 end: 40 * S,
                 eval_t: 40 * S,
             };
-            let v = eval_range(f, &w, &[], metric, &mut ann);
+            let v = eval_range(f, &w, &[], &mut ann);
+            if v.is_some() {
+                series_annotations(f, metric, &mut ann);
+            }
             (v, ann.infos)
         };
         let info = "PromQL info: metric might not be a counter, name does not end in \
