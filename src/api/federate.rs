@@ -134,10 +134,7 @@ pub async fn federate(State(s): State<Arc<ApiState>>, uri: Uri, headers: HeaderM
     }
     let body = render(&samples, &external);
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)],
         body,
     )
         .into_response()

@@ -65,7 +65,7 @@ pub async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            crate::telemetry::CONTENT_TYPE,
         )],
         body,
     )

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::db::io_err;
 use super::sstable::Block;
 use super::{Querier, StorageError, write_blocks};
 use crate::model::{Labels, Sample};
@@ -29,12 +30,8 @@ pub fn write_snapshot(
     out: &Path,
     block_duration: i64,
 ) -> Result<SnapshotStats, StorageError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StorageError::Io { path, source }
-    };
     if out.exists() {
-        let mut entries = std::fs::read_dir(out).map_err(io(out))?;
+        let mut entries = std::fs::read_dir(out).map_err(io_err(out))?;
         if entries.next().is_some() {
             return Err(StorageError::Io {
                 path: out.to_path_buf(),
@@ -46,7 +43,7 @@ pub fn write_snapshot(
         }
     }
     let blocks_dir = out.join("blocks");
-    std::fs::create_dir_all(&blocks_dir).map_err(io(&blocks_dir))?;
+    std::fs::create_dir_all(&blocks_dir).map_err(io_err(&blocks_dir))?;
     let mut stats = SnapshotStats::default();
     for block in &querier.catalog.blocks {
         copy_block(block, &blocks_dir)?;
@@ -65,7 +62,7 @@ pub fn write_snapshot(
     stats.head_blocks = write_blocks(out, series, block_duration, |_| {})?.len();
     std::fs::File::open(&blocks_dir)
         .and_then(|d| d.sync_all())
-        .map_err(io(&blocks_dir))?;
+        .map_err(io_err(&blocks_dir))?;
     Ok(stats)
 }
 
@@ -76,9 +73,6 @@ fn copy_block(block: &Block, blocks_dir: &Path) -> Result<(), StorageError> {
     if std::fs::hard_link(src, &dest).is_ok() {
         return Ok(());
     }
-    block.copy_to(&dest).map_err(|source| StorageError::Io {
-        path: dest.clone(),
-        source,
-    })?;
+    block.copy_to(&dest).map_err(io_err(&dest))?;
     Ok(())
 }
