@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod model;
 pub mod query;
+pub mod remote_write;
 pub mod scrape;
 pub mod storage;
 pub mod telemetry;

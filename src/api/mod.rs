@@ -109,6 +109,12 @@ pub struct ApiState {
     /// Where `/-/reload` asks for a reload (and gets the outcome); `None` when the lifecycle
     /// API is off, and the endpoint answers 403.
     pub reload: Option<ReloadSender>,
+    /// Where `/-/quit` asks the agent to shut down; `None` when the lifecycle API is off.
+    pub quit: Option<QuitSender>,
+    /// Serve the admin API (`/api/v1/admin/tsdb/...`); off answers as Prometheus does.
+    pub admin_api: bool,
+    /// Accept remote write at `/api/v1/write`; off answers 404.
+    pub remote_write_receiver: bool,
     /// The effective settings under Prometheus's flag names, for `/api/v1/status/flags`.
     pub flags: BTreeMap<String, String>,
     /// `global.external_labels`, added to what `/federate` serves.
@@ -117,6 +123,9 @@ pub struct ApiState {
 
 /// Asks the agent to reload its configuration; the reply says whether it worked.
 pub type ReloadSender = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>;
+
+/// Asks the agent to shut down, as SIGTERM does.
+pub type QuitSender = tokio::sync::mpsc::Sender<()>;
 
 /// The router with every endpoint.
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -179,6 +188,9 @@ impl ApiState {
             started: SystemTime::now(),
             ready: AtomicBool::new(false),
             reload: None,
+            quit: None,
+            admin_api: false,
+            remote_write_receiver: false,
             flags: BTreeMap::new(),
             external_labels: BTreeMap::new(),
         }

@@ -1,0 +1,7 @@
+//! Remote write 1.0: the wire types, the client that forwards what the WAL holds to a remote
+//! backend (queue, shards, retries, recorded positions), and the decoding half the receiver uses.
+//!
+//! `remote_write` reads the WAL through storage's public reader and never writes to storage;
+//! it must never call `api`, `scrape` or `cli`.
+
+pub mod proto;
