@@ -272,6 +272,8 @@ pub struct Config {
     pub web: WebConfig,
     /// Query limits.
     pub query: QueryConfig,
+    /// Logging; the `--log-level` and `--log-format` flags override it.
+    pub log: LogConfig,
     /// Remote-write destinations (Prometheus's schema).
     pub remote_write: Vec<RemoteWriteConfig>,
 }
@@ -613,6 +615,11 @@ pub struct WebConfig {
     pub enable_admin_api: bool,
     /// Accept remote write at `/api/v1/write` (false).
     pub enable_remote_write_receiver: bool,
+    /// Origins allowed to read the API from a browser: a regex, fully anchored as
+    /// Prometheus's `--web.cors.origin`; empty (the default) sends no CORS headers.
+    pub cors_origin: String,
+    /// Largest request body any endpoint accepts (32MiB); 0 is no limit.
+    pub max_request_body_size: ByteSize,
     /// Serve HTTPS with this certificate.
     pub tls: Option<WebTlsConfig>,
     /// Users allowed in, with bcrypt hashes of their passwords; empty means no auth.
@@ -626,20 +633,121 @@ impl Default for WebConfig {
             enable_lifecycle: false,
             enable_admin_api: false,
             enable_remote_write_receiver: false,
+            cors_origin: String::new(),
+            max_request_body_size: ByteSize(32 << 20),
             tls: None,
             basic_auth_users: BTreeMap::new(),
         }
     }
 }
 
-/// The server's certificate.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+impl WebConfig {
+    /// `cors_origin` compiled and anchored at both ends; `None` when it is empty.
+    pub fn cors_origin_regex(&self) -> Result<Option<regex::Regex>, String> {
+        if self.cors_origin.is_empty() {
+            return Ok(None);
+        }
+        regex::Regex::new(&format!("^(?:{})$", self.cors_origin))
+            .map(Some)
+            .map_err(|e| format!("invalid cors_origin regex {:?}: {e}", self.cors_origin))
+    }
+}
+
+/// The server's certificate and what it asks of clients: a subset of the
+/// `tls_server_config` of Prometheus's web configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebTlsConfig {
-    /// Certificate chain, PEM.
+    /// Certificate chain, PEM (required).
     pub cert_file: PathBuf,
-    /// Private key, PEM.
+    /// Private key, PEM (required).
     pub key_file: PathBuf,
+    /// CA certificates, PEM, that client certificates must chain to.
+    pub client_ca_file: Option<PathBuf>,
+    /// Whether clients must present a certificate (`NoClientCert`).
+    pub client_auth_type: ClientAuthType,
+    /// Oldest protocol version accepted (`TLS12`; `TLS13` is the other choice).
+    pub min_version: TlsVersion,
+}
+
+impl Default for WebTlsConfig {
+    fn default() -> Self {
+        WebTlsConfig {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            client_ca_file: None,
+            client_auth_type: ClientAuthType::NoClientCert,
+            min_version: TlsVersion::TLS12,
+        }
+    }
+}
+
+/// Prometheus's `client_auth_type` values that tidemark supports: every certificate a client
+/// presents is verified against `client_ca_file` (rustls has no "ask but do not verify").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum ClientAuthType {
+    /// No client certificate is asked for.
+    #[default]
+    NoClientCert,
+    /// A client may present a certificate; one it presents must verify.
+    VerifyClientCertIfGiven,
+    /// Every client must present a certificate that verifies (mutual TLS).
+    RequireAndVerifyClientCert,
+}
+
+/// The `log` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or `target=level` directives joined by
+    /// commas (`info`).
+    pub level: String,
+    /// Line format (`text`).
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Checks a log level: a level name, or comma-separated `level` / `target=level` directives.
+/// Stricter than a tracing filter, where a misspelt level reads as a target name and
+/// silently logs nothing.
+pub fn check_log_level(s: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let ok = !s.is_empty()
+        && s.split(',').all(|d| {
+            let level = d.rsplit_once('=').map_or(
+                d,
+                |(target, l)| {
+                    if target.trim().is_empty() { "" } else { l }
+                },
+            );
+            LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid log level {s:?} (want error, warn, info, debug or trace, or target=level directives)"
+        ))
+    }
 }
 
 /// Query limits.
@@ -1027,6 +1135,11 @@ impl Config {
             let at = root.key("web").key("tls");
             out.push((at.key("cert_file"), tls.cert_file.clone()));
             out.push((at.key("key_file"), tls.key_file.clone()));
+            out.extend(
+                tls.client_ca_file
+                    .clone()
+                    .map(|f| (at.key("client_ca_file"), f)),
+            );
         }
         out
     }
@@ -1080,6 +1193,7 @@ impl Config {
         if let Some(tls) = &mut self.web.tls {
             join(&mut tls.cert_file);
             join(&mut tls.key_file);
+            join_opt(&mut tls.client_ca_file);
         }
     }
 }
@@ -1206,6 +1320,9 @@ impl Check<'_> {
         self.storage(&root.key("storage"), &c.storage);
         self.web(&root.key("web"), &c.web);
         self.query(&root.key("query"), &c.query);
+        if let Err(why) = check_log_level(&c.log.level) {
+            self.report(&root.key("log").key("level"), why);
+        }
         let mut names: HashMap<String, usize> = HashMap::new();
         for (i, rw) in c.remote_write.iter_mut().enumerate() {
             let at = root.key("remote_write").index(i);
@@ -1626,6 +1743,30 @@ impl Check<'_> {
             if tls.key_file.as_os_str().is_empty() {
                 self.report(&t.key("key_file"), "tls needs key_file");
             }
+            if tls.min_version < TlsVersion::TLS12 {
+                self.report(
+                    &t.key("min_version"),
+                    "TLS 1.0 and 1.1 are not served (want TLS12 or TLS13)",
+                );
+            }
+            let verifies = tls.client_auth_type != ClientAuthType::NoClientCert;
+            match (&tls.client_ca_file, verifies) {
+                (Some(_), false) => self.report(
+                    &t.key("client_ca_file"),
+                    "client_ca_file is set but client_auth_type is NoClientCert (want RequireAndVerifyClientCert or VerifyClientCertIfGiven)",
+                ),
+                (None, true) => self.report(
+                    &t.key("client_auth_type"),
+                    format!(
+                        "client_auth_type {:?} needs client_ca_file to verify client certificates",
+                        tls.client_auth_type
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        if let Err(why) = w.cors_origin_regex() {
+            self.report(&at.key("cors_origin"), why);
         }
         for (user, hash) in &w.basic_auth_users {
             let u = at.key("basic_auth_users").key(user);

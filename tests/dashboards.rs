@@ -27,10 +27,7 @@ use exporter::{NodeExporter, poll};
 
 /// Self-metrics tidemark-self.json reads that tidemark does not export yet: the names this
 /// dashboard proposes for them. Keep it short: a panel over a proposed metric stays empty.
-const PROPOSED: &[&str] = &[
-    // Queries waiting for or holding an engine slot.
-    "tidemark_queries_in_flight",
-];
+const PROPOSED: &[&str] = &[];
 
 /// Series every scrape writes besides the target's own.
 const SCRAPE_SERIES: [&str; 5] = [

@@ -11,7 +11,9 @@ mod params;
 mod query;
 mod response;
 mod series;
+pub mod server;
 mod status;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -119,6 +121,8 @@ pub struct ApiState {
     pub flags: BTreeMap<String, String>,
     /// `global.external_labels`, added to what `/federate` serves.
     pub external_labels: BTreeMap<String, String>,
+    /// Basic auth, CORS and the request body limit applied to every endpoint.
+    pub web: Arc<web::WebSecurity>,
 }
 
 /// Asks the agent to reload its configuration; the reply says whether it worked.
@@ -127,18 +131,43 @@ pub type ReloadSender = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<R
 /// Asks the agent to shut down, as SIGTERM does.
 pub type QuitSender = tokio::sync::mpsc::Sender<()>;
 
-/// The router with every endpoint.
+/// The router with every endpoint, behind `state.web`'s basic auth, CORS and body limit.
 pub fn router(state: Arc<ApiState>) -> Router {
+    let sec = state.web.clone();
+    // The extractors' own limit (axum's default is 2 MiB) set to the configured one, so a
+    // body without a Content-Length is cut off at the same size.
+    let body_limit = match usize::try_from(sec.max_body()) {
+        Ok(0) | Err(_) => axum::extract::DefaultBodyLimit::disable(),
+        Ok(n) => axum::extract::DefaultBodyLimit::max(n),
+    };
     Router::new()
         .route("/metrics", get(status::metrics))
         .route("/federate", get(federate::federate))
         .route("/-/healthy", get(status::healthy).head(status::healthy))
         .route("/-/ready", get(status::ready).head(status::ready))
-        .route("/-/reload", post(status::reload).put(status::reload))
-        .route("/api/v1/query", get(query::query).post(query::query))
+        .route(
+            "/-/reload",
+            post(status::reload)
+                .put(status::reload)
+                .get(status::lifecycle_get),
+        )
+        .route(
+            "/-/quit",
+            post(status::quit)
+                .put(status::quit)
+                .get(status::lifecycle_get),
+        )
+        .route(
+            "/api/v1/query",
+            get(query::query)
+                .post(query::query)
+                .route_layer(axum::middleware::from_fn(queries_in_flight)),
+        )
         .route(
             "/api/v1/query_range",
-            get(query::query_range).post(query::query_range),
+            get(query::query_range)
+                .post(query::query_range)
+                .route_layer(axum::middleware::from_fn(queries_in_flight)),
         )
         .route(
             "/api/v1/query_exemplars",
@@ -161,14 +190,29 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/targets", get(status::targets))
+        // Routes go above this line: the layers below wrap only the routes added before them.
+        .layer(body_limit)
+        .layer(axum::middleware::from_fn_with_state(
+            sec.clone(),
+            web::body_limit,
+        ))
         .layer(axum::middleware::from_fn(api_options))
+        .layer(axum::middleware::from_fn_with_state(sec.clone(), web::cors))
+        .layer(axum::middleware::from_fn_with_state(sec, web::basic_auth))
         .layer(axum::middleware::from_fn(crate::telemetry::http_metrics))
         .with_state(state)
 }
 
-/// Prometheus answers OPTIONS on any `/api/v1/` path with 204 and no body (a CORS preflight;
-/// tidemark sends no CORS headers unless configured, so browsers still refuse cross-origin
-/// reads).
+/// Counts a PromQL query in `tidemark_queries_in_flight` from when its request reaches the
+/// handler (waiting for an engine slot included) until its response is ready.
+async fn queries_in_flight(req: Request, next: Next) -> Response {
+    let _in_flight = crate::telemetry::QueryInFlight::start();
+    next.run(req).await
+}
+
+/// Prometheus answers OPTIONS on any `/api/v1/` path with 204 and no body: a CORS preflight,
+/// which gets its CORS headers from `web::cors` (none unless `web.cors_origin` is set, so
+/// browsers refuse cross-origin reads by default).
 async fn api_options(req: Request, next: Next) -> Response {
     if req.method() == Method::OPTIONS && req.uri().path().starts_with("/api/v1/") {
         return StatusCode::NO_CONTENT.into_response();
@@ -193,6 +237,7 @@ impl ApiState {
             remote_write_receiver: false,
             flags: BTreeMap::new(),
             external_labels: BTreeMap::new(),
+            web: Arc::default(),
         }
     }
 

@@ -30,9 +30,36 @@ pub async fn ready(State(s): State<Arc<ApiState>>) -> Response {
     }
 }
 
+/// Prometheus's answer to a lifecycle endpoint while the lifecycle API is off.
+fn lifecycle_off() -> Response {
+    (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.").into_response()
+}
+
+/// GET on `/-/reload` or `/-/quit`, answered as Prometheus does.
+pub async fn lifecycle_get() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Only POST or PUT requests allowed",
+    )
+        .into_response()
+}
+
+/// Asks the agent to shut down as SIGTERM does; the response is sent before it stops.
+pub async fn quit(State(s): State<Arc<ApiState>>) -> Response {
+    let Some(tx) = &s.quit else {
+        return lifecycle_off();
+    };
+    // One request is enough: later ones (or ones racing it) find the slot taken or the
+    // agent gone.
+    match tx.try_send(()) {
+        Ok(()) => "Requesting termination... Goodbye!".into_response(),
+        Err(_) => "Termination already in progress.".into_response(),
+    }
+}
+
 pub async fn reload(State(s): State<Arc<ApiState>>) -> Response {
     let Some(tx) = &s.reload else {
-        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.").into_response();
+        return lifecycle_off();
     };
     let (reply, rx) = tokio::sync::oneshot::channel();
     if tx.send(reply).await.is_err() {

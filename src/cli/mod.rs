@@ -29,18 +29,27 @@ use crate::model::Matcher;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
-    #[arg(long, global = true, default_value = "info")]
-    log_level: String,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// Log level: error, warn, info, debug or trace, or target=level directives [default:
+    /// info; `run` reads `log.level` from its config when this is not given].
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log format [default: text; `run` reads `log.format` from its config when this is not
+    /// given].
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
+}
+
+/// The logging flags as given; `run` fills what is missing from its config file.
+#[derive(Clone)]
+struct LogFlags {
+    level: Option<String>,
+    format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -66,13 +75,24 @@ enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    let log = LogFlags {
+        level: cli.log_level,
+        format: cli.log_format,
+    };
     // No subcommand means `run` with its defaults, so `cargo run --release` starts the agent.
     let command = cli
         .command
         .unwrap_or_else(|| Command::Run(<run::Args as Parser>::parse_from(["run"])));
+    // `run` starts logging once it has read its config, whose `log` section the flags
+    // override; the other commands have no config to read.
+    if !matches!(command, Command::Run(_))
+        && let Err(e) = init_logging(log.level.as_deref().unwrap_or("info"), log.format)
+    {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match command {
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(a, log),
         Command::Import(a) => import::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Dump(a) => dump::run(a),
@@ -90,17 +110,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+/// Starts logging to stderr; a level that is not one is an error rather than a silent
+/// fallback.
+fn init_logging(level: &str, format: Option<LogFormat>) -> anyhow::Result<()> {
+    crate::config::check_log_level(level).map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .with_context(|| format!("--log-level {level:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match format {
+    match format.unwrap_or(LogFormat::Text) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    Ok(())
 }
 
 /// The data directory flag shared by the storage commands.

@@ -11,6 +11,8 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use crate::api::server::{self as http_server, TlsHolder};
+use crate::api::web::WebSecurity;
 use crate::api::{self, ActiveTarget, ApiState, DroppedTarget, MetadataRef, TargetsView};
 use crate::config::{self, Config, WalFsync};
 use crate::model::{format_duration, format_rfc3339, parse_duration};
@@ -39,9 +41,12 @@ pub(super) struct Args {
     /// Delete blocks older than this, `0` keeps forever (overrides `storage.retention.time`).
     #[arg(long)]
     retention_time: Option<String>,
-    /// Serve `/-/reload` (overrides `web.enable_lifecycle`).
+    /// Serve `/-/reload` and `/-/quit` (or set `web.enable_lifecycle`).
     #[arg(long)]
     enable_lifecycle: bool,
+    /// Serve the admin API, `/api/v1/admin/tsdb/...` (or set `web.enable_admin_api`).
+    #[arg(long)]
+    enable_admin_api: bool,
 }
 
 /// Parses a `--wal-fsync` value.
@@ -71,14 +76,17 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<(Config, String)> {
     }
 }
 
-/// Hides inline secrets (`password`, `credentials`, `bearer_token`, inline TLS `key`) in YAML
-/// text, line by line, as `/api/v1/status/config` must not show them.
+/// Hides inline secrets (`password`, `credentials`, `bearer_token`, inline TLS `key`, and the
+/// password hashes of `basic_auth_users`) in YAML text, line by line, as
+/// `/api/v1/status/config` must not show them.
 fn redact(yaml: &str) -> String {
     const SECRET_KEYS: [&str; 4] = ["password", "credentials", "bearer_token", "key"];
     let indent = |l: &str| l.len() - l.trim_start().len();
     let mut out = Vec::new();
     // Inside a redacted block scalar (`key: |`): lines indented deeper than its key.
     let mut block_indent: Option<usize> = None;
+    // Inside `basic_auth_users:`: every value of the lines indented deeper is a hash.
+    let mut users_indent: Option<usize> = None;
     for line in yaml.lines() {
         if let Some(i) = block_indent {
             if line.trim().is_empty() || indent(line) > i {
@@ -86,10 +94,30 @@ fn redact(yaml: &str) -> String {
             }
             block_indent = None;
         }
+        if let Some(i) = users_indent {
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                out.push(line.to_string());
+                continue;
+            }
+            if indent(line) <= i {
+                users_indent = None;
+            }
+        }
         let body = line.trim_start().trim_start_matches("- ");
-        let secret = body
-            .split_once(':')
-            .filter(|(k, v)| SECRET_KEYS.contains(&k.trim()) && !v.trim().is_empty());
+        if let Some((k, v)) = body.split_once(':') {
+            if k.trim() == "basic_auth_users" && v.trim().is_empty() {
+                users_indent = Some(indent(line));
+            } else if body.contains("basic_auth_users") {
+                // A flow map holding the users: the whole value is hidden, names included.
+                let i = line.find(':').unwrap_or(line.len());
+                out.push(format!("{}: <secret>", &line[..i]));
+                continue;
+            }
+        }
+        let secret = body.split_once(':').filter(|(k, v)| {
+            (users_indent.is_some_and(|i| indent(line) > i) || SECRET_KEYS.contains(&k.trim()))
+                && !v.trim().is_empty()
+        });
         match (secret, line.find(':')) {
             (Some((_, v)), Some(i)) => {
                 out.push(format!("{}: <secret>", &line[..i]));
@@ -212,24 +240,62 @@ fn engine_options(cfg: &Config) -> EngineOptions {
     }
 }
 
+/// The web and logging settings in force: the flags over the config file.
+struct Effective {
+    listen: String,
+    lifecycle: bool,
+    admin_api: bool,
+    log_level: String,
+    log_format: config::LogFormat,
+}
+
+impl Effective {
+    fn new(a: &Args, log: &super::LogFlags, cfg: &Config) -> Effective {
+        Effective {
+            listen: a
+                .listen
+                .clone()
+                .unwrap_or_else(|| cfg.web.listen_address.clone()),
+            lifecycle: a.enable_lifecycle || cfg.web.enable_lifecycle,
+            admin_api: a.enable_admin_api || cfg.web.enable_admin_api,
+            log_level: log.level.clone().unwrap_or_else(|| cfg.log.level.clone()),
+            log_format: match log.format {
+                Some(super::LogFormat::Text) => config::LogFormat::Text,
+                Some(super::LogFormat::Json) => config::LogFormat::Json,
+                None => cfg.log.format,
+            },
+        }
+    }
+}
+
 /// What `/api/v1/status/flags` shows: the settings in force, under the names of the
 /// Prometheus flags they correspond to.
 fn flags(
     cfg: &Config,
     config_path: Option<&PathBuf>,
     data_dir: &std::path::Path,
-    listen: &str,
+    eff: &Effective,
     opts: &Options,
-    lifecycle: bool,
 ) -> BTreeMap<String, String> {
     let q = &cfg.query;
+    let log_format = match eff.log_format {
+        config::LogFormat::Text => "text",
+        config::LogFormat::Json => "json",
+    };
     [
         (
             "config.file",
             config_path.map_or(String::new(), |p| p.display().to_string()),
         ),
         ("storage.tsdb.path", data_dir.display().to_string()),
-        ("web.listen-address", listen.to_string()),
+        ("web.listen-address", eff.listen.clone()),
+        ("log.level", eff.log_level.clone()),
+        ("log.format", log_format.to_string()),
+        ("web.cors.origin", cfg.web.cors_origin.clone()),
+        (
+            "web.max-request-body-size",
+            cfg.web.max_request_body_size.to_string(),
+        ),
         (
             "storage.tsdb.retention.time",
             format_duration(opts.retention_time),
@@ -242,8 +308,8 @@ fn flags(
             "storage.tsdb.min-block-duration",
             format_duration(opts.block_duration),
         ),
-        ("web.enable-lifecycle", lifecycle.to_string()),
-        ("web.enable-admin-api", cfg.web.enable_admin_api.to_string()),
+        ("web.enable-lifecycle", eff.lifecycle.to_string()),
+        ("web.enable-admin-api", eff.admin_api.to_string()),
         (
             "web.enable-remote-write-receiver",
             cfg.web.enable_remote_write_receiver.to_string(),
@@ -258,8 +324,14 @@ fn flags(
     .collect()
 }
 
-pub(super) fn run(a: Args) -> anyhow::Result<()> {
+pub(super) fn run(a: Args, log: super::LogFlags) -> anyhow::Result<()> {
     let (cfg, yaml) = load_config(a.config.as_ref())?;
+    let eff = Effective::new(&a, &log, &cfg);
+    let format = match eff.log_format {
+        config::LogFormat::Text => super::LogFormat::Text,
+        config::LogFormat::Json => super::LogFormat::Json,
+    };
+    super::init_logging(&eff.log_level, Some(format))?;
     let data_dir = a
         .data_dir
         .clone()
@@ -282,19 +354,19 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
         retention_size: cfg.storage.retention.size.0,
         ..Options::default()
     };
-    let listen = a
-        .listen
-        .clone()
-        .unwrap_or_else(|| cfg.web.listen_address.clone());
-    let lifecycle = a.enable_lifecycle || cfg.web.enable_lifecycle;
-    let flags = flags(
-        &cfg,
-        a.config.as_ref(),
-        &data_dir,
-        &listen,
-        &opts,
-        lifecycle,
-    );
+    let flags = flags(&cfg, a.config.as_ref(), &data_dir, &eff, &opts);
+    // Checked before storage opens: a bad certificate or pattern is a start-up error that
+    // names its file or key.
+    let web = WebState {
+        security: Arc::new(WebSecurity::new(&cfg.web)?),
+        tls: Arc::new(TlsHolder::new(
+            cfg.web
+                .tls
+                .as_ref()
+                .map(http_server::load_tls)
+                .transpose()?,
+        )),
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -308,9 +380,9 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
         cfg,
         yaml,
         a.config.clone(),
-        listen,
-        lifecycle,
+        eff,
         flags,
+        web,
     ));
     drop(rt);
     let db =
@@ -320,22 +392,34 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
     result
 }
 
+/// The parts of the web server a reload may change: users and TLS settings.
+struct WebState {
+    security: Arc<WebSecurity>,
+    tls: Arc<TlsHolder>,
+}
+
 async fn serve(
     db: Arc<Db>,
     cfg: Config,
     yaml: String,
     config_path: Option<PathBuf>,
-    listen: String,
-    lifecycle: bool,
+    eff: Effective,
     flags: BTreeMap<String, String>,
+    web: WebState,
 ) -> anyhow::Result<()> {
     let manager = Arc::new(Mutex::new(Manager::new(db.clone())));
     let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
+    let (quit_tx, mut quit_rx) = mpsc::channel::<()>(1);
+    let lifecycle = eff.lifecycle;
+    let listen = eff.listen.clone();
     // The engine's limits are read once: a reload changes scrape jobs, not query limits.
     let engine = Arc::new(Engine::new(engine_options(&cfg)));
     let state = Arc::new(ApiState {
         config_yaml: yaml,
         reload: lifecycle.then(|| reload_tx.clone()),
+        quit: lifecycle.then(|| quit_tx.clone()),
+        admin_api: eff.admin_api,
+        web: web.security.clone(),
         flags,
         external_labels: cfg.global.external_labels.clone(),
         ..ApiState::new(db.clone(), engine, Arc::new(ManagerView(manager.clone())))
@@ -345,14 +429,19 @@ async fn serve(
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     info!(address = %addr, "listening");
+    http_server::log_mode(&web.tls);
+    if web.security.auth_enabled() {
+        info!("basic auth is enabled");
+    }
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, api::router(state.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .into_future(),
-    );
+    let server = tokio::spawn(http_server::serve(
+        listener,
+        api::router(state.clone()),
+        web.tls.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
 
     let first = jobs(&cfg)?;
     let handles = manager
@@ -389,6 +478,10 @@ async fn serve(
         let reply: Option<oneshot::Sender<Result<(), String>>> = tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            _ = quit_rx.recv() => {
+                info!("shutdown requested through /-/quit");
+                break;
+            }
             _ = hup.recv() => None,
             r = reload_rx.recv() => r,
             _ = sd_tick.tick() => {
@@ -403,9 +496,10 @@ async fn serve(
                 continue;
             }
         };
-        let outcome = reload(config_path.as_ref(), &manager).await;
+        let outcome = reload(config_path.as_ref(), &manager, &web).await;
         match &outcome {
             Ok(cfg) => {
+                warn_restart_only(&current, cfg);
                 info!(jobs = cfg.scrape_configs.len(), "configuration reloaded");
                 current = cfg.clone();
                 sd_tick = tokio::time::interval(
@@ -432,13 +526,59 @@ async fn serve(
     Ok(())
 }
 
-/// Loads the configuration again and applies its jobs; on any error nothing changes.
-async fn reload(path: Option<&PathBuf>, manager: &Arc<Mutex<Manager>>) -> anyhow::Result<Config> {
+/// Loads the configuration again and applies its jobs, users and TLS settings (certificate
+/// files read again, so a rotated certificate is picked up); on any error nothing changes.
+async fn reload(
+    path: Option<&PathBuf>,
+    manager: &Arc<Mutex<Manager>>,
+    web: &WebState,
+) -> anyhow::Result<Config> {
     let (cfg, _) = load_config(path)?;
+    let tls = cfg
+        .web
+        .tls
+        .as_ref()
+        .map(http_server::load_tls)
+        .transpose()?;
     let j = jobs(&cfg)?;
     let handles = manager.lock().unwrap_or_else(|e| e.into_inner()).apply(j);
     join_all(handles).await;
+    web.tls.set(tls);
+    web.security.set_users(&cfg.web.basic_auth_users);
     Ok(cfg)
+}
+
+/// Warns about changed settings a reload does not apply (the listener, the router and the
+/// logger are built once).
+fn warn_restart_only(old: &Config, new: &Config) {
+    let (o, n) = (&old.web, &new.web);
+    for (key, changed) in [
+        ("web.listen_address", o.listen_address != n.listen_address),
+        (
+            "web.enable_lifecycle",
+            o.enable_lifecycle != n.enable_lifecycle,
+        ),
+        (
+            "web.enable_admin_api",
+            o.enable_admin_api != n.enable_admin_api,
+        ),
+        (
+            "web.enable_remote_write_receiver",
+            o.enable_remote_write_receiver != n.enable_remote_write_receiver,
+        ),
+        ("web.cors_origin", o.cors_origin != n.cors_origin),
+        (
+            "web.max_request_body_size",
+            o.max_request_body_size != n.max_request_body_size,
+        ),
+        ("log", old.log != new.log),
+        ("query", old.query != new.query),
+        ("storage", old.storage != new.storage),
+    ] {
+        if changed {
+            warn!(key, "changed setting takes effect at the next restart");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -456,5 +596,26 @@ mod tests {
         assert!(r.contains("  server_name: x"), "{r}");
         assert!(r.contains("username: u") && r.contains("password_file: /etc/p"));
         assert!(r.contains("password: <secret>"));
+    }
+
+    #[test]
+    fn basic_auth_user_hashes_are_redacted() {
+        let y = "web:\n  basic_auth_users:\n    grafana: $2y$10$PtYgjmUhBel31iEl2hpChYgCfrL1spNxnyVmihA/2O76UMFxFkM/R\n\n    # ops team\n    'ops': \"$2b$12$5Kjp1vRt\"\n  enable_lifecycle: true\nquery:\n  timeout: 1m\n";
+        let r = redact(y);
+        assert!(!r.contains("$2"), "{r}");
+        assert!(
+            r.contains("    grafana: <secret>") && r.contains("    'ops': <secret>"),
+            "{r}"
+        );
+        assert!(
+            r.contains("  enable_lifecycle: true") && r.contains("  timeout: 1m"),
+            "{r}"
+        );
+        assert!(r.contains("# ops team"));
+
+        let flow = redact("web: {basic_auth_users: {a: $2y$10$x}, enable_lifecycle: true}\n");
+        assert!(!flow.contains("$2y"), "{flow}");
+        let nested_flow = redact("web:\n  basic_auth_users: {a: '$2y$10$x'}\n");
+        assert_eq!(nested_flow, "web:\n  basic_auth_users: <secret>");
     }
 }

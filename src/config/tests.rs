@@ -99,6 +99,7 @@ testdata_files! {
         tidemark_sections,
         tls,
         wal_fsync_always,
+        web_security,
     ],
     bad: [
         authorization_basic_type,
@@ -124,6 +125,7 @@ testdata_files! {
         invalid_relabel_action,
         job_timeout_gt_global_interval,
         labeldrop_with_source,
+        log_bad_level,
         metrics_path_relative,
         missing_job_name,
         multiple_documents,
@@ -155,8 +157,14 @@ testdata_files! {
         unsupported_rule_files,
         url_as_target,
         wal_fsync_bad,
+        web_bad_cors,
         web_bad_hash,
         web_bad_listen,
+        web_tls_ca_without_auth_type,
+        web_tls_client_ca_missing,
+        web_tls_old_version,
+        web_tls_unknown_auth_type,
+        web_tls_verify_without_ca,
         wrong_type_bool,
         wrong_type_list,
         yaml_syntax,
@@ -467,6 +475,69 @@ fn tidemark_sections_parse() {
     assert_eq!(c.storage.wal_fsync, WalFsync::Always);
     assert_eq!(c.storage.retention.time, Duration(0));
     assert_eq!(c.storage.retention.size, ByteSize(3 << 39));
+}
+
+#[test]
+fn web_security_and_log_keys_parse_with_their_defaults() {
+    let c = Config::parse("", "empty.yml").unwrap();
+    assert_eq!(c.web.cors_origin, "");
+    assert!(c.web.cors_origin_regex().unwrap().is_none());
+    assert_eq!(c.web.max_request_body_size, ByteSize(32 << 20));
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.format, LogFormat::Text);
+    let t = Config::parse("web: {tls: {cert_file: a, key_file: b}}", "t.yml").unwrap();
+    let tls = t.web.tls.unwrap();
+    assert_eq!(tls.client_auth_type, ClientAuthType::NoClientCert);
+    assert_eq!(tls.min_version, TlsVersion::TLS12);
+    assert_eq!(tls.client_ca_file, None);
+
+    let c = load("web_security.good.yml");
+    let re = c.web.cors_origin_regex().unwrap().unwrap();
+    for (origin, ok) in [
+        ("https://grafana.example.org", true),
+        ("http://localhost:3000", true),
+        // Anchored at both ends, as Prometheus anchors --web.cors.origin.
+        ("https://grafana.example.org.evil.net", false),
+        ("evil://https://grafana.example.org", false),
+        ("https://grafanaXexample.org", false),
+    ] {
+        assert_eq!(re.is_match(origin), ok, "{origin}");
+    }
+    assert_eq!(c.web.max_request_body_size, ByteSize(4 << 20));
+    let tls = c.web.tls.as_ref().unwrap();
+    assert_eq!(tls.client_ca_file, Some(testdata().join("files/ca.pem")));
+    assert_eq!(
+        tls.client_auth_type,
+        ClientAuthType::RequireAndVerifyClientCert
+    );
+    assert_eq!(tls.min_version, TlsVersion::TLS13);
+    assert_eq!(c.log.level, "warn,tidemark::scrape=debug");
+    assert_eq!(c.log.format, LogFormat::Json);
+}
+
+#[test]
+fn log_levels_are_checked_strictly() {
+    for ok in [
+        "info",
+        "DEBUG",
+        "off",
+        "warn,tidemark=trace",
+        "tidemark::api=debug,error",
+    ] {
+        assert!(check_log_level(ok).is_ok(), "{ok}");
+    }
+    // A misspelt level would read as a target name in a tracing filter and log nothing.
+    for bad in [
+        "",
+        "verbose",
+        "inf",
+        "tidemark=loud",
+        "=debug",
+        "info,",
+        "warning",
+    ] {
+        assert!(check_log_level(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]

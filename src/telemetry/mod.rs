@@ -21,7 +21,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-pub use requests::{http_metrics, observe_http, observe_query};
+pub use requests::{QueryInFlight, http_metrics, observe_http, observe_query};
 
 use crate::scrape::ingest::Failure;
 use crate::scrape::stats::{self as scrape_stats, ScrapeStats};

@@ -7,6 +7,7 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -64,6 +65,7 @@ struct RequestMetrics {
     query_durations: HistogramFamily<KindLabel>,
     http_requests: Family<HttpLabels, Counter>,
     http_durations: HistogramFamily<HandlerLabel>,
+    queries_in_flight: Gauge,
 }
 
 fn metrics() -> &'static RequestMetrics {
@@ -73,7 +75,26 @@ fn metrics() -> &'static RequestMetrics {
         query_durations: Family::new_with_constructor(|| Histogram::new(QUERY_BOUNDS)),
         http_requests: Family::default(),
         http_durations: Family::new_with_constructor(|| Histogram::new(HTTP_BOUNDS)),
+        queries_in_flight: Gauge::default(),
     })
+}
+
+/// One PromQL query being answered, counted in `tidemark_queries_in_flight` until dropped.
+#[must_use = "the query counts as in flight only while this lives"]
+pub struct QueryInFlight(());
+
+impl QueryInFlight {
+    /// Counts a query as in flight.
+    pub fn start() -> QueryInFlight {
+        metrics().queries_in_flight.inc();
+        QueryInFlight(())
+    }
+}
+
+impl Drop for QueryInFlight {
+    fn drop(&mut self) {
+        metrics().queries_in_flight.dec();
+    }
 }
 
 /// One of `known`, or `"other"`: label values stay a small fixed set whatever callers pass.
@@ -146,6 +167,11 @@ pub(super) fn register(reg: &mut Registry) {
         "tidemark_query_duration_seconds",
         "Time to parse and evaluate a PromQL query, by kind",
         m.query_durations.clone(),
+    );
+    reg.register(
+        "tidemark_queries_in_flight",
+        "PromQL queries being answered now, those waiting for an engine slot included",
+        m.queries_in_flight.clone(),
     );
     reg.register(
         "tidemark_http_requests",

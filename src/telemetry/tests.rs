@@ -508,3 +508,24 @@ fn render_keeps_the_public_entry_point() {
     assert_eq!(get(&m, "process_start_time_seconds", &[]), 12.5);
     drop(job);
 }
+
+#[test]
+fn queries_in_flight_counts_live_guards() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let in_flight = || {
+        let page = render_with(&db, &TargetCounts(Vec::new()), 0.0, &ScrapeStats::default());
+        promtool_check(&page);
+        assert!(
+            page.contains("# TYPE tidemark_queries_in_flight gauge"),
+            "{page}"
+        );
+        get(&parse(&page), "tidemark_queries_in_flight", &[])
+    };
+    // Other tests of this process may run queries meanwhile, so the held guards are a floor
+    // (a query of theirs cannot end the guards held here).
+    let guards: Vec<QueryInFlight> = (0..3).map(|_| QueryInFlight::start()).collect();
+    assert!(in_flight() >= 3.0);
+    drop(guards);
+    assert!(in_flight() >= 0.0);
+}
