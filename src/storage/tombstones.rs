@@ -423,6 +423,24 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_encodes_byte_for_byte() {
+        // docs/format/tombstones.md, "Example".
+        let doc = "54 4d 54 53 01 00 00 00 01 00 00 00 02 00 00 00 08 00 00 00 5f 5f 6e 61 6d 65 \
+                   5f 5f 02 00 00 00 75 70 03 00 00 00 6a 6f 62 04 00 00 00 6e 6f 64 65 01 00 00 \
+                   00 00 68 e5 cf 8b 01 00 00 5f 52 e6 cf 8b 01 00 00 c4 8f 51 8d";
+        let want: Vec<u8> = doc
+            .split_whitespace()
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect();
+        let mut t = Tombstones::default();
+        t.add(
+            &Labels::new([("__name__", "up"), ("job", "node")]).unwrap(),
+            iv(1_700_000_000_000, 1_700_000_059_999),
+        );
+        assert_eq!(encode(&t), want);
+    }
+
+    #[test]
     fn every_flipped_byte_and_every_truncation_is_refused() {
         let mut t = Tombstones::default();
         t.add(&l("node"), iv(1_000, 2_999));
