@@ -361,6 +361,18 @@ async fn delete_hides_exactly_the_matching_series_and_interval() {
         strings(&st, "/api/v1/labels").await,
         vec!["__name__", "floor", "room"]
     );
+    // The command line reads the same directory beside the running Db, tombstones included.
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["dump", "--match", r#"{__name__=~".+"}"#, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dumped = String::from_utf8(out.stdout).unwrap();
+    let lines = dumped.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(lines, want.values().map(Vec::len).sum::<usize>());
+    assert!(!dumped.contains("hum"));
+    assert!(!dumped.contains(&format!(" {}\n", secs(ts(150, 0)))));
     let (code, body) = call(
         &st,
         Method::GET,
