@@ -292,11 +292,11 @@ impl Db {
                 path: dir.to_path_buf(),
             });
         }
-        sstable::remove_temp_files(&blocks_dir)?;
-        // Before anything else is touched: a damaged record of deletions stops the open
-        // rather than let deleted data reappear.
+        // Before any block or WAL segment is touched: a damaged record of deletions stops the
+        // open rather than let deleted data reappear.
         tombstones::remove_temp_file(dir)?;
         let tombstones = tombstones::load(dir)?;
+        sstable::remove_temp_files(&blocks_dir)?;
         let OpenedBlocks {
             live: blocks,
             refused,
