@@ -546,41 +546,55 @@ impl Db {
 
     fn compact_once(&self) -> Result<Option<BlockMeta>, StorageError> {
         let _m = self.lock_maintenance();
-        let cat = self.catalog();
-        let spans: Vec<BlockSpan> = cat
-            .blocks
-            .iter()
-            .map(|b| BlockSpan {
-                id: b.meta().id.0.clone(),
-                mint: b.meta().mint,
-                maxt: b.meta().maxt,
-            })
-            .collect();
-        let ranges = compact::ranges(self.opts.block_duration, self.opts.retention_time);
-        let frontier = self
-            .head
-            .time_range()
-            .map_or(i64::MAX, |(lo, _)| lo.max(self.head.min_valid()));
-        let Some(ids) = compact::plan(&spans, &ranges, frontier) else {
-            return Ok(None);
-        };
-        let sources: Vec<Arc<Block>> = cat
-            .blocks
-            .iter()
-            .filter(|b| ids.contains(&b.meta().id.0))
-            .cloned()
-            .collect();
-        let meta = merge_blocks(&self.dir.join("blocks"), &sources, &self.tombstones())?;
-        let block = Arc::new(Block::open(&meta.path)?);
-        let old: Vec<BlockId> = sources.iter().map(|b| b.meta().id.clone()).collect();
-        // Publish first, delete after: a crash in between leaves sources that the next open
-        // recognises (they are listed in the new block) and deletes.
-        self.publish(vec![block], &old);
-        for b in &sources {
-            std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
+        // A group whose every sample was deleted leaves no block: its sources are dropped and
+        // planning goes on, so `None` still means nothing is due.
+        loop {
+            let cat = self.catalog();
+            let spans: Vec<BlockSpan> = cat
+                .blocks
+                .iter()
+                .map(|b| BlockSpan {
+                    id: b.meta().id.0.clone(),
+                    mint: b.meta().mint,
+                    maxt: b.meta().maxt,
+                })
+                .collect();
+            let ranges = compact::ranges(self.opts.block_duration, self.opts.retention_time);
+            let frontier = self
+                .head
+                .time_range()
+                .map_or(i64::MAX, |(lo, _)| lo.max(self.head.min_valid()));
+            let Some(ids) = compact::plan(&spans, &ranges, frontier) else {
+                return Ok(None);
+            };
+            let sources: Vec<Arc<Block>> = cat
+                .blocks
+                .iter()
+                .filter(|b| ids.contains(&b.meta().id.0))
+                .cloned()
+                .collect();
+            let merged = merge_blocks(&self.dir.join("blocks"), &sources, &self.tombstones())?;
+            let old: Vec<BlockId> = sources.iter().map(|b| b.meta().id.clone()).collect();
+            let add = match &merged {
+                Some(meta) => vec![Arc::new(Block::open(&meta.path)?)],
+                None => Vec::new(),
+            };
+            // Publish first, delete after: a crash in between leaves sources that the next open
+            // recognises (they are listed in the new block) and deletes.
+            self.publish(add, &old);
+            for b in &sources {
+                std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
+            }
+            let Some(meta) = merged else {
+                info!(
+                    sources = old.len(),
+                    "every sample of the blocks due for compaction was deleted; removed them"
+                );
+                continue;
+            };
+            info!(block = %meta.id, sources = old.len(), mint = meta.mint, maxt = meta.maxt, "compacted");
+            return Ok(Some(meta));
         }
-        info!(block = %meta.id, sources = old.len(), mint = meta.mint, maxt = meta.maxt, "compacted");
-        Ok(Some(meta))
     }
 
     /// Deletes the blocks retention no longer keeps; returns their ids.
@@ -730,12 +744,12 @@ impl Db {
 }
 
 /// Writes one block holding every series of `sources` (merged, deduplicated by timestamp),
-/// without the samples `deleted` covers.
+/// without the samples `deleted` covers; `None` when nothing is left to write.
 pub(crate) fn merge_blocks(
     blocks_dir: &Path,
     sources: &[Arc<Block>],
     deleted: &Tombstones,
-) -> Result<BlockMeta, StorageError> {
+) -> Result<Option<BlockMeta>, StorageError> {
     let mut sorted: Vec<&Arc<Block>> = sources.iter().collect();
     sorted.sort_by_key(|b| (b.meta().mint, b.meta().id.clone()));
     let mut index: BTreeMap<Labels, Vec<(usize, Vec<sstable::ChunkMeta>)>> = BTreeMap::new();
@@ -773,7 +787,11 @@ pub(crate) fn merge_blocks(
         }
         w.add_series(&labels, &to_chunks(&samples))?;
     }
-    Ok(w.finish()?)
+    // Dropping an unfinished writer removes its temp file.
+    if w.num_series() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(w.finish()?))
 }
 
 /// A batch of samples committed together: one WAL commit, then visible at once.

@@ -345,6 +345,42 @@ mod tests {
         assert!(!stored(&db).contains_key(&a));
     }
 
+    #[test]
+    fn compacting_blocks_whose_every_sample_was_deleted_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), opts()).unwrap();
+        let mut t = T0;
+        for r in 0..40i64 {
+            t += 1_000 + r * 37 % 600;
+            let mut app = db.appender();
+            for i in 0..4 {
+                app.append(&series(i), t + i as i64, (r * 3 + i as i64) as f64 * 0.5)
+                    .unwrap();
+            }
+            app.commit().unwrap();
+        }
+        let flushed = db.flush().unwrap();
+        assert_eq!(flushed.len(), 4);
+        db.delete_series(&[selector(3)], i64::MIN, i64::MAX)
+            .unwrap();
+        // The first two blocks fill a complete 30 s window: merging them leaves nothing, so
+        // they are removed and no block is written; the other two wait for their window.
+        assert_eq!(db.compact().unwrap(), None);
+        let left: Vec<_> = db
+            .catalog()
+            .blocks
+            .iter()
+            .map(|b| b.meta().id.clone())
+            .collect();
+        assert_eq!(left, vec![flushed[2].id.clone(), flushed[3].id.clone()]);
+        assert!(!flushed[0].path.exists() && !flushed[1].path.exists());
+        assert!(stored(&db).is_empty());
+        drop(db);
+        let db = Db::open(dir.path(), opts()).unwrap();
+        assert!(stored(&db).is_empty());
+        assert_eq!(db.catalog().blocks.len(), 2);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Append { mask: u8, dt: i64, v: i32 },
