@@ -4,6 +4,7 @@
 //! `api` may call `query`, `storage` and `model`; it must never call `scrape` or `cli` (target
 //! state reaches it through [`TargetsView`], implemented by the caller).
 
+mod admin;
 mod federate;
 mod json;
 mod metadata;
@@ -190,6 +191,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/targets", get(status::targets))
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(admin::delete_series).put(admin::delete_series),
+        )
+        .route(
+            "/api/v1/admin/tsdb/clean_tombstones",
+            post(admin::clean_tombstones).put(admin::clean_tombstones),
+        )
+        .route(
+            "/api/v1/admin/tsdb/snapshot",
+            post(admin::snapshot).put(admin::snapshot),
+        )
         // Routes go above this line: the layers below wrap only the routes added before them.
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(

@@ -12,15 +12,17 @@ use tracing::{error, info, warn};
 
 use super::catalog::Catalog;
 use super::compact::{self, BlockSpan};
+use super::delete::{self, CleanStats, DeleteStats};
 use super::head::{Head, MemSeries, Reject, SeriesRef};
 use super::querier::Querier;
 use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, ChunkData, SstError};
 use super::stats::{DurationHistogram, HistogramSnapshot, MAINTENANCE_BOUNDS};
+use super::tombstones::{self, Tombstones};
 use super::wal::{
     self, ChunkRecord, FsyncPolicy, Record, SampleRecord, SeriesRecord, Wal, WalError, WalOptions,
 };
 use super::{StorageError, chunk};
-use crate::model::{Labels, Sample};
+use crate::model::{Labels, Matcher, Sample};
 
 /// Samples per chunk in blocks: 2h of 15s scrapes, so a 2h block holds one chunk per series.
 pub const BLOCK_CHUNK_SAMPLES: usize = 480;
@@ -132,11 +134,14 @@ pub struct Db {
     head: Arc<Head>,
     wal: Wal,
     catalog: RwLock<Arc<Catalog>>,
+    /// Deleted intervals, swapped whole once the tombstones file holding them is durable.
+    tombstones: RwLock<Arc<Tombstones>>,
     /// Commits hold it shared from their WAL write until their samples are in the head; a flush
     /// holds it exclusively to move the head's lower bound and to cut the WAL, so no commit is
     /// half-way across either (an append racing a flush is never lost).
     commit_gate: RwLock<()>,
-    /// One structural change (flush, compaction, retention) at a time.
+    /// One structural change (flush, compaction, retention, deletion, clean, snapshot) at a
+    /// time: a deletion must see each sample in the head or in a block, never in between.
     maintenance: Mutex<()>,
     counters: DbCounters,
     refused: Vec<RefusedBlock>,
@@ -287,6 +292,10 @@ impl Db {
                 path: dir.to_path_buf(),
             });
         }
+        // Before any block or WAL segment is touched: a damaged record of deletions stops the
+        // open rather than let deleted data reappear.
+        tombstones::remove_temp_file(dir)?;
+        let tombstones = tombstones::load(dir)?;
         sstable::remove_temp_files(&blocks_dir)?;
         let OpenedBlocks {
             live: blocks,
@@ -328,6 +337,7 @@ impl Db {
             head,
             wal,
             catalog: RwLock::new(Arc::new(Catalog::default().with(blocks, &[]))),
+            tombstones: RwLock::new(Arc::new(tombstones)),
             commit_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
             counters: DbCounters::default(),
@@ -352,10 +362,19 @@ impl Db {
 
     /// A consistent read view over the current blocks and the head.
     pub fn querier(&self) -> Querier {
+        // Tombstones first: a clean publishes its rewritten blocks before it drops the
+        // tombstones they made needless, so a view never pairs old blocks with fewer tombstones.
+        let tombstones = self.tombstones();
         Querier {
             catalog: self.catalog(),
             head: self.head.clone(),
+            tombstones,
         }
+    }
+
+    /// The deleted intervals in force.
+    pub fn tombstones(&self) -> Arc<Tombstones> {
+        rlock(&self.tombstones).clone()
     }
 
     /// The current catalog snapshot.
@@ -454,9 +473,11 @@ impl Db {
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         let mut w = BlockWriter::new(&self.dir.join("blocks"), 1, Vec::new())?;
         let mut samples = Vec::new();
+        let deleted = self.tombstones();
         for s in series {
             samples.clear();
             s.lock().samples_in(mint, maxt, &mut samples);
+            deleted.filter(&s.labels, &mut samples);
             if !samples.is_empty() {
                 w.add_series(&s.labels, &to_chunks(&samples))?;
             }
@@ -525,41 +546,55 @@ impl Db {
 
     fn compact_once(&self) -> Result<Option<BlockMeta>, StorageError> {
         let _m = self.lock_maintenance();
-        let cat = self.catalog();
-        let spans: Vec<BlockSpan> = cat
-            .blocks
-            .iter()
-            .map(|b| BlockSpan {
-                id: b.meta().id.0.clone(),
-                mint: b.meta().mint,
-                maxt: b.meta().maxt,
-            })
-            .collect();
-        let ranges = compact::ranges(self.opts.block_duration, self.opts.retention_time);
-        let frontier = self
-            .head
-            .time_range()
-            .map_or(i64::MAX, |(lo, _)| lo.max(self.head.min_valid()));
-        let Some(ids) = compact::plan(&spans, &ranges, frontier) else {
-            return Ok(None);
-        };
-        let sources: Vec<Arc<Block>> = cat
-            .blocks
-            .iter()
-            .filter(|b| ids.contains(&b.meta().id.0))
-            .cloned()
-            .collect();
-        let meta = merge_blocks(&self.dir.join("blocks"), &sources)?;
-        let block = Arc::new(Block::open(&meta.path)?);
-        let old: Vec<BlockId> = sources.iter().map(|b| b.meta().id.clone()).collect();
-        // Publish first, delete after: a crash in between leaves sources that the next open
-        // recognises (they are listed in the new block) and deletes.
-        self.publish(vec![block], &old);
-        for b in &sources {
-            std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
+        // A group whose every sample was deleted leaves no block: its sources are dropped and
+        // planning goes on, so `None` still means nothing is due.
+        loop {
+            let cat = self.catalog();
+            let spans: Vec<BlockSpan> = cat
+                .blocks
+                .iter()
+                .map(|b| BlockSpan {
+                    id: b.meta().id.0.clone(),
+                    mint: b.meta().mint,
+                    maxt: b.meta().maxt,
+                })
+                .collect();
+            let ranges = compact::ranges(self.opts.block_duration, self.opts.retention_time);
+            let frontier = self
+                .head
+                .time_range()
+                .map_or(i64::MAX, |(lo, _)| lo.max(self.head.min_valid()));
+            let Some(ids) = compact::plan(&spans, &ranges, frontier) else {
+                return Ok(None);
+            };
+            let sources: Vec<Arc<Block>> = cat
+                .blocks
+                .iter()
+                .filter(|b| ids.contains(&b.meta().id.0))
+                .cloned()
+                .collect();
+            let merged = merge_blocks(&self.dir.join("blocks"), &sources, &self.tombstones())?;
+            let old: Vec<BlockId> = sources.iter().map(|b| b.meta().id.clone()).collect();
+            let add = match &merged {
+                Some(meta) => vec![Arc::new(Block::open(&meta.path)?)],
+                None => Vec::new(),
+            };
+            // Publish first, delete after: a crash in between leaves sources that the next open
+            // recognises (they are listed in the new block) and deletes.
+            self.publish(add, &old);
+            for b in &sources {
+                std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
+            }
+            let Some(meta) = merged else {
+                info!(
+                    sources = old.len(),
+                    "every sample of the blocks due for compaction was deleted; removed them"
+                );
+                continue;
+            };
+            info!(block = %meta.id, sources = old.len(), mint = meta.mint, maxt = meta.maxt, "compacted");
+            return Ok(Some(meta));
         }
-        info!(block = %meta.id, sources = old.len(), mint = meta.mint, maxt = meta.maxt, "compacted");
-        Ok(Some(meta))
     }
 
     /// Deletes the blocks retention no longer keeps; returns their ids.
@@ -619,6 +654,83 @@ impl Db {
         Ok(())
     }
 
+    /// Deletes the samples in [mint, maxt] of every series matching any of `selectors`: they
+    /// vanish from every read at once, and stay gone across restarts, flushes and compactions.
+    /// The tombstones recording the deletion are durable (fsynced) when this returns.
+    pub fn delete_series(
+        &self,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<DeleteStats, StorageError> {
+        let _m = self.lock_maintenance();
+        let current = self.tombstones();
+        let mut next = (*current).clone();
+        let stats = delete::add_deletions(&self.querier(), selectors, mint, maxt, &mut next)?;
+        if next != *current {
+            tombstones::store(&self.dir, &next)?;
+            *wlock(&self.tombstones) = Arc::new(next);
+            info!(
+                series = stats.series,
+                mint, maxt, "deleted series data (tombstoned)"
+            );
+        }
+        Ok(stats)
+    }
+
+    /// Rewrites every block holding deleted samples without them (the new block published
+    /// before the old one is deleted), then drops the tombstones no stored sample needs.
+    pub fn clean_tombstones(&self) -> Result<CleanStats, StorageError> {
+        let _m = self.lock_maintenance();
+        let ts = self.tombstones();
+        let mut stats = CleanStats::default();
+        if ts.is_empty() {
+            return Ok(stats);
+        }
+        let blocks_dir = self.dir.join("blocks");
+        for old in self.catalog().blocks.iter() {
+            if !delete::holds_deleted(old, &ts)? {
+                continue;
+            }
+            let add = match delete::rewrite_block(old, &ts, &blocks_dir)? {
+                Some(meta) => {
+                    stats.blocks_rewritten += 1;
+                    info!(old = %old.meta().id, new = %meta.id, samples = meta.num_samples, "block rewritten without deleted samples");
+                    vec![Arc::new(Block::open(&meta.path)?)]
+                }
+                None => {
+                    stats.blocks_removed += 1;
+                    info!(block = %old.meta().id, "every sample of the block was deleted; removing it");
+                    Vec::new()
+                }
+            };
+            self.publish(add, std::slice::from_ref(&old.meta().id));
+            std::fs::remove_file(&old.meta().path).map_err(io_err(&old.meta().path))?;
+        }
+        let kept = delete::still_needed(&ts, &self.head);
+        if kept != *ts {
+            stats.series_dropped = (ts.num_series() - kept.num_series()) as u64;
+            tombstones::store(&self.dir, &kept)?;
+            *wlock(&self.tombstones) = Arc::new(kept);
+        }
+        Ok(stats)
+    }
+
+    /// Writes a snapshot of the blocks (and of the head unless `with_head` is false) into the
+    /// new or empty directory `out`, deleted data left out or tombstoned; see
+    /// [`super::write_snapshot`].
+    pub fn snapshot(
+        &self,
+        out: &Path,
+        with_head: bool,
+    ) -> Result<super::SnapshotStats, StorageError> {
+        // No flush in between: it would move samples from the head to a block this view lacks.
+        let _m = self.lock_maintenance();
+        let q = self.querier();
+        let q = if with_head { q } else { q.without_head() };
+        super::write_snapshot(&q, out, self.opts.block_duration)
+    }
+
     /// Syncs the WAL; everything committed is durable when it returns.
     pub fn sync(&self) -> Result<(), StorageError> {
         Ok(self.wal.sync()?)
@@ -631,11 +743,13 @@ impl Db {
     }
 }
 
-/// Writes one block holding every series of `sources` (merged, deduplicated by timestamp).
+/// Writes one block holding every series of `sources` (merged, deduplicated by timestamp),
+/// without the samples `deleted` covers; `None` when nothing is left to write.
 pub(crate) fn merge_blocks(
     blocks_dir: &Path,
     sources: &[Arc<Block>],
-) -> Result<BlockMeta, StorageError> {
+    deleted: &Tombstones,
+) -> Result<Option<BlockMeta>, StorageError> {
     let mut sorted: Vec<&Arc<Block>> = sources.iter().collect();
     sorted.sort_by_key(|b| (b.meta().mint, b.meta().id.clone()));
     let mut index: BTreeMap<Labels, Vec<(usize, Vec<sstable::ChunkMeta>)>> = BTreeMap::new();
@@ -667,9 +781,17 @@ pub(crate) fn merge_blocks(
             samples.sort_by_key(|s| s.t);
             samples.dedup_by_key(|s| s.t);
         }
+        deleted.filter(&labels, &mut samples);
+        if samples.is_empty() {
+            continue;
+        }
         w.add_series(&labels, &to_chunks(&samples))?;
     }
-    Ok(w.finish()?)
+    // Dropping an unfinished writer removes its temp file.
+    if w.num_series() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(w.finish()?))
 }
 
 /// A batch of samples committed together: one WAL commit, then visible at once.
@@ -802,6 +924,7 @@ fn open_blocks_settled(blocks_dir: &Path) -> Result<OpenedBlocks, StorageError> 
 pub struct ReadOnlyDb {
     catalog: Arc<Catalog>,
     head: Arc<Head>,
+    tombstones: Arc<Tombstones>,
     refused: Vec<RefusedBlock>,
     replay: wal::ReplayStats,
 }
@@ -819,6 +942,9 @@ impl ReadOnlyDb {
         // before it drops those samples from the WAL, so whatever a flush does in between, every
         // sample is in the WAL read or in a block listed (possibly both; queries drop exact
         // duplicates). The other order could miss a block published after the listing.
+        // Tombstones come first of all: a clean drops them only after the blocks holding the
+        // samples they hide are replaced, so blocks listed later never need dropped ones.
+        let tombstones = tombstones::load(dir)?;
         let head = Arc::new(Head::new());
         let mut refs = HashMap::new();
         let replay = wal::read_only(&dir.join("wal"), |rec| {
@@ -834,6 +960,7 @@ impl ReadOnlyDb {
         Ok(ReadOnlyDb {
             catalog: Arc::new(Catalog::default().with(blocks, &[])),
             head,
+            tombstones: Arc::new(tombstones),
             refused,
             replay,
         })
@@ -844,7 +971,13 @@ impl ReadOnlyDb {
         Querier {
             catalog: self.catalog.clone(),
             head: self.head.clone(),
+            tombstones: self.tombstones.clone(),
         }
+    }
+
+    /// The deleted intervals every read leaves out.
+    pub fn tombstones(&self) -> &Tombstones {
+        &self.tombstones
     }
 
     /// The blocks.

@@ -1,5 +1,5 @@
 //! Storage: the write-ahead log, the in-memory head, immutable SSTable blocks, the catalog that
-//! routes queries to them, compaction and retention.
+//! routes queries to them, compaction and retention, and the tombstones of deleted series.
 //!
 //! `storage` owns every byte under the data directory. It may use `model` only; it must never
 //! call `scrape`, `query`, `api` or `cli`, and never acknowledge a sample before its WAL record
@@ -9,6 +9,7 @@ mod catalog;
 pub mod chunk;
 pub mod compact;
 mod db;
+mod delete;
 pub mod head;
 mod import;
 mod index;
@@ -16,6 +17,7 @@ mod querier;
 mod snapshot;
 pub mod sstable;
 pub mod stats;
+pub mod tombstones;
 pub mod wal;
 
 use std::fs::File;
@@ -25,10 +27,12 @@ pub use catalog::Catalog;
 pub use db::{
     Appender, BLOCK_CHUNK_SAMPLES, CommitStats, Db, DbCounters, Options, ReadOnlyDb, RefusedBlock,
 };
+pub use delete::{CleanStats, DeleteStats};
 pub use head::{SeriesRef, SeriesSamples};
 pub use import::write_blocks;
 pub use querier::Querier;
 pub use snapshot::{SnapshotStats, write_snapshot};
+pub use tombstones::{Interval, Tombstones};
 
 /// Errors of the storage engine.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,14 @@ pub enum StorageError {
     /// A chunk inside a block passed its checksum but does not decode.
     #[error("corrupt chunk in {path} at offset {offset}: {reason}")]
     CorruptChunk {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// The tombstones file (the record of deleted series) is damaged; the data directory is
+    /// not served, since ignoring it would bring deleted data back.
+    #[error("corrupt tombstones file {path} at offset {offset}: {reason}")]
+    CorruptTombstones {
         path: PathBuf,
         offset: u64,
         reason: String,

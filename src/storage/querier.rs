@@ -1,4 +1,5 @@
-//! Reading across the head and the blocks of one catalog snapshot.
+//! Reading across the head and the blocks of one catalog snapshot, with deleted samples
+//! (tombstones) left out of every answer.
 
 use std::sync::Arc;
 
@@ -6,17 +7,20 @@ use super::catalog::Catalog;
 use super::head::{Head, SeriesSamples};
 use super::index::{IndexReader, select_ids};
 use super::sstable::Block;
+use super::tombstones::Tombstones;
 use super::{StorageError, chunk};
-use crate::model::{Labels, Matcher, Sample};
+use crate::model::{Labels, MatchOp, Matcher, Sample};
 
-/// A consistent view for one query: the blocks of one catalog snapshot and the head.
+/// A consistent view for one query: the blocks of one catalog snapshot, the head, and the
+/// tombstones that hide deleted samples from both.
 pub struct Querier {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) head: Arc<Head>,
+    pub(crate) tombstones: Arc<Tombstones>,
 }
 
 /// A block seen through the index interface matcher resolution needs.
-struct BlockIndex<'a>(&'a Block);
+pub(crate) struct BlockIndex<'a>(pub(crate) &'a Block);
 
 impl IndexReader for BlockIndex<'_> {
     type Id = u32;
@@ -109,7 +113,63 @@ impl Querier {
             sources.push(select_block(b, matchers, mint, maxt)?);
         }
         sources.push(self.head.select(matchers, mint, maxt));
-        Ok(merge_sources(sources))
+        let mut out = merge_sources(sources);
+        // One check when nothing is deleted; otherwise one lookup per series, not per sample.
+        if !self.tombstones.is_empty() {
+            for s in &mut out {
+                self.tombstones.filter(&s.labels, &mut s.samples);
+            }
+            out.retain(|s| !s.samples.is_empty());
+        }
+        Ok(out)
+    }
+
+    /// The deleted intervals this view hides.
+    pub fn tombstones(&self) -> &Tombstones {
+        &self.tombstones
+    }
+
+    /// The same view without the head: only what the blocks hold.
+    pub fn without_head(&self) -> Querier {
+        Querier {
+            catalog: self.catalog.clone(),
+            head: Arc::new(Head::new()),
+            tombstones: self.tombstones.clone(),
+        }
+    }
+
+    /// True when series `labels` keeps a sample in [mint, maxt] outside its deleted intervals.
+    /// Reads the series' samples: only asked for series that have tombstones.
+    fn survives(&self, labels: &Labels, mint: i64, maxt: i64) -> Result<bool, StorageError> {
+        if self.tombstones.get(labels).is_none() {
+            return Ok(true);
+        }
+        let exact: Vec<Matcher> = labels.iter().map(|(n, v)| Matcher::equal(n, v)).collect();
+        Ok(self
+            .select(&exact, mint, maxt)?
+            .iter()
+            .any(|s| &s.labels == labels))
+    }
+
+    /// True when some series matching `m` has a sample left in [mint, maxt]; stops at the
+    /// first series without tombstones, so it costs little unless most matches were deleted.
+    fn any_survivor(&self, m: &Matcher, mint: i64, maxt: i64) -> Result<bool, StorageError> {
+        for l in self.head.series_labels(std::slice::from_ref(m), mint, maxt) {
+            if self.survives(&l, mint, maxt)? {
+                return Ok(true);
+            }
+        }
+        for b in self.blocks_in(mint, maxt) {
+            for id in select_ids(&BlockIndex(b), std::slice::from_ref(m)) {
+                let (labels, chunks) = b.series(id)?;
+                if chunks.iter().any(|c| c.mint <= maxt && c.maxt >= mint)
+                    && self.survives(&labels, mint, maxt)?
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Like [`Querier::select`] for one series' samples only, as a flat list.
@@ -145,6 +205,15 @@ impl Querier {
         out.extend(self.head.series_labels(matchers, mint, maxt));
         out.sort_unstable();
         out.dedup();
+        if !self.tombstones.is_empty() {
+            let mut kept = Vec::with_capacity(out.len());
+            for l in out {
+                if self.survives(&l, mint, maxt)? {
+                    kept.push(l);
+                }
+            }
+            out = kept;
+        }
         Ok(out)
     }
 
@@ -161,6 +230,7 @@ impl Querier {
             maxt,
             |b| b.label_names(),
             |l, out| out.extend(l.iter().map(|(n, _)| n.to_string())),
+            |n| Matcher::new(MatchOp::NotEqual, n, "").ok(),
         )
     }
 
@@ -178,11 +248,14 @@ impl Querier {
             maxt,
             |b| b.label_values(name),
             |l, out| out.extend(l.get(name).map(str::to_string)),
+            |v| Some(Matcher::equal(name, v)),
         )
     }
 
     /// Strings drawn from the matching series, sorted and unique. Without matchers, blocks
-    /// answer from their symbol index (`from_block`) instead of visiting every series.
+    /// answer from their symbol index (`from_block`) instead of visiting every series; a string
+    /// that deleted series also carry is kept only if a series selected by `probe(string)`
+    /// survives its tombstones.
     fn collect_strings(
         &self,
         matchers: &[Matcher],
@@ -190,6 +263,7 @@ impl Querier {
         maxt: i64,
         from_block: impl Fn(&Block) -> Vec<&str>,
         from_labels: impl Fn(&Labels, &mut Vec<String>),
+        probe: impl Fn(&str) -> Option<Matcher>,
     ) -> Result<Vec<String>, StorageError> {
         let mut out: Vec<String> = Vec::new();
         if matchers.is_empty() {
@@ -198,6 +272,27 @@ impl Querier {
             }
             for l in self.head.series_labels(&[], mint, maxt) {
                 from_labels(&l, &mut out);
+            }
+            if !self.tombstones.is_empty() {
+                let mut doubtful = Vec::new();
+                for (l, _) in self.tombstones.iter() {
+                    from_labels(l, &mut doubtful);
+                }
+                doubtful.sort_unstable();
+                doubtful.dedup();
+                out.sort_unstable();
+                out.dedup();
+                let mut kept = Vec::with_capacity(out.len());
+                for s in out {
+                    let gone = match (doubtful.binary_search(&s).is_ok(), probe(&s)) {
+                        (true, Some(m)) => !self.any_survivor(&m, mint, maxt)?,
+                        _ => false,
+                    };
+                    if !gone {
+                        kept.push(s);
+                    }
+                }
+                out = kept;
             }
         } else {
             for l in self.series(matchers, mint, maxt)? {
@@ -209,7 +304,8 @@ impl Querier {
         Ok(out)
     }
 
-    fn blocks_in(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &Arc<Block>> {
+    /// The blocks of this view overlapping [mint, maxt].
+    pub(crate) fn blocks_in(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &Arc<Block>> {
         self.catalog
             .blocks
             .iter()

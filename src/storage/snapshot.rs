@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::db::io_err;
 use super::sstable::Block;
+use super::tombstones;
 use super::{Querier, StorageError, write_blocks};
 use crate::model::{Labels, Sample};
 
@@ -25,6 +26,8 @@ pub struct SnapshotStats {
 /// file system (they are immutable) and copied through their open handle otherwise, so a
 /// block a concurrent compaction deleted is still copied whole. The head becomes blocks of
 /// `block_duration`; `out` has no WAL, and an agent started on it serves the same data.
+/// Deleted samples stay deleted: the head's are left out, and the tombstones that hide those
+/// of the copied blocks are written to `out` before any block.
 pub fn write_snapshot(
     querier: &Querier,
     out: &Path,
@@ -44,6 +47,8 @@ pub fn write_snapshot(
     }
     let blocks_dir = out.join("blocks");
     std::fs::create_dir_all(&blocks_dir).map_err(io_err(&blocks_dir))?;
+    let deleted = &querier.tombstones;
+    tombstones::store(out, deleted)?;
     let mut stats = SnapshotStats::default();
     for block in &querier.catalog.blocks {
         copy_block(block, &blocks_dir)?;
@@ -53,6 +58,7 @@ pub fn write_snapshot(
     for s in querier.head.all_series() {
         let mut samples = Vec::new();
         s.lock().samples_in(i64::MIN, i64::MAX, &mut samples);
+        deleted.filter(&s.labels, &mut samples);
         if !samples.is_empty() {
             stats.head_samples += samples.len() as u64;
             series.push((s.labels.clone(), samples));
