@@ -12,6 +12,7 @@ mod query;
 mod response;
 mod series;
 mod status;
+mod write;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -161,6 +162,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/targets", get(status::targets))
+        .route("/api/v1/write", post(write::write))
         .layer(axum::middleware::from_fn(api_options))
         .layer(axum::middleware::from_fn(crate::telemetry::http_metrics))
         .with_state(state)
