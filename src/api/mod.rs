@@ -15,6 +15,7 @@ mod series;
 pub mod server;
 mod status;
 pub mod web;
+mod write;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -203,6 +204,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/admin/tsdb/snapshot",
             post(admin::snapshot).put(admin::snapshot),
         )
+        .route("/api/v1/write", post(write::write))
         // Routes go above this line: the layers below wrap only the routes added before them.
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(

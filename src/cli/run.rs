@@ -422,6 +422,7 @@ async fn serve(
         web: web.security.clone(),
         flags,
         external_labels: cfg.global.external_labels.clone(),
+        remote_write_receiver: cfg.web.enable_remote_write_receiver,
         ..ApiState::new(db.clone(), engine, Arc::new(ManagerView(manager.clone())))
     });
     let listener = tokio::net::TcpListener::bind(&listen)

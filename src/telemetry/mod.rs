@@ -3,12 +3,13 @@
 //!
 //! Built on `prometheus-client`. Each render fills a fresh `Registry` with the process-wide query
 //! and HTTP families this module owns (`requests`: typed counters and histograms the API records
-//! into) and with values read at that moment from where they live: storage's counters, WAL,
+//! into; `receiver`: the remote write receiver's counters) and with values read at that moment from where they live: storage's counters, WAL,
 //! catalog and duration histograms, the scrape module's per-job counters, the target counts the
 //! caller passes, and `/proc/self`. Storage and scrape keep plain atomics and never call this
 //! module; this module must never change a value it reads.
 
 mod process;
+mod receiver;
 mod requests;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+pub use receiver::observe_remote_write;
 pub use requests::{QueryInFlight, http_metrics, observe_http, observe_query};
 
 use crate::scrape::ingest::Failure;
@@ -58,6 +60,7 @@ fn render_with(
     b.scrape(targets, scrapes);
     b.storage(db);
     requests::register(&mut b.reg);
+    receiver::register(&mut b.reg);
     let mut out = String::with_capacity(16 << 10);
     // Writing to a String cannot fail, and every value here encodes.
     let _ = prometheus_text::encode(&mut out, &b.reg);
