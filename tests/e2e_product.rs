@@ -335,3 +335,86 @@ async fn run_query_reload_stop_restart_as_an_operator_does() {
     agent.signal("-TERM");
     wait_exit_ok(&mut agent, "second SIGTERM");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_deletion_survives_sigkill_and_snapshots_restore() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, data) = (tmp.path().join("tidemark.yml"), tmp.path().join("data"));
+    let target = serve_changing_target().await;
+    std::fs::write(&cfg, config(&target, None)).unwrap();
+    let args = |cfg: &Path, data: &Path| -> Vec<std::ffi::OsString> {
+        vec![
+            "--enable-admin-api".into(),
+            "--config".into(),
+            cfg.into(),
+            "--data-dir".into(),
+            data.into(),
+        ]
+    };
+    let a = args(&cfg, &data);
+    let agent = Agent::start(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    poll("a few scrapes", 30, || async {
+        (raw_samples(&http, &agent, now_s()).await.len() >= 8).then_some(())
+    })
+    .await;
+
+    // Delete the gauge; the counter stays.
+    let r = http
+        .post(format!(
+            "{}/api/v1/admin/tsdb/delete_series?match[]=e2e_temperature",
+            agent.api
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let at = now_s();
+    let kept = raw_samples(&http, &agent, at).await;
+    assert!(!kept.is_empty());
+    assert!(
+        kept.iter().all(|(l, _, _)| !l.contains("e2e_temperature")),
+        "deleted series still answered"
+    );
+
+    // A snapshot through the admin API, named as Prometheus names it.
+    let r = http
+        .post(format!("{}/api/v1/admin/tsdb/snapshot", agent.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let name = v["data"]["name"].as_str().unwrap().to_string();
+    let snap = data.join("snapshots").join(&name);
+    assert!(snap.is_dir(), "{}", snap.display());
+
+    // SIGKILL: no clean shutdown; the deletion and every kept sample survive.
+    agent.signal("-KILL");
+    drop(agent);
+    let agent = Agent::start(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    let after = raw_samples(&http, &agent, at).await;
+    assert!(
+        after.iter().all(|(l, _, _)| !l.contains("e2e_temperature")),
+        "a deletion came back after SIGKILL"
+    );
+    let lost: Vec<_> = kept.difference(&after).collect();
+    assert!(lost.is_empty(), "lost after SIGKILL: {lost:?}");
+    drop(agent);
+
+    // The snapshot restores: an agent started on it answers the kept samples, not the deleted.
+    let sdata = tmp.path().join("restored");
+    std::fs::rename(&snap, &sdata).unwrap();
+    std::fs::write(&cfg, "scrape_configs: []\n").unwrap();
+    let b = args(&cfg, &sdata);
+    let agent = Agent::start(&b.iter().map(|s| s.as_os_str()).collect::<Vec<_>>());
+    let restored = raw_samples(&http, &agent, at).await;
+    assert!(
+        restored
+            .iter()
+            .all(|(l, _, _)| !l.contains("e2e_temperature"))
+    );
+    let missing: Vec<_> = kept.difference(&restored).collect();
+    assert!(missing.is_empty(), "snapshot lacks: {missing:?}");
+}

@@ -424,6 +424,44 @@ fn appends_racing_a_flush_are_not_lost() {
 }
 
 #[test]
+fn a_query_taken_before_a_flush_still_sees_the_flushed_window() {
+    // A querier holds the catalog of its start and reads the head when it selects. A flush
+    // that published its block and truncated the head in between would hide the flushed
+    // window from it: the old catalog lacks the block, the head no longer has the samples.
+    const BD: i64 = 2 * H;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path(), opts(BD)).unwrap());
+    let mut rng = Rng(4242);
+    let mut data: BTreeMap<Labels, Points> = BTreeMap::new();
+    for s in 0..7 {
+        let l = lbl(&[("__name__", "flushed"), ("s", &s.to_string())]);
+        let mut t = T0 + rng.below(60_000) as i64;
+        while t < T0 + 2 * BD {
+            data.entry(l.clone())
+                .or_default()
+                .push((t, rng.value().to_bits()));
+            t += 1 + rng.below(170_000) as i64;
+        }
+    }
+    write(&db, &data);
+    let before = db.querier();
+    let flusher = {
+        let db = db.clone();
+        std::thread::spawn(move || db.flush().unwrap())
+    };
+    // The block is published before the head is truncated; wait until it is there.
+    let end = Instant::now() + Duration::from_secs(20);
+    while db.catalog().blocks.is_empty() {
+        assert!(Instant::now() < end, "flush published no block");
+        std::thread::yield_now();
+    }
+    assert_same(&read_all(&before), &data, "querier from before the flush");
+    drop(before);
+    assert!(!flusher.join().unwrap().is_empty());
+    assert_same(&read_all(&db.querier()), &data, "querier after the flush");
+}
+
+#[test]
 fn blocks_can_be_read_back_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(H);

@@ -552,15 +552,17 @@ async fn lifecycle_and_admin_endpoints_are_off_by_default() {
         let r = c.get(format!("{}{path}", a.api)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "GET {path}");
     }
-    // The admin API is built on another branch; off, it must never succeed. (Once it lands
-    // these answer Prometheus's error for a disabled admin API.)
+    // Off, the admin API answers 403 with Prometheus's error body for a disabled admin API.
     for path in [
         "/api/v1/admin/tsdb/delete_series?match[]=up",
         "/api/v1/admin/tsdb/snapshot",
         "/api/v1/admin/tsdb/clean_tombstones",
     ] {
         let r = c.post(format!("{}{path}", a.api)).send().await.unwrap();
-        assert!(!r.status().is_success(), "{path}: {}", r.status());
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(v["errorType"], "unavailable", "{path}");
+        assert_eq!(v["error"], "admin APIs disabled", "{path}");
     }
     // Still running after all of that.
     let r = c.get(format!("{}/-/healthy", a.api)).send().await.unwrap();

@@ -143,6 +143,11 @@ pub struct Db {
     /// One structural change (flush, compaction, retention, deletion, clean, snapshot) at a
     /// time: a deletion must see each sample in the head or in a block, never in between.
     maintenance: Mutex<()>,
+    /// Every querier holds a clone of the current epoch. A flush publishes its block, starts a
+    /// new epoch and waits for the queriers of the old one before it truncates the head: a
+    /// querier holds a catalog taken before the block existed and reads the head lazily, so
+    /// truncating under it would hide the flushed window from it.
+    readers: Mutex<Arc<()>>,
     counters: DbCounters,
     refused: Vec<RefusedBlock>,
     replay: wal::ReplayStats,
@@ -340,6 +345,7 @@ impl Db {
             tombstones: RwLock::new(Arc::new(tombstones)),
             commit_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
+            readers: Mutex::new(Arc::new(())),
             counters: DbCounters::default(),
             refused,
             replay,
@@ -365,10 +371,17 @@ impl Db {
         // Tombstones first: a clean publishes its rewritten blocks before it drops the
         // tombstones they made needless, so a view never pairs old blocks with fewer tombstones.
         let tombstones = self.tombstones();
+        // The epoch before the catalog: a flush that publishes after this clone waits for it.
+        let reader = self
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Querier {
             catalog: self.catalog(),
             head: self.head.clone(),
             tombstones,
+            reader: Some(reader),
         }
     }
 
@@ -453,6 +466,7 @@ impl Db {
                 self.publish(vec![block], &[]);
                 info!(block = %meta.id, series = meta.num_series, samples = meta.num_samples, "head flushed");
                 written.push(meta);
+                self.wait_for_older_readers();
             }
             let collected = self.head.truncate(end, end);
             if collected > 0 {
@@ -466,6 +480,29 @@ impl Db {
             self.counters.flush_durations.observe(began.elapsed());
         }
         Ok(written)
+    }
+
+    /// Starts a new reader epoch and waits until no querier of the previous one is left. Queries
+    /// end at their timeout, so this wait is bounded by the longest query; it is logged when long.
+    fn wait_for_older_readers(&self) {
+        let old = std::mem::replace(
+            &mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(()),
+        );
+        let began = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        let mut warned = false;
+        while Arc::strong_count(&old) > 1 {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+            if !warned && began.elapsed() > Duration::from_secs(30) {
+                warn!(
+                    readers = Arc::strong_count(&old) - 1,
+                    "head truncation waits for queries that started before the flush"
+                );
+                warned = true;
+            }
+        }
     }
 
     fn write_head_block(&self, mint: i64, maxt: i64) -> Result<Option<BlockMeta>, StorageError> {
@@ -972,6 +1009,7 @@ impl ReadOnlyDb {
             catalog: self.catalog.clone(),
             head: self.head.clone(),
             tombstones: self.tombstones.clone(),
+            reader: None,
         }
     }
 

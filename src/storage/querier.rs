@@ -17,6 +17,9 @@ pub struct Querier {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) head: Arc<Head>,
     pub(crate) tombstones: Arc<Tombstones>,
+    /// The reader epoch of the live database this view was taken from (none for read-only
+    /// views): while it is held, no flush truncates the head under this view.
+    pub(crate) reader: Option<Arc<()>>,
 }
 
 /// A block seen through the index interface matcher resolution needs.
@@ -135,6 +138,7 @@ impl Querier {
             catalog: self.catalog.clone(),
             head: Arc::new(Head::new()),
             tombstones: self.tombstones.clone(),
+            reader: self.reader.clone(),
         }
     }
 
