@@ -378,6 +378,16 @@ async fn admin_deletion_survives_sigkill_and_snapshots_restore() {
         "deleted series still answered"
     );
 
+    // `inspect` beside the running agent reports the deletion.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["inspect", "--json", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["tombstonedSeries"], 1, "{v}");
+
     // A snapshot through the admin API, named as Prometheus names it.
     let r = http
         .post(format!("{}/api/v1/admin/tsdb/snapshot", agent.api))

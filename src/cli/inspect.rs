@@ -55,10 +55,16 @@ fn build(db: &ReadOnlyDb, top: usize) -> anyhow::Result<serde_json::Value> {
         .collect();
 
     let head = db.head();
+    // Samples deleted through the admin API stay in the head until it is flushed; they are not
+    // stored data any more, so they are not counted.
+    let deleted = db.tombstones();
     let head_samples: usize = head
         .select(&[], i64::MIN, i64::MAX)
-        .iter()
-        .map(|s| s.samples.len())
+        .into_iter()
+        .map(|mut s| {
+            deleted.filter(&s.labels, &mut s.samples);
+            s.samples.len()
+        })
         .sum();
     let range = head.time_range();
     let rs = db.replay_stats();
@@ -97,6 +103,7 @@ fn build(db: &ReadOnlyDb, top: usize) -> anyhow::Result<serde_json::Value> {
             "minTime": range.map(|r| format_rfc3339(r.0)), "maxTime": range.map(|r| format_rfc3339(r.1)),
         },
         "wal": wal,
+        "tombstonedSeries": deleted.num_series(),
         "series": all.len(),
         "topMetricNames": names.iter().take(top).map(|(n, c)| json!({"name": n, "series": c})).collect::<Vec<_>>(),
         "topLabels": labels.iter().take(top).map(|(n, c)| json!({"name": n, "values": c})).collect::<Vec<_>>(),
