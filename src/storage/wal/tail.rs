@@ -4,7 +4,7 @@
 //! A [`Tailer`] first learns the series: those of the newest checkpoint (its series records
 //! only — samples the checkpoint carries as chunks are never delivered), then the series
 //! records of every segment still on disk before the start position. From the position on it
-//! delivers series and samples records as written. It never blocks: `next` returns `None` when
+//! delivers series and samples records as written. It never blocks: `read` returns `None` when
 //! it has caught up with the writer, and the caller waits on [`WalFollower::wait`].
 //!
 //! A frame that is incomplete or fails its check at the end of the segment being written is a
@@ -251,7 +251,7 @@ impl Tailer {
     }
 
     /// The next event, or `None` when everything written so far has been read.
-    pub fn next(&mut self) -> Result<Option<TailEvent>, WalError> {
+    pub fn read(&mut self) -> Result<Option<TailEvent>, WalError> {
         if !self.started {
             self.start()?;
             self.started = true;

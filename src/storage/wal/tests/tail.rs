@@ -11,7 +11,7 @@ use super::*;
 /// Reads until the tailer has caught up.
 fn drain(t: &mut Tailer) -> Vec<TailEvent> {
     let mut out = Vec::new();
-    while let Some(e) = t.next().unwrap() {
+    while let Some(e) = t.read().unwrap() {
         out.push(e);
     }
     out
