@@ -789,3 +789,83 @@ fn prometheus_receives_every_stored_sample() {
     // Prometheus's query API hides staleness markers; everything else must be there, once.
     assert_arrived(&want, || query(()), true, Values::Exact);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_restarts_a_changed_queue_from_its_position_without_resending() {
+    use tidemark::config::Config;
+    use tidemark::model::Labels;
+    use tidemark::remote_write::RemoteWrite;
+    use tidemark::storage::wal::FsyncPolicy;
+    use tidemark::storage::{Db, Options};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, got) = scripted_backend(vec![]);
+    let opts = Options {
+        fsync: FsyncPolicy::Interval(Duration::from_secs(60)),
+        ..Options::default()
+    };
+    let db = Db::open(&tmp.path().join("data"), opts).unwrap();
+    let cfg = |deadline: &str, external: &str| {
+        Config::parse(
+            &format!(
+                "global:\n  external_labels: {{{external}}}\nremote_write:\n  - url: {url}\n    name: r\n    queue_config:\n      batch_send_deadline: {deadline}\n"
+            ),
+            "reload.yml",
+        )
+        .unwrap()
+    };
+    let series: Vec<Labels> = (0..10)
+        .map(|i| Labels::new([("__name__", "reload_m"), ("i", &i.to_string()[..])]).unwrap())
+        .collect();
+    let append = |from: i64, to: i64| {
+        for k in from..to {
+            let mut app = db.appender();
+            for (i, l) in series.iter().enumerate() {
+                let v = ((k * 7 + i as i64 * 13) % 97) as f64 / 3.0;
+                app.append(l, 1_712_000_000_000 + k * 1_000 + i as i64 % 3, v)
+                    .unwrap();
+            }
+            app.commit().unwrap();
+        }
+    };
+    let received = |n: usize| {
+        let got = got.clone();
+        async move {
+            let end = Instant::now() + Duration::from_secs(30);
+            loop {
+                let all: Vec<_> = got.lock().unwrap().iter().flat_map(samples_of).collect();
+                if all.len() >= n {
+                    return all;
+                }
+                assert!(
+                    Instant::now() < end,
+                    "{} of {n} samples received",
+                    all.len()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut rw = RemoteWrite::new(db.wal_follower());
+    rw.apply(&cfg("50ms", "")).await.unwrap();
+    append(0, 30);
+    received(300).await;
+    // The same settings keep the queue; new ones restart it from its recorded position.
+    rw.apply(&cfg("50ms", "")).await.unwrap();
+    rw.apply(&cfg("80ms", "dc: x")).await.unwrap();
+    assert_eq!(rw.len(), 1);
+    append(30, 50);
+    let all = received(500).await;
+    rw.stop().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all_now: Vec<_> = got.lock().unwrap().iter().flat_map(samples_of).collect();
+    assert_eq!(all_now.len(), all.len(), "nothing more after the stop");
+    let keys: std::collections::BTreeSet<(String, i64)> =
+        all.iter().map(|s| (s.0["i"].clone(), s.1)).collect();
+    assert_eq!(keys.len(), 500, "every sample once, none resent");
+    // Only the restarted queue adds the new external label.
+    let with_dc = all.iter().filter(|s| s.0.get("dc").is_some()).count();
+    assert_eq!(with_dc, 200);
+    db.close().unwrap();
+}
