@@ -865,7 +865,7 @@ async fn a_reload_restarts_a_changed_queue_from_its_position_without_resending()
         all.iter().map(|s| (s.0["i"].clone(), s.1)).collect();
     assert_eq!(keys.len(), 500, "every sample once, none resent");
     // Only the restarted queue adds the new external label.
-    let with_dc = all.iter().filter(|s| s.0.get("dc").is_some()).count();
+    let with_dc = all.iter().filter(|s| s.0.contains_key("dc")).count();
     assert_eq!(with_dc, 200);
     db.close().unwrap();
 }
