@@ -571,6 +571,9 @@ pub struct StorageConfig {
     pub block_duration: Duration,
     /// What is deleted, and when.
     pub retention: RetentionConfig,
+    /// Most bytes of WAL segments kept only because a remote_write queue has not sent them
+    /// (1GiB); past it the oldest are deleted and their unsent samples counted as dropped.
+    pub remote_write_backlog_limit: ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -580,6 +583,7 @@ impl Default for StorageConfig {
             wal_fsync: WalFsync::Interval(Duration::secs(1)),
             block_duration: Duration::secs(2 * 3600),
             retention: RetentionConfig::default(),
+            remote_write_backlog_limit: ByteSize(1 << 30),
         }
     }
 }
@@ -879,7 +883,7 @@ impl Default for QueueConfig {
     }
 }
 
-/// Remote-write metadata settings (accepted; tidemark sends what metadata it has).
+/// Remote-write metadata settings (accepted for compatibility; tidemark sends no metadata).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetadataConfig {

@@ -17,6 +17,7 @@ use crate::api::{self, ActiveTarget, ApiState, DroppedTarget, MetadataRef, Targe
 use crate::config::{self, Config, WalFsync};
 use crate::model::{format_duration, format_rfc3339, parse_duration};
 use crate::query::{Engine, EngineOptions};
+use crate::remote_write::RemoteWrite;
 use crate::scrape::fetch::Fetcher;
 use crate::scrape::job;
 use crate::scrape::manager::{JobSpec, Manager, join_all};
@@ -444,6 +445,13 @@ async fn serve(
         },
     ));
 
+    // Remote write starts before the first scrape, so its holds are taken (and a new remote's
+    // start recorded) before anything it must send is written.
+    let follower = db.wal_follower();
+    follower.set_backlog_limit(cfg.storage.remote_write_backlog_limit.0);
+    let mut remote = RemoteWrite::new(follower.clone());
+    remote.apply(&cfg).await?;
+
     let first = jobs(&cfg)?;
     let handles = manager
         .lock()
@@ -502,6 +510,10 @@ async fn serve(
             Ok(cfg) => {
                 warn_restart_only(&current, cfg);
                 info!(jobs = cfg.scrape_configs.len(), "configuration reloaded");
+                follower.set_backlog_limit(cfg.storage.remote_write_backlog_limit.0);
+                if let Err(e) = remote.apply(cfg).await {
+                    error!(error = %e, "remote_write: the new configuration could not be applied; the previous queues keep running");
+                }
                 current = cfg.clone();
                 sd_tick = tokio::time::interval(
                     file_sd_refresh(&current).unwrap_or(Duration::from_secs(3600)),
@@ -520,6 +532,8 @@ async fn serve(
     state.ready.store(false, Ordering::Release);
     let handles = manager.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
     join_all(handles).await;
+    // After the scrapes' last commits (their stale markers), so those are sent too.
+    remote.stop().await;
     maint.abort();
     let _ = stop_http.send(());
     let _ = server.await;

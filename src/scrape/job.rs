@@ -6,14 +6,15 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fetch::{self, FetchSettings, Fetcher, Pem, Secret, TlsSettings};
+use super::fetch::{self, FetchSettings, Fetcher};
 use super::ingest::{IngestOptions, Limits};
 use super::manager::JobSpec;
 use super::parse::{ACCEPT_HEADER, Format};
 use super::relabel::Rule;
 use super::scrape_loop::Fetch;
 use super::target::JobDefaults;
-use crate::config::{self, ScrapeConfig, ScrapeProtocol};
+use crate::config::{ScrapeConfig, ScrapeProtocol};
+use crate::http_client::ClientSettings;
 
 /// A job that cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -80,71 +81,22 @@ fn format_of(p: ScrapeProtocol) -> Format {
     }
 }
 
-fn secret(inline: Option<&config::Secret>, file: Option<&std::path::PathBuf>) -> Option<Secret> {
-    match (inline, file) {
-        (Some(s), _) => Some(Secret::Inline(s.expose().to_string())),
-        (None, Some(f)) => Some(Secret::File(f.clone())),
-        (None, None) => None,
-    }
-}
-
-fn pem(inline: Option<String>, file: Option<&std::path::PathBuf>) -> Option<Pem> {
-    match (inline, file) {
-        (Some(s), _) => Some(Pem::Inline(s)),
-        (None, Some(f)) => Some(Pem::File(f.clone())),
-        (None, None) => None,
-    }
-}
-
-fn tls_version(v: config::TlsVersion) -> fetch::TlsVersion {
-    match v {
-        config::TlsVersion::TLS10 => fetch::TlsVersion::Tls10,
-        config::TlsVersion::TLS11 => fetch::TlsVersion::Tls11,
-        config::TlsVersion::TLS12 => fetch::TlsVersion::Tls12,
-        config::TlsVersion::TLS13 => fetch::TlsVersion::Tls13,
-    }
-}
-
 /// The HTTP client settings of a job.
 pub fn fetch_settings(sc: &ScrapeConfig) -> FetchSettings {
-    let t = &sc.tls_config;
+    let c = ClientSettings::from_config(
+        sc.basic_auth.as_ref(),
+        sc.authorization.as_ref(),
+        &sc.tls_config,
+    );
     FetchSettings {
         timeout: sc.scrape_timeout.to_std(),
         body_size_limit: sc.body_size_limit.0,
         enable_compression: sc.enable_compression,
         accept: accept_header(&sc.scrape_protocols),
         fallback_format: sc.fallback_scrape_protocol.map(format_of),
-        basic_auth: sc.basic_auth.as_ref().map(|b| fetch::BasicAuth {
-            username: if b.username.is_empty() {
-                b.username_file
-                    .clone()
-                    .map(Secret::File)
-                    .unwrap_or(Secret::Inline(String::new()))
-            } else {
-                Secret::Inline(b.username.clone())
-            },
-            password: secret(b.password.as_ref(), b.password_file.as_ref()),
-        }),
-        authorization: sc.authorization.as_ref().and_then(|a| {
-            secret(a.credentials.as_ref(), a.credentials_file.as_ref()).map(|credentials| {
-                fetch::Authorization {
-                    kind: a.kind.clone(),
-                    credentials,
-                }
-            })
-        }),
-        tls: TlsSettings {
-            ca: pem(t.ca.clone(), t.ca_file.as_ref()),
-            cert: pem(t.cert.clone(), t.cert_file.as_ref()),
-            key: pem(
-                t.key.as_ref().map(|k| k.expose().to_string()),
-                t.key_file.as_ref(),
-            ),
-            server_name: t.server_name.clone(),
-            insecure_skip_verify: t.insecure_skip_verify,
-            min_version: t.min_version.map(tls_version),
-            max_version: t.max_version.map(tls_version),
-        },
+        basic_auth: c.basic_auth,
+        authorization: c.authorization,
+        tls: c.tls,
         follow_redirects: sc.follow_redirects,
     }
 }

@@ -151,6 +151,10 @@ pub struct Db {
     counters: DbCounters,
     refused: Vec<RefusedBlock>,
     replay: wal::ReplayStats,
+    /// Series garbage-collected from the head, with the WAL segment active when they went:
+    /// their samples may still be in segments a remote-write hold keeps, so checkpoints carry
+    /// their series records while such a segment is on disk.
+    collected: Mutex<HashMap<SeriesRef, (Labels, u64)>>,
     _lock: File,
 }
 
@@ -349,8 +353,15 @@ impl Db {
             counters: DbCounters::default(),
             refused,
             replay,
+            collected: Mutex::new(HashMap::new()),
             _lock: lock,
         })
+    }
+
+    /// A follower of the WAL for readers outside storage (remote write); their position
+    /// files live in `<data>/remote_write/`.
+    pub fn wal_follower(&self) -> wal::WalFollower {
+        self.wal.follower(&self.dir.join("remote_write"))
     }
 
     /// The data directory.
@@ -469,11 +480,16 @@ impl Db {
                 self.wait_for_older_readers();
             }
             let collected = self.head.truncate(end, end);
-            if collected > 0 {
+            if !collected.is_empty() {
                 info!(
-                    series = collected,
+                    series = collected.len(),
                     "garbage-collected series with no samples left"
                 );
+                let active = self.wal.stats().last_segment;
+                let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+                for s in collected {
+                    c.insert(s.sref, (s.labels.clone(), active));
+                }
             }
             self.counters.flushes.fetch_add(1, Ordering::Relaxed);
             self.checkpoint()?;
@@ -526,11 +542,25 @@ impl Db {
     }
 
     /// Rewrites the WAL as a checkpoint of the head (its series and samples, as chunks) and
-    /// drops the segments it covers, so WAL disk use stays bounded by what the head holds.
+    /// drops the segments it covers, so WAL disk use stays bounded by what the head holds
+    /// (and the backlog remote write still needs, within its limit).
     fn checkpoint(&self) -> Result<(), StorageError> {
         let upto = {
             let _g = wlock(&self.commit_gate);
             self.wal.cut()?
+        };
+        // Collected series whose samples may sit in a segment that stays stay resolvable for
+        // the readers of those segments.
+        let keep_from = self.wal.retained_from(upto);
+        let carried: Vec<SeriesRecord> = {
+            let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+            c.retain(|_, (_, last)| *last >= keep_from);
+            c.iter()
+                .map(|(sref, (labels, _))| SeriesRecord {
+                    sref: *sref,
+                    labels: labels.clone(),
+                })
+                .collect()
         };
         let series = self.head.all_series();
         let records = series.chunks(1000).flat_map(|group| {
@@ -558,6 +588,7 @@ impl Db {
                 .collect();
             [Record::Series(defs), Record::Chunks(chunks)]
         });
+        let records = records.chain((!carried.is_empty()).then_some(Record::Series(carried)));
         self.wal.checkpoint(upto, records)?;
         Ok(())
     }

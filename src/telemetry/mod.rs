@@ -3,8 +3,9 @@
 //!
 //! Built on `prometheus-client`. Each render fills a fresh `Registry` with the process-wide query
 //! and HTTP families this module owns (`requests`: typed counters and histograms the API records
-//! into; `receiver`: the remote write receiver's counters) and with values read at that moment from where they live: storage's counters, WAL,
-//! catalog and duration histograms, the scrape module's per-job counters, the target counts the
+//! into; `receiver`: the remote write receiver's counters) and with values read at that moment
+//! from where they live: storage's counters, WAL, catalog and duration histograms, the scrape
+//! module's per-job counters, remote write's per-remote counters, the target counts the
 //! caller passes, and `/proc/self`. Storage and scrape keep plain atomics and never call this
 //! module; this module must never change a value it reads.
 
@@ -25,6 +26,7 @@ use prometheus_client::registry::Registry;
 pub use receiver::observe_remote_write;
 pub use requests::{QueryInFlight, http_metrics, observe_http, observe_query};
 
+use crate::remote_write::stats::{self as rw_stats, DROP_REASONS};
 use crate::scrape::ingest::Failure;
 use crate::scrape::stats::{self as scrape_stats, ScrapeStats};
 use crate::storage::Db;
@@ -59,6 +61,7 @@ fn render_with(
     b.build_and_process(start_time_secs);
     b.scrape(targets, scrapes);
     b.storage(db);
+    b.remote_write(&rw_stats::global().active());
     requests::register(&mut b.reg);
     receiver::register(&mut b.reg);
     let mut out = String::with_capacity(16 << 10);
@@ -214,6 +217,109 @@ impl Page {
                 scrape_stats::REJECT_REASONS.join(", ")
             ),
             rejected,
+        );
+    }
+
+    /// Remote write, per remote (`remote_name`, `url`), in Prometheus's names.
+    fn remote_write(&mut self, queues: &[(String, String, rw_stats::QueueSnapshot)]) {
+        type Read<'a> = &'a dyn Fn(&rw_stats::QueueSnapshot) -> u64;
+        let per = |f: Read<'_>| -> Vec<(LabelPairs, u64)> {
+            queues
+                .iter()
+                .map(|(n, u, s)| (labels([("remote_name", n), ("url", u)]), f(s)))
+                .collect()
+        };
+        let counters: [(&str, &str, Read<'_>); 5] = [
+            (
+                "tidemark_remote_storage_samples",
+                "Samples the remote accepted",
+                &|s| s.sent,
+            ),
+            (
+                "tidemark_remote_storage_samples_failed",
+                "Samples in requests the remote refused for good (4xx other than a retried 429); those requests are dropped",
+                &|s| s.failed,
+            ),
+            (
+                "tidemark_remote_storage_samples_retried",
+                "Samples in requests that failed (5xx, 429, network) and were sent again",
+                &|s| s.retried,
+            ),
+            (
+                "tidemark_remote_storage_bytes",
+                "Compressed request bytes the remote accepted",
+                &|s| s.bytes_sent,
+            ),
+            (
+                "tidemark_remote_storage_batches_failed",
+                "Requests the remote refused for good and that were dropped",
+                &|s| s.batches_failed,
+            ),
+        ];
+        for (name, help, f) in counters {
+            self.series(MetricType::Counter, name, help, per(f));
+        }
+        self.series(
+            MetricType::Gauge,
+            "tidemark_remote_storage_samples_pending",
+            "Samples read from the WAL and not yet sent or refused",
+            per(&|s| s.pending),
+        );
+        self.series(
+            MetricType::Gauge,
+            "tidemark_remote_storage_shards",
+            "Shards sending in parallel",
+            per(&|s| s.shards),
+        );
+        let mut dropped = Vec::new();
+        for (n, u, s) in queues {
+            for (reason, v) in DROP_REASONS.iter().zip(s.dropped) {
+                dropped.push((
+                    labels([("remote_name", n), ("url", u), ("reason", reason)]),
+                    v,
+                ));
+            }
+        }
+        self.series(
+            MetricType::Counter,
+            "tidemark_remote_storage_samples_dropped",
+            &format!(
+                "Samples read from the WAL and never sent, by reason ({})",
+                DROP_REASONS.join(", ")
+            ),
+            dropped,
+        );
+        let times =
+            |f: &dyn Fn(&rw_stats::QueueSnapshot) -> Option<f64>| -> Vec<(LabelPairs, f64)> {
+                queues
+                    .iter()
+                    .filter_map(|(n, u, s)| Some((labels([("remote_name", n), ("url", u)]), f(s)?)))
+                    .collect()
+            };
+        self.series(
+            MetricType::Gauge,
+            "tidemark_remote_storage_queue_highest_sent_timestamp_seconds",
+            "Newest sample timestamp the remote accepted, in seconds since the epoch",
+            times(&|s| s.highest_sent_seconds),
+        );
+        self.series(
+            MetricType::Gauge,
+            "tidemark_remote_storage_highest_read_timestamp_seconds",
+            "Newest sample timestamp read from the WAL for the remote, in seconds since the epoch",
+            times(&|s| s.highest_read_seconds),
+        );
+        self.histograms(
+            "tidemark_remote_storage_sent_batch_duration_seconds",
+            "Duration of requests the remote accepted",
+            queues
+                .iter()
+                .map(|(n, u, s)| {
+                    (
+                        labels([("remote_name", n), ("url", u)]),
+                        s.send_durations.clone(),
+                    )
+                })
+                .collect(),
         );
     }
 

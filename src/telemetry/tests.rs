@@ -529,3 +529,66 @@ fn queries_in_flight_counts_live_guards() {
     drop(guards);
     assert!(in_flight() >= 0.0);
 }
+
+#[test]
+fn remote_write_queues_are_on_the_page_while_running() {
+    use crate::remote_write::stats::{self as rw, DropReason};
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let q = rw::global().queue("telemetry-rw", "http://vm:8428/api/v1/write");
+    q.set_running(true);
+    q.dispatched.fetch_add(1_000, Ordering::Relaxed);
+    q.sent.fetch_add(700, Ordering::Relaxed);
+    q.failed.fetch_add(120, Ordering::Relaxed);
+    q.add_dropped(DropReason::Relabel, 33);
+    q.highest_sent_ms
+        .fetch_max(1_712_000_000_250, Ordering::Relaxed);
+    q.send_durations
+        .observe(std::time::Duration::from_millis(3));
+    let page = render(&db, &TargetCounts(Vec::new()), 1.0);
+    promtool_check(&page);
+    let m = parse(&page);
+    let l = [
+        ("remote_name", "telemetry-rw"),
+        ("url", "http://vm:8428/api/v1/write"),
+    ];
+    assert_eq!(get(&m, "tidemark_remote_storage_samples_total", &l), 700.0);
+    assert_eq!(
+        get(&m, "tidemark_remote_storage_samples_failed_total", &l),
+        120.0
+    );
+    assert_eq!(
+        get(&m, "tidemark_remote_storage_samples_pending", &l),
+        180.0
+    );
+    let mut dropped = l.to_vec();
+    dropped.push(("reason", "relabel"));
+    assert_eq!(
+        get(
+            &m,
+            "tidemark_remote_storage_samples_dropped_total",
+            &dropped
+        ),
+        33.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            "tidemark_remote_storage_queue_highest_sent_timestamp_seconds",
+            &l
+        ),
+        1_712_000_000.25
+    );
+    assert_eq!(
+        get(
+            &m,
+            "tidemark_remote_storage_sent_batch_duration_seconds_count",
+            &l
+        ),
+        1.0
+    );
+    q.set_running(false);
+    let page = render(&db, &TargetCounts(Vec::new()), 1.0);
+    assert!(!page.contains("telemetry-rw"));
+}

@@ -254,10 +254,10 @@ impl Head {
     }
 
     /// Drops samples older than `t` and raises `min_valid` to it. Series left empty whose newest
-    /// sample is older than `gc_before` are removed; their refs become unknown.
-    pub fn truncate(&self, t: i64, gc_before: i64) -> usize {
+    /// sample is older than `gc_before` are removed and returned; their refs become unknown.
+    pub fn truncate(&self, t: i64, gc_before: i64) -> Vec<Arc<MemSeries>> {
         self.set_min_valid(t);
-        let mut collected = 0;
+        let mut collected = Vec::new();
         for series in self.all_series() {
             let idle = {
                 let mut st = series.lock();
@@ -265,7 +265,7 @@ impl Head {
                 st.is_collectable(gc_before)
             };
             if idle && self.collect(&series, gc_before) {
-                collected += 1;
+                collected.push(series);
             }
         }
         collected
@@ -472,7 +472,7 @@ mod tests {
         a.lock().append_replayed(1000, 1.0).unwrap();
         b.lock().append_replayed(1000, 1.0).unwrap();
         b.lock().append_replayed(9000, 1.0).unwrap();
-        assert_eq!(head.truncate(5000, 5000), 1);
+        assert_eq!(head.truncate(5000, 5000).len(), 1);
         assert!(head.get(&l("a", "x")).is_none());
         assert!(head.get_by_ref(a.sref).is_none());
         assert_eq!(a.lock().reserve(6000, 1.0, 0), Err(Reject::Removed));

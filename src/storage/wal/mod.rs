@@ -3,8 +3,10 @@
 //!
 //! Owns the `wal/` directory: numbered segments (`00000001`, … at most `segment_size` each, a
 //! commit never spans two), checkpoints (`checkpoint.<n>`, the state covered by segments `<= n`)
-//! and the fsync policy. `record` is the pure byte format; `segment`, `checkpoint`, `replay` and
-//! `writer` do the I/O. It must never interpret what it stores (labels, chunk bytes and refs are
+//! and the fsync policy; and, for readers outside storage (remote write), the tailer of the
+//! live WAL, holds on segments not yet read and their position files (`follow`, `tail`).
+//! `record` is the pure byte format; `segment`, `checkpoint`, `replay`, `writer`, `follow` and
+//! `tail` do the I/O. It must never interpret what it stores (labels, chunk bytes and refs are
 //! the head's business), never acknowledge a commit before its bytes are written to the OS, and
 //! never depend on any storage module above it.
 //!
@@ -22,16 +24,20 @@
 //! before it is acknowledged.
 
 mod checkpoint;
+mod follow;
 mod record;
 mod replay;
 mod segment;
+mod tail;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use follow::{DEFAULT_BACKLOG_LIMIT, HoldOrigin, WalFollower, WalHold, WalPosition};
 pub use record::{ChunkRecord, Record, SampleRecord, SeriesRecord, TooLarge};
 pub use replay::{Corruption, ReplayStats};
+pub use tail::{TailEvent, Tailer};
 pub use writer::{CheckpointStats, Wal, WalStats};
 
 /// When written commits are fsynced.

@@ -144,6 +144,13 @@ pub(crate) struct FrameHeader {
     crc: u32,
 }
 
+impl FrameHeader {
+    /// True for a Samples frame, which a reader may skip without decoding its payload.
+    pub(crate) fn is_samples(&self) -> bool {
+        self.kind & !SNAPPY_FLAG == KIND_SAMPLES
+    }
+}
+
 /// Parses a frame header, refusing impossible lengths and unknown types before any payload is read.
 pub(crate) fn parse_frame_header(h: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHeader, FrameError> {
     let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);

@@ -69,7 +69,8 @@ pub(crate) enum Mode {
 #[derive(Debug, Default)]
 pub(crate) struct Replayed {
     pub stats: ReplayStats,
-    /// Segment sizes by index, after repair.
+    /// Segment sizes by index, after repair; covered segments left on disk (kept for
+    /// remote-write holds, or left by an interrupted checkpoint) are listed, not replayed.
     pub segments: BTreeMap<u64, u64>,
     /// The checkpoint replayed and its size.
     pub checkpoint: Option<(u64, u64)>,
@@ -117,6 +118,9 @@ pub(crate) fn replay(
         let mut expected = after.map_or(1, |c| c.saturating_add(1));
         for (index, path) in &listing.segments {
             if after.is_some_and(|c| *index <= c) {
+                if let Ok(m) = std::fs::metadata(path) {
+                    out.segments.insert(*index, m.len());
+                }
                 continue;
             }
             if *index > expected {
@@ -138,13 +142,14 @@ pub(crate) fn replay(
     }
 }
 
-/// Deletes what an interrupted checkpoint left behind after its rename: older checkpoints and
-/// the segments it covers. Only called once the checkpoint has been read in full, so a damaged
-/// one leaves every file in place for a human to look at.
+/// Deletes the older checkpoints an interrupted checkpoint left behind after its rename. Only
+/// called once the checkpoint has been read in full, so a damaged one leaves every file in
+/// place for a human to look at. Covered segments stay: remote-write queues that have not
+/// sent them yet take their holds after open, and the next checkpoint deletes what no hold
+/// needs.
 fn remove_covered(l: &Listing, newest: u64) -> Result<(), WalError> {
     let old_checkpoints = l.checkpoints.iter().filter(|(i, _)| *i < newest);
-    let covered = l.segments.iter().filter(|(i, _)| *i <= newest);
-    for (_, path) in old_checkpoints.chain(covered) {
+    for (_, path) in old_checkpoints {
         tracing::info!(path = %path.display(), "deleting WAL file covered by checkpoint {newest}");
         segment::remove(path)?;
     }

@@ -355,10 +355,25 @@ fn open_finishes_an_interrupted_checkpoint() {
             .join(format!("checkpoint.{:08}.tmp", upto + 1))
             .exists()
     );
-    assert!(segment_indices(dir.path()).iter().all(|&i| i > upto));
+    // Covered segments are left for the next checkpoint, which knows the holds; they are
+    // never replayed.
+    assert_eq!(segment_indices(dir.path()), segs_after_open(&segs));
     // Checkpoint first, then only the segments after it.
     assert_eq!(got[0], cp[0]);
     assert_eq!(got[1..], expected(&cs)[covered..]);
+    let (wal, _) = Wal::open(dir.path(), WalOptions::default(), |_| {}).unwrap();
+    let closed = wal.cut().unwrap();
+    let st = wal.checkpoint(closed, cp.clone()).unwrap();
+    assert_eq!(st.segments_kept, 0);
+    wal.close().unwrap();
+    assert!(segment_indices(dir.path()).iter().all(|&i| i > closed));
+}
+
+/// The segments on disk after an open: the ones there, plus the new active one.
+fn segs_after_open(before: &[u64]) -> Vec<u64> {
+    let mut v = before.to_vec();
+    v.push(before.last().copied().unwrap_or(0) + 1);
+    v
 }
 
 #[test]
@@ -831,3 +846,5 @@ fn interval_thread_fsyncs_and_stops_on_drop() {
     drop(wal);
     assert_eq!(reopen(dir.path()).0, expected(&cs[..2]));
 }
+
+mod tail;

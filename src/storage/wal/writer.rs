@@ -14,9 +14,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::record::{Encoder, FILE_HEADER_LEN, Record, SampleRecord, SeriesRecord};
+use super::follow::{self, Holds, Notifier, WalFollower, WalPosition};
+use super::record::{
+    Decoded, Encoder, FILE_HEADER_LEN, Record, SEGMENT_MAGIC, SampleRecord, SeriesRecord,
+};
 use super::replay::{self, Mode, ReplayStats};
-use super::segment::{self, io_err};
+use super::segment::{self, FrameReader, io_err};
 use super::{FsyncPolicy, WalError, WalOptions, checkpoint};
 use crate::storage::stats::{DurationHistogram, FSYNC_BOUNDS, HistogramSnapshot};
 
@@ -60,11 +63,16 @@ pub struct CheckpointStats {
     pub bytes: u64,
     /// Segments deleted because the checkpoint covers them.
     pub segments_removed: usize,
+    /// Covered segments kept because a hold (a remote-write queue) still needs them.
+    pub segments_kept: usize,
+    /// Samples that holds still needed, deleted because the backlog limit was reached.
+    pub samples_released: u64,
     /// Older checkpoints deleted.
     pub checkpoints_removed: usize,
 }
 
-struct Shared {
+/// The writer's state shared with its fsync thread and with followers.
+pub(super) struct Shared {
     dir: PathBuf,
     opts: WalOptions,
     active: Mutex<Active>,
@@ -82,6 +90,12 @@ struct Shared {
     /// Each fsync's duration, for the self-metrics' latency histogram.
     fsync_durations: DurationHistogram,
     bytes_written: AtomicU64,
+    /// Bumped after every commit, for tailers.
+    notifier: Notifier,
+    /// Readers' claims on segments; taken before `active` when both are needed.
+    holds: Mutex<Holds>,
+    /// Most bytes of checkpoint-covered segments kept for holds.
+    backlog_limit: AtomicU64,
     /// Added to every fsync, so tests can make group commit observable on any disk.
     #[cfg(test)]
     fsync_delay: std::sync::Mutex<Duration>,
@@ -151,6 +165,9 @@ impl Wal {
             fsync_nanos: AtomicU64::new(0),
             fsync_durations: DurationHistogram::new(FSYNC_BOUNDS),
             bytes_written: AtomicU64::new(0),
+            notifier: Notifier::default(),
+            holds: Mutex::new(Holds::default()),
+            backlog_limit: AtomicU64::new(follow::DEFAULT_BACKLOG_LIMIT),
             #[cfg(test)]
             fsync_delay: Mutex::new(Duration::ZERO),
         });
@@ -191,6 +208,7 @@ impl Wal {
         enc.series(series, &mut buf)?;
         enc.samples(samples, &mut buf)?;
         let end = self.shared.append(&buf)?;
+        self.shared.notifier.bump();
         if self.shared.opts.fsync == FsyncPolicy::Always {
             self.shared.sync_to(end)?;
         }
@@ -204,8 +222,9 @@ impl Wal {
         self.shared.cut_locked(&mut a)
     }
 
-    /// Atomically writes `checkpoint.<upto>` holding `records`, then deletes the segments it
-    /// covers (`<= upto`) and older checkpoints. `upto` must be a closed segment (see [`Wal::cut`]).
+    /// Atomically writes `checkpoint.<upto>` holding `records`, then deletes older checkpoints
+    /// and the segments it covers (`<= upto`), except those from [`Wal::retained_from`] on,
+    /// which holds still need. `upto` must be a closed segment (see [`Wal::cut`]).
     pub fn checkpoint(
         &self,
         upto: u64,
@@ -230,29 +249,58 @@ impl Wal {
         let written = checkpoint::write(&s.dir, upto, records)?;
         lock(&s.active).checkpoint = Some((upto, written.bytes));
         // The new checkpoint is durable; from here on deleting covered files is only cleanup,
-        // and an open after a crash finishes it.
+        // and the next checkpoint finishes it after a crash. Holds stay locked while segments
+        // go, so a hold taken meanwhile sees either the segment or its absence, never a
+        // segment deleted after it was counted on.
+        let holds = lock(&s.holds);
+        let keep_from = s.retain_from(upto, &holds);
         let listing = segment::list(&s.dir)?;
         let mut segments_removed = 0;
         let mut checkpoints_removed = 0;
-        for (i, path) in &listing.segments {
-            if *i <= upto && segment::remove(path)? {
+        let gone: Vec<&(u64, PathBuf)> = listing
+            .segments
+            .iter()
+            .filter(|(i, _)| *i <= upto && *i < keep_from)
+            .collect();
+        let samples_released = release(&holds, &gone);
+        for (_, path) in gone {
+            if segment::remove(path)? {
                 segments_removed += 1;
             }
         }
+        drop(holds);
         for (i, path) in &listing.checkpoints {
             if *i < upto && segment::remove(path)? {
                 checkpoints_removed += 1;
             }
         }
-        lock(&s.active).closed.retain(|i, _| *i > upto);
+        let segments_kept = {
+            let mut a = lock(&s.active);
+            a.closed.retain(|i, _| *i >= keep_from);
+            a.closed.range(..=upto).count()
+        };
         segment::sync_dir(&s.dir)?;
         Ok(CheckpointStats {
             upto,
             records: written.frames,
             bytes: written.bytes,
             segments_removed,
+            segments_kept,
+            samples_released,
             checkpoints_removed,
         })
+    }
+
+    /// The first segment a checkpoint up to `upto` would keep now: the lowest segment a hold
+    /// needs, within the backlog limit (`upto + 1` when no hold needs a covered segment).
+    pub fn retained_from(&self, upto: u64) -> u64 {
+        let holds = lock(&self.shared.holds);
+        self.shared.retain_from(upto, &holds)
+    }
+
+    /// A follower: tailers, holds (their position files under `positions`), notifications.
+    pub fn follower(&self, positions: &Path) -> WalFollower {
+        WalFollower::new(self.shared.clone(), positions.to_path_buf())
     }
 
     /// Fsyncs everything written so far (shares a running fsync when it covers it).
@@ -321,7 +369,95 @@ impl Drop for Wal {
     }
 }
 
+/// Counts, for each hold, the samples at or after its position in the segments `gone`, adds
+/// them to the hold and logs the loss; returns the total.
+fn release(holds: &Holds, gone: &[&(u64, PathBuf)]) -> u64 {
+    let mut total = 0;
+    for h in holds.all() {
+        let p = h.position();
+        let mut lost = 0;
+        let mut segments = Vec::new();
+        for (i, path) in gone.iter().map(|g| (g.0, &g.1)) {
+            if i < p.segment {
+                continue;
+            }
+            let from = if i == p.segment { p.offset } else { 0 };
+            lost += count_samples(path, from);
+            segments.push(i);
+        }
+        if let (Some(first), Some(last)) = (segments.first(), segments.last()) {
+            h.add_released(lost);
+            total += lost;
+            tracing::warn!(
+                hold = h.key(),
+                first = %segment::segment_name(*first),
+                last = %segment::segment_name(*last),
+                samples = lost,
+                "WAL backlog over its limit: deleting segments a remote-write queue has not sent; their samples are lost to it"
+            );
+        }
+    }
+    total
+}
+
+/// Samples in the frames of segment `path` that start at or after `from`; a damaged frame
+/// ends the count (replay would have cut the segment there).
+fn count_samples(path: &Path, from: u64) -> u64 {
+    let Ok(mut r) = FrameReader::open(path, SEGMENT_MAGIC) else {
+        return 0;
+    };
+    let mut n = 0;
+    loop {
+        let at = r.offset();
+        match r.next_frame() {
+            Ok(Some(Decoded::Record(Record::Samples(s)))) if at >= from => n += s.len() as u64,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return n,
+        }
+    }
+}
+
 impl Shared {
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(super) fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    pub(super) fn holds(&self) -> MutexGuard<'_, Holds> {
+        lock(&self.holds)
+    }
+
+    pub(super) fn backlog_limit(&self) -> &AtomicU64 {
+        &self.backlog_limit
+    }
+
+    /// Where the next commit goes.
+    pub(super) fn end_position(&self) -> WalPosition {
+        let a = lock(&self.active);
+        WalPosition {
+            segment: a.index,
+            offset: a.size,
+        }
+    }
+
+    /// The segment being written.
+    pub(super) fn active_index(&self) -> u64 {
+        lock(&self.active).index
+    }
+
+    fn retain_from(&self, upto: u64, holds: &Holds) -> u64 {
+        let a = lock(&self.active);
+        follow::retain_from(
+            upto,
+            &a.closed,
+            holds.lowest_segment(),
+            self.backlog_limit.load(Ordering::Relaxed),
+        )
+    }
+
     fn check_failed(&self) -> Result<(), WalError> {
         match self.failed.get() {
             Some(f) => Err(WalError::Failed(f.clone())),

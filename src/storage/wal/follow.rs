@@ -1,0 +1,485 @@
+//! Following a live WAL from outside storage: where the WAL ends, notification of new commits,
+//! and holds — a reader's durable claim on the segments it has not finished with.
+//!
+//! A hold is what keeps a remote-write queue from losing its backlog: a checkpoint deletes no
+//! segment at or after the lowest held position, up to the backlog limit, and past that limit
+//! releases the oldest anyway and counts the samples the hold lost. The hold's position is
+//! also written to a small file (`<data>/remote_write/<key>.position`, drawn out in
+//! `docs/format/remote-write-position.md`) so a restarted agent resumes where it stopped.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::WalError;
+use super::segment::{self, io_err};
+use super::tail::Tailer;
+use super::writer::Shared;
+
+/// A place in the WAL: the segment and the byte offset of the next frame to read in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct WalPosition {
+    /// Segment index.
+    pub segment: u64,
+    /// Byte offset in that segment (the file header included), at a frame boundary.
+    pub offset: u64,
+}
+
+impl WalPosition {
+    /// The very beginning: every segment still on disk is read.
+    pub const START: WalPosition = WalPosition {
+        segment: 0,
+        offset: 0,
+    };
+}
+
+impl std::fmt::Display for WalPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", segment::segment_name(self.segment), self.offset)
+    }
+}
+
+/// Default of the backlog limit: covered segments kept for holds, in bytes.
+pub const DEFAULT_BACKLOG_LIMIT: u64 = 1 << 30;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every section under these locks leaves its data consistent at each step.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Commit notifications: a generation counter bumped by every commit, and a condvar readers
+/// wait on. The writer signals only when someone waits, so commits pay one uncontended lock.
+#[derive(Default)]
+pub(super) struct Notifier {
+    state: Mutex<Generation>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Generation {
+    n: u64,
+    waiters: usize,
+}
+
+impl Notifier {
+    pub(super) fn bump(&self) {
+        let mut g = lock(&self.state);
+        g.n += 1;
+        if g.waiters > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    fn current(&self) -> u64 {
+        lock(&self.state).n
+    }
+
+    fn wait(&self, seen: u64, timeout: Duration) -> u64 {
+        let mut g = lock(&self.state);
+        if g.n != seen {
+            return g.n;
+        }
+        g.waiters += 1;
+        let (mut g, _) = self
+            .changed
+            .wait_timeout_while(g, timeout, |g| g.n == seen)
+            .unwrap_or_else(|e| e.into_inner());
+        g.waiters -= 1;
+        g.n
+    }
+}
+
+/// One hold's state, shared between its [`WalHold`] and the registry checkpoints consult.
+pub(super) struct HoldState {
+    key: String,
+    file: PathBuf,
+    position: Mutex<WalPosition>,
+    /// Samples at or after the position that a checkpoint deleted under the backlog limit.
+    released: AtomicU64,
+}
+
+impl HoldState {
+    pub(super) fn position(&self) -> WalPosition {
+        *lock(&self.position)
+    }
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+    pub(super) fn add_released(&self, n: u64) {
+        self.released.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Every live hold, and the byte limit on what they may keep.
+pub(super) struct Holds {
+    next_id: u64,
+    live: BTreeMap<u64, Arc<HoldState>>,
+}
+
+impl Default for Holds {
+    fn default() -> Self {
+        Holds {
+            next_id: 1,
+            live: BTreeMap::new(),
+        }
+    }
+}
+
+impl Holds {
+    /// The lowest segment any hold still needs.
+    pub(super) fn lowest_segment(&self) -> Option<u64> {
+        self.live.values().map(|h| h.position().segment).min()
+    }
+
+    pub(super) fn all(&self) -> impl Iterator<Item = &Arc<HoldState>> {
+        self.live.values()
+    }
+}
+
+/// The first segment a checkpoint up to `upto` keeps: the lowest held segment, raised past the
+/// oldest covered segments while those kept would exceed `limit` bytes. Segments after `upto`
+/// are the head's and always stay. `closed` maps segment index to size.
+pub(super) fn retain_from(
+    upto: u64,
+    closed: &BTreeMap<u64, u64>,
+    lowest_hold: Option<u64>,
+    limit: u64,
+) -> u64 {
+    let mut from = match lowest_hold {
+        Some(h) if h <= upto => h,
+        _ => return upto.saturating_add(1),
+    };
+    let mut bytes: u64 = closed.range(from..=upto).map(|(_, s)| *s).sum();
+    while bytes > limit && from <= upto {
+        bytes -= closed.get(&from).copied().unwrap_or(0);
+        from += 1;
+    }
+    from
+}
+
+/// A handle for reading a live WAL: its end, commit notifications, holds and tailers.
+/// Cheap to clone; it keeps the WAL's shared state, never the writer, alive.
+#[derive(Clone)]
+pub struct WalFollower {
+    shared: Arc<Shared>,
+    positions: PathBuf,
+}
+
+impl WalFollower {
+    pub(super) fn new(shared: Arc<Shared>, positions: PathBuf) -> Self {
+        WalFollower { shared, positions }
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        self.shared.dir()
+    }
+
+    /// Where the next commit will be written.
+    pub fn end(&self) -> WalPosition {
+        self.shared.end_position()
+    }
+
+    /// The commit generation: it changes whenever something is committed.
+    pub fn generation(&self) -> u64 {
+        self.shared.notifier().current()
+    }
+
+    /// Blocks until the generation differs from `seen` or `timeout` passes (the poll fallback);
+    /// returns the generation then.
+    pub fn wait(&self, seen: u64, timeout: Duration) -> u64 {
+        self.shared.notifier().wait(seen, timeout)
+    }
+
+    /// Wakes every waiter, e.g. so a reader notices it was asked to stop.
+    pub fn wake(&self) {
+        self.shared.notifier().bump();
+    }
+
+    /// Sets how many bytes of checkpoint-covered segments holds may keep; past it the oldest
+    /// are deleted and the samples they held for a hold are counted in its `released_samples`.
+    pub fn set_backlog_limit(&self, bytes: u64) {
+        self.shared.backlog_limit().store(bytes, Ordering::Relaxed);
+    }
+
+    /// A tailer reading from `from` (see [`Tailer`]).
+    pub fn tail(&self, from: WalPosition) -> Tailer {
+        Tailer::new(self.shared.clone(), from)
+    }
+
+    /// Takes a hold for `key`, resuming from its position file when there is one. A new key
+    /// starts at the WAL's end; an unreadable or impossible position file starts at the oldest
+    /// segment still on disk (sending twice is better than skipping). The hold is registered
+    /// before this returns, so no checkpoint from then on deletes what it needs.
+    pub fn hold(&self, key: &str) -> Result<WalHold, WalError> {
+        fs::create_dir_all(&self.positions).map_err(io_err(&self.positions))?;
+        let file = self.positions.join(position_file_name(key));
+        let mut holds = self.shared.holds();
+        let end = self.shared.end_position();
+        let (position, origin) = match read_position(&file, key) {
+            Ok(Some(p)) if p > end => (
+                WalPosition::START,
+                HoldOrigin::Reset(format!("recorded position {p} is past the WAL's end {end}")),
+            ),
+            Ok(Some(p)) => (p, HoldOrigin::Resumed),
+            Ok(None) => (end, HoldOrigin::New),
+            Err(reason) => (WalPosition::START, HoldOrigin::Reset(reason)),
+        };
+        let state = Arc::new(HoldState {
+            key: key.to_string(),
+            file,
+            position: Mutex::new(position),
+            released: AtomicU64::new(0),
+        });
+        let id = holds.next_id;
+        holds.next_id += 1;
+        holds.live.insert(id, state.clone());
+        drop(holds);
+        let hold = WalHold {
+            id,
+            state,
+            shared: self.shared.clone(),
+            persisted: Mutex::new(None),
+            origin,
+        };
+        // A new hold's start must survive a crash before its first acknowledgement, or a
+        // restart would begin at a later end and skip what was written meanwhile.
+        if hold.origin != HoldOrigin::Resumed {
+            hold.persist()?;
+        }
+        Ok(hold)
+    }
+}
+
+/// How a hold found its starting position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldOrigin {
+    /// No position file: a new reader, starting at the WAL's end.
+    New,
+    /// From the position file.
+    Resumed,
+    /// The position file was unusable (the reason); reading starts at the oldest segment.
+    Reset(String),
+}
+
+/// A reader's claim on the WAL from its position on. Dropping it releases the claim (the
+/// position file stays, for the next run).
+pub struct WalHold {
+    id: u64,
+    state: Arc<HoldState>,
+    shared: Arc<Shared>,
+    /// The last position written to the file.
+    persisted: Mutex<Option<WalPosition>>,
+    origin: HoldOrigin,
+}
+
+impl WalHold {
+    /// The key the hold was taken for.
+    pub fn key(&self) -> &str {
+        &self.state.key
+    }
+
+    /// How the starting position was found.
+    pub fn origin(&self) -> &HoldOrigin {
+        &self.origin
+    }
+
+    /// The position: everything before it is done with.
+    pub fn position(&self) -> WalPosition {
+        self.state.position()
+    }
+
+    /// Moves the position forward (never back); segments before it become deletable.
+    pub fn advance(&self, to: WalPosition) {
+        let mut p = lock(&self.state.position);
+        if to > *p {
+            *p = to;
+        }
+    }
+
+    /// Writes the position to its file (temp file, fsync, rename, directory fsync) unless
+    /// the file already holds it.
+    pub fn persist(&self) -> Result<(), WalError> {
+        let mut persisted = lock(&self.persisted);
+        let p = self.position();
+        if *persisted == Some(p) {
+            return Ok(());
+        }
+        write_position(&self.state.file, &self.state.key, p)?;
+        *persisted = Some(p);
+        Ok(())
+    }
+
+    /// Samples this hold still needed that checkpoints deleted under the backlog limit.
+    pub fn released_samples(&self) -> u64 {
+        self.state.released.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for WalHold {
+    fn drop(&mut self) {
+        self.shared.holds().live.remove(&self.id);
+    }
+}
+
+/// Magic at the start of a position file.
+const POSITION_MAGIC: [u8; 4] = *b"TMRP";
+/// Position file format version.
+const POSITION_VERSION: u8 = 1;
+/// Longest key a position file stores.
+const MAX_KEY_LEN: usize = 4096;
+
+/// The file name for `key`: the key itself when it is made of safe characters, else a
+/// sanitised form with a hash, so two keys never share a file.
+pub(super) fn position_file_name(key: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    let clean: String = key
+        .chars()
+        .take(100)
+        .map(|c| if safe(c) { c } else { '_' })
+        .collect();
+    if clean == key && !key.is_empty() && !key.starts_with('.') {
+        format!("{key}.position")
+    } else {
+        let h = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+        // Never a hidden file, never a name that is a path component of its own.
+        let lead = if clean.starts_with('.') { "_" } else { "" };
+        format!("{lead}{clean}-{h:016x}.position")
+    }
+}
+
+/// Encodes a position file.
+pub(super) fn encode_position(key: &str, p: WalPosition) -> Vec<u8> {
+    let key = &key.as_bytes()[..key.len().min(MAX_KEY_LEN)];
+    let mut b = Vec::with_capacity(30 + key.len());
+    b.extend_from_slice(&POSITION_MAGIC);
+    b.extend_from_slice(&[POSITION_VERSION, 0, 0, 0]);
+    b.extend_from_slice(&p.segment.to_le_bytes());
+    b.extend_from_slice(&p.offset.to_le_bytes());
+    b.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    b.extend_from_slice(key);
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Decodes a position file written for `key`; the error says what is wrong.
+pub(super) fn decode_position(b: &[u8], key: &str) -> Result<WalPosition, String> {
+    let u64_at =
+        |i: usize| -> Option<u64> { Some(u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?)) };
+    if b.len() < 30 {
+        return Err(format!("{} bytes, shorter than any position file", b.len()));
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let computed = crc32c::crc32c(body);
+    if stored != computed {
+        return Err(format!(
+            "crc mismatch: stored {stored:#010x}, computed {computed:#010x}"
+        ));
+    }
+    if body[..4] != POSITION_MAGIC {
+        return Err("bad magic".into());
+    }
+    if body[4] != POSITION_VERSION {
+        return Err(format!("unsupported version {}", body[4]));
+    }
+    let key_len = u16::from_le_bytes([body[24], body[25]]) as usize;
+    if body.len() != 26 + key_len {
+        return Err("key length does not match the file size".into());
+    }
+    let want = &key.as_bytes()[..key.len().min(MAX_KEY_LEN)];
+    if &body[26..] != want {
+        return Err(format!(
+            "written for key {:?}",
+            String::from_utf8_lossy(&body[26..])
+        ));
+    }
+    match (u64_at(8), u64_at(16)) {
+        (Some(segment), Some(offset)) => Ok(WalPosition { segment, offset }),
+        _ => Err("truncated".into()),
+    }
+}
+
+/// Reads `file`: `Ok(None)` when it does not exist, `Err(reason)` when it cannot be trusted.
+fn read_position(file: &Path, key: &str) -> Result<Option<WalPosition>, String> {
+    match fs::read(file) {
+        Ok(b) => decode_position(&b, key)
+            .map(Some)
+            .map_err(|e| format!("position file {}: {e}", file.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("position file {}: {e}", file.display())),
+    }
+}
+
+fn write_position(file: &Path, key: &str, p: WalPosition) -> Result<(), WalError> {
+    let tmp = file.with_extension("position.tmp");
+    let bytes = encode_position(key, p);
+    let r = File::create(&tmp)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .map_err(io_err(&tmp));
+    if let Err(e) = r {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, file).map_err(io_err(file))?;
+    match file.parent() {
+        Some(dir) => segment::sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_files_round_trip_and_refuse_damage() {
+        let p = WalPosition {
+            segment: 4_000_000_123,
+            offset: 77_123_456,
+        };
+        let b = encode_position("victoria-1", p);
+        assert_eq!(decode_position(&b, "victoria-1"), Ok(p));
+        assert!(decode_position(&b, "victoria-2").is_err());
+        for i in 0..b.len() {
+            let mut d = b.clone();
+            d[i] ^= 0x04;
+            assert!(decode_position(&d, "victoria-1").is_err(), "flip at {i}");
+        }
+        for cut in 0..b.len() {
+            assert!(decode_position(&b[..cut], "victoria-1").is_err());
+        }
+    }
+
+    #[test]
+    fn file_names_are_safe_and_distinct() {
+        assert_eq!(position_file_name("vm-a_1.x"), "vm-a_1.x.position");
+        let a = position_file_name("a/b");
+        let b = position_file_name("a_b");
+        assert_ne!(a, b);
+        assert!(a.starts_with("a_b-") && !a.contains('/'));
+        assert!(!position_file_name("..").starts_with(".."));
+        assert!(position_file_name(&"é".repeat(300)).len() < 200);
+    }
+
+    #[test]
+    fn retention_keeps_from_the_lowest_hold_up_to_the_limit() {
+        let closed: BTreeMap<u64, u64> = [(3, 100), (4, 250), (5, 90), (6, 400), (7, 10)].into();
+        // No hold, or a hold past the checkpoint: everything covered goes.
+        assert_eq!(retain_from(5, &closed, None, 1 << 30), 6);
+        assert_eq!(retain_from(5, &closed, Some(7), 1 << 30), 6);
+        // A hold in segment 4 keeps 4 and 5 (340 bytes).
+        assert_eq!(retain_from(5, &closed, Some(4), 340), 4);
+        // One byte less: the oldest is released.
+        assert_eq!(retain_from(5, &closed, Some(4), 339), 5);
+        assert_eq!(retain_from(5, &closed, Some(3), 0), 6);
+        // A hold below every segment on disk keeps what exists within the limit.
+        assert_eq!(retain_from(6, &closed, Some(1), 740), 4);
+        assert_eq!(retain_from(6, &closed, Some(1), 739), 5);
+    }
+}
