@@ -488,7 +488,19 @@ async fn every_dashboard_query_runs_against_tidemark() {
 
     // The agent picks its port, so the self-scrape job is added by a reload once it is known.
     let cfg = tmp.path().join("tidemark.yml");
-    std::fs::write(&cfg, config(&[("node", &ne_addr)])).unwrap();
+    // The remote-write panels: the agent forwards to a backend that accepts everything, and
+    // its receiver is on (a start-time setting; the remote comes with the reload below).
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/api/v1/write",
+            axum::routing::post(|| async { axum::http::StatusCode::NO_CONTENT }),
+        );
+        let _ = axum::serve(backend, app).await;
+    });
+    let receiver = "web:\n  enable_remote_write_receiver: true\n";
+    std::fs::write(&cfg, format!("{}{receiver}", config(&[("node", &ne_addr)]))).unwrap();
     let data = tmp.path().join("data");
     let mut agent = Agent::start(&[
         "--enable-lifecycle".as_ref(),
@@ -500,7 +512,10 @@ async fn every_dashboard_query_runs_against_tidemark() {
     let self_addr = agent.api.trim_start_matches("http://").to_string();
     std::fs::write(
         &cfg,
-        config(&[("node", &ne_addr), ("tidemark", &self_addr)]),
+        format!(
+            "{}{receiver}remote_write:\n  - url: http://{backend_addr}/api/v1/write\n    name: backend\n    queue_config:\n      batch_send_deadline: 1s\n",
+            config(&[("node", &ne_addr), ("tidemark", &self_addr)])
+        ),
     )
     .unwrap();
     let r = http
