@@ -16,7 +16,7 @@
 //! iterations in wall time and in on-CPU time of the receiving thread (Linux schedstat).
 //! `cargo bench --bench remote_write_receive -- --warm-up-time 1 --measurement-time 3`
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
@@ -34,54 +34,12 @@ mod workload;
 #[path = "support/fleet.rs"]
 mod fleet;
 
+#[path = "support/tally.rs"]
+mod tally;
+use tally::Tally;
+
 /// 20 targets × 507 series = 10,140 series.
 const TARGETS: usize = 20;
-
-/// Nanoseconds this thread has spent on a CPU, where Linux tells it.
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Samples and time summed over every measured iteration, warm-up included.
-#[derive(Default)]
-struct Tally {
-    samples: u64,
-    wall: Duration,
-    cpu_ns: Option<u64>,
-}
-
-impl Tally {
-    fn time(&mut self, samples: u64, f: impl FnOnce()) -> Duration {
-        let cpu = thread_cpu_ns();
-        let start = Instant::now();
-        f();
-        let wall = start.elapsed();
-        self.samples += samples;
-        self.wall += wall;
-        self.cpu_ns = match (cpu, thread_cpu_ns()) {
-            (Some(a), Some(b)) => Some(self.cpu_ns.unwrap_or(0) + b.saturating_sub(a)),
-            _ => None,
-        };
-        wall
-    }
-
-    fn report(&self, what: &str) {
-        let per_s = |secs: f64| self.samples as f64 / secs / 1e3;
-        let cpu = self.cpu_ns.map_or(String::from("n/a"), |ns| {
-            format!("{:.0}", per_s(ns as f64 / 1e9))
-        });
-        println!(
-            "{what}: {} samples, {:.0}k samples/s wall, {cpu}k samples/s on CPU",
-            self.samples,
-            per_s(self.wall.as_secs_f64()),
-        );
-    }
-}
 
 /// Every series of the fleet as wire labels, and where time stands.
 struct Load {
