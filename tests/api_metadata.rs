@@ -34,7 +34,7 @@ fn state() -> (tempfile::TempDir, Arc<ApiState>) {
     app.commit().unwrap();
     let engine = Arc::new(Engine::new(EngineOptions::default()));
     let mut st = ApiState::new(db, engine, Arc::new(NoTargets));
-    st.config_yaml = "global: {}\n".into();
+    st.config_yaml = "global: {}\n".to_string().into();
     st.ready = AtomicBool::new(true);
     (dir, Arc::new(st))
 }

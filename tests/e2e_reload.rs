@@ -162,6 +162,45 @@ async fn reload_shutdown_and_restart_keep_everything() {
         .unwrap();
     assert_eq!(r.status(), 200);
     wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
+    // The config shown is the one in force.
+    let shown: serde_json::Value = serde_json::from_slice(
+        &http
+            .get(format!("{}/api/v1/status/config", agent.api))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        shown["data"]["yaml"]
+            .as_str()
+            .is_some_and(|y| y.contains("job_name: two")),
+        "{shown}"
+    );
+    // A remote whose client cannot be built (a CA file that is not PEM) fails the reload's
+    // answer, though the file passes validation.
+    let bad_ca = tmp.path().join("ca.pem");
+    std::fs::write(&bad_ca, "not a certificate\n").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}remote_write:\n  - url: https://127.0.0.1:1/api/v1/write\n    tls_config:\n      ca_file: {}\n",
+            config(&[("one", &one), ("two", &two)]),
+            bad_ca.display()
+        ),
+    )
+    .unwrap();
+    let r = http
+        .post(format!("{}/-/reload", agent.api))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    std::fs::write(&cfg, config(&[("one", &one), ("two", &two)])).unwrap();
+
     // And SIGHUP with the same file keeps both.
     agent.signal("-HUP");
     wait_log(&agent, "configuration reloaded");

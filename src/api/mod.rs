@@ -104,8 +104,9 @@ pub struct ApiState {
     pub engine: Arc<Engine>,
     /// Scrape targets.
     pub targets: Arc<dyn TargetsView>,
-    /// The configuration file as loaded, for `/api/v1/status/config`.
-    pub config_yaml: String,
+    /// The configuration file in force (secrets redacted), for `/api/v1/status/config`;
+    /// replaced by each successful reload.
+    pub config_yaml: std::sync::RwLock<String>,
     /// When the process started.
     pub started: SystemTime,
     /// Set once startup (WAL replay, first config) is done; `/-/ready` answers 503 before.
@@ -243,7 +244,7 @@ impl ApiState {
             db,
             engine,
             targets,
-            config_yaml: String::new(),
+            config_yaml: std::sync::RwLock::new(String::new()),
             started: SystemTime::now(),
             ready: AtomicBool::new(false),
             reload: None,

@@ -112,7 +112,12 @@ pub async fn buildinfo() -> Response {
 }
 
 pub async fn config(State(s): State<Arc<ApiState>>) -> Response {
-    success(json!({ "yaml": s.config_yaml }))
+    let yaml = s
+        .config_yaml
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    success(json!({ "yaml": yaml }))
 }
 
 pub async fn runtimeinfo(State(s): State<Arc<ApiState>>) -> Response {

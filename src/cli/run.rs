@@ -416,7 +416,7 @@ async fn serve(
     // The engine's limits are read once: a reload changes scrape jobs, not query limits.
     let engine = Arc::new(Engine::new(engine_options(&cfg)));
     let state = Arc::new(ApiState {
-        config_yaml: yaml,
+        config_yaml: yaml.into(),
         reload: lifecycle.then(|| reload_tx.clone()),
         quit: lifecycle.then(|| quit_tx.clone()),
         admin_api: eff.admin_api,
@@ -505,7 +505,10 @@ async fn serve(
                 continue;
             }
         };
-        let outcome = reload(config_path.as_ref(), &manager, &web).await;
+        let outcome = reload(config_path.as_ref(), &manager, &web, &state.config_yaml).await;
+        // A remote whose client cannot be built fails the reload's answer too (the scrape
+        // jobs are applied by then; the previous queues keep running).
+        let mut remote_failed = None;
         match &outcome {
             Ok(cfg) => {
                 warn_restart_only(&current, cfg);
@@ -513,6 +516,7 @@ async fn serve(
                 follower.set_backlog_limit(cfg.storage.remote_write_backlog_limit.0);
                 if let Err(e) = remote.apply(cfg).await {
                     error!(error = %e, "remote_write: the new configuration could not be applied; the previous queues keep running");
+                    remote_failed = Some(format!("remote_write: {e}"));
                 }
                 current = cfg.clone();
                 sd_tick = tokio::time::interval(
@@ -525,7 +529,12 @@ async fn serve(
             }
         }
         if let Some(r) = reply {
-            let _ = r.send(outcome.map(|_| ()).map_err(|e| format!("{e:#}")));
+            let answer = match (outcome, remote_failed) {
+                (Err(e), _) => Err(format!("{e:#}")),
+                (Ok(_), Some(e)) => Err(e),
+                (Ok(_), None) => Ok(()),
+            };
+            let _ = r.send(answer);
         }
     }
     info!("shutting down");
@@ -547,8 +556,9 @@ async fn reload(
     path: Option<&PathBuf>,
     manager: &Arc<Mutex<Manager>>,
     web: &WebState,
+    shown: &std::sync::RwLock<String>,
 ) -> anyhow::Result<Config> {
-    let (cfg, _) = load_config(path)?;
+    let (cfg, yaml) = load_config(path)?;
     let tls = cfg
         .web
         .tls
@@ -560,6 +570,7 @@ async fn reload(
     join_all(handles).await;
     web.tls.set(tls);
     web.security.set_users(&cfg.web.basic_auth_users);
+    *shown.write().unwrap_or_else(|e| e.into_inner()) = yaml;
     Ok(cfg)
 }
 
