@@ -286,8 +286,10 @@ async fn federation_serves_the_latest_sample_per_series() {
         resp.headers()[header::CONTENT_TYPE],
         "text/plain; version=0.0.4; charset=utf-8"
     );
+    // Without match[] nothing is selected: an empty page, as in Prometheus.
+    let (code, body) = call(&st, get("/federate")).await;
+    assert_eq!((code, body.as_str()), (StatusCode::OK, ""));
     for uri in [
-        "/federate",
         "/federate?match[]=up%7B",
         "/federate?match[]=%7Bjob%3D%22%22%7D",
     ] {

@@ -94,9 +94,7 @@ fn render(samples: &[(Labels, i64, f64)], external: &[(String, String)]) -> Stri
 
 pub async fn federate(State(s): State<Arc<ApiState>>, uri: Uri, headers: HeaderMap) -> Response {
     let p = Params::new(&uri, &headers, &axum::body::Bytes::new());
-    if p.all("match[]").is_empty() {
-        return text_error(StatusCode::BAD_REQUEST, "match[] parameter required");
-    }
+    // No match[] selects nothing: an empty 200, as Prometheus answers.
     let sets = match p.matchers() {
         Ok(s) => s,
         Err(e) => return text_error(StatusCode::BAD_REQUEST, &e),
