@@ -26,6 +26,9 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config;
 
+/// The `User-Agent` of every request tidemark makes (scrapes and remote write).
+pub const USER_AGENT: &str = concat!("tidemark/", env!("CARGO_PKG_VERSION"));
+
 /// A secret given inline or as a file read (and trimmed) on every request.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Secret {

@@ -11,11 +11,9 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 
 use crate::config::RemoteWriteConfig;
-use crate::http_client::{self, Authorization, BasicAuth, BuildError, ClientSettings};
+use crate::http_client::{self, Authorization, BasicAuth, BuildError, ClientSettings, USER_AGENT};
 use crate::model::parse_time;
 
-/// The `User-Agent` of remote write requests.
-pub const USER_AGENT: &str = concat!("tidemark/", env!("CARGO_PKG_VERSION"));
 /// The protocol version header remote write 1.0 sends.
 pub const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
 /// Its value for remote write 1.0.

@@ -47,7 +47,7 @@ pub use crate::http_client::{
 pub const SCRAPE_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
 
 /// The `User-Agent` sent with every scrape.
-pub const USER_AGENT: &str = concat!("tidemark/", env!("CARGO_PKG_VERSION"));
+pub use crate::http_client::USER_AGENT;
 
 /// Decoded bytes produced per decompression step: the most a body can overshoot the
 /// limit by before the overshoot is noticed and refused.
