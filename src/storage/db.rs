@@ -1013,11 +1013,21 @@ impl ReadOnlyDb {
         // Tombstones come first of all: a clean drops them only after the blocks holding the
         // samples they hide are replaced, so blocks listed later never need dropped ones.
         let tombstones = tombstones::load(dir)?;
-        let head = Arc::new(Head::new());
-        let mut refs = HashMap::new();
-        let replay = wal::read_only(&dir.join("wal"), |rec| {
-            replay_record(&head, &mut refs, rec);
-        })?;
+        // A segment removed by a concurrent checkpoint mid-read means its samples moved to that
+        // checkpoint: start over with an empty head (a few attempts; checkpoints are rare).
+        let mut attempt = 0;
+        let (head, replay) = loop {
+            attempt += 1;
+            let head = Arc::new(Head::new());
+            let mut refs = HashMap::new();
+            match wal::read_only(&dir.join("wal"), |rec| {
+                replay_record(&head, &mut refs, rec);
+            }) {
+                Ok(replay) => break (head, replay),
+                Err(wal::WalError::Vanished { .. }) if attempt < 5 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
         let blocks_dir = dir.join("blocks");
         let (blocks, refused) = if blocks_dir.is_dir() {
             let opened = open_blocks_settled(&blocks_dir)?;

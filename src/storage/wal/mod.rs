@@ -71,6 +71,14 @@ impl Default for WalOptions {
 /// Why a WAL operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
+    /// A read-only reader listed a segment that a concurrent checkpoint removed before it was
+    /// read: what it held is now in that newer checkpoint (or in a block), so the reader must
+    /// start over with a fresh state rather than go on with a hole.
+    #[error("WAL segment {path} was replaced by a concurrent checkpoint while being read")]
+    Vanished {
+        /// The segment.
+        path: PathBuf,
+    },
     /// An I/O error on a WAL file or the directory.
     #[error("WAL I/O on {path}: {source}")]
     Io {
@@ -124,8 +132,10 @@ pub enum WalError {
 }
 
 /// Replays `dir` without repairing or writing anything, for tools that read the directory of a
-/// running agent: a torn tail is reported in the stats, files that vanish between listing and
-/// reading are skipped, and a missing directory replays as empty.
+/// running agent: a torn tail is reported in the stats, a checkpoint replaced before it was
+/// opened is read again from a new listing, a segment removed before it was read is
+/// [`WalError::Vanished`] (the caller starts over with fresh state, since records were delivered
+/// already), and a missing directory replays as empty.
 pub fn read_only(dir: &Path, mut on_record: impl FnMut(Record)) -> Result<ReplayStats, WalError> {
     if !dir.exists() {
         return Ok(ReplayStats::default());

@@ -166,8 +166,11 @@ fn replay_segment(
     let mut r = match FrameReader::open(path, SEGMENT_MAGIC) {
         Ok(r) => r,
         Err(OpenError::Io(e)) if mode == Mode::ReadOnly && e.kind() == io::ErrorKind::NotFound => {
-            tracing::debug!(path = %path.display(), "WAL segment vanished before it was read");
-            return Ok(None);
+            // Only a checkpoint deletes segments, and it holds what this one held that is not
+            // in a block yet: skipping the segment would lose those samples from this view.
+            return Err(WalError::Vanished {
+                path: path.to_path_buf(),
+            });
         }
         Err(OpenError::Io(e)) => return Err(io_err(path)(e)),
         Err(OpenError::Header(record::HeaderError::Version(version))) => {
