@@ -53,7 +53,7 @@ async fn scraped_metadata_and_samples_reach_the_api() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let agent = Agent::start(&[
+    let mut agent = Agent::start(&[
         "--config".as_ref(),
         cfg.as_os_str(),
         "--data-dir".as_ref(),
@@ -91,5 +91,5 @@ async fn scraped_metadata_and_samples_reach_the_api() {
     assert_eq!(v["data"]["query.timeout"], "45s");
     assert_eq!(v["data"]["query.max-samples"], "1234567");
     assert_eq!(v["data"]["storage.tsdb.path"], data.display().to_string());
-    agent.signal("-TERM");
+    agent.stop();
 }

@@ -151,18 +151,6 @@ fn now_s() -> f64 {
         .as_secs_f64()
 }
 
-fn wait_exit_ok(a: &mut Agent, what: &str) {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = a.child.try_wait().unwrap() {
-            assert!(st.success(), "{what}: exit status {st:?}");
-            return;
-        }
-        assert!(Instant::now() < end, "{what}: did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_query_reload_stop_restart_as_an_operator_does() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -314,8 +302,7 @@ async fn run_query_reload_stop_restart_as_an_operator_does() {
             .any(|(l, _, _)| l.contains("\"stage\":\"two\"")),
         "samples scraped under the reloaded config"
     );
-    agent.signal("-TERM");
-    wait_exit_ok(&mut agent, "SIGTERM");
+    agent.stop();
     drop(agent);
 
     // Restart on the same directory: the API answers with every sample seen before.
@@ -332,8 +319,7 @@ async fn run_query_reload_stop_restart_as_an_operator_does() {
     let after = raw_samples(&http, &agent, at).await;
     let lost: Vec<_> = before.difference(&after).collect();
     assert!(lost.is_empty(), "lost across restart: {lost:?}");
-    agent.signal("-TERM");
-    wait_exit_ok(&mut agent, "second SIGTERM");
+    agent.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

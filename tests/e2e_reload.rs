@@ -11,6 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 use common::Agent;
+#[path = "common/log.rs"]
+mod log;
+use log::wait_log;
 
 /// A target that answers every request with a small exposition body.
 async fn serve_target(body: &'static str) -> String {
@@ -43,18 +46,6 @@ fn start(cfg: &Path, data: &Path) -> Agent {
         "--data-dir".as_ref(),
         data.as_os_str(),
     ])
-}
-
-fn wait_log(a: &Agent, needle: &str) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        if let Ok(l) = a.lines.recv_timeout(Duration::from_millis(200))
-            && l.contains(needle)
-        {
-            return;
-        }
-    }
-    panic!("log line {needle:?} not seen");
 }
 
 async fn targets(http: &reqwest::Client, a: &Agent) -> Vec<(String, String)> {
@@ -92,18 +83,6 @@ async fn wait_targets(http: &reqwest::Client, a: &Agent, want: &[(&str, &str)]) 
         }
         assert!(Instant::now() < end, "targets {got:?}, want {want:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn wait_exit(a: &mut Agent) {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = a.child.try_wait().unwrap() {
-            assert!(st.success(), "exit status {st:?}");
-            return;
-        }
-        assert!(Instant::now() < end, "did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -206,8 +185,7 @@ async fn reload_shutdown_and_restart_keep_everything() {
     wait_log(&agent, "configuration reloaded");
     wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
 
-    agent.signal("-TERM");
-    wait_exit(&mut agent);
+    agent.stop();
     drop(agent);
     let before = dump(&data);
     assert!(
@@ -218,8 +196,7 @@ async fn reload_shutdown_and_restart_keep_everything() {
     // Restart on the same directory: every sample is found again.
     let mut agent = start(&cfg, &data);
     wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
-    agent.signal("-TERM");
-    wait_exit(&mut agent);
+    agent.stop();
     let after = dump(&data);
     let lost: Vec<&String> = before.difference(&after).collect();
     assert!(lost.is_empty(), "lost across restart: {lost:?}");

@@ -20,6 +20,9 @@ use tidemark::remote_write::proto::WriteRequest;
 
 mod common;
 use common::Agent;
+#[path = "common/log.rs"]
+mod log;
+use log::wait_log;
 
 /// A sample as compared across systems: labels, milliseconds, value bits.
 type Key = (BTreeMap<String, String>, i64, u64);
@@ -246,19 +249,6 @@ fn start_agent(cfg: &Path, data: &Path) -> Agent {
     ])
 }
 
-fn term_and_wait(mut a: Agent) {
-    a.signal("-TERM");
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(st) = a.child.try_wait().unwrap() {
-            assert!(st.success(), "tidemark exit status {st:?}");
-            return;
-        }
-        assert!(Instant::now() < end, "tidemark did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Parses `name{a="b",...}` with escapes into a label map.
 fn parse_series(s: &str) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
@@ -437,18 +427,6 @@ fn wait_metric(agent: &Agent, prefix: &str, ok: impl Fn(f64) -> bool) -> f64 {
     }
 }
 
-fn wait_log(a: &Agent, needle: &str) {
-    let end = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < end {
-        if let Ok(l) = a.lines.recv_timeout(Duration::from_millis(200))
-            && l.contains(needle)
-        {
-            return;
-        }
-    }
-    panic!("log line {needle:?} not seen");
-}
-
 const SENT: &str = "tidemark_remote_storage_samples_total{remote_name=\"backend\"";
 
 #[test]
@@ -457,12 +435,12 @@ fn every_stored_sample_reaches_victoria_metrics_once() {
     let vm = start_vm_fresh(&tmp.path().join("vm"));
     let cfg = write_config(tmp.path(), &serve_target(), &vm.url("/api/v1/write"), "");
     let data = tmp.path().join("data");
-    let agent = start_agent(&cfg, &data);
+    let mut agent = start_agent(&cfg, &data);
     wait_metric(&agent, SENT, |v| v >= 60.0);
     std::thread::sleep(Duration::from_millis(1500));
     let shards = metric(&agent, "tidemark_remote_storage_shards{").unwrap();
     assert!(shards >= 1.0);
-    term_and_wait(agent);
+    agent.stop();
     // (`dump` leaves staleness markers out; the scripted backend's test sees them sent.)
     let want = stored(&data);
     assert!(want.iter().any(|k| k.0["__name__"] == "rw_test_flaky"));
@@ -477,7 +455,7 @@ fn an_outage_of_several_retry_rounds_loses_and_duplicates_nothing() {
     let port = vm.port;
     let cfg = write_config(tmp.path(), &serve_target(), &vm.url("/api/v1/write"), "");
     let data = tmp.path().join("data");
-    let agent = start_agent(&cfg, &data);
+    let mut agent = start_agent(&cfg, &data);
     let before = wait_metric(&agent, SENT, |v| v > 20.0);
     vm.stop();
     // With backoff 20ms..200ms, 2.5s is well over ten retry rounds.
@@ -488,7 +466,7 @@ fn an_outage_of_several_retry_rounds_loses_and_duplicates_nothing() {
     assert!(pending > 0.0, "scrapes during the outage wait to be sent");
     let vm = start_vm(&vm_data, port);
     wait_metric(&agent, SENT, |v| v > before + pending);
-    term_and_wait(agent);
+    agent.stop();
     assert_arrived(&stored(&data), || vm_samples(&vm), true, Values::Decimal12);
 }
 
@@ -511,11 +489,11 @@ fn a_sigkill_while_the_backend_is_down_resumes_from_the_recorded_position() {
     assert!(position.exists(), "no recorded position");
 
     let vm = start_vm(&vm_data, port);
-    let agent = start_agent(&cfg, &data);
+    let mut agent = start_agent(&cfg, &data);
     wait_log(&agent, "resumes from its recorded position");
     // Everything from before the kill, and a few scrapes after the restart.
     std::thread::sleep(Duration::from_millis(1500));
-    term_and_wait(agent);
+    agent.stop();
     // At least once: a resent batch may be stored twice, nothing may be missing.
     assert_arrived(&stored(&data), || vm_samples(&vm), false, Values::Decimal12);
 }
@@ -639,7 +617,7 @@ fn a_refused_batch_is_dropped_and_counted_retries_wait_and_later_batches_flow() 
 ";
     let cfg = write_config(tmp.path(), &serve_target(), &url, extra);
     let data = tmp.path().join("data");
-    let agent = start_agent(&cfg, &data);
+    let mut agent = start_agent(&cfg, &data);
     let failed = "tidemark_remote_storage_samples_failed_total{remote_name=\"backend\"";
     wait_metric(&agent, failed, |v| v > 0.0);
     // Past the flaky series' end, and a few more batches.
@@ -663,7 +641,7 @@ fn a_refused_batch_is_dropped_and_counted_retries_wait_and_later_batches_flow() 
         "tidemark_remote_storage_samples_retried_total{remote_name=\"backend\"",
     )
     .unwrap();
-    term_and_wait(agent);
+    agent.stop();
 
     let reqs = got.lock().unwrap().clone();
     assert!(reqs.len() >= 6, "{} requests", reqs.len());
@@ -754,9 +732,9 @@ fn prometheus_receives_every_stored_sample() {
         .expect("prometheus did not start");
     let cfg = write_config(tmp.path(), &serve_target(), &prom.url("/api/v1/write"), "");
     let data = tmp.path().join("data");
-    let agent = start_agent(&cfg, &data);
+    let mut agent = start_agent(&cfg, &data);
     wait_metric(&agent, SENT, |v| v > 60.0);
-    term_and_wait(agent);
+    agent.stop();
     let want = stored(&data);
     let query = |_: ()| -> Vec<Key> {
         let now = std::time::SystemTime::now()

@@ -20,6 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 use common::Agent;
+#[path = "common/log.rs"]
+mod log;
+use log::wait_log;
 
 const USER: &str = "grafana";
 const PASSWORD: &str = "s3cr3t-Pa55:with-colon";
@@ -110,29 +113,6 @@ fn start(dir: &Path, yaml: &str, extra: &[&str]) -> Agent {
 
 fn addr(a: &Agent) -> String {
     a.api.trim_start_matches("http://").to_string()
-}
-
-fn wait_log(a: &Agent, needle: &str) -> String {
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        if let Ok(l) = a.lines.recv_timeout(Duration::from_millis(200))
-            && l.contains(needle)
-        {
-            return l;
-        }
-    }
-    panic!("log line {needle:?} not seen");
-}
-
-fn wait_exit(a: &mut Agent) -> std::process::ExitStatus {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = a.child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(Instant::now() < end, "the agent did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn hash(password: &str) -> String {
@@ -333,7 +313,7 @@ async fn tls_serves_the_configured_certificate_and_picks_up_a_rotated_one() {
         dir.path(),
         &leaf(&first_ca, &["localhost", "127.0.0.1"], false),
     );
-    let a = start(dir.path(), &tls_yaml(""), &["--enable-lifecycle"]);
+    let mut a = start(dir.path(), &tls_yaml(""), &["--enable-lifecycle"]);
     wait_log(&a, "TLS is enabled");
     let base = format!("https://localhost:{}", addr(&a).rsplit(':').next().unwrap());
     let ip_base = format!("https://{}", addr(&a));
@@ -452,6 +432,8 @@ async fn tls_serves_the_configured_certificate_and_picks_up_a_rotated_one() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The TLS server drains its connections and the agent exits cleanly.
+    a.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -600,7 +582,7 @@ async fn quit_shuts_the_agent_down_cleanly_when_lifecycle_is_on() {
         r.text().await.unwrap(),
         "Requesting termination... Goodbye!"
     );
-    let st = wait_exit(&mut a);
+    let st = a.wait_exit();
     assert!(st.success(), "exit status {st:?}");
     let log: Vec<String> = a.lines.try_iter().collect();
     assert!(log.iter().any(|l| l.contains("storage closed")), "{log:#?}");

@@ -61,6 +61,25 @@ impl Agent {
         agent
     }
 
+    /// Waits (at most 30 s) for the process to exit and returns how it did.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(std::time::Instant::now() < end, "tidemark did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then asserts a clean exit (status 0).
+    pub fn stop(&mut self) {
+        self.signal("-TERM");
+        let st = self.wait_exit();
+        assert!(st.success(), "exit status after SIGTERM: {st:?}");
+    }
+
     /// Sends a signal (`-TERM`, `-HUP`).
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
