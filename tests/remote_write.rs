@@ -140,38 +140,42 @@ fn start_vm(data: &Path, port: u16) -> Backend {
     b
 }
 
-/// Starts VictoriaMetrics on a fresh port, retrying when another process took the port
-/// between choosing and binding it.
-fn start_vm_fresh(data: &Path) -> Backend {
+/// Starts `cmd` (given a free port) until its `ready` path answers 200, on a fresh port each
+/// time another process took the port between choosing and binding it.
+fn start_backend(what: &'static str, ready: &str, cmd: impl Fn(u16) -> Command) -> Backend {
     for _ in 0..5 {
         let port = free_port();
-        let child = Command::new("victoria-metrics")
-            .arg(format!("-storageDataPath={}", data.display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg("-search.latencyOffset=0s")
-            .arg("-loggerLevel=ERROR")
+        let child = cmd(port)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("victoria-metrics not installed (apt-get install victoria-metrics)");
-        let mut b = Backend {
-            child,
-            port,
-            what: "victoria-metrics",
-        };
+            .unwrap_or_else(|e| panic!("{what} not installed (apt-get install {what}): {e}"));
+        let mut b = Backend { child, port, what };
         let end = Instant::now() + Duration::from_secs(30);
         while Instant::now() < end {
             if b.child.try_wait().unwrap().is_some() {
                 break;
             }
-            if http_get(&b.url("/health")).is_some_and(|(c, _)| c == 200) {
+            if http_get(&b.url(ready)).is_some_and(|(c, _)| c == 200) {
                 return b;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         drop(b);
     }
-    panic!("victoria-metrics did not start");
+    panic!("{what} did not start");
+}
+
+/// Starts VictoriaMetrics on a fresh port.
+fn start_vm_fresh(data: &Path) -> Backend {
+    start_backend("victoria-metrics", "/health", |port| {
+        let mut c = Command::new("victoria-metrics");
+        c.arg(format!("-storageDataPath={}", data.display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-search.latencyOffset=0s")
+            .arg("-loggerLevel=ERROR");
+        c
+    })
 }
 
 /// A scrape target whose values change irregularly from scrape to scrape; `rw_test_flaky`
@@ -697,39 +701,17 @@ fn prometheus_receives_every_stored_sample() {
     let tmp = tempfile::tempdir().unwrap();
     let minimal = tmp.path().join("prometheus.yml");
     std::fs::write(&minimal, "global:\n  scrape_interval: 1m\n").unwrap();
-    let prom = (0..5)
-        .find_map(|_| {
-            let port = free_port();
-            let child = Command::new("prometheus")
-                .arg("--web.enable-remote-write-receiver")
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    tmp.path().join("prom").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg(format!("--config.file={}", minimal.display()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("prometheus not installed (apt-get install prometheus)");
-            let mut b = Backend {
-                child,
-                port,
-                what: "prometheus",
-            };
-            let end = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < end {
-                if b.child.try_wait().unwrap().is_some() {
-                    return None;
-                }
-                if http_get(&b.url("/-/ready")).is_some_and(|(c, _)| c == 200) {
-                    return Some(b);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            None
-        })
-        .expect("prometheus did not start");
+    let prom = start_backend("prometheus", "/-/ready", |port| {
+        let mut c = Command::new("prometheus");
+        c.arg("--web.enable-remote-write-receiver")
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("prom").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--config.file={}", minimal.display()));
+        c
+    });
     let cfg = write_config(tmp.path(), &serve_target(), &prom.url("/api/v1/write"), "");
     let data = tmp.path().join("data");
     let mut agent = start_agent(&cfg, &data);
