@@ -1080,3 +1080,61 @@ fn block_sections_are_byte_identical_for_identical_content() {
         assert_eq!(x[i], y[i], "footer byte {}", i - footer);
     }
 }
+
+#[test]
+fn churned_series_leave_the_head_after_a_flush_and_their_data_stays_readable() {
+    // A redeploy: 300 pods' series stop at 900 and 100 new pods' series carry on; one job and
+    // one metric name span both. The flush of [0, 1000) leaves the old series without samples.
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(1000);
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    let pod = |generation: &str, i: usize| {
+        lbl(&[
+            ("__name__", "up"),
+            ("job", "pods"),
+            ("pod", &format!("{generation}-{i}")),
+        ])
+    };
+    let mut app = db.appender();
+    for i in 0..300 {
+        app.append(&pod("old", i), 100, 1.0).unwrap();
+        app.append(&pod("old", i), 900, 2.0).unwrap();
+    }
+    for i in 0..100 {
+        app.append(&pod("new", i), 900, 3.0).unwrap();
+        app.append(&pod("new", i), 1600, 4.0).unwrap();
+    }
+    app.commit().unwrap();
+    assert_eq!(db.head().num_series(), 400);
+    assert_eq!(db.flush().unwrap().len(), 1);
+
+    let head = db.head();
+    assert_eq!(head.num_series(), 100);
+    assert_eq!((head.series_created(), head.series_removed()), (400, 300));
+    let in_head = head.series_labels(&[Matcher::equal("job", "pods")], i64::MIN, i64::MAX);
+    assert_eq!(in_head.len(), 100);
+    assert!(
+        in_head
+            .iter()
+            .all(|l| l.get("pod").is_some_and(|p| p.starts_with("new-"))),
+        "{in_head:?}"
+    );
+    let q = db.querier();
+    // The old series' samples are in the block: every query still finds them.
+    let all = read_all(&q);
+    assert_eq!(all.len(), 400);
+    assert_eq!(
+        all[&pod("old", 7)],
+        vec![(100, 1.0f64.to_bits()), (900, 2.0f64.to_bits())]
+    );
+    drop(q);
+    // A pod coming back gets a new series, which takes samples.
+    let mut app = db.appender();
+    app.append(&pod("old", 7), 1700, 5.0).unwrap();
+    assert_eq!(app.commit().unwrap().appended, 1);
+    assert_eq!(db.head().num_series(), 101);
+    // The checkpoint the flush wrote holds the live series only.
+    let db = reopen(db, &o);
+    assert_eq!(db.head().num_series(), 101);
+    assert_eq!(read_all(&db.querier())[&pod("old", 7)].len(), 3);
+}

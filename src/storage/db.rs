@@ -272,6 +272,26 @@ fn replay_record(head: &Head, refs: &mut HashMap<u64, Arc<MemSeries>>, rec: Reco
     unknown
 }
 
+/// Asks the allocator to hand the pages freed since back to the system. glibc's malloc keeps
+/// freed memory in its arenas and returns only what lies at the top of a heap, so after
+/// garbage collection freed the series of a churned deployment (small allocations spread
+/// through the heap) the process would stay at its peak size; `malloc_trim` releases every
+/// free page. Elsewhere the allocator's own policy applies.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let began = Instant::now();
+        // SAFETY: malloc_trim takes no pointer and only walks glibc's own arenas, under their
+        // locks; it is safe to call from any thread at any time.
+        let released = unsafe { libc::malloc_trim(0) };
+        tracing::debug!(
+            released = released != 0,
+            took_ms = began.elapsed().as_millis() as u64,
+            "returned freed memory to the system"
+        );
+    }
+}
+
 /// Splits time-ordered samples into block chunks.
 pub(crate) fn to_chunks(samples: &[Sample]) -> Vec<ChunkData> {
     samples
@@ -459,6 +479,7 @@ impl Db {
         let _m = self.lock_maintenance();
         let bd = self.opts.block_duration;
         let mut written = Vec::new();
+        let mut freed = 0;
         while let Some((lo, hi)) = self.head.time_range() {
             let start = lo.div_euclid(bd) * bd;
             let end = start + bd;
@@ -485,15 +506,27 @@ impl Db {
                     series = collected.len(),
                     "garbage-collected series with no samples left"
                 );
+                freed += collected.len();
                 let active = self.wal.stats().last_segment;
                 let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
                 for s in collected {
-                    c.insert(s.sref, (s.labels.clone(), active));
+                    let sref = s.sref;
+                    // The head has let go of the series: its labels move here, not a copy.
+                    let labels = match Arc::try_unwrap(s) {
+                        Ok(series) => series.labels,
+                        Err(shared) => shared.labels.clone(),
+                    };
+                    c.insert(sref, (labels, active));
                 }
             }
             self.counters.flushes.fetch_add(1, Ordering::Relaxed);
             self.checkpoint()?;
             self.counters.flush_durations.observe(began.elapsed());
+        }
+        // A tenth of the head or more went: give the freed pages back to the system, or the
+        // process keeps the size of its peak (see `release_free_memory`).
+        if freed > 0 && freed as u64 * 10 >= self.head.num_series() + freed as u64 {
+            release_free_memory();
         }
         Ok(written)
     }
@@ -555,6 +588,11 @@ impl Db {
         let carried: Vec<SeriesRecord> = {
             let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
             c.retain(|_, (_, last)| *last >= keep_from);
+            // Its peak is one flush's collection; keeping that room would hold memory for
+            // series long gone.
+            if c.capacity() / 4 > c.len() {
+                c.shrink_to_fit();
+            }
             c.iter()
                 .map(|(sref, (labels, _))| SeriesRecord {
                     sref: *sref,

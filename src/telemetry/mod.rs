@@ -356,6 +356,16 @@ impl Page {
             "Series in the head",
             head.num_series(),
         );
+        self.counter(
+            "tidemark_head_series_created",
+            "Series created in the head",
+            head.series_created(),
+        );
+        self.counter(
+            "tidemark_head_series_removed",
+            "Series removed from the head by garbage collection",
+            head.series_removed(),
+        );
         self.gauge(
             "tidemark_head_chunks",
             "Chunks in the head, open ones included",

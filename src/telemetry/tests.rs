@@ -215,6 +215,9 @@ fn the_page_passes_promtool_and_reports_storage_scrapes_and_queries() {
     );
     // The out-of-bounds sample's series was created before its sample was refused.
     assert_eq!(get(&m, "tidemark_head_series", &[]), 3.0);
+    // Every series still has samples in the head: none collected yet.
+    assert_eq!(get(&m, "tidemark_head_series_created_total", &[]), 3.0);
+    assert_eq!(get(&m, "tidemark_head_series_removed_total", &[]), 0.0);
     assert_eq!(
         get(&m, "tidemark_head_chunks", &[]),
         db.head().num_chunks() as f64

@@ -6,7 +6,7 @@
 
 mod series;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -36,6 +36,36 @@ impl Hasher for FibHasher {
 }
 type FastMap<V> = HashMap<u64, V, BuildHasherDefault<FibHasher>>;
 
+/// Gives a map's spare room back once it holds under a quarter of what it could: after a
+/// garbage collection of churned series it would otherwise keep the capacity of its peak.
+fn shrink_if_sparse<V>(map: &mut FastMap<V>) {
+    if map.capacity() / 4 > map.len() {
+        map.shrink_to_fit();
+    }
+}
+
+type Postings = BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>;
+
+/// Keeps the refs of `name=value`'s list that `keep` accepts; an emptied list is removed (and
+/// its name once it has no value left), and a list left under a quarter full is shrunk.
+fn filter_postings(p: &mut Postings, name: &str, value: &str, keep: impl Fn(SeriesRef) -> bool) {
+    let Some(values) = p.get_mut(name) else {
+        return;
+    };
+    let Some(list) = values.get_mut(value) else {
+        return;
+    };
+    list.retain(|&r| keep(r));
+    if list.is_empty() {
+        values.remove(value);
+        if values.is_empty() {
+            p.remove(name);
+        }
+    } else if list.capacity() / 4 > list.len() {
+        list.shrink_to_fit();
+    }
+}
+
 /// The in-memory head.
 pub struct Head {
     /// Series are found by label hash in one shard and by ref in another: scrapes of different
@@ -43,11 +73,14 @@ pub struct Head {
     by_hash: Vec<RwLock<FastMap<Vec<Arc<MemSeries>>>>>,
     by_ref: Vec<RwLock<FastMap<Arc<MemSeries>>>>,
     /// name → value → sorted refs. Written only when series are created or collected.
-    postings: RwLock<BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>>,
+    postings: RwLock<Postings>,
     next_ref: AtomicU64,
     /// Samples older than this are out of bounds: that range is already in blocks.
     min_valid: AtomicI64,
     num_series: AtomicU64,
+    /// Series created and removed since the head was made, for self-metrics.
+    series_created: AtomicU64,
+    series_removed: AtomicU64,
     /// Chunks of every series, closed and open; each series adds and removes its own.
     num_chunks: Arc<AtomicU64>,
 }
@@ -92,6 +125,8 @@ impl Head {
             next_ref: AtomicU64::new(1),
             min_valid: AtomicI64::new(i64::MIN),
             num_series: AtomicU64::new(0),
+            series_created: AtomicU64::new(0),
+            series_removed: AtomicU64::new(0),
             num_chunks: Arc::default(),
         }
     }
@@ -167,12 +202,23 @@ impl Head {
             }
         }
         self.num_series.fetch_add(1, Ordering::Relaxed);
+        self.series_created.fetch_add(1, Ordering::Relaxed);
         (series, true)
     }
 
     /// Number of live series.
     pub fn num_series(&self) -> u64 {
         self.num_series.load(Ordering::Relaxed)
+    }
+
+    /// Series created since the head was made (WAL replay included).
+    pub fn series_created(&self) -> u64 {
+        self.series_created.load(Ordering::Relaxed)
+    }
+
+    /// Series removed by garbage collection since the head was made.
+    pub fn series_removed(&self) -> u64 {
+        self.series_removed.load(Ordering::Relaxed)
     }
 
     /// Lowest timestamp the head accepts.
@@ -254,7 +300,9 @@ impl Head {
     }
 
     /// Drops samples older than `t` and raises `min_valid` to it. Series left empty whose newest
-    /// sample is older than `gc_before` are removed and returned; their refs become unknown.
+    /// sample is older than `gc_before` are removed and returned (in ref order); their refs
+    /// become unknown. The maps and postings lists they leave sparse are shrunk, so the head's
+    /// memory follows its live series down after churn, not only up.
     pub fn truncate(&self, t: i64, gc_before: i64) -> Vec<Arc<MemSeries>> {
         self.set_min_valid(t);
         let mut collected = Vec::new();
@@ -264,19 +312,32 @@ impl Head {
                 st.truncate_before(t);
                 st.is_collectable(gc_before)
             };
-            if idle && self.collect(&series, gc_before) {
+            if idle && self.unlink(&series, gc_before) {
                 collected.push(series);
             }
+        }
+        if !collected.is_empty() {
+            self.remove_postings(&collected);
+            for shard in &self.by_hash {
+                shrink_if_sparse(&mut write(shard));
+            }
+            for shard in &self.by_ref {
+                shrink_if_sparse(&mut write(shard));
+            }
+            self.series_removed
+                .fetch_add(collected.len() as u64, Ordering::Relaxed);
         }
         collected
     }
 
-    /// Removes an idle series. It is marked removed and unlinked from the label lookup under
+    /// Removes an idle series from the lookups by labels and by ref; its postings are left to
+    /// [`Head::remove_postings`]. It is marked removed and unlinked from the label lookup under
     /// its hash shard's lock, so a lookup by labels never hands out a series already marked
     /// removed: an append that found one re-resolves once and gets a live series. (Marking
     /// first and unlinking later let the re-resolved lookup find the same dead series, and
-    /// the sample was refused as out of order.)
-    fn collect(&self, series: &Arc<MemSeries>, gc_before: i64) -> bool {
+    /// the sample was refused as out of order.) A query that meets its ref in the postings
+    /// before they are cleaned finds no series under it and skips it.
+    fn unlink(&self, series: &Arc<MemSeries>, gc_before: i64) -> bool {
         let h = series.labels.stable_hash();
         {
             // Lock order: hash shard, then the series.
@@ -296,22 +357,44 @@ impl Head {
             }
         }
         write(self.ref_shard(series.sref)).remove(&series.sref);
-        let mut p = write(&self.postings);
-        for (n, v) in series.labels.iter() {
-            if let Some(values) = p.get_mut(n) {
-                if let Some(list) = values.get_mut(v) {
-                    list.retain(|&r| r != series.sref);
-                    if list.is_empty() {
-                        values.remove(v);
+        self.num_series.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Takes the refs of `removed` (in ref order) out of the postings under one hold of the
+    /// lock. Each list is scanned once: short lists as each series naming them comes up, the
+    /// long ones (a job or metric name many removed series share) once at the end against the
+    /// sorted refs. Removing one ref at a time from a list of n refs cost O(n) per series, so
+    /// collecting a million series of one job scanned that job's list a million times.
+    fn remove_postings(&self, removed: &[Arc<MemSeries>]) {
+        /// Lists up to this long are filtered as each removed series comes up.
+        const SHORT: usize = 32;
+        /// Removed series handled per hold of the postings lock, so appends creating series
+        /// and queries reading postings wait for one batch, not for the whole collection.
+        const BATCH: usize = 4096;
+        let refs: Vec<SeriesRef> = removed.iter().map(|s| s.sref).collect();
+        debug_assert!(refs.windows(2).all(|w| w[0] < w[1]));
+        let mut long: HashSet<(&str, &str)> = HashSet::new();
+        for batch in removed.chunks(BATCH) {
+            let mut p = write(&self.postings);
+            for series in batch {
+                for (n, v) in series.labels.iter() {
+                    if let Some(len) = p.get(n).and_then(|m| m.get(v)).map(Vec::len)
+                        && len > SHORT
+                    {
+                        long.insert((n, v));
+                        continue;
                     }
-                }
-                if values.is_empty() {
-                    p.remove(n);
+                    let sref = series.sref;
+                    filter_postings(&mut p, n, v, |r| r != sref);
                 }
             }
         }
-        self.num_series.fetch_sub(1, Ordering::Relaxed);
-        true
+        for (n, v) in long {
+            filter_postings(&mut write(&self.postings), n, v, |r| {
+                refs.binary_search(&r).is_err()
+            });
+        }
     }
 
     /// Total chunks held (closed and open), for inspection and self-metrics; a counter the
@@ -486,6 +569,68 @@ mod tests {
         );
     }
 
+    /// The postings a head of `series` should have, rebuilt from their labels.
+    fn rebuilt_postings(series: &[Arc<MemSeries>]) -> Postings {
+        let mut p = Postings::new();
+        for s in series {
+            for (n, v) in s.labels.iter() {
+                p.entry(n.to_string())
+                    .or_default()
+                    .entry(v.to_string())
+                    .or_default()
+                    .push(s.sref);
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn collecting_churned_series_gives_their_room_back() {
+        // A deployment's pods replaced eight times over: the old series go idle, then a
+        // truncation collects them. What stays must be sized for the live series, not the peak.
+        const ACTIVE: usize = 1000;
+        const OLD: usize = 8 * ACTIVE;
+        let pod = |generation: &str, i: usize| {
+            let pod = format!("{generation}-{i}");
+            Labels::new([("__name__", "m"), ("job", "k8s"), ("pod", pod.as_str())]).unwrap()
+        };
+        let head = Head::new();
+        for i in 0..OLD {
+            let (s, _) = head.get_or_create(&pod("old", i));
+            s.lock().append_replayed(1000, 1.0).unwrap();
+        }
+        for i in 0..ACTIVE {
+            let (s, _) = head.get_or_create(&pod("new", i));
+            s.lock().append_replayed(9000, 1.0).unwrap();
+        }
+        assert_eq!(head.truncate(5000, 5000).len(), OLD);
+        assert_eq!(head.num_series(), ACTIVE as u64);
+        assert_eq!(head.series_created(), (OLD + ACTIVE) as u64);
+        assert_eq!(head.series_removed(), OLD as u64);
+        assert!(head.get(&pod("old", 7)).is_none());
+        assert!(head.postings("pod", "old-7").is_empty());
+        assert_eq!(head.label_values("pod").len(), ACTIVE);
+        assert_eq!(head.postings("job", "k8s").len(), ACTIVE);
+        assert_eq!(*read(&head.postings), rebuilt_postings(&head.all_series()));
+
+        let by_hash: usize = head.by_hash.iter().map(|m| read(m).capacity()).sum();
+        let by_ref: usize = head.by_ref.iter().map(|m| read(m).capacity()).sum();
+        let lists: usize = read(&head.postings)
+            .values()
+            .flat_map(|m| m.values())
+            .map(Vec::capacity)
+            .sum();
+        assert!(
+            by_hash <= 4 * ACTIVE && by_ref <= 4 * ACTIVE,
+            "lookup maps keep room for {by_hash} and {by_ref} series, {ACTIVE} live"
+        );
+        assert!(
+            lists <= 4 * 3 * ACTIVE,
+            "postings keep room for {lists} refs, {} in use",
+            3 * ACTIVE
+        );
+    }
+
     /// The chunk total every series keeps up to date, against a walk over the series.
     fn walked_chunks(head: &Head) -> u64 {
         head.all_series()
@@ -511,6 +656,10 @@ mod tests {
                     // Truncate somewhere inside the data, collecting series left empty.
                     let at = t.iter().copied().max().unwrap_or(0) - 20_000;
                     head.truncate(at, at);
+                    proptest::prop_assert_eq!(
+                        &*read(&head.postings),
+                        &rebuilt_postings(&head.all_series())
+                    );
                 }
                 proptest::prop_assert_eq!(head.num_chunks(), walked_chunks(&head));
             }
