@@ -62,6 +62,16 @@ impl ApiError {
         }
     }
 
+    /// 500 `internal` for a failing store. The error names files and offsets, which stay in
+    /// the log: a client is told what failed, never where on this host's disk.
+    pub fn storage(context: &str, e: &crate::storage::StorageError) -> Self {
+        tracing::error!(error = %e, context, "storage error answered with 500");
+        Self::internal(format!(
+            "{context}: {} (the agent's log has the details)",
+            storage_kind(e)
+        ))
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -83,7 +93,7 @@ impl From<QueryError> for ApiError {
                 ApiError::execution(e.to_string())
             }
             QueryError::Timeout(_) => ApiError::timeout(e.to_string()),
-            QueryError::Storage(_) => ApiError::internal(e.to_string()),
+            QueryError::Storage(e) => ApiError::storage("reading storage failed", &e),
         }
     }
 }
@@ -102,7 +112,20 @@ impl IntoResponse for ApiError {
 
 impl From<crate::storage::StorageError> for ApiError {
     fn from(e: crate::storage::StorageError) -> Self {
-        ApiError::internal(e.to_string())
+        ApiError::storage("reading storage failed", &e)
+    }
+}
+
+/// What kind of storage failure `e` is, in words that name no file.
+fn storage_kind(e: &crate::storage::StorageError) -> &'static str {
+    use crate::storage::StorageError as E;
+    match e {
+        E::Wal(_) => "write-ahead log error",
+        E::Block(crate::storage::sstable::SstError::Io { .. }) | E::Io { .. } => "I/O error",
+        E::Block(_) | E::CorruptChunk { .. } => "corrupt block",
+        E::CorruptTombstones { .. } => "corrupt tombstones file",
+        E::Locked { .. } => "data directory locked",
+        E::UnknownRef(_) | E::EmptyLabels => "invalid request to storage",
     }
 }
 
