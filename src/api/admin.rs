@@ -55,7 +55,10 @@ pub async fn delete_series(
         .matchers()
         .map_err(|e| ApiError::invalid_param("match[]", e))?;
     let db = s.db.clone();
-    blocking("delete series", move || db.delete_series(&selectors, start, end)).await?;
+    blocking("delete series", move || {
+        db.delete_series(&selectors, start, end)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

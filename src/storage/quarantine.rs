@@ -61,7 +61,10 @@ impl Blocks {
 
     /// The current catalog snapshot.
     pub(crate) fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Blocks quarantined since open.
