@@ -42,7 +42,11 @@ fn main() {
             .collect(),
         Err(_) => vec![20, 198],
     };
-    println!("{}", workload::describe(&day));
+    println!(
+        "{}, every {} s, one block per fleet",
+        workload::describe(&day),
+        fleet::SCRAPE_MS / 1000
+    );
     println!(
         "{:>8} {:>12} {:>10} {:>12} {:>12} {:>10} {:>12}",
         "series", "samples", "MiB", "open ms", "verify ms", "verify/open", "verify MiB/s"
@@ -97,14 +101,15 @@ fn write_block(
     let mut w = BlockWriter::new(dir, 2, Vec::new()).expect("writer");
     let mut samples: Vec<Sample> = Vec::new();
     for (labels, t, i) in &all {
-        // Each target replays the day from its own point, on the shared 15s grid.
+        // Each target replays the day from its own point, at its own phase of the interval.
         let src = &day[*i].samples;
         let off = fleet::day_offset(*t, src.len());
+        let phase = fleet::scrape_offset(*t);
         samples.clear();
         samples.extend(
             src.iter()
                 .enumerate()
-                .map(|(k, s)| Sample::new(s.t, src[(k + off) % src.len()].v)),
+                .map(|(k, s)| Sample::new(s.t + phase, src[(k + off) % src.len()].v)),
         );
         let chunks: Vec<ChunkData> = samples
             .chunks(BLOCK_CHUNK_SAMPLES)

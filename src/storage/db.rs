@@ -814,7 +814,15 @@ impl Db {
             if !delete::holds_deleted(old, &ts)? {
                 continue;
             }
-            let add = match delete::rewrite_block(old, &ts, &blocks_dir)? {
+            let rewritten = match delete::rewrite_block(old, &ts, &blocks_dir) {
+                // A damaged block is set aside, never rewritten into a new one.
+                Err(e) if corrupt_block_path(&e) == Some(old.meta().path.as_path()) => {
+                    self.blocks.quarantine(old, &e.to_string());
+                    continue;
+                }
+                r => r?,
+            };
+            let add = match rewritten {
                 Some(meta) => {
                     stats.blocks_rewritten += 1;
                     info!(old = %old.meta().id, new = %meta.id, samples = meta.num_samples, "block rewritten without deleted samples");
