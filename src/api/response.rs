@@ -149,3 +149,51 @@ pub fn success_with_warnings<T: Serialize>(data: T, warnings: &[String]) -> Resp
     let body = json::envelope(&json::to_vec(&data), &Annotations::default(), warnings);
     json_response(StatusCode::OK, body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageError;
+    use crate::storage::sstable::{Section, SstError};
+
+    #[test]
+    fn storage_errors_reach_clients_without_paths() {
+        let path = std::path::PathBuf::from("/var/lib/tidemark/blocks/1-2-01H.sst");
+        let errors = || {
+            [
+                StorageError::Block(SstError::Corrupt {
+                    path: path.clone(),
+                    section: Section::Chunks,
+                    offset: 8,
+                    reason: "chunk CRC32C mismatch".into(),
+                }),
+                StorageError::CorruptChunk {
+                    path: path.clone(),
+                    offset: 8,
+                    reason: "truncated".into(),
+                },
+                StorageError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other("input/output error"),
+                },
+            ]
+        };
+        for (direct, through_query) in errors().into_iter().zip(errors()) {
+            // The error itself names the file, for the log.
+            assert!(direct.to_string().contains("/var/lib/tidemark"));
+            for api in [
+                ApiError::from(direct),
+                ApiError::from(QueryError::Storage(through_query)),
+            ] {
+                assert_eq!(api.status(), StatusCode::INTERNAL_SERVER_ERROR);
+                assert_eq!(api.kind(), "internal");
+                assert!(
+                    !api.message.contains("/var/lib") && !api.message.contains(".sst"),
+                    "{}",
+                    api.message
+                );
+                assert!(api.message.contains("log"), "{}", api.message);
+            }
+        }
+    }
+}
