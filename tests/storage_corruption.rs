@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tidemark::model::{Labels, MatchOp, Matcher, STALE_NAN};
-use tidemark::storage::sstable::{Block, SstError};
+use tidemark::storage::sstable::Block;
 use tidemark::storage::wal::FsyncPolicy;
-use tidemark::storage::{Db, Options, ReadOnlyDb, StorageError};
+use tidemark::storage::{Db, Options, ReadOnlyDb};
 
 const H: i64 = 3_600_000;
 const T0: i64 = 1_712_000_001_313;
@@ -472,28 +472,76 @@ fn flipped_byte_in_each_block_section_refuses_that_block_only() {
         };
         let ro = ReadOnlyDb::open(&dir).unwrap();
         check(ro.refused_blocks(), &read_all(&ro.querier()), "read-only");
+        // A read-only view moves nothing.
+        assert!(path.exists());
         let db = open_checked(&dir, &opts(1 << 20));
         check(db.refused_blocks(), &read_all(&db.querier()), "open");
         assert_eq!(db.catalog().blocks.len(), 2);
-        // The refused file is left for a human to look at.
-        assert!(path.exists());
+        assert_eq!(db.quarantined_count(), 1);
+        // The refused file is moved aside, kept for a human to look at.
+        assert_quarantined(&dir, &victim_name, &format!("{name} section"));
+        assert_eq!(
+            db.refused_blocks()[0].quarantined_to.as_deref(),
+            Some(dir.join("quarantine").join(&victim_name).as_path())
+        );
         drop(db);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
 
+/// A pristine fixture and a copy of it with one byte of series 3's first chunk flipped in the
+/// block `victim` (0 = oldest); returns the copy's directory, the victim's file name and range.
+struct ChunkDamage {
+    all: Store,
+    name: std::ffi::OsString,
+    id: String,
+    mint: i64,
+    maxt: i64,
+    chunk: tidemark::storage::sstable::ChunkMeta,
+}
+
+fn chunk_damage(pristine: &Path, victim: usize) -> ChunkDamage {
+    let all = blocks_fixture(pristine);
+    let name = block_files(pristine)[victim]
+        .file_name()
+        .unwrap()
+        .to_owned();
+    let block = Block::open(&pristine.join("blocks").join(&name)).unwrap();
+    let (_, chunks) = block.series(3).unwrap();
+    ChunkDamage {
+        all,
+        name,
+        id: block.meta().id.to_string(),
+        mint: block.meta().mint,
+        maxt: block.meta().maxt,
+        chunk: chunks[0],
+    }
+}
+
+fn flip(path: &Path, at: u64) {
+    let mut b = fs::read(path).unwrap();
+    b[at as usize] ^= 0x01;
+    fs::write(path, &b).unwrap();
+}
+
+/// The block is in `<data>/quarantine/` with its reason beside it, and no longer in `blocks/`.
+fn assert_quarantined(dir: &Path, name: &std::ffi::OsStr, reason_has: &str) {
+    assert!(!dir.join("blocks").join(name).exists(), "still in blocks/");
+    let moved = dir.join("quarantine").join(name);
+    assert!(moved.exists(), "not in quarantine/");
+    let mut why = moved.into_os_string();
+    why.push(".reason");
+    let why = fs::read_to_string(&why).unwrap();
+    assert!(why.contains(reason_has), "{why}");
+}
+
 #[test]
-fn flipped_byte_in_chunk_data_fails_the_read_never_returns_wrong_data() {
+fn flipped_byte_in_chunk_data_is_never_returned_and_its_block_is_quarantined() {
     let tmp = tempfile::tempdir().unwrap();
     let pristine = tmp.path().join("pristine");
-    let all = blocks_fixture(&pristine);
-    let victim_name = block_files(&pristine)[0].file_name().unwrap().to_owned();
-    let block = Block::open(&pristine.join("blocks").join(&victim_name)).unwrap();
-    let (mint, maxt) = (block.meta().mint, block.meta().maxt);
-    let (labels, chunks) = block.series(3).unwrap();
-    let c = chunks[0];
-    drop(block);
-    let inst = labels.get("instance").unwrap().to_string();
+    let d = chunk_damage(&pristine, 0);
+    let c = d.chunk;
+    let want = without_range(&d.all, d.mint, d.maxt);
     for (n, at) in [
         c.offset,
         c.offset + u64::from(c.len) / 2,
@@ -504,69 +552,117 @@ fn flipped_byte_in_chunk_data_fails_the_read_never_returns_wrong_data() {
     {
         let dir = tmp.path().join(format!("chunk{n}"));
         copy_dir(&pristine, &dir);
-        let path = dir.join("blocks").join(&victim_name);
-        let mut b = fs::read(&path).unwrap();
-        b[at as usize] ^= 0x01;
-        fs::write(&path, &b).unwrap();
-        let check = |q: tidemark::storage::Querier, refused: usize, what: &str| {
-            // The index is intact, so the block opens; its chunk CRC is checked on read.
-            assert_eq!(refused, 0, "{what}");
-            let hit = q.select(&[Matcher::equal("instance", inst.as_str())], mint, maxt);
-            match hit {
-                Err(StorageError::Block(e @ SstError::Corrupt { .. })) => {
-                    assert!(e.to_string().contains("chunks section"), "{what}: {e}");
-                }
-                other => panic!("{what}: byte {at}: expected a corruption error, got {other:?}"),
-            }
-            // Other series of the block, and this series outside the block, read fine.
-            let others = q
-                .select(
-                    &[Matcher::new(MatchOp::NotEqual, "instance", inst.as_str()).unwrap()],
-                    i64::MIN,
-                    i64::MAX,
-                )
-                .unwrap();
-            let want_others: Store = all
-                .iter()
-                .filter(|(l, _)| l.get("instance") != Some(inst.as_str()))
-                .map(|(l, v)| (l.clone(), v.clone()))
-                .collect();
-            let got_others: Store = others
-                .into_iter()
-                .map(|s| {
-                    (
-                        s.labels,
-                        s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-                    )
-                })
-                .collect();
-            assert_eq!(got_others, want_others, "{what}");
-            let later = q
-                .samples(
-                    &[Matcher::equal("instance", inst.as_str())],
-                    maxt + 1,
-                    i64::MAX,
-                )
-                .unwrap();
-            let want_later: Vec<(i64, u64)> = all[&labels]
-                .iter()
-                .copied()
-                .filter(|(t, _)| *t > maxt)
-                .collect();
-            let got_later: Vec<(i64, u64)> = later.iter().map(|s| (s.t, s.v.to_bits())).collect();
-            assert_eq!(got_later, want_later, "{what}");
+        let path = dir.join("blocks").join(&d.name);
+        flip(&path, at);
+        // Every read answers: the damaged block is left out whole (never part of it, never
+        // wrong data), the other blocks and the head answer, and the answer says so without
+        // naming a file.
+        let check = |q: &tidemark::storage::Querier, what: &str| {
+            assert_eq!(read_all(q), want, "{what}: byte {at}");
+            let w = q.warnings();
+            assert_eq!(w.len(), 1, "{what}: {w:?}");
+            assert!(
+                w[0].contains(&d.id) && w[0].contains("corrupt"),
+                "{what}: {w:?}"
+            );
+            assert!(!w[0].contains(dir.to_str().unwrap()), "{what}: {w:?}");
         };
         let ro = ReadOnlyDb::open(&dir).unwrap();
-        check(ro.querier(), ro.refused_blocks().len(), "read-only");
+        // The index is intact, so the block opens; its chunk CRC is checked on read.
+        assert_eq!(ro.refused_blocks().len(), 0);
+        check(&ro.querier(), "read-only");
+        // A read-only view moves nothing.
+        assert!(path.exists());
+        assert!(!dir.join("quarantine").exists());
+        // The full check finds it.
+        let ro = ReadOnlyDb::open_verified(&dir).unwrap();
+        assert_eq!(ro.refused_blocks().len(), 1);
+        assert!(ro.refused_blocks()[0].reason.contains("chunks section"));
+        assert_eq!(read_all(&ro.querier()), want);
+
         let db = open_checked(&dir, &opts(1 << 20));
-        check(db.querier(), db.refused_blocks().len(), "open");
-        // A full check of the block finds it.
-        let cat = db.catalog();
-        let victim = cat.blocks.iter().find(|b| b.meta().path == path).unwrap();
-        assert!(matches!(victim.verify(), Err(SstError::Corrupt { .. })));
+        assert_eq!(db.refused_blocks().len(), 0);
+        check(&db.querier(), "open");
+        assert_eq!(db.quarantined_count(), 1);
+        assert_quarantined(&dir, &d.name, "chunks section");
+        assert_eq!(db.catalog().blocks.len(), 2);
+        // Later queries do not meet it at all.
+        let q = db.querier();
+        assert_eq!(read_all(&q), want);
+        assert!(q.warnings().is_empty());
+        drop(db);
+        // Nor does the next open.
+        let db = open_checked(&dir, &opts(1 << 20));
+        assert_eq!(db.catalog().blocks.len(), 2);
+        assert_eq!(db.quarantined_count(), 0);
+        assert_eq!(read_all(&db.querier()), want);
         drop(db);
         fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+#[test]
+fn scrub_quarantines_a_block_with_a_damaged_chunk_before_any_query_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    let d = chunk_damage(&pristine, 1);
+    let dir = tmp.path().join("d");
+    copy_dir(&pristine, &dir);
+    flip(
+        &dir.join("blocks").join(&d.name),
+        d.chunk.offset + u64::from(d.chunk.len) / 2,
+    );
+    let db = open_checked(&dir, &opts(1 << 20));
+    assert_eq!(db.catalog().blocks.len(), 3);
+    assert_eq!(db.scrub(), 1);
+    assert_eq!(db.quarantined_count(), 1);
+    assert_quarantined(&dir, &d.name, "chunk CRC32C mismatch");
+    let q = db.querier();
+    assert_eq!(read_all(&q), without_range(&d.all, d.mint, d.maxt));
+    assert!(q.warnings().is_empty());
+    // Checked blocks are not read again.
+    assert_eq!(db.scrub(), 0);
+    assert_eq!(db.quarantined_count(), 1);
+    let listed = tidemark::storage::list_quarantined(&dir).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("chunks section")
+    );
+}
+
+#[test]
+fn compaction_sets_a_damaged_source_aside_instead_of_merging_it_or_failing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    let d = chunk_damage(&pristine, 1);
+    let dir = tmp.path().join("d");
+    copy_dir(&pristine, &dir);
+    flip(&dir.join("blocks").join(&d.name), d.chunk.offset);
+    // The fixture's first two hourly blocks share a 3h window the head is past: that merge
+    // is due, and reads the damaged chunk.
+    let db = open_checked(&dir, &opts(1 << 20));
+    while db.compact().unwrap().is_some() {}
+    assert_eq!(
+        db.counters()
+            .compactions_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(db.quarantined_count(), 1);
+    assert_quarantined(&dir, &d.name, "chunks section");
+    let want = without_range(&d.all, d.mint, d.maxt);
+    assert_eq!(read_all(&db.querier()), want);
+    // No block holds anything of the damaged block's range.
+    for b in db.catalog().blocks.iter() {
+        assert!(b.verify().is_ok());
+    }
+    drop(db);
+    let db = open_checked(&dir, &opts(1 << 20));
+    assert_eq!(read_all(&db.querier()), want);
 }
 
 #[test]

@@ -21,15 +21,16 @@ fn disabled() -> Response {
     json_response(StatusCode::FORBIDDEN, DISABLED_BODY.to_vec())
 }
 
-/// Runs storage work on the blocking pool; a failure is a 500 with `context` before the error.
+/// Runs storage work on the blocking pool; a failure is a 500 saying `context` and the kind of
+/// failure (its paths go to the log only).
 async fn blocking<T: Send + 'static>(
     context: &'static str,
     f: impl FnOnce() -> Result<T, crate::storage::StorageError> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::internal(format!("{context}{e}"))),
-        Err(e) => Err(ApiError::internal(format!("{context}{e}"))),
+        Ok(Err(e)) => Err(ApiError::storage(context, &e)),
+        Err(e) => Err(ApiError::internal(format!("{context}: {e}"))),
     }
 }
 
@@ -54,7 +55,10 @@ pub async fn delete_series(
         .matchers()
         .map_err(|e| ApiError::invalid_param("match[]", e))?;
     let db = s.db.clone();
-    blocking("", move || db.delete_series(&selectors, start, end)).await?;
+    blocking("delete series", move || {
+        db.delete_series(&selectors, start, end)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -64,7 +68,7 @@ pub async fn clean_tombstones(State(s): State<Arc<ApiState>>) -> Result<Response
         return Ok(disabled());
     }
     let db = s.db.clone();
-    blocking("clean tombstones: ", move || db.clean_tombstones()).await?;
+    blocking("clean tombstones", move || db.clean_tombstones()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -129,7 +133,7 @@ pub async fn snapshot(
         .map_err(|e| ApiError::internal(format!("create snapshot directory: {e}")))?;
     let db = s.db.clone();
     let out = dir.clone();
-    let r = blocking("create snapshot: ", move || db.snapshot(&out, !skip_head)).await;
+    let r = blocking("create snapshot", move || db.snapshot(&out, !skip_head)).await;
     if r.is_err() {
         // A partial copy is no snapshot; leave nothing that looks like one.
         let _ = std::fs::remove_dir_all(&dir);

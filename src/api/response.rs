@@ -62,6 +62,16 @@ impl ApiError {
         }
     }
 
+    /// 500 `internal` for a failing store. The error names files and offsets, which stay in
+    /// the log: a client is told what failed, never where on this host's disk.
+    pub fn storage(context: &str, e: &crate::storage::StorageError) -> Self {
+        tracing::error!(error = %e, context, "storage error answered with 500");
+        Self::internal(format!(
+            "{context}: {} (the agent's log has the details)",
+            storage_kind(e)
+        ))
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -83,7 +93,7 @@ impl From<QueryError> for ApiError {
                 ApiError::execution(e.to_string())
             }
             QueryError::Timeout(_) => ApiError::timeout(e.to_string()),
-            QueryError::Storage(_) => ApiError::internal(e.to_string()),
+            QueryError::Storage(e) => ApiError::storage("reading storage failed", &e),
         }
     }
 }
@@ -102,7 +112,20 @@ impl IntoResponse for ApiError {
 
 impl From<crate::storage::StorageError> for ApiError {
     fn from(e: crate::storage::StorageError) -> Self {
-        ApiError::internal(e.to_string())
+        ApiError::storage("reading storage failed", &e)
+    }
+}
+
+/// What kind of storage failure `e` is, in words that name no file.
+fn storage_kind(e: &crate::storage::StorageError) -> &'static str {
+    use crate::storage::StorageError as E;
+    match e {
+        E::Wal(_) => "write-ahead log error",
+        E::Block(crate::storage::sstable::SstError::Io { .. }) | E::Io { .. } => "I/O error",
+        E::Block(_) | E::CorruptChunk { .. } => "corrupt block",
+        E::CorruptTombstones { .. } => "corrupt tombstones file",
+        E::Locked { .. } => "data directory locked",
+        E::UnknownRef(_) | E::EmptyLabels => "invalid request to storage",
     }
 }
 
@@ -125,4 +148,52 @@ pub fn success<T: Serialize>(data: T) -> Response {
 pub fn success_with_warnings<T: Serialize>(data: T, warnings: &[String]) -> Response {
     let body = json::envelope(&json::to_vec(&data), &Annotations::default(), warnings);
     json_response(StatusCode::OK, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageError;
+    use crate::storage::sstable::{Section, SstError};
+
+    #[test]
+    fn storage_errors_reach_clients_without_paths() {
+        let path = std::path::PathBuf::from("/var/lib/tidemark/blocks/1-2-01H.sst");
+        let errors = || {
+            [
+                StorageError::Block(SstError::Corrupt {
+                    path: path.clone(),
+                    section: Section::Chunks,
+                    offset: 8,
+                    reason: "chunk CRC32C mismatch".into(),
+                }),
+                StorageError::CorruptChunk {
+                    path: path.clone(),
+                    offset: 8,
+                    reason: "truncated".into(),
+                },
+                StorageError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other("input/output error"),
+                },
+            ]
+        };
+        for (direct, through_query) in errors().into_iter().zip(errors()) {
+            // The error itself names the file, for the log.
+            assert!(direct.to_string().contains("/var/lib/tidemark"));
+            for api in [
+                ApiError::from(direct),
+                ApiError::from(QueryError::Storage(through_query)),
+            ] {
+                assert_eq!(api.status(), StatusCode::INTERNAL_SERVER_ERROR);
+                assert_eq!(api.kind(), "internal");
+                assert!(
+                    !api.message.contains("/var/lib") && !api.message.contains(".sst"),
+                    "{}",
+                    api.message
+                );
+                assert!(api.message.contains("log"), "{}", api.message);
+            }
+        }
+    }
 }

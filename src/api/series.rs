@@ -54,7 +54,8 @@ pub async fn series(
     }
     all.sort_unstable();
     all.dedup();
-    let (all, warnings) = truncate(all, limit);
+    let (all, mut warnings) = truncate(all, limit);
+    warnings.extend(q.warnings());
     let data: Vec<serde_json::Map<String, serde_json::Value>> = all
         .iter()
         .map(|l| {
@@ -66,7 +67,8 @@ pub async fn series(
     Ok(success_with_warnings(data, &warnings))
 }
 
-/// Union over selectors (or everything without any) of the strings `f` draws from a querier.
+/// Union over selectors (or everything without any) of the strings `f` draws from a querier,
+/// and the querier's warnings (blocks it left out as corrupt).
 fn union(
     s: &ApiState,
     selectors: &[Vec<Matcher>],
@@ -74,7 +76,7 @@ fn union(
         &crate::storage::Querier,
         &[Matcher],
     ) -> Result<Vec<String>, crate::storage::StorageError>,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
     let q = s.db.querier();
     let mut out = Vec::new();
     if selectors.is_empty() {
@@ -86,7 +88,7 @@ fn union(
         out.sort_unstable();
         out.dedup();
     }
-    Ok(out)
+    Ok((out, q.warnings()))
 }
 
 pub async fn labels(
@@ -99,8 +101,9 @@ pub async fn labels(
     let limit = p.limit()?;
     let (start, end) = range(&p)?;
     let selectors = p.matchers().map_err(ApiError::bad_data)?;
-    let names = union(&s, &selectors, |q, m| q.label_names(m, start, end))?;
-    let (names, warnings) = truncate(names, limit);
+    let (names, skipped) = union(&s, &selectors, |q, m| q.label_names(m, start, end))?;
+    let (names, mut warnings) = truncate(names, limit);
+    warnings.extend(skipped);
     Ok(success_with_warnings(names, &warnings))
 }
 
@@ -117,7 +120,8 @@ pub async fn label_values(
     let limit = p.limit()?;
     let (start, end) = range(&p)?;
     let selectors = p.matchers().map_err(ApiError::bad_data)?;
-    let values = union(&s, &selectors, |q, m| q.label_values(&name, m, start, end))?;
-    let (values, warnings) = truncate(values, limit);
+    let (values, skipped) = union(&s, &selectors, |q, m| q.label_values(&name, m, start, end))?;
+    let (values, mut warnings) = truncate(values, limit);
+    warnings.extend(skipped);
     Ok(success_with_warnings(values, &warnings))
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::DataDir;
 use crate::model::{Labels, METRIC_NAME, format_rfc3339};
-use crate::storage::ReadOnlyDb;
+use crate::storage::{ReadOnlyDb, list_quarantined};
 
 #[derive(clap::Args)]
 pub(super) struct Args {
@@ -22,9 +22,16 @@ pub(super) struct Args {
 }
 
 pub(super) fn run(a: Args) -> anyhow::Result<()> {
-    let db = ReadOnlyDb::open(&a.dir.data_dir)
+    // Every block is checked in full (each chunk's checksum), so a damaged block is reported
+    // as corrupt here even before the agent's scrub or a query has read it.
+    let db = ReadOnlyDb::open_verified(&a.dir.data_dir)
         .with_context(|| format!("opening {}", a.dir.data_dir.display()))?;
-    let report = build(&db, a.top)?;
+    let mut report = build(&db, a.top)?;
+    let quarantined: Vec<_> = list_quarantined(&a.dir.data_dir)?
+        .into_iter()
+        .map(|q| json!({"path": q.path.display().to_string(), "bytes": q.size_bytes, "reason": q.reason}))
+        .collect();
+    report["quarantinedBlocks"] = quarantined.into();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -137,7 +144,15 @@ fn print_text(r: &serde_json::Value) {
         );
     }
     for b in list("refusedBlocks") {
-        println!("REFUSED  {}: {}", s(&b["path"]), s(&b["reason"]));
+        println!("CORRUPT  {}: {}", s(&b["path"]), s(&b["reason"]));
+    }
+    for b in list("quarantinedBlocks") {
+        println!(
+            "QUARANTINED  {} ({} bytes): {}",
+            s(&b["path"]),
+            s(&b["bytes"]),
+            s(&b["reason"])
+        );
     }
     let h = &r["head"];
     println!(

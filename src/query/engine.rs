@@ -215,7 +215,8 @@ fn run_instant(
         end: time,
         step: 0,
     };
-    let (value, annotations) = evaluate(querier, &expr, times, &settings(opts), deadline)?;
+    let (value, mut annotations) = evaluate(querier, &expr, times, &settings(opts), deadline)?;
+    storage_warnings(querier, &mut annotations);
     Ok(QueryOutput { value, annotations })
 }
 
@@ -260,8 +261,17 @@ fn run_range(
         )));
     }
     let times = QueryTimes { start, end, step };
-    let (value, annotations) = evaluate(querier, &expr, times, &settings(opts), deadline)?;
+    let (value, mut annotations) = evaluate(querier, &expr, times, &settings(opts), deadline)?;
+    storage_warnings(querier, &mut annotations);
     Ok(QueryOutput { value, annotations })
+}
+
+/// Blocks the storage left out of the answer (found corrupt while reading) become warnings, as
+/// Prometheus reports partial data.
+fn storage_warnings(querier: &Querier, annotations: &mut Annotations) {
+    for w in querier.warnings() {
+        annotations.warn(w);
+    }
 }
 
 /// `11000` as Prometheus prints it in its resolution error: `11,000`.

@@ -14,6 +14,7 @@ use super::catalog::Catalog;
 use super::compact::{self, BlockSpan};
 use super::delete::{self, CleanStats, DeleteStats};
 use super::head::{Head, MemSeries, Reject, SeriesRef};
+use super::quarantine::{Blocks, RefusedBlock, corrupt_block_path};
 use super::querier::Querier;
 use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, ChunkData, SstError};
 use super::stats::{DurationHistogram, HistogramSnapshot, MAINTENANCE_BOUNDS};
@@ -118,22 +119,14 @@ impl Default for DbCounters {
     }
 }
 
-/// A block that was refused at open and left out of every query.
-#[derive(Debug, Clone)]
-pub struct RefusedBlock {
-    /// Its file.
-    pub path: PathBuf,
-    /// Why it was refused.
-    pub reason: String,
-}
-
 /// An open data directory.
 pub struct Db {
     dir: PathBuf,
     opts: Options,
     head: Arc<Head>,
     wal: Wal,
-    catalog: RwLock<Arc<Catalog>>,
+    /// The published blocks (the catalog) and the quarantine that takes corrupt ones out.
+    blocks: Arc<Blocks>,
     /// Deleted intervals, swapped whole once the tombstones file holding them is durable.
     tombstones: RwLock<Arc<Tombstones>>,
     /// Commits hold it shared from their WAL write until their samples are in the head; a flush
@@ -174,9 +167,13 @@ fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 /// Opens every published block of `blocks_dir`. Corrupt blocks are reported (logged and
-/// returned) and left out; blocks superseded by a finished compaction are deleted when
-/// `delete_superseded`, else only left out.
-fn open_blocks(blocks_dir: &Path, delete_superseded: bool) -> Result<OpenedBlocks, StorageError> {
+/// returned) and left out; with `quarantine` they are also moved into its directory. Blocks
+/// superseded by a finished compaction are deleted when `delete_superseded`, else only left out.
+fn open_blocks(
+    blocks_dir: &Path,
+    delete_superseded: bool,
+    quarantine: Option<&Blocks>,
+) -> Result<OpenedBlocks, StorageError> {
     let mut blocks = Vec::new();
     let mut refused = Vec::new();
     let mut vanished = 0;
@@ -187,13 +184,17 @@ fn open_blocks(blocks_dir: &Path, delete_superseded: bool) -> Result<OpenedBlock
             Err(SstError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 vanished += 1;
             }
-            Err(e) => {
-                error!(path = %path.display(), error = %e, "refusing corrupt block; it is left out of every query");
-                refused.push(RefusedBlock {
-                    path,
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => match quarantine {
+                Some(q) => refused.push(q.quarantine_file(&path, &e.to_string())),
+                None => {
+                    error!(path = %path.display(), error = %e, "refusing corrupt block; it is left out of every query");
+                    refused.push(RefusedBlock {
+                        path,
+                        reason: e.to_string(),
+                        quarantined_to: None,
+                    });
+                }
+            },
         }
     }
     let superseded: HashSet<BlockId> = blocks
@@ -214,6 +215,15 @@ fn open_blocks(blocks_dir: &Path, delete_superseded: bool) -> Result<OpenedBlock
         refused,
         vanished,
     })
+}
+
+/// Deletes the file of a block just taken out of the catalog. A file already gone was moved
+/// into quarantine by a reader that found it corrupt before the block was unpublished.
+fn remove_block_file(b: &Block) -> Result<(), StorageError> {
+    match std::fs::remove_file(&b.meta().path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&b.meta().path)(e)),
+        _ => Ok(()),
+    }
 }
 
 /// The outcome of opening a blocks directory.
@@ -326,11 +336,12 @@ impl Db {
         tombstones::remove_temp_file(dir)?;
         let tombstones = tombstones::load(dir)?;
         sstable::remove_temp_files(&blocks_dir)?;
+        let shelf = Arc::new(Blocks::new(dir, Catalog::default()));
         let OpenedBlocks {
             live: blocks,
             refused,
             ..
-        } = open_blocks(&blocks_dir, true)?;
+        } = open_blocks(&blocks_dir, true, Some(&shelf))?;
 
         let head = Arc::new(Head::new());
         // The head's lower bound is not persisted, and the blocks are what it protects: without
@@ -365,7 +376,10 @@ impl Db {
             opts,
             head,
             wal,
-            catalog: RwLock::new(Arc::new(Catalog::default().with(blocks, &[]))),
+            blocks: {
+                *wlock(&shelf.catalog) = Arc::new(Catalog::default().with(blocks, &[]));
+                shelf
+            },
             tombstones: RwLock::new(Arc::new(tombstones)),
             commit_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
@@ -413,6 +427,8 @@ impl Db {
             head: self.head.clone(),
             tombstones,
             reader: Some(reader),
+            quarantine: Some(self.blocks.clone()),
+            skipped: Default::default(),
         }
     }
 
@@ -423,7 +439,7 @@ impl Db {
 
     /// The current catalog snapshot.
     pub fn catalog(&self) -> Arc<Catalog> {
-        rlock(&self.catalog).clone()
+        self.blocks.catalog()
     }
 
     /// The head.
@@ -436,9 +452,27 @@ impl Db {
         &self.counters
     }
 
-    /// Blocks refused at open.
+    /// Blocks refused as corrupt at open (and moved into quarantine).
     pub fn refused_blocks(&self) -> &[RefusedBlock] {
         &self.refused
+    }
+
+    /// Every block quarantined since open: refused at open, failed by the scrub, or found
+    /// corrupt by a query or a compaction.
+    pub fn quarantined_blocks(&self) -> Vec<RefusedBlock> {
+        self.blocks.quarantined()
+    }
+
+    /// How many blocks were quarantined since open.
+    pub fn quarantined_count(&self) -> u64 {
+        self.blocks.quarantined_count()
+    }
+
+    /// Checks every block not yet checked in full since open (each chunk's CRC, the index's
+    /// consistency) and quarantines those that fail; returns how many. Reads each block once;
+    /// run in the background (`maintain` does), it holds no lock while reading.
+    pub fn scrub(&self) -> usize {
+        self.blocks.scrub()
     }
 
     /// What the WAL replay at open found.
@@ -457,7 +491,7 @@ impl Db {
     }
 
     fn publish(&self, add: Vec<Arc<Block>>, remove: &[BlockId]) {
-        let mut cat = wlock(&self.catalog);
+        let mut cat = wlock(&self.blocks.catalog);
         *cat = Arc::new(cat.with(add, remove));
     }
 
@@ -679,7 +713,23 @@ impl Db {
                 .filter(|b| ids.contains(&b.meta().id.0))
                 .cloned()
                 .collect();
-            let merged = merge_blocks(&self.dir.join("blocks"), &sources, &self.tombstones())?;
+            let merged = match merge_blocks(&self.dir.join("blocks"), &sources, &self.tombstones())
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    // A damaged source is never merged into a new block: it is quarantined
+                    // (the merge's temp file is already gone) and planning starts over.
+                    let bad = corrupt_block_path(&e)
+                        .and_then(|p| sources.iter().find(|b| b.meta().path == p));
+                    match bad {
+                        Some(b) => {
+                            self.blocks.quarantine(b, &e.to_string());
+                            continue;
+                        }
+                        None => return Err(e),
+                    }
+                }
+            };
             let old: Vec<BlockId> = sources.iter().map(|b| b.meta().id.clone()).collect();
             let add = match &merged {
                 Some(meta) => vec![Arc::new(Block::open(&meta.path)?)],
@@ -689,7 +739,7 @@ impl Db {
             // recognises (they are listed in the new block) and deletes.
             self.publish(add, &old);
             for b in &sources {
-                std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
+                remove_block_file(b)?;
             }
             let Some(meta) = merged else {
                 info!(
@@ -743,7 +793,7 @@ impl Db {
         }
         self.publish(Vec::new(), &ids);
         for b in &gone {
-            std::fs::remove_file(&b.meta().path).map_err(io_err(&b.meta().path))?;
+            remove_block_file(b)?;
             info!(block = %b.meta().id, maxt = b.meta().maxt, "retention deleted block");
         }
         self.counters
@@ -752,9 +802,13 @@ impl Db {
         Ok(ids)
     }
 
-    /// Flush, then compact until nothing is due, then retention: the periodic background work.
+    /// Flush, scrub, then compact until nothing is due, then retention: the periodic background
+    /// work.
     pub fn maintain(&self) -> Result<(), StorageError> {
         self.flush()?;
+        // Before compaction, so a block found damaged is set aside rather than read; the
+        // first run after open checks every block, later runs only the new ones.
+        self.scrub();
         while self.compact()?.is_some() {}
         self.apply_retention()?;
         Ok(())
@@ -798,7 +852,15 @@ impl Db {
             if !delete::holds_deleted(old, &ts)? {
                 continue;
             }
-            let add = match delete::rewrite_block(old, &ts, &blocks_dir)? {
+            let rewritten = match delete::rewrite_block(old, &ts, &blocks_dir) {
+                // A damaged block is set aside, never rewritten into a new one.
+                Err(e) if corrupt_block_path(&e) == Some(old.meta().path.as_path()) => {
+                    self.blocks.quarantine(old, &e.to_string());
+                    continue;
+                }
+                r => r?,
+            };
+            let add = match rewritten {
                 Some(meta) => {
                     stats.blocks_rewritten += 1;
                     info!(old = %old.meta().id, new = %meta.id, samples = meta.num_samples, "block rewritten without deleted samples");
@@ -811,7 +873,7 @@ impl Db {
                 }
             };
             self.publish(add, std::slice::from_ref(&old.meta().id));
-            std::fs::remove_file(&old.meta().path).map_err(io_err(&old.meta().path))?;
+            remove_block_file(old)?;
         }
         let kept = delete::still_needed(&ts, &self.head);
         if kept != *ts {
@@ -1013,16 +1075,32 @@ impl Appender<'_> {
 
 /// Opens the blocks of a directory an agent may be compacting. A listed block that vanished
 /// before it was opened was merged into a block the listing may have missed, so the listing is
-/// retried until every listed block opens (or is refused as corrupt).
-fn open_blocks_settled(blocks_dir: &Path) -> Result<OpenedBlocks, StorageError> {
+/// retried until every listed block opens (or is refused as corrupt). With `verify`, every
+/// block is checked in full (`Block::verify`) and those that fail are refused too.
+fn open_blocks_settled(blocks_dir: &Path, verify: bool) -> Result<OpenedBlocks, StorageError> {
     let mut attempt = 0;
-    loop {
-        let opened = open_blocks(blocks_dir, false)?;
+    let mut opened = loop {
+        let opened = open_blocks(blocks_dir, false, None)?;
         attempt += 1;
         if opened.vanished == 0 || attempt >= 10 {
-            return Ok(opened);
+            break opened;
         }
+    };
+    if verify {
+        let mut live = Vec::with_capacity(opened.live.len());
+        for b in std::mem::take(&mut opened.live) {
+            match b.verify() {
+                Ok(()) => live.push(b),
+                Err(e) => opened.refused.push(RefusedBlock {
+                    path: b.meta().path.clone(),
+                    reason: e.to_string(),
+                    quarantined_to: None,
+                }),
+            }
+        }
+        opened.live = live;
     }
+    Ok(opened)
 }
 
 /// A read-only view of a data directory, safe to take while an agent runs on it: no lock, no
@@ -1036,8 +1114,20 @@ pub struct ReadOnlyDb {
 }
 
 impl ReadOnlyDb {
-    /// Opens `dir` for reading.
+    /// Opens `dir` for reading. Blocks are checked as `Db::open` checks them (header, footer,
+    /// index sections); chunk checksums are checked as chunks are read.
     pub fn open(dir: &Path) -> Result<ReadOnlyDb, StorageError> {
+        Self::open_with(dir, false)
+    }
+
+    /// Like [`ReadOnlyDb::open`], and also checks every block in full (`Block::verify`: every
+    /// chunk's checksum, the index's consistency), refusing those that fail. Reads every byte
+    /// of every block.
+    pub fn open_verified(dir: &Path) -> Result<ReadOnlyDb, StorageError> {
+        Self::open_with(dir, true)
+    }
+
+    fn open_with(dir: &Path, verify: bool) -> Result<ReadOnlyDb, StorageError> {
         if !dir.is_dir() {
             return Err(StorageError::Io {
                 path: dir.to_path_buf(),
@@ -1068,7 +1158,7 @@ impl ReadOnlyDb {
         };
         let blocks_dir = dir.join("blocks");
         let (blocks, refused) = if blocks_dir.is_dir() {
-            let opened = open_blocks_settled(&blocks_dir)?;
+            let opened = open_blocks_settled(&blocks_dir, verify)?;
             (opened.live, opened.refused)
         } else {
             (Vec::new(), Vec::new())
@@ -1089,6 +1179,8 @@ impl ReadOnlyDb {
             head: self.head.clone(),
             tombstones: self.tombstones.clone(),
             reader: None,
+            quarantine: None,
+            skipped: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ mod delete;
 pub mod head;
 mod import;
 mod index;
+mod quarantine;
 mod querier;
 mod snapshot;
 pub mod sstable;
@@ -24,12 +25,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub use catalog::Catalog;
-pub use db::{
-    Appender, BLOCK_CHUNK_SAMPLES, CommitStats, Db, DbCounters, Options, ReadOnlyDb, RefusedBlock,
-};
+pub use db::{Appender, BLOCK_CHUNK_SAMPLES, CommitStats, Db, DbCounters, Options, ReadOnlyDb};
 pub use delete::{CleanStats, DeleteStats};
 pub use head::{SeriesRef, SeriesSamples};
 pub use import::write_blocks;
+pub use quarantine::{QUARANTINE_DIR, QuarantinedFile, RefusedBlock, list_quarantined};
 pub use querier::Querier;
 pub use snapshot::{SnapshotStats, write_snapshot};
 pub use tombstones::{Interval, Tombstones};

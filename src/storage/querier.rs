@@ -1,15 +1,19 @@
 //! Reading across the head and the blocks of one catalog snapshot, with deleted samples
 //! (tombstones) left out of every answer.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tracing::warn;
 
 use super::catalog::Catalog;
 use super::head::{Head, SeriesSamples};
 use super::index::{IndexReader, select_ids};
-use super::sstable::Block;
+use super::quarantine::{Blocks, corrupt_block_path};
+use super::sstable::{Block, BlockId};
 use super::tombstones::Tombstones;
 use super::{StorageError, chunk};
-use crate::model::{Labels, MatchOp, Matcher, Sample};
+use crate::model::{Labels, MatchOp, Matcher, Sample, format_rfc3339};
 
 /// A consistent view for one query: the blocks of one catalog snapshot, the head, and the
 /// tombstones that hide deleted samples from both.
@@ -20,6 +24,12 @@ pub struct Querier {
     /// The reader epoch of the live database this view was taken from (none for read-only
     /// views): while it is held, no flush truncates the head under this view.
     pub(crate) reader: Option<Arc<()>>,
+    /// Where a block found corrupt while reading is reported, to be quarantined (none for
+    /// read-only views, which move nothing).
+    pub(crate) quarantine: Option<Arc<Blocks>>,
+    /// Blocks of this view found corrupt, left out of every later read of it, with the
+    /// warning the answer carries.
+    pub(crate) skipped: Mutex<BTreeMap<BlockId, String>>,
 }
 
 /// A block seen through the index interface matcher resolution needs.
@@ -113,7 +123,10 @@ impl Querier {
     ) -> Result<Vec<SeriesSamples>, StorageError> {
         let mut sources = Vec::new();
         for b in self.blocks_in(mint, maxt) {
-            sources.push(select_block(b, matchers, mint, maxt)?);
+            match select_block(b, matchers, mint, maxt) {
+                Ok(v) => sources.push(v),
+                Err(e) => self.skip_if_corrupt(b, e)?,
+            }
         }
         sources.push(self.head.select(matchers, mint, maxt));
         let mut out = merge_sources(sources);
@@ -125,6 +138,49 @@ impl Querier {
             out.retain(|s| !s.samples.is_empty());
         }
         Ok(out)
+    }
+
+    /// A block read failed with `e`: when `e` says the block is damaged, the block is left out
+    /// of this view from now on, quarantined (live views), and a warning is kept for the answer;
+    /// any other error is returned.
+    fn skip_if_corrupt(&self, b: &Block, e: StorageError) -> Result<(), StorageError> {
+        if corrupt_block_path(&e).is_none() {
+            return Err(e);
+        }
+        let m = b.meta();
+        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        if skipped.contains_key(&m.id) {
+            return Ok(());
+        }
+        let mut text = format!(
+            "block {} ({} to {}) is corrupt and was left out of this answer",
+            m.id,
+            format_rfc3339(m.mint),
+            format_rfc3339(m.maxt)
+        );
+        match &self.quarantine {
+            Some(q) => {
+                // False when another reader got there first; that one logged it.
+                q.quarantine(b, &e.to_string());
+                text.push_str("; it is quarantined (the agent's log says why)");
+            }
+            None => {
+                warn!(block = %m.path.display(), error = %e, "corrupt block left out of a read-only query");
+            }
+        }
+        skipped.insert(m.id.clone(), text);
+        Ok(())
+    }
+
+    /// Warnings for the answer: the blocks this view left out because they are corrupt. The
+    /// texts name blocks by id and time range, never by file.
+    pub fn warnings(&self) -> Vec<String> {
+        self.skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The deleted intervals this view hides.
@@ -139,6 +195,8 @@ impl Querier {
             head: Arc::new(Head::new()),
             tombstones: self.tombstones.clone(),
             reader: self.reader.clone(),
+            quarantine: self.quarantine.clone(),
+            skipped: Default::default(),
         }
     }
 
@@ -308,12 +366,19 @@ impl Querier {
         Ok(out)
     }
 
-    /// The blocks of this view overlapping [mint, maxt].
+    /// The blocks of this view overlapping [mint, maxt], without those found corrupt.
     pub(crate) fn blocks_in(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &Arc<Block>> {
+        let skipped: Vec<BlockId> = self
+            .skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         self.catalog
             .blocks
             .iter()
-            .filter(move |b| overlaps(b, mint, maxt))
+            .filter(move |b| overlaps(b, mint, maxt) && !skipped.contains(&b.meta().id))
     }
 }
 

@@ -433,6 +433,11 @@ impl Page {
             db.refused_blocks().len() as u64,
         );
         self.counter(
+            "tidemark_blocks_quarantined",
+            "Blocks found corrupt (at open, by the background scrub, or by a query or compaction reading them) and moved into the quarantine directory",
+            db.quarantined_count(),
+        );
+        self.counter(
             "tidemark_compactions",
             "Block compactions done",
             load(&c.compactions),
