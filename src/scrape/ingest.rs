@@ -265,7 +265,9 @@ impl ScrapeState {
     ) -> Result<ScrapeReport, StorageError> {
         self.iteration += 1;
         let mut report = ScrapeReport::default();
-        let mut app = db.appender();
+        // The future bound counts from the scrape's time: a body's own timestamps
+        // (honor_timestamps) more than `MAX_AHEAD_MS` after it are refused.
+        let mut app = db.appender_at(t);
         let ctx = Ctx { target, t, opts };
         let outcome = match body {
             Ok(body) => self.parse_into(&mut app, body, &ctx, &mut report),
@@ -279,7 +281,7 @@ impl ScrapeState {
         let failed = outcome.is_err();
         if let Err(e) = outcome {
             // Nothing of the body is kept: start the batch again with only what a failure writes.
-            app = db.appender();
+            app = db.appender_at(t);
             report = ScrapeReport {
                 error: Some(e.message),
                 failure: Some(e.failure),
@@ -439,7 +441,7 @@ impl ScrapeState {
     /// The target is gone: every series it stored last, its synthetic series included, ends
     /// with a staleness marker at `t`.
     pub fn end(&mut self, db: &Db, t: i64) -> Result<CommitStats, StorageError> {
-        let mut app = db.appender();
+        let mut app = db.appender_at(t);
         let last = self.iteration;
         for entry in self.cache.values_mut() {
             if let Cached::Keep {
