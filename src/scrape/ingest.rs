@@ -663,6 +663,65 @@ mod tests {
         assert_eq!(samples(&db2, "m")[0].t, 9000);
     }
 
+    /// Scrapes `body` (OpenMetrics) at `t` with honor_timestamps.
+    fn scrape_om(st: &mut ScrapeState, db: &Db, body: &str, t: i64) -> ScrapeReport {
+        let opts = IngestOptions {
+            honor_timestamps: true,
+            ..Default::default()
+        };
+        st.ingest(
+            db,
+            &target(),
+            Ok((body.as_bytes(), Format::OpenMetrics)),
+            t,
+            0.01,
+            &opts,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn honored_timestamps_outside_the_storable_range_are_out_of_bounds() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let t = 1_700_000_000_000;
+        // i64::MIN + 1 and i64::MAX - 807 milliseconds, as OpenMetrics float seconds.
+        let body = "# TYPE a gauge\na 1 -9223372036854775.807\n# TYPE b gauge\nb 2 9223372036854775\n\
+                    # TYPE c gauge\nc 3 1699999999.5\n# EOF\n";
+        let r = scrape_om(&mut st, &db, body, t);
+        assert!(r.up, "{r:?}");
+        assert_eq!((r.commit.out_of_bounds, r.commit.appended), (2, 6), "{r:?}");
+        assert!(samples(&db, "a").is_empty() && samples(&db, "b").is_empty());
+        assert_eq!(samples(&db, "c"), vec![Sample::new(1_699_999_999_500, 3.0)]);
+    }
+
+    #[test]
+    fn honored_timestamps_too_far_ahead_of_the_scrape_are_refused() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let t = 1_700_000_000_000;
+        // 10 minutes ahead is taken, a millisecond more is not: the scrape's time is the clock.
+        let body = "# TYPE a gauge\na 1 1700000600.000\n# TYPE b gauge\nb 2 1700000600.001\n# EOF\n";
+        let r = scrape_om(&mut st, &db, body, t);
+        assert_eq!(
+            (r.commit.too_far_in_future, r.commit.appended),
+            (1, 6),
+            "{r:?}"
+        );
+        assert_eq!(samples(&db, "a"), vec![Sample::new(t + 600_000, 1.0)]);
+        assert!(samples(&db, "b").is_empty());
+        let snap = {
+            let stats = crate::scrape::stats::JobStats::default();
+            stats.record(0.01, Some(&r));
+            stats.snapshot()
+        };
+        assert!(
+            snap.samples_rejected
+                .contains(&("too_far_in_future", 1)),
+            "{snap:?}"
+        );
+    }
+
     #[test]
     fn limits_fail_the_scrape_with_prometheus_messages() {
         let body = "a{l=\"xxxxxxxx\"} 1\nb 2\nc 3\n";
