@@ -233,7 +233,10 @@ fn import_refuses_timestamps_outside_the_storable_range_or_ahead_of_the_clock() 
         .as_secs();
     let cases = [
         // i64::MIN + 1 ms: before the range, and its window arithmetic wrapped.
-        ("-9223372036854775.807".to_string(), "outside the storable range"),
+        (
+            "-9223372036854775.807".to_string(),
+            "outside the storable range",
+        ),
         ("9223372036854775".to_string(), "outside the storable range"),
         // One millisecond before 0000-01-01T00:00:00Z.
         ("-62167219200.001".to_string(), "outside the storable range"),

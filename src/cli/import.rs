@@ -114,7 +114,8 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let max_t = now.saturating_add(storage::MAX_AHEAD_MS);
-    let series = parse_openmetrics(&body, max_t).with_context(|| format!("{}", a.file.display()))?;
+    let series =
+        parse_openmetrics(&body, max_t).with_context(|| format!("{}", a.file.display()))?;
     let samples: u64 = series.iter().map(|(_, s)| s.len() as u64).sum();
     if samples == 0 {
         bail!("{}: no samples to import", a.file.display());

@@ -701,7 +701,8 @@ mod tests {
         let mut st = ScrapeState::default();
         let t = 1_700_000_000_000;
         // 10 minutes ahead is taken, a millisecond more is not: the scrape's time is the clock.
-        let body = "# TYPE a gauge\na 1 1700000600.000\n# TYPE b gauge\nb 2 1700000600.001\n# EOF\n";
+        let body =
+            "# TYPE a gauge\na 1 1700000600.000\n# TYPE b gauge\nb 2 1700000600.001\n# EOF\n";
         let r = scrape_om(&mut st, &db, body, t);
         assert_eq!(
             (r.commit.too_far_in_future, r.commit.appended),
@@ -716,8 +717,7 @@ mod tests {
             stats.snapshot()
         };
         assert!(
-            snap.samples_rejected
-                .contains(&("too_far_in_future", 1)),
+            snap.samples_rejected.contains(&("too_far_in_future", 1)),
             "{snap:?}"
         );
     }

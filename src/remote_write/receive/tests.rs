@@ -396,7 +396,11 @@ fn samples_outside_the_storable_range_are_out_of_bounds_and_the_head_still_flush
         series(&[("__name__", "ok")], &[(NOW - 100_000, 4.0)]),
     ]);
     let r = receive(&db, &snappy(&body), NOW).unwrap();
-    assert_eq!((r.rejected(Reject::OutOfBounds), r.appended), (3, 1), "{r:?}");
+    assert_eq!(
+        (r.rejected(Reject::OutOfBounds), r.appended),
+        (3, 1),
+        "{r:?}"
+    );
     // Prometheus's answer to a partial refusal: 400 with what was refused, the rest stored.
     assert_eq!(
         r.rejection().unwrap(),
