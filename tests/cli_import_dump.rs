@@ -223,6 +223,52 @@ fn malformed_import_names_the_line_and_writes_nothing() {
 }
 
 #[test]
+fn import_refuses_timestamps_outside_the_storable_range_or_ahead_of_the_clock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("extreme.om");
+    let dir = tmp.path().join("d");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cases = [
+        // i64::MIN + 1 ms: before the range, and its window arithmetic wrapped.
+        (
+            "-9223372036854775.807".to_string(),
+            "outside the storable range",
+        ),
+        ("9223372036854775".to_string(), "outside the storable range"),
+        // One millisecond before 0000-01-01T00:00:00Z.
+        ("-62167219200.001".to_string(), "outside the storable range"),
+        // An hour ahead: retention, counted from the newest sample, would drop every block.
+        ((now_s + 3600).to_string(), "ahead of this machine's clock"),
+    ];
+    for (ts, want) in &cases {
+        std::fs::write(
+            &input,
+            format!("# TYPE a gauge\na 1 1700000000\na 2 {ts}\n# EOF\n"),
+        )
+        .unwrap();
+        let o = tidemark(&[
+            "import",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{ts}: {err}");
+        assert!(err.contains("line 3") && err.contains(want), "{ts}: {err}");
+        let blocks = std::fs::read_dir(dir.join("blocks"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(blocks, 0, "{ts}: nothing written");
+    }
+    // The first millisecond of year 0000 is storable.
+    std::fs::write(&input, "# TYPE a gauge\na 1 -62167219200\n# EOF\n").unwrap();
+    import(&dir, &input);
+}
+
+#[test]
 fn inspect_reports_blocks_and_cardinality() {
     let tmp = tempfile::tempdir().unwrap();
     let (text, n) = sample_file();

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use super::{DataDir, Progress};
-use crate::model::{Labels, Sample, parse_duration};
+use crate::model::{
+    Labels, MAX_TIME, MIN_TIME, Sample, format_rfc3339, is_storable_time, parse_duration,
+};
 use crate::scrape::parse::{Entry, Format, Parser};
 use crate::storage;
 
@@ -21,8 +23,14 @@ pub(super) struct Args {
     block_duration: String,
 }
 
-/// Every series of an OpenMetrics body, each with its samples sorted by time.
-pub(crate) fn parse_openmetrics(body: &[u8]) -> anyhow::Result<Vec<(Labels, Vec<Sample>)>> {
+/// Every series of an OpenMetrics body, each with its samples sorted by time. A sample outside
+/// the storable range, or after `max_t` (the clock plus the future bound the agent applies),
+/// refuses the whole body: a block from the future would make retention, counted from the
+/// newest stored sample, delete every other block.
+pub(crate) fn parse_openmetrics(
+    body: &[u8],
+    max_t: i64,
+) -> anyhow::Result<Vec<(Labels, Vec<Sample>)>> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut series: Vec<(Labels, Vec<(Sample, u32)>)> = Vec::new();
     let total_lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -36,6 +44,22 @@ pub(crate) fn parse_openmetrics(body: &[u8]) -> anyhow::Result<Vec<(Labels, Vec<
                 s.line()
             );
         };
+        if !is_storable_time(t) {
+            bail!(
+                "line {}: timestamp {t} ms is outside the storable range {} to {} ({MIN_TIME} to {MAX_TIME} ms); nothing was imported",
+                s.line(),
+                format_rfc3339(MIN_TIME),
+                format_rfc3339(MAX_TIME)
+            );
+        }
+        if t > max_t {
+            bail!(
+                "line {}: timestamp {} is more than {} ahead of this machine's clock; nothing was imported (retention counts from the newest sample, so a block from the future would delete every older one)",
+                s.line(),
+                format_rfc3339(t),
+                crate::model::format_duration(storage::MAX_AHEAD_MS)
+            );
+        }
         let i = match index.get(s.series()) {
             Some(&i) => i,
             None => {
@@ -86,7 +110,12 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
         bail!("--block-duration must be positive");
     }
     let body = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-    let series = parse_openmetrics(&body).with_context(|| format!("{}", a.file.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let max_t = now.saturating_add(storage::MAX_AHEAD_MS);
+    let series =
+        parse_openmetrics(&body, max_t).with_context(|| format!("{}", a.file.display()))?;
     let samples: u64 = series.iter().map(|(_, s)| s.len() as u64).sum();
     if samples == 0 {
         bail!("{}: no samples to import", a.file.display());

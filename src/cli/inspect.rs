@@ -78,6 +78,7 @@ fn build(db: &ReadOnlyDb, top: usize) -> anyhow::Result<serde_json::Value> {
     let wal = json!({
         "segments": rs.segments, "records": rs.records, "seriesRecords": rs.series,
         "samples": rs.samples, "checkpoint": rs.checkpoint,
+        "samplesOutOfRange": db.replay_out_of_range(),
         "corruptions": rs.corruptions.iter().map(|c| json!({
             "segment": c.segment.display().to_string(), "offset": c.offset, "reason": c.reason,
         })).collect::<Vec<_>>(),
@@ -171,6 +172,12 @@ fn print_text(r: &serde_json::Value) {
         s(&w["samples"]),
         s(&w["checkpoint"])
     );
+    if w["samplesOutOfRange"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "WAL OUT OF RANGE  {} samples outside years 0000 to 9999 (written by an older version); an agent drops them at open",
+            s(&w["samplesOutOfRange"])
+        );
+    }
     for c in w["corruptions"].as_array().unwrap_or(&empty) {
         println!(
             "WAL CORRUPTION  {} at offset {}: {}",

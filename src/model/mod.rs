@@ -14,5 +14,6 @@ pub use labels::{
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan};
 pub use time::{
-    DurationError, TimeError, format_duration, format_rfc3339, parse_duration, parse_time,
+    DurationError, MAX_TIME, MIN_TIME, TimeError, format_duration, format_rfc3339,
+    is_storable_time, parse_duration, parse_time,
 };

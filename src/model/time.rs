@@ -7,6 +7,22 @@
 )]
 pub struct TimeError(String);
 
+/// The oldest timestamp tidemark stores: 0000-01-01T00:00:00.000Z, in milliseconds.
+///
+/// Samples outside [`MIN_TIME`, `MAX_TIME`] are refused wherever they enter (the `Appender`,
+/// WAL replay, import). The range is every time RFC 3339's four-digit years can write, so every
+/// stored sample prints and parses back (`inspect`, `dump`, the API's time parameters), and it
+/// is 36 000 times narrower than `i64`: a time in it plus or minus any block duration, retention,
+/// step or lookback a config can hold stays far from overflow.
+pub const MIN_TIME: i64 = -62_167_219_200_000;
+/// The newest timestamp tidemark stores: 9999-12-31T23:59:59.999Z, in milliseconds.
+pub const MAX_TIME: i64 = 253_402_300_799_999;
+
+/// Whether `t` (ms) is within the range storage keeps, [`MIN_TIME`] to [`MAX_TIME`].
+pub fn is_storable_time(t: i64) -> bool {
+    (MIN_TIME..=MAX_TIME).contains(&t)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's civil algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -205,6 +221,18 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_storable_range_is_years_0000_to_9999() {
+        assert_eq!(format_rfc3339(MIN_TIME), "0000-01-01T00:00:00.000Z");
+        assert_eq!(format_rfc3339(MAX_TIME), "9999-12-31T23:59:59.999Z");
+        assert_eq!(parse_time("0000-01-01T00:00:00Z").unwrap(), MIN_TIME);
+        assert_eq!(parse_time("9999-12-31T23:59:59.999Z").unwrap(), MAX_TIME);
+        assert!(is_storable_time(MIN_TIME) && is_storable_time(MAX_TIME));
+        for t in [MIN_TIME - 1, MAX_TIME + 1, i64::MIN, i64::MIN + 1, i64::MAX] {
+            assert!(!is_storable_time(t), "{t}");
+        }
+    }
 
     #[test]
     fn round_trips_and_known_points() {

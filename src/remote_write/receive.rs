@@ -5,7 +5,7 @@
 //! small snappy bomb cannot allocate gigabytes), then read one `TimeSeries` at a time: the
 //! request is never held decoded in full, only the samples waiting for the commit. Series with
 //! invalid labels are skipped; their samples and the samples storage refuses (out of order,
-//! duplicate, out of bounds) are counted, and the rest is stored, as a scrape's are. A body
+//! duplicate, out of bounds, too far in the future) are counted, and the rest is stored, as a scrape's are. A body
 //! that does not decode stores nothing.
 
 use prost::Message;
@@ -18,9 +18,9 @@ use crate::storage::{Appender, Db, SeriesRef, StorageError};
 /// above what a sender batches (Prometheus sends a few thousand samples per request).
 pub const MAX_DECOMPRESSED_BYTES: usize = 32 << 20;
 
-/// Samples further ahead of the receiver's clock than this are refused, as Prometheus does:
+/// Samples further ahead of the receiver's clock than this are refused (by the `Appender`):
 /// one such sample would make every real sample of its series after it out of order.
-pub const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+pub use crate::storage::MAX_AHEAD_MS;
 
 /// Why a request stored nothing.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +60,8 @@ pub enum Reject {
     OutOfOrder,
     /// Same timestamp as the newest sample of its series, another value.
     Duplicate,
-    /// Older than the head accepts (that range is already in blocks).
+    /// Older than the head accepts (that range is already in blocks), or outside the range
+    /// storage keeps (years 0000 to 9999).
     OutOfBounds,
 }
 
@@ -185,9 +186,8 @@ pub fn receive(db: &Db, body: &[u8], now_ms: i64) -> Result<Received, ReceiveErr
 /// Stores a decompressed `WriteRequest` in one commit. Nothing is stored when it does not
 /// decode or the commit fails.
 pub fn ingest(db: &Db, buf: &[u8], now_ms: i64) -> Result<Received, ReceiveError> {
-    let mut app = db.appender();
+    let mut app = db.appender_at(now_ms);
     let mut out = Received::default();
-    let max_t = now_ms.saturating_add(MAX_AHEAD_MS);
     let mut r = Reader { buf, pos: 0 };
     while r.pos < buf.len() {
         let at = r.pos;
@@ -198,7 +198,7 @@ pub fn ingest(db: &Db, buf: &[u8], now_ms: i64) -> Result<Received, ReceiveError
                     .delimited(field, wire)
                     .map_err(|m| proto_err(at, m.to_string()))?;
                 let ts = TimeSeries::decode(msg).map_err(|e| proto_err(at, e.to_string()))?;
-                out.add_series(&mut app, ts, msg, max_t)?;
+                out.add_series(&mut app, ts, msg)?;
             }
             3 => {
                 let msg = r
@@ -216,6 +216,7 @@ pub fn ingest(db: &Db, buf: &[u8], now_ms: i64) -> Result<Received, ReceiveError
     out.rejected[Reject::OutOfOrder.index()] += stats.out_of_order;
     out.rejected[Reject::Duplicate.index()] += stats.duplicate;
     out.rejected[Reject::OutOfBounds.index()] += stats.out_of_bounds;
+    out.rejected[Reject::TooFarInFuture.index()] += stats.too_far_in_future;
     Ok(out)
 }
 
@@ -232,7 +233,6 @@ impl Received {
         app: &mut Appender<'_>,
         ts: TimeSeries,
         encoded: &[u8],
-        max_t: i64,
     ) -> Result<(), StorageError> {
         self.series += 1;
         self.samples += ts.samples.len() as u64;
@@ -255,10 +255,6 @@ impl Received {
         };
         let mut sref: Option<SeriesRef> = None;
         for s in &ts.samples {
-            if s.timestamp > max_t {
-                self.rejected[Reject::TooFarInFuture.index()] += 1;
-                continue;
-            }
             if let Some(r) = sref {
                 match app.append_ref(r, s.timestamp, s.value) {
                     Ok(()) => continue,

@@ -265,7 +265,9 @@ impl ScrapeState {
     ) -> Result<ScrapeReport, StorageError> {
         self.iteration += 1;
         let mut report = ScrapeReport::default();
-        let mut app = db.appender();
+        // The future bound counts from the scrape's time: a body's own timestamps
+        // (honor_timestamps) more than `MAX_AHEAD_MS` after it are refused.
+        let mut app = db.appender_at(t);
         let ctx = Ctx { target, t, opts };
         let outcome = match body {
             Ok(body) => self.parse_into(&mut app, body, &ctx, &mut report),
@@ -279,7 +281,7 @@ impl ScrapeState {
         let failed = outcome.is_err();
         if let Err(e) = outcome {
             // Nothing of the body is kept: start the batch again with only what a failure writes.
-            app = db.appender();
+            app = db.appender_at(t);
             report = ScrapeReport {
                 error: Some(e.message),
                 failure: Some(e.failure),
@@ -439,7 +441,7 @@ impl ScrapeState {
     /// The target is gone: every series it stored last, its synthetic series included, ends
     /// with a staleness marker at `t`.
     pub fn end(&mut self, db: &Db, t: i64) -> Result<CommitStats, StorageError> {
-        let mut app = db.appender();
+        let mut app = db.appender_at(t);
         let last = self.iteration;
         for entry in self.cache.values_mut() {
             if let Cached::Keep {
@@ -659,6 +661,65 @@ mod tests {
         let mut st = ScrapeState::default();
         scrape(&mut st, &db2, "m 1 5000\n", 9000, &IngestOptions::default());
         assert_eq!(samples(&db2, "m")[0].t, 9000);
+    }
+
+    /// Scrapes `body` (OpenMetrics) at `t` with honor_timestamps.
+    fn scrape_om(st: &mut ScrapeState, db: &Db, body: &str, t: i64) -> ScrapeReport {
+        let opts = IngestOptions {
+            honor_timestamps: true,
+            ..Default::default()
+        };
+        st.ingest(
+            db,
+            &target(),
+            Ok((body.as_bytes(), Format::OpenMetrics)),
+            t,
+            0.01,
+            &opts,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn honored_timestamps_outside_the_storable_range_are_out_of_bounds() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let t = 1_700_000_000_000;
+        // i64::MIN + 1 and i64::MAX - 807 milliseconds, as OpenMetrics float seconds.
+        let body = "# TYPE a gauge\na 1 -9223372036854775.807\n# TYPE b gauge\nb 2 9223372036854775\n\
+                    # TYPE c gauge\nc 3 1699999999.5\n# EOF\n";
+        let r = scrape_om(&mut st, &db, body, t);
+        assert!(r.up, "{r:?}");
+        assert_eq!((r.commit.out_of_bounds, r.commit.appended), (2, 6), "{r:?}");
+        assert!(samples(&db, "a").is_empty() && samples(&db, "b").is_empty());
+        assert_eq!(samples(&db, "c"), vec![Sample::new(1_699_999_999_500, 3.0)]);
+    }
+
+    #[test]
+    fn honored_timestamps_too_far_ahead_of_the_scrape_are_refused() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let t = 1_700_000_000_000;
+        // 10 minutes ahead is taken, a millisecond more is not: the scrape's time is the clock.
+        let body =
+            "# TYPE a gauge\na 1 1700000600.000\n# TYPE b gauge\nb 2 1700000600.001\n# EOF\n";
+        let r = scrape_om(&mut st, &db, body, t);
+        assert_eq!(
+            (r.commit.too_far_in_future, r.commit.appended),
+            (1, 6),
+            "{r:?}"
+        );
+        assert_eq!(samples(&db, "a"), vec![Sample::new(t + 600_000, 1.0)]);
+        assert!(samples(&db, "b").is_empty());
+        let snap = {
+            let stats = crate::scrape::stats::JobStats::default();
+            stats.record(0.01, Some(&r));
+            stats.snapshot()
+        };
+        assert!(
+            snap.samples_rejected.contains(&("too_far_in_future", 1)),
+            "{snap:?}"
+        );
     }
 
     #[test]

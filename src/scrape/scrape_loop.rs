@@ -187,6 +187,16 @@ pub async fn run<F: Fetch>(
                 if let Some(e) = &r.error {
                     debug!(target = %settings.target, error = %e, "scrape failed");
                 }
+                let c = &r.commit;
+                if c.out_of_bounds + c.too_far_in_future > 0 {
+                    // Prometheus's warning for the same refusal, with the counts split.
+                    warn!(
+                        target = %settings.target,
+                        out_of_bounds = c.out_of_bounds,
+                        too_far_in_future = c.too_far_in_future,
+                        "samples refused: too old (before the head or year 0000) or too far in the future (more than 10m ahead of the scrape)"
+                    );
+                }
                 h.last_report = Some(r);
             }
             Err(e) => {

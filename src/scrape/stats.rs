@@ -21,13 +21,14 @@ pub const DURATION_BOUNDS: &[f64] = &[
 
 /// Why samples that reached the agent were not stored, as metric label values: the failures
 /// that drop a whole body, then storage's verdicts on single samples.
-pub const REJECT_REASONS: [&str; 6] = [
+pub const REJECT_REASONS: [&str; 7] = [
     "parse_error",
     "sample_limit",
     "label_limit",
     "out_of_order",
     "duplicate",
     "out_of_bounds",
+    "too_far_in_future",
 ];
 
 /// One job's counters.
@@ -110,6 +111,7 @@ impl JobStats {
         self.add("out_of_order", r.commit.out_of_order);
         self.add("duplicate", r.commit.duplicate);
         self.add("out_of_bounds", r.commit.out_of_bounds);
+        self.add("too_far_in_future", r.commit.too_far_in_future);
     }
 
     /// The counters now.

@@ -12,6 +12,15 @@ pub struct BlockSpan {
     pub maxt: i64,
 }
 
+/// The aligned window of `width` holding `t`: its start and (exclusive) end, saturating at the
+/// ends of `i64` instead of wrapping (storage holds only times far from them, but a block
+/// written by an older version may not).
+pub fn window(t: i64, width: i64) -> (i64, i64) {
+    let width = width.max(1);
+    let start = t.div_euclid(width).saturating_mul(width);
+    (start, start.saturating_add(width))
+}
+
 /// Compaction ranges from a block duration: 1, 3, 12, 36, 108 × `block_duration` (2h → 6h → 24h
 /// → 3d → 9d), keeping only those up to `max_range` (retention / 10, or 31 days without retention).
 pub fn ranges(block_duration: i64, retention: i64) -> Vec<i64> {
@@ -20,9 +29,9 @@ pub fn ranges(block_duration: i64, retention: i64) -> Vec<i64> {
     } else {
         31 * 24 * 3_600_000
     };
-    [1, 3, 12, 36, 108]
+    [1i64, 3, 12, 36, 108]
         .iter()
-        .map(|m| m * block_duration)
+        .map(|m| m.saturating_mul(block_duration))
         .filter(|&r| r <= max_range)
         .collect()
 }
@@ -60,8 +69,7 @@ pub fn plan(blocks: &[BlockSpan], ranges: &[i64], frontier: i64) -> Option<Vec<S
     for &r in ranges.iter().skip(1) {
         let mut i = 0;
         while i < sorted.len() {
-            let start = sorted[i].mint.div_euclid(r) * r;
-            let end = start + r;
+            let (start, end) = window(sorted[i].mint, r);
             let mut j = i;
             while j < sorted.len() && sorted[j].mint >= start && sorted[j].maxt < end {
                 j += 1;
@@ -113,6 +121,16 @@ mod tests {
             mint,
             maxt,
         }
+    }
+
+    #[test]
+    fn windows_saturate_instead_of_wrapping() {
+        assert_eq!(window(7, 5), (5, 10));
+        assert_eq!(window(-1, 5), (-5, 0));
+        let (start, end) = window(i64::MIN + 1, 2 * H);
+        assert!(start <= i64::MIN + 1 && end > i64::MIN + 1);
+        let (start, end) = window(i64::MAX, 2 * H);
+        assert!(start > i64::MAX - 2 * H && end == i64::MAX);
     }
 
     #[test]

@@ -23,7 +23,21 @@ use super::wal::{
     self, ChunkRecord, FsyncPolicy, Record, SampleRecord, SeriesRecord, Wal, WalError, WalOptions,
 };
 use super::{StorageError, chunk};
-use crate::model::{Labels, Matcher, Sample};
+use crate::model::{Labels, MAX_TIME, MIN_TIME, Matcher, Sample, is_storable_time};
+
+/// How far ahead of the appender's clock a sample may be, in milliseconds. A sample from the
+/// future makes every real sample of its series after it out of order until the clock catches
+/// up, and retention, measured from the newest stored sample, would delete every block older
+/// than it. Ten minutes absorbs clock skew between a sender and this agent (Mimir's creation
+/// grace period has the same purpose; Prometheus's receiver has no such bound).
+pub const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+
+/// The wall clock in milliseconds since the epoch (0 if it is before the epoch).
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// Samples per chunk in blocks: 2h of 15s scrapes, so a 2h block holds one chunk per series.
 pub const BLOCK_CHUNK_SAMPLES: usize = 480;
@@ -67,8 +81,11 @@ pub struct CommitStats {
     pub duplicate: u64,
     /// Older than the series' newest sample: rejected.
     pub out_of_order: u64,
-    /// Older than the head accepts: rejected.
+    /// Older than the head accepts, or outside the storable range ([`MIN_TIME`] to
+    /// [`MAX_TIME`]): rejected.
     pub out_of_bounds: u64,
+    /// More than [`MAX_AHEAD_MS`] ahead of the appender's clock: rejected.
+    pub too_far_in_future: u64,
 }
 
 /// Running totals since open, for inspection and self-metrics.
@@ -82,8 +99,11 @@ pub struct DbCounters {
     pub duplicate: AtomicU64,
     /// Samples rejected: out of order.
     pub out_of_order: AtomicU64,
-    /// Samples rejected: out of bounds.
+    /// Samples rejected: out of bounds (older than the head accepts, or outside the storable
+    /// range; WAL samples outside it, dropped at replay, are counted here too).
     pub out_of_bounds: AtomicU64,
+    /// Samples rejected: too far ahead of the clock.
+    pub too_far_in_future: AtomicU64,
     /// Head flushes to blocks (one per block window).
     pub flushes: AtomicU64,
     /// Flush runs that failed.
@@ -108,6 +128,7 @@ impl Default for DbCounters {
             duplicate: AtomicU64::new(0),
             out_of_order: AtomicU64::new(0),
             out_of_bounds: AtomicU64::new(0),
+            too_far_in_future: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             flushes_failed: AtomicU64::new(0),
             flush_durations: DurationHistogram::new(MAINTENANCE_BOUNDS),
@@ -144,6 +165,8 @@ pub struct Db {
     counters: DbCounters,
     refused: Vec<RefusedBlock>,
     replay: wal::ReplayStats,
+    /// WAL samples outside the storable range the replay at open dropped.
+    replay_out_of_range: u64,
     /// Series garbage-collected from the head, with the WAL segment active when they went:
     /// their samples may still be in segments a remote-write hold keeps, so checkpoints carry
     /// their series records while such a segment is on disk.
@@ -179,6 +202,26 @@ fn open_blocks(
     let mut vanished = 0;
     for path in sstable::list_blocks(blocks_dir)? {
         match Block::open(&path) {
+            // Written by an older import that took any timestamp: its range would set the
+            // head's lower bound past every real sample, or start windows no arithmetic reaches.
+            Ok(b) if !is_storable_time(b.meta().mint) || !is_storable_time(b.meta().maxt) => {
+                let reason = format!(
+                    "time range {}..{} ms is outside the storable range {MIN_TIME}..{MAX_TIME} (years 0000 to 9999)",
+                    b.meta().mint,
+                    b.meta().maxt
+                );
+                match quarantine {
+                    Some(q) => refused.push(q.quarantine_file(&path, &reason)),
+                    None => {
+                        error!(path = %path.display(), reason, "refusing block; it is left out of every query");
+                        refused.push(RefusedBlock {
+                            path,
+                            reason,
+                            quarantined_to: None,
+                        });
+                    }
+                }
+            }
             Ok(b) => blocks.push(Arc::new(b)),
             // A reader beside a running agent may see a block vanish after listing it.
             Err(SstError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -236,10 +279,23 @@ struct OpenedBlocks {
     vanished: usize,
 }
 
+/// Samples a WAL replay left out of the head.
+#[derive(Debug, Default, Clone, Copy)]
+struct ReplayDropped {
+    /// Samples whose series record was lost.
+    unknown: u64,
+    /// Samples outside the storable range, written by a version that did not refuse them: kept,
+    /// they would wedge the head (no block window can hold them, so it never flushes again).
+    out_of_range: u64,
+}
+
 /// Applies one WAL record to a head during replay; `refs` maps WAL refs to head series.
-/// Returns the number of samples that had no series record before them.
-fn replay_record(head: &Head, refs: &mut HashMap<u64, Arc<MemSeries>>, rec: Record) -> u64 {
-    let mut unknown = 0;
+fn replay_record(
+    head: &Head,
+    refs: &mut HashMap<u64, Arc<MemSeries>>,
+    rec: Record,
+    dropped: &mut ReplayDropped,
+) {
     match rec {
         Record::Series(list) => {
             for s in list {
@@ -250,13 +306,17 @@ fn replay_record(head: &Head, refs: &mut HashMap<u64, Arc<MemSeries>>, rec: Reco
         }
         Record::Samples(list) => {
             for s in list {
+                if !is_storable_time(s.t) {
+                    dropped.out_of_range += 1;
+                    continue;
+                }
                 match refs.get(&s.sref) {
                     // Rejections here repeat decisions made before the crash, or are samples
                     // also present in a checkpoint: nothing acknowledged is dropped.
                     Some(series) => {
                         let _ = series.lock().append_replayed(s.t, s.v);
                     }
-                    None => unknown += 1,
+                    None => dropped.unknown += 1,
                 }
             }
         }
@@ -264,7 +324,7 @@ fn replay_record(head: &Head, refs: &mut HashMap<u64, Arc<MemSeries>>, rec: Reco
             let mut buf = Vec::new();
             for c in list {
                 let Some(series) = refs.get(&c.sref) else {
-                    unknown += 1;
+                    dropped.unknown += 1;
                     continue;
                 };
                 buf.clear();
@@ -274,12 +334,15 @@ fn replay_record(head: &Head, refs: &mut HashMap<u64, Arc<MemSeries>>, rec: Reco
                 }
                 let mut st = series.lock();
                 for s in &buf {
+                    if !is_storable_time(s.t) {
+                        dropped.out_of_range += 1;
+                        continue;
+                    }
                     let _ = st.append_replayed(s.t, s.v);
                 }
             }
         }
     }
-    unknown
 }
 
 /// Asks the allocator to hand the pages freed since back to the system. glibc's malloc keeps
@@ -351,19 +414,31 @@ impl Db {
             head.set_min_valid(maxt.saturating_add(1));
         }
         let mut refs = HashMap::new();
-        let mut unknown = 0;
+        let mut dropped = ReplayDropped::default();
         let wal_opts = WalOptions {
             fsync: opts.fsync,
             segment_size: opts.wal_segment_size,
         };
         let (wal, replay) = Wal::open(&wal_dir, wal_opts, |rec| {
-            unknown += replay_record(&head, &mut refs, rec);
+            replay_record(&head, &mut refs, rec, &mut dropped);
         })?;
-        if unknown > 0 {
+        if dropped.unknown > 0 {
             warn!(
-                samples = unknown,
+                samples = dropped.unknown,
                 "WAL samples whose series record was lost to corruption were dropped"
             );
+        }
+        let counters = DbCounters::default();
+        if dropped.out_of_range > 0 {
+            warn!(
+                samples = dropped.out_of_range,
+                min_time = MIN_TIME,
+                max_time = MAX_TIME,
+                "WAL samples outside the storable range (years 0000 to 9999), written by an older version, were dropped (counted as out of bounds)"
+            );
+            counters
+                .out_of_bounds
+                .fetch_add(dropped.out_of_range, Ordering::Relaxed);
         }
         info!(
             blocks = blocks.len(),
@@ -384,9 +459,10 @@ impl Db {
             commit_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
             readers: Mutex::new(Arc::new(())),
-            counters: DbCounters::default(),
+            counters,
             refused,
             replay,
+            replay_out_of_range: dropped.out_of_range,
             collected: Mutex::new(HashMap::new()),
             _lock: lock,
         })
@@ -403,11 +479,20 @@ impl Db {
         &self.dir
     }
 
-    /// A batch of appends; nothing is stored or visible before [`Appender::commit`].
+    /// A batch of appends; nothing is stored or visible before [`Appender::commit`]. Samples
+    /// more than [`MAX_AHEAD_MS`] ahead of the wall clock are refused.
     pub fn appender(&self) -> Appender<'_> {
+        self.appender_at(wall_clock_ms())
+    }
+
+    /// A batch of appends whose future bound counts from `now_ms`, the caller's clock (a
+    /// scrape's time, a request's arrival): samples more than [`MAX_AHEAD_MS`] after it are
+    /// refused.
+    pub fn appender_at(&self, now_ms: i64) -> Appender<'_> {
         Appender {
             db: self,
             pending: Vec::new(),
+            max_t: now_ms.saturating_add(MAX_AHEAD_MS).min(MAX_TIME),
         }
     }
 
@@ -480,6 +565,12 @@ impl Db {
         &self.replay
     }
 
+    /// WAL samples outside the storable range (written by an older version) the replay at
+    /// open dropped.
+    pub fn replay_out_of_range(&self) -> u64 {
+        self.replay_out_of_range
+    }
+
     /// WAL state.
     pub fn wal_stats(&self) -> wal::WalStats {
         self.wal.stats()
@@ -515,9 +606,10 @@ impl Db {
         let mut written = Vec::new();
         let mut freed = 0;
         while let Some((lo, hi)) = self.head.time_range() {
-            let start = lo.div_euclid(bd) * bd;
-            let end = start + bd;
-            if hi - start < bd + bd / 2 {
+            // The head holds only storable times, but nothing here may wrap whatever it holds:
+            // a wrapped span once read as negative and the head never flushed again.
+            let (start, end) = compact::window(lo, bd);
+            if end <= lo || hi.saturating_sub(start) < bd.saturating_add(bd / 2) {
                 break;
             }
             let began = Instant::now();
@@ -966,6 +1058,8 @@ pub(crate) fn merge_blocks(
 pub struct Appender<'a> {
     db: &'a Db,
     pending: Vec<(Arc<MemSeries>, i64, f64)>,
+    /// Newest timestamp accepted: the clock plus [`MAX_AHEAD_MS`], at most [`MAX_TIME`].
+    max_t: i64,
 }
 
 impl Appender<'_> {
@@ -1006,6 +1100,10 @@ impl Appender<'_> {
     /// Checks every sample against the append rules, writes the accepted ones to the WAL (with
     /// the records of series not yet logged), then makes them visible. Nothing is visible or
     /// acknowledged before the WAL write; on error nothing of the batch is stored.
+    ///
+    /// Every sample entering storage passes here, so this is where time is bounded: before
+    /// [`MIN_TIME`] (or the head's lower bound) is out of bounds, after the clock plus
+    /// [`MAX_AHEAD_MS`] (never past [`MAX_TIME`]) too far in the future.
     pub fn commit(self) -> Result<CommitStats, StorageError> {
         let db = self.db;
         let mut stats = CommitStats::default();
@@ -1013,6 +1111,14 @@ impl Appender<'_> {
         let min_valid = db.head.min_valid();
         let mut accepted: Vec<(Arc<MemSeries>, i64, f64)> = Vec::with_capacity(self.pending.len());
         for (mut series, t, v) in self.pending {
+            if !is_storable_time(t) {
+                stats.out_of_bounds += 1;
+                continue;
+            }
+            if t > self.max_t {
+                stats.too_far_in_future += 1;
+                continue;
+            }
             let mut r = series.lock().reserve(t, v, min_valid);
             if r == Err(Reject::Removed) {
                 series = db.head.get_or_create(&series.labels).0;
@@ -1069,6 +1175,8 @@ impl Appender<'_> {
             .fetch_add(stats.out_of_order, Ordering::Relaxed);
         c.out_of_bounds
             .fetch_add(stats.out_of_bounds, Ordering::Relaxed);
+        c.too_far_in_future
+            .fetch_add(stats.too_far_in_future, Ordering::Relaxed);
         Ok(stats)
     }
 }
@@ -1111,6 +1219,7 @@ pub struct ReadOnlyDb {
     tombstones: Arc<Tombstones>,
     refused: Vec<RefusedBlock>,
     replay: wal::ReplayStats,
+    replay_out_of_range: u64,
 }
 
 impl ReadOnlyDb {
@@ -1144,14 +1253,15 @@ impl ReadOnlyDb {
         // A segment removed by a concurrent checkpoint mid-read means its samples moved to that
         // checkpoint: start over with an empty head (a few attempts; checkpoints are rare).
         let mut attempt = 0;
-        let (head, replay) = loop {
+        let (head, replay, replay_out_of_range) = loop {
             attempt += 1;
             let head = Arc::new(Head::new());
             let mut refs = HashMap::new();
+            let mut dropped = ReplayDropped::default();
             match wal::read_only(&dir.join("wal"), |rec| {
-                replay_record(&head, &mut refs, rec);
+                replay_record(&head, &mut refs, rec, &mut dropped);
             }) {
-                Ok(replay) => break (head, replay),
+                Ok(replay) => break (head, replay, dropped.out_of_range),
                 Err(wal::WalError::Vanished { .. }) if attempt < 5 => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -1169,6 +1279,7 @@ impl ReadOnlyDb {
             tombstones: Arc::new(tombstones),
             refused,
             replay,
+            replay_out_of_range,
         })
     }
 
@@ -1207,6 +1318,11 @@ impl ReadOnlyDb {
     /// What reading the WAL found.
     pub fn replay_stats(&self) -> &wal::ReplayStats {
         &self.replay
+    }
+
+    /// WAL samples outside the storable range, left out of the head.
+    pub fn replay_out_of_range(&self) -> u64 {
+        self.replay_out_of_range
     }
 }
 

@@ -2,21 +2,32 @@
 
 use std::path::Path;
 
+use super::compact::window;
 use super::db::to_chunks;
 use super::sstable::{BlockMeta, BlockWriter};
 use super::{StorageError, lock_data_dir};
-use crate::model::{Labels, Sample};
+use crate::model::{Labels, Sample, is_storable_time};
 
 /// Writes `series` (each time-ordered with unique timestamps) into blocks under `dir`, one block
 /// per aligned `block_duration` window that holds data. Takes the data directory's lock, so it
-/// refuses to run beside an agent. All or nothing: if any block fails, those already written by
-/// this call are deleted.
+/// refuses to run beside an agent. All or nothing: a sample outside the storable range
+/// ([`crate::model::MIN_TIME`] to [`crate::model::MAX_TIME`]) refuses the whole import before
+/// anything is written, and if any block fails, those already written by this call are deleted.
 pub fn write_blocks(
     dir: &Path,
     mut series: Vec<(Labels, Vec<Sample>)>,
     block_duration: i64,
     mut progress: impl FnMut(u64),
 ) -> Result<Vec<BlockMeta>, StorageError> {
+    if let Some((labels, s)) = series
+        .iter()
+        .find_map(|(l, s)| s.iter().find(|x| !is_storable_time(x.t)).map(|x| (l, x)))
+    {
+        return Err(StorageError::OutOfBounds {
+            labels: labels.clone(),
+            t: s.t,
+        });
+    }
     let _lock = lock_data_dir(dir)?;
     let blocks_dir = dir.join("blocks");
     std::fs::create_dir_all(&blocks_dir).map_err(|source| StorageError::Io {
@@ -28,7 +39,7 @@ pub fn write_blocks(
     let bd = block_duration.max(1);
     let mut windows: Vec<i64> = series
         .iter()
-        .flat_map(|(_, s)| s.iter().map(|x| x.t.div_euclid(bd) * bd))
+        .flat_map(|(_, s)| s.iter().map(|x| window(x.t, bd).0))
         .collect();
     windows.sort_unstable();
     windows.dedup();
@@ -37,7 +48,7 @@ pub fn write_blocks(
     let result = (|| {
         let mut done = 0u64;
         for &start in &windows {
-            let end = start + bd;
+            let end = start.saturating_add(bd);
             let mut w = BlockWriter::new(&blocks_dir, 1, Vec::new())?;
             for (labels, samples) in &series {
                 let lo = samples.partition_point(|s| s.t < start);

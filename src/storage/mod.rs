@@ -24,8 +24,12 @@ pub mod wal;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::model::Labels;
+
 pub use catalog::Catalog;
-pub use db::{Appender, BLOCK_CHUNK_SAMPLES, CommitStats, Db, DbCounters, Options, ReadOnlyDb};
+pub use db::{
+    Appender, BLOCK_CHUNK_SAMPLES, CommitStats, Db, DbCounters, MAX_AHEAD_MS, Options, ReadOnlyDb,
+};
 pub use delete::{CleanStats, DeleteStats};
 pub use head::{SeriesRef, SeriesSamples};
 pub use import::write_blocks;
@@ -76,6 +80,13 @@ pub enum StorageError {
     /// A sample for a series without labels.
     #[error("empty label set")]
     EmptyLabels,
+    /// A sample written straight into blocks (import) outside the storable range.
+    #[error(
+        "sample of {labels} at {t} ms is outside the storable range {min}..{max} ms (years 0000 to 9999)",
+        min = crate::model::MIN_TIME,
+        max = crate::model::MAX_TIME
+    )]
+    OutOfBounds { labels: Labels, t: i64 },
 }
 
 /// Takes the exclusive lock of a data directory (creating it if needed); held while the file

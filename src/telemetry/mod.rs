@@ -334,11 +334,12 @@ impl Page {
         self.series(
             MetricType::Counter,
             "tidemark_samples_rejected",
-            "Samples not stored, by reason: duplicate (same timestamp, other value), out_of_order, out_of_bounds (older than the head accepts)",
+            "Samples not stored, by reason: duplicate (same timestamp, other value), out_of_order, out_of_bounds (older than the head accepts, or outside years 0000 to 9999), too_far_in_future (more than 10m ahead of the clock)",
             [
                 ("duplicate", &c.duplicate),
                 ("out_of_order", &c.out_of_order),
                 ("out_of_bounds", &c.out_of_bounds),
+                ("too_far_in_future", &c.too_far_in_future),
             ]
             .into_iter()
             .map(|(r, n)| (labels([("reason", r)]), load(n)))

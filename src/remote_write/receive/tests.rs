@@ -380,6 +380,42 @@ fn samples_before_the_head_are_out_of_bounds() {
 }
 
 #[test]
+fn samples_outside_the_storable_range_are_out_of_bounds_and_the_head_still_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        block_duration: 60_000,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts).unwrap();
+    let body = request(vec![
+        series(
+            &[("__name__", "extreme")],
+            &[(i64::MIN + 1, 1.0), (i64::MIN, 2.0)],
+        ),
+        series(&[("__name__", "late")], &[(i64::MAX - 1, 3.0)]),
+        series(&[("__name__", "ok")], &[(NOW - 100_000, 4.0)]),
+    ]);
+    let r = receive(&db, &snappy(&body), NOW).unwrap();
+    assert_eq!(
+        (r.rejected(Reject::OutOfBounds), r.appended),
+        (3, 1),
+        "{r:?}"
+    );
+    // Prometheus's answer to a partial refusal: 400 with what was refused, the rest stored.
+    assert_eq!(
+        r.rejection().unwrap(),
+        "3 of 4 samples rejected, the others were stored: out of bounds: 3 samples"
+    );
+    let more: Vec<(i64, f64)> = (0..100).map(|i| (NOW - 99_000 + i * 1_000, 5.0)).collect();
+    let body = request(vec![series(&[("__name__", "ok")], &more)]);
+    assert_eq!(receive(&db, &snappy(&body), NOW).unwrap().appended, 100);
+    assert!(!db.flush().unwrap().is_empty(), "the head cut no block");
+    let got = stored(&db);
+    assert!(!got.contains_key(&labels(&[("__name__", "extreme")])));
+    assert!(!got.contains_key(&labels(&[("__name__", "late")])));
+}
+
+#[test]
 fn a_series_repeated_in_one_request_keeps_its_samples_in_order() {
     let (_d, db) = db();
     let body = request(vec![
