@@ -126,6 +126,7 @@ fn storage_kind(e: &crate::storage::StorageError) -> &'static str {
         E::CorruptTombstones { .. } => "corrupt tombstones file",
         E::Locked { .. } => "data directory locked",
         E::UnknownRef(_) | E::EmptyLabels => "invalid request to storage",
+        E::OutOfBounds { .. } => "sample outside the storable time range",
     }
 }
 
