@@ -721,7 +721,14 @@ mod tests {
     ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let listener = bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = Router::new().route("/-/healthy", axum::routing::get(|| async { "OK\n" }));
+        let router = Router::new()
+            .route("/-/healthy", axum::routing::get(|| async { "OK\n" }))
+            .route(
+                "/peer",
+                axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                    peer.ip().to_string()
+                }),
+            );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve(
             listener,
@@ -802,9 +809,9 @@ mod tests {
         wait_closed(&mut h2, "h2 idle").await;
         wait_closed(&mut kept, "kept-alive idle").await;
 
-        // The server still answers.
+        // The server still answers, and tells handlers who is asking.
         let mut c = TcpStream::connect(addr).await.unwrap();
-        c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        c.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut answer = String::new();
@@ -812,6 +819,7 @@ mod tests {
             .await
             .unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n127.0.0.1"), "{answer}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
