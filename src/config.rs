@@ -624,6 +624,13 @@ pub struct WebConfig {
     pub cors_origin: String,
     /// Largest request body any endpoint accepts (32MiB); 0 is no limit.
     pub max_request_body_size: ByteSize,
+    /// Connections served at once (512, as Prometheus's `--web.max-connections`); beyond it
+    /// new connections wait in the listen backlog until one closes. 0 is no limit.
+    pub max_connections: usize,
+    /// Longest a connection may take to send a request's headers (30s), counted from accept
+    /// (the TLS handshake included) and, on a kept-alive connection, from the end of the
+    /// previous response; a connection idle that long is closed.
+    pub read_header_timeout: Duration,
     /// Serve HTTPS with this certificate.
     pub tls: Option<WebTlsConfig>,
     /// Users allowed in, with bcrypt hashes of their passwords; empty means no auth.
@@ -639,6 +646,8 @@ impl Default for WebConfig {
             enable_remote_write_receiver: false,
             cors_origin: String::new(),
             max_request_body_size: ByteSize(32 << 20),
+            max_connections: 512,
+            read_header_timeout: Duration::secs(30),
             tls: None,
             basic_auth_users: BTreeMap::new(),
         }
@@ -1771,6 +1780,12 @@ impl Check<'_> {
         }
         if let Err(why) = w.cors_origin_regex() {
             self.report(&at.key("cors_origin"), why);
+        }
+        if w.read_header_timeout.0 <= 0 {
+            self.report(
+                &at.key("read_header_timeout"),
+                "read_header_timeout must be positive",
+            );
         }
         for (user, hash) in &w.basic_auth_users {
             let u = at.key("basic_auth_users").key(user);

@@ -5,16 +5,17 @@
 //! Users can change on reload ([`WebSecurity::set_users`]); the CORS origin and the body
 //! limit are fixed when the router is built, like the Prometheus flags they stand for.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use regex::Regex;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::config::{Secret, WebConfig};
 
@@ -26,9 +27,8 @@ const CACHE_ENTRIES: usize = 1024;
 pub struct WebSecurity {
     users: RwLock<Arc<Users>>,
     cache: Mutex<Verified>,
-    /// Uncached bcrypt checks run at once; more wait. Bounds the CPU (and blocking threads)
-    /// a stream of wrong passwords can take from scrapes and flushes.
-    bcrypt_slots: Semaphore,
+    /// Bounds the uncached bcrypt checks, overall and per source.
+    bcrypt: BcryptGate,
     /// Key mixed into every cache digest, so the digests alone do not let anyone test
     /// password guesses at hash speed.
     cache_key: [u8; 32],
@@ -58,6 +58,93 @@ impl Verified {
         {
             self.set.remove(&old);
         }
+    }
+}
+
+/// Bounds concurrent bcrypt work: at most `slots` checks run at once, and one source holds
+/// or waits for at most `per_source` of them. A source's further checks wait in its own
+/// lane, behind each other, not in the shared queue, so a flood of wrong passwords from one
+/// source delays another source's login by at most the checks already in the shared queue
+/// (one share per busy source), not by the length of the flood.
+struct BcryptGate {
+    slots: Semaphore,
+    per_source: usize,
+    /// The lanes of sources with a check running or waiting, with how many there are; a
+    /// lane is removed when its count drops to 0.
+    lanes: Mutex<HashMap<Source, (Arc<Semaphore>, usize)>>,
+}
+
+/// Whom a check counts against: an IPv4 address, an IPv6 /64 (what one host usually
+/// gets), or `None` for requests that came without a peer address.
+type Source = Option<IpAddr>;
+
+/// A source's key: IPv4-mapped IPv6 addresses as IPv4, other IPv6 addresses cut to /64.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !(u128::MAX >> 64))),
+        v4 => v4,
+    }
+}
+
+/// Leave to run one bcrypt check. Fields drop in order: the shared slot first, so it goes
+/// to the next source in the shared queue rather than to this source's next check.
+struct GatePass<'a> {
+    _slot: SemaphorePermit<'a>,
+    _own: OwnedSemaphorePermit,
+    _lane: LaneUser<'a>,
+}
+
+/// One check counted in its source's lane, from entering the gate until it leaves.
+struct LaneUser<'a> {
+    gate: &'a BcryptGate,
+    key: Source,
+}
+
+impl Drop for LaneUser<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.gate.lanes_lock();
+        if let Some((_, users)) = lanes.get_mut(&self.key) {
+            *users -= 1;
+            if *users == 0 {
+                lanes.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl BcryptGate {
+    fn new(slots: usize, per_source: usize) -> BcryptGate {
+        BcryptGate {
+            slots: Semaphore::new(slots),
+            per_source,
+            lanes: Mutex::default(),
+        }
+    }
+
+    fn lanes_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Source, (Arc<Semaphore>, usize)>> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a place in the source's lane, then for a shared slot. `None` only if a
+    /// semaphore was closed, which never happens.
+    async fn enter(&self, source: Source) -> Option<GatePass<'_>> {
+        let key = source.map(source_key);
+        let lane = {
+            let mut lanes = self.lanes_lock();
+            let (lane, users) = lanes
+                .entry(key)
+                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_source)), 0));
+            *users += 1;
+            lane.clone()
+        };
+        let user = LaneUser { gate: self, key };
+        let own = lane.acquire_owned().await.ok()?;
+        let slot = self.slots.acquire().await.ok()?;
+        Some(GatePass {
+            _slot: slot,
+            _own: own,
+            _lane: user,
+        })
     }
 }
 
@@ -91,11 +178,15 @@ impl WebSecurity {
     }
 
     fn open(max_body: u64) -> WebSecurity {
-        let slots = std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2));
+        // Half the cores (at least two), so wrong passwords cannot take all the CPU from
+        // scrapes and flushes; a source gets half of that, so another source always finds
+        // a slot free or next in line.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let slots = cores.div_ceil(2).max(2);
         WebSecurity {
             users: RwLock::new(Arc::default()),
             cache: Mutex::default(),
-            bcrypt_slots: Semaphore::new(slots),
+            bcrypt: BcryptGate::new(slots, (slots / 2).max(1)),
             cache_key: random_key(),
             cors: None,
             max_body,
@@ -121,8 +212,9 @@ impl WebSecurity {
         self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Whether the `Authorization` header lets the request in.
-    pub async fn authorized(&self, headers: &HeaderMap) -> bool {
+    /// Whether the `Authorization` header lets the request in; `source` is the client's
+    /// address, which bounds its share of the bcrypt work (`None`: one shared share).
+    pub async fn authorized(&self, headers: &HeaderMap, source: Option<IpAddr>) -> bool {
         let users = self.current_users();
         let Some(first) = users.0.values().next() else {
             return true;
@@ -140,7 +232,7 @@ impl WebSecurity {
         if known && self.cache_lock().set.contains(&digest) {
             return true;
         }
-        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
+        let Some(_pass) = self.bcrypt.enter(source).await else {
             return false;
         };
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(pass, &hash).unwrap_or(false))
@@ -273,7 +365,11 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 /// pass: browsers never send credentials with them, and they reach no handler.
 pub async fn basic_auth(State(s): State<Arc<WebSecurity>>, req: Request, next: Next) -> Response {
     let preflight = req.method() == Method::OPTIONS && req.uri().path().starts_with("/api/v1/");
-    if preflight || s.authorized(req.headers()).await {
+    let source = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if preflight || s.authorized(req.headers(), source).await {
         return next.run(req).await;
     }
     (
@@ -419,13 +515,13 @@ mod tests {
             ..WebConfig::default()
         };
         let s = WebSecurity::new(&cfg).unwrap();
-        assert!(s.authorized(&basic("grafana:s3cr3t")).await);
+        assert!(s.authorized(&basic("grafana:s3cr3t"), None).await);
         assert_eq!(s.cache_lock().set.len(), 1);
-        assert!(s.authorized(&basic("grafana:s3cr3t")).await);
-        assert!(!s.authorized(&basic("grafana:wrong")).await);
-        assert!(!s.authorized(&basic("nobody:other-pass")).await);
-        assert!(!s.authorized(&basic("ghost:s3cr3t")).await);
-        assert!(!s.authorized(&HeaderMap::new()).await);
+        assert!(s.authorized(&basic("grafana:s3cr3t"), None).await);
+        assert!(!s.authorized(&basic("grafana:wrong"), None).await);
+        assert!(!s.authorized(&basic("nobody:other-pass"), None).await);
+        assert!(!s.authorized(&basic("ghost:s3cr3t"), None).await);
+        assert!(!s.authorized(&HeaderMap::new(), None).await);
         assert_eq!(s.cache_lock().set.len(), 1, "only successes are cached");
 
         // A reload that changes the hash: the cached success no longer applies.
@@ -435,9 +531,12 @@ mod tests {
             Secret::new(bcrypt::hash("new-pass", 4).unwrap()),
         );
         s.set_users(&users);
-        assert!(!s.authorized(&basic("grafana:s3cr3t")).await);
+        assert!(!s.authorized(&basic("grafana:s3cr3t"), None).await);
         s.set_users(&BTreeMap::new());
-        assert!(s.authorized(&HeaderMap::new()).await, "no users, no auth");
+        assert!(
+            s.authorized(&HeaderMap::new(), None).await,
+            "no users, no auth"
+        );
     }
 
     #[test]
@@ -488,5 +587,68 @@ mod tests {
             }),
             Err(WebError::Cors(_))
         ));
+    }
+
+    fn poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn a_flood_from_one_source_does_not_queue_ahead_of_another_source() {
+        use std::task::Poll;
+        // One shared slot, one per source: the tightest gate (two cores give two slots).
+        let gate = BcryptGate::new(1, 1);
+        let a: Source = Some("192.0.2.1".parse().unwrap());
+        let b: Source = Some("::ffff:198.51.100.7".parse().unwrap());
+        let mut first = Box::pin(gate.enter(a));
+        let Poll::Ready(Some(running)) = poll_once(first.as_mut()) else {
+            panic!("an idle gate lets the first check in");
+        };
+        let mut flood: Vec<_> = (0..50).map(|_| Box::pin(gate.enter(a))).collect();
+        for f in &mut flood {
+            assert!(poll_once(f.as_mut()).is_pending());
+        }
+        let mut other = Box::pin(gate.enter(b));
+        assert!(
+            poll_once(other.as_mut()).is_pending(),
+            "the one slot is busy"
+        );
+
+        // The slot goes to the other source next, not to the flood's next check.
+        drop(running);
+        let Poll::Ready(Some(other_pass)) = poll_once(other.as_mut()) else {
+            panic!("the other source waited behind the flood");
+        };
+        for f in &mut flood {
+            assert!(poll_once(f.as_mut()).is_pending());
+        }
+        // Then the flood goes on, one check at a time.
+        drop(other_pass);
+        let mut passed = 0;
+        for f in &mut flood {
+            let Poll::Ready(Some(pass)) = poll_once(f.as_mut()) else {
+                panic!("the flood's next check did not get the free slot");
+            };
+            drop(pass);
+            passed += 1;
+        }
+        assert_eq!(passed, 50);
+        drop(flood);
+        drop(other);
+        drop(first);
+        assert!(
+            gate.lanes_lock().is_empty(),
+            "lanes go with their last check"
+        );
+    }
+
+    #[test]
+    fn sources_are_ipv4_addresses_and_ipv6_64s() {
+        let key = |s: &str| source_key(s.parse().unwrap());
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2::"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }

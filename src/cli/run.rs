@@ -297,6 +297,7 @@ fn flags(
             "web.max-request-body-size",
             cfg.web.max_request_body_size.to_string(),
         ),
+        ("web.max-connections", cfg.web.max_connections.to_string()),
         (
             "storage.tsdb.retention.time",
             format_duration(opts.retention_time),
@@ -426,7 +427,7 @@ async fn serve(
         remote_write_receiver: cfg.web.enable_remote_write_receiver,
         ..ApiState::new(db.clone(), engine, Arc::new(ManagerView(manager.clone())))
     });
-    let listener = tokio::net::TcpListener::bind(&listen)
+    let listener = http_server::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -440,6 +441,7 @@ async fn serve(
         listener,
         api::router(state.clone()),
         web.tls.clone(),
+        http_server::Limits::new(&cfg.web),
         async move {
             let _ = stopped.await;
         },
@@ -596,6 +598,14 @@ fn warn_restart_only(old: &Config, new: &Config) {
         (
             "web.max_request_body_size",
             o.max_request_body_size != n.max_request_body_size,
+        ),
+        (
+            "web.max_connections",
+            o.max_connections != n.max_connections,
+        ),
+        (
+            "web.read_header_timeout",
+            o.read_header_timeout != n.read_header_timeout,
         ),
         ("log", old.log != new.log),
         ("query", old.query != new.query),

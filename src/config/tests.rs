@@ -165,6 +165,7 @@ testdata_files! {
         web_tls_old_version,
         web_tls_unknown_auth_type,
         web_tls_verify_without_ca,
+        web_zero_header_timeout,
         wrong_type_bool,
         wrong_type_list,
         yaml_syntax,
@@ -483,6 +484,8 @@ fn web_security_and_log_keys_parse_with_their_defaults() {
     assert_eq!(c.web.cors_origin, "");
     assert!(c.web.cors_origin_regex().unwrap().is_none());
     assert_eq!(c.web.max_request_body_size, ByteSize(32 << 20));
+    assert_eq!(c.web.max_connections, 512);
+    assert_eq!(c.web.read_header_timeout, Duration::secs(30));
     assert_eq!(c.log.level, "info");
     assert_eq!(c.log.format, LogFormat::Text);
     let t = Config::parse("web: {tls: {cert_file: a, key_file: b}}", "t.yml").unwrap();
@@ -504,6 +507,8 @@ fn web_security_and_log_keys_parse_with_their_defaults() {
         assert_eq!(re.is_match(origin), ok, "{origin}");
     }
     assert_eq!(c.web.max_request_body_size, ByteSize(4 << 20));
+    assert_eq!(c.web.max_connections, 64);
+    assert_eq!(c.web.read_header_timeout, Duration::secs(10));
     let tls = c.web.tls.as_ref().unwrap();
     assert_eq!(tls.client_ca_file, Some(testdata().join("files/ca.pem")));
     assert_eq!(

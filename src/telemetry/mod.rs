@@ -24,7 +24,10 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 pub use receiver::observe_remote_write;
-pub use requests::{QueryInFlight, http_metrics, observe_http, observe_query};
+pub use requests::{
+    ConnectionOpen, QueryInFlight, connection_limit_reached, connection_timed_out, http_metrics,
+    observe_http, observe_query,
+};
 
 use crate::remote_write::stats::{self as rw_stats, DROP_REASONS};
 use crate::scrape::ingest::Failure;

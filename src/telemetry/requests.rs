@@ -66,6 +66,9 @@ struct RequestMetrics {
     http_requests: Family<HttpLabels, Counter>,
     http_durations: HistogramFamily<HandlerLabel>,
     queries_in_flight: Gauge,
+    connections_open: Gauge,
+    connection_limit_reached: Counter,
+    connection_timeouts: Counter,
 }
 
 fn metrics() -> &'static RequestMetrics {
@@ -76,6 +79,9 @@ fn metrics() -> &'static RequestMetrics {
         http_requests: Family::default(),
         http_durations: Family::new_with_constructor(|| Histogram::new(HTTP_BOUNDS)),
         queries_in_flight: Gauge::default(),
+        connections_open: Gauge::default(),
+        connection_limit_reached: Counter::default(),
+        connection_timeouts: Counter::default(),
     })
 }
 
@@ -95,6 +101,36 @@ impl Drop for QueryInFlight {
     fn drop(&mut self) {
         metrics().queries_in_flight.dec();
     }
+}
+
+/// One HTTP connection accepted and not yet closed, counted in
+/// `tidemark_http_connections_open` until dropped.
+#[must_use = "the connection counts as open only while this lives"]
+pub struct ConnectionOpen(());
+
+impl ConnectionOpen {
+    /// Counts a connection as open.
+    pub fn start() -> ConnectionOpen {
+        metrics().connections_open.inc();
+        ConnectionOpen(())
+    }
+}
+
+impl Drop for ConnectionOpen {
+    fn drop(&mut self) {
+        metrics().connections_open.dec();
+    }
+}
+
+/// Counts one pause of the accept loop at `web.max_connections`.
+pub fn connection_limit_reached() {
+    metrics().connection_limit_reached.inc();
+}
+
+/// Counts one connection closed for sending no complete request headers within
+/// `web.read_header_timeout` (silent, slow or idle).
+pub fn connection_timed_out() {
+    metrics().connection_timeouts.inc();
 }
 
 /// One of `known`, or `"other"`: label values stay a small fixed set whatever callers pass.
@@ -182,5 +218,20 @@ pub(super) fn register(reg: &mut Registry) {
         "tidemark_http_request_duration_seconds",
         "Time to produce an HTTP response, by route",
         m.http_durations.clone(),
+    );
+    reg.register(
+        "tidemark_http_connections_open",
+        "HTTP connections accepted and not yet closed",
+        m.connections_open.clone(),
+    );
+    reg.register(
+        "tidemark_http_connection_limit_reached",
+        "Times the server stopped accepting because web.max_connections connections were open",
+        m.connection_limit_reached.clone(),
+    );
+    reg.register(
+        "tidemark_http_connection_timeouts",
+        "Connections closed for sending no complete request headers within web.read_header_timeout",
+        m.connection_timeouts.clone(),
     );
 }
