@@ -222,15 +222,17 @@ pub const SECRET_SHOWN: &str = "<secret>";
 /// writes its URLs back (the user name stays, as in Prometheus).
 pub fn url_password_hidden(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            if u.set_password(Some("xxxxx")).is_ok() {
+        Ok(mut u) if !u.cannot_be_a_base() => {
+            if u.password().is_none() {
+                url.to_string()
+            } else if u.set_password(Some("xxxxx")).is_ok() {
                 u.to_string()
             } else {
                 url_without_userinfo(url)
             }
         }
-        Ok(_) => url.to_string(),
-        Err(_) => url_without_userinfo(url),
+        // Not a URL with a host (`user:pw@host/x` reads as scheme `user`).
+        _ => url_without_userinfo(url),
     }
 }
 
@@ -243,14 +245,15 @@ pub fn url_without_userinfo(url: &str) -> String {
     {
         return u.to_string();
     }
-    // Not a URL the client could use: cut by hand, the authority ending at the first `/`,
-    // `?` or `#` and the user part at its last `@`.
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    // Not a URL the client could use (`user:pw@host/x` has no scheme): cut by hand, the
+    // authority ending at the first `/`, `?` or `#` and the user part at its last `@`.
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (&url[..scheme.len() + 3], rest),
+        None => ("", url),
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        Some(at) => format!("{scheme}{}", &rest[at + 1..]),
         None => url.to_string(),
     }
 }
@@ -1894,16 +1897,20 @@ impl Check<'_> {
 
 /// Checks an http(s) URL with a host; what remote write can post to.
 fn check_url(url: &str) -> Result<(), String> {
+    // The message is logged and answered to /-/reload: the URL without its credentials.
+    let shown = url_without_userinfo(url);
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("{url:?} is not a URL (want http://host:port/path)"));
+        return Err(format!(
+            "{shown:?} is not a URL (want http://host:port/path)"
+        ));
     };
     if scheme != "http" && scheme != "https" {
-        return Err(format!("{url:?}: scheme must be http or https"));
+        return Err(format!("{shown:?}: scheme must be http or https"));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if host.is_empty() || host.starts_with(':') || url.contains(char::is_whitespace) {
-        return Err(format!("{url:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
     }
     Ok(())
 }

@@ -941,8 +941,17 @@ fn urls_lose_their_credentials_for_logs_and_labels() {
         ("http://vm:8428/w", "http://vm:8428/w", "http://vm:8428/w"),
         // Not a URL the client accepts: still no password.
         ("http://u:p@[h/x", "http://[h/x", "http://[h/x"),
+        ("u:p@h:1/x", "h:1/x", "h:1/x"),
     ] {
         assert_eq!(url_password_hidden(url), hidden, "{url}");
         assert_eq!(url_without_userinfo(url), stripped, "{url}");
     }
+    // A URL refused by validation is named without its password.
+    let bad = "remote_write:\n  - url: ftp://u:bad-url-pw@h/x\n  - url: http://u:bad-url-pw@:80/x\n  - url: u:bad-url-pw@h/x\n";
+    let err = Config::parse(bad, "t").unwrap_err().to_string();
+    assert!(
+        err.contains("scheme must be") && err.contains("has no host") && err.contains("not a URL"),
+        "{err}"
+    );
+    assert!(!err.contains("bad-url-pw"), "{err}");
 }
