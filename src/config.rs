@@ -18,6 +18,7 @@
 //! - `bearer_token`/`bearer_token_file` are folded into `authorization` after validation, as
 //!   Prometheus does, so consumers only look at `authorization`.
 
+mod render;
 mod yaml;
 
 pub mod file_sd;
@@ -29,8 +30,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::model::{format_duration, is_valid_label_name, parse_duration};
 use crate::scrape::relabel::{RelabelConfig, RelabelError, Rule};
@@ -63,6 +64,12 @@ impl fmt::Display for Duration {
     }
 }
 
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -82,6 +89,12 @@ impl fmt::Display for ByteSize {
             }
         }
         write!(f, "{}B", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -171,7 +184,9 @@ fn scaled(num: &str, unit: u64) -> Option<u64> {
         .checked_add((frac * unit as f64) as u64)
 }
 
-/// A credential: compared and moved like a string, never printed.
+/// A credential: compared and moved like a string, never printed. It serializes as
+/// `<secret>`, as Prometheus's does, so a configuration written back (for
+/// `/api/v1/status/config`) cannot show it whatever the format.
 #[derive(Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -190,12 +205,73 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
+        f.write_str(SECRET_SHOWN)
     }
 }
 
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(SECRET_SHOWN)
+    }
+}
+
+/// What is shown in place of a secret.
+pub const SECRET_SHOWN: &str = "<secret>";
+
+/// `url` as `/api/v1/status/config` shows it: a password replaced by `xxxxx`, as Prometheus
+/// writes its URLs back (the user name stays, as in Prometheus).
+pub fn url_password_hidden(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if !u.cannot_be_a_base() => {
+            if u.password().is_none() {
+                url.to_string()
+            } else if u.set_password(Some("xxxxx")).is_ok() {
+                u.to_string()
+            } else {
+                url_without_userinfo(url)
+            }
+        }
+        // Not a URL with a host (`user:pw@host/x` reads as scheme `user`).
+        _ => url_without_userinfo(url),
+    }
+}
+
+/// `url` without its `user:password@` part, for logs, error messages and metric labels.
+pub fn url_without_userinfo(url: &str) -> String {
+    if let Ok(mut u) = reqwest::Url::parse(url)
+        && (u.password().is_some() || !u.username().is_empty())
+        && u.set_password(None).is_ok()
+        && u.set_username("").is_ok()
+    {
+        return u.to_string();
+    }
+    // Not a URL the client could use (`user:pw@host/x` has no scheme): cut by hand, the
+    // authority ending at the first `/`, `?` or `#` and the user part at its last `@`.
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (&url[..scheme.len() + 3], rest),
+        None => ("", url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+fn serialize_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&url_password_hidden(url))
+}
+
+/// Header values may carry tokens (`X-API-Key`): their names are shown, not their values.
+fn serialize_header_values<S: Serializer>(
+    headers: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(headers.keys().map(|k| (k, SECRET_SHOWN)))
+}
+
 /// The scrape URL scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     /// Plain HTTP (the default).
@@ -206,7 +282,7 @@ pub enum Scheme {
 }
 
 /// An exposition format a scrape may ask for, in Prometheus's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum ScrapeProtocol {
     /// Protobuf exposition; accepted in the schema, refused by validation (no parser).
     PrometheusProto,
@@ -246,7 +322,7 @@ impl ScrapeProtocol {
 }
 
 /// A TLS protocol version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 pub enum TlsVersion {
     /// TLS 1.0.
     TLS10,
@@ -259,7 +335,7 @@ pub enum TlsVersion {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Defaults for every job, and external labels.
@@ -279,7 +355,7 @@ pub struct Config {
 }
 
 /// Prometheus's `global` section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default = "GlobalConfig::unset", deny_unknown_fields)]
 pub struct GlobalConfig {
     /// Default scrape interval (1m).
@@ -342,7 +418,7 @@ impl Default for GlobalConfig {
 }
 
 /// One job of Prometheus's `scrape_configs`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScrapeConfig {
     /// The job name: the `job` label and the key of the job; unique.
@@ -443,7 +519,7 @@ impl Default for ScrapeConfig {
 }
 
 /// Targets written in the config, with labels for all of them.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StaticConfig {
     /// `host:port` addresses.
@@ -453,7 +529,7 @@ pub struct StaticConfig {
 }
 
 /// Targets read from JSON or YAML files matching glob patterns.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileSdConfig {
     /// File names; the last path element may hold `*`, `?` and `[...]`.
@@ -472,7 +548,7 @@ impl Default for FileSdConfig {
 }
 
 /// HTTP basic authentication.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BasicAuth {
     /// User name.
@@ -486,7 +562,7 @@ pub struct BasicAuth {
 }
 
 /// The Authorization header: `<type> <credentials>`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Authorization {
     /// The scheme (`Bearer`).
@@ -509,7 +585,7 @@ impl Default for Authorization {
 }
 
 /// TLS client settings.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// CA certificates, PEM text.
@@ -543,6 +619,15 @@ pub enum WalFsync {
     Interval(Duration),
 }
 
+impl Serialize for WalFsync {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WalFsync::Always => s.serialize_str("always"),
+            WalFsync::Interval(d) => d.serialize(s),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for WalFsync {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -560,7 +645,7 @@ impl<'de> Deserialize<'de> for WalFsync {
 }
 
 /// tidemark's storage section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// Data directory (`./data`), relative to the working directory.
@@ -589,7 +674,7 @@ impl Default for StorageConfig {
 }
 
 /// Retention limits; blocks beyond either are deleted whole.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Age limit (15d); 0 is none.
@@ -608,7 +693,7 @@ impl Default for RetentionConfig {
 }
 
 /// tidemark's HTTP server section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
     /// `host:port` to listen on (`127.0.0.1:9595`).
@@ -668,7 +753,7 @@ impl WebConfig {
 
 /// The server's certificate and what it asks of clients: a subset of the
 /// `tls_server_config` of Prometheus's web configuration file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebTlsConfig {
     /// Certificate chain, PEM (required).
@@ -697,7 +782,7 @@ impl Default for WebTlsConfig {
 
 /// Prometheus's `client_auth_type` values that tidemark supports: every certificate a client
 /// presents is verified against `client_ca_file` (rustls has no "ask but do not verify").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 pub enum ClientAuthType {
     /// No client certificate is asked for.
     #[default]
@@ -709,7 +794,7 @@ pub enum ClientAuthType {
 }
 
 /// The `log` section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`, or `target=level` directives joined by
@@ -729,7 +814,7 @@ impl Default for LogConfig {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// `key=value` text.
@@ -764,7 +849,7 @@ pub fn check_log_level(s: &str) -> Result<(), String> {
 }
 
 /// Query limits.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryConfig {
     /// Longest a query may run (2m).
@@ -789,16 +874,18 @@ impl Default for QueryConfig {
 }
 
 /// One remote-write destination, in Prometheus's schema.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemoteWriteConfig {
-    /// Endpoint URL (required).
+    /// Endpoint URL (required); shown with its password hidden.
+    #[serde(serialize_with = "serialize_url")]
     pub url: String,
     /// Name in metrics and logs; unique when set.
     pub name: String,
     /// Timeout of one request (30s).
     pub remote_timeout: Duration,
-    /// Extra HTTP headers.
+    /// Extra HTTP headers; their values are shown as secrets.
+    #[serde(serialize_with = "serialize_header_values")]
     pub headers: BTreeMap<String, String>,
     /// Rules applied to each series before sending.
     pub write_relabel_configs: Vec<RelabelConfig>,
@@ -853,7 +940,7 @@ impl Default for RemoteWriteConfig {
 }
 
 /// Remote-write queue tuning, with Prometheus's defaults.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
     /// Samples buffered per shard (10000).
@@ -893,7 +980,7 @@ impl Default for QueueConfig {
 }
 
 /// Remote-write metadata settings (accepted for compatibility; tidemark sends no metadata).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetadataConfig {
     /// Send metadata (true).
@@ -1094,6 +1181,14 @@ impl Config {
         } else {
             Err(ConfigError::Invalid(check.problems))
         }
+    }
+
+    /// The configuration as `/api/v1/status/config` shows it: this parsed configuration
+    /// written back as YAML (defaults and inherited values filled in), every [`Secret`] as
+    /// `<secret>`, passwords in URLs as `xxxxx` and header values hidden.
+    pub fn render(&self) -> String {
+        render::to_yaml(self)
+            .unwrap_or_else(|e| format!("# the configuration cannot be shown: {e}\n"))
     }
 
     /// The config the agent runs with when given none: Prometheus's defaults, except that
@@ -1817,16 +1912,20 @@ impl Check<'_> {
 
 /// Checks an http(s) URL with a host; what remote write can post to.
 fn check_url(url: &str) -> Result<(), String> {
+    // The message is logged and answered to /-/reload: the URL without its credentials.
+    let shown = url_without_userinfo(url);
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("{url:?} is not a URL (want http://host:port/path)"));
+        return Err(format!(
+            "{shown:?} is not a URL (want http://host:port/path)"
+        ));
     };
     if scheme != "http" && scheme != "https" {
-        return Err(format!("{url:?}: scheme must be http or https"));
+        return Err(format!("{shown:?}: scheme must be http or https"));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if host.is_empty() || host.starts_with(':') || url.contains(char::is_whitespace) {
-        return Err(format!("{url:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
     }
     Ok(())
 }

@@ -201,3 +201,158 @@ async fn reload_shutdown_and_restart_keep_everything() {
     let lost: Vec<&String> = before.difference(&after).collect();
     assert!(lost.is_empty(), "lost across restart: {lost:?}");
 }
+
+/// A target that records the `Authorization` header of every scrape.
+async fn serve_recording_auth(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if let Some(v) = req.lines().find_map(|l| {
+                    l.strip_prefix("authorization: ")
+                        .or_else(|| l.strip_prefix("Authorization: "))
+                }) {
+                    seen.lock().unwrap().push(v.to_string());
+                }
+                let body = "auth_metric 1\n";
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Every spelling of a secret the shown configuration once leaked, in one file: each secret
+/// must be absent from /api/v1/status/config, /metrics and the log, and a reload that changes
+/// only an inline password must make the scrapes send the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_show_nowhere_and_a_changed_password_is_applied_on_reload() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, data) = (tmp.path().join("tidemark.yml"), tmp.path().join("data"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let target = serve_recording_auth(seen.clone()).await;
+    // A remote that refuses connections: its queue starts, retries and logs the failures.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = refused.local_addr().unwrap().to_string();
+    drop(refused);
+    let file = |pw: &str| {
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n\
+             \x20 - job_name: flow\n    static_configs: [{{targets: ['{target}']}}]\n    basic_auth: {{username: u, password: {pw}}}\n\
+             \x20 - {{job_name: whole-flow, static_configs: [{{targets: ['{target}']}}], basic_auth: {{username: u, password: job-flow-pw-31}}}}\n\
+             \x20 - job_name: authz\n    static_configs: [{{targets: ['{target}']}}]\n    authorization: {{credentials: authz-flow-tok-55}}\n\
+             \x20 - job_name: next-line\n    static_configs: [{{targets: ['{target}']}}]\n    basic_auth:\n      username: u\n      password:\n        next-line-pw-72\n\
+             \x20 - job_name: quoted-key\n    static_configs: [{{targets: ['{target}']}}]\n    basic_auth:\n      \"username\": u\n      \"password\": quoted-key-pw-18\n\
+             \x20 - job_name: multi-line\n    static_configs: [{{targets: ['{target}']}}]\n    basic_auth:\n      username: u\n      password: \"multi-first\n        multi-second-pw-64\"\n\
+             remote_write:\n\
+             \x20 - url: http://rw-user:url-pw-93@{dead}/api/v1/write\n    queue_config: {{min_backoff: 10ms, max_backoff: 100ms}}\n\
+             \x20 - url: http://{dead}/other\n    name: flow-rw\n    basic_auth: {{username: rw, password: rw-flow-pw-27}}\n"
+        )
+    };
+    let secrets = [
+        "old-pw-4c1e",
+        "job-flow-pw-31",
+        "authz-flow-tok-55",
+        "next-line-pw-72",
+        "quoted-key-pw-18",
+        "multi-first",
+        "multi-second-pw-64",
+        "url-pw-93",
+        "rw-flow-pw-27",
+    ];
+    std::fs::write(&cfg, file("old-pw-4c1e")).unwrap();
+    let mut agent = start(&cfg, &data);
+    let mut log = Vec::new();
+    let mut read_log_until = |agent: &Agent, needle: &str| {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < end, "log line {needle:?} not seen");
+            if let Ok(l) = agent.lines.recv_timeout(Duration::from_millis(200)) {
+                let found = l.contains(needle);
+                log.push(l);
+                if found {
+                    return;
+                }
+            }
+        }
+    };
+    read_log_until(&agent, "remote write queue started");
+    read_log_until(&agent, "remote write failed");
+    let get = async |path: &str| {
+        let r = http.get(format!("{}{path}", agent.api)).send().await;
+        r.unwrap().text().await.unwrap()
+    };
+    let shown_yaml = async || {
+        let body = get("/api/v1/status/config").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (
+            body,
+            v["data"]["yaml"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let (body, shown) = shown_yaml().await;
+    let metrics = get("/metrics").await;
+    for s in secrets {
+        assert!(
+            !body.contains(s),
+            "{s:?} in /api/v1/status/config:\n{shown}"
+        );
+        assert!(!metrics.contains(s), "{s:?} in /metrics");
+        let leaked: Vec<&String> = log.iter().filter(|l| l.contains(s)).collect();
+        assert!(leaked.is_empty(), "{s:?} in the log: {leaked:?}");
+    }
+    assert!(shown.contains("password: <secret>"), "{shown}");
+    assert!(shown.contains("rw-user:xxxxx@"), "{shown}");
+    let url_label = format!("url=\"http://{dead}/api/v1/write\"");
+    assert!(
+        metrics.contains(&url_label),
+        "no {url_label} label:\n{metrics}"
+    );
+
+    // Only the inline password of job `flow` changes: the scrapes must send the new one.
+    // (`dTpuZXctcHctOWIyZA==` is base64 of `u:new-pw-9b2d`.)
+    std::fs::write(&cfg, file("new-pw-9b2d")).unwrap();
+    let r = http
+        .post(format!("{}/-/reload", agent.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    seen.lock().unwrap().clear();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|a| a == "Basic dTpuZXctcHctOWIyZA==")
+    {
+        assert!(
+            Instant::now() < end,
+            "the new password was never sent: {:?}",
+            seen.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (body, shown) = shown_yaml().await;
+    assert!(!body.contains("new-pw-9b2d"), "{shown}");
+    agent.stop();
+    log.extend(agent.lines.try_iter());
+    for s in secrets.iter().chain(&["new-pw-9b2d"]) {
+        let leaked: Vec<&String> = log.iter().filter(|l| l.contains(s)).collect();
+        assert!(leaked.is_empty(), "{s:?} in the log: {leaked:?}");
+    }
+}

@@ -104,8 +104,8 @@ pub struct ApiState {
     pub engine: Arc<Engine>,
     /// Scrape targets.
     pub targets: Arc<dyn TargetsView>,
-    /// The configuration file in force (secrets redacted), for `/api/v1/status/config`;
-    /// replaced by each successful reload.
+    /// The configuration in force as `Config::render` writes it (secrets as `<secret>`), for
+    /// `/api/v1/status/config`; replaced by each successful reload.
     pub config_yaml: std::sync::RwLock<String>,
     /// When the process started.
     pub started: SystemTime,

@@ -63,73 +63,11 @@ fn parse_fsync(s: &str) -> anyhow::Result<FsyncPolicy> {
     Ok(FsyncPolicy::Interval(Duration::from_millis(ms as u64)))
 }
 
-fn load_config(path: Option<&PathBuf>) -> anyhow::Result<(Config, String)> {
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     match path {
-        None => Ok((
-            Config::default_embedded(),
-            config::DEFAULT_CONFIG_YAML.to_string(),
-        )),
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Ok((Config::load(p)?, redact(&text)))
-        }
+        None => Ok(Config::default_embedded()),
+        Some(p) => Ok(Config::load(p)?),
     }
-}
-
-/// Hides inline secrets (`password`, `credentials`, `bearer_token`, inline TLS `key`, and the
-/// password hashes of `basic_auth_users`) in YAML text, line by line, as
-/// `/api/v1/status/config` must not show them.
-fn redact(yaml: &str) -> String {
-    const SECRET_KEYS: [&str; 4] = ["password", "credentials", "bearer_token", "key"];
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let mut out = Vec::new();
-    // Inside a redacted block scalar (`key: |`): lines indented deeper than its key.
-    let mut block_indent: Option<usize> = None;
-    // Inside `basic_auth_users:`: every value of the lines indented deeper is a hash.
-    let mut users_indent: Option<usize> = None;
-    for line in yaml.lines() {
-        if let Some(i) = block_indent {
-            if line.trim().is_empty() || indent(line) > i {
-                continue;
-            }
-            block_indent = None;
-        }
-        if let Some(i) = users_indent {
-            if line.trim().is_empty() || line.trim_start().starts_with('#') {
-                out.push(line.to_string());
-                continue;
-            }
-            if indent(line) <= i {
-                users_indent = None;
-            }
-        }
-        let body = line.trim_start().trim_start_matches("- ");
-        if let Some((k, v)) = body.split_once(':') {
-            if k.trim() == "basic_auth_users" && v.trim().is_empty() {
-                users_indent = Some(indent(line));
-            } else if body.contains("basic_auth_users") {
-                // A flow map holding the users: the whole value is hidden, names included.
-                let i = line.find(':').unwrap_or(line.len());
-                out.push(format!("{}: <secret>", &line[..i]));
-                continue;
-            }
-        }
-        let secret = body.split_once(':').filter(|(k, v)| {
-            (users_indent.is_some_and(|i| indent(line) > i) || SECRET_KEYS.contains(&k.trim()))
-                && !v.trim().is_empty()
-        });
-        match (secret, line.find(':')) {
-            (Some((_, v)), Some(i)) => {
-                out.push(format!("{}: <secret>", &line[..i]));
-                if v.trim().starts_with(['|', '>']) {
-                    block_indent = Some(indent(line));
-                }
-            }
-            _ => out.push(line.to_string()),
-        }
-    }
-    out.join("\n")
 }
 
 /// Every job of the configuration, with file-discovered targets read now.
@@ -327,7 +265,7 @@ fn flags(
 }
 
 pub(super) fn run(a: Args, log: super::LogFlags) -> anyhow::Result<()> {
-    let (cfg, yaml) = load_config(a.config.as_ref())?;
+    let cfg = load_config(a.config.as_ref())?;
     let eff = Effective::new(&a, &log, &cfg);
     let format = match eff.log_format {
         config::LogFormat::Text => super::LogFormat::Text,
@@ -377,15 +315,7 @@ pub(super) fn run(a: Args, log: super::LogFlags) -> anyhow::Result<()> {
         Db::open(&data_dir, opts).with_context(|| format!("opening {}", data_dir.display()))?,
     );
     info!(data_dir = %data_dir.display(), "storage ready");
-    let result = rt.block_on(serve(
-        db.clone(),
-        cfg,
-        yaml,
-        a.config.clone(),
-        eff,
-        flags,
-        web,
-    ));
+    let result = rt.block_on(serve(db.clone(), cfg, a.config.clone(), eff, flags, web));
     drop(rt);
     let db =
         Arc::try_unwrap(db).map_err(|_| anyhow::anyhow!("storage still in use at shutdown"))?;
@@ -403,7 +333,6 @@ struct WebState {
 async fn serve(
     db: Arc<Db>,
     cfg: Config,
-    yaml: String,
     config_path: Option<PathBuf>,
     eff: Effective,
     flags: BTreeMap<String, String>,
@@ -417,7 +346,7 @@ async fn serve(
     // The engine's limits are read once: a reload changes scrape jobs, not query limits.
     let engine = Arc::new(Engine::new(engine_options(&cfg)));
     let state = Arc::new(ApiState {
-        config_yaml: yaml.into(),
+        config_yaml: cfg.render().into(),
         reload: lifecycle.then(|| reload_tx.clone()),
         quit: lifecycle.then(|| quit_tx.clone()),
         admin_api: eff.admin_api,
@@ -560,7 +489,7 @@ async fn reload(
     web: &WebState,
     shown: &std::sync::RwLock<String>,
 ) -> anyhow::Result<Config> {
-    let (cfg, yaml) = load_config(path)?;
+    let cfg = load_config(path)?;
     let tls = cfg
         .web
         .tls
@@ -572,7 +501,7 @@ async fn reload(
     join_all(handles).await;
     web.tls.set(tls);
     web.security.set_users(&cfg.web.basic_auth_users);
-    *shown.write().unwrap_or_else(|e| e.into_inner()) = yaml;
+    *shown.write().unwrap_or_else(|e| e.into_inner()) = cfg.render();
     Ok(cfg)
 }
 
@@ -614,44 +543,5 @@ fn warn_restart_only(old: &Config, new: &Config) {
         if changed {
             warn!(key, "changed setting takes effect at the next restart");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn secrets_are_redacted_from_the_shown_config() {
-        let y = "basic_auth:\n  username: u\n  password: hunter2\n  password_file: /etc/p\nauthorization:\n  credentials: tok\ntls_config:\n  key: |\n    -----BEGIN PRIVATE KEY-----\n    c2VjcmV0\n  server_name: x\n";
-        let r = redact(y);
-        assert!(
-            !r.contains("hunter2") && !r.contains("tok") && !r.contains("c2VjcmV0"),
-            "{r}"
-        );
-        assert!(r.contains("  server_name: x"), "{r}");
-        assert!(r.contains("username: u") && r.contains("password_file: /etc/p"));
-        assert!(r.contains("password: <secret>"));
-    }
-
-    #[test]
-    fn basic_auth_user_hashes_are_redacted() {
-        let y = "web:\n  basic_auth_users:\n    grafana: $2y$10$PtYgjmUhBel31iEl2hpChYgCfrL1spNxnyVmihA/2O76UMFxFkM/R\n\n    # ops team\n    'ops': \"$2b$12$5Kjp1vRt\"\n  enable_lifecycle: true\nquery:\n  timeout: 1m\n";
-        let r = redact(y);
-        assert!(!r.contains("$2"), "{r}");
-        assert!(
-            r.contains("    grafana: <secret>") && r.contains("    'ops': <secret>"),
-            "{r}"
-        );
-        assert!(
-            r.contains("  enable_lifecycle: true") && r.contains("  timeout: 1m"),
-            "{r}"
-        );
-        assert!(r.contains("# ops team"));
-
-        let flow = redact("web: {basic_auth_users: {a: $2y$10$x}, enable_lifecycle: true}\n");
-        assert!(!flow.contains("$2y"), "{flow}");
-        let nested_flow = redact("web:\n  basic_auth_users: {a: '$2y$10$x'}\n");
-        assert_eq!(nested_flow, "web:\n  basic_auth_users: <secret>");
     }
 }

@@ -763,3 +763,200 @@ proptest! {
         let _ = file_sd::parse(&text, "fuzz.json");
     }
 }
+
+// ---- the configuration shown at /api/v1/status/config ----------------------------------------
+
+/// The configuration shown for `text`; asserts that `secret` appears nowhere in it.
+fn shown_without(text: &str, secret: &str) -> String {
+    let c = Config::parse(text, "shown.yml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let shown = c.render();
+    assert!(!shown.contains(secret), "{secret:?} shown:\n{shown}");
+    shown
+}
+
+const JOB: &str = "scrape_configs:\n  - job_name: j\n    static_configs: [{targets: ['h:1']}]\n";
+
+#[test]
+fn shown_config_hides_a_basic_auth_flow_map() {
+    let y = format!("{JOB}    basic_auth: {{username: u, password: hunter2}}\n");
+    let s = shown_without(&y, "hunter2");
+    assert!(
+        s.contains("  basic_auth:\n    username: u\n    password: <secret>\n"),
+        "{s}"
+    );
+}
+
+#[test]
+fn shown_config_hides_secrets_of_a_job_written_as_a_flow_map() {
+    let y = "scrape_configs:\n  - {job_name: j, static_configs: [{targets: ['h:1']}], basic_auth: {username: u, password: flow-job-pw}}\n";
+    let s = shown_without(y, "flow-job-pw");
+    assert!(s.contains("- job_name: j\n"), "{s}");
+}
+
+#[test]
+fn shown_config_hides_an_authorization_flow_map() {
+    let y = format!("{JOB}    authorization: {{type: Token, credentials: tok-9f3a}}\n");
+    let s = shown_without(&y, "tok-9f3a");
+    assert!(
+        s.contains("  authorization:\n    type: Token\n    credentials: <secret>\n"),
+        "{s}"
+    );
+}
+
+#[test]
+fn shown_config_hides_a_password_on_the_line_after_its_key() {
+    let y =
+        format!("{JOB}    basic_auth:\n      username: u\n      password:\n        next-line-pw\n");
+    shown_without(&y, "next-line-pw");
+}
+
+#[test]
+fn shown_config_hides_a_password_under_a_quoted_key() {
+    let y =
+        format!("{JOB}    basic_auth:\n      \"username\": u\n      \"password\": quoted-key-pw\n");
+    shown_without(&y, "quoted-key-pw");
+    let single = format!("{JOB}    'bearer_token': single-quoted-tok\n");
+    shown_without(&single, "single-quoted-tok");
+}
+
+#[test]
+fn shown_config_hides_every_line_of_a_quoted_multi_line_value() {
+    let y = format!(
+        "{JOB}    basic_auth:\n      username: u\n      password: \"first-half\n        second-half-pw\"\n"
+    );
+    let c = Config::parse(&y, "t").unwrap();
+    let pw = c.scrape_configs[0]
+        .basic_auth
+        .as_ref()
+        .unwrap()
+        .password
+        .as_ref();
+    assert_eq!(pw.map(Secret::expose), Some("first-half second-half-pw"));
+    shown_without(&y, "first-half");
+    shown_without(&y, "second-half-pw");
+}
+
+#[test]
+fn shown_config_hides_a_remote_write_basic_auth_flow_map() {
+    let y = "remote_write:\n  - url: http://vm:8428/api/v1/write\n    basic_auth: {username: rw, password: rw-flow-pw}\n";
+    let s = shown_without(y, "rw-flow-pw");
+    assert!(s.contains("url: http://vm:8428/api/v1/write\n"), "{s}");
+}
+
+#[test]
+fn shown_config_hides_the_password_of_a_remote_write_url() {
+    let y = "remote_write:\n  - url: https://alice:url-pw-77@vm.example:8428/api/v1/write\n";
+    let s = shown_without(y, "url-pw-77");
+    // As Prometheus writes its URLs back.
+    assert!(
+        s.contains("url: https://alice:xxxxx@vm.example:8428/api/v1/write\n"),
+        "{s}"
+    );
+}
+
+#[test]
+fn shown_config_hides_tokens_keys_hashes_and_header_values() {
+    let hash = "$2y$10$PtYgjmUhBel31iEl2hpChYgCfrL1spNxnyVmihA/2O76UMFxFkM/R";
+    let y = format!(
+        "{JOB}    bearer_token: legacy-tok\n    tls_config:\n      cert: |\n        -----BEGIN CERTIFICATE-----\n      key: |\n        -----BEGIN PRIVATE KEY-----\n        c2VjcmV0LWtleQ==\n\
+         remote_write:\n  - url: http://vm/w\n    headers: {{X-Api-Key: header-tok}}\n\
+         web:\n  basic_auth_users: {{grafana: '{hash}'}}\n"
+    );
+    let s = shown_without(&y, "legacy-tok");
+    for secret in ["c2VjcmV0LWtleQ", "header-tok", "$2y$"] {
+        assert!(!s.contains(secret), "{secret:?} shown:\n{s}");
+    }
+    assert!(
+        s.contains("X-Api-Key: <secret>") && s.contains("grafana: <secret>"),
+        "{s}"
+    );
+}
+
+/// `c` with every secret replaced by what the shown configuration writes for it.
+fn as_shown(mut c: Config) -> Config {
+    let hide = |s: &mut Option<Secret>| {
+        if s.is_some() {
+            *s = Some(Secret::new(SECRET_SHOWN));
+        }
+    };
+    let http = |ba: &mut Option<BasicAuth>, a: &mut Option<Authorization>, t: &mut TlsConfig| {
+        if let Some(b) = ba {
+            hide(&mut b.password);
+        }
+        if let Some(a) = a {
+            hide(&mut a.credentials);
+        }
+        hide(&mut t.key);
+    };
+    for sc in &mut c.scrape_configs {
+        http(
+            &mut sc.basic_auth,
+            &mut sc.authorization,
+            &mut sc.tls_config,
+        );
+    }
+    for rw in &mut c.remote_write {
+        http(
+            &mut rw.basic_auth,
+            &mut rw.authorization,
+            &mut rw.tls_config,
+        );
+        rw.url = url_password_hidden(&rw.url);
+        for v in rw.headers.values_mut() {
+            *v = SECRET_SHOWN.into();
+        }
+    }
+    c
+}
+
+#[test]
+fn the_shown_config_reads_back_as_the_config_in_force() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(testdata()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".good.yml") {
+            continue;
+        }
+        let mut c = load(&name);
+        // `<secret>` is not a bcrypt hash: the users' hashes cannot be read back.
+        c.web.basic_auth_users.clear();
+        let shown = c.render();
+        let back = Config::parse(&shown, "shown.yml")
+            .unwrap_or_else(|e| panic!("{name}: the shown config does not load: {e}\n{shown}"));
+        assert_eq!(back, as_shown(c), "{name}:\n{shown}");
+        seen += 1;
+    }
+    assert!(seen > 10, "{seen} good files");
+    let embedded = Config::default_embedded().render();
+    assert!(
+        embedded.contains("  scrape_interval: 15s\n") && embedded.contains("  - 127.0.0.1:9595\n"),
+        "{embedded}"
+    );
+}
+
+#[test]
+fn urls_lose_their_credentials_for_logs_and_labels() {
+    for (url, hidden, stripped) in [
+        (
+            "https://alice:pw@vm:8428/api/v1/write?x=1",
+            "https://alice:xxxxx@vm:8428/api/v1/write?x=1",
+            "https://vm:8428/api/v1/write?x=1",
+        ),
+        ("http://bob@vm/w", "http://bob@vm/w", "http://vm/w"),
+        ("http://vm:8428/w", "http://vm:8428/w", "http://vm:8428/w"),
+        // Not a URL the client accepts: still no password.
+        ("http://u:p@[h/x", "http://[h/x", "http://[h/x"),
+        ("u:p@h:1/x", "h:1/x", "h:1/x"),
+    ] {
+        assert_eq!(url_password_hidden(url), hidden, "{url}");
+        assert_eq!(url_without_userinfo(url), stripped, "{url}");
+    }
+    // A URL refused by validation is named without its password.
+    let bad = "remote_write:\n  - url: ftp://u:bad-url-pw@h/x\n  - url: http://u:bad-url-pw@:80/x\n  - url: u:bad-url-pw@h/x\n";
+    let err = Config::parse(bad, "t").unwrap_err().to_string();
+    assert!(
+        err.contains("scheme must be") && err.contains("has no host") && err.contains("not a URL"),
+        "{err}"
+    );
+    assert!(!err.contains("bad-url-pw"), "{err}");
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 
-use crate::config::RemoteWriteConfig;
+use crate::config::{RemoteWriteConfig, url_without_userinfo};
 use crate::http_client::{self, Authorization, BasicAuth, BuildError, ClientSettings, USER_AGENT};
 use crate::model::parse_time;
 
@@ -27,7 +27,7 @@ pub enum ClientError {
     /// TLS or HTTP client settings were refused.
     #[error("remote_write {url}: {source}")]
     Build {
-        /// The endpoint.
+        /// The endpoint, without user name and password.
         url: String,
         /// What was wrong.
         #[source]
@@ -36,7 +36,7 @@ pub enum ClientError {
     /// The URL or a header does not parse.
     #[error("remote_write {url}: {reason}")]
     Invalid {
-        /// The endpoint.
+        /// The endpoint, without user name and password.
         url: String,
         /// What was wrong.
         reason: String,
@@ -74,8 +74,10 @@ pub struct Sender {
 impl Sender {
     /// Builds the client for `rw`; TLS files are read now.
     pub fn new(rw: &RemoteWriteConfig) -> Result<Sender, ClientError> {
+        // Errors are logged and answered to /-/reload: the URL without its credentials.
+        let shown = url_without_userinfo(&rw.url);
         let invalid = |reason: String| ClientError::Invalid {
-            url: rw.url.clone(),
+            url: shown.clone(),
             reason,
         };
         let url = Url::parse(&rw.url).map_err(|e| invalid(e.to_string()))?;
@@ -86,7 +88,7 @@ impl Sender {
         );
         let client = http_client::client(&c.tls, rw.follow_redirects).map_err(|source| {
             ClientError::Build {
-                url: rw.url.clone(),
+                url: shown.clone(),
                 source,
             }
         })?;

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, url_without_userinfo};
 use crate::scrape::relabel::RelabelError;
 use crate::storage::wal::{HoldOrigin, WalError, WalFollower, WalHold};
 use client::{ClientError, Sender};
@@ -140,7 +140,7 @@ impl RemoteWrite {
                     Arc::new(h)
                 }
             };
-            let stats = stats::global().queue(&s.name(), &s.rw.url);
+            let stats = stats::global().queue(&s.name(), &url_without_userinfo(&s.rw.url));
             let q = Queue::start(s, rules, sender, hold, self.follower.clone(), stats);
             self.queues.push(q);
         }

@@ -134,7 +134,7 @@ impl Queue {
         let from = hold.position();
         let ctx = Arc::new(Ctx {
             name: settings.name(),
-            url: settings.rw.url.clone(),
+            url: crate::config::url_without_userinfo(&settings.rw.url),
             q: settings.rw.queue_config.clone(),
             sender,
             hold,

@@ -105,25 +105,19 @@ pub fn fetch_settings(sc: &ScrapeConfig) -> FetchSettings {
 /// the job restarts its loops and an unchanged job keeps them.
 pub fn config_hash(sc: &ScrapeConfig) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
+    // Debug shows every setting but writes secrets as `<secret>`: they are hashed as they are.
     format!("{sc:?}").hash(&mut h);
-    format!(
-        "{:?}",
-        fetch_settings(sc)
-            .basic_auth
-            .map(|b| (b.username, b.password))
-    )
-    .hash(&mut h);
-    if let Some(a) = &sc.authorization {
-        a.credentials
-            .as_ref()
-            .map(|c| c.expose().to_string())
-            .hash(&mut h);
-    }
-    sc.tls_config
-        .key
+    let exposed = |s: &Option<crate::config::Secret>| s.as_ref().map(|s| s.expose().to_string());
+    sc.basic_auth
         .as_ref()
-        .map(|k| k.expose().to_string())
+        .map(|b| exposed(&b.password))
         .hash(&mut h);
+    sc.authorization
+        .as_ref()
+        .map(|a| exposed(&a.credentials))
+        .hash(&mut h);
+    exposed(&sc.bearer_token).hash(&mut h);
+    exposed(&sc.tls_config.key).hash(&mut h);
     h.finish()
 }
 
@@ -211,6 +205,34 @@ mod tests {
             ScrapeProtocol::PrometheusText0_0_4,
         ];
         assert_eq!(accept_header(&default_list), ACCEPT_HEADER);
+    }
+
+    #[test]
+    fn a_changed_inline_secret_changes_the_job_hash() {
+        let hash = |auth: &str| {
+            let text = format!(
+                "scrape_configs:\n  - job_name: j\n    static_configs: [{{targets: ['h:1']}}]\n{auth}"
+            );
+            let cfg = crate::config::Config::parse(&text, "t").unwrap();
+            config_hash(&cfg.scrape_configs[0])
+        };
+        // A reload must restart the job's loops when only a password or token changed.
+        assert_ne!(
+            hash("    basic_auth: {username: u, password: old}\n"),
+            hash("    basic_auth: {username: u, password: new}\n")
+        );
+        assert_ne!(
+            hash("    authorization: {credentials: old}\n"),
+            hash("    authorization: {credentials: new}\n")
+        );
+        assert_ne!(
+            hash("    bearer_token: old\n"),
+            hash("    bearer_token: new\n")
+        );
+        assert_eq!(
+            hash("    basic_auth: {username: u, password: same}\n"),
+            hash("    basic_auth: {username: u, password: same}\n")
+        );
     }
 
     #[test]

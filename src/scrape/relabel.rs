@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use md5::{Digest, Md5};
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Labels, LabelsBuilder, is_valid_label_name};
 
@@ -49,7 +49,7 @@ fn default_replacement() -> String {
 }
 
 /// One relabel rule as written in YAML, with Prometheus's defaults.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelabelConfig {
     /// Labels whose values are joined with `separator` as the input.
@@ -130,6 +130,12 @@ const ACTIONS: [Action; 11] = [
 ];
 
 /// Actions are matched case-insensitively, as Prometheus does (`action: Replace` works).
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl<'de> Deserialize<'de> for Action {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
