@@ -10,6 +10,7 @@ use promql_parser::parser::value::ValueType;
 use tokio::sync::Semaphore;
 
 use super::eval::{Deadline, QueryTimes, Settings, evaluate};
+use super::guard::{on_big_stack, parse, spawn_big_stack};
 use super::{Annotations, QueryError, Value};
 use crate::storage::Querier;
 
@@ -90,7 +91,8 @@ impl Engine {
         &self.opts
     }
 
-    /// Evaluates `expr` at `time` (ms) on the calling thread, within the engine's timeout.
+    /// Evaluates `expr` at `time` (ms), waiting for it, within the engine's timeout. It runs on
+    /// a thread of its own with a stack for deep expressions.
     pub fn instant_blocking(
         &self,
         querier: &Querier,
@@ -98,11 +100,12 @@ impl Engine {
         time: i64,
     ) -> Result<QueryOutput, QueryError> {
         let deadline = Deadline::new(deadline_after(self.opts.timeout), None);
-        run_instant(&self.opts, querier, expr, time, &deadline)
+        on_big_stack(|| run_instant(&self.opts, querier, expr, time, &deadline))?
     }
 
-    /// Evaluates `expr` at every `step` (ms) from `start` to `end` (ms, inclusive) on the calling
-    /// thread, within the engine's timeout. The result is always a matrix.
+    /// Evaluates `expr` at every `step` (ms) from `start` to `end` (ms, inclusive), waiting for
+    /// it as [`Engine::instant_blocking`] does, within the engine's timeout. The result is always
+    /// a matrix.
     pub fn range_blocking(
         &self,
         querier: &Querier,
@@ -112,10 +115,22 @@ impl Engine {
         step: i64,
     ) -> Result<QueryOutput, QueryError> {
         let deadline = Deadline::new(deadline_after(self.opts.timeout), None);
-        run_range(&self.opts, querier, expr, start, end, step, &deadline)
+        on_big_stack(|| run_range(&self.opts, querier, expr, start, end, step, &deadline))?
     }
 
-    /// [`Engine::instant_blocking`] on the blocking pool, at most `max_concurrent` at once;
+    /// Parses `expr` and hands the tree to `f`, on a query thread under a slot as a query,
+    /// within the engine's timeout: `format_query` and `query_exemplars` go through here, so
+    /// a deep or long query never parses, walks or drops on an async worker.
+    pub async fn with_parsed<T, F>(&self, expr: String, f: F) -> Result<T, QueryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Expr) -> T + Send + 'static,
+    {
+        self.on_pool(None, move |_| parse(&expr).map(|e| f(&e)))
+            .await
+    }
+
+    /// [`Engine::instant_blocking`] on a query thread, at most `max_concurrent` at once;
     /// `timeout` (capped by the engine's) cancels it.
     pub async fn instant(
         &self,
@@ -131,7 +146,7 @@ impl Engine {
         .await
     }
 
-    /// [`Engine::range_blocking`] on the blocking pool, as [`Engine::instant`].
+    /// [`Engine::range_blocking`] on a query thread, as [`Engine::instant`].
     pub async fn range(
         &self,
         querier: Querier,
@@ -148,12 +163,14 @@ impl Engine {
         .await
     }
 
-    /// Waits for a slot, then runs `job` on the blocking pool under one deadline covering the
-    /// wait too. The slot is held until the job has really stopped, so a timed-out query still
-    /// counts against `max_concurrent` until it notices its cancellation.
-    async fn on_pool<F>(&self, timeout: Option<Duration>, job: F) -> Result<QueryOutput, QueryError>
+    /// Waits for a slot, then runs `job` on a thread of its own (a stack for deep expressions,
+    /// never an async worker) under one deadline covering the wait too. The slot is held
+    /// until the job has really stopped, so a timed-out query still counts against
+    /// `max_concurrent` until it notices its cancellation.
+    async fn on_pool<T, F>(&self, timeout: Option<Duration>, job: F) -> Result<T, QueryError>
     where
-        F: FnOnce(&Deadline) -> Result<QueryOutput, QueryError> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Deadline) -> Result<T, QueryError> + Send + 'static,
     {
         let limit = timeout.map_or(self.opts.timeout, |t| t.min(self.opts.timeout));
         let started = tokio::time::Instant::now();
@@ -168,10 +185,10 @@ impl Engine {
         let cancel = Arc::new(AtomicBool::new(false));
         let guard = CancelOnDrop(cancel.clone());
         let deadline = Deadline::new(wait_until.map(tokio::time::Instant::into_std), Some(cancel));
-        let handle = tokio::task::spawn_blocking(move || {
+        let handle = spawn_big_stack(move || {
             let _permit = permit;
             job(&deadline)
-        });
+        })?;
         let joined = match wait_until {
             Some(at) => match tokio::time::timeout_at(at, handle).await {
                 Ok(j) => j,
@@ -180,7 +197,7 @@ impl Engine {
             None => handle.await,
         };
         drop(guard);
-        joined.map_err(|e| QueryError::Execution(format!("query evaluation failed: {e}")))?
+        joined.map_err(|_| QueryError::Execution("query evaluation failed".into()))?
     }
 }
 
@@ -196,10 +213,6 @@ fn settings(opts: &EngineOptions) -> Settings {
         delayed_name_removal: opts.delayed_name_removal,
         subquery_step: DEFAULT_SUBQUERY_STEP_MS,
     }
-}
-
-fn parse(expr: &str) -> Result<Expr, QueryError> {
-    promql_parser::parser::parse(expr).map_err(QueryError::Parse)
 }
 
 fn run_instant(
