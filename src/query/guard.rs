@@ -12,13 +12,14 @@
 
 use super::QueryError;
 
-/// Deepest expression accepted: a sum of 5,000 terms, `abs(` nested 5,000 times, or
-/// parentheses 5,000 deep. The parser takes about 0.4 s for the 5,000-term sum (its cost is
-/// quadratic in a chain's length), the evaluator recurses a few frames per level.
-pub const MAX_DEPTH: usize = 5_000;
+/// Deepest expression accepted: a sum of 4,000 terms, `abs(` nested 4,000 times, or
+/// parentheses 4,000 deep. The parser's cost is quadratic in a chain's length: about 0.25 s
+/// for the 4,000-term sum (0.5 s at 5,000, 4.4 s at 16,000), and everything else it does, as
+/// formatting and evaluating, is linear.
+pub const MAX_DEPTH: usize = 4_000;
 
-/// Most parsing work accepted, counted as the sum over tokens of their depth: the cost of a
-/// 5,000-term binary chain, so any query under [`MAX_DEPTH`] that is not also enormous passes.
+/// Most parsing work accepted (see [`Shape::work`]): twice a [`MAX_DEPTH`]-term chain's, so
+/// any query within the depth limit passes unless it holds many such chains.
 pub const MAX_WORK: u64 = 2 * (MAX_DEPTH as u64) * (MAX_DEPTH as u64);
 
 /// Deepest series selector (`match[]`) accepted: a selector has no nesting at all, so a few
@@ -36,8 +37,12 @@ struct Group {
     ops: u64,
     /// Deepest group closed directly inside this one.
     deepest_child: u64,
-    /// Tokens inside this group, nested ones included.
-    tokens: u64,
+    /// Operators and bare parentheses inside this group, nested ones included, except inside
+    /// function calls and aggregations: what the parser's type check may walk from here.
+    walk: u64,
+    /// Opened by a function call, an aggregation or a label list (`name(`), whose type the
+    /// check reads without walking inside.
+    call: bool,
 }
 
 /// The bounds a scan computed.
@@ -45,16 +50,25 @@ struct Group {
 pub(crate) struct Shape {
     /// At least the depth of the tree the parser would build.
     pub depth: u64,
-    /// At least the sum over tokens of their depth.
+    /// At least the nodes the parser's type checks visit: for each level, its operators times
+    /// what lies under them.
     pub work: u64,
 }
 
+impl Group {
+    fn cost(&self) -> u64 {
+        self.ops.saturating_mul(self.walk)
+    }
+}
+
 /// Scans `text` once. Strings and comments are skipped; every operator, `(`, `[` and `{`
-/// counts as a level, so the result is an upper bound on the tree's depth.
+/// counts as a level, so the depth is an upper bound on the tree's.
 pub(crate) fn shape(text: &str) -> Shape {
     let b = text.as_bytes();
     let mut stack: Vec<Group> = vec![Group::default()];
     let mut work: u64 = 0;
+    // Whether the last token was a name, making a `(` after it a call's.
+    let mut after_name = false;
     let mut i = 0;
     // Closes the innermost group into its parent.
     fn close(stack: &mut Vec<Group>, work: &mut u64) {
@@ -63,15 +77,18 @@ pub(crate) fn shape(text: &str) -> Shape {
         }
         let g = stack.pop().unwrap_or_default();
         let depth = g.ops.saturating_add(g.deepest_child).saturating_add(1);
-        *work = work.saturating_add((g.ops.saturating_add(1)).saturating_mul(g.tokens));
+        *work = work.saturating_add(g.cost());
         if let Some(parent) = stack.last_mut() {
             parent.deepest_child = parent.deepest_child.max(depth);
-            parent.tokens = parent.tokens.saturating_add(g.tokens);
+            if !g.call {
+                parent.walk = parent.walk.saturating_add(g.walk).saturating_add(1);
+            }
         }
     }
     while i < b.len() {
         let c = b[i];
         let top = stack.len() - 1;
+        let mut name = false;
         match c {
             b' ' | b'\t' | b'\n' | b'\r' => {
                 i += 1;
@@ -97,11 +114,13 @@ pub(crate) fn shape(text: &str) -> Shape {
                 // A `[` adds a range or subquery node above what precedes it.
                 if c == b'[' {
                     stack[top].ops += 1;
+                    stack[top].walk += 1;
                 }
-                stack[top].tokens += 1;
-                stack.push(Group::default());
+                stack.push(Group {
+                    call: c == b'(' && after_name,
+                    ..Group::default()
+                });
                 i += 1;
-                continue;
             }
             b')' | b']' | b'}' => {
                 close(&mut stack, &mut work);
@@ -109,6 +128,7 @@ pub(crate) fn shape(text: &str) -> Shape {
             }
             b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'=' | b'!' | b'<' | b'>' | b'~' => {
                 stack[top].ops += 1;
+                stack[top].walk += 1;
                 while i < b.len() && b"+-*/%^=!<>~".contains(&b[i]) {
                     i += 1;
                 }
@@ -126,12 +146,14 @@ pub(crate) fn shape(text: &str) -> Shape {
                     .any(|k| word.eq_ignore_ascii_case(k))
                 {
                     stack[top].ops += 1;
+                    stack[top].walk += 1;
+                } else {
+                    name = !word.eq_ignore_ascii_case(b"bool");
                 }
             }
             _ => i += 1,
         }
-        let top = stack.len() - 1;
-        stack[top].tokens += 1;
+        after_name = name;
     }
     while stack.len() > 1 {
         close(&mut stack, &mut work);
@@ -139,7 +161,7 @@ pub(crate) fn shape(text: &str) -> Shape {
     let root = &stack[0];
     Shape {
         depth: root.ops + root.deepest_child + 1,
-        work: work.saturating_add((root.ops + 1).saturating_mul(root.tokens)),
+        work: work.saturating_add(root.cost()),
     }
 }
 
@@ -229,12 +251,16 @@ mod tests {
         check(&ok, MAX_DEPTH).unwrap();
         let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
         let e = check(&deep, MAX_DEPTH).unwrap_err().to_string();
-        assert!(e.contains("too deeply nested") && e.contains("5000"), "{e}");
+        assert!(e.contains("too deeply nested") && e.contains("4000"), "{e}");
+        for term in ["x", "1", "vector(1)", "sum(rate(x[5m]))", "(a + b)"] {
+            let chain = format!("{term}{}", format!(" + {term}").repeat(MAX_DEPTH / 2));
+            check(&chain, MAX_DEPTH).unwrap();
+        }
         let chain = format!("x{}", " + x".repeat(MAX_DEPTH - 1));
         check(&chain, MAX_DEPTH).unwrap();
         // Several chains, each within the depth limit: the parser's cost is their sum.
-        let inner = format!("({}1)", "1+".repeat(2_499));
-        let wide = vec![inner; 5].join(" * ");
+        let inner = format!("({}1)", "1+".repeat(1_999));
+        let wide = vec![inner; 9].join(" * ");
         assert!(shape(&wide).depth < MAX_DEPTH as u64);
         let e = check(&wide, MAX_DEPTH).unwrap_err().to_string();
         assert!(e.contains("too complex"), "{e}");
