@@ -394,6 +394,161 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_timed_out_nested_subquery_stops_and_gives_its_slot_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut app = db.appender();
+        for i in 0..50 {
+            let l = Labels::new([("__name__", "big".to_string()), ("i", i.to_string())]).unwrap();
+            for k in 0..2_000i64 {
+                app.append(&l, k * 15_000 + i, (k ^ i) as f64).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        let e = Engine::new(EngineOptions {
+            max_concurrent: 1,
+            ..EngineOptions::default()
+        });
+        // Each outer step re-evaluates a one-second-step subquery over hours of data: far
+        // longer than the timeout.
+        let q = "max_over_time(sum_over_time(rate(big[5m])[2h:1s])[8h:1m])";
+        let err = e
+            .instant(
+                db.querier(),
+                q.into(),
+                30_000_000,
+                Some(Duration::from_millis(50)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+        // The slot comes back only once the evaluation has stopped: a second query gets it.
+        let out = e
+            .instant(
+                db.querier(),
+                "vector(1)".into(),
+                0,
+                Some(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(&out.value, Value::Vector(v) if v.len() == 1));
+    }
+    /// A small deterministic generator (xorshift), so the randomized test is the same run to
+    /// run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+    }
+
+    /// A random expression about `depth` levels deep: valid and invalid PromQL alike.
+    fn random_expr(rng: &mut Rng, depth: usize) -> String {
+        if depth == 0 {
+            return rng
+                .pick(&[
+                    "g",
+                    "g{job=\"a\"}",
+                    "1",
+                    "-2.5",
+                    "NaN",
+                    "Inf",
+                    "time()",
+                    "\"s\"",
+                    "g @ 0",
+                    "g offset -1h",
+                ])
+                .to_string();
+        }
+        let inner = random_expr(rng, depth - 1);
+        match rng.next() % 12 {
+            0 => format!("({inner})"),
+            1 => format!("-{inner}"),
+            2 => format!("abs({inner})"),
+            3 => format!("sum by (job) ({inner})"),
+            4 => format!(
+                "{inner} {} {}",
+                rng.pick(&[
+                    "+",
+                    "*",
+                    "/",
+                    "^",
+                    "%",
+                    "and",
+                    "or",
+                    "unless",
+                    "> bool",
+                    "== on(job)",
+                    "atan2"
+                ]),
+                random_expr(rng, (depth / 2).min(4))
+            ),
+            5 => format!(
+                "max_over_time(({inner})[{}:{}])",
+                rng.pick(&["5m", "1h", "0s", "100y"]),
+                rng.pick(&["", "1m", "1ms"])
+            ),
+            6 => format!("rate(g[{}]) + {inner}", rng.pick(&["1m", "5m", "1s"])),
+            7 => format!("topk({}, {inner})", rng.pick(&["1", "-1", "1e300", "NaN"])),
+            8 => format!("clamp({inner}, 0, 1)"),
+            9 => format!("label_replace({inner}, \"x\", \"$1\", \"job\", \"(.*)\")"),
+            10 => format!("histogram_quantile(0.9, {inner})"),
+            _ => format!(
+                "{inner}{}",
+                rng.pick(&["", ")", "(", "[5m]", " @ 1e18", " offset 1000000y"])
+            ),
+        }
+    }
+
+    #[test]
+    fn random_nested_expressions_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut app = db.appender();
+        for job in ["a", "b"] {
+            let l = Labels::new([("__name__", "g"), ("job", job)]).unwrap();
+            for k in 0..20i64 {
+                app.append(&l, k * 15_000, k as f64).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        let e = Engine::new(EngineOptions {
+            timeout: Duration::from_secs(5),
+            ..EngineOptions::default()
+        });
+        let q = db.querier();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..300 {
+            let depth = match case % 10 {
+                9 => 200 + (rng.next() % 3_000) as usize,
+                _ => (rng.next() % 12) as usize,
+            };
+            let expr = random_expr(&mut rng, depth);
+            // Any answer is fine, as long as there is one.
+            let _ = e.instant_blocking(&q, &expr, 150_000);
+            let _ = e.range_blocking(&q, &expr, 0, 300_000, 15_000);
+            let _ = e.range_blocking(&q, &expr, i64::MIN, i64::MIN + 60_000, 1);
+            if expr.len() < 400 {
+                on_big_stack(|| {
+                    if let Ok(p) = promql_parser::parser::parse(&expr) {
+                        assert_eq!(crate::query::prettify(&p), p.prettify(), "{expr}");
+                    }
+                })
+                .unwrap();
+            }
+        }
+    }
+
     #[test]
     fn thousands_separators() {
         assert_eq!(thousands(11_000), "11,000");
