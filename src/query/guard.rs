@@ -20,11 +20,11 @@ pub const MAX_DEPTH: usize = 4_000;
 
 /// Most parsing work accepted (see [`Shape::work`]): twice a [`MAX_DEPTH`]-term chain's, so
 /// any query within the depth limit passes unless it holds many such chains.
-pub const MAX_WORK: u64 = 2 * (MAX_DEPTH as u64) * (MAX_DEPTH as u64);
+pub(crate) const MAX_WORK: u64 = 2 * (MAX_DEPTH as u64) * (MAX_DEPTH as u64);
 
 /// Deepest series selector (`match[]`) accepted: a selector has no nesting at all, so a few
 /// levels leave room for what the parser rejects with its own message.
-pub const MAX_SELECTOR_DEPTH: usize = 32;
+pub(crate) const MAX_SELECTOR_DEPTH: usize = 32;
 
 /// Stack of the threads that parse and evaluate queries. Only what a query touches is
 /// committed; the rest is address space.

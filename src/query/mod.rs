@@ -13,7 +13,7 @@ mod pretty;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryOutput};
-pub use guard::{MAX_DEPTH, MAX_SELECTOR_DEPTH, MAX_WORK};
+pub use guard::MAX_DEPTH;
 pub use pretty::prettify;
 pub use value::{Annotations, FPoint, Matrix, Metric, Sample, Series, Value, Vector};
 
@@ -54,12 +54,12 @@ pub enum QueryError {
 
 /// Parses a PromQL series selector (`up{job="node"}`, `{__name__=~"go_.*"}`) into matchers,
 /// as `match[]` parameters and `--match` flags take them. A selector has no nesting, so
-/// anything nested deeper than [`MAX_SELECTOR_DEPTH`] is refused before parsing, and the
+/// anything nested deeper than 32 levels is refused before parsing, and the
 /// parse is cheap enough for any thread.
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, QueryError> {
     use promql_parser::label::MatchOp as P;
     use promql_parser::parser::Expr;
-    guard::check(s, MAX_SELECTOR_DEPTH)?;
+    guard::check(s, guard::MAX_SELECTOR_DEPTH)?;
     let expr = promql_parser::parser::parse(s).map_err(QueryError::Parse)?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(QueryError::NotASelector(s.to_string()));
