@@ -183,11 +183,22 @@ pub async fn query_range(
     render(res?, limit, None, warning).await
 }
 
-pub async fn format_query(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+/// Parses and formats on a query thread under a query slot: a deep query would overflow an
+/// async worker's stack, and `promql-parser`'s own `prettify` is cubic in the depth.
+pub async fn format_query(
+    State(s): State<Arc<ApiState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let p = Params::new(&uri, &headers, &body);
-    let expr = promql_parser::parser::parse(p.get("query").unwrap_or(""))
-        .map_err(|e| ApiError::invalid_param("query", e))?;
-    Ok(success(expr.prettify()))
+    let expr = p.get("query").unwrap_or("").to_string();
+    let text = s
+        .engine
+        .with_parsed(expr, crate::query::prettify)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(success(text))
 }
 
 /// Whether the expression reads any series (Prometheus answers exemplar queries without one
@@ -208,6 +219,7 @@ fn has_selector(e: &Expr) -> bool {
 /// tidemark stores no exemplars: a valid request gets an empty list, an invalid one
 /// Prometheus's error.
 pub async fn query_exemplars(
+    State(s): State<Arc<ApiState>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -220,9 +232,13 @@ pub async fn query_exemplars(
             "end timestamp must not be before start timestamp",
         ));
     }
-    let expr =
-        promql_parser::parser::parse(p.get("query").unwrap_or("")).map_err(ApiError::bad_data)?;
-    if !has_selector(&expr) {
+    let expr = p.get("query").unwrap_or("").to_string();
+    let selects = match s.engine.with_parsed(expr, has_selector).await {
+        Ok(selects) => selects,
+        Err(crate::query::QueryError::Parse(e)) => return Err(ApiError::bad_data(e)),
+        Err(e) => return Err(e.into()),
+    };
+    if !selects {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     Ok(success(Vec::<()>::new()))

@@ -10,6 +10,7 @@ use promql_parser::parser::value::ValueType;
 use tokio::sync::Semaphore;
 
 use super::eval::{Deadline, QueryTimes, Settings, evaluate};
+use super::guard::{on_big_stack, parse, spawn_big_stack};
 use super::{Annotations, QueryError, Value};
 use crate::storage::Querier;
 
@@ -90,7 +91,8 @@ impl Engine {
         &self.opts
     }
 
-    /// Evaluates `expr` at `time` (ms) on the calling thread, within the engine's timeout.
+    /// Evaluates `expr` at `time` (ms), waiting for it, within the engine's timeout. It runs on
+    /// a thread of its own with a stack for deep expressions.
     pub fn instant_blocking(
         &self,
         querier: &Querier,
@@ -98,11 +100,12 @@ impl Engine {
         time: i64,
     ) -> Result<QueryOutput, QueryError> {
         let deadline = Deadline::new(deadline_after(self.opts.timeout), None);
-        run_instant(&self.opts, querier, expr, time, &deadline)
+        on_big_stack(|| run_instant(&self.opts, querier, expr, time, &deadline))?
     }
 
-    /// Evaluates `expr` at every `step` (ms) from `start` to `end` (ms, inclusive) on the calling
-    /// thread, within the engine's timeout. The result is always a matrix.
+    /// Evaluates `expr` at every `step` (ms) from `start` to `end` (ms, inclusive), waiting for
+    /// it as [`Engine::instant_blocking`] does, within the engine's timeout. The result is always
+    /// a matrix.
     pub fn range_blocking(
         &self,
         querier: &Querier,
@@ -112,10 +115,22 @@ impl Engine {
         step: i64,
     ) -> Result<QueryOutput, QueryError> {
         let deadline = Deadline::new(deadline_after(self.opts.timeout), None);
-        run_range(&self.opts, querier, expr, start, end, step, &deadline)
+        on_big_stack(|| run_range(&self.opts, querier, expr, start, end, step, &deadline))?
     }
 
-    /// [`Engine::instant_blocking`] on the blocking pool, at most `max_concurrent` at once;
+    /// Parses `expr` and hands the tree to `f`, on a query thread under a slot as a query,
+    /// within the engine's timeout: `format_query` and `query_exemplars` go through here, so
+    /// a deep or long query never parses, walks or drops on an async worker.
+    pub async fn with_parsed<T, F>(&self, expr: String, f: F) -> Result<T, QueryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Expr) -> T + Send + 'static,
+    {
+        self.on_pool(None, move |_| parse(&expr).map(|e| f(&e)))
+            .await
+    }
+
+    /// [`Engine::instant_blocking`] on a query thread, at most `max_concurrent` at once;
     /// `timeout` (capped by the engine's) cancels it.
     pub async fn instant(
         &self,
@@ -131,7 +146,7 @@ impl Engine {
         .await
     }
 
-    /// [`Engine::range_blocking`] on the blocking pool, as [`Engine::instant`].
+    /// [`Engine::range_blocking`] on a query thread, as [`Engine::instant`].
     pub async fn range(
         &self,
         querier: Querier,
@@ -148,12 +163,14 @@ impl Engine {
         .await
     }
 
-    /// Waits for a slot, then runs `job` on the blocking pool under one deadline covering the
-    /// wait too. The slot is held until the job has really stopped, so a timed-out query still
-    /// counts against `max_concurrent` until it notices its cancellation.
-    async fn on_pool<F>(&self, timeout: Option<Duration>, job: F) -> Result<QueryOutput, QueryError>
+    /// Waits for a slot, then runs `job` on a thread of its own (a stack for deep expressions,
+    /// never an async worker) under one deadline covering the wait too. The slot is held
+    /// until the job has really stopped, so a timed-out query still counts against
+    /// `max_concurrent` until it notices its cancellation.
+    async fn on_pool<T, F>(&self, timeout: Option<Duration>, job: F) -> Result<T, QueryError>
     where
-        F: FnOnce(&Deadline) -> Result<QueryOutput, QueryError> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Deadline) -> Result<T, QueryError> + Send + 'static,
     {
         let limit = timeout.map_or(self.opts.timeout, |t| t.min(self.opts.timeout));
         let started = tokio::time::Instant::now();
@@ -168,10 +185,10 @@ impl Engine {
         let cancel = Arc::new(AtomicBool::new(false));
         let guard = CancelOnDrop(cancel.clone());
         let deadline = Deadline::new(wait_until.map(tokio::time::Instant::into_std), Some(cancel));
-        let handle = tokio::task::spawn_blocking(move || {
+        let handle = spawn_big_stack(move || {
             let _permit = permit;
             job(&deadline)
-        });
+        })?;
         let joined = match wait_until {
             Some(at) => match tokio::time::timeout_at(at, handle).await {
                 Ok(j) => j,
@@ -180,7 +197,7 @@ impl Engine {
             None => handle.await,
         };
         drop(guard);
-        joined.map_err(|e| QueryError::Execution(format!("query evaluation failed: {e}")))?
+        joined.map_err(|_| QueryError::Execution("query evaluation failed".into()))?
     }
 }
 
@@ -196,10 +213,6 @@ fn settings(opts: &EngineOptions) -> Settings {
         delayed_name_removal: opts.delayed_name_removal,
         subquery_step: DEFAULT_SUBQUERY_STEP_MS,
     }
-}
-
-fn parse(expr: &str) -> Result<Expr, QueryError> {
-    promql_parser::parser::parse(expr).map_err(QueryError::Parse)
 }
 
 fn run_instant(
@@ -388,6 +401,161 @@ mod tests {
                 "the query kept running"
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_nested_subquery_stops_and_gives_its_slot_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut app = db.appender();
+        for i in 0..50 {
+            let l = Labels::new([("__name__", "big".to_string()), ("i", i.to_string())]).unwrap();
+            for k in 0..2_000i64 {
+                app.append(&l, k * 15_000 + i, (k ^ i) as f64).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        let e = Engine::new(EngineOptions {
+            max_concurrent: 1,
+            ..EngineOptions::default()
+        });
+        // Each outer step re-evaluates a one-second-step subquery over hours of data: far
+        // longer than the timeout.
+        let q = "max_over_time(sum_over_time(rate(big[5m])[2h:1s])[8h:1m])";
+        let err = e
+            .instant(
+                db.querier(),
+                q.into(),
+                30_000_000,
+                Some(Duration::from_millis(50)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+        // The slot comes back only once the evaluation has stopped: a second query gets it.
+        let out = e
+            .instant(
+                db.querier(),
+                "vector(1)".into(),
+                0,
+                Some(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(&out.value, Value::Vector(v) if v.len() == 1));
+    }
+    /// A small deterministic generator (xorshift), so the randomized test is the same run to
+    /// run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+    }
+
+    /// A random expression about `depth` levels deep: valid and invalid PromQL alike.
+    fn random_expr(rng: &mut Rng, depth: usize) -> String {
+        if depth == 0 {
+            return rng
+                .pick(&[
+                    "g",
+                    "g{job=\"a\"}",
+                    "1",
+                    "-2.5",
+                    "NaN",
+                    "Inf",
+                    "time()",
+                    "\"s\"",
+                    "g @ 0",
+                    "g offset -1h",
+                ])
+                .to_string();
+        }
+        let inner = random_expr(rng, depth - 1);
+        match rng.next() % 12 {
+            0 => format!("({inner})"),
+            1 => format!("-{inner}"),
+            2 => format!("abs({inner})"),
+            3 => format!("sum by (job) ({inner})"),
+            4 => format!(
+                "{inner} {} {}",
+                rng.pick(&[
+                    "+",
+                    "*",
+                    "/",
+                    "^",
+                    "%",
+                    "and",
+                    "or",
+                    "unless",
+                    "> bool",
+                    "== on(job)",
+                    "atan2"
+                ]),
+                random_expr(rng, (depth / 2).min(4))
+            ),
+            5 => format!(
+                "max_over_time(({inner})[{}:{}])",
+                rng.pick(&["5m", "1h", "0s", "100y"]),
+                rng.pick(&["", "1m", "1ms"])
+            ),
+            6 => format!("rate(g[{}]) + {inner}", rng.pick(&["1m", "5m", "1s"])),
+            7 => format!("topk({}, {inner})", rng.pick(&["1", "-1", "1e300", "NaN"])),
+            8 => format!("clamp({inner}, 0, 1)"),
+            9 => format!("label_replace({inner}, \"x\", \"$1\", \"job\", \"(.*)\")"),
+            10 => format!("histogram_quantile(0.9, {inner})"),
+            _ => format!(
+                "{inner}{}",
+                rng.pick(&["", ")", "(", "[5m]", " @ 1e18", " offset 1000000y"])
+            ),
+        }
+    }
+
+    #[test]
+    fn random_nested_expressions_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let mut app = db.appender();
+        for job in ["a", "b"] {
+            let l = Labels::new([("__name__", "g"), ("job", job)]).unwrap();
+            for k in 0..20i64 {
+                app.append(&l, k * 15_000, k as f64).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        let e = Engine::new(EngineOptions {
+            timeout: Duration::from_secs(5),
+            ..EngineOptions::default()
+        });
+        let q = db.querier();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..300 {
+            let depth = match case % 10 {
+                9 => 200 + (rng.next() % 3_000) as usize,
+                _ => (rng.next() % 12) as usize,
+            };
+            let expr = random_expr(&mut rng, depth);
+            // Any answer is fine, as long as there is one.
+            let _ = e.instant_blocking(&q, &expr, 150_000);
+            let _ = e.range_blocking(&q, &expr, 0, 300_000, 15_000);
+            let _ = e.range_blocking(&q, &expr, i64::MIN, i64::MIN + 60_000, 1);
+            if expr.len() < 400 {
+                on_big_stack(|| {
+                    if let Ok(p) = promql_parser::parser::parse(&expr) {
+                        assert_eq!(crate::query::prettify(&p), p.prettify(), "{expr}");
+                    }
+                })
+                .unwrap();
+            }
         }
     }
 

@@ -8,9 +8,13 @@ mod binary;
 mod engine;
 mod eval;
 mod functions;
+mod guard;
+mod pretty;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryOutput};
+pub use guard::MAX_DEPTH;
+pub use pretty::prettify;
 pub use value::{Annotations, FPoint, Matrix, Metric, Sample, Series, Value, Vector};
 
 use crate::model::{METRIC_NAME, MatchOp, Matcher, MatcherError};
@@ -49,10 +53,13 @@ pub enum QueryError {
 }
 
 /// Parses a PromQL series selector (`up{job="node"}`, `{__name__=~"go_.*"}`) into matchers,
-/// as `match[]` parameters and `--match` flags take them.
+/// as `match[]` parameters and `--match` flags take them. A selector has no nesting, so
+/// anything nested deeper than 32 levels is refused before parsing, and the
+/// parse is cheap enough for any thread.
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, QueryError> {
     use promql_parser::label::MatchOp as P;
     use promql_parser::parser::Expr;
+    guard::check(s, guard::MAX_SELECTOR_DEPTH)?;
     let expr = promql_parser::parser::parse(s).map_err(QueryError::Parse)?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(QueryError::NotASelector(s.to_string()));

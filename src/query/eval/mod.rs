@@ -16,6 +16,7 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -145,6 +146,79 @@ pub(crate) struct Evaluator<'a> {
     /// Samples held right now, counted the way Prometheus counts them.
     samples: usize,
     ann: Annotations,
+    /// Each node's type and whether it is step-invariant, worked out once: asking the tree at
+    /// every node walks its subtree each time, quadratic in a long operator chain.
+    nodes: HashMap<*const Expr, Node>,
+}
+
+/// What the evaluator asks of a node before evaluating it.
+#[derive(Clone, Copy)]
+struct Node {
+    ty: ValueType,
+    invariant: bool,
+}
+
+/// Records the [`Node`] of `e` and of everything under it, in one pass.
+fn classify(e: &Expr, nodes: &mut HashMap<*const Expr, Node>) -> Node {
+    let mut child = |c: &Expr| classify(c, nodes);
+    let node = match e {
+        Expr::Paren(p) => child(&p.expr),
+        Expr::Unary(u) => child(&u.expr),
+        Expr::Binary(b) => {
+            let (l, r) = (child(&b.lhs), child(&b.rhs));
+            Node {
+                ty: if l.ty == ValueType::Scalar && r.ty == ValueType::Scalar {
+                    ValueType::Scalar
+                } else {
+                    ValueType::Vector
+                },
+                invariant: l.invariant && r.invariant,
+            }
+        }
+        Expr::Aggregate(a) => {
+            let inner = child(&a.expr);
+            let param = a.param.as_deref().map(&mut child);
+            Node {
+                ty: ValueType::Vector,
+                invariant: inner.invariant && param.is_none_or(|p| p.invariant),
+            }
+        }
+        Expr::Call(c) => {
+            let mut args_invariant = true;
+            for a in &c.args.args {
+                args_invariant &= child(a).invariant;
+            }
+            Node {
+                ty: e.value_type(),
+                invariant: call_is_step_invariant(c, args_invariant),
+            }
+        }
+        Expr::Subquery(sq) => {
+            child(&sq.expr);
+            Node {
+                ty: ValueType::Matrix,
+                invariant: sq.at.is_some(),
+            }
+        }
+        Expr::VectorSelector(vs) => Node {
+            ty: ValueType::Vector,
+            invariant: vs.at.is_some(),
+        },
+        Expr::MatrixSelector(ms) => Node {
+            ty: ValueType::Matrix,
+            invariant: ms.vs.at.is_some(),
+        },
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Node {
+            ty: e.value_type(),
+            invariant: true,
+        },
+        Expr::Extension(_) => Node {
+            ty: e.value_type(),
+            invariant: false,
+        },
+    };
+    nodes.insert(e as *const Expr, node);
+    node
 }
 
 /// Evaluates `expr` at `times` (an instant query when `times.step` is 0) and shapes the result
@@ -164,12 +238,30 @@ pub(crate) fn evaluate(
         times,
         samples: 0,
         ann: Annotations::default(),
+        nodes: HashMap::new(),
     };
+    classify(expr, &mut ev.nodes);
     let value = ev.top(expr)?;
     Ok((value, ev.ann))
 }
 
 impl Evaluator<'_> {
+    /// The type of `e`, a node of the query.
+    fn ty(&self, e: &Expr) -> ValueType {
+        match self.nodes.get(&(e as *const Expr)) {
+            Some(n) => n.ty,
+            None => e.value_type(),
+        }
+    }
+
+    /// Whether `e`, a node of the query, evaluates to the same thing at every step.
+    fn invariant(&self, e: &Expr) -> bool {
+        match self.nodes.get(&(e as *const Expr)) {
+            Some(n) => n.invariant,
+            None => classify(e, &mut HashMap::new()).invariant,
+        }
+    }
+
     fn top(&mut self, expr: &Expr) -> Result<Value, QueryError> {
         self.deadline.check("query execution")?;
         let t = self.times;
@@ -189,7 +281,7 @@ impl Evaluator<'_> {
         };
         let delayed = self.settings.delayed_name_removal;
         if t.step == 0 {
-            match expr.value_type() {
+            match self.ty(expr) {
                 ValueType::Scalar => {
                     let f = mat
                         .first()
@@ -263,8 +355,8 @@ impl Evaluator<'_> {
             return Ok(Val::Matrix(Vec::new()));
         }
         if r.steps() > 1
-            && matches!(expr.value_type(), ValueType::Vector | ValueType::Scalar)
-            && is_step_invariant(expr)
+            && matches!(self.ty(expr), ValueType::Vector | ValueType::Scalar)
+            && self.invariant(expr)
         {
             return self.eval_once_and_repeat(expr, r);
         }
@@ -577,7 +669,7 @@ impl Evaluator<'_> {
         let mut inputs = Vec::new();
         let mut slots = Vec::with_capacity(args.len());
         for a in &args {
-            match a.value_type() {
+            match self.ty(a) {
                 ValueType::Scalar => slots.push(Slot::Scalar(self.eval_scalar(a, r)?)),
                 ValueType::String => match self.eval(a, r)? {
                     Val::String(s) => slots.push(Slot::Str(s)),
@@ -647,7 +739,7 @@ impl Evaluator<'_> {
         let before = self.samples;
         let param = match a.param.as_deref().map(unparen) {
             None => Param::None,
-            Some(p) if a.op.id() == T_COUNT_VALUES || p.value_type() == ValueType::String => {
+            Some(p) if a.op.id() == T_COUNT_VALUES || self.ty(p) == ValueType::String => {
                 match self.eval(p, r)? {
                     Val::String(s) => Param::Str(s),
                     Val::Matrix(_) => {
@@ -684,7 +776,7 @@ impl Evaluator<'_> {
         let op = b.op;
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let before = self.samples;
-        match (b.lhs.value_type(), b.rhs.value_type()) {
+        match (self.ty(&b.lhs), self.ty(&b.rhs)) {
             (ValueType::Scalar, ValueType::Scalar) => {
                 let l = self.eval_scalar(&b.lhs, r)?;
                 let rv = self.eval_scalar(&b.rhs, r)?;
@@ -702,7 +794,7 @@ impl Evaluator<'_> {
                 }
             }
             (ValueType::Vector, ValueType::Scalar) | (ValueType::Scalar, ValueType::Vector) => {
-                let scalar_is_lhs = b.lhs.value_type() == ValueType::Scalar;
+                let scalar_is_lhs = self.ty(&b.lhs) == ValueType::Scalar;
                 let (vexpr, sexpr) = if scalar_is_lhs {
                     (&b.rhs, &b.lhs)
                 } else {
@@ -880,36 +972,21 @@ fn absent_labels(arg: &Expr) -> Labels {
     Labels::from_sorted_unchecked(pairs)
 }
 
-/// Whether `e` evaluates to the same thing at every step (Prometheus's step-invariant nodes):
-/// every selector in it is pinned with `@`, and no function in it reads the evaluation time.
-fn is_step_invariant(e: &Expr) -> bool {
-    match e {
-        Expr::VectorSelector(vs) => vs.at.is_some(),
-        Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
-        Expr::Subquery(sq) => sq.at.is_some(),
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
-        Expr::Paren(p) => is_step_invariant(&p.expr),
-        Expr::Unary(u) => is_step_invariant(&u.expr),
-        Expr::Binary(b) => is_step_invariant(&b.lhs) && is_step_invariant(&b.rhs),
-        Expr::Aggregate(a) => {
-            is_step_invariant(&a.expr) && a.param.as_deref().is_none_or(is_step_invariant)
-        }
-        Expr::Call(c) => {
-            let args_invariant = c.args.args.iter().all(|a| is_step_invariant(a));
-            match c.func.name {
-                // `timestamp(x @ t)` is, `timestamp(abs(x @ t))` is not.
-                "timestamp" => c
-                    .args
-                    .args
-                    .iter()
-                    .all(|a| matches!(unparen(a), Expr::VectorSelector(vs) if vs.at.is_some())),
-                // Constants of the query, as Prometheus folds them into literals.
-                "start" | "end" | "range" | "step" => true,
-                "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour"
-                | "minute" | "month" | "year" | "predict_linear" | "time" => false,
-                _ => args_invariant,
-            }
-        }
-        Expr::Extension(_) => false,
+/// Whether a call evaluates to the same thing at every step (Prometheus's step-invariant
+/// nodes), given whether its arguments do: every selector in it is pinned with `@`, and no
+/// function in it reads the evaluation time.
+fn call_is_step_invariant(c: &Call, args_invariant: bool) -> bool {
+    match c.func.name {
+        // `timestamp(x @ t)` is, `timestamp(abs(x @ t))` is not.
+        "timestamp" => c
+            .args
+            .args
+            .iter()
+            .all(|a| matches!(unparen(a), Expr::VectorSelector(vs) if vs.at.is_some())),
+        // Constants of the query, as Prometheus folds them into literals.
+        "start" | "end" | "range" | "step" => true,
+        "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute"
+        | "month" | "year" | "predict_linear" | "time" => false,
+        _ => args_invariant,
     }
 }

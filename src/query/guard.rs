@@ -1,0 +1,268 @@
+//! What keeps a hostile query from taking the process down: a linear scan of the text that
+//! refuses, before the parser sees it, an expression nested deeper than [`MAX_DEPTH`] or whose
+//! parsing would cost more than [`MAX_WORK`]; and the threads with large stacks that every
+//! parse, walk, evaluation and drop of an expression runs on.
+//!
+//! The parser (`promql-parser`) and everything that walks its tree (type checks, `Display`,
+//! prettifying, the evaluator, the tree's own `Drop`) recurse once per level, and its type
+//! check walks a node's left spine at every binary operator, so a chain of n terms costs n²
+//! to parse. The scan bounds both: the depth it computes is at least the tree's, and the work
+//! is at least the sum of every token's depth, which bounds the parser's quadratic cost. Both
+//! limits sit far above what dashboards and generated queries reach (thousands of terms).
+
+use super::QueryError;
+
+/// Deepest expression accepted: a sum of 4,000 terms, `abs(` nested 4,000 times, or
+/// parentheses 4,000 deep. The parser's cost is quadratic in a chain's length: about 0.25 s
+/// for the 4,000-term sum (0.5 s at 5,000, 4.4 s at 16,000), and everything else it does, as
+/// formatting and evaluating, is linear.
+pub const MAX_DEPTH: usize = 4_000;
+
+/// Most parsing work accepted (see [`Shape::work`]): twice a [`MAX_DEPTH`]-term chain's, so
+/// any query within the depth limit passes unless it holds many such chains.
+pub(crate) const MAX_WORK: u64 = 2 * (MAX_DEPTH as u64) * (MAX_DEPTH as u64);
+
+/// Deepest series selector (`match[]`) accepted: a selector has no nesting at all, so a few
+/// levels leave room for what the parser rejects with its own message.
+pub(crate) const MAX_SELECTOR_DEPTH: usize = 32;
+
+/// Stack of the threads that parse and evaluate queries. Only what a query touches is
+/// committed; the rest is address space.
+pub(crate) const STACK_SIZE: usize = 256 << 20;
+
+/// One level of grouping in the text: the whole query, or a `(`, `[` or `{` not yet closed.
+#[derive(Default)]
+struct Group {
+    /// Operators directly at this level; each may add a node above the others.
+    ops: u64,
+    /// Deepest group closed directly inside this one.
+    deepest_child: u64,
+    /// Operators and bare parentheses inside this group, nested ones included, except inside
+    /// function calls and aggregations: what the parser's type check may walk from here.
+    walk: u64,
+    /// Opened by a function call, an aggregation or a label list (`name(`), whose type the
+    /// check reads without walking inside.
+    call: bool,
+}
+
+/// The bounds a scan computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// At least the depth of the tree the parser would build.
+    pub depth: u64,
+    /// At least the nodes the parser's type checks visit: for each level, its operators times
+    /// what lies under them.
+    pub work: u64,
+}
+
+impl Group {
+    fn cost(&self) -> u64 {
+        self.ops.saturating_mul(self.walk)
+    }
+}
+
+/// Scans `text` once. Strings and comments are skipped; every operator, `(`, `[` and `{`
+/// counts as a level, so the depth is an upper bound on the tree's.
+pub(crate) fn shape(text: &str) -> Shape {
+    let b = text.as_bytes();
+    let mut stack: Vec<Group> = vec![Group::default()];
+    let mut work: u64 = 0;
+    // Whether the last token was a name, making a `(` after it a call's.
+    let mut after_name = false;
+    let mut i = 0;
+    // Closes the innermost group into its parent.
+    fn close(stack: &mut Vec<Group>, work: &mut u64) {
+        if stack.len() < 2 {
+            return;
+        }
+        let g = stack.pop().unwrap_or_default();
+        let depth = g.ops.saturating_add(g.deepest_child).saturating_add(1);
+        *work = work.saturating_add(g.cost());
+        if let Some(parent) = stack.last_mut() {
+            parent.deepest_child = parent.deepest_child.max(depth);
+            if !g.call {
+                parent.walk = parent.walk.saturating_add(g.walk).saturating_add(1);
+            }
+        }
+    }
+    while i < b.len() {
+        let c = b[i];
+        let top = stack.len() - 1;
+        let mut name = false;
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' | b'\'' | b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    if b[i] == b'\\' && c != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'(' | b'[' | b'{' => {
+                // A `[` adds a range or subquery node above what precedes it.
+                if c == b'[' {
+                    stack[top].ops += 1;
+                    stack[top].walk += 1;
+                }
+                stack.push(Group {
+                    call: c == b'(' && after_name,
+                    ..Group::default()
+                });
+                i += 1;
+            }
+            b')' | b']' | b'}' => {
+                close(&mut stack, &mut work);
+                i += 1;
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'=' | b'!' | b'<' | b'>' | b'~' => {
+                stack[top].ops += 1;
+                stack[top].walk += 1;
+                while i < b.len() && b"+-*/%^=!<>~".contains(&b[i]) {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b':' || c == b'.' => {
+                let start = i;
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b':' | b'.'))
+                {
+                    i += 1;
+                }
+                let word = &b[start..i];
+                if [&b"and"[..], b"or", b"unless", b"atan2"]
+                    .iter()
+                    .any(|k| word.eq_ignore_ascii_case(k))
+                {
+                    stack[top].ops += 1;
+                    stack[top].walk += 1;
+                } else {
+                    name = !word.eq_ignore_ascii_case(b"bool");
+                }
+            }
+            _ => i += 1,
+        }
+        after_name = name;
+    }
+    while stack.len() > 1 {
+        close(&mut stack, &mut work);
+    }
+    let root = &stack[0];
+    Shape {
+        depth: root.ops + root.deepest_child + 1,
+        work: work.saturating_add(root.cost()),
+    }
+}
+
+/// Refuses `text` if its expression would be deeper than `max_depth` or cost more than
+/// [`MAX_WORK`] to parse, with a message that says which limit and by how much.
+pub(crate) fn check(text: &str, max_depth: usize) -> Result<(), QueryError> {
+    let s = shape(text);
+    if s.depth > max_depth as u64 {
+        return Err(QueryError::Parse(format!(
+            "query too deeply nested: about {} levels of parentheses, function calls and \
+             operators, more than the limit of {max_depth}",
+            s.depth
+        )));
+    }
+    if s.work > MAX_WORK {
+        return Err(QueryError::Parse(format!(
+            "query too complex to parse: long operator chains nested {} levels deep in a query \
+             of this size; split it into several queries",
+            s.depth
+        )));
+    }
+    Ok(())
+}
+
+/// Parses an expression after [`check`]. Call it on a thread with a [`STACK_SIZE`] stack
+/// ([`on_big_stack`] or the engine's pool), and drop the tree there too.
+pub(crate) fn parse(text: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    check(text, MAX_DEPTH)?;
+    promql_parser::parser::parse(text).map_err(QueryError::Parse)
+}
+
+/// Runs `f` on a new thread with a [`STACK_SIZE`] stack and waits for it.
+pub(crate) fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, QueryError> {
+    std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name("tidemark-query".into())
+            .stack_size(STACK_SIZE)
+            .spawn_scoped(s, f)
+            .map_err(|e| QueryError::Execution(format!("starting the query thread: {e}")))?;
+        h.join()
+            .map_err(|_| QueryError::Execution("the query thread panicked".into()))
+    })
+}
+
+/// Starts `f` on a new thread with a [`STACK_SIZE`] stack; its result arrives on the receiver.
+pub(crate) fn spawn_big_stack<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<tokio::sync::oneshot::Receiver<T>, QueryError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tidemark-query".into())
+        .stack_size(STACK_SIZE)
+        .spawn(move || {
+            // The receiver may be gone (the caller timed out): the result is dropped here.
+            let _ = tx.send(f());
+        })
+        .map_err(|e| QueryError::Execution(format!("starting the query thread: {e}")))?;
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_bounds_what_the_parser_builds() {
+        let chain = format!("1{}", "+1".repeat(444));
+        assert_eq!(shape(&chain).depth, 445);
+        let abs = format!("{}vector(1){}", "abs(".repeat(507), ")".repeat(507));
+        assert!(shape(&abs).depth >= 508);
+        let neg = format!("{}1{}", "-(".repeat(801), ")".repeat(801));
+        assert_eq!(shape(&neg).depth, 1603);
+        // Strings and comments hide no structure.
+        assert_eq!(shape(r#"x{a="((((+-"} # ((((("#).depth, 3);
+        assert_eq!(shape("a and b or c unless d").depth, 4);
+        // Unbalanced closers and openers do not underflow or hide depth.
+        assert!(shape(")))(((").depth >= 3);
+    }
+
+    #[test]
+    fn limits_refuse_with_a_clear_message() {
+        let ok = format!(
+            "{}1{}",
+            "(".repeat(MAX_DEPTH - 1),
+            ")".repeat(MAX_DEPTH - 1)
+        );
+        check(&ok, MAX_DEPTH).unwrap();
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = check(&deep, MAX_DEPTH).unwrap_err().to_string();
+        assert!(e.contains("too deeply nested") && e.contains("4000"), "{e}");
+        for term in ["x", "1", "vector(1)", "sum(rate(x[5m]))", "(a + b)"] {
+            let chain = format!("{term}{}", format!(" + {term}").repeat(MAX_DEPTH / 2));
+            check(&chain, MAX_DEPTH).unwrap();
+        }
+        let chain = format!("x{}", " + x".repeat(MAX_DEPTH - 1));
+        check(&chain, MAX_DEPTH).unwrap();
+        // Several chains, each within the depth limit: the parser's cost is their sum.
+        let inner = format!("({}1)", "1+".repeat(1_999));
+        let wide = vec![inner; 9].join(" * ");
+        assert!(shape(&wide).depth < MAX_DEPTH as u64);
+        let e = check(&wide, MAX_DEPTH).unwrap_err().to_string();
+        assert!(e.contains("too complex"), "{e}");
+    }
+}
