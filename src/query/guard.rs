@@ -186,10 +186,99 @@ pub(crate) fn check(text: &str, max_depth: usize) -> Result<(), QueryError> {
     Ok(())
 }
 
+/// Refuses a number written where a duration goes (`x[N]`, a subquery's `[N:M]`, `offset N`)
+/// that no duration can hold (2^64 seconds and more, `Inf`, `NaN`): the parser turns it into
+/// a `Duration` with a conversion that panics on those.
+fn check_durations(text: &str) -> Result<(), QueryError> {
+    let b = text.as_bytes();
+    let mut brackets = 0usize;
+    let mut i = 0;
+    let mut after_offset = false;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    if b[i] == b'\\' && c != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+                after_offset = false;
+                continue;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'[' => brackets += 1,
+            b']' => brackets = brackets.saturating_sub(1),
+            _ => {}
+        }
+        let duration_follows = after_offset || (brackets > 0 && matches!(c, b'[' | b':'));
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.')) {
+                i += 1;
+            }
+            after_offset = b[start..i].eq_ignore_ascii_case(b"offset");
+            continue;
+        }
+        i += 1;
+        if !duration_follows {
+            if !c.is_ascii_whitespace() {
+                after_offset = false;
+            }
+            continue;
+        }
+        let signed = after_offset;
+        after_offset = false;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        // `offset -5m` is a negative offset of the duration after the sign.
+        if signed && i < b.len() && matches!(b[i], b'+' | b'-') {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+        }
+        // The number as the lexer reads it: digits, letters, dots, and a sign after an
+        // exponent's `e` in a decimal.
+        let start = i;
+        while i < b.len() {
+            let d = b[i];
+            let exp_sign = matches!(d, b'+' | b'-')
+                && i > start
+                && b[i - 1].eq_ignore_ascii_case(&b'e')
+                && !b[start..i].iter().any(|x| x.eq_ignore_ascii_case(&b'x'));
+            if d.is_ascii_alphanumeric() || d == b'_' || d == b'.' || exp_sign {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        let word = &text[start..i];
+        if let Ok(secs) = promql_parser::util::parse_str_radix(word)
+            && !(secs < 18_446_744_073_709_551_616.0)
+        {
+            return Err(QueryError::Parse(format!(
+                "duration out of range: {word} seconds"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Parses an expression after [`check`]. Call it on a thread with a [`STACK_SIZE`] stack
 /// ([`on_big_stack`] or the engine's pool), and drop the tree there too.
 pub(crate) fn parse(text: &str) -> Result<promql_parser::parser::Expr, QueryError> {
     check(text, MAX_DEPTH)?;
+    check_durations(text)?;
     promql_parser::parser::parse(text).map_err(QueryError::Parse)
 }
 
@@ -239,6 +328,37 @@ mod tests {
         assert_eq!(shape("a and b or c unless d").depth, 4);
         // Unbalanced closers and openers do not underflow or hide depth.
         assert!(shape(")))(((").depth >= 3);
+    }
+
+    #[test]
+    fn durations_no_duration_can_hold_are_refused_before_the_parser_panics() {
+        for q in [
+            "x[3333333333333333333333333]",
+            "x[Inf]",
+            "x[ nan ]",
+            "x[1e+30]",
+            "rate(x[5m:1E400])",
+            "x offset Inf",
+            "x offset 1e20",
+            "x offset -Inf",
+            "sum(x)[5m:inf]",
+        ] {
+            let err = parse(q).expect_err(q).to_string();
+            assert!(err.contains("duration out of range"), "{q}: {err}");
+        }
+        // Numbers that fit stay what the parser makes of them; strings are not durations.
+        for q in [
+            "x[300]",
+            "x[1e3]",
+            "x[5m:30]",
+            "x offset 60",
+            "x offset -60",
+            "x{a=\"[Inf]\"}",
+            "x * Inf",
+            "vector(NaN)",
+        ] {
+            assert!(parse(q).is_ok(), "{q}");
+        }
     }
 
     #[test]

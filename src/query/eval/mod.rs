@@ -439,6 +439,18 @@ impl Evaluator<'_> {
         Ok(Val::Matrix(m))
     }
 
+    /// Checks the deadline once `n` more units of work (points visited) bring `work` past
+    /// 65,536: for loops whose iterations cost very different amounts, such as windows of a
+    /// range function, where counting iterations let a timed-out query run on for seconds.
+    fn check_work(&self, work: &mut usize, n: usize) -> Result<(), QueryError> {
+        *work = work.saturating_add(n);
+        if *work >= 1 << 16 {
+            *work = 0;
+            self.check()?;
+        }
+        Ok(())
+    }
+
     /// Checks the deadline every 1024 iterations of a hot loop.
     fn check_every(&self, i: usize) -> Result<(), QueryError> {
         if i.is_multiple_of(1024) {

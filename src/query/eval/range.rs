@@ -224,6 +224,7 @@ impl Evaluator<'_> {
         let (at, offset, range) = (arg.at, arg.offset, arg.range);
         let mut out: Matrix = Vec::new();
         let mut argv: Vec<f64> = Vec::with_capacity(scalars.len());
+        let mut work = 0usize;
         arg.for_each_series(|metric, points, input_drop| {
             self.check()?;
             let (Some(a), Some(b)) = (points.first(), points.last()) else {
@@ -244,7 +245,6 @@ impl Evaluator<'_> {
             let mut floats = Vec::with_capacity(span.len().min(budget.saturating_add(1)));
             let (mut lo, mut hi) = (0usize, 0usize);
             for i in span {
-                self.check_every(i)?;
                 let end = at.unwrap_or(r.ts(i)).saturating_sub(offset);
                 let start = end.saturating_sub(range);
                 while hi < points.len() && points[hi].t <= end {
@@ -253,6 +253,8 @@ impl Evaluator<'_> {
                 while lo < hi && points[lo].t <= start {
                     lo += 1;
                 }
+                // A window's function reads all of its points: count them, not the steps.
+                self.check_work(&mut work, 1 + hi - lo)?;
                 if lo == hi {
                     continue;
                 }
