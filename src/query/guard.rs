@@ -263,7 +263,12 @@ fn check_durations(text: &str) -> Result<(), QueryError> {
             }
         }
         let word = &text[start..i];
-        if let Ok(secs) = promql_parser::util::parse_str_radix(word)
+        // Hexadecimal and octal literals are read as i64 (the parser refuses larger ones);
+        // decimals, `Inf` and `NaN` as f64. (promql-parser's own reader panics on words that
+        // are not numbers, so it is not called here.)
+        let hex = word.len() > 1 && word.as_bytes()[1].eq_ignore_ascii_case(&b'x');
+        if !hex
+            && let Ok(secs) = word.parse::<f64>()
             && !(secs < 18_446_744_073_709_551_616.0)
         {
             return Err(QueryError::Parse(format!(
@@ -353,11 +358,21 @@ mod tests {
             "x[5m:30]",
             "x offset 60",
             "x offset -60",
+            "x[0x7FFFFFFFFFFFFFFF]",
             "x{a=\"[Inf]\"}",
             "x * Inf",
             "vector(NaN)",
         ] {
             assert!(parse(q).is_ok(), "{q}");
+        }
+        // Words that are not numbers are left to the parser's own errors.
+        for q in [
+            "\n[[xxxxxxxxxxxxxxxxxxxxx[",
+            "x[0xFFFFFFFFFFFFFFFFF]",
+            "x[5x]",
+            "x offset foo",
+        ] {
+            assert!(parse(q).is_err(), "{q}");
         }
     }
 
