@@ -269,7 +269,7 @@ fn check_durations(text: &str) -> Result<(), QueryError> {
         let hex = word.len() > 1 && word.as_bytes()[1].eq_ignore_ascii_case(&b'x');
         if !hex
             && let Ok(secs) = word.parse::<f64>()
-            && !(secs < 18_446_744_073_709_551_616.0)
+            && (secs.is_nan() || secs >= 18_446_744_073_709_551_616.0)
         {
             return Err(QueryError::Parse(format!(
                 "duration out of range: {word} seconds"
