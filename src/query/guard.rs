@@ -262,7 +262,9 @@ fn check_durations(text: &str) -> Result<(), QueryError> {
                 break;
             }
         }
-        let word = &text[start..i];
+        // Only ASCII bytes were taken, so this is the whole token (a byte `i` stepped into the
+        // middle of a character, as after `offset✓`, gives an empty one).
+        let word = std::str::from_utf8(&b[start..i]).unwrap_or_default();
         // Hexadecimal and octal literals are read as i64 (the parser refuses larger ones);
         // decimals, `Inf` and `NaN` as f64. (promql-parser's own reader panics on words that
         // are not numbers, so it is not called here.)
@@ -367,6 +369,9 @@ mod tests {
         }
         // Words that are not numbers are left to the parser's own errors.
         for q in [
+            "\u{8f}{!offset\u{27df}!!",
+            "x offset\u{27df}5",
+            "x[\u{27df}5]",
             "\n[[xxxxxxxxxxxxxxxxxxxxx[",
             "x[0xFFFFFFFFFFFFFFFFF]",
             "x[5x]",
