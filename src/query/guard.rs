@@ -283,7 +283,7 @@ fn check_durations(text: &str) -> Result<(), QueryError> {
 
 /// Parses an expression after [`check`]. Call it on a thread with a [`STACK_SIZE`] stack
 /// ([`on_big_stack`] or the engine's pool), and drop the tree there too.
-pub(crate) fn parse(text: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+pub fn parse(text: &str) -> Result<promql_parser::parser::Expr, QueryError> {
     check(text, MAX_DEPTH)?;
     check_durations(text)?;
     promql_parser::parser::parse(text).map_err(QueryError::Parse)

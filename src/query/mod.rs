@@ -13,7 +13,7 @@ mod pretty;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryOutput};
-pub use guard::MAX_DEPTH;
+pub use guard::{MAX_DEPTH, parse};
 pub use pretty::prettify;
 pub use value::{Annotations, FPoint, Matrix, Metric, Sample, Series, Value, Vector};
 
