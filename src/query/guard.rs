@@ -189,7 +189,7 @@ pub(crate) fn check(text: &str, max_depth: usize) -> Result<(), QueryError> {
 /// Refuses a number written where a duration goes (`x[N]`, a subquery's `[N:M]`, `offset N`)
 /// that no duration can hold (2^64 seconds and more, `Inf`, `NaN`): the parser turns it into
 /// a `Duration` with a conversion that panics on those.
-fn check_durations(text: &str) -> Result<(), QueryError> {
+pub(crate) fn check_durations(text: &str) -> Result<(), QueryError> {
     let b = text.as_bytes();
     let mut brackets = 0usize;
     let mut i = 0;

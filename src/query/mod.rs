@@ -60,6 +60,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, QueryError> {
     use promql_parser::label::MatchOp as P;
     use promql_parser::parser::Expr;
     guard::check(s, guard::MAX_SELECTOR_DEPTH)?;
+    guard::check_durations(s)?;
     let expr = promql_parser::parser::parse(s).map_err(QueryError::Parse)?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(QueryError::NotASelector(s.to_string()));
@@ -97,5 +98,10 @@ mod tests {
         assert_eq!(parse_selector(r#"{__name__=~"go_.*"}"#).unwrap().len(), 1);
         assert!(parse_selector("rate(x[5m])").is_err());
         assert!(parse_selector("up{").is_err());
+        // A `match[]` on an async worker must not reach the parser's panicking conversions.
+        for bad in ["x[1e30]", "x offset Inf", "x[5m:NaN]"] {
+            let err = parse_selector(bad).unwrap_err().to_string();
+            assert!(err.contains("duration out of range"), "{bad}: {err}");
+        }
     }
 }
