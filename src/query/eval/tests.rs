@@ -473,6 +473,37 @@ fn a_big_query_is_cut_short_by_its_timeout() {
 }
 
 #[test]
+fn a_timeout_stops_a_range_function_inside_its_first_windows() {
+    // One series of 4 million samples and 1,000 steps (fewer than the 1,024 between the old
+    // step-counted checks), each step's window holding all of them: counted by steps, the
+    // deadline was next looked at after the function had read 4 billion points (seconds past
+    // the timeout); counted by points, within one window of it.
+    const N: i64 = 4_000_000;
+    let samples: Vec<(i64, f64)> = (0..N).map(|i| (i * S, i as f64)).collect();
+    let (_d, db) = store(&[(labels(&[("__name__", "long")]), samples)]);
+    let e = Engine::new(EngineOptions {
+        timeout: Duration::from_millis(300),
+        ..EngineOptions::default()
+    });
+    let started = std::time::Instant::now();
+    let err = e
+        .range_blocking(
+            &db.querier(),
+            "sum_over_time(long[100d])",
+            (N - 1000) * S,
+            (N - 1) * S,
+            S,
+        )
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+    assert!(
+        took < Duration::from_secs(2),
+        "a 300ms timeout answered after {took:?}"
+    );
+}
+
+#[test]
 fn timestamp_reports_the_stored_time_of_selector_samples_only() {
     let (_d, db) = gauge();
     let e = engine(false);
