@@ -80,6 +80,23 @@ fn loaded(dir: &Path) -> (Arc<Db>, Model) {
     (Arc::new(db), model)
 }
 
+/// Opens `dir` again after the test dropped its `Db`. Another test of this binary may be
+/// starting a process at that moment, and a forked child holds a copy of the lock file's
+/// descriptor (so the lock) until it execs: wait for that, with a deadline.
+fn reopen(dir: &Path) -> Db {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Db::open(dir, opts()) {
+            Err(tidemark::storage::StorageError::Locked { .. })
+                if std::time::Instant::now() < end =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
 fn state(db: Arc<Db>, admin: bool) -> Arc<ApiState> {
     let engine = Arc::new(Engine::new(EngineOptions::default()));
     Arc::new(ApiState {
@@ -460,7 +477,7 @@ async fn deletion_survives_a_crash_flushes_and_compactions() {
 
     // A crash: the Db is dropped without close; the WAL replays the deleted head samples.
     drop(st);
-    let db = Arc::new(Db::open(dir.path(), opts()).unwrap());
+    let db = Arc::new(reopen(dir.path()));
     assert!(
         db.head().time_range().is_some_and(|(lo, _)| lo < end),
         "the head came back from the WAL with deleted samples in it"
@@ -500,7 +517,7 @@ async fn deletion_survives_a_crash_flushes_and_compactions() {
     );
     drop(st);
     drop(db);
-    let db = Arc::new(Db::open(dir.path(), opts()).unwrap());
+    let db = Arc::new(reopen(dir.path()));
     let st = state(db, true);
     assert_eq!(raw(&st).await, want);
 }
@@ -586,7 +603,7 @@ async fn clean_tombstones_removes_deleted_data_and_keeps_the_rest_byte_for_byte(
     // And again after a restart.
     drop(st);
     drop(db);
-    let db = Arc::new(Db::open(dir.path(), opts()).unwrap());
+    let db = Arc::new(reopen(dir.path()));
     let st = state(db, true);
     assert_eq!(raw(&st).await, nonempty(&model));
     for (u, b) in untouched.iter().zip(&before) {
