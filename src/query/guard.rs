@@ -61,6 +61,32 @@ impl Group {
     }
 }
 
+/// Where a string literal or a `#` comment starting at `i` ends (the index after it), and
+/// whether it was a string; `None` if neither starts there. The scans skip both, so nothing
+/// quoted or commented counts as structure.
+fn skip_literal(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let c = *b.get(i)?;
+    match c {
+        b'#' => {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            Some((i, false))
+        }
+        b'"' | b'\'' | b'`' => {
+            i += 1;
+            while i < b.len() && b[i] != c {
+                if b[i] == b'\\' && c != b'`' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            Some((i + 1, true))
+        }
+        _ => None,
+    }
+}
+
 /// Scans `text` once. Strings and comments are skipped; every operator, `(`, `[` and `{`
 /// counts as a level, so the depth is an upper bound on the tree's.
 pub(crate) fn shape(text: &str) -> Shape {
@@ -86,6 +112,11 @@ pub(crate) fn shape(text: &str) -> Shape {
         }
     }
     while i < b.len() {
+        if let Some((next, string)) = skip_literal(b, i) {
+            i = next;
+            after_name = after_name && !string;
+            continue;
+        }
         let c = b[i];
         let top = stack.len() - 1;
         let mut name = false;
@@ -93,22 +124,6 @@ pub(crate) fn shape(text: &str) -> Shape {
             b' ' | b'\t' | b'\n' | b'\r' => {
                 i += 1;
                 continue;
-            }
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-                continue;
-            }
-            b'"' | b'\'' | b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    if b[i] == b'\\' && c != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
             }
             b'(' | b'[' | b'{' => {
                 // A `[` adds a range or subquery node above what precedes it.
@@ -195,26 +210,13 @@ pub(crate) fn check_durations(text: &str) -> Result<(), QueryError> {
     let mut i = 0;
     let mut after_offset = false;
     while i < b.len() {
+        if let Some((next, string)) = skip_literal(b, i) {
+            i = next;
+            after_offset = after_offset && !string;
+            continue;
+        }
         let c = b[i];
         match c {
-            b'"' | b'\'' | b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    if b[i] == b'\\' && c != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-                after_offset = false;
-                continue;
-            }
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-                continue;
-            }
             b'[' => brackets += 1,
             b']' => brackets = brackets.saturating_sub(1),
             _ => {}
