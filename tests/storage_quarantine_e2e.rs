@@ -121,11 +121,10 @@ fn values(body: &str) -> (Vec<String>, Vec<String>) {
     (out, warnings)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn damaged_blocks_are_quarantined_and_queries_answer_from_the_rest() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let input = tmp.path().join("in.om");
+/// A data directory under `dir` holding the test's samples, written by `tidemark import`.
+fn imported(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    let input = dir.join("in.om");
     write_input(&input);
     let o = tidemark(&[
         "import".as_ref(),
@@ -134,6 +133,13 @@ async fn damaged_blocks_are_quarantined_and_queries_answer_from_the_rest() {
         input.as_os_str(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_blocks_are_quarantined_and_queries_answer_from_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = imported(tmp.path());
     let files = blocks(&data);
     assert_eq!(files.len(), 3);
     let (old, old_id) = files[0].clone();
@@ -262,16 +268,7 @@ async fn damaged_blocks_are_quarantined_and_queries_answer_from_the_rest() {
 #[test]
 fn inspect_reports_a_damaged_block_as_corrupt() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let input = tmp.path().join("in.om");
-    write_input(&input);
-    let o = tidemark(&[
-        "import".as_ref(),
-        "--data-dir".as_ref(),
-        data.as_os_str(),
-        input.as_os_str(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let data = imported(tmp.path());
     let (victim, _) = blocks(&data)[1].clone();
     damage_chunk(&victim);
     let o = tidemark(&[
