@@ -34,7 +34,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::model::{format_duration, is_valid_label_name, parse_duration};
-use crate::scrape::relabel::{RelabelConfig, RelabelError, Rule};
+use crate::relabel::{RelabelConfig, RelabelError, Rule};
 use yaml::{KeyPath, Node};
 
 /// A duration in milliseconds, written in Prometheus's syntax (`15s`, `1h30m`).

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::config::{Config, url_without_userinfo};
-use crate::scrape::relabel::RelabelError;
+use crate::relabel::RelabelError;
 use crate::storage::wal::{HoldOrigin, WalError, WalFollower, WalHold};
 use client::{ClientError, Sender};
 use queue::{Queue, QueueSettings};

@@ -10,7 +10,7 @@ use super::fetch::{self, FetchSettings, Fetcher};
 use super::ingest::{IngestOptions, Limits};
 use super::manager::JobSpec;
 use super::parse::{ACCEPT_HEADER, Format};
-use super::relabel::Rule;
+use crate::relabel::Rule;
 use super::scrape_loop::Fetch;
 use super::target::JobDefaults;
 use crate::config::{ScrapeConfig, ScrapeProtocol};
@@ -121,7 +121,7 @@ pub fn config_hash(sc: &ScrapeConfig) -> u64 {
     h.finish()
 }
 
-fn rules(job: &str, cfgs: &[crate::scrape::relabel::RelabelConfig]) -> Result<Vec<Rule>, JobError> {
+fn rules(job: &str, cfgs: &[crate::relabel::RelabelConfig]) -> Result<Vec<Rule>, JobError> {
     cfgs.iter()
         .map(|c| {
             Rule::new(c.clone()).map_err(|e| JobError::Relabel {
