@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
+use crate::relabel::{self, Rule};
 use crate::scrape::metadata::{TargetMetadata, Tracker};
 use crate::scrape::parse::{Entry, Format, Parser};
-use crate::relabel::{self, Rule};
 use crate::storage::{Appender, CommitStats, Db, SeriesRef, StorageError};
 
 /// Per-target limits; zero means unlimited.

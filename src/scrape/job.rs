@@ -10,11 +10,11 @@ use super::fetch::{self, FetchSettings, Fetcher};
 use super::ingest::{IngestOptions, Limits};
 use super::manager::JobSpec;
 use super::parse::{ACCEPT_HEADER, Format};
-use crate::relabel::Rule;
 use super::scrape_loop::Fetch;
 use super::target::JobDefaults;
 use crate::config::{ScrapeConfig, ScrapeProtocol};
 use crate::http_client::ClientSettings;
+use crate::relabel::Rule;
 
 /// A job that cannot run.
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::relabel::{self, Rule};
 use crate::model::{Labels, LabelsBuilder, format_duration, parse_duration};
+use crate::relabel::{self, Rule};
 
 /// A job's settings that shape its targets (from its `scrape_configs` entry).
 #[derive(Debug, Clone)]
