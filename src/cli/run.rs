@@ -520,3 +520,31 @@ fn warn_restart_only(old: &Config, new: &Config) {
         warn!(key, "changed setting takes effect at the next restart");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relabel::RelabelError;
+
+    /// `/-/reload` answers with every cause of a refusal on one line, and names remote write
+    /// when only a remote failed.
+    #[test]
+    fn a_failed_reload_answers_with_its_whole_cause() {
+        let refused = ReloadError::Refused(
+            anyhow::anyhow!("p.yml:3:5: web.listen_address: bad").context("loading p.yml"),
+        );
+        assert_eq!(
+            refused.to_string(),
+            "loading p.yml: p.yml:3:5: web.listen_address: bad"
+        );
+        let remote = ReloadError::RemoteWrite(RemoteWriteError::Relabel {
+            name: "mimir".into(),
+            source: RelabelError::ZeroModulus,
+        });
+        assert_eq!(
+            remote.to_string(),
+            "remote_write: remote_write mimir: write_relabel_configs: relabel configuration for \
+             hashmod requires non-zero modulus"
+        );
+    }
+}

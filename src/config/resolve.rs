@@ -227,3 +227,203 @@ fn join_pattern(pattern: String, base: Option<&Path>) -> String {
         _ => pattern,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ByteSize, Duration, ScrapeProtocol};
+
+    fn job(name: &str) -> ScrapeConfig {
+        ScrapeConfig {
+            job_name: name.into(),
+            ..ScrapeConfig::default()
+        }
+    }
+
+    #[test]
+    fn unset_values_inherit_and_set_ones_stay() {
+        let written = Config {
+            global: GlobalConfig {
+                scrape_interval: Duration::secs(5),
+                sample_limit: 100,
+                body_size_limit: ByteSize(1 << 20),
+                ..GlobalConfig::unset()
+            },
+            scrape_configs: vec![
+                job("inherits"),
+                ScrapeConfig {
+                    scrape_interval: Duration::secs(2),
+                    sample_limit: 7,
+                    ..job("own")
+                },
+            ],
+            ..Config::default()
+        };
+        let c = resolve(written, None);
+        // A zero global timeout is 10s, or the interval when shorter.
+        assert_eq!(c.global.scrape_interval, Duration::secs(5));
+        assert_eq!(c.global.scrape_timeout, Duration::secs(5));
+        assert_eq!(c.global.evaluation_interval, Duration::secs(60));
+        assert_eq!(c.global.scrape_protocols, ScrapeProtocol::DEFAULT);
+        let (a, b) = (&c.scrape_configs[0], &c.scrape_configs[1]);
+        assert_eq!(a.scrape_interval, Duration::secs(5));
+        assert_eq!(a.scrape_timeout, Duration::secs(5));
+        assert_eq!(a.sample_limit, 100);
+        assert_eq!(a.body_size_limit, ByteSize(1 << 20));
+        assert_eq!(a.scrape_protocols, ScrapeProtocol::DEFAULT);
+        // The inherited timeout is capped by the job's own, shorter interval.
+        assert_eq!(b.scrape_interval, Duration::secs(2));
+        assert_eq!(b.scrape_timeout, Duration::secs(2));
+        assert_eq!(b.sample_limit, 7);
+        // Zero in both is zero: no limit.
+        assert_eq!(b.label_limit, 0);
+
+        let empty = resolve(
+            Config {
+                global: GlobalConfig::unset(),
+                ..Config::default()
+            },
+            None,
+        );
+        assert_eq!(empty.global, GlobalConfig::default());
+    }
+
+    #[test]
+    fn legacy_bearer_tokens_fold_into_authorization() {
+        let written = Config {
+            scrape_configs: vec![
+                ScrapeConfig {
+                    bearer_token: Some(Secret::new("tok")),
+                    ..job("token")
+                },
+                ScrapeConfig {
+                    bearer_token_file: Some("tok.txt".into()),
+                    ..job("file")
+                },
+                ScrapeConfig {
+                    authorization: Some(Authorization {
+                        kind: "  Custom ".into(),
+                        credentials: Some(Secret::new("c")),
+                        credentials_file: None,
+                    }),
+                    ..job("typed")
+                },
+                ScrapeConfig {
+                    authorization: Some(Authorization {
+                        kind: " ".into(),
+                        ..Authorization::default()
+                    }),
+                    ..job("untyped")
+                },
+                job("none"),
+            ],
+            remote_write: vec![RemoteWriteConfig {
+                bearer_token: Some(Secret::new("rw")),
+                ..RemoteWriteConfig::default()
+            }],
+            ..Config::default()
+        };
+        let c = resolve(written, Some(Path::new("/etc/tidemark")));
+        let auth = |i: usize| c.scrape_configs[i].authorization.clone();
+        assert_eq!(
+            auth(0),
+            Some(Authorization {
+                kind: "Bearer".into(),
+                credentials: Some(Secret::new("tok")),
+                credentials_file: None,
+            })
+        );
+        // A folded token file is a credentials file, joined like any other.
+        assert_eq!(
+            auth(1).and_then(|a| a.credentials_file),
+            Some(PathBuf::from("/etc/tidemark/tok.txt"))
+        );
+        assert_eq!(auth(2).map(|a| a.kind), Some("Custom".into()));
+        assert_eq!(auth(3).map(|a| a.kind), Some("Bearer".into()));
+        assert_eq!(auth(4), None);
+        for sc in &c.scrape_configs {
+            assert!(sc.bearer_token.is_none() && sc.bearer_token_file.is_none());
+        }
+        let rw = &c.remote_write[0];
+        assert_eq!(
+            rw.authorization
+                .as_ref()
+                .and_then(|a| a.credentials.clone()),
+            Some(Secret::new("rw"))
+        );
+        assert!(rw.bearer_token.is_none());
+    }
+
+    #[test]
+    fn relative_file_names_join_the_config_directory_and_nothing_else_does() {
+        let tls = TlsConfig {
+            ca_file: Some("ca.pem".into()),
+            cert_file: Some("/abs/cert.pem".into()),
+            key_file: Some("keys/k.pem".into()),
+            ..TlsConfig::default()
+        };
+        let written = Config {
+            scrape_configs: vec![ScrapeConfig {
+                basic_auth: Some(BasicAuth {
+                    username: "u".into(),
+                    password_file: Some("pw".into()),
+                    ..BasicAuth::default()
+                }),
+                tls_config: tls.clone(),
+                file_sd_configs: vec![FileSdConfig {
+                    files: vec!["sd/*.json".into(), "/abs/sd.yml".into()],
+                    ..FileSdConfig::default()
+                }],
+                ..job("j")
+            }],
+            web: WebConfig {
+                tls: Some(WebTlsConfig {
+                    cert_file: "web.pem".into(),
+                    key_file: PathBuf::new(),
+                    client_ca_file: Some("clients.pem".into()),
+                    ..WebTlsConfig::default()
+                }),
+                ..WebConfig::default()
+            },
+            remote_write: vec![RemoteWriteConfig {
+                tls_config: tls,
+                ..RemoteWriteConfig::default()
+            }],
+            ..Config::default()
+        };
+        let as_written = resolve(written.clone(), None);
+        let c = resolve(written, Some(Path::new("/etc/tm")));
+        let sc = &c.scrape_configs[0];
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(
+            sc.basic_auth.as_ref().and_then(|b| b.password_file.clone()),
+            p("/etc/tm/pw")
+        );
+        for t in [&sc.tls_config, &c.remote_write[0].tls_config] {
+            assert_eq!(t.ca_file, p("/etc/tm/ca.pem"));
+            assert_eq!(t.cert_file, p("/abs/cert.pem"));
+            assert_eq!(t.key_file, p("/etc/tm/keys/k.pem"));
+        }
+        assert_eq!(
+            sc.file_sd_configs[0].files,
+            ["/etc/tm/sd/*.json", "/abs/sd.yml"]
+        );
+        let web = c.web.tls.clone();
+        assert_eq!(
+            web.as_ref().map(|t| t.cert_file.clone()),
+            p("/etc/tm/web.pem")
+        );
+        // An empty name stays empty (validation has reported it), not the directory.
+        assert_eq!(
+            web.as_ref().map(|t| t.key_file.clone()),
+            Some(PathBuf::new())
+        );
+        assert_eq!(web.and_then(|t| t.client_ca_file), p("/etc/tm/clients.pem"));
+        // Like --data-dir, storage.path is relative to the working directory.
+        assert_eq!(c.storage.path, PathBuf::from("./data"));
+        // Without a file there is nothing to join to.
+        let sc = &as_written.scrape_configs[0];
+        assert_eq!(sc.tls_config.ca_file, p("ca.pem"));
+        assert_eq!(sc.file_sd_configs[0].files[0], "sd/*.json");
+    }
+}

@@ -97,3 +97,113 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, "t.yml").unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    /// A change to each restart-only key, written as an operator writes it, is reported under
+    /// that key and under no other.
+    #[test]
+    fn a_change_to_each_restart_only_key_is_reported_by_its_key() {
+        let running = parse("");
+        for (changed, key) in [
+            ("storage: {path: /srv/tidemark}", "storage.path"),
+            ("storage: {wal_fsync: always}", "storage.wal_fsync"),
+            ("storage: {block_duration: 4h}", "storage.block_duration"),
+            (
+                "storage: {retention: {time: 30d}}",
+                "storage.retention.time",
+            ),
+            (
+                "storage: {retention: {size: 10GB}}",
+                "storage.retention.size",
+            ),
+            (
+                "web: {listen_address: '0.0.0.0:9595'}",
+                "web.listen_address",
+            ),
+            ("web: {enable_lifecycle: true}", "web.enable_lifecycle"),
+            ("web: {enable_admin_api: true}", "web.enable_admin_api"),
+            (
+                "web: {enable_remote_write_receiver: true}",
+                "web.enable_remote_write_receiver",
+            ),
+            (
+                "web: {cors_origin: 'https://g\\.example'}",
+                "web.cors_origin",
+            ),
+            (
+                "web: {max_request_body_size: 1MB}",
+                "web.max_request_body_size",
+            ),
+            ("web: {max_connections: 8}", "web.max_connections"),
+            ("web: {read_header_timeout: 5s}", "web.read_header_timeout"),
+            ("query: {timeout: 10s}", "query.timeout"),
+            ("query: {max_samples: 1000}", "query.max_samples"),
+            ("query: {lookback_delta: 1m}", "query.lookback_delta"),
+            ("query: {max_concurrency: 2}", "query.max_concurrency"),
+            ("log: {level: debug}", "log.level"),
+            ("log: {format: json}", "log.format"),
+        ] {
+            let new = parse(changed);
+            assert_eq!(restart_only_changes(&running, &new), [key], "{changed}");
+            // And back again: a change is a change in either direction.
+            assert_eq!(restart_only_changes(&new, &running), [key], "{changed}");
+        }
+        let all = parse(
+            "storage: {path: /x, retention: {time: 1d}}\nweb: {max_connections: 1}\n\
+             query: {timeout: 1s}\nlog: {level: warn}\n",
+        );
+        assert_eq!(
+            restart_only_changes(&running, &all),
+            [
+                "storage.path",
+                "storage.retention.time",
+                "web.max_connections",
+                "query.timeout",
+                "log.level"
+            ]
+        );
+    }
+
+    /// What a reload applies is not reported, including the remote-write backlog limit (set
+    /// again on every reload) and the web server's users and certificate.
+    #[test]
+    fn a_change_a_reload_applies_is_not_reported() {
+        let jobs = "scrape_configs: [{job_name: a, static_configs: [{targets: ['a:1']}]}]\n";
+        let remotes = "remote_write: [{url: 'http://rw:1/w'}]\n";
+        let running = parse(&format!("{jobs}{remotes}"));
+        for changed in [
+            format!("{jobs}{remotes}global: {{scrape_interval: 30s}}\n"),
+            format!("{jobs}{remotes}global: {{scrape_timeout: 5s}}\n"),
+            format!("{jobs}{remotes}global: {{external_labels: {{dc: eu}}}}\n"),
+            format!("{jobs}{remotes}global: {{sample_limit: 100}}\n"),
+            format!(
+                "{remotes}scrape_configs: [{{job_name: a, scrape_interval: 5s, \
+                 static_configs: [{{targets: ['a:1']}}]}}]\n"
+            ),
+            format!("{remotes}scrape_configs: []\n"),
+            format!("{jobs}remote_write: [{{url: 'http://other:1/w'}}]\n"),
+            format!("{jobs}{remotes}storage: {{remote_write_backlog_limit: 2GiB}}\n"),
+            format!("{jobs}{remotes}web: {{tls: {{cert_file: c.pem, key_file: k.pem}}}}\n"),
+            format!(
+                "{jobs}{remotes}web: {{basic_auth_users: \
+                 {{admin: $2y$10$PtYgjmUhBel31iEl2hpChYgCfrL1spNxnyVmihA/2O76UMFxFkM/R}}}}\n"
+            ),
+        ] {
+            let new = parse(&changed);
+            assert_ne!(new, running, "{changed}: nothing changed");
+            assert_eq!(
+                restart_only_changes(&running, &new),
+                Vec::<&str>::new(),
+                "{changed}"
+            );
+        }
+        assert!(restart_only_changes(&running, &running.clone()).is_empty());
+    }
+}

@@ -143,7 +143,7 @@ pub struct GlobalConfig {
 
 impl GlobalConfig {
     /// Every field unset, before defaults are resolved: what serde starts from.
-    fn unset() -> GlobalConfig {
+    pub(super) fn unset() -> GlobalConfig {
         GlobalConfig {
             scrape_interval: Duration(0),
             scrape_timeout: Duration(0),

@@ -455,6 +455,31 @@ fn glob_patterns_match_like_go() {
 }
 
 #[test]
+fn a_bad_file_sd_pattern_says_which_rule_it_breaks() {
+    use file_sd::{PatternError, check_pattern};
+    assert_eq!(
+        check_pattern("dir/targets.txt"),
+        Err(PatternError::NotATargetFile("dir/targets.txt".into()))
+    );
+    assert_eq!(
+        check_pattern("dir/"),
+        Err(PatternError::NotATargetFile("dir/".into()))
+    );
+    assert_eq!(
+        check_pattern("d?r/tg.json"),
+        Err(PatternError::PatternInDirectory("d?r/tg.json".into()))
+    );
+    assert_eq!(
+        check_pattern("dir/[x.json"),
+        Err(PatternError::Malformed("dir/[x.json".into()))
+    );
+    assert_eq!(
+        check_pattern("dir/[x.json").map_err(|e| e.to_string()),
+        Err("\"dir/[x.json\": malformed pattern".into())
+    );
+}
+
+#[test]
 fn tidemark_sections_parse() {
     let c = load("tidemark_sections.good.yml");
     assert_eq!(c.storage.path, PathBuf::from("/var/lib/tidemark"));

@@ -264,3 +264,31 @@ pub fn url_without_userinfo(url: &str) -> String {
         None => url.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_error_says_what_is_wrong_with_which_text() {
+        let why = |s: &str| parse_size(s).map_err(|e| (e.input, e.why));
+        assert_eq!(why(""), Err(("".into(), SizeProblem::Empty)));
+        assert_eq!(why("10"), Err(("10".into(), SizeProblem::MissingUnit)));
+        assert_eq!(why("MB"), Err(("MB".into(), SizeProblem::ExpectedNumber)));
+        assert_eq!(
+            why("1XB"),
+            Err(("1XB".into(), SizeProblem::UnknownUnit("XB".into())))
+        );
+        // One past u64::MAX, by one unit and by a sum of units.
+        assert_eq!(why("16EB"), Err(("16EB".into(), SizeProblem::TooLarge)));
+        assert_eq!(
+            why("18446744073709551615B1B"),
+            Err(("18446744073709551615B1B".into(), SizeProblem::TooLarge))
+        );
+        assert_eq!(parse_size("18446744073709551615B"), Ok(u64::MAX));
+        assert_eq!(
+            parse_size("10").map_err(|e| e.to_string()),
+            Err("invalid size \"10\": missing unit (want e.g. 512MB, 1GiB, 0)".into())
+        );
+    }
+}

@@ -622,3 +622,68 @@ fn is_bcrypt_hash(h: &str) -> bool {
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_write_urls_are_checked_and_shown_without_credentials() {
+        assert_eq!(check_url("https://u:pw@mimir:9009/api/v1/push"), Ok(()));
+        assert_eq!(
+            check_url("mimir:9009/push"),
+            Err(UrlError::NotAUrl("mimir:9009/push".into()))
+        );
+        assert_eq!(
+            check_url("ftp://u:pw@h/x"),
+            Err(UrlError::Scheme("ftp://h/x".into()))
+        );
+        assert_eq!(
+            check_url("http://:9009/x"),
+            Err(UrlError::NoHost("http://:9009/x".into()))
+        );
+        let e = check_url("http://u:secret-pw@/x").unwrap_err();
+        assert!(matches!(e, UrlError::NoHost(_)), "{e:?}");
+        assert!(!e.to_string().contains("secret-pw"), "{e}");
+        assert_eq!(
+            check_url("http://h x/").map_err(|e| e.to_string()),
+            Err("\"http://h x/\" has no host".into())
+        );
+    }
+
+    #[test]
+    fn listen_addresses_are_host_and_port() {
+        for ok in [":9595", "0.0.0.0:0", "[::1]:9595", "localhost:65535"] {
+            assert_eq!(check_listen_address(ok), Ok(()), "{ok}");
+        }
+        for bad in ["9595", "::1:9595", "h:65536", "h:", "h:-1", ""] {
+            assert_eq!(
+                check_listen_address(bad),
+                Err(ListenAddressError(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            ListenAddressError("h".into()).to_string(),
+            "\"h\" is not a valid listen address (want host:port)"
+        );
+    }
+
+    /// Validation reads the config as written (the job's interval unset), and compares the
+    /// timeout with the interval the job inherits.
+    #[test]
+    fn validation_sees_the_config_as_written() {
+        let text = "global: {scrape_interval: 20s}\nscrape_configs:\n  - job_name: a\n    \
+                    scrape_timeout: 30s\n    bearer_token: t\n";
+        let root = crate::config::yaml::parse(text).unwrap();
+        let written: Config = crate::config::yaml::from_node(root.as_ref().unwrap()).unwrap();
+        let problems = validate(&written, "v.yml", root.as_ref());
+        assert_eq!(
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "v.yml:4:21: scrape_configs[0].scrape_timeout: scrape_timeout 30s is greater than \
+              scrape_interval 20s for job \"a\""
+            ]
+        );
+    }
+}
