@@ -12,9 +12,9 @@
 use std::time::{Duration, Instant};
 
 use tidemark::model::Labels;
+use tidemark::relabel::{Action, RelabelConfig, Rule};
 use tidemark::scrape::ingest::{IngestOptions, ScrapeState};
 use tidemark::scrape::parse::Format;
-use tidemark::scrape::relabel::{Action, RelabelConfig, Rule};
 use tidemark::storage::{Db, Options};
 
 const TARGETS: usize = 1000;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod http_client;
 pub mod model;
 pub mod query;
+pub mod relabel;
 pub mod remote_write;
 pub mod scrape;
 pub mod storage;

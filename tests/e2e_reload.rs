@@ -356,3 +356,55 @@ async fn secrets_show_nowhere_and_a_changed_password_is_applied_on_reload() {
         assert!(leaked.is_empty(), "{s:?} in the log: {leaked:?}");
     }
 }
+
+/// A reload applies what it can and says what it cannot: a changed restart-only key
+/// (`query.timeout`) is logged as taking effect at the next restart, a changed job is applied,
+/// and a changed setting a reload applies (`storage.remote_write_backlog_limit`) is not
+/// reported as restart-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_jobs_and_names_each_restart_only_change() {
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, data) = (tmp.path().join("tidemark.yml"), tmp.path().join("data"));
+    let one = serve_target("alpha_metric 1\n").await;
+    let two = serve_target("beta_metric 2\n").await;
+    std::fs::write(&cfg, config(&[("one", &one)])).unwrap();
+    let agent = start(&cfg, &data);
+    wait_targets(&http, &agent, &[("one", "up")]).await;
+
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}query:\n  timeout: 1m\nstorage:\n  remote_write_backlog_limit: 2GiB\n",
+            config(&[("one", &one), ("two", &two)])
+        ),
+    )
+    .unwrap();
+    let r = http
+        .post(format!("{}/-/reload", agent.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The warnings come before "configuration reloaded", from the same reload.
+    let mut restart_only = Vec::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < end, "no \"configuration reloaded\" line");
+        let Ok(l) = agent.lines.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if l.contains("configuration reloaded") {
+            break;
+        }
+        if l.contains("takes effect at the next restart") {
+            restart_only.push(l);
+        }
+    }
+    assert_eq!(restart_only.len(), 1, "{restart_only:?}");
+    assert!(
+        restart_only[0].contains("query.timeout"),
+        "{restart_only:?}"
+    );
+    wait_targets(&http, &agent, &[("one", "up"), ("two", "up")]).await;
+}

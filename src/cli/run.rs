@@ -17,7 +17,7 @@ use crate::api::{self, ActiveTarget, ApiState, DroppedTarget, MetadataRef, Targe
 use crate::config::{self, Config, WalFsync};
 use crate::model::{format_duration, format_rfc3339, parse_duration};
 use crate::query::{Engine, EngineOptions};
-use crate::remote_write::RemoteWrite;
+use crate::remote_write::{RemoteWrite, RemoteWriteError};
 use crate::scrape::fetch::Fetcher;
 use crate::scrape::job;
 use crate::scrape::manager::{JobSpec, Manager, join_all};
@@ -436,36 +436,32 @@ async fn serve(
                 continue;
             }
         };
-        let outcome = reload(config_path.as_ref(), &manager, &web, &state.config_yaml).await;
-        // A remote whose client cannot be built fails the reload's answer too (the scrape
-        // jobs are applied by then; the previous queues keep running).
-        let mut remote_failed = None;
-        match &outcome {
+        let outcome = match reload(config_path.as_ref(), &manager, &web, &state.config_yaml).await {
             Ok(cfg) => {
-                warn_restart_only(&current, cfg);
+                warn_restart_only(&current, &cfg);
                 info!(jobs = cfg.scrape_configs.len(), "configuration reloaded");
                 follower.set_backlog_limit(cfg.storage.remote_write_backlog_limit.0);
-                if let Err(e) = remote.apply(cfg).await {
+                // A remote whose client cannot be built fails the reload's answer too (the
+                // scrape jobs are applied by then; the previous queues keep running).
+                let applied = remote.apply(&cfg).await.map_err(|e| {
                     error!(error = %e, "remote_write: the new configuration could not be applied; the previous queues keep running");
-                    remote_failed = Some(format!("remote_write: {e}"));
-                }
-                current = cfg.clone();
+                    ReloadError::RemoteWrite(e)
+                });
+                current = cfg;
                 sd_tick = tokio::time::interval(
                     file_sd_refresh(&current).unwrap_or(Duration::from_secs(3600)),
                 );
                 sd_tick.tick().await;
+                applied
             }
             Err(e) => {
-                error!(error = %e, "reload failed; the previous configuration stays in force")
+                error!(error = %e, "reload failed; the previous configuration stays in force");
+                Err(ReloadError::Refused(e))
             }
-        }
+        };
         if let Some(r) = reply {
-            let answer = match (outcome, remote_failed) {
-                (Err(e), _) => Err(format!("{e:#}")),
-                (Ok(_), Some(e)) => Err(e),
-                (Ok(_), None) => Ok(()),
-            };
-            let _ = r.send(answer);
+            // The API answers with the text.
+            let _ = r.send(outcome.map_err(|e| e.to_string()));
         }
     }
     info!("shutting down");
@@ -479,6 +475,18 @@ async fn serve(
     let _ = server.await;
     db.sync()?;
     Ok(())
+}
+
+/// Why `/-/reload` answers with a failure.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    /// Nothing was applied (a bad file, certificate or job); the previous configuration stays.
+    #[error("{0:#}")]
+    Refused(anyhow::Error),
+    /// The configuration was applied but a remote's client could not be built; the previous
+    /// queues keep running.
+    #[error("remote_write: {0}")]
+    RemoteWrite(RemoteWriteError),
 }
 
 /// Loads the configuration again and applies its jobs, users and TLS settings (certificate
@@ -505,43 +513,38 @@ async fn reload(
     Ok(cfg)
 }
 
-/// Warns about changed settings a reload does not apply (the listener, the router and the
-/// logger are built once).
+/// Warns about changed settings a reload does not apply (the listener, the router, the
+/// engine, the logger and the storage are built once); the schema classifies every key.
 fn warn_restart_only(old: &Config, new: &Config) {
-    let (o, n) = (&old.web, &new.web);
-    for (key, changed) in [
-        ("web.listen_address", o.listen_address != n.listen_address),
-        (
-            "web.enable_lifecycle",
-            o.enable_lifecycle != n.enable_lifecycle,
-        ),
-        (
-            "web.enable_admin_api",
-            o.enable_admin_api != n.enable_admin_api,
-        ),
-        (
-            "web.enable_remote_write_receiver",
-            o.enable_remote_write_receiver != n.enable_remote_write_receiver,
-        ),
-        ("web.cors_origin", o.cors_origin != n.cors_origin),
-        (
-            "web.max_request_body_size",
-            o.max_request_body_size != n.max_request_body_size,
-        ),
-        (
-            "web.max_connections",
-            o.max_connections != n.max_connections,
-        ),
-        (
-            "web.read_header_timeout",
-            o.read_header_timeout != n.read_header_timeout,
-        ),
-        ("log", old.log != new.log),
-        ("query", old.query != new.query),
-        ("storage", old.storage != new.storage),
-    ] {
-        if changed {
-            warn!(key, "changed setting takes effect at the next restart");
-        }
+    for key in config::restart_only_changes(old, new) {
+        warn!(key, "changed setting takes effect at the next restart");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relabel::RelabelError;
+
+    /// `/-/reload` answers with every cause of a refusal on one line, and names remote write
+    /// when only a remote failed.
+    #[test]
+    fn a_failed_reload_answers_with_its_whole_cause() {
+        let refused = ReloadError::Refused(
+            anyhow::anyhow!("p.yml:3:5: web.listen_address: bad").context("loading p.yml"),
+        );
+        assert_eq!(
+            refused.to_string(),
+            "loading p.yml: p.yml:3:5: web.listen_address: bad"
+        );
+        let remote = ReloadError::RemoteWrite(RemoteWriteError::Relabel {
+            name: "mimir".into(),
+            source: RelabelError::ZeroModulus,
+        });
+        assert_eq!(
+            remote.to_string(),
+            "remote_write: remote_write mimir: write_relabel_configs: relabel configuration for \
+             hashmod requires non-zero modulus"
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::error::{ConfigError, Problem, problem_from};
 use super::yaml::{self, KeyPath};
-use super::{ConfigError, Problem, problem_from};
 use crate::model::is_valid_label_name;
 
 /// The label Prometheus attaches to every group read from a file: the file's path.
@@ -42,26 +42,36 @@ fn has_meta(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// A `files` entry file discovery cannot use; each holds the entry as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The last path element does not name a `.json`, `.yml` or `.yaml` file.
+    #[error("{0:?} is not valid for file discovery (want a .json, .yml or .yaml file name)")]
+    NotATargetFile(String),
+    /// `*`, `?` or `[` in a directory name.
+    #[error("{0:?}: patterns are allowed only in the last path element")]
+    PatternInDirectory(String),
+    /// An unclosed `[` or a trailing `\`.
+    #[error("{0:?}: malformed pattern")]
+    Malformed(String),
+}
+
 /// Checks a `files` entry as Prometheus does: it names `.json`, `.yml` or `.yaml` files and
 /// only its last path element is a pattern.
-pub fn check_pattern(pattern: &str) -> Result<(), String> {
+pub fn check_pattern(pattern: &str) -> Result<(), PatternError> {
     let (dir, name) = match pattern.rsplit_once('/') {
         Some((d, n)) => (d, n),
         None => ("", pattern),
     };
     let lower = name.to_ascii_lowercase();
     if name.is_empty() || !EXTENSIONS.iter().any(|e| lower.ends_with(e)) {
-        return Err(format!(
-            "{pattern:?} is not valid for file discovery (want a .json, .yml or .yaml file name)"
-        ));
+        return Err(PatternError::NotATargetFile(pattern.to_string()));
     }
     if has_meta(dir) {
-        return Err(format!(
-            "{pattern:?}: patterns are allowed only in the last path element"
-        ));
+        return Err(PatternError::PatternInDirectory(pattern.to_string()));
     }
     if compile(name).is_none() {
-        return Err(format!("{pattern:?}: malformed pattern"));
+        return Err(PatternError::Malformed(pattern.to_string()));
     }
     Ok(())
 }

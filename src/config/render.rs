@@ -14,6 +14,17 @@ use std::fmt;
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
+use super::Config;
+
+impl Config {
+    /// The configuration as `/api/v1/status/config` shows it: this parsed configuration
+    /// written back as YAML (defaults and inherited values filled in), every [`super::Secret`]
+    /// as `<secret>`, passwords in URLs as `xxxxx` and header values hidden.
+    pub fn render(&self) -> String {
+        to_yaml(self).unwrap_or_else(|e| format!("# the configuration cannot be shown: {e}\n"))
+    }
+}
+
 /// A serialized value, maps in field order.
 #[derive(Debug, Clone, PartialEq)]
 enum Value {

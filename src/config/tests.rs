@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::Labels;
-use crate::scrape::relabel::process;
+use crate::relabel::{Rule, process};
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/testdata")
@@ -452,6 +452,31 @@ fn glob_patterns_match_like_go() {
     assert!(file_sd::check_pattern("dir/*/tg.json").is_err());
     assert!(file_sd::check_pattern("dir/[x.json").is_err());
     assert!(file_sd::check_pattern("dir/").is_err());
+}
+
+#[test]
+fn a_bad_file_sd_pattern_says_which_rule_it_breaks() {
+    use file_sd::{PatternError, check_pattern};
+    assert_eq!(
+        check_pattern("dir/targets.txt"),
+        Err(PatternError::NotATargetFile("dir/targets.txt".into()))
+    );
+    assert_eq!(
+        check_pattern("dir/"),
+        Err(PatternError::NotATargetFile("dir/".into()))
+    );
+    assert_eq!(
+        check_pattern("d?r/tg.json"),
+        Err(PatternError::PatternInDirectory("d?r/tg.json".into()))
+    );
+    assert_eq!(
+        check_pattern("dir/[x.json"),
+        Err(PatternError::Malformed("dir/[x.json".into()))
+    );
+    assert_eq!(
+        check_pattern("dir/[x.json").map_err(|e| e.to_string()),
+        Err("\"dir/[x.json\": malformed pattern".into())
+    );
 }
 
 #[test]

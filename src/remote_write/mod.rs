@@ -9,9 +9,8 @@
 //!
 //! `remote_write` may call `storage::wal`, and storage's `Appender` for the receiver's one
 //! write ([`receive`]: one commit per request, under a scrape's append rules; nothing else of
-//! storage), `config`, `model`, `http_client` and `scrape::relabel` (the relabel rules, pure
-//! functions shared with scraping); it must never call `api`, `query`, `cli` or the rest of
-//! `scrape`.
+//! storage), `config`, `model`, `http_client` and `relabel` (the relabel rules, pure
+//! functions shared with scraping); it must never call `api`, `query`, `cli` or `scrape`.
 
 mod ack;
 pub mod client;
@@ -27,7 +26,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::config::{Config, url_without_userinfo};
-use crate::scrape::relabel::RelabelError;
+use crate::relabel::RelabelError;
 use crate::storage::wal::{HoldOrigin, WalError, WalFollower, WalHold};
 use client::{ClientError, Sender};
 use queue::{Queue, QueueSettings};

@@ -28,7 +28,7 @@ use super::encode::{Batch, Encoder, encode_labels};
 use super::stats::{DropReason, QueueStats};
 use crate::config::{QueueConfig, RemoteWriteConfig};
 use crate::model::Labels;
-use crate::scrape::relabel::{self, Rule};
+use crate::relabel::{self, Rule};
 use crate::storage::wal::{SampleRecord, SeriesRecord, TailEvent, Tailer, WalFollower, WalHold};
 
 /// How long the reader sleeps when no commit notification comes (the poll fallback).

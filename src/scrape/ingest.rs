@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
+use crate::relabel::{self, Rule};
 use crate::scrape::metadata::{TargetMetadata, Tracker};
 use crate::scrape::parse::{Entry, Format, Parser};
-use crate::scrape::relabel::{self, Rule};
 use crate::storage::{Appender, CommitStats, Db, SeriesRef, StorageError};
 
 /// Per-target limits; zero means unlimited.
@@ -469,7 +469,7 @@ impl ScrapeState {
 mod tests {
     use super::*;
     use crate::model::{Matcher, Sample, is_stale_nan};
-    use crate::scrape::relabel::{Action, RelabelConfig};
+    use crate::relabel::{Action, RelabelConfig};
     use crate::storage::Options;
 
     fn target() -> Labels {

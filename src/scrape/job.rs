@@ -10,11 +10,11 @@ use super::fetch::{self, FetchSettings, Fetcher};
 use super::ingest::{IngestOptions, Limits};
 use super::manager::JobSpec;
 use super::parse::{ACCEPT_HEADER, Format};
-use super::relabel::Rule;
 use super::scrape_loop::Fetch;
 use super::target::JobDefaults;
 use crate::config::{ScrapeConfig, ScrapeProtocol};
 use crate::http_client::ClientSettings;
+use crate::relabel::Rule;
 
 /// A job that cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +121,7 @@ pub fn config_hash(sc: &ScrapeConfig) -> u64 {
     h.finish()
 }
 
-fn rules(job: &str, cfgs: &[crate::scrape::relabel::RelabelConfig]) -> Result<Vec<Rule>, JobError> {
+fn rules(job: &str, cfgs: &[crate::relabel::RelabelConfig]) -> Result<Vec<Rule>, JobError> {
     cfgs.iter()
         .map(|c| {
             Rule::new(c.clone()).map_err(|e| JobError::Relabel {

@@ -1,9 +1,9 @@
 //! Scraping: fetching exposition endpoints and turning them into append batches.
 //!
 //! `manager` runs one `scrape_loop` per `target`; each scrape is fetched (`fetch`), parsed
-//! (`parse`), relabeled (`relabel`) and stored as one batch (`ingest`). `import` also uses the
-//! parser. `stats` keeps per-job counters for self-metrics. `scrape` may call `storage` and
-//! `model`; it must never call `query`, `api` or `cli`.
+//! (`parse`), relabeled (`crate::relabel`) and stored as one batch (`ingest`). `import` also
+//! uses the parser. `stats` keeps per-job counters for self-metrics. `scrape` may call
+//! `storage` and `model`; it must never call `query`, `api` or `cli`.
 
 pub mod fetch;
 pub mod ingest;
@@ -11,7 +11,6 @@ pub mod job;
 pub mod manager;
 pub mod metadata;
 pub mod parse;
-pub mod relabel;
 pub mod scrape_loop;
 pub mod stats;
 pub mod target;

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::relabel::{self, Rule};
 use crate::model::{Labels, LabelsBuilder, format_duration, parse_duration};
+use crate::relabel::{self, Rule};
 
 /// A job's settings that shape its targets (from its `scrape_configs` entry).
 #[derive(Debug, Clone)]
@@ -181,7 +181,7 @@ fn encode_query(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scrape::relabel::{Action, RelabelConfig};
+    use crate::relabel::{Action, RelabelConfig};
 
     fn job(relabel: Vec<Rule>) -> JobDefaults {
         JobDefaults {

@@ -1,5 +1,10 @@
 //! Relabeling: Prometheus's `relabel_configs` and `metric_relabel_configs`, every action with
 //! Prometheus's defaults and validation.
+//!
+//! A leaf shared by three sides: `config` holds the rules as written ([`RelabelConfig`]) and
+//! reports the ones that cannot work, `scrape` applies them to targets and scraped series,
+//! `remote_write` to what it sends. It imports only `model`, so none of those depends on
+//! another through it.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
