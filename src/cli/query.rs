@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 
 use super::remote::Remote;
 use crate::api::json;
-use crate::model::{Labels, format_rfc3339, parse_duration, parse_time};
+use crate::model::{format_rfc3339, parse_duration, parse_time};
 use crate::query::{Engine, EngineOptions, QueryError, Value};
 use crate::storage::ReadOnlyDb;
 
@@ -331,22 +331,10 @@ fn json_data(v: &Value, eval_time: Option<i64>) -> Vec<u8> {
     out
 }
 
-/// Label sets as the API lists them, for `series --format json`.
-pub(super) fn json_label_list(all: &[Labels]) -> Vec<u8> {
-    let mut out = b"[".to_vec();
-    for (i, l) in all.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        json::write_labels(&mut out, l);
-    }
-    out.extend_from_slice(b"]\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Labels;
     use crate::query::{FPoint, Sample, Series};
     use clap::Parser;
     use std::sync::Arc;
@@ -501,18 +489,5 @@ mod tests {
         assert_eq!(table(&Value::Scalar(FPoint { t: 0, f: f64::NAN })), "NaN\n");
         assert_eq!(table(&Value::Vector(Vec::new())), "");
         assert_eq!(table(&Value::Matrix(Vec::new())), "");
-    }
-
-    #[test]
-    fn label_lists_as_the_api_writes_them() {
-        assert_eq!(json_label_list(&[]), b"[]\n");
-        let all = [
-            Labels::new([("__name__", "up"), ("path", "/a<b>&\"c")]).unwrap(),
-            Labels::empty(),
-        ];
-        assert_eq!(
-            String::from_utf8(json_label_list(&all)).unwrap(),
-            "[{\"__name__\":\"up\",\"path\":\"/a\\u003cb\\u003e\\u0026\\\"c\"},{}]\n"
-        );
     }
 }

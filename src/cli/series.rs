@@ -4,9 +4,7 @@
 use anyhow::Context;
 
 use super::parse_selector;
-use super::query::{
-    Format, Output, Source, Target, emit, json_label_list, open_dir, print_annotations,
-};
+use super::query::{Format, Output, Source, Target, emit, open_dir, print_annotations};
 use super::remote::Remote;
 use crate::api::json;
 use crate::model::{Labels, Matcher, parse_time};
@@ -85,5 +83,36 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
             let text: String = all.iter().map(|l| format!("{l}\n")).collect();
             emit(text)
         }
+    }
+}
+
+/// Label sets as the API lists them, for `series --format json`.
+fn json_label_list(all: &[Labels]) -> Vec<u8> {
+    let mut out = b"[".to_vec();
+    for (i, l) in all.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_labels(&mut out, l);
+    }
+    out.extend_from_slice(b"]\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_lists_as_the_api_writes_them() {
+        assert_eq!(json_label_list(&[]), b"[]\n");
+        let all = [
+            Labels::new([("__name__", "up"), ("path", "/a<b>&\"c")]).unwrap(),
+            Labels::empty(),
+        ];
+        assert_eq!(
+            String::from_utf8(json_label_list(&all)).unwrap(),
+            "[{\"__name__\":\"up\",\"path\":\"/a\\u003cb\\u003e\\u0026\\\"c\"},{}]\n"
+        );
     }
 }
