@@ -607,6 +607,29 @@ mod tests {
         assert!(tls_versions(Some(TlsVersion::Tls13), Some(TlsVersion::Tls12)).is_err());
     }
 
+    #[tokio::test]
+    async fn api_client_gives_up_at_its_timeout() {
+        // A server that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let client = api_client(Some(Duration::from_millis(200))).unwrap();
+        let err = client
+            .post(format!("http://{addr}/api/v1/query"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        hold.abort();
+        // Without a timeout it builds as well (the server's own timeout then answers).
+        assert!(api_client(None).is_ok());
+    }
+
     #[test]
     fn secret_debug_hides_inline_values() {
         let s = format!("{:?}", Secret::Inline("hunter2".into()));
