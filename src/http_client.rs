@@ -1,6 +1,7 @@
 //! Outgoing HTTP clients shared by scraping and remote write: TLS client settings
 //! (`tls_config`), credentials (`basic_auth`, `authorization`, inline or from files) and the
-//! reqwest client built from them, with Prometheus's semantics.
+//! reqwest client built from them, with Prometheus's semantics. `tidemark query` and `series`
+//! get their client for a server's API here too ([`api_client`]).
 //!
 //! This module owns how a client trusts servers and proves who it is. It must never send a
 //! request itself (scrape's `fetch` and remote write's client do), and never print a secret.
@@ -10,12 +11,14 @@
 //!   files are read on every request by the caller ([`Secret::read`]), as Prometheus does.
 //! - `server_name` is the name the server's certificate is checked against; the SNI sent is
 //!   still the URL's host (none for an IP address), because reqwest derives SNI from the URL.
-//! - Requests are HTTP/1.1; environment proxies are ignored (Prometheus's default).
+//! - Requests are HTTP/1.1; environment proxies are ignored (Prometheus's default), except by
+//!   the command line's [`api_client`].
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -219,6 +222,22 @@ pub fn client(tls: &TlsSettings, follow_redirects: bool) -> Result<reqwest::Clie
         .redirect(redirect)
         .tls_backend_preconfigured(tls)
         .build()?)
+}
+
+/// The client of `tidemark query` and `tidemark series` for a server's HTTP API: the system's
+/// CA certificates, up to 10 redirects followed, and, unlike scraping and remote write, the
+/// environment's proxies (`HTTPS_PROXY`, `NO_PROXY`…) used, as a command-line tool's user
+/// expects. Connecting is bounded at 10s, each whole request at `timeout` when given.
+pub fn api_client(timeout: Option<Duration>) -> Result<reqwest::Client, BuildError> {
+    let tls = tls_config(&TlsSettings::default())?;
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .connect_timeout(Duration::from_secs(10))
+        .tls_backend_preconfigured(tls);
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    Ok(builder.build()?)
 }
 
 /// Credentials and TLS settings as a config section gives them.
@@ -586,6 +605,29 @@ mod tests {
             Err(BuildError::TlsVersions { .. })
         ));
         assert!(tls_versions(Some(TlsVersion::Tls13), Some(TlsVersion::Tls12)).is_err());
+    }
+
+    #[tokio::test]
+    async fn api_client_gives_up_at_its_timeout() {
+        // A server that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let client = api_client(Some(Duration::from_millis(200))).unwrap();
+        let err = client
+            .post(format!("http://{addr}/api/v1/query"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        hold.abort();
+        // Without a timeout it builds as well (the server's own timeout then answers).
+        assert!(api_client(None).is_ok());
     }
 
     #[test]

@@ -584,8 +584,9 @@ fn url_answers_match_the_data_directory() {
     let local = ok(&["query", "--data-dir", &d, "--time", "7.5", "--json", edges]);
     let remote = ok(&["query", "--url", url, "--time", "7.5", "--json", edges]);
     assert_eq!(remote, local);
-    assert!(local.contains(r#"[7.500,"2.5e-07"]"#), "{local}");
-    assert!(local.contains(r#"[7.500,"-3e+21"]"#), "{local}");
+    // The API's timestamp form (`7.5`): the CLI's JSON is the API's bytes.
+    assert!(local.contains(r#"[7.5,"2.5e-07"]"#), "{local}");
+    assert!(local.contains(r#"[7.5,"-3e+21"]"#), "{local}");
 
     let err = fails(&["query", "--url", url, "sum(rate(x[5m])"]);
     assert!(err.contains("bad_data"), "{err}");
@@ -595,4 +596,244 @@ fn url_answers_match_the_data_directory() {
 
     let mut agent = agent;
     agent.stop();
+}
+
+/// POSTs a form to the agent's API and returns the answer's body as it came.
+fn api_post(base: &str, path: &str, form: &[(&str, &str)]) -> Vec<u8> {
+    // reqwest is built without a default crypto provider; plain HTTP still needs one set.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{base}{path}"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path} {form:?}");
+        resp.bytes().await.unwrap().to_vec()
+    })
+}
+
+/// The `data` of a success answer without annotations, as the bytes the API wrote.
+fn api_data(body: &[u8]) -> &[u8] {
+    let head = br#"{"status":"success","data":"#;
+    assert!(
+        body.starts_with(head) && body.ends_with(b"}"),
+        "{}",
+        String::from_utf8_lossy(body)
+    );
+    &body[head.len()..body.len() - 1]
+}
+
+#[test]
+fn json_output_is_the_apis_bytes() {
+    let (dir, series) = imported();
+    let d = data_dir(&dir);
+    let config = dir.path().join("tidemark.yml");
+    std::fs::write(&config, "scrape_configs: []\n").unwrap();
+    let agent = Agent::start(&[
+        OsStr::new("--config"),
+        config.as_os_str(),
+        OsStr::new("--data-dir"),
+        OsStr::new(&d),
+        OsStr::new("--retention-time"),
+        OsStr::new("0"),
+    ]);
+    let url = agent.api.as_str();
+    let secs = |t: i64| format!("{}.{:03}", t / 1000, t % 1000);
+
+    // Evaluation times on whole tenths of a second: the API writes `.5`, not `.500`.
+    let t = series[4].samples[40].0 / 1000 * 1000 + 500;
+    let time = secs(t);
+    // Range queries: across the counters' gap with the gauge starting inside; and one that
+    // ends before the gauge starts, so `temp`, selected, has no point in range while the
+    // counters do (the engine leaves such a series out; a remote one without `values` is
+    // covered by `url_answers_keep_series_without_values`).
+    let (s1, e1) = (
+        series[3].samples[250].0 / 1000 * 1000 + 1_250,
+        series[4].samples[20].0,
+    );
+    let e2 = series[4].samples[0].0 / 1000 * 1000 - 500;
+    let s2 = e2 - 3_600_000;
+    let instant = [
+        "http_requests_total",
+        // Label values Prometheus's encoder escapes: `<`, `>`, `&`, U+2028.
+        "label_replace(http_requests_total, \"note\", \"<a&b>\u{2028}é\", \"\", \"\")",
+        "temp[3m]",
+        "2.5e-7",
+        "vector(2.5e-7) or label_replace(vector(-3e21), \"a\", \"b\", \"\", \"\")",
+        "\"a<b\"",
+        "nothing_here",
+    ];
+    let mut cases: Vec<(&str, Vec<(&str, String)>)> = instant
+        .iter()
+        .map(|q| {
+            (
+                "/api/v1/query",
+                vec![("time", time.clone()), ("query", q.to_string())],
+            )
+        })
+        .collect();
+    for (start, end, step, q) in [
+        (s1, e1, "37s", r#"{__name__=~"http_requests_total|temp"}"#),
+        (s2, e2, "1m", r#"{__name__=~"http_requests_total|temp"}"#),
+        (
+            s1,
+            e1,
+            "1m",
+            "sum by (code) (rate(http_requests_total[5m])) / 3",
+        ),
+        (s1, e1, "1m", "nothing_here"),
+    ] {
+        cases.push((
+            "/api/v1/query_range",
+            vec![
+                ("start", secs(start)),
+                ("end", secs(end)),
+                ("step", step.to_string()),
+                ("query", q.to_string()),
+            ],
+        ));
+    }
+
+    for (path, params) in &cases {
+        let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let body = api_post(url, path, &form);
+        let mut want = api_data(&body).to_vec();
+        want.push(b'\n');
+        let mut args: Vec<&str> = vec!["query", "--json"];
+        for (k, v) in &form {
+            if *k != "query" {
+                args.push(flag(k));
+                args.push(v);
+            }
+        }
+        args.push(form.iter().find(|(k, _)| *k == "query").unwrap().1);
+        for src in [["--data-dir", d.as_str()], ["--url", url]] {
+            let mut a = args.clone();
+            a.splice(1..1, src);
+            let got = ok(&a);
+            assert_eq!(
+                got,
+                String::from_utf8_lossy(&want),
+                "tidemark {a:?} differs from {path} {form:?}"
+            );
+        }
+    }
+
+    let mut agent = agent;
+    agent.stop();
+}
+
+/// `--start` for `start`, and so on.
+fn flag(param: &str) -> &'static str {
+    match param {
+        "time" => "--time",
+        "start" => "--start",
+        "end" => "--end",
+        "step" => "--step",
+        other => panic!("no flag for {other}"),
+    }
+}
+
+/// A one-route stand-in for a server's API: answers each connection with the next of
+/// `bodies` (status 200, JSON) and hands over what was asked.
+fn fake_api(bodies: Vec<String>) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for body in bodies {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The head, then as much body as it announces.
+            let head_end = loop {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "connection closed mid-request");
+                req.extend_from_slice(&buf[..n]);
+                if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&req[..head_end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while req.len() < head_end + len {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "connection closed mid-body");
+                req.extend_from_slice(&buf[..n]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&req).into_owned());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(answer.as_bytes()).unwrap();
+        }
+    });
+    (format!("http://{addr}"), rx)
+}
+
+#[test]
+fn url_answers_keep_series_without_values() {
+    // What the API writes for a series without float points (Prometheus: one with only
+    // native histograms): no `values`. The CLI must print it so, not as `"values":[]`.
+    let data = r#"{"resultType":"matrix","result":[{"metric":{"__name__":"a"},"values":[[1700000000,"1"],[1700000060,"2"]]},{"metric":{"__name__":"b"}}]}"#;
+    let answer = format!(r#"{{"status":"success","data":{data}}}"#);
+    // A native histogram sample: passed through (as JSON, not byte for byte: it is read, not
+    // understood), refused by the table.
+    let hist_data = r#"{"resultType":"vector","result":[{"metric":{"__name__":"h"},"histogram":[1700000000,{"count":"2","sum":"3"}]}]}"#;
+    let hist = format!(r#"{{"status":"success","data":{hist_data},"warnings":["w<"]}}"#);
+    let (url, asked) = fake_api(vec![answer.clone(), answer, hist.clone(), hist]);
+    let range = [
+        "--start",
+        "1700000000",
+        "--end",
+        "1700000060",
+        "--step",
+        "1m",
+        "{__name__=~\"a|b\"}",
+    ];
+    let json = ok(&[&["query", "--url", &url, "--json"][..], &range].concat());
+    assert_eq!(json, format!("{data}\n"));
+    let req = asked.recv().unwrap();
+    assert!(
+        req.starts_with("POST /api/v1/query_range HTTP/1.1\r\n"),
+        "{req}"
+    );
+    assert!(
+        req.ends_with(
+            "\r\n\r\nquery=%7B__name__%3D%7E%22a%7Cb%22%7D&start=1700000000&end=1700000060&step=60"
+        ),
+        "{req}"
+    );
+    let table = ok(&[&["query", "--url", &url][..], &range].concat());
+    assert_eq!(
+        table,
+        "a\n  2023-11-14T22:13:20.000Z  1\n  2023-11-14T22:14:20.000Z  2\nb\n"
+    );
+
+    let instant = ["--time", "1700000000", "h"];
+    let o = tidemark(&[&["query", "--url", &url, "--json"][..], &instant].concat());
+    assert!(o.status.success());
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        got,
+        serde_json::from_str::<serde_json::Value>(hist_data).unwrap()
+    );
+    assert_eq!(String::from_utf8(o.stderr).unwrap(), "warning: w<\n");
+    let err = fails(&[&["query", "--url", &url][..], &instant].concat());
+    assert!(err.contains("native histograms"), "{err}");
 }

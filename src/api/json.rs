@@ -3,13 +3,19 @@
 //! Go's float formats, timestamps as seconds with up to three decimals. Query results are
 //! written straight into a buffer: a range query of thousands of series must not build a tree
 //! of `serde_json::Value`s first.
+//!
+//! The one writer of query results: the API answers with it, and `tidemark query` prints its
+//! JSON (and its table's values) with it, reading a remote answer back ([`read_query_data`])
+//! to write it again, so both sources give the same bytes.
 
 use std::io;
+use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::Value as Json;
 
 use crate::model::Labels;
-use crate::query::{Annotations, FPoint, Series, Value};
+use crate::query::{Annotations, FPoint, Sample, Series, Value};
 
 /// Most warnings (and, separately, infos) a response lists; the rest are counted in one line,
 /// as Prometheus does.
@@ -286,8 +292,15 @@ pub fn write_g(out: &mut Vec<u8>, f: f64) {
 
 /// A sample value as Prometheus's JSON encoder writes it, quoted: plain decimals, exponents
 /// below 1e-6 and from 1e21 on.
+#[inline]
 pub fn write_sample_value(out: &mut Vec<u8>, f: f64) {
     out.push(b'"');
+    write_sample_text(out, f);
+    out.push(b'"');
+}
+
+/// [`write_sample_value`] without the quotes, as `tidemark query` prints values in a table.
+pub fn write_sample_text(out: &mut Vec<u8>, f: f64) {
     if !f.is_finite() {
         write_non_finite(out, f);
     } else if !write_small_integer(out, f) {
@@ -299,15 +312,29 @@ pub fn write_sample_value(out: &mut Vec<u8>, f: f64) {
             d.write_e(out);
         }
     }
-    out.push(b'"');
+}
+
+/// Runs an ASCII writer into a string.
+fn ascii(write: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut b = Vec::with_capacity(24);
+    write(&mut b);
+    // The writers this is used with write ASCII only.
+    String::from_utf8(b).unwrap_or_default()
 }
 
 /// [`write_g`] into a string.
 pub fn format_g(f: f64) -> String {
-    let mut b = Vec::with_capacity(24);
-    write_g(&mut b, f);
-    // Only ASCII was written.
-    String::from_utf8(b).unwrap_or_default()
+    ascii(|b| write_g(b, f))
+}
+
+/// [`write_sample_text`] into a string.
+pub fn format_sample(f: f64) -> String {
+    ascii(|b| write_sample_text(b, f))
+}
+
+/// [`write_ts`] into a string: a millisecond timestamp as the seconds the API takes and gives.
+pub fn format_ts(t: i64) -> String {
+    ascii(|b| write_ts(b, t))
 }
 
 /// A label set as a JSON object, in label order.
@@ -403,6 +430,129 @@ pub fn write_query_data(out: &mut Vec<u8>, v: &Value, eval_time: Option<i64>) {
         }
     }
     out.push(b'}');
+}
+
+/// Why a query answer could not be read back into a [`Value`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(String);
+
+fn read_error(what: impl Into<String>) -> ReadError {
+    ReadError(what.into())
+}
+
+/// A label set from `{"name":"value",…}`, taken as the server wrote it: names are not
+/// re-validated (a newer server may allow what this build's rules do not), and a label with an
+/// empty value is no label.
+pub fn read_labels(v: &Json) -> Result<Labels, ReadError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| read_error("labels are not an object"))?;
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(obj.len());
+    for (n, v) in obj {
+        let v = v
+            .as_str()
+            .ok_or_else(|| read_error(format!("label {n:?} is not a string")))?;
+        if !v.is_empty() {
+            pairs.push((n.clone(), v.to_string()));
+        }
+    }
+    // Object keys are unique, so sorting leaves the invariant `from_sorted_unchecked` wants.
+    pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(Labels::from_sorted_unchecked(pairs))
+}
+
+/// `[seconds, x]`: the time in milliseconds, and `x`.
+fn read_point(v: &Json) -> Result<(i64, &Json), ReadError> {
+    let Some([t, x]) = v.as_array().map(Vec::as_slice) else {
+        return Err(read_error("a point is not a [time, value] pair"));
+    };
+    let t = t
+        .as_f64()
+        .ok_or_else(|| read_error("a point's time is not a number"))?;
+    // `as` saturates: a time beyond the i64 range reads as its end.
+    Ok(((t * 1000.0).round() as i64, x))
+}
+
+fn read_float_point(v: &Json) -> Result<FPoint, ReadError> {
+    let (t, x) = read_point(v)?;
+    let s = x
+        .as_str()
+        .ok_or_else(|| read_error("a value is not a string"))?;
+    let f = s
+        .parse::<f64>()
+        .map_err(|_| read_error(format!("value {s:?} is not a number")))?;
+    Ok(FPoint { t, f })
+}
+
+/// The `data` of a query answer (what [`write_query_data`] writes, or Prometheus) read back
+/// into a [`Value`], so that writing it again gives the same bytes. Native histograms have no
+/// place in a [`Value`]: an answer holding one is an error rather than losing them.
+pub fn read_query_data(data: &Json) -> Result<Value, ReadError> {
+    let kind = data["resultType"]
+        .as_str()
+        .ok_or_else(|| read_error("no resultType"))?;
+    let result = &data["result"];
+    let list = || {
+        result
+            .as_array()
+            .ok_or_else(|| read_error("result is not an array"))
+    };
+    let histograms = || read_error("native histograms are not supported");
+    Ok(match kind {
+        "scalar" => Value::Scalar(read_float_point(result)?),
+        "string" => {
+            let (t, s) = read_point(result)?;
+            let s = s
+                .as_str()
+                .ok_or_else(|| read_error("a string result is not a string"))?;
+            Value::String {
+                t,
+                s: s.to_string(),
+            }
+        }
+        "vector" => {
+            let mut v = Vec::new();
+            for e in list()? {
+                if e.get("histogram").is_some() {
+                    return Err(histograms());
+                }
+                let p = read_float_point(&e["value"])?;
+                v.push(Sample {
+                    metric: Arc::new(read_labels(&e["metric"])?),
+                    t: p.t,
+                    f: p.f,
+                    drop_name: false,
+                });
+            }
+            Value::Vector(v)
+        }
+        "matrix" => {
+            let mut m = Vec::new();
+            for e in list()? {
+                if e.get("histograms").is_some() {
+                    return Err(histograms());
+                }
+                // A series without float points has no `values`.
+                let floats = match e.get("values") {
+                    None => Vec::new(),
+                    Some(v) => v
+                        .as_array()
+                        .ok_or_else(|| read_error("values are not an array"))?
+                        .iter()
+                        .map(read_float_point)
+                        .collect::<Result<_, _>>()?,
+                };
+                m.push(Series {
+                    metric: Arc::new(read_labels(&e["metric"])?),
+                    floats,
+                    drop_name: false,
+                });
+            }
+            Value::Matrix(m)
+        }
+        other => return Err(read_error(format!("unknown resultType {other:?}"))),
+    })
 }
 
 /// Warnings and infos as Prometheus lists them: at most ten of each, then a count of the rest.
@@ -521,7 +671,6 @@ pub fn to_vec<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn s(f: impl Fn(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();
@@ -659,6 +808,140 @@ mod tests {
             s(|o| write_query_data(o, &st, None)),
             r#"{"resultType":"string","result":[4,"hi \"there\""]}"#
         );
+    }
+
+    #[test]
+    fn sample_text_and_timestamps_as_strings() {
+        for (f, want) in [
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e21, "1e+21"),
+            (9.99e20, "999000000000000000000"),
+            (-2.5e-7, "-2.5e-07"),
+            (1e-6, "0.000001"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(format_sample(f), want, "{f}");
+            assert_eq!(s(|o| write_sample_value(o, f)), format!("\"{want}\""));
+        }
+        assert_eq!(format_ts(1_435_781_451_781), "1435781451.781");
+        assert_eq!(format_ts(1_435_781_451_000), "1435781451");
+        assert_eq!(format_ts(-1_500), "-1.5");
+        assert_eq!(format_ts(i64::MAX), "9223372036854775.807");
+        assert_eq!(format_ts(i64::MIN), "-9223372036854775.808");
+    }
+
+    fn read(text: &str) -> Result<Value, ReadError> {
+        read_query_data(&serde_json::from_str(text).unwrap())
+    }
+
+    fn rewrite(v: &Value) -> String {
+        s(|o| write_query_data(o, v, None))
+    }
+
+    #[test]
+    fn answers_read_back_to_the_same_bytes() {
+        let m = |pairs: &[(&str, &str)]| Arc::new(Labels::new(pairs.iter().copied()).unwrap());
+        let values = [
+            Value::Vector(vec![
+                Sample {
+                    metric: m(&[("__name__", "up"), ("job", "a\"b<\u{2028}"), ("Z", "é")]),
+                    t: 1_700_000_000_123,
+                    f: 1.0,
+                    drop_name: false,
+                },
+                Sample {
+                    metric: m(&[]),
+                    t: -1_500,
+                    f: f64::NEG_INFINITY,
+                    drop_name: false,
+                },
+            ]),
+            Value::Vector(vec![]),
+            Value::Matrix(vec![
+                Series {
+                    metric: m(&[("__name__", "x"), ("i", "1")]),
+                    floats: vec![
+                        FPoint {
+                            t: 1_700_000_000_007,
+                            f: 2.5e-7,
+                        },
+                        FPoint {
+                            t: 1_700_000_060_000,
+                            f: f64::NAN,
+                        },
+                        FPoint {
+                            t: 1_700_000_120_500,
+                            f: -3e21,
+                        },
+                    ],
+                    drop_name: false,
+                },
+                // No float points: no `values`, and read back so.
+                Series {
+                    metric: m(&[("i", "2")]),
+                    floats: vec![],
+                    drop_name: false,
+                },
+            ]),
+            Value::Scalar(FPoint {
+                t: 4_500,
+                f: f64::MIN_POSITIVE,
+            }),
+            Value::String {
+                t: 0,
+                s: "a\nb</".into(),
+            },
+        ];
+        for v in &values {
+            let text = rewrite(v);
+            let back = read(&text).unwrap();
+            assert_eq!(rewrite(&back), text);
+        }
+        assert!(rewrite(&values[2]).ends_with(r#"{"metric":{"i":"2"}}]}"#));
+        // A label with an empty value is no label; a `values` list may be empty.
+        let back =
+            read(r#"{"resultType":"matrix","result":[{"metric":{"a":"","b":"1"},"values":[]}]}"#)
+                .unwrap();
+        assert_eq!(
+            rewrite(&back),
+            r#"{"resultType":"matrix","result":[{"metric":{"b":"1"}}]}"#
+        );
+        // Times far out of range saturate instead of wrapping.
+        let Value::Scalar(p) = read(r#"{"resultType":"scalar","result":[1e300,"1"]}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(p.t, i64::MAX);
+    }
+
+    #[test]
+    fn malformed_answers_are_errors_not_panics() {
+        for bad in [
+            r#"{}"#,
+            r#"[]"#,
+            r#"{"resultType":"vector","result":{}}"#,
+            r#"{"resultType":"vector","result":[{"metric":{},"value":[1]}]}"#,
+            r#"{"resultType":"vector","result":[{"metric":{"a":1},"value":[1,"1"]}]}"#,
+            r#"{"resultType":"vector","result":[{"metric":[],"value":[1,"1"]}]}"#,
+            r#"{"resultType":"vector","result":[{"metric":{},"value":["1","1"]}]}"#,
+            r#"{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}"#,
+            r#"{"resultType":"matrix","result":[{"metric":{},"values":{}}]}"#,
+            r#"{"resultType":"scalar","result":["1","1"]}"#,
+            r#"{"resultType":"scalar","result":[1,1]}"#,
+            r#"{"resultType":"string","result":[1,2]}"#,
+            r#"{"resultType":"histogram","result":[]}"#,
+            // Native histograms have no place in a `Value`: refused, not dropped.
+            r#"{"resultType":"vector","result":[{"metric":{},"histogram":[1,{"count":"1","sum":"1"}]}]}"#,
+            r#"{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"]],"histograms":[[1,{"count":"1","sum":"1"}]]}]}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 mod admin;
 mod federate;
-mod json;
+pub(crate) mod json;
 mod metadata;
 mod params;
 mod query;

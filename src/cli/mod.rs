@@ -7,6 +7,7 @@ mod dump;
 mod import;
 mod inspect;
 mod query;
+mod remote;
 mod run;
 mod series;
 mod snapshot;

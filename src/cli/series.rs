@@ -4,10 +4,9 @@
 use anyhow::Context;
 
 use super::parse_selector;
-use super::query::{
-    Format, Output, Remote, Source, Target, emit, json_label_list, labels_from_json, open_dir,
-    seconds,
-};
+use super::query::{Format, Output, Source, Target, emit, open_dir, print_annotations};
+use super::remote::Remote;
+use crate::api::json;
 use crate::model::{Labels, Matcher, parse_time};
 
 #[derive(clap::Args)]
@@ -64,23 +63,56 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
             let remote = Remote::new(&url, None)?;
             let mut params: Vec<(&str, String)> =
                 a.matchers.iter().map(|m| ("match[]", m.clone())).collect();
-            params.extend(start.map(|s| ("start", seconds(s))));
-            params.extend(end.map(|e| ("end", seconds(e))));
-            let data = remote.post("/api/v1/series", &params)?;
-            let list = data
+            params.extend(start.map(|s| ("start", json::format_ts(s))));
+            params.extend(end.map(|e| ("end", json::format_ts(e))));
+            let answer = remote.post("/api/v1/series", &params)?;
+            print_annotations(&answer.warnings, &answer.infos);
+            let list = answer
+                .data
                 .as_array()
                 .with_context(|| format!("unexpected answer from {url}: data is not a list"))?;
             list.iter()
-                .map(labels_from_json)
-                .collect::<anyhow::Result<_>>()
+                .map(json::read_labels)
+                .collect::<Result<_, _>>()
                 .with_context(|| format!("unexpected answer from {url}"))?
         }
     };
     match a.output.format() {
-        Format::Json => emit(&json_label_list(&all)),
+        Format::Json => emit(json_label_list(&all)),
         Format::Table => {
             let text: String = all.iter().map(|l| format!("{l}\n")).collect();
-            emit(&text)
+            emit(text)
         }
+    }
+}
+
+/// Label sets as the API lists them, for `series --format json`.
+fn json_label_list(all: &[Labels]) -> Vec<u8> {
+    let mut out = b"[".to_vec();
+    for (i, l) in all.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_labels(&mut out, l);
+    }
+    out.extend_from_slice(b"]\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_lists_as_the_api_writes_them() {
+        assert_eq!(json_label_list(&[]), b"[]\n");
+        let all = [
+            Labels::new([("__name__", "up"), ("path", "/a<b>&\"c")]).unwrap(),
+            Labels::empty(),
+        ];
+        assert_eq!(
+            String::from_utf8(json_label_list(&all)).unwrap(),
+            "[{\"__name__\":\"up\",\"path\":\"/a\\u003cb\\u003e\\u0026\\\"c\"},{}]\n"
+        );
     }
 }
