@@ -746,6 +746,48 @@ mod tests {
         }
     }
 
+    #[test]
+    fn payload_errors_say_where_in_the_payload() {
+        let frame = |kind: u8, payload: &[u8]| {
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload);
+            let h = FrameHeader {
+                len: payload.len(),
+                kind,
+                crc,
+            };
+            decode_frame(&h, payload)
+        };
+        // One whole sample (ref +1, time +1, value 0.0), then a time delta cut short.
+        let e = frame(KIND_SAMPLES, &[0x02, 0x02, 0x00, 0x02, 0x80]).unwrap_err();
+        assert_eq!(
+            e,
+            FrameError::Bytes(encoding::Error::TruncatedVarint { offset: 4 })
+        );
+        assert_eq!(
+            e.to_string(),
+            "payload undecodable at byte 4: truncated varint"
+        );
+        // A ref delta whose tenth byte carries bits past the 64th.
+        let mut over = vec![0x02, 0x02, 0x00];
+        over.extend([0xff; 9]);
+        over.push(0x02);
+        assert_eq!(
+            frame(KIND_SAMPLES, &over),
+            Err(FrameError::Bytes(encoding::Error::VarintOverflow {
+                offset: 3
+            }))
+        );
+        // A chunk's data, 16 bytes announced and one there.
+        assert_eq!(
+            frame(KIND_CHUNKS, &[0x02, 0x02, 0x02, 0x10, 1]),
+            Err(FrameError::Bytes(encoding::Error::Truncated {
+                offset: 4,
+                needed: 16,
+                left: 1
+            }))
+        );
+    }
+
     /// Bytes per sample of one scrape-shaped record: every sample at the same timestamp, refs
     /// ascending, values shaped like node_exporter's (zeros, small counts, byte counters,
     /// fractional seconds, a few stale markers).
