@@ -67,7 +67,7 @@ pub enum ProtoError {
         at: usize,
     },
     /// A length-delimited or fixed-width value runs past the end of the body.
-    #[error("length {needed} runs past the end of the body ({left} bytes left)")]
+    #[error("length {needed} runs past the end of the body ({left} left)")]
     PastEnd {
         /// Where the value's bytes start.
         at: usize,
