@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub(crate) mod encoding;
 pub mod http_client;
 pub mod model;
 pub mod query;

@@ -39,7 +39,7 @@ pub(super) async fn write(
         );
     }
     if let Err(why) = check_headers(&headers) {
-        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, &why);
+        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, &why.to_string());
     }
     let db = s.db.clone();
     let now = now_ms();
@@ -79,54 +79,74 @@ pub(super) async fn write(
     }
 }
 
+/// Why a request is not remote write 1.0 over snappy (415).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Unsupported {
+    #[error("{0} is not ASCII")]
+    NotAscii(header::HeaderName),
+    #[error("expected {PROTOBUF} as the first (media) part, got {content_type} content-type")]
+    MediaType { content_type: String },
+    #[error("expected parameters to be key-values, got {param} in {content_type} content-type")]
+    Parameter { param: String, content_type: String },
+    #[error(
+        "{V2_MESSAGE} protobuf message is not accepted by this server; accepted [{V1_MESSAGE}]"
+    )]
+    RemoteWrite2,
+    #[error(
+        "got {content_type} content type; unknown remote write protobuf message {message}, supported: {V1_MESSAGE}"
+    )]
+    UnknownMessage {
+        message: String,
+        content_type: String,
+    },
+    #[error("{0} encoding (compression) is not accepted by this server; only snappy is acceptable")]
+    Encoding(String),
+}
+
 /// Remote write 1.0 over snappy, or why not. A missing `Content-Type` or `Content-Encoding` is
 /// taken as 1.0 and snappy, as Prometheus does for early senders that set neither.
-fn check_headers(headers: &HeaderMap) -> Result<(), String> {
-    let header_str = |name: header::HeaderName| -> Result<&str, String> {
-        headers
-            .get(&name)
-            .map_or(Ok(""), |v| v.to_str())
-            .map(str::trim)
-            .map_err(|_| format!("{name} is not ASCII"))
+fn check_headers(headers: &HeaderMap) -> Result<(), Unsupported> {
+    let header_str = |name: header::HeaderName| -> Result<&str, Unsupported> {
+        match headers.get(&name).map(|v| v.to_str()) {
+            None => Ok(""),
+            Some(Ok(v)) => Ok(v.trim()),
+            Some(Err(_)) => Err(Unsupported::NotAscii(name)),
+        }
     };
     let content_type = header_str(header::CONTENT_TYPE)?;
     if !content_type.is_empty() {
         let mut parts = content_type.split(';');
         let media = parts.next().unwrap_or("").trim();
         if !media.eq_ignore_ascii_case(PROTOBUF) {
-            return Err(format!(
-                "expected {PROTOBUF} as the first (media) part, got {content_type} content-type"
-            ));
+            return Err(Unsupported::MediaType {
+                content_type: content_type.into(),
+            });
         }
         for p in parts {
             let Some((k, v)) = p.split_once('=') else {
-                return Err(format!(
-                    "expected parameters to be key-values, got {p} in {content_type} content-type"
-                ));
+                return Err(Unsupported::Parameter {
+                    param: p.into(),
+                    content_type: content_type.into(),
+                });
             };
             if k.trim() != "proto" {
                 continue;
             }
             match v.trim() {
                 V1_MESSAGE => {}
-                V2_MESSAGE => {
-                    return Err(format!(
-                        "{V2_MESSAGE} protobuf message is not accepted by this server; accepted [{V1_MESSAGE}]"
-                    ));
-                }
+                V2_MESSAGE => return Err(Unsupported::RemoteWrite2),
                 other => {
-                    return Err(format!(
-                        "got {content_type} content type; unknown remote write protobuf message {other}, supported: {V1_MESSAGE}"
-                    ));
+                    return Err(Unsupported::UnknownMessage {
+                        message: other.into(),
+                        content_type: content_type.into(),
+                    });
                 }
             }
         }
     }
     let encoding = header_str(header::CONTENT_ENCODING)?;
     if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("snappy") {
-        return Err(format!(
-            "{encoding} encoding (compression) is not accepted by this server; only snappy is acceptable"
-        ));
+        return Err(Unsupported::Encoding(encoding.into()));
     }
     Ok(())
 }
@@ -206,7 +226,7 @@ mod tests {
             ),
         ];
         for (h, want) in &bad {
-            let got = check_headers(h).unwrap_err();
+            let got = check_headers(h).unwrap_err().to_string();
             assert!(got.contains(want), "{h:?}: {got}");
         }
     }

@@ -8,6 +8,7 @@
 //! the types in `proto` (except that zero values are written rather than omitted, which every
 //! decoder accepts); a test checks it against prost.
 
+use crate::encoding::{put_u64_le, put_uvarint, uvarint_len};
 use crate::model::Labels;
 
 /// Field 1 of WriteRequest (`timeseries`), length-delimited.
@@ -22,19 +23,6 @@ const TAG_VALUE_STRING: u8 = 0x12;
 const TAG_VALUE_DOUBLE: u8 = 0x09;
 /// Field 2 of Sample (`timestamp`), varint.
 const TAG_TIMESTAMP: u8 = 0x10;
-
-fn put_uvarint(out: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        out.push((x as u8) | 0x80);
-        x >>= 7;
-    }
-    out.push(x as u8);
-}
-
-fn uvarint_len(x: u64) -> usize {
-    // 1 byte per 7 bits, at least one.
-    (64 - (x | 1).leading_zeros() as usize).div_ceil(7)
-}
 
 /// The protobuf bytes of a series' labels: one `labels` field per pair, in label order.
 pub fn encode_labels(labels: &Labels) -> Vec<u8> {
@@ -163,7 +151,7 @@ impl Batch {
                 out.push(TAG_SAMPLE);
                 put_uvarint(out, sample_len(t) as u64);
                 out.push(TAG_VALUE_DOUBLE);
-                out.extend_from_slice(&v.to_bits().to_le_bytes());
+                put_u64_le(out, v.to_bits());
                 out.push(TAG_TIMESTAMP);
                 put_uvarint(out, t as u64);
                 i = self.next[i as usize];
@@ -311,14 +299,5 @@ mod tests {
         assert_eq!(req.timeseries.len(), 1);
         assert_eq!(req.timeseries[0].samples.len(), 500);
         assert_eq!(req.timeseries[0].samples[499].value, 499.0 * 0.37);
-    }
-
-    #[test]
-    fn varint_lengths() {
-        for x in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX, (-5i64) as u64] {
-            let mut v = Vec::new();
-            put_uvarint(&mut v, x);
-            assert_eq!(v.len(), uvarint_len(x), "{x}");
-        }
     }
 }

@@ -11,7 +11,8 @@
 use prost::Message;
 
 use super::proto::{Label, MetricMetadata, TimeSeries};
-use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
+use crate::encoding::{self, Decbuf};
+use crate::model::{LabelError, Labels, LabelsBuilder, METRIC_NAME};
 use crate::storage::{Appender, Db, SeriesRef, StorageError};
 
 /// Largest decompressed body accepted, the bound Prometheus puts on remote read bodies: far
@@ -37,16 +38,118 @@ pub enum ReceiveError {
         limit: usize,
     },
     /// The decompressed body is not a `WriteRequest`.
-    #[error("protobuf: {message} (at byte {offset} of the decompressed body)")]
+    #[error("protobuf: {error} (at byte {offset} of the decompressed body)")]
     Protobuf {
-        /// Where the field that failed starts.
+        /// Where the top-level field that failed starts.
         offset: usize,
         /// What is wrong with it.
-        message: String,
+        error: ProtoError,
     },
     /// Storage could not write the batch; nothing of it was stored.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// What is wrong with the bytes of a `WriteRequest`. Offsets (`at`) count from the start of
+/// the decompressed body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    /// The body ends inside a varint: a field key, a length or a value.
+    #[error("truncated varint")]
+    TruncatedVarint {
+        /// Where the varint starts.
+        at: usize,
+    },
+    /// A varint of more than 64 bits.
+    #[error("varint overflows 64 bits")]
+    VarintOverflow {
+        /// Where the varint starts.
+        at: usize,
+    },
+    /// A length-delimited or fixed-width value runs past the end of the body.
+    #[error("length {needed} runs past the end of the body ({left} left)")]
+    PastEnd {
+        /// Where the value's bytes start.
+        at: usize,
+        /// Bytes the value needs.
+        needed: u64,
+        /// Bytes the body has left.
+        left: usize,
+    },
+    /// A field key with field number 0, or one above protobuf's maximum.
+    #[error("invalid field number {0}")]
+    InvalidFieldNumber(u64),
+    /// A field this receiver reads, with another wire type than length-delimited.
+    #[error("field {field} has wire type {wire}, want 2 (length-delimited)")]
+    NotDelimited {
+        /// The field number.
+        field: u32,
+        /// Its wire type.
+        wire: u8,
+    },
+    /// A wire type protobuf does not define (6 or 7).
+    #[error("invalid wire type {wire} for field {field}")]
+    InvalidWireType {
+        /// The field number.
+        field: u32,
+        /// Its wire type.
+        wire: u8,
+    },
+    /// Groups nested deeper than a sender has reason to.
+    #[error("groups nested too deeply (group {field} at depth {MAX_GROUP_DEPTH})")]
+    GroupTooDeep {
+        /// The group that would go one level too deep.
+        field: u32,
+    },
+    /// The body ends inside a group.
+    #[error("group {field} is not closed")]
+    GroupNotClosed {
+        /// The open group's field number.
+        field: u32,
+    },
+    /// A group closed under another field number than it opened with.
+    #[error("group {open} closed as group {closed}")]
+    GroupMismatch {
+        /// The open group's field number.
+        open: u32,
+        /// The field number of the end-group key.
+        closed: u32,
+    },
+    /// An end-group key outside any group.
+    #[error("end of group {field} without a start")]
+    EndWithoutStart {
+        /// The field number of the end-group key.
+        field: u32,
+    },
+    /// A `TimeSeries` (field 1) or `MetricMetadata` (field 3) that is not a valid message.
+    #[error("{error}")]
+    Message {
+        /// The `WriteRequest` field it was in.
+        field: u32,
+        /// Why it does not decode.
+        error: prost::DecodeError,
+    },
+}
+
+impl ProtoError {
+    /// A failed read of the body's bytes.
+    fn bytes(e: encoding::Error) -> ProtoError {
+        match e {
+            encoding::Error::TruncatedVarint { offset } => {
+                ProtoError::TruncatedVarint { at: offset }
+            }
+            encoding::Error::VarintOverflow { offset } => ProtoError::VarintOverflow { at: offset },
+            encoding::Error::Truncated {
+                offset,
+                needed,
+                left,
+            } => ProtoError::PastEnd {
+                at: offset,
+                needed,
+                left,
+            },
+        }
+    }
 }
 
 /// Why a received sample was not stored.
@@ -188,26 +291,27 @@ pub fn receive(db: &Db, body: &[u8], now_ms: i64) -> Result<Received, ReceiveErr
 pub fn ingest(db: &Db, buf: &[u8], now_ms: i64) -> Result<Received, ReceiveError> {
     let mut app = db.appender_at(now_ms);
     let mut out = Received::default();
-    let mut r = Reader { buf, pos: 0 };
-    while r.pos < buf.len() {
-        let at = r.pos;
-        let (field, wire) = r.key().map_err(|m| proto_err(at, m))?;
+    let mut r = Reader {
+        d: Decbuf::new(buf),
+    };
+    while !r.d.is_empty() {
+        let at = r.d.pos();
+        let proto = |error| ReceiveError::Protobuf { offset: at, error };
+        let (field, wire) = r.key().map_err(proto)?;
         match field {
             1 => {
-                let msg = r
-                    .delimited(field, wire)
-                    .map_err(|m| proto_err(at, m.to_string()))?;
-                let ts = TimeSeries::decode(msg).map_err(|e| proto_err(at, e.to_string()))?;
+                let msg = r.delimited(field, wire).map_err(proto)?;
+                let ts = TimeSeries::decode(msg)
+                    .map_err(|error| proto(ProtoError::Message { field, error }))?;
                 out.add_series(&mut app, ts, msg)?;
             }
             3 => {
-                let msg = r
-                    .delimited(field, wire)
-                    .map_err(|m| proto_err(at, m.to_string()))?;
-                MetricMetadata::decode(msg).map_err(|e| proto_err(at, e.to_string()))?;
+                let msg = r.delimited(field, wire).map_err(proto)?;
+                MetricMetadata::decode(msg)
+                    .map_err(|error| proto(ProtoError::Message { field, error }))?;
                 out.metadata += 1;
             }
-            _ => r.skip(field, wire, 0).map_err(|m| proto_err(at, m))?,
+            _ => r.skip(field, wire, 0).map_err(proto)?,
         }
     }
     let stats = app.commit()?;
@@ -218,13 +322,6 @@ pub fn ingest(db: &Db, buf: &[u8], now_ms: i64) -> Result<Received, ReceiveError
     out.rejected[Reject::OutOfBounds.index()] += stats.out_of_bounds;
     out.rejected[Reject::TooFarInFuture.index()] += stats.too_far_in_future;
     Ok(out)
-}
-
-fn proto_err(offset: usize, message: impl Into<String>) -> ReceiveError {
-    ReceiveError::Protobuf {
-        offset,
-        message: message.into(),
-    }
 }
 
 impl Received {
@@ -272,16 +369,26 @@ impl Received {
 /// A series' labels as storage keys them (the decoded strings moved, not copied), or why they
 /// are refused: names valid and unique, `__name__` present and valid, empty values dropped (as
 /// Prometheus does).
-fn series_labels(pairs: Vec<Label>) -> Result<Labels, String> {
+fn series_labels(pairs: Vec<Label>) -> Result<Labels, InvalidLabels> {
     let mut b = LabelsBuilder::default();
     for l in pairs {
         b.push(l.name, l.value);
     }
-    match b.build() {
-        Ok(l) if l.metric_name().is_some() => Ok(l),
-        Ok(_) => Err(format!("no metric name ({METRIC_NAME} label)")),
-        Err(e) => Err(e.to_string()),
+    let l = b.build()?;
+    match l.metric_name() {
+        Some(_) => Ok(l),
+        None => Err(InvalidLabels::NoMetricName),
     }
+}
+
+/// Why a series' labels were refused.
+#[derive(Debug, thiserror::Error)]
+enum InvalidLabels {
+    /// No `__name__`, or an empty one (which counts as none).
+    #[error("no metric name ({METRIC_NAME} label)")]
+    NoMetricName,
+    #[error(transparent)]
+    Label(#[from] LabelError),
 }
 
 /// Labels as sent, bounded: the response quotes a sender's input, which may be huge.
@@ -320,93 +427,69 @@ const MAX_GROUP_DEPTH: usize = 32;
 /// Walks the top level of a protobuf message, one field at a time, so each `TimeSeries` is
 /// decoded (by prost) only when its turn comes.
 struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    d: Decbuf<'a>,
 }
 
 impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, &'static str> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err("truncated varint");
-            };
-            self.pos += 1;
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err("varint longer than 10 bytes")
+    fn varint(&mut self) -> Result<u64, ProtoError> {
+        self.d.uvarint().map_err(ProtoError::bytes)
     }
 
-    fn key(&mut self) -> Result<(u32, u8), String> {
+    fn key(&mut self) -> Result<(u32, u8), ProtoError> {
         let k = self.varint()?;
         let field = k >> 3;
         if field == 0 || field > u64::from(u32::MAX >> 3) {
-            return Err(format!("invalid field number {field}"));
+            return Err(ProtoError::InvalidFieldNumber(field));
         }
         Ok((field as u32, (k & 7) as u8))
     }
 
-    fn take(&mut self, n: u64) -> Result<&'a [u8], &'static str> {
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.pos.checked_add(n))
-            .filter(|&e| e <= self.buf.len())
-            .ok_or("length runs past the end of the body")?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
+    fn len_delimited(&mut self) -> Result<&'a [u8], ProtoError> {
+        self.d.uvarint_bytes().map_err(ProtoError::bytes)
     }
 
     /// A length-delimited field's bytes; another wire type is an error.
-    fn delimited(&mut self, field: u32, wire: u8) -> Result<&'a [u8], String> {
+    fn delimited(&mut self, field: u32, wire: u8) -> Result<&'a [u8], ProtoError> {
         if wire != WIRE_LEN {
-            return Err(format!(
-                "field {field} has wire type {wire}, want 2 (length-delimited)"
-            ));
+            return Err(ProtoError::NotDelimited { field, wire });
         }
-        let n = self.varint()?;
-        Ok(self.take(n)?)
+        self.len_delimited()
     }
 
     /// Skips a field this receiver does not read (protobuf's rule for unknown fields).
-    fn skip(&mut self, field: u32, wire: u8, depth: usize) -> Result<(), String> {
+    fn skip(&mut self, field: u32, wire: u8, depth: usize) -> Result<(), ProtoError> {
         match wire {
             WIRE_VARINT => {
                 self.varint()?;
             }
-            WIRE_FIXED64 => {
-                self.take(8)?;
-            }
+            WIRE_FIXED64 => self.d.skip(8).map_err(ProtoError::bytes)?,
             WIRE_LEN => {
-                let n = self.varint()?;
-                self.take(n)?;
+                self.len_delimited()?;
             }
-            WIRE_FIXED32 => {
-                self.take(4)?;
-            }
+            WIRE_FIXED32 => self.d.skip(4).map_err(ProtoError::bytes)?,
             WIRE_START_GROUP => {
                 if depth >= MAX_GROUP_DEPTH {
-                    return Err("groups nested too deeply".into());
+                    return Err(ProtoError::GroupTooDeep { field });
                 }
                 loop {
-                    if self.pos >= self.buf.len() {
-                        return Err(format!("group {field} is not closed"));
+                    if self.d.is_empty() {
+                        return Err(ProtoError::GroupNotClosed { field });
                     }
                     let (f, w) = self.key()?;
                     if w == WIRE_END_GROUP {
                         if f != field {
-                            return Err(format!("group {field} closed as group {f}"));
+                            return Err(ProtoError::GroupMismatch {
+                                open: field,
+                                closed: f,
+                            });
                         }
                         break;
                     }
                     self.skip(f, w, depth + 1)?;
                 }
             }
-            WIRE_END_GROUP => return Err(format!("end of group {field} without a start")),
-            w => return Err(format!("invalid wire type {w} for field {field}")),
+            WIRE_END_GROUP => return Err(ProtoError::EndWithoutStart { field }),
+            wire => return Err(ProtoError::InvalidWireType { field, wire }),
         }
         Ok(())
     }

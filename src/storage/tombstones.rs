@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::StorageError;
 use super::db::io_err;
+use crate::encoding::{self, Decbuf, put_u32_le, put_u64_le};
 use crate::model::{Labels, Sample};
 
 /// Name of the tombstones file in the data directory.
@@ -130,7 +131,7 @@ impl Tombstones {
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {
     // Lengths and counts come from memory; a series with 4 billion labels does not exist.
-    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+    put_u32_le(out, u32::try_from(n).unwrap_or(u32::MAX));
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -152,23 +153,26 @@ pub fn encode(t: &Tombstones) -> Vec<u8> {
         }
         put_u32(&mut out, intervals.len());
         for iv in intervals {
-            out.extend_from_slice(&iv.mint.to_le_bytes());
-            out.extend_from_slice(&iv.maxt.to_le_bytes());
+            put_u64_le(&mut out, iv.mint as u64);
+            put_u64_le(&mut out, iv.maxt as u64);
         }
     }
     let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    put_u32_le(&mut out, crc);
     out
 }
 
 /// A cursor over the file's body that turns every short or malformed read into a located error.
 struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    d: Decbuf<'a>,
     path: &'a Path,
 }
 
 impl Reader<'_> {
+    fn pos(&self) -> usize {
+        self.d.pos()
+    }
+
     fn corrupt(&self, offset: usize, reason: impl Into<String>) -> StorageError {
         StorageError::CorruptTombstones {
             path: self.path.to_path_buf(),
@@ -177,34 +181,34 @@ impl Reader<'_> {
         }
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], StorageError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| self.corrupt(self.pos, format!("{what} runs past the end")))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
+    /// `what` ran past the end of the body.
+    fn short(&self, what: &str, e: encoding::Error) -> StorageError {
+        self.corrupt(e.offset(), format!("{what} runs past the end"))
     }
 
     fn u32(&mut self, what: &str) -> Result<usize, StorageError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        match self.d.u32_le() {
+            Ok(n) => Ok(n as usize),
+            Err(e) => Err(self.short(what, e)),
+        }
     }
 
     fn i64(&mut self, what: &str) -> Result<i64, StorageError> {
-        let b = self.take(8, what)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(i64::from_le_bytes(a))
+        match self.d.u64_le() {
+            Ok(n) => Ok(n as i64),
+            Err(e) => Err(self.short(what, e)),
+        }
     }
 
     fn string(&mut self, what: &str) -> Result<String, StorageError> {
-        let at = self.pos;
+        let at = self.pos();
         let n = self.u32(what)?;
-        let b = self.take(n, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| self.corrupt(at, format!("{what} is not UTF-8")))
+        match self.d.bytes(n) {
+            Ok(b) => std::str::from_utf8(b)
+                .map(str::to_owned)
+                .map_err(|_| self.corrupt(at, format!("{what} is not UTF-8"))),
+            Err(e) => Err(self.short(what, e)),
+        }
     }
 }
 
@@ -247,19 +251,18 @@ pub fn decode(buf: &[u8], path: &Path) -> Result<Tombstones, StorageError> {
         ));
     }
     let mut r = Reader {
-        buf: &buf[..body_end],
-        pos: HEADER_LEN,
+        d: Decbuf::at(&buf[..body_end], HEADER_LEN),
         path,
     };
     let mut out = Tombstones::default();
     let count = r.u32("series count")?;
     let mut prev: Option<Labels> = None;
     for _ in 0..count {
-        let at = r.pos;
+        let at = r.pos();
         let nlabels = r.u32("label count")?;
         // Each label takes at least 8 bytes: a count beyond what is left is corruption, and
         // must not size an allocation.
-        if nlabels == 0 || nlabels > (body_end - r.pos) / 8 {
+        if nlabels == 0 || nlabels > (body_end - r.pos()) / 8 {
             return Err(r.corrupt(at, format!("implausible label count {nlabels}")));
         }
         let mut pairs = Vec::with_capacity(nlabels);
@@ -275,14 +278,14 @@ pub fn decode(buf: &[u8], path: &Path) -> Result<Tombstones, StorageError> {
         if prev.as_ref().is_some_and(|p| *p >= labels) {
             return Err(r.corrupt(at, format!("series {labels} out of order or repeated")));
         }
-        let iv_at = r.pos;
+        let iv_at = r.pos();
         let nint = r.u32("interval count")?;
-        if nint == 0 || nint > (body_end - r.pos) / 16 {
+        if nint == 0 || nint > (body_end - r.pos()) / 16 {
             return Err(r.corrupt(iv_at, format!("implausible interval count {nint}")));
         }
         let mut intervals = Vec::with_capacity(nint);
         for _ in 0..nint {
-            let at = r.pos;
+            let at = r.pos();
             let mint = r.i64("interval start")?;
             let maxt = r.i64("interval end")?;
             let ok = mint <= maxt
@@ -300,12 +303,12 @@ pub fn decode(buf: &[u8], path: &Path) -> Result<Tombstones, StorageError> {
         out.series.insert(labels.clone(), intervals);
         prev = Some(labels);
     }
-    if r.pos != body_end {
+    if r.pos() != body_end {
         return Err(r.corrupt(
-            r.pos,
+            r.pos(),
             format!(
                 "{} unexpected bytes after the last series",
-                body_end - r.pos
+                body_end - r.pos()
             ),
         ));
     }

@@ -202,6 +202,131 @@ fn bad_protobuf_stores_nothing_even_after_valid_series() {
 }
 
 #[test]
+fn a_varint_beyond_64_bits_is_refused_not_wrapped() {
+    let (_d, db) = db();
+    let good = request(vec![series(&[("__name__", "kept_not")], &[(NOW, 1.0)])]);
+    // The key of field 5 (a varint) in ten bytes, the last carrying bits past the 64th. The
+    // receiver's own varint reader dropped those bits, read field 5, skipped it and stored
+    // the request.
+    let mut key = vec![0xa8];
+    key.extend([0x80; 8]);
+    key.push(0x02);
+    let body = [good.clone(), key, vec![0x01]].concat();
+    let e = receive(&db, &snappy(&body), NOW).unwrap_err();
+    let at = good.len();
+    assert!(
+        matches!(
+            e,
+            ReceiveError::Protobuf {
+                offset,
+                error: ProtoError::VarintOverflow { at: a },
+            } if offset == at && a == at
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("varint overflows 64 bits"), "{e}");
+    // The same inside a length prefix.
+    let mut len = vec![0x52];
+    len.extend([0xff; 9]);
+    len.push(0x7f);
+    let e = receive(&db, &snappy(&[good.clone(), len].concat()), NOW).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ReceiveError::Protobuf {
+                error: ProtoError::VarintOverflow { at: a },
+                ..
+            } if a == at + 1
+        ),
+        "{e:?}"
+    );
+    assert!(stored(&db).is_empty());
+}
+
+#[test]
+fn decode_errors_keep_the_field_and_the_offset() {
+    let (_d, db) = db();
+    let good = request(vec![series(&[("__name__", "kept_not")], &[(NOW, 1.0)])]);
+    let at = good.len();
+    let cases: Vec<(Vec<u8>, ProtoError)> = vec![
+        (
+            vec![0x0a, 0x05, 0x01],
+            ProtoError::PastEnd {
+                at: at + 2,
+                needed: 5,
+                left: 1,
+            },
+        ),
+        (
+            vec![0x39, 1, 2, 3],
+            ProtoError::PastEnd {
+                at: at + 1,
+                needed: 8,
+                left: 3,
+            },
+        ),
+        (vec![0x0a], ProtoError::TruncatedVarint { at: at + 1 }),
+        (
+            vec![0x09, 0x01],
+            ProtoError::NotDelimited { field: 1, wire: 1 },
+        ),
+        (
+            vec![0x1d, 0, 0, 0, 0],
+            ProtoError::NotDelimited { field: 3, wire: 5 },
+        ),
+        (
+            vec![0x2e],
+            ProtoError::InvalidWireType { field: 5, wire: 6 },
+        ),
+        (
+            vec![0x2b, 0x34],
+            ProtoError::GroupMismatch { open: 5, closed: 6 },
+        ),
+        (vec![0x2b], ProtoError::GroupNotClosed { field: 5 }),
+        (vec![0x2c], ProtoError::EndWithoutStart { field: 5 }),
+        (
+            vec![0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+            ProtoError::InvalidFieldNumber(1 << 32),
+        ),
+    ];
+    for (tail, want) in cases {
+        let e = receive(&db, &snappy(&[good.clone(), tail].concat()), NOW).unwrap_err();
+        let ReceiveError::Protobuf { offset, error } = &e else {
+            panic!("{want:?}: {e:?}");
+        };
+        assert_eq!((*offset, error), (at, &want));
+    }
+    // Groups nest at most MAX_GROUP_DEPTH deep.
+    let deep = vec![0x2b; MAX_GROUP_DEPTH + 1];
+    let e = receive(&db, &snappy(&[good.clone(), deep].concat()), NOW).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ReceiveError::Protobuf {
+                error: ProtoError::GroupTooDeep { field: 5 },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // A message prost refuses names the field it was in.
+    for (field, tail) in [(1, [0x0a, 0x02, 0x0a, 0x07]), (3, [0x1a, 0x02, 0x08, 0x80])] {
+        let e = receive(&db, &snappy(&[good.clone(), tail.to_vec()].concat()), NOW).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ReceiveError::Protobuf {
+                    error: ProtoError::Message { field: f, .. },
+                    ..
+                } if *f == field
+            ),
+            "{e:?}"
+        );
+    }
+    assert!(stored(&db).is_empty());
+}
+
+#[test]
 fn unknown_fields_are_skipped_exemplars_and_metadata_counted_and_ignored() {
     let (_d, db) = db();
     let mut ts = series(

@@ -5,8 +5,8 @@
 //! `kind` byte, heads (first value, first delta) as zigzag varints, then the residuals: either one
 //! constant, or `base`, `scale` and groups of `width byte | packed bits | exceptions`.
 
-use super::ChunkError;
-use super::io::{Reader, ivarint_len, put_ivarint, put_uvarint, unzigzag, uvarint_len, zigzag};
+use super::{ChunkError, CorruptAt};
+use crate::encoding::{Decbuf, put_uvarint, put_varint, unzigzag, uvarint_len, varint_len, zigzag};
 
 /// Residuals per bit-packed group. 32 values of width `w` take exactly `4 * w` bytes.
 pub(super) const GROUP: usize = 32;
@@ -84,10 +84,10 @@ fn residuals(s: &[i64], order: u8, out: &mut Vec<i64>) {
 fn heads_cost(s: &[i64], order: u8) -> usize {
     let mut c = 0;
     if order >= 1 && !s.is_empty() {
-        c += ivarint_len(s[0]);
+        c += varint_len(s[0]);
     }
     if order >= 2 && s.len() >= 2 {
-        c += ivarint_len(s[1].wrapping_sub(s[0]));
+        c += varint_len(s[1].wrapping_sub(s[0]));
     }
     c
 }
@@ -219,7 +219,7 @@ pub(super) fn plan(s: &[i64], orders: Orders, sc: &mut Scratch) -> ColumnPlan {
         let first = resid[0];
         let candidate = if resid.iter().all(|&r| r == first) {
             ColumnPlan {
-                cost: hc + ivarint_len(first),
+                cost: hc + varint_len(first),
                 order,
                 body: Body::Const(first),
             }
@@ -233,7 +233,7 @@ pub(super) fn plan(s: &[i64], orders: Orders, sc: &mut Scratch) -> ColumnPlan {
             let mut local: Option<ColumnPlan> = None;
             for (base, zz) in [(min, false), (median, true)] {
                 let scale = quantise(&resid, base, zz, common, &mut sc.q);
-                let cost = hc + ivarint_len(base) + uvarint_len(scale) + packed_cost(&sc.q);
+                let cost = hc + varint_len(base) + uvarint_len(scale) + packed_cost(&sc.q);
                 if local.is_none_or(|l| cost < l.cost) {
                     local = Some(ColumnPlan {
                         cost,
@@ -276,20 +276,20 @@ pub(super) fn write(s: &[i64], p: &ColumnPlan, sc: &mut Scratch, out: &mut Vec<u
     }
     out.push(kind);
     if p.order >= 1 && !s.is_empty() {
-        put_ivarint(out, s[0]);
+        put_varint(out, s[0]);
     }
     if p.order >= 2 && s.len() >= 2 {
-        put_ivarint(out, s[1].wrapping_sub(s[0]));
+        put_varint(out, s[1].wrapping_sub(s[0]));
     }
     match p.body {
         Body::Empty => {}
-        Body::Const(c) => put_ivarint(out, c),
+        Body::Const(c) => put_varint(out, c),
         Body::Packed {
             base,
             scale,
             zigzag,
         } => {
-            put_ivarint(out, base);
+            put_varint(out, base);
             put_uvarint(out, scale);
             let mut resid = std::mem::take(&mut sc.resid);
             residuals(s, p.order, &mut resid);
@@ -379,7 +379,7 @@ fn unpack(src: &[u8], w: u32, len: usize, out: &mut [u64; GROUP]) {
 
 /// Decodes a column of `n` values (n >= 1), calling `emit` once per value in order.
 pub(super) fn decode(
-    r: &mut Reader<'_>,
+    r: &mut Decbuf<'_>,
     n: usize,
     emit: &mut impl FnMut(i64),
 ) -> Result<(), ChunkError> {
@@ -412,7 +412,7 @@ fn step<const ORDER: u8>(s: &mut i64, d: &mut i64, r: i64) -> i64 {
 }
 
 fn decode_order<const ORDER: u8>(
-    r: &mut Reader<'_>,
+    r: &mut Decbuf<'_>,
     n: usize,
     kind: u8,
     emit: &mut impl FnMut(i64),
@@ -421,11 +421,11 @@ fn decode_order<const ORDER: u8>(
     let mut s = 0i64;
     let mut d = 0i64;
     if h >= 1 {
-        s = r.ivarint()?;
+        s = r.varint()?;
         emit(s);
     }
     if h >= 2 {
-        d = r.ivarint()?;
+        d = r.varint()?;
         s = s.wrapping_add(d);
         emit(s);
     }
@@ -440,14 +440,14 @@ fn decode_order<const ORDER: u8>(
         if kind & KIND_ZIGZAG != 0 {
             return Err(r.corrupt("constant column marked zigzag"));
         }
-        let c = r.ivarint()?;
+        let c = r.varint()?;
         for _ in 0..count {
             emit(step::<ORDER>(&mut s, &mut d, c));
         }
         return Ok(());
     }
     let zz = kind & KIND_ZIGZAG != 0;
-    let base = r.ivarint()?;
+    let base = r.varint()?;
     let scale = r.uvarint()?;
     if scale == 0 || scale > i64::MAX as u64 {
         return Err(r.corrupt("column scale out of range"));
@@ -476,7 +476,7 @@ fn decode_order<const ORDER: u8>(
             pad[nbytes..nbytes + PAD].fill(0);
             unpack(&pad, w, len, &mut buf);
         }
-        r.advance(nbytes);
+        r.skip(nbytes)?;
         if head & GROUP_EXCEPTIONS != 0 {
             let k = r.u8()? as usize;
             if k == 0 || k > len {
@@ -516,7 +516,7 @@ mod tests {
         write(s, &p, &mut sc, &mut out);
         assert_eq!(out.len(), p.cost);
         let mut got = Vec::new();
-        let mut r = Reader::new(&out);
+        let mut r = Decbuf::new(&out);
         decode(&mut r, s.len(), &mut |v| got.push(v)).unwrap();
         assert_eq!(r.remaining(), 0);
         assert_eq!(got, s);

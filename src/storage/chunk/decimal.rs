@@ -3,7 +3,7 @@
 //! -0.0, float noise) kept as exceptions.
 
 use super::column::{self, ColumnPlan, Orders};
-use super::io::{ivarint_len, put_ivarint, put_uvarint, uvarint_len};
+use crate::encoding::{put_uvarint, put_varint, uvarint_len, varint_len};
 
 /// Largest decimal exponent tried; 10^18 is exact in f64 and mantissas stay inside i64.
 pub(super) const MAX_E: u8 = 18;
@@ -109,7 +109,7 @@ fn exceptions_cost(exc: &[(usize, Exception)]) -> usize {
         prev = i;
         c += uvarint_len((gap as u64) << 1);
         c += match x {
-            Exception::Nudge(k) => ivarint_len(k),
+            Exception::Nudge(k) => varint_len(k),
             Exception::Raw(_) => 8,
         };
     }
@@ -299,7 +299,7 @@ pub(super) fn write(p: &Plan, sc: &mut column::Scratch, out: &mut Vec<u8>) {
             match x {
                 Exception::Nudge(k) => {
                     put_uvarint(out, ((gap as u64) << 1) | EXC_NUDGE);
-                    put_ivarint(out, k);
+                    put_varint(out, k);
                 }
                 Exception::Raw(bits) => {
                     put_uvarint(out, ((gap as u64) << 1) | EXC_RAW);

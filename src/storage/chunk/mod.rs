@@ -11,15 +11,14 @@
 
 mod column;
 mod decimal;
-mod io;
 mod xor;
 
 #[cfg(test)]
 mod tests;
 
+use crate::encoding::{self, Decbuf, put_uvarint};
 use crate::model::Sample;
 use decimal::Scale;
-use io::{Reader, put_uvarint};
 
 /// Version in the high nibble of the header byte; bump it when the layout changes.
 pub const FORMAT_VERSION: u8 = 1;
@@ -49,6 +48,29 @@ pub enum ChunkError {
     /// The chunk was written by a format version this build does not read.
     #[error("chunk format version {0} is not supported")]
     UnsupportedVersion(u8),
+}
+
+impl From<encoding::Error> for ChunkError {
+    fn from(e: encoding::Error) -> Self {
+        ChunkError::Corrupt {
+            offset: e.offset(),
+            reason: e.reason(),
+        }
+    }
+}
+
+/// A corruption error located at a cursor.
+trait CorruptAt {
+    fn corrupt(&self, reason: &'static str) -> ChunkError;
+}
+
+impl CorruptAt for Decbuf<'_> {
+    fn corrupt(&self, reason: &'static str) -> ChunkError {
+        ChunkError::Corrupt {
+            offset: self.pos(),
+            reason,
+        }
+    }
 }
 
 /// Encodes samples (strictly increasing timestamps) into one chunk.
@@ -114,11 +136,11 @@ pub fn encode_into(samples: &[Sample], out: &mut Vec<u8>) {
 
 /// Reads the header and returns the sample count, without decoding the samples.
 pub fn num_samples(data: &[u8]) -> Result<usize, ChunkError> {
-    let mut r = Reader::new(data);
+    let mut r = Decbuf::new(data);
     read_header(&mut r).map(|(_, n)| n)
 }
 
-fn read_header(r: &mut Reader<'_>) -> Result<(u8, usize), ChunkError> {
+fn read_header(r: &mut Decbuf<'_>) -> Result<(u8, usize), ChunkError> {
     let h = r.u8()?;
     if h >> 4 != FORMAT_VERSION {
         return Err(ChunkError::UnsupportedVersion(h >> 4));
@@ -145,7 +167,7 @@ pub fn decode(data: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> {
 }
 
 fn decode_inner(data: &[u8], out: &mut Vec<Sample>, start: usize) -> Result<(), ChunkError> {
-    let mut r = Reader::new(data);
+    let mut r = Decbuf::new(data);
     let (mode, n) = read_header(&mut r)?;
     if n == 0 {
         return match r.remaining() {
@@ -201,7 +223,7 @@ fn decode_inner(data: &[u8], out: &mut Vec<Sample>, start: usize) -> Result<(), 
     Ok(())
 }
 
-fn read_exceptions(r: &mut Reader<'_>, samples: &mut [Sample]) -> Result<(), ChunkError> {
+fn read_exceptions(r: &mut Decbuf<'_>, samples: &mut [Sample]) -> Result<(), ChunkError> {
     let n = samples.len();
     let k = r.uvarint()?;
     if k == 0 || k > n as u64 {
@@ -221,12 +243,9 @@ fn read_exceptions(r: &mut Reader<'_>, samples: &mut [Sample]) -> Result<(), Chu
         idx = next as usize;
         let s = &mut samples[idx];
         if h & 1 == decimal::EXC_RAW {
-            let b = r.bytes(8)?;
-            let mut raw = [0u8; 8];
-            raw.copy_from_slice(b);
-            s.v = f64::from_bits(u64::from_le_bytes(raw));
+            s.v = f64::from_bits(r.u64_le()?);
         } else {
-            let k = r.ivarint()?;
+            let k = r.varint()?;
             s.v = f64::from_bits((s.v.to_bits() as i64).wrapping_add(k) as u64);
         }
     }

@@ -229,6 +229,19 @@ fn unknown_version_and_mode_are_rejected() {
 }
 
 #[test]
+fn a_truncated_varint_is_located_where_it_starts() {
+    // The sample count is cut after one continuation byte. The chunk's own reader said byte 2
+    // (the end of the bytes); the count starts at byte 1.
+    let enc = [FORMAT_VERSION << 4, 0x80];
+    let want = ChunkError::Corrupt {
+        offset: 1,
+        reason: "truncated varint",
+    };
+    assert_eq!(num_samples(&enc), Err(want.clone()));
+    assert_eq!(decode(&enc, &mut Vec::new()), Err(want));
+}
+
+#[test]
 fn oversized_counts_are_rejected_before_allocating() {
     let mut enc = vec![FORMAT_VERSION << 4];
     put_uvarint(&mut enc, MAX_SAMPLES as u64 + 1);

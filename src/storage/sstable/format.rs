@@ -2,6 +2,7 @@
 //! out. No I/O; every decoder checks bounds and returns a [`FormatError`] instead of panicking.
 
 use super::{ChunkMeta, Section};
+use crate::encoding::{self, Decbuf, put_uvarint, put_uvarint_bytes, put_varint};
 
 /// First bytes of every block file.
 pub(crate) const HEADER_MAGIC: [u8; 4] = *b"TMBK";
@@ -40,35 +41,30 @@ pub(crate) struct FormatError {
     pub reason: String,
 }
 
-// ---------------------------------------------------------------------------------------------
-// Varints and a bounds-checked cursor.
-
-/// Appends `v` as an unsigned LEB128 varint.
-pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+impl FormatError {
+    /// A failed read of `section`'s bytes, located where the read started.
+    fn read(section: Section, e: encoding::Error) -> FormatError {
+        FormatError {
+            section,
+            pos: e.offset() as u64,
+            reason: e.to_string(),
+        }
     }
-    out.push(v as u8);
 }
 
-/// Appends `v` zigzag-encoded, so small negative numbers stay short.
-pub(crate) fn put_svarint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
+// ---------------------------------------------------------------------------------------------
+// A bounds-checked cursor whose errors name the section.
 
 /// Reads forward through one section's bytes.
 pub(crate) struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    d: Decbuf<'a>,
     section: Section,
 }
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(buf: &'a [u8], section: Section) -> Self {
         Cursor {
-            buf,
-            pos: 0,
+            d: Decbuf::new(buf),
             section,
         }
     }
@@ -76,55 +72,44 @@ impl<'a> Cursor<'a> {
     /// A cursor over `buf` starting at `pos` (clamped to the end).
     pub(crate) fn at(buf: &'a [u8], pos: usize, section: Section) -> Self {
         Cursor {
-            buf,
-            pos: pos.min(buf.len()),
+            d: Decbuf::at(buf, pos),
             section,
         }
     }
 
     pub(crate) fn pos(&self) -> usize {
-        self.pos
+        self.d.pos()
     }
 
     pub(crate) fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.d.remaining()
     }
 
     pub(crate) fn err(&self, reason: impl Into<String>) -> FormatError {
         FormatError {
             section: self.section,
-            pos: self.pos as u64,
+            pos: self.pos() as u64,
             reason: reason.into(),
         }
     }
 
+    #[inline]
     pub(crate) fn uvarint(&mut self) -> Result<u64, FormatError> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let Some(&b) = self.buf.get(self.pos + i) else {
-                return Err(self.err("truncated varint"));
-            };
-            // The tenth byte may only carry the 64th bit.
-            if i == 9 && b > 1 {
-                return Err(self.err("varint overflows 64 bits"));
-            }
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                self.pos += i + 1;
-                return Ok(v);
-            }
-        }
-        Err(self.err("varint longer than 10 bytes"))
+        self.d
+            .uvarint()
+            .map_err(|e| FormatError::read(self.section, e))
     }
 
+    #[inline]
     pub(crate) fn svarint(&mut self) -> Result<i64, FormatError> {
-        let u = self.uvarint()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+        self.d
+            .varint()
+            .map_err(|e| FormatError::read(self.section, e))
     }
 
     /// A varint that must fit in 32 bits.
     pub(crate) fn u32v(&mut self, what: &str) -> Result<u32, FormatError> {
-        let start = self.pos;
+        let start = self.pos();
         let v = self.uvarint()?;
         u32::try_from(v).map_err(|_| FormatError {
             section: self.section,
@@ -146,12 +131,9 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
-        if n > self.remaining() {
-            return Err(self.err(format!("needs {n} bytes, {} left", self.remaining())));
-        }
-        let b = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(b)
+        self.d
+            .bytes(n)
+            .map_err(|e| FormatError::read(self.section, e))
     }
 }
 
@@ -482,8 +464,7 @@ pub(crate) fn encode_symbols<'s>(
 ) {
     put_uvarint(out, sorted.len() as u64);
     for s in sorted {
-        put_uvarint(out, s.len() as u64);
-        out.extend_from_slice(s.as_bytes());
+        put_uvarint_bytes(out, s.as_bytes());
     }
 }
 
@@ -589,7 +570,7 @@ pub(crate) fn encode_chunk_metas(chunks: &[ChunkMeta], out: &mut Vec<u8>) {
     let mut prev: Option<&ChunkMeta> = None;
     for c in chunks {
         match prev {
-            None => put_svarint(out, c.mint),
+            None => put_varint(out, c.mint),
             // The writer checked mint > prev.maxt, so the gap is non-negative.
             Some(p) => put_uvarint(out, (c.mint as u64).wrapping_sub(p.maxt as u64) - 1),
         }
@@ -872,7 +853,7 @@ impl PostingsIndex {
 
     /// Appends the series ids of one value entry to `out`.
     pub(crate) fn ids(&self, e: &ValueEntry, out: &mut Vec<u32>) {
-        let mut c = Cursor::at(&self.bytes, e.ids_at as usize, Section::Postings);
+        let mut c = Decbuf::at(&self.bytes, e.ids_at as usize);
         let mut acc = 0u64;
         out.reserve(e.num_ids as usize);
         for _ in 0..e.num_ids {
@@ -969,7 +950,7 @@ mod tests {
         }
         for v in [0i64, -1, 1, i64::MIN, i64::MAX, -1_700_000_000_123] {
             let mut b = Vec::new();
-            put_svarint(&mut b, v);
+            put_varint(&mut b, v);
             assert_eq!(Cursor::new(&b, Section::Series).svarint().unwrap(), v);
         }
         // Eleven continuation bytes, and a tenth byte carrying more than one bit.

@@ -4,6 +4,7 @@
 //! so every rule about what is valid lives here and can be tested without a disk. The layout is
 //! drawn out in `docs/format/wal.md`.
 
+use crate::encoding::{self, Decbuf, put_u32_le, put_uvarint, put_uvarint_bytes, put_varint};
 use crate::model::Labels;
 
 /// Magic at the start of every segment file.
@@ -133,6 +134,8 @@ pub(crate) enum FrameError {
     Snappy(String),
     #[error("payload undecodable: {0}")]
     Payload(&'static str),
+    #[error("payload undecodable at byte {offset}: {0}", offset = .0.offset())]
+    Bytes(#[from] encoding::Error),
 }
 
 /// A parsed frame header whose length and type are plausible; the CRC is checked with the payload.
@@ -208,7 +211,7 @@ pub(crate) fn decode_frame(h: &FrameHeader, payload: &[u8]) -> Result<Decoded, F
     } else {
         payload
     };
-    let mut r = Reader::new(body);
+    let mut r = Decbuf::new(body);
     Ok(match h.kind & !SNAPPY_FLAG {
         KIND_SERIES => Decoded::Record(Record::Series(decode_series(&mut r)?)),
         KIND_SAMPLES => Decoded::Record(Record::Samples(decode_samples(&mut r)?)),
@@ -278,8 +281,8 @@ impl Encoder {
             d.sref = s.sref;
             put_uvarint(p, s.labels.len() as u64);
             for (n, v) in s.labels.iter() {
-                put_bytes(p, n.as_bytes());
-                put_bytes(p, v.as_bytes());
+                put_uvarint_bytes(p, n.as_bytes());
+                put_uvarint_bytes(p, v.as_bytes());
             }
         })
     }
@@ -311,7 +314,7 @@ impl Encoder {
             put_varint(p, c.maxt.wrapping_sub(c.mint));
             d.sref = c.sref;
             d.t = c.mint;
-            put_bytes(p, &c.data);
+            put_uvarint_bytes(p, &c.data);
         })
     }
 
@@ -375,14 +378,14 @@ impl Encoder {
         }
         let crc = crc32c::crc32c_append(crc32c::crc32c(&[kind]), body);
         out.reserve(FRAME_HEADER_LEN + body.len());
-        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        put_u32_le(out, body.len() as u32);
         out.push(kind);
-        out.extend_from_slice(&crc.to_le_bytes());
+        put_u32_le(out, crc);
         out.extend_from_slice(body);
     }
 }
 
-fn decode_series(r: &mut Reader<'_>) -> Result<Vec<SeriesRecord>, FrameError> {
+fn decode_series(r: &mut Decbuf<'_>) -> Result<Vec<SeriesRecord>, FrameError> {
     let mut out = Vec::new();
     let mut sref = 0u64;
     while !r.is_empty() {
@@ -394,8 +397,8 @@ fn decode_series(r: &mut Reader<'_>) -> Result<Vec<SeriesRecord>, FrameError> {
         }
         let mut pairs: Vec<(String, String)> = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            let name = r.string()?;
-            let value = r.string()?;
+            let name = read_string(r)?;
+            let value = read_string(r)?;
             if let Some((prev, _)) = pairs.last()
                 && *prev >= name
             {
@@ -411,14 +414,14 @@ fn decode_series(r: &mut Reader<'_>) -> Result<Vec<SeriesRecord>, FrameError> {
     Ok(out)
 }
 
-fn decode_samples(r: &mut Reader<'_>) -> Result<Vec<SampleRecord>, FrameError> {
+fn decode_samples(r: &mut Decbuf<'_>) -> Result<Vec<SampleRecord>, FrameError> {
     // At least three bytes per sample: ref delta, time delta, value control byte.
     let mut out = Vec::with_capacity(r.remaining() / 3);
     let mut d = Deltas::default();
     while !r.is_empty() {
         d.sref = d.sref.wrapping_add(r.varint()? as u64);
         d.t = d.t.wrapping_add(r.varint()?);
-        let v = f64::from_bits(r.value()?);
+        let v = f64::from_bits(read_value(r)?);
         out.push(SampleRecord {
             sref: d.sref,
             t: d.t,
@@ -428,14 +431,14 @@ fn decode_samples(r: &mut Reader<'_>) -> Result<Vec<SampleRecord>, FrameError> {
     Ok(out)
 }
 
-fn decode_chunks(r: &mut Reader<'_>) -> Result<Vec<ChunkRecord>, FrameError> {
+fn decode_chunks(r: &mut Decbuf<'_>) -> Result<Vec<ChunkRecord>, FrameError> {
     let mut out = Vec::new();
     let mut d = Deltas::default();
     while !r.is_empty() {
         d.sref = d.sref.wrapping_add(r.varint()? as u64);
         d.t = d.t.wrapping_add(r.varint()?);
         let maxt = d.t.wrapping_add(r.varint()?);
-        let data = r.bytes()?.to_vec();
+        let data = r.uvarint_bytes()?.to_vec();
         out.push(ChunkRecord {
             sref: d.sref,
             mint: d.t,
@@ -444,24 +447,6 @@ fn decode_chunks(r: &mut Reader<'_>) -> Result<Vec<ChunkRecord>, FrameError> {
         });
     }
     Ok(out)
-}
-
-fn put_uvarint(out: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        out.push(x as u8 | 0x80);
-        x >>= 7;
-    }
-    out.push(x as u8);
-}
-
-/// Zigzag, so small negative deltas stay one byte.
-fn put_varint(out: &mut Vec<u8>, x: i64) {
-    put_uvarint(out, ((x << 1) ^ (x >> 63)) as u64);
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_uvarint(out, b.len() as u64);
-    out.extend_from_slice(b);
 }
 
 /// A float's bits with zero bytes trimmed from both ends: one control byte, then the significant
@@ -483,90 +468,30 @@ fn put_value(out: &mut Vec<u8>, bits: u64) {
     out.extend_from_slice(&be[8 - n..]);
 }
 
-/// A bounds-checked cursor over a payload; every read fails cleanly on short or malformed input.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// A length-prefixed UTF-8 string: a label name or value.
+fn read_string(r: &mut Decbuf<'_>) -> Result<String, FrameError> {
+    std::str::from_utf8(r.uvarint_bytes()?)
+        .map(str::to_owned)
+        .map_err(|_| FrameError::Payload("label is not UTF-8"))
 }
 
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+/// A value as [`put_value`] writes it.
+fn read_value(r: &mut Decbuf<'_>) -> Result<u64, FrameError> {
+    let c = u32::from(r.u8()?);
+    if c == 0 {
+        return Ok(0);
     }
-
-    fn is_empty(&self) -> bool {
-        self.pos >= self.buf.len()
+    if c > 64 {
+        return Err(FrameError::Payload("bad value control byte"));
     }
-
-    fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
+    let (lead, trail) = ((c - 1) / 8, (c - 1) % 8);
+    if lead + trail > 7 {
+        return Err(FrameError::Payload("bad value control byte"));
     }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or(FrameError::Payload("truncated entry"))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn uvarint(&mut self) -> Result<u64, FrameError> {
-        let mut x = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self
-                .buf
-                .get(self.pos)
-                .ok_or(FrameError::Payload("truncated varint"))?;
-            self.pos += 1;
-            if shift == 63 && b > 1 {
-                return Err(FrameError::Payload("varint overflows 64 bits"));
-            }
-            x |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(x);
-            }
-        }
-        Err(FrameError::Payload("varint overflows 64 bits"))
-    }
-
-    fn varint(&mut self) -> Result<i64, FrameError> {
-        let u = self.uvarint()?;
-        Ok((u >> 1) as i64 ^ -((u & 1) as i64))
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], FrameError> {
-        let n = self.uvarint()?;
-        let n = usize::try_from(n).map_err(|_| FrameError::Payload("length overflows"))?;
-        self.take(n)
-    }
-
-    fn string(&mut self) -> Result<String, FrameError> {
-        let b = self.bytes()?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| FrameError::Payload("label is not UTF-8"))
-    }
-
-    fn value(&mut self) -> Result<u64, FrameError> {
-        let c = u32::from(self.take(1)?[0]);
-        if c == 0 {
-            return Ok(0);
-        }
-        if c > 64 {
-            return Err(FrameError::Payload("bad value control byte"));
-        }
-        let (lead, trail) = ((c - 1) / 8, (c - 1) % 8);
-        if lead + trail > 7 {
-            return Err(FrameError::Payload("bad value control byte"));
-        }
-        let n = (8 - lead - trail) as usize;
-        let mut be = [0u8; 8];
-        be[8 - n..].copy_from_slice(self.take(n)?);
-        Ok(u64::from_be_bytes(be) << (8 * trail))
-    }
+    let n = (8 - lead - trail) as usize;
+    let mut be = [0u8; 8];
+    be[8 - n..].copy_from_slice(r.bytes(n)?);
+    Ok(u64::from_be_bytes(be) << (8 * trail))
 }
 
 /// Decodes every frame in `buf` (no file header), for tests and tools that hold a whole stream in
@@ -819,6 +744,48 @@ mod tests {
                 "{kind:#x} {payload:?} decoded"
             );
         }
+    }
+
+    #[test]
+    fn payload_errors_say_where_in_the_payload() {
+        let frame = |kind: u8, payload: &[u8]| {
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&[kind]), payload);
+            let h = FrameHeader {
+                len: payload.len(),
+                kind,
+                crc,
+            };
+            decode_frame(&h, payload)
+        };
+        // One whole sample (ref +1, time +1, value 0.0), then a time delta cut short.
+        let e = frame(KIND_SAMPLES, &[0x02, 0x02, 0x00, 0x02, 0x80]).unwrap_err();
+        assert_eq!(
+            e,
+            FrameError::Bytes(encoding::Error::TruncatedVarint { offset: 4 })
+        );
+        assert_eq!(
+            e.to_string(),
+            "payload undecodable at byte 4: truncated varint"
+        );
+        // A ref delta whose tenth byte carries bits past the 64th.
+        let mut over = vec![0x02, 0x02, 0x00];
+        over.extend([0xff; 9]);
+        over.push(0x02);
+        assert_eq!(
+            frame(KIND_SAMPLES, &over),
+            Err(FrameError::Bytes(encoding::Error::VarintOverflow {
+                offset: 3
+            }))
+        );
+        // A chunk's data, 16 bytes announced and one there.
+        assert_eq!(
+            frame(KIND_CHUNKS, &[0x02, 0x02, 0x02, 0x10, 1]),
+            Err(FrameError::Bytes(encoding::Error::Truncated {
+                offset: 4,
+                needed: 16,
+                left: 1
+            }))
+        );
     }
 
     /// Bytes per sample of one scrape-shaped record: every sample at the same timestamp, refs
