@@ -13,4 +13,5 @@ pub mod query;
 pub mod remote_write;
 pub mod scrape;
 pub mod storage;
+mod sync;
 pub mod telemetry;

@@ -24,6 +24,7 @@ use super::wal::{
 };
 use super::{StorageError, chunk};
 use crate::model::{Labels, MAX_TIME, MIN_TIME, Matcher, Sample, is_storable_time};
+use crate::sync::{lock, read, write};
 
 /// How far ahead of the appender's clock a sample may be, in milliseconds. A sample from the
 /// future makes every real sample of its series after it out of order until the clock catches
@@ -180,13 +181,6 @@ pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn rlock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Opens every published block of `blocks_dir`. Corrupt blocks are reported (logged and
@@ -452,7 +446,7 @@ impl Db {
             head,
             wal,
             blocks: {
-                *wlock(&shelf.catalog) = Arc::new(Catalog::default().with(blocks, &[]));
+                *write(&shelf.catalog) = Arc::new(Catalog::default().with(blocks, &[]));
                 shelf
             },
             tombstones: RwLock::new(Arc::new(tombstones)),
@@ -502,11 +496,7 @@ impl Db {
         // tombstones they made needless, so a view never pairs old blocks with fewer tombstones.
         let tombstones = self.tombstones();
         // The epoch before the catalog: a flush that publishes after this clone waits for it.
-        let reader = self
-            .readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let reader = lock(&self.readers).clone();
         Querier {
             catalog: self.catalog(),
             head: self.head.clone(),
@@ -519,7 +509,7 @@ impl Db {
 
     /// The deleted intervals in force.
     pub fn tombstones(&self) -> Arc<Tombstones> {
-        rlock(&self.tombstones).clone()
+        read(&self.tombstones).clone()
     }
 
     /// The current catalog snapshot.
@@ -582,12 +572,12 @@ impl Db {
     }
 
     fn publish(&self, add: Vec<Arc<Block>>, remove: &[BlockId]) {
-        let mut cat = wlock(&self.blocks.catalog);
+        let mut cat = write(&self.blocks.catalog);
         *cat = Arc::new(cat.with(add, remove));
     }
 
     fn lock_maintenance(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.maintenance.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.maintenance)
     }
 
     /// Writes every complete block window the head holds to a block, oldest first. A window is
@@ -616,7 +606,7 @@ impl Db {
             {
                 // From here on the head refuses samples older than `end`; waiting for the gate
                 // means every commit already past its checks is in the head before we read it.
-                let _g = wlock(&self.commit_gate);
+                let _g = write(&self.commit_gate);
                 self.head.set_min_valid(end);
             }
             if let Some(meta) = self.write_head_block(start, end - 1)? {
@@ -634,7 +624,7 @@ impl Db {
                 );
                 freed += collected.len();
                 let active = self.wal.stats().last_segment;
-                let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+                let mut c = lock(&self.collected);
                 for s in collected {
                     let sref = s.sref;
                     // The head has let go of the series: its labels move here, not a copy.
@@ -661,7 +651,7 @@ impl Db {
     /// end at their timeout, so this wait is bounded by the longest query; it is logged when long.
     fn wait_for_older_readers(&self) {
         let old = std::mem::replace(
-            &mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut *lock(&self.readers),
             Arc::new(()),
         );
         let began = Instant::now();
@@ -705,14 +695,14 @@ impl Db {
     /// (and the backlog remote write still needs, within its limit).
     fn checkpoint(&self) -> Result<(), StorageError> {
         let upto = {
-            let _g = wlock(&self.commit_gate);
+            let _g = write(&self.commit_gate);
             self.wal.cut()?
         };
         // Collected series whose samples may sit in a segment that stays stay resolvable for
         // the readers of those segments.
         let keep_from = self.wal.retained_from(upto);
         let carried: Vec<SeriesRecord> = {
-            let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+            let mut c = lock(&self.collected);
             c.retain(|_, (_, last)| *last >= keep_from);
             // Its peak is one flush's collection; keeping that room would hold memory for
             // series long gone.
@@ -921,7 +911,7 @@ impl Db {
         let stats = delete::add_deletions(&self.querier(), selectors, mint, maxt, &mut next)?;
         if next != *current {
             tombstones::store(&self.dir, &next)?;
-            *wlock(&self.tombstones) = Arc::new(next);
+            *write(&self.tombstones) = Arc::new(next);
             info!(
                 series = stats.series,
                 mint, maxt, "deleted series data (tombstoned)"
@@ -971,7 +961,7 @@ impl Db {
         if kept != *ts {
             stats.series_dropped = (ts.num_series() - kept.num_series()) as u64;
             tombstones::store(&self.dir, &kept)?;
-            *wlock(&self.tombstones) = Arc::new(kept);
+            *write(&self.tombstones) = Arc::new(kept);
         }
         Ok(stats)
     }
@@ -1107,7 +1097,7 @@ impl Appender<'_> {
     pub fn commit(self) -> Result<CommitStats, StorageError> {
         let db = self.db;
         let mut stats = CommitStats::default();
-        let _gate = rlock(&db.commit_gate);
+        let _gate = read(&db.commit_gate);
         let min_valid = db.head.min_valid();
         let mut accepted: Vec<(Arc<MemSeries>, i64, f64)> = Vec::with_capacity(self.pending.len());
         for (mut series, t, v) in self.pending {

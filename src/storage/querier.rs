@@ -14,6 +14,7 @@ use super::sstable::{Block, BlockId};
 use super::tombstones::Tombstones;
 use super::{StorageError, chunk};
 use crate::model::{Labels, MatchOp, Matcher, Sample, format_rfc3339};
+use crate::sync::lock;
 
 /// A consistent view for one query: the blocks of one catalog snapshot, the head, and the
 /// tombstones that hide deleted samples from both.
@@ -148,7 +149,7 @@ impl Querier {
             return Err(e);
         }
         let m = b.meta();
-        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        let mut skipped = lock(&self.skipped);
         if skipped.contains_key(&m.id) {
             return Ok(());
         }
@@ -175,9 +176,7 @@ impl Querier {
     /// Warnings for the answer: the blocks this view left out because they are corrupt. The
     /// texts name blocks by id and time range, never by file.
     pub fn warnings(&self) -> Vec<String> {
-        self.skipped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.skipped)
             .values()
             .cloned()
             .collect()
@@ -368,13 +367,7 @@ impl Querier {
 
     /// The blocks of this view overlapping [mint, maxt], without those found corrupt.
     pub(crate) fn blocks_in(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &Arc<Block>> {
-        let skipped: Vec<BlockId> = self
-            .skipped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let skipped: Vec<BlockId> = lock(&self.skipped).keys().cloned().collect();
         self.catalog
             .blocks
             .iter()

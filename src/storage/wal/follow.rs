@@ -12,13 +12,14 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::WalError;
 use super::segment::{self, io_err};
 use super::tail::Tailer;
 use super::writer::Shared;
+use crate::sync::{lock, wait_timeout_while};
 
 /// A place in the WAL: the segment and the byte offset of the next frame to read in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -45,11 +46,6 @@ impl std::fmt::Display for WalPosition {
 
 /// Default of the backlog limit: covered segments kept for holds, in bytes.
 pub const DEFAULT_BACKLOG_LIMIT: u64 = 1 << 30;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every section under these locks leaves its data consistent at each step.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Commit notifications: a generation counter bumped by every commit, and a condvar readers
 /// wait on. The writer signals only when someone waits, so commits pay one uncontended lock.
@@ -84,10 +80,7 @@ impl Notifier {
             return g.n;
         }
         g.waiters += 1;
-        let (mut g, _) = self
-            .changed
-            .wait_timeout_while(g, timeout, |g| g.n == seen)
-            .unwrap_or_else(|e| e.into_inner());
+        let (mut g, _) = wait_timeout_while(&self.changed, g, timeout, |g| g.n == seen);
         g.waiters -= 1;
         g.n
     }

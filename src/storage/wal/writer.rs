@@ -22,6 +22,7 @@ use super::replay::{self, Mode, ReplayStats};
 use super::segment::{self, FrameReader, io_err};
 use super::{FsyncPolicy, WalError, WalOptions, checkpoint};
 use crate::storage::stats::{DurationHistogram, FSYNC_BOUNDS, HistogramSnapshot};
+use crate::sync::{lock, wait, wait_timeout_while};
 
 /// The write-ahead log of one data directory. `Send + Sync`: share it behind an `Arc`.
 pub struct Wal {
@@ -119,12 +120,6 @@ struct SyncState {
     synced: u64,
     /// A group fsync is running; others wait for it instead of starting their own.
     in_progress: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a WAL lock cannot leave a half-done file operation that matters
-    // more than refusing every later commit would; keep going with the data as it is.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Wal {
@@ -544,7 +539,7 @@ impl Shared {
                 return Ok(());
             }
             if s.in_progress {
-                s = self.synced.wait(s).unwrap_or_else(|e| e.into_inner());
+                s = wait(&self.synced, s);
                 continue;
             }
             s.in_progress = true;
@@ -568,10 +563,7 @@ impl Shared {
     fn interval_sync(&self, every: Duration) {
         loop {
             let stop = lock(&self.stop);
-            let (stop, _) = self
-                .stop_signal
-                .wait_timeout_while(stop, every, |stopped| !*stopped)
-                .unwrap_or_else(|e| e.into_inner());
+            let (stop, _) = wait_timeout_while(&self.stop_signal, stop, every, |stopped| !*stopped);
             if *stop {
                 return;
             }
