@@ -134,9 +134,8 @@ mod tests {
         }
         drop(g);
         t.join().unwrap();
-        let (g, r) = wait_timeout_while(&pair.1, lock(&pair.0), Duration::from_secs(60), |v| {
-            *v != 5
-        });
+        let (g, r) =
+            wait_timeout_while(&pair.1, lock(&pair.0), Duration::from_secs(60), |v| *v != 5);
         assert!(!r.timed_out());
         assert_eq!(*g, 5);
     }

@@ -650,10 +650,7 @@ impl Db {
     /// Starts a new reader epoch and waits until no querier of the previous one is left. Queries
     /// end at their timeout, so this wait is bounded by the longest query; it is logged when long.
     fn wait_for_older_readers(&self) {
-        let old = std::mem::replace(
-            &mut *lock(&self.readers),
-            Arc::new(()),
-        );
+        let old = std::mem::replace(&mut *lock(&self.readers), Arc::new(()));
         let began = Instant::now();
         let mut pause = Duration::from_millis(1);
         let mut warned = false;

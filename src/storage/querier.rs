@@ -176,10 +176,7 @@ impl Querier {
     /// Warnings for the answer: the blocks this view left out because they are corrupt. The
     /// texts name blocks by id and time range, never by file.
     pub fn warnings(&self) -> Vec<String> {
-        lock(&self.skipped)
-            .values()
-            .cloned()
-            .collect()
+        lock(&self.skipped).values().cloned().collect()
     }
 
     /// The deleted intervals this view hides.
