@@ -100,7 +100,8 @@ mod tests {
         let l = Arc::new(RwLock::new(vec![1]));
         let l2 = Arc::clone(&l);
         let r = std::thread::spawn(move || {
-            l2.write().unwrap().push(2);
+            let mut g = l2.write().unwrap();
+            g.push(2);
             panic!("writer panics");
         })
         .join();

@@ -22,7 +22,7 @@ use super::tombstones::{self, Tombstones};
 use super::wal::{
     self, ChunkRecord, FsyncPolicy, Record, SampleRecord, SeriesRecord, Wal, WalError, WalOptions,
 };
-use super::{StorageError, chunk};
+use super::{StorageError, chunk, io_err};
 use crate::model::{Labels, MAX_TIME, MIN_TIME, Matcher, Sample, is_storable_time};
 use crate::sync::{lock, read, write};
 
@@ -173,14 +173,6 @@ pub struct Db {
     /// their series records while such a segment is on disk.
     collected: Mutex<HashMap<SeriesRef, (Labels, u64)>>,
     _lock: File,
-}
-
-/// Wraps an I/O error with the path it concerns.
-pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Opens every published block of `blocks_dir`. Corrupt blocks are reported (logged and

@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod compact;
 mod db;
 mod delete;
+mod fsutil;
 pub mod head;
 mod import;
 mod index;
@@ -87,6 +88,23 @@ pub enum StorageError {
         max = crate::model::MAX_TIME
     )]
     OutOfBounds { labels: Labels, t: i64 },
+}
+
+/// Wraps an I/O error with the path it concerns.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl From<fsutil::IoError> for StorageError {
+    fn from(e: fsutil::IoError) -> Self {
+        StorageError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 /// Takes the exclusive lock of a data directory (creating it if needed); held while the file

@@ -17,7 +17,7 @@ use tracing::{error, warn};
 
 use super::catalog::Catalog;
 use super::sstable::{Block, BlockId, SstError};
-use super::{StorageError, sstable};
+use super::{StorageError, fsutil, io_err, sstable};
 use crate::sync::{lock, read, write};
 
 /// Name of the directory, beside `blocks/`, that corrupt blocks are moved into.
@@ -187,7 +187,7 @@ impl Blocks {
                 .into_iter()
                 .flatten()
             {
-                std::fs::File::open(d)?.sync_all()?;
+                fsutil::sync_dir(d).map_err(std::io::Error::other)?;
             }
             Ok(to)
         })();
@@ -232,17 +232,17 @@ pub fn list_quarantined(data_dir: &Path) -> Result<Vec<QuarantinedFile>, Storage
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(super::db::io_err(&dir)(e)),
+        Err(e) => return Err(io_err(&dir)(e)),
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(super::db::io_err(&dir))?;
+        let entry = entry.map_err(io_err(&dir))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(REASON_SUFFIX) {
             continue;
         }
-        let meta = entry.metadata().map_err(super::db::io_err(&path))?;
+        let meta = entry.metadata().map_err(io_err(&path))?;
         if !meta.is_file() {
             continue;
         }

@@ -8,8 +8,8 @@
 //! `docs/format/remote-write-position.md`) so a restarted agent resumes where it stopped.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -19,6 +19,7 @@ use super::WalError;
 use super::segment::{self, io_err};
 use super::tail::Tailer;
 use super::writer::Shared;
+use crate::storage::fsutil;
 use crate::sync::{lock, wait_timeout_while};
 
 /// A place in the WAL: the segment and the byte offset of the next frame to read in it.
@@ -410,20 +411,7 @@ fn read_position(file: &Path, key: &str) -> Result<Option<WalPosition>, String> 
 }
 
 fn write_position(file: &Path, key: &str, p: WalPosition) -> Result<(), WalError> {
-    let tmp = file.with_extension("position.tmp");
-    let bytes = encode_position(key, p);
-    let r = File::create(&tmp)
-        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
-        .map_err(io_err(&tmp));
-    if let Err(e) = r {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, file).map_err(io_err(file))?;
-    match file.parent() {
-        Some(dir) => segment::sync_dir(dir),
-        None => Ok(()),
-    }
+    Ok(fsutil::replace_file(file, &encode_position(key, p))?)
 }
 
 #[cfg(test)]
@@ -447,6 +435,25 @@ mod tests {
         for cut in 0..b.len() {
             assert!(decode_position(&b[..cut], "victoria-1").is_err());
         }
+    }
+
+    #[test]
+    fn a_position_write_that_fails_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(position_file_name("vm"));
+        let p = WalPosition {
+            segment: 3,
+            offset: 8,
+        };
+        write_position(&file, "vm", p).unwrap();
+        assert_eq!(read_position(&file, "vm"), Ok(Some(p)));
+        // A directory in the file's place: the rename fails after the temp file is written.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        std::fs::write(file.join("x"), b"").unwrap();
+        assert!(write_position(&file, "vm", p).is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "only the directory is left: {names:?}");
     }
 
     #[test]

@@ -131,6 +131,15 @@ pub enum WalError {
     Failed(String),
 }
 
+impl From<crate::storage::fsutil::IoError> for WalError {
+    fn from(e: crate::storage::fsutil::IoError) -> Self {
+        WalError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Replays `dir` without repairing or writing anything, for tools that read the directory of a
 /// running agent: a torn tail is reported in the stats, a checkpoint replaced before it was
 /// opened is read again from a new listing, a segment removed before it was read is

@@ -21,6 +21,7 @@ use super::record::{
 use super::replay::{self, Mode, ReplayStats};
 use super::segment::{self, FrameReader, io_err};
 use super::{FsyncPolicy, WalError, WalOptions, checkpoint};
+use crate::storage::fsutil;
 use crate::storage::stats::{DurationHistogram, FSYNC_BOUNDS, HistogramSnapshot};
 use crate::sync::{lock, wait, wait_timeout_while};
 
@@ -274,7 +275,7 @@ impl Wal {
             a.closed.retain(|i, _| *i >= keep_from);
             a.closed.range(..=upto).count()
         };
-        segment::sync_dir(&s.dir)?;
+        fsutil::sync_dir(&s.dir)?;
         Ok(CheckpointStats {
             upto,
             records: written.frames,
