@@ -10,20 +10,21 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use super::block_chunks::{read_samples, to_chunks};
 use super::catalog::Catalog;
 use super::compact::{self, BlockSpan};
 use super::delete::{self, CleanStats, DeleteStats};
 use super::head::{Head, MemSeries, Reject, SeriesRef};
 use super::quarantine::{Blocks, RefusedBlock, corrupt_block_path};
 use super::querier::Querier;
-use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, ChunkData, SstError};
+use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, SstError};
 use super::stats::{DurationHistogram, HistogramSnapshot, MAINTENANCE_BOUNDS};
 use super::tombstones::{self, Tombstones};
 use super::wal::{
     self, ChunkRecord, FsyncPolicy, Record, SampleRecord, SeriesRecord, Wal, WalError, WalOptions,
 };
-use super::{StorageError, chunk, io_err};
-use crate::model::{Labels, MAX_TIME, MIN_TIME, Matcher, Sample, is_storable_time};
+use super::{StorageError, chunk, io_err, lock_data_dir};
+use crate::model::{Labels, MAX_TIME, MIN_TIME, Matcher, is_storable_time};
 use crate::sync::{lock, read, write};
 
 /// How far ahead of the appender's clock a sample may be, in milliseconds. A sample from the
@@ -39,9 +40,6 @@ fn wall_clock_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
-
-/// Samples per chunk in blocks: 2h of 15s scrapes, so a 2h block holds one chunk per series.
-pub const BLOCK_CHUNK_SAMPLES: usize = 480;
 
 /// Storage settings (the `storage:` section of the config).
 #[derive(Debug, Clone)]
@@ -351,34 +349,16 @@ fn release_free_memory() {
     }
 }
 
-/// Splits time-ordered samples into block chunks.
-pub(crate) fn to_chunks(samples: &[Sample]) -> Vec<ChunkData> {
-    samples
-        .chunks(BLOCK_CHUNK_SAMPLES)
-        .map(|c| ChunkData {
-            mint: c[0].t,
-            maxt: c[c.len() - 1].t,
-            num_samples: c.len() as u32,
-            data: chunk::encode(c),
-        })
-        .collect()
-}
-
 impl Db {
     /// Opens (creating if needed) the data directory: takes its lock, opens the blocks, replays
     /// the WAL into the head.
     pub fn open(dir: &Path, opts: Options) -> Result<Db, StorageError> {
+        // The lock first: nothing in a directory another process holds is touched.
+        let dir_lock = lock_data_dir(dir)?;
         let blocks_dir = dir.join("blocks");
         let wal_dir = dir.join("wal");
-        for d in [dir, &blocks_dir, &wal_dir] {
+        for d in [&blocks_dir, &wal_dir] {
             std::fs::create_dir_all(d).map_err(io_err(d))?;
-        }
-        let lock_path = dir.join("lock");
-        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(StorageError::Locked {
-                path: dir.to_path_buf(),
-            });
         }
         // Before any block or WAL segment is touched: a damaged record of deletions stops the
         // open rather than let deleted data reappear.
@@ -450,7 +430,7 @@ impl Db {
             replay,
             replay_out_of_range: dropped.out_of_range,
             collected: Mutex::new(HashMap::new()),
-            _lock: lock,
+            _lock: dir_lock,
         })
     }
 
@@ -1008,12 +988,7 @@ pub(crate) fn merge_blocks(
         for (i, chunks) in parts {
             let b = sorted[i];
             for c in chunks {
-                b.read_chunk_into(&c, &mut buf)?;
-                chunk::decode(&buf, &mut samples).map_err(|e| StorageError::CorruptChunk {
-                    path: b.meta().path.clone(),
-                    offset: c.offset,
-                    reason: e.to_string(),
-                })?;
+                read_samples(b, &c, &mut buf, &mut samples)?;
             }
         }
         if !samples.windows(2).all(|w| w[0].t < w[1].t) {

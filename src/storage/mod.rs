@@ -5,6 +5,7 @@
 //! call `scrape`, `query`, `api` or `cli`, and never acknowledge a sample before its WAL record
 //! is written.
 
+mod block_chunks;
 mod catalog;
 pub mod chunk;
 pub mod compact;
@@ -27,10 +28,9 @@ use std::path::{Path, PathBuf};
 
 use crate::model::Labels;
 
+pub use block_chunks::BLOCK_CHUNK_SAMPLES;
 pub use catalog::Catalog;
-pub use db::{
-    Appender, BLOCK_CHUNK_SAMPLES, CommitStats, Db, DbCounters, MAX_AHEAD_MS, Options, ReadOnlyDb,
-};
+pub use db::{Appender, CommitStats, Db, DbCounters, MAX_AHEAD_MS, Options, ReadOnlyDb};
 pub use delete::{CleanStats, DeleteStats};
 pub use head::{SeriesRef, SeriesSamples};
 pub use import::write_blocks;
@@ -125,4 +125,27 @@ pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, StorageError> {
         });
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_data_directory_is_refused_before_anything_is_created_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_data_dir(dir.path()).unwrap();
+        assert!(matches!(
+            lock_data_dir(dir.path()),
+            Err(StorageError::Locked { .. })
+        ));
+        let e = Db::open(dir.path(), Options::default()).err();
+        assert!(matches!(e, Some(StorageError::Locked { .. })), "{e:?}");
+        assert!(!dir.path().join("blocks").exists());
+        assert!(!dir.path().join("wal").exists());
+        drop(held);
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        assert!(dir.path().join("blocks").is_dir() && dir.path().join("wal").is_dir());
+        db.close().unwrap();
+    }
 }

@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use tracing::warn;
 
+use super::StorageError;
+use super::block_chunks::read_samples;
 use super::catalog::Catalog;
 use super::head::{Head, SeriesSamples};
 use super::index::{IndexReader, select_ids};
 use super::quarantine::{Blocks, corrupt_block_path};
 use super::sstable::{Block, BlockId};
 use super::tombstones::Tombstones;
-use super::{StorageError, chunk};
 use crate::model::{Labels, MatchOp, Matcher, Sample, format_rfc3339};
 use crate::sync::lock;
 
@@ -65,18 +66,14 @@ pub(crate) fn select_block(
     maxt: i64,
 ) -> Result<Vec<SeriesSamples>, StorageError> {
     let mut out = Vec::new();
+    let mut bytes = Vec::new();
     let mut buf = Vec::new();
     for id in select_ids(&BlockIndex(block), matchers) {
         let (labels, chunks) = block.series(id)?;
         let mut samples = Vec::new();
         for c in chunks.iter().filter(|c| c.mint <= maxt && c.maxt >= mint) {
-            let data = block.read_chunk(c)?;
             buf.clear();
-            chunk::decode(&data, &mut buf).map_err(|e| StorageError::CorruptChunk {
-                path: block.meta().path.clone(),
-                offset: c.offset,
-                reason: e.to_string(),
-            })?;
+            read_samples(block, c, &mut bytes, &mut buf)?;
             samples.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
         }
         if !samples.is_empty() {
