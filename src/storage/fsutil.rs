@@ -168,17 +168,6 @@ mod tests {
         assert_eq!(names(dir.path()), ["state"]);
     }
 
-    #[derive(Debug)]
-    enum TestError {
-        Io(IoError),
-        Refused,
-    }
-    impl From<IoError> for TestError {
-        fn from(e: IoError) -> Self {
-            TestError::Io(e)
-        }
-    }
-
     #[test]
     fn a_failing_write_keeps_the_old_file_and_removes_the_temp_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -187,9 +176,14 @@ mod tests {
         let r = replace_file_with(&p, |f| {
             // Part of the new content reaches the temp file before the failure.
             f.write_all(b"partial new").map_err(IoError::at(&p))?;
-            Err::<(), _>(TestError::Refused)
+            Err::<(), _>(IoError::at(Path::new("refuser"))(io::Error::other(
+                "refused",
+            )))
         });
-        assert!(matches!(r, Err(TestError::Refused)), "{r:?}");
+        // The closure's own error comes back unchanged.
+        let e = r.unwrap_err();
+        assert_eq!(e.path, Path::new("refuser"));
+        assert_eq!(e.source.to_string(), "refused");
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
         assert_eq!(names(dir.path()), ["state"]);
     }
