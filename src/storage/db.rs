@@ -745,7 +745,7 @@ impl Db {
                 .blocks
                 .iter()
                 .map(|b| BlockSpan {
-                    id: b.meta().id.0.clone(),
+                    id: b.meta().id.clone(),
                     mint: b.meta().mint,
                     maxt: b.meta().maxt,
                 })
@@ -761,7 +761,7 @@ impl Db {
             let sources: Vec<Arc<Block>> = cat
                 .blocks
                 .iter()
-                .filter(|b| ids.contains(&b.meta().id.0))
+                .filter(|b| ids.contains(&b.meta().id))
                 .cloned()
                 .collect();
             let merged = match merge_blocks(&self.dir.join("blocks"), &sources, &self.tombstones())
@@ -814,12 +814,12 @@ impl Db {
             .chain(self.head.time_range().map(|(_, hi)| hi))
             .max()
             .unwrap_or(i64::MIN);
-        let spans: Vec<(String, i64, i64, u64)> = cat
+        let spans: Vec<(BlockId, i64, i64, u64)> = cat
             .blocks
             .iter()
             .map(|b| {
                 (
-                    b.meta().id.0.clone(),
+                    b.meta().id.clone(),
                     b.meta().mint,
                     b.meta().maxt,
                     b.meta().size_bytes,
@@ -835,7 +835,7 @@ impl Db {
         let gone: Vec<Arc<Block>> = cat
             .blocks
             .iter()
-            .filter(|b| drop.contains(&b.meta().id.0))
+            .filter(|b| drop.contains(&b.meta().id))
             .cloned()
             .collect();
         let ids: Vec<BlockId> = gone.iter().map(|b| b.meta().id.clone()).collect();
