@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
@@ -140,6 +140,35 @@ impl Default for DbCounters {
 }
 
 /// An open data directory.
+///
+/// # Locks
+///
+/// `Db` has six std locks: `maintenance`, `commit_gate`, the catalog's (`blocks.catalog`),
+/// `tombstones`, `readers` and `collected`. A thread holding one takes others only in this
+/// order, outermost first:
+///
+/// 1. `maintenance`: held for the whole of one structural change (flush, compaction,
+///    retention, deletion, clean, snapshot), its block and tombstones I/O included. Commits and
+///    queries never take it, so its length delays only other maintenance. Functions that need
+///    it held take its guard, `Maintenance`, as a parameter.
+/// 2. `commit_gate`: shared by every commit from its checks until its samples are in the head,
+///    across the WAL write (and, under `fsync: always`, the fsync that write waits for). Commits
+///    never wait for each other on it; a flush takes it exclusively, inside `maintenance`, for
+///    two short steps: raising the head's lower bound, and cutting the WAL (one fsync of the
+///    segment it closes). Under it a commit takes the head's locks (shards, postings, a
+///    series' mutex) and the WAL's (in the order `wal/shared.rs` gives), and a flush the
+///    WAL's for the cut.
+/// 3. `blocks.catalog`: never held together with `commit_gate`. Held only to read or swap the
+///    published `Arc<Catalog>`, except that a quarantine keeps it while it renames a corrupt
+///    block's file into `<data>/quarantine/` and fsyncs the directories (so no compaction or
+///    retention deletes the file meanwhile); then it takes the quarantine's own list. A query
+///    reaches it holding its `Querier`'s list of skipped blocks, which therefore comes before.
+/// 4. `tombstones`, `readers`, `collected`: leaves. Each is held only to clone, swap or update
+///    its value, and nothing else is taken or done (no I/O) while it is held.
+///
+/// So a commit waits only for the WAL (other commits' writes, a group fsync, a flush's cut),
+/// never for block, tombstones or checkpoint I/O; a query waits for no commit's I/O, and for
+/// I/O at all only while a corrupt block is being moved into quarantine.
 pub struct Db {
     dir: PathBuf,
     opts: Options,
@@ -171,6 +200,20 @@ pub struct Db {
     /// their series records while such a segment is on disk.
     collected: Mutex<HashMap<SeriesRef, (Labels, u64)>>,
     _lock: File,
+}
+
+/// The `maintenance` lock of one [`Db`], held: what a function that must run inside a
+/// structural change takes as a parameter, so the compiler checks the caller holds the lock.
+struct Maintenance<'a> {
+    db: &'a Db,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl Maintenance<'_> {
+    /// Checks (in debug builds) that this is `db`'s lock, not another database's.
+    fn of(&self, db: &Db) {
+        debug_assert!(std::ptr::eq(self.db, db), "maintenance guard of another Db");
+    }
 }
 
 /// Opens every published block of `blocks_dir`. Corrupt blocks are reported (logged and
@@ -543,13 +586,19 @@ impl Db {
         self.wal.fsync_durations()
     }
 
-    fn publish(&self, add: Vec<Arc<Block>>, remove: &[BlockId]) {
+    /// Swaps the catalog for one with `add` published and `remove` unpublished: part of a
+    /// structural change, so a deletion never sees a sample in neither the head nor a block.
+    fn publish(&self, m: &Maintenance<'_>, add: Vec<Arc<Block>>, remove: &[BlockId]) {
+        m.of(self);
         let mut cat = write(&self.blocks.catalog);
         *cat = Arc::new(cat.with(add, remove));
     }
 
-    fn lock_maintenance(&self) -> std::sync::MutexGuard<'_, ()> {
-        lock(&self.maintenance)
+    fn lock_maintenance(&self) -> Maintenance<'_> {
+        Maintenance {
+            db: self,
+            _guard: lock(&self.maintenance),
+        }
     }
 
     /// Writes every complete block window the head holds to a block, oldest first. A window is
@@ -563,7 +612,7 @@ impl Db {
     }
 
     fn flush_windows(&self) -> Result<Vec<BlockMeta>, StorageError> {
-        let _m = self.lock_maintenance();
+        let m = self.lock_maintenance();
         let bd = self.opts.block_duration;
         let mut written = Vec::new();
         let mut freed = 0;
@@ -581,12 +630,12 @@ impl Db {
                 let _g = write(&self.commit_gate);
                 self.head.set_min_valid(end);
             }
-            if let Some(meta) = self.write_head_block(start, end - 1)? {
+            if let Some(meta) = self.write_head_block(&m, start, end - 1)? {
                 let block = Arc::new(Block::open(&meta.path)?);
-                self.publish(vec![block], &[]);
+                self.publish(&m, vec![block], &[]);
                 info!(block = %meta.id, series = meta.num_series, samples = meta.num_samples, "head flushed");
                 written.push(meta);
-                self.wait_for_older_readers();
+                self.wait_for_older_readers(&m);
             }
             let collected = self.head.truncate(end, end);
             if !collected.is_empty() {
@@ -608,7 +657,7 @@ impl Db {
                 }
             }
             self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-            self.checkpoint()?;
+            self.checkpoint(&m)?;
             self.counters.flush_durations.observe(began.elapsed());
         }
         // A tenth of the head or more went: give the freed pages back to the system, or the
@@ -621,7 +670,8 @@ impl Db {
 
     /// Starts a new reader epoch and waits until no querier of the previous one is left. Queries
     /// end at their timeout, so this wait is bounded by the longest query; it is logged when long.
-    fn wait_for_older_readers(&self) {
+    fn wait_for_older_readers(&self, m: &Maintenance<'_>) {
+        m.of(self);
         let old = std::mem::replace(&mut *lock(&self.readers), Arc::new(()));
         let began = Instant::now();
         let mut pause = Duration::from_millis(1);
@@ -639,7 +689,13 @@ impl Db {
         }
     }
 
-    fn write_head_block(&self, mint: i64, maxt: i64) -> Result<Option<BlockMeta>, StorageError> {
+    fn write_head_block(
+        &self,
+        m: &Maintenance<'_>,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<BlockMeta>, StorageError> {
+        m.of(self);
         let mut series = self.head.all_series();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         let mut w = BlockWriter::new(&self.dir.join("blocks"), 1, Vec::new())?;
@@ -662,7 +718,8 @@ impl Db {
     /// Rewrites the WAL as a checkpoint of the head (its series and samples, as chunks) and
     /// drops the segments it covers, so WAL disk use stays bounded by what the head holds
     /// (and the backlog remote write still needs, within its limit).
-    fn checkpoint(&self) -> Result<(), StorageError> {
+    fn checkpoint(&self, m: &Maintenance<'_>) -> Result<(), StorageError> {
+        m.of(self);
         let upto = {
             let _g = write(&self.commit_gate);
             self.wal.cut()?
@@ -736,7 +793,7 @@ impl Db {
     }
 
     fn compact_once(&self) -> Result<Option<BlockMeta>, StorageError> {
-        let _m = self.lock_maintenance();
+        let m = self.lock_maintenance();
         // A group whose every sample was deleted leaves no block: its sources are dropped and
         // planning goes on, so `None` still means nothing is due.
         loop {
@@ -788,7 +845,7 @@ impl Db {
             };
             // Publish first, delete after: a crash in between leaves sources that the next open
             // recognises (they are listed in the new block) and deletes.
-            self.publish(add, &old);
+            self.publish(&m, add, &old);
             for b in &sources {
                 remove_block_file(b)?;
             }
@@ -806,7 +863,7 @@ impl Db {
 
     /// Deletes the blocks retention no longer keeps; returns their ids.
     pub fn apply_retention(&self) -> Result<Vec<BlockId>, StorageError> {
-        let _m = self.lock_maintenance();
+        let m = self.lock_maintenance();
         let cat = self.catalog();
         let now_max = cat
             .max_time()
@@ -842,7 +899,7 @@ impl Db {
         if ids.is_empty() {
             return Ok(ids);
         }
-        self.publish(Vec::new(), &ids);
+        self.publish(&m, Vec::new(), &ids);
         for b in &gone {
             remove_block_file(b)?;
             info!(block = %b.meta().id, maxt = b.meta().maxt, "retention deleted block");
@@ -892,7 +949,7 @@ impl Db {
     /// Rewrites every block holding deleted samples without them (the new block published
     /// before the old one is deleted), then drops the tombstones no stored sample needs.
     pub fn clean_tombstones(&self) -> Result<CleanStats, StorageError> {
-        let _m = self.lock_maintenance();
+        let m = self.lock_maintenance();
         let ts = self.tombstones();
         let mut stats = CleanStats::default();
         if ts.is_empty() {
@@ -923,7 +980,7 @@ impl Db {
                     Vec::new()
                 }
             };
-            self.publish(add, std::slice::from_ref(&old.meta().id));
+            self.publish(&m, add, std::slice::from_ref(&old.meta().id));
             remove_block_file(old)?;
         }
         let kept = delete::still_needed(&ts, &self.head);

@@ -1,9 +1,9 @@
 //! Storage: the write-ahead log, the in-memory head, immutable SSTable blocks, the catalog that
 //! routes queries to them, compaction and retention, and the tombstones of deleted series.
 //!
-//! `storage` owns every byte under the data directory. It may use `model` only; it must never
-//! call `scrape`, `query`, `api` or `cli`, and never acknowledge a sample before its WAL record
-//! is written.
+//! `storage` owns every byte under the data directory. It may use `model` (and the leaf `sync`)
+//! only; it must never call `scrape`, `query`, `api` or `cli`, and never acknowledge a sample
+//! before its WAL record is written.
 
 mod block_chunks;
 mod catalog;
