@@ -4,7 +4,8 @@
 //!
 //! Followers reach it only through the accessors here; the writer's own methods on it (append,
 //! group fsync, cut) live in `writer`. Locks, always taken in this order: `checkpointing`, then
-//! `holds`, then `active`, then `sync`; `Notifier::state` and a hold's position are leaves
+//! `holds`, then `active`, then `sync`. A hold's `persisted` (in `follow`) comes before its
+//! position; `Notifier::state`, a hold's position, `stop` and `fsync_delay` are leaves
 //! (nothing is taken while they are held).
 
 use std::collections::BTreeMap;
