@@ -15,4 +15,5 @@ pub mod relabel;
 pub mod remote_write;
 pub mod scrape;
 pub mod storage;
+mod sync;
 pub mod telemetry;

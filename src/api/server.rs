@@ -246,12 +246,12 @@ impl TlsHolder {
 
     /// Replaces the settings; connections already open keep theirs.
     pub fn set(&self, tls: Option<Arc<ServerConfig>>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = tls;
+        *crate::sync::write(&self.0) = tls;
     }
 
     /// The settings in force.
     pub fn get(&self) -> Option<Arc<ServerConfig>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.0).clone()
     }
 }
 

@@ -112,11 +112,7 @@ pub async fn buildinfo() -> Response {
 }
 
 pub async fn config(State(s): State<Arc<ApiState>>) -> Response {
-    let yaml = s
-        .config_yaml
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let yaml = crate::sync::read(&s.config_yaml).clone();
     success(json!({ "yaml": yaml }))
 }
 

@@ -122,7 +122,7 @@ impl BcryptGate {
     }
 
     fn lanes_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Source, (Arc<Semaphore>, usize)>> {
-        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.lanes)
     }
 
     /// Waits for a place in the source's lane, then for a shared slot. `None` only if a
@@ -195,7 +195,7 @@ impl WebSecurity {
 
     /// Replaces the users (on reload); an empty map turns authentication off.
     pub fn set_users(&self, users: &BTreeMap<String, Secret>) {
-        *self.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Users(users.clone()));
+        *crate::sync::write(&self.users) = Arc::new(Users(users.clone()));
     }
 
     /// Whether requests need credentials.
@@ -209,7 +209,7 @@ impl WebSecurity {
     }
 
     fn current_users(&self) -> Arc<Users> {
-        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.users).clone()
     }
 
     /// Whether the `Authorization` header lets the request in; `source` is the client's
@@ -245,7 +245,7 @@ impl WebSecurity {
     }
 
     fn cache_lock(&self) -> std::sync::MutexGuard<'_, Verified> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.cache)
     }
 
     /// SHA-256 over the key and the length-prefixed parts, so no two triples share an input.

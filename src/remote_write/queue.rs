@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +30,7 @@ use crate::config::{QueueConfig, RemoteWriteConfig};
 use crate::model::Labels;
 use crate::relabel::{self, Rule};
 use crate::storage::wal::{SampleRecord, SeriesRecord, TailEvent, Tailer, WalFollower, WalHold};
+use crate::sync::lock;
 
 /// How long the reader sleeps when no commit notification comes (the poll fallback).
 const POLL: Duration = Duration::from_secs(1);
@@ -37,10 +38,6 @@ const POLL: Duration = Duration::from_secs(1);
 pub const RESHARD_EVERY: Duration = Duration::from_secs(10);
 /// How often the recorded position is written to its file when it moved.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What a queue is started from: the remote's config and the external labels.
 #[derive(Debug, Clone, PartialEq)]

@@ -160,7 +160,7 @@ pub struct RemoteStats {
 impl RemoteStats {
     /// The counters of a remote, created on first use.
     pub fn queue(&self, name: &str, url: &str) -> Arc<QueueStats> {
-        let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = crate::sync::lock(&self.queues);
         q.entry((name.to_string(), url.to_string()))
             .or_default()
             .clone()
@@ -168,7 +168,7 @@ impl RemoteStats {
 
     /// Snapshots of the running queues: `(remote name, url, counters)`.
     pub fn active(&self) -> Vec<(String, String, QueueSnapshot)> {
-        let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let q = crate::sync::lock(&self.queues);
         q.iter()
             .filter(|(_, s)| s.running.load(Ordering::Relaxed))
             .map(|((n, u), s)| (n.clone(), u.clone(), s.snapshot()))

@@ -1,11 +1,13 @@
 //! Compaction planning: which blocks to merge next. A pure function over block metadata, so every
 //! decision is testable without files or threads; `Db` carries the plan out.
 
+use super::sstable::BlockId;
+
 /// What the planner needs to know about a block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockSpan {
     /// Block id (ULID).
-    pub id: String,
+    pub id: BlockId,
     /// Oldest sample time.
     pub mint: i64,
     /// Newest sample time (inclusive).
@@ -43,7 +45,7 @@ pub fn ranges(block_duration: i64, retention: i64) -> Vec<i64> {
 /// first: the blocks that fall inside one aligned window of that range are merged once the window
 /// is complete, i.e. ends at or before `frontier` (the head's lowest accepted time), so a window
 /// is never compacted while the head may still flush into it.
-pub fn plan(blocks: &[BlockSpan], ranges: &[i64], frontier: i64) -> Option<Vec<String>> {
+pub fn plan(blocks: &[BlockSpan], ranges: &[i64], frontier: i64) -> Option<Vec<BlockId>> {
     let mut sorted: Vec<&BlockSpan> = blocks.iter().collect();
     sorted.sort_by_key(|b| (b.mint, b.maxt));
 
@@ -87,12 +89,12 @@ pub fn plan(blocks: &[BlockSpan], ranges: &[i64], frontier: i64) -> Option<Vec<S
 /// before `now_max` (the newest sample stored), then the oldest ones until the blocks' total size
 /// is within `max_bytes`. Zero disables either rule. Input: (id, mint, maxt, size in bytes).
 pub fn retention(
-    blocks: &[(String, i64, i64, u64)],
+    blocks: &[(BlockId, i64, i64, u64)],
     now_max: i64,
     retention: i64,
     max_bytes: u64,
-) -> Vec<String> {
-    let mut sorted: Vec<&(String, i64, i64, u64)> = blocks.iter().collect();
+) -> Vec<BlockId> {
+    let mut sorted: Vec<&(BlockId, i64, i64, u64)> = blocks.iter().collect();
     sorted.sort_by_key(|b| (b.1, b.2));
     let mut out = Vec::new();
     let mut total: u64 = sorted.iter().map(|b| b.3).sum();
@@ -115,9 +117,17 @@ mod tests {
 
     const H: i64 = 3_600_000;
 
-    fn span(id: &str, mint: i64, maxt: i64) -> BlockSpan {
+    fn id(s: &str) -> BlockId {
+        BlockId(s.into())
+    }
+
+    fn ids(s: &[&str]) -> Option<Vec<BlockId>> {
+        Some(s.iter().map(|s| id(s)).collect())
+    }
+
+    fn span(name: &str, mint: i64, maxt: i64) -> BlockSpan {
         BlockSpan {
-            id: id.into(),
+            id: id(name),
             mint,
             maxt,
         }
@@ -148,14 +158,11 @@ mod tests {
             span("b", 2 * H, 4 * H - 1),
             span("c", 4 * H, 6 * H - 1),
         ];
-        assert_eq!(
-            plan(&b, &r, 6 * H),
-            Some(vec!["a".into(), "b".into(), "c".into()])
-        );
+        assert_eq!(plan(&b, &r, 6 * H), ids(&["a", "b", "c"]));
         // The window is not complete while the head can still flush into it.
         assert_eq!(plan(&b[..2], &r, 4 * H), None);
         // Two blocks of a complete window are merged too.
-        assert_eq!(plan(&b[..2], &r, 7 * H), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(plan(&b[..2], &r, 7 * H), ids(&["a", "b"]));
         // Blocks of different windows are never merged together.
         let c = [span("x", 4 * H, 6 * H - 1), span("y", 6 * H, 8 * H - 1)];
         assert_eq!(plan(&c, &r[..2], 100 * H), None);
@@ -169,21 +176,18 @@ mod tests {
             span("imp", H, 3 * H),
             span("c", 4 * H, 5 * H),
         ];
-        assert_eq!(plan(&b, &r, 0), Some(vec!["a".into(), "imp".into()]));
+        assert_eq!(plan(&b, &r, 0), ids(&["a", "imp"]));
     }
 
     #[test]
     fn retention_by_time_and_size() {
         let b = vec![
-            ("a".to_string(), 0, 10, 100),
-            ("b".to_string(), 11, 20, 100),
-            ("c".to_string(), 21, 30, 100),
+            (id("a"), 0, 10, 100),
+            (id("b"), 11, 20, 100),
+            (id("c"), 21, 30, 100),
         ];
-        assert_eq!(retention(&b, 30, 15, 0), vec!["a".to_string()]);
-        assert_eq!(
-            retention(&b, 30, 0, 150),
-            vec!["a".to_string(), "b".to_string()]
-        );
+        assert_eq!(retention(&b, 30, 15, 0), vec![id("a")]);
+        assert_eq!(retention(&b, 30, 0, 150), vec![id("a"), id("b")]);
         assert!(retention(&b, 30, 0, 0).is_empty());
     }
 }

@@ -5,25 +5,27 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use super::block_chunks::{read_samples, to_chunks};
 use super::catalog::Catalog;
 use super::compact::{self, BlockSpan};
 use super::delete::{self, CleanStats, DeleteStats};
 use super::head::{Head, MemSeries, Reject, SeriesRef};
 use super::quarantine::{Blocks, RefusedBlock, corrupt_block_path};
 use super::querier::Querier;
-use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, ChunkData, SstError};
+use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, SstError};
 use super::stats::{DurationHistogram, HistogramSnapshot, MAINTENANCE_BOUNDS};
 use super::tombstones::{self, Tombstones};
 use super::wal::{
     self, ChunkRecord, FsyncPolicy, Record, SampleRecord, SeriesRecord, Wal, WalError, WalOptions,
 };
-use super::{StorageError, chunk};
-use crate::model::{Labels, MAX_TIME, MIN_TIME, Matcher, Sample, is_storable_time};
+use super::{StorageError, chunk, io_err, lock_data_dir};
+use crate::model::{Labels, MAX_TIME, MIN_TIME, Matcher, is_storable_time};
+use crate::sync::{lock, read, write};
 
 /// How far ahead of the appender's clock a sample may be, in milliseconds. A sample from the
 /// future makes every real sample of its series after it out of order until the clock catches
@@ -38,9 +40,6 @@ fn wall_clock_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
-
-/// Samples per chunk in blocks: 2h of 15s scrapes, so a 2h block holds one chunk per series.
-pub const BLOCK_CHUNK_SAMPLES: usize = 480;
 
 /// Storage settings (the `storage:` section of the config).
 #[derive(Debug, Clone)]
@@ -141,6 +140,35 @@ impl Default for DbCounters {
 }
 
 /// An open data directory.
+///
+/// # Locks
+///
+/// `Db` has six std locks: `maintenance`, `commit_gate`, the catalog's (`blocks.catalog`),
+/// `tombstones`, `readers` and `collected`. A thread holding one takes others only in this
+/// order, outermost first:
+///
+/// 1. `maintenance`: held for the whole of one structural change (flush, compaction,
+///    retention, deletion, clean, snapshot), its block and tombstones I/O included. Commits and
+///    queries never take it, so its length delays only other maintenance. Functions that need
+///    it held take its guard, `Maintenance`, as a parameter.
+/// 2. `commit_gate`: shared by every commit from its checks until its samples are in the head,
+///    across the WAL write (and, under `fsync: always`, the fsync that write waits for). Commits
+///    never wait for each other on it; a flush takes it exclusively, inside `maintenance`, for
+///    two short steps: raising the head's lower bound, and cutting the WAL (one fsync of the
+///    segment it closes). Under it a commit takes the head's locks (shards, postings, a
+///    series' mutex) and the WAL's (in the order `wal/shared.rs` gives), and a flush the
+///    WAL's for the cut.
+/// 3. `blocks.catalog`: never held together with `commit_gate`. Held only to read or swap the
+///    published `Arc<Catalog>`, except that a quarantine keeps it while it renames a corrupt
+///    block's file into `<data>/quarantine/` and fsyncs the directories (so no compaction or
+///    retention deletes the file meanwhile); then it takes the quarantine's own list. A query
+///    reaches it holding its `Querier`'s list of skipped blocks, which therefore comes before.
+/// 4. `tombstones`, `readers`, `collected`: leaves. Each is held only to clone, swap or update
+///    its value, and nothing else is taken or done (no I/O) while it is held.
+///
+/// So a commit waits only for the WAL (other commits' writes, a group fsync, a flush's cut),
+/// never for block, tombstones or checkpoint I/O; a query waits for no commit's I/O, and for
+/// I/O at all only while a corrupt block is being moved into quarantine.
 pub struct Db {
     dir: PathBuf,
     opts: Options,
@@ -174,19 +202,18 @@ pub struct Db {
     _lock: File,
 }
 
-/// Wraps an I/O error with the path it concerns.
-pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+/// The `maintenance` lock of one [`Db`], held: what a function that must run inside a
+/// structural change takes as a parameter, so the compiler checks the caller holds the lock.
+struct Maintenance<'a> {
+    db: &'a Db,
+    _guard: MutexGuard<'a, ()>,
 }
 
-fn rlock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-fn wlock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
+impl Maintenance<'_> {
+    /// Checks (in debug builds) that this is `db`'s lock, not another database's.
+    fn of(&self, db: &Db) {
+        debug_assert!(std::ptr::eq(self.db, db), "maintenance guard of another Db");
+    }
 }
 
 /// Opens every published block of `blocks_dir`. Corrupt blocks are reported (logged and
@@ -365,34 +392,16 @@ fn release_free_memory() {
     }
 }
 
-/// Splits time-ordered samples into block chunks.
-pub(crate) fn to_chunks(samples: &[Sample]) -> Vec<ChunkData> {
-    samples
-        .chunks(BLOCK_CHUNK_SAMPLES)
-        .map(|c| ChunkData {
-            mint: c[0].t,
-            maxt: c[c.len() - 1].t,
-            num_samples: c.len() as u32,
-            data: chunk::encode(c),
-        })
-        .collect()
-}
-
 impl Db {
     /// Opens (creating if needed) the data directory: takes its lock, opens the blocks, replays
     /// the WAL into the head.
     pub fn open(dir: &Path, opts: Options) -> Result<Db, StorageError> {
+        // The lock first: nothing in a directory another process holds is touched.
+        let dir_lock = lock_data_dir(dir)?;
         let blocks_dir = dir.join("blocks");
         let wal_dir = dir.join("wal");
-        for d in [dir, &blocks_dir, &wal_dir] {
+        for d in [&blocks_dir, &wal_dir] {
             std::fs::create_dir_all(d).map_err(io_err(d))?;
-        }
-        let lock_path = dir.join("lock");
-        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(StorageError::Locked {
-                path: dir.to_path_buf(),
-            });
         }
         // Before any block or WAL segment is touched: a damaged record of deletions stops the
         // open rather than let deleted data reappear.
@@ -452,7 +461,7 @@ impl Db {
             head,
             wal,
             blocks: {
-                *wlock(&shelf.catalog) = Arc::new(Catalog::default().with(blocks, &[]));
+                *write(&shelf.catalog) = Arc::new(Catalog::default().with(blocks, &[]));
                 shelf
             },
             tombstones: RwLock::new(Arc::new(tombstones)),
@@ -464,7 +473,7 @@ impl Db {
             replay,
             replay_out_of_range: dropped.out_of_range,
             collected: Mutex::new(HashMap::new()),
-            _lock: lock,
+            _lock: dir_lock,
         })
     }
 
@@ -502,11 +511,7 @@ impl Db {
         // tombstones they made needless, so a view never pairs old blocks with fewer tombstones.
         let tombstones = self.tombstones();
         // The epoch before the catalog: a flush that publishes after this clone waits for it.
-        let reader = self
-            .readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let reader = lock(&self.readers).clone();
         Querier {
             catalog: self.catalog(),
             head: self.head.clone(),
@@ -519,7 +524,7 @@ impl Db {
 
     /// The deleted intervals in force.
     pub fn tombstones(&self) -> Arc<Tombstones> {
-        rlock(&self.tombstones).clone()
+        read(&self.tombstones).clone()
     }
 
     /// The current catalog snapshot.
@@ -581,13 +586,19 @@ impl Db {
         self.wal.fsync_durations()
     }
 
-    fn publish(&self, add: Vec<Arc<Block>>, remove: &[BlockId]) {
-        let mut cat = wlock(&self.blocks.catalog);
+    /// Swaps the catalog for one with `add` published and `remove` unpublished: part of a
+    /// structural change, so a deletion never sees a sample in neither the head nor a block.
+    fn publish(&self, m: &Maintenance<'_>, add: Vec<Arc<Block>>, remove: &[BlockId]) {
+        m.of(self);
+        let mut cat = write(&self.blocks.catalog);
         *cat = Arc::new(cat.with(add, remove));
     }
 
-    fn lock_maintenance(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.maintenance.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_maintenance(&self) -> Maintenance<'_> {
+        Maintenance {
+            db: self,
+            _guard: lock(&self.maintenance),
+        }
     }
 
     /// Writes every complete block window the head holds to a block, oldest first. A window is
@@ -601,7 +612,7 @@ impl Db {
     }
 
     fn flush_windows(&self) -> Result<Vec<BlockMeta>, StorageError> {
-        let _m = self.lock_maintenance();
+        let m = self.lock_maintenance();
         let bd = self.opts.block_duration;
         let mut written = Vec::new();
         let mut freed = 0;
@@ -616,15 +627,15 @@ impl Db {
             {
                 // From here on the head refuses samples older than `end`; waiting for the gate
                 // means every commit already past its checks is in the head before we read it.
-                let _g = wlock(&self.commit_gate);
+                let _g = write(&self.commit_gate);
                 self.head.set_min_valid(end);
             }
-            if let Some(meta) = self.write_head_block(start, end - 1)? {
+            if let Some(meta) = self.write_head_block(&m, start, end - 1)? {
                 let block = Arc::new(Block::open(&meta.path)?);
-                self.publish(vec![block], &[]);
+                self.publish(&m, vec![block], &[]);
                 info!(block = %meta.id, series = meta.num_series, samples = meta.num_samples, "head flushed");
                 written.push(meta);
-                self.wait_for_older_readers();
+                self.wait_for_older_readers(&m);
             }
             let collected = self.head.truncate(end, end);
             if !collected.is_empty() {
@@ -634,7 +645,7 @@ impl Db {
                 );
                 freed += collected.len();
                 let active = self.wal.stats().last_segment;
-                let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+                let mut c = lock(&self.collected);
                 for s in collected {
                     let sref = s.sref;
                     // The head has let go of the series: its labels move here, not a copy.
@@ -646,7 +657,7 @@ impl Db {
                 }
             }
             self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-            self.checkpoint()?;
+            self.checkpoint(&m)?;
             self.counters.flush_durations.observe(began.elapsed());
         }
         // A tenth of the head or more went: give the freed pages back to the system, or the
@@ -659,11 +670,9 @@ impl Db {
 
     /// Starts a new reader epoch and waits until no querier of the previous one is left. Queries
     /// end at their timeout, so this wait is bounded by the longest query; it is logged when long.
-    fn wait_for_older_readers(&self) {
-        let old = std::mem::replace(
-            &mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()),
-            Arc::new(()),
-        );
+    fn wait_for_older_readers(&self, m: &Maintenance<'_>) {
+        m.of(self);
+        let old = std::mem::replace(&mut *lock(&self.readers), Arc::new(()));
         let began = Instant::now();
         let mut pause = Duration::from_millis(1);
         let mut warned = false;
@@ -680,7 +689,13 @@ impl Db {
         }
     }
 
-    fn write_head_block(&self, mint: i64, maxt: i64) -> Result<Option<BlockMeta>, StorageError> {
+    fn write_head_block(
+        &self,
+        m: &Maintenance<'_>,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<BlockMeta>, StorageError> {
+        m.of(self);
         let mut series = self.head.all_series();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         let mut w = BlockWriter::new(&self.dir.join("blocks"), 1, Vec::new())?;
@@ -703,16 +718,17 @@ impl Db {
     /// Rewrites the WAL as a checkpoint of the head (its series and samples, as chunks) and
     /// drops the segments it covers, so WAL disk use stays bounded by what the head holds
     /// (and the backlog remote write still needs, within its limit).
-    fn checkpoint(&self) -> Result<(), StorageError> {
+    fn checkpoint(&self, m: &Maintenance<'_>) -> Result<(), StorageError> {
+        m.of(self);
         let upto = {
-            let _g = wlock(&self.commit_gate);
+            let _g = write(&self.commit_gate);
             self.wal.cut()?
         };
         // Collected series whose samples may sit in a segment that stays stay resolvable for
         // the readers of those segments.
         let keep_from = self.wal.retained_from(upto);
         let carried: Vec<SeriesRecord> = {
-            let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+            let mut c = lock(&self.collected);
             c.retain(|_, (_, last)| *last >= keep_from);
             // Its peak is one flush's collection; keeping that room would hold memory for
             // series long gone.
@@ -777,7 +793,7 @@ impl Db {
     }
 
     fn compact_once(&self) -> Result<Option<BlockMeta>, StorageError> {
-        let _m = self.lock_maintenance();
+        let m = self.lock_maintenance();
         // A group whose every sample was deleted leaves no block: its sources are dropped and
         // planning goes on, so `None` still means nothing is due.
         loop {
@@ -786,7 +802,7 @@ impl Db {
                 .blocks
                 .iter()
                 .map(|b| BlockSpan {
-                    id: b.meta().id.0.clone(),
+                    id: b.meta().id.clone(),
                     mint: b.meta().mint,
                     maxt: b.meta().maxt,
                 })
@@ -802,7 +818,7 @@ impl Db {
             let sources: Vec<Arc<Block>> = cat
                 .blocks
                 .iter()
-                .filter(|b| ids.contains(&b.meta().id.0))
+                .filter(|b| ids.contains(&b.meta().id))
                 .cloned()
                 .collect();
             let merged = match merge_blocks(&self.dir.join("blocks"), &sources, &self.tombstones())
@@ -829,7 +845,7 @@ impl Db {
             };
             // Publish first, delete after: a crash in between leaves sources that the next open
             // recognises (they are listed in the new block) and deletes.
-            self.publish(add, &old);
+            self.publish(&m, add, &old);
             for b in &sources {
                 remove_block_file(b)?;
             }
@@ -847,7 +863,7 @@ impl Db {
 
     /// Deletes the blocks retention no longer keeps; returns their ids.
     pub fn apply_retention(&self) -> Result<Vec<BlockId>, StorageError> {
-        let _m = self.lock_maintenance();
+        let m = self.lock_maintenance();
         let cat = self.catalog();
         let now_max = cat
             .max_time()
@@ -855,12 +871,12 @@ impl Db {
             .chain(self.head.time_range().map(|(_, hi)| hi))
             .max()
             .unwrap_or(i64::MIN);
-        let spans: Vec<(String, i64, i64, u64)> = cat
+        let spans: Vec<(BlockId, i64, i64, u64)> = cat
             .blocks
             .iter()
             .map(|b| {
                 (
-                    b.meta().id.0.clone(),
+                    b.meta().id.clone(),
                     b.meta().mint,
                     b.meta().maxt,
                     b.meta().size_bytes,
@@ -876,14 +892,14 @@ impl Db {
         let gone: Vec<Arc<Block>> = cat
             .blocks
             .iter()
-            .filter(|b| drop.contains(&b.meta().id.0))
+            .filter(|b| drop.contains(&b.meta().id))
             .cloned()
             .collect();
         let ids: Vec<BlockId> = gone.iter().map(|b| b.meta().id.clone()).collect();
         if ids.is_empty() {
             return Ok(ids);
         }
-        self.publish(Vec::new(), &ids);
+        self.publish(&m, Vec::new(), &ids);
         for b in &gone {
             remove_block_file(b)?;
             info!(block = %b.meta().id, maxt = b.meta().maxt, "retention deleted block");
@@ -921,7 +937,7 @@ impl Db {
         let stats = delete::add_deletions(&self.querier(), selectors, mint, maxt, &mut next)?;
         if next != *current {
             tombstones::store(&self.dir, &next)?;
-            *wlock(&self.tombstones) = Arc::new(next);
+            *write(&self.tombstones) = Arc::new(next);
             info!(
                 series = stats.series,
                 mint, maxt, "deleted series data (tombstoned)"
@@ -933,7 +949,7 @@ impl Db {
     /// Rewrites every block holding deleted samples without them (the new block published
     /// before the old one is deleted), then drops the tombstones no stored sample needs.
     pub fn clean_tombstones(&self) -> Result<CleanStats, StorageError> {
-        let _m = self.lock_maintenance();
+        let m = self.lock_maintenance();
         let ts = self.tombstones();
         let mut stats = CleanStats::default();
         if ts.is_empty() {
@@ -964,14 +980,14 @@ impl Db {
                     Vec::new()
                 }
             };
-            self.publish(add, std::slice::from_ref(&old.meta().id));
+            self.publish(&m, add, std::slice::from_ref(&old.meta().id));
             remove_block_file(old)?;
         }
         let kept = delete::still_needed(&ts, &self.head);
         if kept != *ts {
             stats.series_dropped = (ts.num_series() - kept.num_series()) as u64;
             tombstones::store(&self.dir, &kept)?;
-            *wlock(&self.tombstones) = Arc::new(kept);
+            *write(&self.tombstones) = Arc::new(kept);
         }
         Ok(stats)
     }
@@ -1029,12 +1045,7 @@ pub(crate) fn merge_blocks(
         for (i, chunks) in parts {
             let b = sorted[i];
             for c in chunks {
-                b.read_chunk_into(&c, &mut buf)?;
-                chunk::decode(&buf, &mut samples).map_err(|e| StorageError::CorruptChunk {
-                    path: b.meta().path.clone(),
-                    offset: c.offset,
-                    reason: e.to_string(),
-                })?;
+                read_samples(b, &c, &mut buf, &mut samples)?;
             }
         }
         if !samples.windows(2).all(|w| w[0].t < w[1].t) {
@@ -1107,7 +1118,7 @@ impl Appender<'_> {
     pub fn commit(self) -> Result<CommitStats, StorageError> {
         let db = self.db;
         let mut stats = CommitStats::default();
-        let _gate = rlock(&db.commit_gate);
+        let _gate = read(&db.commit_gate);
         let min_valid = db.head.min_valid();
         let mut accepted: Vec<(Arc<MemSeries>, i64, f64)> = Vec::with_capacity(self.pending.len());
         for (mut series, t, v) in self.pending {

@@ -6,12 +6,13 @@
 
 use std::path::Path;
 
+use super::StorageError;
+use super::block_chunks::{read_samples, to_chunks};
 use super::head::Head;
 use super::index::select_ids;
 use super::querier::{BlockIndex, Querier};
 use super::sstable::{Block, BlockMeta, BlockWriter, ChunkData, ChunkMeta};
 use super::tombstones::{Interval, Tombstones, covered};
-use super::{StorageError, chunk};
 use crate::model::{Labels, Matcher, Sample};
 
 /// What one `delete_series` call did.
@@ -97,19 +98,14 @@ pub(crate) fn add_deletions(
 }
 
 /// Decodes `chunks` of `block` into `out`.
-fn read_samples(
+fn read_chunks(
     block: &Block,
     chunks: &[ChunkMeta],
     out: &mut Vec<Sample>,
 ) -> Result<(), StorageError> {
     let mut buf = Vec::new();
     for c in chunks {
-        block.read_chunk_into(c, &mut buf)?;
-        chunk::decode(&buf, out).map_err(|e| StorageError::CorruptChunk {
-            path: block.meta().path.clone(),
-            offset: c.offset,
-            reason: e.to_string(),
-        })?;
+        read_samples(block, c, &mut buf, out)?;
     }
     Ok(())
 }
@@ -143,7 +139,7 @@ pub(crate) fn holds_deleted(block: &Block, ts: &Tombstones) -> Result<bool, Stor
             .filter(|c| intervals.iter().any(|iv| iv.overlaps(c.mint, c.maxt)))
             .collect();
         samples.clear();
-        read_samples(block, &hit, &mut samples)?;
+        read_chunks(block, &hit, &mut samples)?;
         if samples.iter().any(|s| covered(intervals, s.t)) {
             return Ok(true);
         }
@@ -179,10 +175,10 @@ pub(crate) fn rewrite_block(
             }
             Some(intervals) => {
                 samples.clear();
-                read_samples(block, &chunks, &mut samples)?;
+                read_chunks(block, &chunks, &mut samples)?;
                 samples.retain(|s| !covered(intervals, s.t));
                 if !samples.is_empty() {
-                    w.add_series(&labels, &super::db::to_chunks(&samples))?;
+                    w.add_series(&labels, &to_chunks(&samples))?;
                 }
             }
         }
@@ -444,7 +440,7 @@ mod tests {
             for id in 0..b.num_series() {
                 let (labels, chunks) = b.series(id).unwrap();
                 let mut samples = Vec::new();
-                read_samples(b, &chunks, &mut samples).unwrap();
+                read_chunks(b, &chunks, &mut samples).unwrap();
                 let have = model.get(&labels).cloned().unwrap_or_default();
                 for s in samples {
                     prop_assert!(

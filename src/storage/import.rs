@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use super::block_chunks::to_chunks;
 use super::compact::window;
-use super::db::to_chunks;
 use super::sstable::{BlockMeta, BlockWriter};
 use super::{StorageError, lock_data_dir};
 use crate::model::{Labels, Sample, is_storable_time};

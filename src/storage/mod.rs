@@ -1,15 +1,17 @@
 //! Storage: the write-ahead log, the in-memory head, immutable SSTable blocks, the catalog that
 //! routes queries to them, compaction and retention, and the tombstones of deleted series.
 //!
-//! `storage` owns every byte under the data directory. It may use `model` only; it must never
-//! call `scrape`, `query`, `api` or `cli`, and never acknowledge a sample before its WAL record
-//! is written.
+//! `storage` owns every byte under the data directory. It may use `model` (and the leaf `sync`)
+//! only; it must never call `scrape`, `query`, `api` or `cli`, and never acknowledge a sample
+//! before its WAL record is written.
 
+mod block_chunks;
 mod catalog;
 pub mod chunk;
 pub mod compact;
 mod db;
 mod delete;
+mod fsutil;
 pub mod head;
 mod import;
 mod index;
@@ -26,10 +28,9 @@ use std::path::{Path, PathBuf};
 
 use crate::model::Labels;
 
+pub use block_chunks::BLOCK_CHUNK_SAMPLES;
 pub use catalog::Catalog;
-pub use db::{
-    Appender, BLOCK_CHUNK_SAMPLES, CommitStats, Db, DbCounters, MAX_AHEAD_MS, Options, ReadOnlyDb,
-};
+pub use db::{Appender, CommitStats, Db, DbCounters, MAX_AHEAD_MS, Options, ReadOnlyDb};
 pub use delete::{CleanStats, DeleteStats};
 pub use head::{SeriesRef, SeriesSamples};
 pub use import::write_blocks;
@@ -89,6 +90,23 @@ pub enum StorageError {
     OutOfBounds { labels: Labels, t: i64 },
 }
 
+/// Wraps an I/O error with the path it concerns.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl From<fsutil::IoError> for StorageError {
+    fn from(e: fsutil::IoError) -> Self {
+        StorageError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Takes the exclusive lock of a data directory (creating it if needed); held while the file
 /// stays open. A second agent, or an import beside a running agent, is refused.
 pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, StorageError> {
@@ -107,4 +125,27 @@ pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, StorageError> {
         });
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_data_directory_is_refused_before_anything_is_created_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_data_dir(dir.path()).unwrap();
+        assert!(matches!(
+            lock_data_dir(dir.path()),
+            Err(StorageError::Locked { .. })
+        ));
+        let e = Db::open(dir.path(), Options::default()).err();
+        assert!(matches!(e, Some(StorageError::Locked { .. })), "{e:?}");
+        assert!(!dir.path().join("blocks").exists());
+        assert!(!dir.path().join("wal").exists());
+        drop(held);
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        assert!(dir.path().join("blocks").is_dir() && dir.path().join("wal").is_dir());
+        db.close().unwrap();
+    }
 }

@@ -17,7 +17,8 @@ use tracing::{error, warn};
 
 use super::catalog::Catalog;
 use super::sstable::{Block, BlockId, SstError};
-use super::{StorageError, sstable};
+use super::{StorageError, fsutil, io_err, sstable};
+use crate::sync::{lock, read, write};
 
 /// Name of the directory, beside `blocks/`, that corrupt blocks are moved into.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -61,18 +62,12 @@ impl Blocks {
 
     /// The current catalog snapshot.
     pub(crate) fn catalog(&self) -> Arc<Catalog> {
-        self.catalog
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        read(&self.catalog).clone()
     }
 
     /// Blocks quarantined since open.
     pub(crate) fn quarantined(&self) -> Vec<RefusedBlock> {
-        self.quarantined
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.quarantined).clone()
     }
 
     /// How many blocks were quarantined since open.
@@ -92,7 +87,7 @@ impl Blocks {
     pub(crate) fn quarantine(&self, block: &Block, reason: &str) -> bool {
         let path = &block.meta().path;
         let moved = {
-            let mut cat = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+            let mut cat = write(&self.catalog);
             if !cat.blocks.iter().any(|b| b.meta().id == block.meta().id) {
                 return false;
             }
@@ -111,12 +106,7 @@ impl Blocks {
         let mut found = 0;
         for b in self.catalog().blocks.iter() {
             let id = b.meta().id.clone();
-            if self
-                .verified
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&id)
-            {
+            if lock(&self.verified).contains(&id) {
                 continue;
             }
             match b.verify() {
@@ -136,10 +126,7 @@ impl Blocks {
                     }
                 }
             }
-            self.verified
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id);
+            lock(&self.verified).insert(id);
         }
         // Forget blocks that are gone (compacted, dropped), so the set stays the catalog's size.
         let live: HashSet<BlockId> = self
@@ -148,10 +135,7 @@ impl Blocks {
             .iter()
             .map(|b| b.meta().id.clone())
             .collect();
-        self.verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|id| live.contains(id));
+        lock(&self.verified).retain(|id| live.contains(id));
         found
     }
 
@@ -173,10 +157,7 @@ impl Blocks {
             reason: reason.to_string(),
             quarantined_to: moved,
         };
-        self.quarantined
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(r.clone());
+        lock(&self.quarantined).push(r.clone());
         r
     }
 
@@ -206,7 +187,7 @@ impl Blocks {
                 .into_iter()
                 .flatten()
             {
-                std::fs::File::open(d)?.sync_all()?;
+                fsutil::sync_dir(d).map_err(std::io::Error::other)?;
             }
             Ok(to)
         })();
@@ -251,17 +232,17 @@ pub fn list_quarantined(data_dir: &Path) -> Result<Vec<QuarantinedFile>, Storage
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(super::db::io_err(&dir)(e)),
+        Err(e) => return Err(io_err(&dir)(e)),
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(super::db::io_err(&dir))?;
+        let entry = entry.map_err(io_err(&dir))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(REASON_SUFFIX) {
             continue;
         }
-        let meta = entry.metadata().map_err(super::db::io_err(&path))?;
+        let meta = entry.metadata().map_err(io_err(&path))?;
         if !meta.is_file() {
             continue;
         }

@@ -6,14 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use tracing::warn;
 
+use super::StorageError;
+use super::block_chunks::read_samples;
 use super::catalog::Catalog;
 use super::head::{Head, SeriesSamples};
 use super::index::{IndexReader, select_ids};
 use super::quarantine::{Blocks, corrupt_block_path};
 use super::sstable::{Block, BlockId};
 use super::tombstones::Tombstones;
-use super::{StorageError, chunk};
 use crate::model::{Labels, MatchOp, Matcher, Sample, format_rfc3339};
+use crate::sync::lock;
 
 /// A consistent view for one query: the blocks of one catalog snapshot, the head, and the
 /// tombstones that hide deleted samples from both.
@@ -64,18 +66,14 @@ pub(crate) fn select_block(
     maxt: i64,
 ) -> Result<Vec<SeriesSamples>, StorageError> {
     let mut out = Vec::new();
+    let mut bytes = Vec::new();
     let mut buf = Vec::new();
     for id in select_ids(&BlockIndex(block), matchers) {
         let (labels, chunks) = block.series(id)?;
         let mut samples = Vec::new();
         for c in chunks.iter().filter(|c| c.mint <= maxt && c.maxt >= mint) {
-            let data = block.read_chunk(c)?;
             buf.clear();
-            chunk::decode(&data, &mut buf).map_err(|e| StorageError::CorruptChunk {
-                path: block.meta().path.clone(),
-                offset: c.offset,
-                reason: e.to_string(),
-            })?;
+            read_samples(block, c, &mut bytes, &mut buf)?;
             samples.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
         }
         if !samples.is_empty() {
@@ -148,7 +146,7 @@ impl Querier {
             return Err(e);
         }
         let m = b.meta();
-        let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        let mut skipped = lock(&self.skipped);
         if skipped.contains_key(&m.id) {
             return Ok(());
         }
@@ -175,12 +173,7 @@ impl Querier {
     /// Warnings for the answer: the blocks this view left out because they are corrupt. The
     /// texts name blocks by id and time range, never by file.
     pub fn warnings(&self) -> Vec<String> {
-        self.skipped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        lock(&self.skipped).values().cloned().collect()
     }
 
     /// The deleted intervals this view hides.
@@ -368,13 +361,7 @@ impl Querier {
 
     /// The blocks of this view overlapping [mint, maxt], without those found corrupt.
     pub(crate) fn blocks_in(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &Arc<Block>> {
-        let skipped: Vec<BlockId> = self
-            .skipped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let skipped: Vec<BlockId> = lock(&self.skipped).keys().cloned().collect();
         self.catalog
             .blocks
             .iter()

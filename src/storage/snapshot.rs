@@ -2,10 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::db::io_err;
 use super::sstable::Block;
 use super::tombstones;
-use super::{Querier, StorageError, write_blocks};
+use super::{Querier, StorageError, fsutil, io_err, write_blocks};
 use crate::model::{Labels, Sample};
 
 /// What a snapshot wrote.
@@ -66,9 +65,7 @@ pub fn write_snapshot(
     }
     stats.head_series = series.len();
     stats.head_blocks = write_blocks(out, series, block_duration, |_| {})?.len();
-    std::fs::File::open(&blocks_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(&blocks_dir))?;
+    fsutil::sync_dir(&blocks_dir)?;
     Ok(stats)
 }
 

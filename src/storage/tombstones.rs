@@ -10,15 +10,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::StorageError;
-use super::db::io_err;
+use super::{StorageError, fsutil, io_err};
 use crate::encoding::{self, Decbuf, put_u32_le, put_u64_le};
 use crate::model::{Labels, Sample};
 
 /// Name of the tombstones file in the data directory.
 pub const TOMBSTONES_FILE: &str = "tombstones";
-/// Name the file is written under before it is renamed into place.
-const TEMP_NAME: &str = "tombstones.tmp";
 const MAGIC: &[u8; 4] = b"TMTS";
 const VERSION: u8 = 1;
 const HEADER_LEN: usize = 8;
@@ -333,12 +330,6 @@ pub fn load(dir: &Path) -> Result<Tombstones, StorageError> {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
-}
-
 /// Makes `t` the tombstones of data directory `dir`, durably: written under a temp name,
 /// fsynced, renamed over the old file, directory fsynced. An empty set removes the file. A
 /// crash at any point leaves the old file or the new one, whole.
@@ -350,23 +341,14 @@ pub fn store(dir: &Path, t: &Tombstones) -> Result<(), StorageError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err(&p)(e)),
         }
-        return sync_dir(dir);
+        return Ok(fsutil::sync_dir(dir)?);
     }
-    let tmp = dir.join(TEMP_NAME);
-    let bytes = encode(t);
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-    }
-    std::fs::rename(&tmp, &p).map_err(io_err(&p))?;
-    sync_dir(dir)
+    Ok(fsutil::replace_file(&p, &encode(t))?)
 }
 
 /// Removes a temp file left by a `store` that crashed before its rename.
 pub fn remove_temp_file(dir: &Path) -> Result<(), StorageError> {
-    let tmp = dir.join(TEMP_NAME);
+    let tmp = fsutil::temp_path(&path(dir));
     match std::fs::remove_file(&tmp) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&tmp)(e)),
         _ => Ok(()),
@@ -487,9 +469,22 @@ mod tests {
         t.add(&l("x"), iv(3, 8));
         store(dir.path(), &t).unwrap();
         assert_eq!(load(dir.path()).unwrap(), t);
-        assert!(!dir.path().join(TEMP_NAME).exists());
+        assert!(!dir.path().join("tombstones.tmp").exists());
         store(dir.path(), &Tombstones::default()).unwrap();
         assert!(!path(dir.path()).exists());
         assert!(load(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_store_leaves_no_temp_file() {
+        // A directory where the file belongs: the rename fails after the temp file is written.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(path(dir.path())).unwrap();
+        let mut t = Tombstones::default();
+        t.add(&l("x"), iv(3, 8));
+        let e = store(dir.path(), &t).unwrap_err();
+        assert!(matches!(e, StorageError::Io { .. }), "{e}");
+        assert!(!dir.path().join("tombstones.tmp").exists());
+        assert!(path(dir.path()).is_dir());
     }
 }

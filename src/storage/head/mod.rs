@@ -9,12 +9,13 @@ mod series;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 pub use series::{HEAD_CHUNK_SAMPLES, MemSeries, Reject, SeriesRef};
 
 use crate::model::{Labels, Matcher, Sample};
 use crate::storage::index::{IndexReader, select_ids};
+use crate::sync::{read, write};
 
 const SHARDS: usize = 64;
 
@@ -93,13 +94,6 @@ impl Default for Head {
 
 fn shard_index(key: u64) -> usize {
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS
-}
-
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One series' samples in a time range, as a query or a flush reads them.

@@ -83,7 +83,7 @@ impl MemSeries {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, SeriesState> {
         // A panic while holding a series lock leaves consistent data (every mutation is a push
         // or a swap), so poisoning is ignored rather than spread.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// True once a series record for it is in the WAL.

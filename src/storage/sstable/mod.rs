@@ -192,6 +192,15 @@ impl SstError {
     }
 }
 
+impl From<crate::storage::fsutil::IoError> for SstError {
+    fn from(e: crate::storage::fsutil::IoError) -> Self {
+        SstError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Published block files in `blocks_dir`, sorted by file name. Temp files of unfinished writers
 /// are never listed.
 pub fn list_blocks(blocks_dir: &Path) -> Result<Vec<PathBuf>, SstError> {

@@ -32,7 +32,7 @@ impl BlockId {
             .unwrap_or(0)
             .min(MAX_MS);
         // A poisoned lock only means another thread panicked while holding a plain pair.
-        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = crate::sync::lock(&LAST);
         let (ms, rand) = if now_ms > last.0 {
             (now_ms, fresh_random())
         } else if last.1 < RANDOM_MASK {

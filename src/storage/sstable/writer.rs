@@ -13,6 +13,7 @@ use super::{
     BlockId, BlockMeta, ChunkData, ChunkMeta, Section, SstError, block_file_name, temp_file_name,
 };
 use crate::model::Labels;
+use crate::storage::fsutil;
 
 /// Builds a block file. Dropping it before `finish` removes the temp file.
 pub struct BlockWriter {
@@ -268,18 +269,16 @@ impl BlockWriter {
             .ok_or_else(|| SstError::WriterFailed { path: tmp.clone() })?
             .into_inner()
             .map_err(|e| SstError::io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| SstError::io(&tmp, e))?;
-        drop(file);
         let path = self
             .dir
             .join(block_file_name(self.mint, self.maxt, &self.id));
-        std::fs::rename(&tmp, &path).map_err(|e| SstError::io(&path, e))?;
-        let synced = File::open(&self.dir).and_then(|d| d.sync_all());
-        if let Err(e) = synced {
+        fsutil::rename_into_place(file, &tmp, &path)?;
+        if let Err(e) = fsutil::sync_dir(&self.dir) {
             // Without the directory fsync the rename may not survive a crash; report the
-            // block as not written rather than leave the caller unsure.
+            // block as not written rather than leave the caller unsure. The name is new, so
+            // removing it takes nothing else away.
             let _ = std::fs::remove_file(&path);
-            return Err(SstError::io(&self.dir, e));
+            return Err(e.into());
         }
         self.published = true;
         Ok(())

@@ -3,13 +3,14 @@
 //! fsynced, so a checkpoint either exists complete or not at all; its last frame records how many
 //! frames precede it, so a checkpoint that lost its tail to corruption is caught, not half-read.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::WalError;
 use super::record::{self, CHECKPOINT_MAGIC, Decoded, Encoder, Record};
-use super::segment::{self, FrameReader, OpenError, ReadError, TMP_SUFFIX, io_err};
+use super::segment::{self, FrameReader, OpenError, ReadError, io_err};
+use crate::storage::fsutil;
 
 /// Buffered bytes are written out once they pass this size.
 const FLUSH_AT: usize = 1 << 20;
@@ -23,35 +24,30 @@ pub(crate) struct Written {
     pub bytes: u64,
 }
 
-/// Path of the temporary file for checkpoint `upto`.
+/// Path of the temporary file for checkpoint `upto`: its name with [`segment::TMP_SUFFIX`], which
+/// replay recognises as never completed.
 pub(crate) fn tmp_path(dir: &Path, upto: u64) -> PathBuf {
-    dir.join(format!("{}{TMP_SUFFIX}", segment::checkpoint_name(upto)))
+    fsutil::temp_path(&dir.join(segment::checkpoint_name(upto)))
 }
 
-/// Writes `checkpoint.<upto>` atomically.
+/// Writes `checkpoint.<upto>` atomically (`fsutil::replace_file_with`: temp file, fsync,
+/// rename, directory fsync; the temp file removed on failure).
 pub(crate) fn write(
     dir: &Path,
     upto: u64,
     records: impl IntoIterator<Item = Record>,
 ) -> Result<Written, WalError> {
     let tmp = tmp_path(dir, upto);
-    let result = write_tmp(&tmp, records);
-    let written = match result {
-        Ok(w) => w,
-        Err(e) => {
-            // Best effort: a leftover tmp file is deleted by the next open anyway.
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    let path = dir.join(segment::checkpoint_name(upto));
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    segment::sync_dir(dir)?;
-    Ok(written)
+    fsutil::replace_file_with(&dir.join(segment::checkpoint_name(upto)), |f| {
+        write_tmp(f, &tmp, records)
+    })
 }
 
-fn write_tmp(tmp: &Path, records: impl IntoIterator<Item = Record>) -> Result<Written, WalError> {
-    let mut f = File::create(tmp).map_err(io_err(tmp))?;
+fn write_tmp(
+    f: &mut File,
+    tmp: &Path,
+    records: impl IntoIterator<Item = Record>,
+) -> Result<Written, WalError> {
     let mut enc = Encoder::new();
     let mut buf = Vec::with_capacity(FLUSH_AT * 2);
     buf.extend_from_slice(&record::file_header(CHECKPOINT_MAGIC));
@@ -66,12 +62,11 @@ fn write_tmp(tmp: &Path, records: impl IntoIterator<Item = Record>) -> Result<Wr
     for r in records {
         frames += enc.record(&r, &mut buf)?;
         if buf.len() >= FLUSH_AT {
-            flush(&mut buf, &mut f)?;
+            flush(&mut buf, f)?;
         }
     }
     enc.checkpoint_end(frames, &mut buf);
-    flush(&mut buf, &mut f)?;
-    f.sync_all().map_err(io_err(tmp))?;
+    flush(&mut buf, f)?;
     Ok(Written { frames, bytes })
 }
 
@@ -128,6 +123,8 @@ pub(crate) fn read(path: &Path, on_record: &mut dyn FnMut(Record)) -> Result<boo
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::model::Labels;
     use crate::storage::wal::{SampleRecord, SeriesRecord};
@@ -162,6 +159,25 @@ mod tests {
         assert!(!tmp_path(dir.path(), 7).exists());
         assert_eq!(read_all(&path).unwrap(), records());
         assert!(!read(&dir.path().join("checkpoint.00000008"), &mut |_| {}).unwrap());
+        // The temp name is one replay recognises as never completed.
+        fs::write(tmp_path(dir.path(), 9), b"").unwrap();
+        let l = segment::list(dir.path()).unwrap();
+        assert_eq!(l.incomplete, [tmp_path(dir.path(), 9)]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the checkpoint belongs: the rename fails after the write.
+        let path = dir.path().join("checkpoint.00000004");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("x"), b"").unwrap();
+        let e = write(dir.path(), 4, records()).unwrap_err();
+        assert!(
+            matches!(&e, WalError::Io { path: p, .. } if *p == path),
+            "{e}"
+        );
+        assert!(!tmp_path(dir.path(), 4).exists());
     }
 
     #[test]

@@ -7,159 +7,20 @@
 //! also written to a small file (`<data>/remote_write/<key>.position`, drawn out in
 //! `docs/format/remote-write-position.md`) so a restarted agent resumes where it stopped.
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::WalError;
-use super::segment::{self, io_err};
+use super::position::WalPosition;
+use super::segment::io_err;
+use super::shared::{HoldState, Shared};
 use super::tail::Tailer;
-use super::writer::Shared;
-
-/// A place in the WAL: the segment and the byte offset of the next frame to read in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct WalPosition {
-    /// Segment index.
-    pub segment: u64,
-    /// Byte offset in that segment (the file header included), at a frame boundary.
-    pub offset: u64,
-}
-
-impl WalPosition {
-    /// The very beginning: every segment still on disk is read.
-    pub const START: WalPosition = WalPosition {
-        segment: 0,
-        offset: 0,
-    };
-}
-
-impl std::fmt::Display for WalPosition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", segment::segment_name(self.segment), self.offset)
-    }
-}
-
-/// Default of the backlog limit: covered segments kept for holds, in bytes.
-pub const DEFAULT_BACKLOG_LIMIT: u64 = 1 << 30;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every section under these locks leaves its data consistent at each step.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Commit notifications: a generation counter bumped by every commit, and a condvar readers
-/// wait on. The writer signals only when someone waits, so commits pay one uncontended lock.
-#[derive(Default)]
-pub(super) struct Notifier {
-    state: Mutex<Generation>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct Generation {
-    n: u64,
-    waiters: usize,
-}
-
-impl Notifier {
-    pub(super) fn bump(&self) {
-        let mut g = lock(&self.state);
-        g.n += 1;
-        if g.waiters > 0 {
-            self.changed.notify_all();
-        }
-    }
-
-    fn current(&self) -> u64 {
-        lock(&self.state).n
-    }
-
-    fn wait(&self, seen: u64, timeout: Duration) -> u64 {
-        let mut g = lock(&self.state);
-        if g.n != seen {
-            return g.n;
-        }
-        g.waiters += 1;
-        let (mut g, _) = self
-            .changed
-            .wait_timeout_while(g, timeout, |g| g.n == seen)
-            .unwrap_or_else(|e| e.into_inner());
-        g.waiters -= 1;
-        g.n
-    }
-}
-
-/// One hold's state, shared between its [`WalHold`] and the registry checkpoints consult.
-pub(super) struct HoldState {
-    key: String,
-    file: PathBuf,
-    position: Mutex<WalPosition>,
-    /// Samples at or after the position that a checkpoint deleted under the backlog limit.
-    released: AtomicU64,
-}
-
-impl HoldState {
-    pub(super) fn position(&self) -> WalPosition {
-        *lock(&self.position)
-    }
-    pub(super) fn key(&self) -> &str {
-        &self.key
-    }
-    pub(super) fn add_released(&self, n: u64) {
-        self.released.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
-/// Every live hold, and the byte limit on what they may keep.
-pub(super) struct Holds {
-    next_id: u64,
-    live: BTreeMap<u64, Arc<HoldState>>,
-}
-
-impl Default for Holds {
-    fn default() -> Self {
-        Holds {
-            next_id: 1,
-            live: BTreeMap::new(),
-        }
-    }
-}
-
-impl Holds {
-    /// The lowest segment any hold still needs.
-    pub(super) fn lowest_segment(&self) -> Option<u64> {
-        self.live.values().map(|h| h.position().segment).min()
-    }
-
-    pub(super) fn all(&self) -> impl Iterator<Item = &Arc<HoldState>> {
-        self.live.values()
-    }
-}
-
-/// The first segment a checkpoint up to `upto` keeps: the lowest held segment, raised past the
-/// oldest covered segments while those kept would exceed `limit` bytes. Segments after `upto`
-/// are the head's and always stay. `closed` maps segment index to size.
-pub(super) fn retain_from(
-    upto: u64,
-    closed: &BTreeMap<u64, u64>,
-    lowest_hold: Option<u64>,
-    limit: u64,
-) -> u64 {
-    let mut from = match lowest_hold {
-        Some(h) if h <= upto => h,
-        _ => return upto.saturating_add(1),
-    };
-    let mut bytes: u64 = closed.range(from..=upto).map(|(_, s)| *s).sum();
-    while bytes > limit && from <= upto {
-        bytes -= closed.get(&from).copied().unwrap_or(0);
-        from += 1;
-    }
-    from
-}
+use crate::storage::fsutil;
+use crate::sync::lock;
 
 /// A handle for reading a live WAL: its end, commit notifications, holds and tailers.
 /// Cheap to clone; it keeps the WAL's shared state, never the writer, alive.
@@ -227,17 +88,10 @@ impl WalFollower {
             ),
             Ok(Some(p)) => (p, HoldOrigin::Resumed),
             Ok(None) => (end, HoldOrigin::New),
-            Err(reason) => (WalPosition::START, HoldOrigin::Reset(reason)),
+            Err(unusable) => (WalPosition::START, HoldOrigin::Reset(unusable.to_string())),
         };
-        let state = Arc::new(HoldState {
-            key: key.to_string(),
-            file,
-            position: Mutex::new(position),
-            released: AtomicU64::new(0),
-        });
-        let id = holds.next_id;
-        holds.next_id += 1;
-        holds.live.insert(id, state.clone());
+        let state = Arc::new(HoldState::new(key, file, position));
+        let id = holds.insert(state.clone());
         drop(holds);
         let hold = WalHold {
             id,
@@ -280,7 +134,7 @@ pub struct WalHold {
 impl WalHold {
     /// The key the hold was taken for.
     pub fn key(&self) -> &str {
-        &self.state.key
+        self.state.key()
     }
 
     /// How the starting position was found.
@@ -295,10 +149,7 @@ impl WalHold {
 
     /// Moves the position forward (never back); segments before it become deletable.
     pub fn advance(&self, to: WalPosition) {
-        let mut p = lock(&self.state.position);
-        if to > *p {
-            *p = to;
-        }
+        self.state.advance(to);
     }
 
     /// Writes the position to its file (temp file, fsync, rename, directory fsync) unless
@@ -309,20 +160,20 @@ impl WalHold {
         if *persisted == Some(p) {
             return Ok(());
         }
-        write_position(&self.state.file, &self.state.key, p)?;
+        write_position(self.state.file(), self.state.key(), p)?;
         *persisted = Some(p);
         Ok(())
     }
 
     /// Samples this hold still needed that checkpoints deleted under the backlog limit.
     pub fn released_samples(&self) -> u64 {
-        self.state.released.load(Ordering::Relaxed)
+        self.state.released()
     }
 }
 
 impl Drop for WalHold {
     fn drop(&mut self) {
-        self.shared.holds().live.remove(&self.id);
+        self.shared.holds().remove(self.id);
     }
 }
 
@@ -367,70 +218,98 @@ pub(super) fn encode_position(key: &str, p: WalPosition) -> Vec<u8> {
     b
 }
 
-/// Decodes a position file written for `key`; the error says what is wrong.
-pub(super) fn decode_position(b: &[u8], key: &str) -> Result<WalPosition, String> {
+/// Why a position file's bytes cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum PositionError {
+    #[error("{0} bytes, shorter than any position file")]
+    Short(usize),
+    #[error("crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Crc { stored: u32, computed: u32 },
+    #[error("bad magic")]
+    BadMagic,
+    #[error("unsupported version {0}")]
+    Version(u8),
+    #[error("key length does not match the file size")]
+    KeyLength,
+    #[error("written for key {0:?}")]
+    OtherKey(String),
+    #[error("truncated")]
+    Truncated,
+}
+
+/// Why a position file was not used: a hold then starts at the oldest segment.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UnusablePosition {
+    /// The file exists but cannot be read.
+    #[error("position file {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The file's bytes are damaged or were written for another key.
+    #[error("position file {}: {source}", path.display())]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        source: PositionError,
+    },
+}
+
+/// Decodes a position file written for `key`.
+pub(super) fn decode_position(b: &[u8], key: &str) -> Result<WalPosition, PositionError> {
     let u64_at =
         |i: usize| -> Option<u64> { Some(u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?)) };
     if b.len() < 30 {
-        return Err(format!("{} bytes, shorter than any position file", b.len()));
+        return Err(PositionError::Short(b.len()));
     }
     let (body, crc) = b.split_at(b.len() - 4);
     let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     let computed = crc32c::crc32c(body);
     if stored != computed {
-        return Err(format!(
-            "crc mismatch: stored {stored:#010x}, computed {computed:#010x}"
-        ));
+        return Err(PositionError::Crc { stored, computed });
     }
     if body[..4] != POSITION_MAGIC {
-        return Err("bad magic".into());
+        return Err(PositionError::BadMagic);
     }
     if body[4] != POSITION_VERSION {
-        return Err(format!("unsupported version {}", body[4]));
+        return Err(PositionError::Version(body[4]));
     }
     let key_len = u16::from_le_bytes([body[24], body[25]]) as usize;
     if body.len() != 26 + key_len {
-        return Err("key length does not match the file size".into());
+        return Err(PositionError::KeyLength);
     }
     let want = &key.as_bytes()[..key.len().min(MAX_KEY_LEN)];
     if &body[26..] != want {
-        return Err(format!(
-            "written for key {:?}",
-            String::from_utf8_lossy(&body[26..])
+        return Err(PositionError::OtherKey(
+            String::from_utf8_lossy(&body[26..]).into_owned(),
         ));
     }
     match (u64_at(8), u64_at(16)) {
         (Some(segment), Some(offset)) => Ok(WalPosition { segment, offset }),
-        _ => Err("truncated".into()),
+        _ => Err(PositionError::Truncated),
     }
 }
 
-/// Reads `file`: `Ok(None)` when it does not exist, `Err(reason)` when it cannot be trusted.
-fn read_position(file: &Path, key: &str) -> Result<Option<WalPosition>, String> {
+/// Reads `file`: `Ok(None)` when it does not exist, an error when it cannot be trusted.
+fn read_position(file: &Path, key: &str) -> Result<Option<WalPosition>, UnusablePosition> {
     match fs::read(file) {
         Ok(b) => decode_position(&b, key)
             .map(Some)
-            .map_err(|e| format!("position file {}: {e}", file.display())),
+            .map_err(|source| UnusablePosition::Damaged {
+                path: file.to_path_buf(),
+                source,
+            }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("position file {}: {e}", file.display())),
+        Err(source) => Err(UnusablePosition::Unreadable {
+            path: file.to_path_buf(),
+            source,
+        }),
     }
 }
 
 fn write_position(file: &Path, key: &str, p: WalPosition) -> Result<(), WalError> {
-    let tmp = file.with_extension("position.tmp");
-    let bytes = encode_position(key, p);
-    let r = File::create(&tmp)
-        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
-        .map_err(io_err(&tmp));
-    if let Err(e) = r {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, file).map_err(io_err(file))?;
-    match file.parent() {
-        Some(dir) => segment::sync_dir(dir),
-        None => Ok(()),
-    }
+    Ok(fsutil::replace_file(file, &encode_position(key, p))?)
 }
 
 #[cfg(test)]
@@ -445,7 +324,10 @@ mod tests {
         };
         let b = encode_position("victoria-1", p);
         assert_eq!(decode_position(&b, "victoria-1"), Ok(p));
-        assert!(decode_position(&b, "victoria-2").is_err());
+        assert_eq!(
+            decode_position(&b, "victoria-2"),
+            Err(PositionError::OtherKey("victoria-1".into()))
+        );
         for i in 0..b.len() {
             let mut d = b.clone();
             d[i] ^= 0x04;
@@ -457,6 +339,25 @@ mod tests {
     }
 
     #[test]
+    fn a_position_write_that_fails_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(position_file_name("vm"));
+        let p = WalPosition {
+            segment: 3,
+            offset: 8,
+        };
+        write_position(&file, "vm", p).unwrap();
+        assert_eq!(read_position(&file, "vm").unwrap(), Some(p));
+        // A directory in the file's place: the rename fails after the temp file is written.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        std::fs::write(file.join("x"), b"").unwrap();
+        assert!(write_position(&file, "vm", p).is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "only the directory is left: {names:?}");
+    }
+
+    #[test]
     fn file_names_are_safe_and_distinct() {
         assert_eq!(position_file_name("vm-a_1.x"), "vm-a_1.x.position");
         let a = position_file_name("a/b");
@@ -465,21 +366,5 @@ mod tests {
         assert!(a.starts_with("a_b-") && !a.contains('/'));
         assert!(!position_file_name("..").starts_with(".."));
         assert!(position_file_name(&"é".repeat(300)).len() < 200);
-    }
-
-    #[test]
-    fn retention_keeps_from_the_lowest_hold_up_to_the_limit() {
-        let closed: BTreeMap<u64, u64> = [(3, 100), (4, 250), (5, 90), (6, 400), (7, 10)].into();
-        // No hold, or a hold past the checkpoint: everything covered goes.
-        assert_eq!(retain_from(5, &closed, None, 1 << 30), 6);
-        assert_eq!(retain_from(5, &closed, Some(7), 1 << 30), 6);
-        // A hold in segment 4 keeps 4 and 5 (340 bytes).
-        assert_eq!(retain_from(5, &closed, Some(4), 340), 4);
-        // One byte less: the oldest is released.
-        assert_eq!(retain_from(5, &closed, Some(4), 339), 5);
-        assert_eq!(retain_from(5, &closed, Some(3), 0), 6);
-        // A hold below every segment on disk keeps what exists within the limit.
-        assert_eq!(retain_from(6, &closed, Some(1), 740), 4);
-        assert_eq!(retain_from(6, &closed, Some(1), 739), 5);
     }
 }

@@ -6,7 +6,9 @@
 //! and the fsync policy; and, for readers outside storage (remote write), the tailer of the
 //! live WAL, holds on segments not yet read and their position files (`follow`, `tail`).
 //! `record` is the pure byte format; `segment`, `checkpoint`, `replay`, `writer`, `follow` and
-//! `tail` do the I/O. It must never interpret what it stores (labels, chunk bytes and refs are
+//! `tail` do the I/O. Imports point one way: `writer` (the [`Wal`]) makes followers (`follow`),
+//! which make tailers (`tail`); all three share `shared` (the writer's state, commit
+//! notifications, the hold registry) and `position`. It must never interpret what it stores (labels, chunk bytes and refs are
 //! the head's business), never acknowledge a commit before its bytes are written to the OS, and
 //! never depend on any storage module above it.
 //!
@@ -25,18 +27,22 @@
 
 mod checkpoint;
 mod follow;
+mod position;
 mod record;
 mod replay;
 mod segment;
+mod shared;
 mod tail;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use follow::{DEFAULT_BACKLOG_LIMIT, HoldOrigin, WalFollower, WalHold, WalPosition};
+pub use follow::{HoldOrigin, WalFollower, WalHold};
+pub use position::WalPosition;
 pub use record::{ChunkRecord, Record, SampleRecord, SeriesRecord, TooLarge};
 pub use replay::{Corruption, ReplayStats};
+pub use shared::DEFAULT_BACKLOG_LIMIT;
 pub use tail::{TailEvent, Tailer};
 pub use writer::{CheckpointStats, Wal, WalStats};
 
@@ -129,6 +135,15 @@ pub enum WalError {
     /// so the WAL refuses further commits rather than acknowledge data it cannot vouch for.
     #[error("WAL unusable after an earlier failure: {0}")]
     Failed(String),
+}
+
+impl From<crate::storage::fsutil::IoError> for WalError {
+    fn from(e: crate::storage::fsutil::IoError) -> Self {
+        WalError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 /// Replays `dir` without repairing or writing anything, for tools that read the directory of a

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::WalError;
 use super::record::{self, Decoded, FILE_HEADER_LEN, FRAME_HEADER_LEN, FrameError, HeaderError};
+use crate::storage::fsutil;
 
 /// Prefix of checkpoint names: `checkpoint.<index>`.
 pub(crate) const CHECKPOINT_PREFIX: &str = "checkpoint.";
@@ -80,13 +81,6 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
     }
 }
 
-/// Makes renames, creations and deletions in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
-}
-
 /// Creates (or empties) segment `index` with its header written, fsynced and its directory entry
 /// made durable, so a commit acknowledged in it cannot vanish with the file.
 pub(crate) fn create_segment(dir: &Path, index: u64) -> Result<File, WalError> {
@@ -101,7 +95,7 @@ pub(crate) fn create_segment(dir: &Path, index: u64) -> Result<File, WalError> {
     f.write_all(&record::file_header(record::SEGMENT_MAGIC))
         .and_then(|()| f.sync_all())
         .map_err(io_err(&path))?;
-    sync_dir(dir)?;
+    fsutil::sync_dir(dir)?;
     Ok(f)
 }
 

@@ -20,13 +20,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use super::follow::WalPosition;
+use super::position::WalPosition;
 use super::record::{
-    self, Decoded, FILE_HEADER_LEN, FRAME_HEADER_LEN, Record, SEGMENT_MAGIC, SampleRecord,
-    SeriesRecord,
+    self, Decoded, FILE_HEADER_LEN, FRAME_HEADER_LEN, FrameError, HeaderError, Record,
+    SEGMENT_MAGIC, SampleRecord, SeriesRecord,
 };
 use super::segment::{self, io_err};
-use super::writer::Shared;
+use super::shared::Shared;
 use super::{WalError, checkpoint};
 
 /// Bytes read from a segment at a time.
@@ -110,7 +110,18 @@ enum Read {
     /// Not all of the frame is there (yet).
     Incomplete,
     /// The bytes there are not a valid frame header.
-    Bad(String),
+    Bad(FrameError),
+}
+
+/// Why a frame in a segment cannot be delivered.
+#[derive(Debug, thiserror::Error)]
+enum BadFrame {
+    /// The frame fails its checks.
+    #[error(transparent)]
+    Frame(FrameError),
+    /// A frame only a checkpoint may hold.
+    #[error("checkpoint end frame in a segment")]
+    CheckpointEnd,
 }
 
 impl Seg {
@@ -167,7 +178,7 @@ impl Seg {
     }
 
     /// Checks the file header; `Ok(None)` while it is not fully written.
-    fn check_header(&mut self) -> io::Result<Option<Result<(), String>>> {
+    fn check_header(&mut self) -> io::Result<Option<Result<(), HeaderError>>> {
         if self.header_ok {
             return Ok(Some(Ok(())));
         }
@@ -182,7 +193,7 @@ impl Seg {
         if n < FILE_HEADER_LEN {
             return Ok(None);
         }
-        let r = record::check_file_header(&h, SEGMENT_MAGIC).map_err(|e| e.to_string());
+        let r = record::check_file_header(&h, SEGMENT_MAGIC);
         self.header_ok = r.is_ok();
         Ok(Some(r))
     }
@@ -197,7 +208,7 @@ impl Seg {
         h.copy_from_slice(self.bytes(start, hdr_end));
         let header = match record::parse_frame_header(&h) {
             Ok(h) => h,
-            Err(e) => return Ok(Read::Bad(e.to_string())),
+            Err(e) => return Ok(Read::Bad(e)),
         };
         let end = hdr_end + header.len as u64;
         if !self.ensure(end)? {
@@ -321,8 +332,8 @@ impl Tailer {
                             _ => Step::Again,
                         });
                     }
-                    Ok(Decoded::CheckpointEnd { .. }) => "checkpoint end frame in a segment".into(),
-                    Err(e) => e.to_string(),
+                    Ok(Decoded::CheckpointEnd { .. }) => BadFrame::CheckpointEnd,
+                    Err(e) => BadFrame::Frame(e),
                 }
             }
             Read::Incomplete if !closed => {
@@ -343,7 +354,7 @@ impl Tailer {
                 }
                 return Ok(Step::Again);
             }
-            Read::Bad(reason) => reason,
+            Read::Bad(e) => BadFrame::Frame(e),
         };
         Ok(if self.bad_frame(reason, closed) {
             Step::Wait
@@ -354,7 +365,7 @@ impl Tailer {
 
     /// Handles a frame that fails its checks: in the segment being written it may be a write
     /// in progress (returns true: wait); elsewhere the rest of the segment is skipped.
-    fn bad_frame(&mut self, reason: String, closed: bool) -> bool {
+    fn bad_frame(&mut self, reason: BadFrame, closed: bool) -> bool {
         if !closed {
             if let Some(seg) = self.seg.as_mut() {
                 seg.forget_tail();

@@ -1,27 +1,30 @@
 //! The writer: one active segment, group commit, the background fsync thread, cuts and
 //! checkpoints.
 //!
-//! Locks, always taken in this order and never held across an fsync that other committers
-//! could share: `active` (the segment being written) then `sync` (what is durable). The group
-//! fsync itself runs with no lock held, so committers keep writing while it runs.
+//! The state it shares with the fsync thread and followers, and the order its locks are taken
+//! in, are in `shared`. No lock is held across an fsync that other committers could share: the
+//! group fsync runs with no lock held, so committers keep writing while it runs (a cut fsyncs
+//! the segment it closes under `active`, which every committer would wait for anyway).
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::follow::{self, Holds, Notifier, WalFollower, WalPosition};
+use super::follow::WalFollower;
 use super::record::{
     Decoded, Encoder, FILE_HEADER_LEN, Record, SEGMENT_MAGIC, SampleRecord, SeriesRecord,
 };
 use super::replay::{self, Mode, ReplayStats};
 use super::segment::{self, FrameReader, io_err};
+use super::shared::{self, Active, DEFAULT_BACKLOG_LIMIT, Holds, Notifier, Shared, SyncState};
 use super::{FsyncPolicy, WalError, WalOptions, checkpoint};
+use crate::storage::fsutil;
 use crate::storage::stats::{DurationHistogram, FSYNC_BOUNDS, HistogramSnapshot};
+use crate::sync::{lock, wait, wait_timeout_while};
 
 /// The write-ahead log of one data directory. `Send + Sync`: share it behind an `Arc`.
 pub struct Wal {
@@ -71,62 +74,6 @@ pub struct CheckpointStats {
     pub checkpoints_removed: usize,
 }
 
-/// The writer's state shared with its fsync thread and with followers.
-pub(super) struct Shared {
-    dir: PathBuf,
-    opts: WalOptions,
-    active: Mutex<Active>,
-    sync: Mutex<SyncState>,
-    /// Signalled when a group fsync finishes.
-    synced: Condvar,
-    /// Set once after a failed write or fsync; every later commit fails with it.
-    failed: OnceLock<String>,
-    /// Serialises checkpoints, which run without the `active` lock for most of their work.
-    checkpointing: Mutex<()>,
-    stop: Mutex<bool>,
-    stop_signal: Condvar,
-    fsyncs: AtomicU64,
-    fsync_nanos: AtomicU64,
-    /// Each fsync's duration, for the self-metrics' latency histogram.
-    fsync_durations: DurationHistogram,
-    bytes_written: AtomicU64,
-    /// Bumped after every commit, for tailers.
-    notifier: Notifier,
-    /// Readers' claims on segments; taken before `active` when both are needed.
-    holds: Mutex<Holds>,
-    /// Most bytes of checkpoint-covered segments kept for holds.
-    backlog_limit: AtomicU64,
-    /// Added to every fsync, so tests can make group commit observable on any disk.
-    #[cfg(test)]
-    fsync_delay: std::sync::Mutex<Duration>,
-}
-
-struct Active {
-    file: Arc<File>,
-    index: u64,
-    /// Bytes in the active segment, header included.
-    size: u64,
-    /// Bytes written since open, across segments: the position group commit waits on.
-    written: u64,
-    /// Closed segments still on disk: index → size.
-    closed: BTreeMap<u64, u64>,
-    /// The current checkpoint: index and size.
-    checkpoint: Option<(u64, u64)>,
-}
-
-struct SyncState {
-    /// Every byte up to this `Active::written` position is fsynced.
-    synced: u64,
-    /// A group fsync is running; others wait for it instead of starting their own.
-    in_progress: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a WAL lock cannot leave a half-done file operation that matters
-    // more than refusing every later commit would; keep going with the data as it is.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Wal {
     /// Replays the newest checkpoint then every later segment in numeric order into
     /// `on_record`, repairs damage (see the module docs), then starts a new segment.
@@ -167,7 +114,7 @@ impl Wal {
             bytes_written: AtomicU64::new(0),
             notifier: Notifier::default(),
             holds: Mutex::new(Holds::default()),
-            backlog_limit: AtomicU64::new(follow::DEFAULT_BACKLOG_LIMIT),
+            backlog_limit: AtomicU64::new(DEFAULT_BACKLOG_LIMIT),
             #[cfg(test)]
             fsync_delay: Mutex::new(Duration::ZERO),
         });
@@ -279,7 +226,7 @@ impl Wal {
             a.closed.retain(|i, _| *i >= keep_from);
             a.closed.range(..=upto).count()
         };
-        segment::sync_dir(&s.dir)?;
+        fsutil::sync_dir(&s.dir)?;
         Ok(CheckpointStats {
             upto,
             records: written.frames,
@@ -418,39 +365,9 @@ fn count_samples(path: &Path, from: u64) -> u64 {
 }
 
 impl Shared {
-    pub(super) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub(super) fn notifier(&self) -> &Notifier {
-        &self.notifier
-    }
-
-    pub(super) fn holds(&self) -> MutexGuard<'_, Holds> {
-        lock(&self.holds)
-    }
-
-    pub(super) fn backlog_limit(&self) -> &AtomicU64 {
-        &self.backlog_limit
-    }
-
-    /// Where the next commit goes.
-    pub(super) fn end_position(&self) -> WalPosition {
-        let a = lock(&self.active);
-        WalPosition {
-            segment: a.index,
-            offset: a.size,
-        }
-    }
-
-    /// The segment being written.
-    pub(super) fn active_index(&self) -> u64 {
-        lock(&self.active).index
-    }
-
     fn retain_from(&self, upto: u64, holds: &Holds) -> u64 {
         let a = lock(&self.active);
-        follow::retain_from(
+        shared::retain_from(
             upto,
             &a.closed,
             holds.lowest_segment(),
@@ -544,7 +461,7 @@ impl Shared {
                 return Ok(());
             }
             if s.in_progress {
-                s = self.synced.wait(s).unwrap_or_else(|e| e.into_inner());
+                s = wait(&self.synced, s);
                 continue;
             }
             s.in_progress = true;
@@ -568,10 +485,7 @@ impl Shared {
     fn interval_sync(&self, every: Duration) {
         loop {
             let stop = lock(&self.stop);
-            let (stop, _) = self
-                .stop_signal
-                .wait_timeout_while(stop, every, |stopped| !*stopped)
-                .unwrap_or_else(|e| e.into_inner());
+            let (stop, _) = wait_timeout_while(&self.stop_signal, stop, every, |stopped| !*stopped);
             if *stop {
                 return;
             }
