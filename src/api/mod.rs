@@ -29,6 +29,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::model::Health;
 use crate::query::Engine;
 use crate::storage::Db;
 
@@ -55,7 +56,7 @@ pub struct ActiveTarget {
     /// Seconds the last scrape took.
     pub last_scrape_duration: f64,
     /// `up`, `down` or `unknown`.
-    pub health: String,
+    pub health: Health,
     /// Prometheus duration.
     pub scrape_interval: String,
     /// Prometheus duration.

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::params::Params;
 use super::response::success;
 use super::{ApiError, ApiState};
+use crate::model::Health;
 
 /// The Prometheus API level tidemark implements. Grafana switches features on the reported
 /// version (below 2.24 it avoids the `match[]` label APIs), so this is what `version` says;
@@ -78,7 +79,7 @@ pub async fn reload(State(s): State<Arc<ApiState>>) -> Response {
 
 pub async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     let (active, _) = s.targets.targets();
-    let mut counts = std::collections::BTreeMap::<(String, String), u64>::new();
+    let mut counts = std::collections::BTreeMap::<(String, Health), u64>::new();
     for t in active {
         *counts.entry((t.scrape_pool, t.health)).or_default() += 1;
     }

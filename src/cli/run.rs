@@ -128,7 +128,7 @@ impl TargetsView for ManagerView {
                     format_rfc3339(t.health.last_scrape_ms)
                 },
                 last_scrape_duration: t.health.last_scrape_duration,
-                health: t.health.health.to_string(),
+                health: t.health.health,
                 scrape_interval: format_duration(t.target.interval.as_millis() as i64),
                 scrape_timeout: format_duration(t.target.timeout.as_millis() as i64),
             })
