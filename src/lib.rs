@@ -3,6 +3,9 @@
 //! Data flows one way: scrape → storage (WAL, head) → blocks → catalog → query → api.
 //! See ARCHITECTURE.md for the code map and the invariants every module keeps.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+// No unsafe code, except the one call into glibc's `malloc_trim` (storage::db), which allows
+// it on that statement alone. `deny` rather than `forbid`, since `forbid` admits no exception.
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod cli;
