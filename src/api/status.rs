@@ -226,7 +226,8 @@ pub async fn tsdb(State(s): State<Arc<ApiState>>, uri: Uri) -> Result<Response, 
 /// No rules are evaluated yet: an empty list of groups, with Prometheus's check of `type`.
 pub async fn rules(uri: Uri) -> Result<Response, ApiError> {
     let p = Params::new(&uri, &HeaderMap::new(), &Bytes::new());
-    p.matchers().map_err(ApiError::bad_data)?;
+    p.matchers()
+        .map_err(|e| ApiError::bad_data(e.to_string()))?;
     let kind = p.get("type").unwrap_or_default().to_ascii_lowercase();
     if !matches!(kind.as_str(), "" | "alert" | "record") {
         return Err(ApiError::invalid_param(

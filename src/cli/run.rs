@@ -339,7 +339,8 @@ async fn serve(
     web: WebState,
 ) -> anyhow::Result<()> {
     let manager = Arc::new(Mutex::new(Manager::new(db.clone())));
-    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
+    let (reload_tx, mut reload_rx) =
+        mpsc::channel::<oneshot::Sender<Result<(), api::ReloadError>>>(4);
     let (quit_tx, mut quit_rx) = mpsc::channel::<()>(1);
     let lifecycle = eff.lifecycle;
     let listen = eff.listen.clone();
@@ -415,7 +416,7 @@ async fn serve(
         tokio::time::interval(file_sd_refresh(&current).unwrap_or(Duration::from_secs(3600)));
     sd_tick.tick().await;
     loop {
-        let reply: Option<oneshot::Sender<Result<(), String>>> = tokio::select! {
+        let reply: Option<oneshot::Sender<Result<(), api::ReloadError>>> = tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = quit_rx.recv() => {
@@ -447,7 +448,7 @@ async fn serve(
                 follower.set_backlog_limit(cfg.storage.remote_write_backlog_limit.0);
                 if let Err(e) = remote.apply(cfg).await {
                     error!(error = %e, "remote_write: the new configuration could not be applied; the previous queues keep running");
-                    remote_failed = Some(format!("remote_write: {e}"));
+                    remote_failed = Some(e);
                 }
                 current = cfg.clone();
                 sd_tick = tokio::time::interval(
@@ -461,8 +462,8 @@ async fn serve(
         }
         if let Some(r) = reply {
             let answer = match (outcome, remote_failed) {
-                (Err(e), _) => Err(format!("{e:#}")),
-                (Ok(_), Some(e)) => Err(e),
+                (Err(e), _) => Err(api::ReloadError::Config(format!("{e:#}"))),
+                (Ok(_), Some(e)) => Err(api::ReloadError::RemoteWrite(e)),
                 (Ok(_), None) => Ok(()),
             };
             let _ = r.send(answer);
