@@ -17,3 +17,8 @@ pub mod remote_write;
 pub mod scrape;
 pub mod storage;
 pub mod telemetry;
+
+/// The shared test data, found as the integration tests and benches find it.
+#[cfg(test)]
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;

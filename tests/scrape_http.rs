@@ -20,6 +20,9 @@ use tidemark::storage::{Db, Options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "common/fixtures.rs"]
+mod fixtures;
+
 const SYNTHETIC: [&str; 5] = [
     "up",
     "scrape_duration_seconds",
@@ -224,13 +227,8 @@ fn synthetic(job: &str, instance: &str, name: &str) -> Labels {
 // ---------------------------------------------------------------------------------------
 // 1. Fixtures round-trip.
 
-/// `shared/` sits beside the repository or beside the worktree directory.
 fn fixture_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/exposition"))
-        .find(|d| d.is_dir())
-        .unwrap()
+    fixtures::shared("fixtures/exposition")
 }
 
 struct Fixture {

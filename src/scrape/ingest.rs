@@ -916,12 +916,7 @@ mod tests {
 
     #[test]
     fn every_fixture_sample_is_stored() {
-        let base =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/exposition");
-        assert!(
-            base.is_dir(),
-            "../shared/fixtures/exposition is missing beside the checkout"
-        );
+        let base = crate::fixtures::shared("fixtures/exposition");
         for (file, format) in [
             ("node_exporter-1.5.0.prom", Format::PrometheusText),
             ("victoria-metrics-1.79.5.prom", Format::PrometheusText),

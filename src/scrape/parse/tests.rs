@@ -1,5 +1,4 @@
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use proptest::prelude::*;
 
@@ -8,16 +7,10 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// The shared exposition fixtures: `shared/` sits beside the repository (or beside the
-/// worktree directory), so look upward from the crate root.
+/// A shared exposition fixture.
 fn fixture(name: &str) -> Vec<u8> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = manifest
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/exposition"))
-        .find(|d| d.is_dir())
-        .expect("shared/fixtures/exposition not found above the crate root");
-    std::fs::read(dir.join(name)).unwrap()
+    let path = crate::fixtures::shared(&format!("fixtures/exposition/{name}"));
+    std::fs::read(path).unwrap()
 }
 
 fn parse_all(body: &[u8], format: Format) -> Result<Vec<Entry<'_>>, ParseError> {
