@@ -38,10 +38,10 @@ fn find_shared(crate_root: &Path, rel: &str) -> Result<PathBuf, String> {
     }
 }
 
+// No `use` here: where this file is included into a bench (no test harness) the test
+// functions are dropped, and an import would be unused.
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn found_beside_the_crate_or_higher_up_and_missing_data_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
@@ -49,7 +49,7 @@ mod tests {
         std::fs::create_dir_all(&crate_root).unwrap();
         // No shared/ above: an error naming the crate root (unless the machine has a
         // shared/ above the temporary directory, which is then no part of this one).
-        match find_shared(&crate_root, "x") {
+        match super::find_shared(&crate_root, "x") {
             Err(e) => {
                 assert!(e.contains("no shared/ directory"), "{e}");
                 assert!(e.contains(&crate_root.display().to_string()), "{e}");
@@ -60,18 +60,18 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("shared/fixtures")).unwrap();
         std::fs::write(tmp.path().join("shared/fixtures/a.prom"), "a 1\n").unwrap();
         assert_eq!(
-            find_shared(&crate_root, "fixtures/a.prom").unwrap(),
+            super::find_shared(&crate_root, "fixtures/a.prom").unwrap(),
             tmp.path().join("shared/fixtures/a.prom")
         );
         // Beside the crate wins over higher up.
         std::fs::create_dir_all(tmp.path().join("wt/shared/fixtures")).unwrap();
         std::fs::write(tmp.path().join("wt/shared/fixtures/a.prom"), "a 2\n").unwrap();
         assert_eq!(
-            find_shared(&crate_root, "fixtures/a.prom").unwrap(),
+            super::find_shared(&crate_root, "fixtures/a.prom").unwrap(),
             tmp.path().join("wt/shared/fixtures/a.prom")
         );
         // A shared/ without the file: named in the error, not skipped.
-        let e = find_shared(&crate_root, "fixtures/b.prom").unwrap_err();
+        let e = super::find_shared(&crate_root, "fixtures/b.prom").unwrap_err();
         assert!(
             e.contains("fixtures/b.prom") && e.contains("missing"),
             "{e}"
@@ -80,13 +80,13 @@ mod tests {
         std::fs::create_dir_all(crate_root.join("shared/fixtures")).unwrap();
         std::fs::write(crate_root.join("shared/fixtures/a.prom"), "a 3\n").unwrap();
         assert_eq!(
-            find_shared(&crate_root, "fixtures/a.prom").unwrap(),
+            super::find_shared(&crate_root, "fixtures/a.prom").unwrap(),
             tmp.path().join("wt/shared/fixtures/a.prom")
         );
     }
 
     #[test]
     fn the_checkout_has_its_shared_data() {
-        assert!(shared("fixtures/exposition").is_dir());
+        assert!(super::shared("fixtures/exposition").is_dir());
     }
 }
