@@ -374,8 +374,6 @@ pub struct Parser<'a> {
     pos: usize,
     /// Number of the line last read.
     line: u32,
-    /// Where the line last read starts in the body, for error offsets.
-    line_start: usize,
     skip_created: bool,
     /// Name (raw) and type of the family of the last `# TYPE`.
     family: &'a str,
@@ -399,7 +397,6 @@ impl<'a> Parser<'a> {
             format,
             pos: 0,
             line: 0,
-            line_start: 0,
             skip_created: false,
             family: "",
             family_kind: MetricType::Unknown,
@@ -439,7 +436,6 @@ impl<'a> Parser<'a> {
             };
             self.pos = if terminated { end + 1 } else { end };
             self.line = self.line.saturating_add(1);
-            self.line_start = start;
             let line = &self.body[start..end];
             let step = match self.format {
                 Format::PrometheusText => self.text_line(line),
@@ -526,7 +522,6 @@ impl<'a> Parser<'a> {
         if line == b"# EOF" {
             if self.pos < self.body.len() {
                 self.line = self.line.saturating_add(1);
-                self.line_start = self.pos;
                 let rest = &self.body[self.pos..];
                 let next = &rest[..lex::find_newline(rest).unwrap_or(rest.len())];
                 return Err(self.error("unexpected data after # EOF", next));
@@ -655,11 +650,13 @@ impl<'a> Parser<'a> {
         self.error_at(0, message, line)
     }
 
-    /// An error found at byte `at` of the line last read.
+    /// An error found at byte `at` of `line`, a slice of the body. Its offset in the body is
+    /// worked out here, on the error path, so reading a line costs nothing for it.
     fn error_at(&self, at: usize, message: impl std::fmt::Display, line: &[u8]) -> ParseError {
+        let line_start = line.as_ptr().addr() - self.body.as_ptr().addr();
         ParseError {
             line: self.line,
-            offset: Some(self.line_start + at),
+            offset: Some(line_start + at),
             message: format!("{message} in {:?}", excerpt(line)),
         }
     }
