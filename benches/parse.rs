@@ -4,7 +4,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,14 +31,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;
+
 fn node_exporter_body() -> Vec<u8> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = manifest
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/exposition"))
-        .find(|d| d.is_dir())
-        .expect("shared/fixtures/exposition not found above the crate root");
-    std::fs::read(dir.join("node_exporter-1.5.0.prom")).expect("read fixture")
+    let path = fixtures::shared("fixtures/exposition/node_exporter-1.5.0.prom");
+    std::fs::read(path).expect("read fixture")
 }
 
 /// The scraper's hot path: series text (its cache key) and value of every sample.

@@ -3,6 +3,9 @@
 //! Data flows one way: scrape → storage (WAL, head) → blocks → catalog → query → api.
 //! See ARCHITECTURE.md for the code map and the invariants every module keeps.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+// No unsafe code, except the one call into glibc's `malloc_trim` (storage::db), which allows
+// it on that statement alone. `deny` rather than `forbid`, since `forbid` admits no exception.
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod cli;
@@ -17,3 +20,8 @@ pub mod scrape;
 pub mod storage;
 mod sync;
 pub mod telemetry;
+
+/// The shared test data, found as the integration tests and benches find it.
+#[cfg(test)]
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;

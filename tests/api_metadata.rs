@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
-use tidemark::api::{ActiveTarget, ApiState, DroppedTarget, TargetsView, router};
+use tidemark::api::{ActiveTarget, ApiState, DroppedTarget, ReloadError, TargetsView, router};
 use tidemark::model::Labels;
 use tidemark::query::{Engine, EngineOptions};
 use tidemark::storage::{Db, Options};
@@ -163,5 +163,32 @@ async fn buildinfo_health_and_readiness() {
         resp.status(),
         StatusCode::FORBIDDEN,
         "lifecycle API off by default"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_reload_answers_500_with_its_reason() {
+    let (_d, st) = state();
+    let mut st = Arc::into_inner(st).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    st.reload = Some(tx);
+    let st = Arc::new(st);
+    tokio::spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            let reason = "loading config.yml: global: scrape_interval: bad duration".to_string();
+            let _ = reply.send(Err(ReloadError::Config(reason)));
+        }
+    });
+    let resp = router(st.clone())
+        .oneshot(Request::post("/-/reload").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        &body[..],
+        b"failed to reload config: loading config.yml: global: scrape_interval: bad duration"
     );
 }

@@ -12,16 +12,13 @@ use tidemark::model::{Labels, STALE_NAN};
 use tidemark::query::{Engine, EngineOptions, QueryOutput, Value};
 use tidemark::storage::{Db, Options};
 
+#[path = "common/fixtures.rs"]
+mod fixtures;
+
 const KNOWN_FAILURES: &str = "tests/promql_known_failures.txt";
 
 fn testdata_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/promql-testdata");
-    assert!(
-        dir.is_dir(),
-        "{} is missing: the PromQL conformance scripts live in ../shared beside the project",
-        dir.display()
-    );
-    dir
+    fixtures::shared("promql-testdata")
 }
 
 /// One expected series: labels and one value per point (`None` for `_`).

@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use tidemark::config::Config;
-use tidemark::model::{Labels, Matcher, is_stale_nan};
+use tidemark::model::{Health, Labels, Matcher, is_stale_nan};
 use tidemark::scrape::job;
 use tidemark::scrape::manager::{Manager, TargetStatus, join_all};
 use tidemark::scrape::parse::{Entry, Format, Parser};
 use tidemark::storage::{Db, Options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "common/fixtures.rs"]
+mod fixtures;
 
 const SYNTHETIC: [&str; 5] = [
     "up",
@@ -187,7 +190,7 @@ async fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T
 }
 
 /// Waits until every job in `names` has finished a scrape with the given health.
-async fn wait_health(m: &Manager, names: &[&str], health: &str) -> Vec<TargetStatus> {
+async fn wait_health(m: &Manager, names: &[&str], health: Health) -> Vec<TargetStatus> {
     poll(
         &format!("{names:?} {health}"),
         Duration::from_secs(8),
@@ -224,13 +227,8 @@ fn synthetic(job: &str, instance: &str, name: &str) -> Labels {
 // ---------------------------------------------------------------------------------------
 // 1. Fixtures round-trip.
 
-/// `shared/` sits beside the repository or beside the worktree directory.
 fn fixture_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/exposition"))
-        .find(|d| d.is_dir())
-        .unwrap()
+    fixtures::shared("fixtures/exposition")
 }
 
 struct Fixture {
@@ -319,7 +317,7 @@ async fn fixtures_are_stored_exactly_with_the_synthetic_series() {
     let mut m = Manager::new(db.clone());
     join_all(m.apply(jobs(&entries))).await;
     let names: Vec<&str> = fixtures.iter().map(|f| f.job).collect();
-    wait_health(&m, &names, "up").await;
+    wait_health(&m, &names, Health::Up).await;
     // Shutdown writes no markers, so what is stored is exactly what the scrapes wrote.
     join_all(m.shutdown()).await;
 
@@ -459,7 +457,7 @@ async fn failed_scrapes_mark_the_target_down_and_store_nothing_of_the_body() {
     let mut m = Manager::new(db.clone());
     join_all(m.apply(jobs(&entries))).await;
     let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
-    let ts = wait_health(&m, &names, "down").await;
+    let ts = wait_health(&m, &names, Health::Down).await;
     join_all(m.shutdown()).await;
 
     for (name, _, _, err) in &cases {
@@ -557,7 +555,7 @@ async fn vanished_series_and_removed_targets_get_staleness_markers() {
     assert_eq!(first_vanishing[0].v.to_bits(), 7e-3f64.to_bits());
 
     // Removing the other target ends all its series, the synthetic ones included.
-    wait_health(&m, &["removed"], "up").await;
+    wait_health(&m, &["removed"], Health::Up).await;
     join_all(m.apply(jobs(&[entry_a]))).await;
     let gone = select_job(&db, "removed");
     assert_eq!(gone.len(), 2 + SYNTHETIC.len());

@@ -37,6 +37,9 @@ use std::path::{Path, PathBuf};
 
 use tidemark::model::Sample;
 
+#[path = "../../tests/common/fixtures.rs"]
+mod fixtures;
+
 /// First scrape of the day, in milliseconds; a multiple of the scrape interval.
 pub const EPOCH_MS: i64 = 1_700_000_010_000;
 const SCRAPE_MS: i64 = 15_000;
@@ -65,28 +68,7 @@ pub struct Series {
 }
 
 fn fixture_path() -> PathBuf {
-    // The crate sits next to `shared/` in a checkout, one level deeper in a worktree.
-    let candidates = [
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/exposition/node_exporter-1.5.0.prom"
-        ),
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/exposition/node_exporter-1.5.0.prom"
-        ),
-    ];
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "node_exporter fixture missing: looked for {} (or one directory up); \
-                 the benches need the shared fixtures checked out beside the crate",
-                candidates[0]
-            )
-        })
+    fixtures::shared("fixtures/exposition/node_exporter-1.5.0.prom")
 }
 
 struct Rng(u64);

@@ -7,6 +7,7 @@
 //! where a patch hits bytes they do not cover (or fixes them up), and otherwise exercises every
 //! refusal path with realistic layouts.
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};

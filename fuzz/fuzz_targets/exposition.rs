@@ -1,6 +1,7 @@
 //! Arbitrary bytes through the exposition parser in both formats, with every accessor a
 //! scraper or `import` would call. Any panic is a bug: the parser must reject, not crash.
 #![no_main]
+#![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
 use tidemark::scrape::parse::{Entry, Format, Parser};

@@ -6,6 +6,7 @@
 //!
 //! The first byte picks instant or range and the times, the rest is the query.
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

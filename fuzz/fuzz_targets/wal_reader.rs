@@ -6,6 +6,7 @@
 //! applied to a valid segment or checkpoint written once by the real writer, which reaches the
 //! record decoders without a seed corpus.
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};

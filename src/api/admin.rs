@@ -51,9 +51,7 @@ pub async fn delete_series(
     }
     let start = p.time("start", i64::MIN)?;
     let end = p.time("end", i64::MAX)?;
-    let selectors = p
-        .matchers()
-        .map_err(|e| ApiError::invalid_param("match[]", e))?;
+    let selectors = p.matchers()?;
     let db = s.db.clone();
     blocking("delete series", move || {
         db.delete_series(&selectors, start, end)

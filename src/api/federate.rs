@@ -97,7 +97,7 @@ pub async fn federate(State(s): State<Arc<ApiState>>, uri: Uri, headers: HeaderM
     // No match[] selects nothing: an empty 200, as Prometheus answers.
     let sets = match p.matchers() {
         Ok(s) => s,
-        Err(e) => return text_error(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return text_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let maxt = now_ms();
     let lookback = s.engine.options().lookback_delta.as_millis() as i64;

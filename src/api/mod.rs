@@ -29,6 +29,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::model::Health;
 use crate::query::Engine;
 use crate::storage::Db;
 
@@ -55,7 +56,7 @@ pub struct ActiveTarget {
     /// Seconds the last scrape took.
     pub last_scrape_duration: f64,
     /// `up`, `down` or `unknown`.
-    pub health: String,
+    pub health: Health,
     /// Prometheus duration.
     pub scrape_interval: String,
     /// Prometheus duration.
@@ -129,7 +130,21 @@ pub struct ApiState {
 }
 
 /// Asks the agent to reload its configuration; the reply says whether it worked.
-pub type ReloadSender = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>;
+pub type ReloadSender =
+    tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), ReloadError>>>;
+
+/// Why a reload failed; `/-/reload` answers `failed to reload config: ` and this text.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration, or a file it names, could not be loaded, so nothing changed. The
+    /// text has every cause, outermost first (`a: b: c`).
+    #[error("{0}")]
+    Config(String),
+    /// The scrape jobs were applied but a remote's client could not be built; the previous
+    /// remote write queues keep running.
+    #[error("remote_write: {0}")]
+    RemoteWrite(#[source] crate::remote_write::RemoteWriteError),
+}
 
 /// Asks the agent to shut down, as SIGTERM does.
 pub type QuitSender = tokio::sync::mpsc::Sender<()>;

@@ -6,6 +6,45 @@ use axum::http::{HeaderMap, Uri, header};
 
 use super::ApiError;
 use crate::model::{Matcher, parse_time};
+use crate::query::QueryError;
+
+/// Why a parameter's value was refused; `Display` is Prometheus's text, without the
+/// parameter's name (each endpoint frames it as Prometheus does).
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    /// Neither Unix seconds nor RFC 3339.
+    #[error("cannot parse {0:?} to a valid timestamp")]
+    Time(String),
+    /// Neither float seconds nor a Prometheus duration.
+    #[error("cannot parse {0:?} to a valid duration")]
+    Duration(String),
+    /// Float seconds beyond `i64` nanoseconds, as Go's `time.Duration` holds them.
+    #[error("cannot parse {0:?} to a valid duration. It overflows int64")]
+    DurationOverflow(String),
+    /// A `match[]` value that is not a series selector.
+    #[error("{0}")]
+    Selector(QueryError),
+    /// A `match[]` selector every series matches.
+    #[error("match[] must contain at least one non-empty matcher")]
+    MatchesEverything,
+}
+
+/// A parameter whose value was refused: which one, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct ParamError {
+    /// The parameter's name (`timeout`, `match[]`, ...).
+    pub param: &'static str,
+    /// What is wrong with its value.
+    pub error: ValueError,
+}
+
+impl From<ParamError> for ApiError {
+    /// Prometheus's framing for most parameters: `invalid parameter "name": reason`.
+    fn from(e: ParamError) -> Self {
+        ApiError::invalid_param(e.param, e.error)
+    }
+}
 
 /// All parameters of a request, from the URL and (for form POSTs) the body, in order.
 pub struct Params(Vec<(String, String)>);
@@ -66,27 +105,33 @@ impl Params {
     }
 
     /// A duration parameter in milliseconds, `None` when absent or empty.
-    pub fn duration(&self, key: &str) -> Result<Option<i64>, String> {
+    pub fn duration(&self, key: &'static str) -> Result<Option<i64>, ParamError> {
         match self.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => parse_duration_value(v).map(Some),
+            Some(v) => parse_duration_value(v)
+                .map(Some)
+                .map_err(|error| ParamError { param: key, error }),
         }
     }
 
     /// The `match[]` selectors, parsed; each must have a matcher that rejects the empty
-    /// string, or it would select every series. Errors are Prometheus's texts, without the
-    /// parameter prefix (callers add it where Prometheus does).
-    pub fn matchers(&self) -> Result<Vec<Vec<Matcher>>, String> {
+    /// string, or it would select every series. The error's text is Prometheus's, without
+    /// the parameter prefix (callers add it where Prometheus does).
+    pub fn matchers(&self) -> Result<Vec<Vec<Matcher>>, ParamError> {
+        let refused = |error| ParamError {
+            param: "match[]",
+            error,
+        };
         let sets = self
             .all("match[]")
             .into_iter()
-            .map(|m| crate::query::parse_selector(m).map_err(|e| e.to_string()))
+            .map(|m| crate::query::parse_selector(m).map_err(|e| refused(ValueError::Selector(e))))
             .collect::<Result<Vec<_>, _>>()?;
         if sets
             .iter()
             .any(|set| set.iter().all(Matcher::matches_empty))
         {
-            return Err("match[] must contain at least one non-empty matcher".into());
+            return Err(refused(ValueError::MatchesEverything));
         }
         Ok(sets)
     }
@@ -121,28 +166,26 @@ pub const MAX_TIME: i64 = 9_223_309_901_257_974_999;
 
 /// A time as Unix seconds (with a fraction) or RFC 3339, in milliseconds; the error is
 /// Prometheus's text.
-pub fn parse_time_value(v: &str) -> Result<i64, String> {
+pub fn parse_time_value(v: &str) -> Result<i64, ValueError> {
     match v {
         MIN_TIME_TEXT => return Ok(MIN_TIME),
         MAX_TIME_TEXT => return Ok(MAX_TIME),
         _ => {}
     }
-    parse_time(v).map_err(|_| format!("cannot parse {v:?} to a valid timestamp"))
+    parse_time(v).map_err(|_| ValueError::Time(v.to_string()))
 }
 
 /// A duration as float seconds (`15`, `0.5`, `-1`) or in Prometheus's syntax (`1m30s`), in
 /// milliseconds (rounded); the error is Prometheus's text.
-pub fn parse_duration_value(v: &str) -> Result<i64, String> {
+pub fn parse_duration_value(v: &str) -> Result<i64, ValueError> {
     if let Ok(secs) = v.parse::<f64>() {
         let ns = secs * 1e9;
         if !ns.is_finite() || ns > i64::MAX as f64 || ns < i64::MIN as f64 {
-            return Err(format!(
-                "cannot parse {v:?} to a valid duration. It overflows int64"
-            ));
+            return Err(ValueError::DurationOverflow(v.to_string()));
         }
         return Ok((secs * 1000.0).round() as i64);
     }
-    crate::model::parse_duration(v).map_err(|_| format!("cannot parse {v:?} to a valid duration"))
+    crate::model::parse_duration(v).map_err(|_| ValueError::Duration(v.to_string()))
 }
 
 #[cfg(test)]
@@ -183,6 +226,59 @@ mod tests {
 }
 
 #[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    fn form(body: &'static str) -> Params {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        Params::new(
+            &Uri::from_static("/"),
+            &h,
+            &Bytes::from_static(body.as_bytes()),
+        )
+    }
+
+    #[test]
+    fn refused_parameters_keep_their_name_and_reason() {
+        let p = form("match[]=up&match[]=rate(up[5m])&timeout=soon&lookback_delta=");
+        let e = p.matchers().unwrap_err();
+        assert_eq!(e.param, "match[]");
+        assert!(
+            matches!(&e.error, ValueError::Selector(QueryError::NotASelector(s)) if s == "rate(up[5m])"),
+            "{e:?}"
+        );
+        let e = p.duration("timeout").unwrap_err();
+        assert_eq!(e.param, "timeout");
+        assert!(
+            matches!(&e.error, ValueError::Duration(v) if v == "soon"),
+            "{e:?}"
+        );
+        // Empty is absent, not an error.
+        assert_eq!(p.duration("lookback_delta").unwrap(), None);
+        assert_eq!(p.duration("absent").unwrap(), None);
+        // The usual framing names the parameter.
+        let api = ApiError::from(e);
+        assert_eq!((api.status().as_u16(), api.kind()), (400, "bad_data"));
+    }
+
+    #[test]
+    fn a_selector_that_does_not_parse_keeps_the_parser_error() {
+        let e = form("match[]=up{").matchers().unwrap_err();
+        assert_eq!(e.param, "match[]");
+        let ValueError::Selector(q) = &e.error else {
+            panic!("{e:?}");
+        };
+        assert_eq!(e.to_string(), q.to_string());
+        // No match[] at all is no selector, not an error.
+        assert!(form("").matchers().unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
 mod value_tests {
     use super::*;
 
@@ -194,12 +290,13 @@ mod value_tests {
         assert_eq!(parse_duration_value("1m30s").unwrap(), 90_000);
         assert_eq!(parse_duration_value("0").unwrap(), 0);
         assert_eq!(
-            parse_duration_value("fast").unwrap_err(),
+            parse_duration_value("fast").unwrap_err().to_string(),
             "cannot parse \"fast\" to a valid duration"
         );
         assert!(
             parse_duration_value("1e30")
                 .unwrap_err()
+                .to_string()
                 .contains("overflows int64")
         );
     }
@@ -217,7 +314,7 @@ mod value_tests {
         assert_eq!(parse_time_value(MIN_TIME_TEXT).unwrap(), MIN_TIME);
         assert_eq!(parse_time_value(MAX_TIME_TEXT).unwrap(), MAX_TIME);
         assert_eq!(
-            parse_time_value("soon").unwrap_err(),
+            parse_time_value("soon").unwrap_err().to_string(),
             "cannot parse \"soon\" to a valid timestamp"
         );
     }

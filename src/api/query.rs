@@ -22,9 +22,7 @@ const INLINE_POINTS: usize = 20_000;
 /// The `timeout` parameter; a zero or negative one expires at once, as a past deadline does
 /// in Prometheus.
 fn timeout_param(p: &Params) -> Result<Option<Duration>, ApiError> {
-    let ms = p
-        .duration("timeout")
-        .map_err(|e| ApiError::invalid_param("timeout", e))?;
+    let ms = p.duration("timeout")?;
     Ok(ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
 }
 

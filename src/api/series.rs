@@ -44,9 +44,7 @@ pub async fn series(
     }
     let limit = p.limit()?;
     let (start, end) = range(&p)?;
-    let selectors = p
-        .matchers()
-        .map_err(|e| ApiError::invalid_param("match[]", e))?;
+    let selectors = p.matchers()?;
     let q = s.db.querier();
     let mut all: Vec<Labels> = Vec::new();
     for m in &selectors {
@@ -100,7 +98,9 @@ pub async fn labels(
     let p = Params::new(&uri, &headers, &body);
     let limit = p.limit()?;
     let (start, end) = range(&p)?;
-    let selectors = p.matchers().map_err(ApiError::bad_data)?;
+    let selectors = p
+        .matchers()
+        .map_err(|e| ApiError::bad_data(e.to_string()))?;
     let (names, skipped) = union(&s, &selectors, |q, m| q.label_names(m, start, end))?;
     let (names, mut warnings) = truncate(names, limit);
     warnings.extend(skipped);
@@ -119,7 +119,9 @@ pub async fn label_values(
     }
     let limit = p.limit()?;
     let (start, end) = range(&p)?;
-    let selectors = p.matchers().map_err(ApiError::bad_data)?;
+    let selectors = p
+        .matchers()
+        .map_err(|e| ApiError::bad_data(e.to_string()))?;
     let (values, skipped) = union(&s, &selectors, |q, m| q.label_values(&name, m, start, end))?;
     let (values, mut warnings) = truncate(values, limit);
     warnings.extend(skipped);

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::params::Params;
 use super::response::success;
 use super::{ApiError, ApiState};
+use crate::model::Health;
 
 /// The Prometheus API level tidemark implements. Grafana switches features on the reported
 /// version (below 2.24 it avoids the `match[]` label APIs), so this is what `version` says;
@@ -78,7 +79,7 @@ pub async fn reload(State(s): State<Arc<ApiState>>) -> Response {
 
 pub async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     let (active, _) = s.targets.targets();
-    let mut counts = std::collections::BTreeMap::<(String, String), u64>::new();
+    let mut counts = std::collections::BTreeMap::<(String, Health), u64>::new();
     for t in active {
         *counts.entry((t.scrape_pool, t.health)).or_default() += 1;
     }
@@ -221,7 +222,8 @@ pub async fn tsdb(State(s): State<Arc<ApiState>>, uri: Uri) -> Result<Response, 
 /// No rules are evaluated yet: an empty list of groups, with Prometheus's check of `type`.
 pub async fn rules(uri: Uri) -> Result<Response, ApiError> {
     let p = Params::new(&uri, &HeaderMap::new(), &Bytes::new());
-    p.matchers().map_err(ApiError::bad_data)?;
+    p.matchers()
+        .map_err(|e| ApiError::bad_data(e.to_string()))?;
     let kind = p.get("type").unwrap_or_default().to_ascii_lowercase();
     if !matches!(kind.as_str(), "" | "alert" | "record") {
         return Err(ApiError::invalid_param(

@@ -17,7 +17,7 @@ use crate::api::{self, ActiveTarget, ApiState, DroppedTarget, MetadataRef, Targe
 use crate::config::{self, Config, WalFsync};
 use crate::model::{format_duration, format_rfc3339, parse_duration};
 use crate::query::{Engine, EngineOptions};
-use crate::remote_write::{RemoteWrite, RemoteWriteError};
+use crate::remote_write::RemoteWrite;
 use crate::scrape::fetch::Fetcher;
 use crate::scrape::job;
 use crate::scrape::manager::{JobSpec, Manager, join_all};
@@ -128,7 +128,7 @@ impl TargetsView for ManagerView {
                     format_rfc3339(t.health.last_scrape_ms)
                 },
                 last_scrape_duration: t.health.last_scrape_duration,
-                health: t.health.health.to_string(),
+                health: t.health.health,
                 scrape_interval: format_duration(t.target.interval.as_millis() as i64),
                 scrape_timeout: format_duration(t.target.timeout.as_millis() as i64),
             })
@@ -339,7 +339,8 @@ async fn serve(
     web: WebState,
 ) -> anyhow::Result<()> {
     let manager = Arc::new(Mutex::new(Manager::new(db.clone())));
-    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
+    let (reload_tx, mut reload_rx) =
+        mpsc::channel::<oneshot::Sender<Result<(), api::ReloadError>>>(4);
     let (quit_tx, mut quit_rx) = mpsc::channel::<()>(1);
     let lifecycle = eff.lifecycle;
     let listen = eff.listen.clone();
@@ -415,7 +416,7 @@ async fn serve(
         tokio::time::interval(file_sd_refresh(&current).unwrap_or(Duration::from_secs(3600)));
     sd_tick.tick().await;
     loop {
-        let reply: Option<oneshot::Sender<Result<(), String>>> = tokio::select! {
+        let reply: Option<oneshot::Sender<Result<(), api::ReloadError>>> = tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = quit_rx.recv() => {
@@ -445,7 +446,7 @@ async fn serve(
                 // scrape jobs are applied by then; the previous queues keep running).
                 let applied = remote.apply(&cfg).await.map_err(|e| {
                     error!(error = %e, "remote_write: the new configuration could not be applied; the previous queues keep running");
-                    ReloadError::RemoteWrite(e)
+                    api::ReloadError::RemoteWrite(e)
                 });
                 current = cfg;
                 sd_tick = tokio::time::interval(
@@ -456,12 +457,11 @@ async fn serve(
             }
             Err(e) => {
                 error!(error = %e, "reload failed; the previous configuration stays in force");
-                Err(ReloadError::Refused(e))
+                Err(refused(e))
             }
         };
         if let Some(r) = reply {
-            // The API answers with the text.
-            let _ = r.send(outcome.map_err(|e| e.to_string()));
+            let _ = r.send(outcome);
         }
     }
     info!("shutting down");
@@ -477,16 +477,10 @@ async fn serve(
     Ok(())
 }
 
-/// Why `/-/reload` answers with a failure.
-#[derive(Debug, thiserror::Error)]
-enum ReloadError {
-    /// Nothing was applied (a bad file, certificate or job); the previous configuration stays.
-    #[error("{0:#}")]
-    Refused(anyhow::Error),
-    /// The configuration was applied but a remote's client could not be built; the previous
-    /// queues keep running.
-    #[error("remote_write: {0}")]
-    RemoteWrite(RemoteWriteError),
+/// A reload that applied nothing (a bad file, certificate or job): `/-/reload` answers with
+/// every cause on one line, outermost first, and the previous configuration stays.
+fn refused(e: anyhow::Error) -> api::ReloadError {
+    api::ReloadError::Config(format!("{e:#}"))
 }
 
 /// Loads the configuration again and applies its jobs, users and TLS settings (certificate
@@ -525,19 +519,19 @@ fn warn_restart_only(old: &Config, new: &Config) {
 mod tests {
     use super::*;
     use crate::relabel::RelabelError;
+    use crate::remote_write::RemoteWriteError;
 
     /// `/-/reload` answers with every cause of a refusal on one line, and names remote write
     /// when only a remote failed.
     #[test]
     fn a_failed_reload_answers_with_its_whole_cause() {
-        let refused = ReloadError::Refused(
-            anyhow::anyhow!("p.yml:3:5: web.listen_address: bad").context("loading p.yml"),
-        );
+        let refused =
+            refused(anyhow::anyhow!("p.yml:3:5: web.listen_address: bad").context("loading p.yml"));
         assert_eq!(
             refused.to_string(),
             "loading p.yml: p.yml:3:5: web.listen_address: bad"
         );
-        let remote = ReloadError::RemoteWrite(RemoteWriteError::Relabel {
+        let remote = api::ReloadError::RemoteWrite(RemoteWriteError::Relabel {
             name: "mimir".into(),
             source: RelabelError::ZeroModulus,
         });

@@ -1,13 +1,16 @@
-//! The data model shared by every module: label sets, samples, matchers and the staleness marker.
+//! The data model shared by every module: label sets, samples, matchers, the staleness marker
+//! and a scrape target's health.
 //!
 //! `model` owns the definitions and their validation. It must never depend on any other tidemark
 //! module, do I/O, or know how anything is stored.
 
+mod health;
 mod labels;
 mod matcher;
 mod sample;
 mod time;
 
+pub use health::Health;
 pub use labels::{
     LabelError, Labels, LabelsBuilder, METRIC_NAME, is_valid_label_name, is_valid_metric_name,
 };

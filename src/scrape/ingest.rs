@@ -191,37 +191,86 @@ fn merge_target_labels(scraped: &Labels, target: &Labels, honor: bool) -> Labels
     b.build().unwrap_or_else(|_| scraped.clone())
 }
 
-fn check_limits(labels: &Labels, l: &Limits) -> Result<(), String> {
-    let metric: String = labels
-        .metric_name()
-        .unwrap_or("")
-        .chars()
-        .take(50)
-        .collect();
+/// A breached limit that fails the scrape; `Display` is Prometheus's text (names and values
+/// cut to their first 50 characters, as Prometheus shows them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum LimitError {
+    /// More samples after metric relabeling than `sample_limit`.
+    #[error("sample limit exceeded")]
+    Samples,
+    /// A series with more labels than `label_limit`.
+    #[error("label_limit exceeded (metric: {metric}, number of labels: {labels}, limit: {limit})")]
+    Labels {
+        /// The series' metric name.
+        metric: String,
+        /// Its number of labels, `__name__` included.
+        labels: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A label name longer than `label_name_length_limit`.
+    #[error(
+        "label_name_length_limit exceeded (metric: {metric}, label name: {name}, length: {length}, limit: {limit})"
+    )]
+    NameLength {
+        /// The series' metric name.
+        metric: String,
+        /// The label name.
+        name: String,
+        /// Its length in bytes.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A label value longer than `label_value_length_limit`.
+    #[error(
+        "label_value_length_limit exceeded (metric: {metric}, label name: {name}, value: {value:?}, length: {length}, limit: {limit})"
+    )]
+    ValueLength {
+        /// The series' metric name.
+        metric: String,
+        /// The label's name.
+        name: String,
+        /// The value.
+        value: String,
+        /// Its length in bytes.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The first 50 characters of `s`, as Prometheus quotes names and values in limit errors.
+fn shown(s: &str) -> String {
+    s.chars().take(50).collect()
+}
+
+fn check_limits(labels: &Labels, l: &Limits) -> Result<(), LimitError> {
+    let metric = || shown(labels.metric_name().unwrap_or(""));
     if l.label_limit > 0 && labels.len() > l.label_limit {
-        return Err(format!(
-            "label_limit exceeded (metric: {metric}, number of labels: {}, limit: {})",
-            labels.len(),
-            l.label_limit
-        ));
+        return Err(LimitError::Labels {
+            metric: metric(),
+            labels: labels.len(),
+            limit: l.label_limit,
+        });
     }
     for (n, v) in labels.iter() {
         if l.label_name_length_limit > 0 && n.len() > l.label_name_length_limit {
-            return Err(format!(
-                "label_name_length_limit exceeded (metric: {metric}, label name: {}, length: {}, limit: {})",
-                n.chars().take(50).collect::<String>(),
-                n.len(),
-                l.label_name_length_limit
-            ));
+            return Err(LimitError::NameLength {
+                metric: metric(),
+                name: shown(n),
+                length: n.len(),
+                limit: l.label_name_length_limit,
+            });
         }
         if l.label_value_length_limit > 0 && v.len() > l.label_value_length_limit {
-            return Err(format!(
-                "label_value_length_limit exceeded (metric: {metric}, label name: {}, value: {:?}, length: {}, limit: {})",
-                n.chars().take(50).collect::<String>(),
-                v.chars().take(50).collect::<String>(),
-                v.len(),
-                l.label_value_length_limit
-            ));
+            return Err(LimitError::ValueLength {
+                metric: metric(),
+                name: shown(n),
+                value: shown(v),
+                length: v.len(),
+                limit: l.label_value_length_limit,
+            });
         }
     }
     Ok(())
@@ -431,7 +480,7 @@ impl ScrapeState {
             if opts.limits.sample_limit > 0
                 && report.samples_post_metric_relabeling > opts.limits.sample_limit as u64
             {
-                return Err(Abandon::on(Failure::SampleLimit)("sample limit exceeded"));
+                return Err(Abandon::on(Failure::SampleLimit)(LimitError::Samples));
             }
         }
         metadata.finish();
@@ -785,6 +834,61 @@ mod tests {
     }
 
     #[test]
+    fn limit_errors_keep_counts_and_cut_long_names_to_50_characters() {
+        let long_name = format!("m_{}", "n".repeat(60));
+        let long_value = "é".repeat(60);
+        let l =
+            Labels::new([("__name__", long_name.as_str()), ("v", long_value.as_str())]).unwrap();
+        let value_limit = Limits {
+            label_value_length_limit: 100,
+            ..Default::default()
+        };
+        let e = check_limits(&l, &value_limit).unwrap_err();
+        let LimitError::ValueLength {
+            metric,
+            name,
+            value,
+            length,
+            limit,
+        } = &e
+        else {
+            panic!("{e:?}");
+        };
+        // Cut by characters, counted in bytes, as Prometheus does.
+        assert_eq!(metric.chars().count(), 50);
+        assert!(long_name.starts_with(metric.as_str()));
+        assert_eq!((name.as_str(), value.chars().count()), ("v", 50));
+        assert_eq!((*length, *limit), (120, 100));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "label_value_length_limit exceeded (metric: {metric}, label name: v, value: {value:?}, length: 120, limit: 100)"
+            )
+        );
+        // At the limit passes; zero means unlimited.
+        let at_limit = Limits {
+            label_limit: 2,
+            label_name_length_limit: 8,
+            label_value_length_limit: 120,
+            ..Default::default()
+        };
+        assert_eq!(check_limits(&l, &at_limit), Ok(()));
+        assert_eq!(check_limits(&l, &Limits::default()), Ok(()));
+        let one_label = Limits {
+            label_limit: 1,
+            ..Default::default()
+        };
+        assert!(matches!(
+            check_limits(&l, &one_label),
+            Err(LimitError::Labels {
+                labels: 2,
+                limit: 1,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn metric_relabeling_drops_series_and_end_stales_everything() {
         let (_d, db) = db();
         let drop = Rule::new(RelabelConfig {
@@ -812,12 +916,7 @@ mod tests {
 
     #[test]
     fn every_fixture_sample_is_stored() {
-        let base =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/exposition");
-        assert!(
-            base.is_dir(),
-            "../shared/fixtures/exposition is missing beside the checkout"
-        );
+        let base = crate::fixtures::shared("fixtures/exposition");
         for (file, format) in [
             ("node_exporter-1.5.0.prom", Format::PrometheusText),
             ("victoria-metrics-1.79.5.prom", Format::PrometheusText),

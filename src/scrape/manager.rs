@@ -14,7 +14,7 @@ use super::ingest::IngestOptions;
 use super::scrape_loop::{self, Control, Fetch, LoopSettings, TargetHealth};
 use super::stats;
 use super::target::{self, JobDefaults, Target};
-use crate::model::Labels;
+use crate::model::{Health, Labels};
 use crate::storage::Db;
 
 /// Everything needed to scrape one job's targets.
@@ -143,7 +143,7 @@ impl Manager {
                 warn!(job = %name, %error, "no target of the job is scraped");
                 for target in built {
                     let health = TargetHealth {
-                        health: "down",
+                        health: Health::Down,
                         last_error: error.clone(),
                         ..TargetHealth::default()
                     };
@@ -190,10 +190,7 @@ impl Manager {
             if self.running.contains_key(&k) {
                 continue;
             }
-            let health = Arc::new(Mutex::new(TargetHealth {
-                health: "unknown",
-                ..TargetHealth::default()
-            }));
+            let health = Arc::new(Mutex::new(TargetHealth::default()));
             let (stop, rx) = watch::channel(Control::Run);
             info!(job = %job, target = %target.labels, url = %target.url, "starting scrape loop");
             let task = tokio::spawn(scrape_loop::run(
@@ -377,7 +374,7 @@ mod tests {
         assert_eq!(f.0.load(Ordering::SeqCst), 0, "no scrape");
         let t = m.targets();
         assert_eq!(t.len(), 3);
-        assert!(t.iter().all(|t| t.health.health == "down"
+        assert!(t.iter().all(|t| t.health.health == Health::Down
             && t.health.last_error == "target_limit exceeded (number of targets: 3, limit: 2)"));
         join_all(m.apply(vec![job(&["a:1", "b:1"], &f, 1)])).await;
         assert_eq!(m.targets().len(), 2);

@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use super::ingest::{IngestOptions, ScrapeReport, ScrapeState};
 use super::parse::Format;
 use super::stats::JobStats;
-use crate::model::Labels;
+use crate::model::{Health, Labels};
 use crate::storage::Db;
 
 /// Fetches one target's body; the scrape loop calls it once per interval.
@@ -32,8 +32,8 @@ const FETCH_GRACE: Duration = Duration::from_millis(500);
 /// A target's health as `/api/v1/targets` shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TargetHealth {
-    /// `up`, `down`, or `unknown` before the first scrape.
-    pub health: &'static str,
+    /// `Unknown` before the first scrape, then `Up` or `Down`.
+    pub health: Health,
     /// The last scrape's error, empty when it succeeded.
     pub last_error: String,
     /// Start of the last scrape, ms since the epoch.
@@ -130,7 +130,7 @@ pub async fn run<F: Fetch>(
     // A scrape that overruns its interval delays the next one instead of stacking them.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut state = Some(ScrapeState::default());
-    lock(&health).health = "unknown";
+    lock(&health).health = Health::Unknown;
     loop {
         let scheduled = tokio::select! {
             t = ticker.tick() => t,
@@ -182,7 +182,7 @@ pub async fn run<F: Fetch>(
         h.last_scrape_duration = duration;
         match report {
             Ok(r) => {
-                h.health = if r.up { "up" } else { "down" };
+                h.health = if r.up { Health::Up } else { Health::Down };
                 h.last_error = r.error.clone().unwrap_or_default();
                 if let Some(e) = &r.error {
                     debug!(target = %settings.target, error = %e, "scrape failed");
@@ -200,7 +200,7 @@ pub async fn run<F: Fetch>(
                 h.last_report = Some(r);
             }
             Err(e) => {
-                h.health = "down";
+                h.health = Health::Down;
                 h.last_error = format!("storage: {e}");
                 warn!(target = %settings.target, error = %e, "storing scrape failed");
             }
@@ -320,7 +320,7 @@ mod tests {
         } = start(settings(10, 15), &fake);
         wait_for(|| fake.calls.load(Ordering::SeqCst) >= 5).await;
         assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
-        wait_for(|| lock(&health).health == "up").await;
+        wait_for(|| lock(&health).health == Health::Up).await;
         tx.send(Control::Remove).unwrap();
         h.await.unwrap();
         let q = db.querier();
@@ -381,7 +381,7 @@ mod tests {
             tx,
             h,
         } = start(settings(15, 5), &fake);
-        wait_for(|| lock(&health).health == "down").await;
+        wait_for(|| lock(&health).health == Health::Down).await;
         let hl = lock(&health).clone();
         assert!(hl.last_error.contains("timed out"), "{hl:?}");
         assert!(hl.last_scrape_duration >= 5.0 && hl.last_scrape_duration < 6.0);

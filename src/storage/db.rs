@@ -383,6 +383,7 @@ fn release_free_memory() {
         let began = Instant::now();
         // SAFETY: malloc_trim takes no pointer and only walks glibc's own arenas, under their
         // locks; it is safe to call from any thread at any time.
+        #[allow(unsafe_code)]
         let released = unsafe { libc::malloc_trim(0) };
         tracing::debug!(
             released = released != 0,

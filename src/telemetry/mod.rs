@@ -29,6 +29,7 @@ pub use requests::{
     observe_http, observe_query,
 };
 
+use crate::model::Health;
 use crate::remote_write::stats::{self as rw_stats, DROP_REASONS};
 use crate::scrape::ingest::Failure;
 use crate::scrape::stats::{self as scrape_stats, ScrapeStats};
@@ -40,7 +41,7 @@ use values::{Histograms, LabelPairs, Values};
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Target counts by job and health, supplied by whoever knows the targets.
-pub struct TargetCounts(pub Vec<(String, String, u64)>);
+pub struct TargetCounts(pub Vec<(String, Health, u64)>);
 
 /// The revision tidemark was built from, when the build set `TIDEMARK_REVISION`.
 const REVISION: &str = match option_env!("TIDEMARK_REVISION") {
@@ -164,7 +165,7 @@ impl Page {
             targets
                 .0
                 .iter()
-                .map(|(job, health, n)| (labels([("job", job), ("health", health)]), *n))
+                .map(|(job, health, n)| (labels([("job", job), ("health", health.as_str())]), *n))
                 .collect(),
         );
         let jobs = scrapes.active();

@@ -3,7 +3,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use super::*;
-use crate::model::Labels;
+use crate::model::{Health, Labels};
 use crate::scrape::ingest::ScrapeReport;
 use crate::scrape::parse::{Entry, Format, Parser};
 use crate::storage::wal::FsyncPolicy;
@@ -159,8 +159,8 @@ fn the_page_passes_promtool_and_reports_storage_scrapes_and_queries() {
         }),
     );
     let targets = TargetCounts(vec![
-        ("node".into(), "up".into(), 97),
-        (odd.into(), "down".into(), 3),
+        ("node".into(), Health::Up, 97),
+        (odd.into(), Health::Down, 3),
     ]);
     observe_query("range", "success", 0.0173);
     observe_query("range", "success", 3.2);

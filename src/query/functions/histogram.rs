@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::annotate;
+use super::labels::{check_unique, with_label};
 use crate::model::{Labels, METRIC_NAME};
 use crate::query::{Annotations, QueryError, Sample, Vector};
 
@@ -365,14 +366,14 @@ pub(super) fn histogram_quantiles(
                 annotate::forced_monotonicity(ann, group_name(g));
             }
             out.push(Sample {
-                metric: Arc::new(super::instant::with_label(&g.metric, label, &value)),
+                metric: Arc::new(with_label(&g.metric, label, &value)),
                 t,
                 f,
                 drop_name: true,
             });
         }
     }
-    super::instant::check_unique(&out)?;
+    check_unique(&out)?;
     Ok(out)
 }
 

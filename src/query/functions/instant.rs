@@ -4,11 +4,11 @@
 
 use std::cell::Cell;
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use regex::Regex;
 
+use super::labels::{check_unique, with_label};
 use super::time::{Civil, seconds_of};
 use super::{Arg, histogram};
 use crate::model::{Labels, METRIC_NAME, is_valid_label_name};
@@ -337,39 +337,6 @@ fn go_log2(x: f64) -> f64 {
         return f64::from(exp - 1);
     }
     frac.ln() * (1.0 / std::f64::consts::LN_2) + f64::from(exp)
-}
-
-/// `l` with label `name` set to `value` (removed when `value` is empty). Names are not
-/// re-validated: callers check the one they set.
-pub(super) fn with_label(l: &Labels, name: &str, value: &str) -> Labels {
-    let mut pairs = Vec::with_capacity(l.len() + 1);
-    let mut placed = value.is_empty();
-    for (n, v) in l.iter() {
-        if n == name {
-            continue;
-        }
-        if !placed && n > name {
-            pairs.push((name.to_string(), value.to_string()));
-            placed = true;
-        }
-        pairs.push((n.to_string(), v.to_string()));
-    }
-    if !placed {
-        pairs.push((name.to_string(), value.to_string()));
-    }
-    Labels::from_sorted_unchecked(pairs)
-}
-
-/// Fails as Prometheus does when two samples of one step share a label set.
-pub(super) fn check_unique(v: &Vector) -> Result<(), QueryError> {
-    let mut seen = HashSet::with_capacity(v.len());
-    if v.iter().all(|s| seen.insert(&*s.metric)) {
-        Ok(())
-    } else {
-        Err(QueryError::Execution(
-            "vector cannot contain metrics with the same labelset".into(),
-        ))
-    }
 }
 
 thread_local! {
@@ -1239,18 +1206,6 @@ mod tests {
         let err = run("absent", vec![Arg::Vector(vec![])]).unwrap_err();
         assert!(matches!(err, QueryError::Execution(_)));
         assert!(instant_function("rate").is_none());
-    }
-
-    #[test]
-    fn with_label_keeps_labels_sorted() {
-        let l = Labels::new([("b", "2"), ("d", "4")]).unwrap();
-        let show = |l: &Labels| l.to_string();
-        assert_eq!(show(&with_label(&l, "a", "1")), r#"{a="1", b="2", d="4"}"#);
-        assert_eq!(show(&with_label(&l, "c", "3")), r#"{b="2", c="3", d="4"}"#);
-        assert_eq!(show(&with_label(&l, "e", "5")), r#"{b="2", d="4", e="5"}"#);
-        assert_eq!(show(&with_label(&l, "b", "9")), r#"{b="9", d="4"}"#);
-        assert_eq!(show(&with_label(&l, "d", "")), r#"{b="2"}"#);
-        assert_eq!(show(&with_label(&l, "x", "")), r#"{b="2", d="4"}"#);
     }
 
     mod props {

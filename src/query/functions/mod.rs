@@ -11,6 +11,7 @@
 mod annotate;
 mod histogram;
 mod instant;
+mod labels;
 mod range;
 mod time;
 

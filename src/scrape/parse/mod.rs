@@ -57,7 +57,7 @@ use std::borrow::Cow;
 use crate::model::{LabelError, Labels, LabelsBuilder, METRIC_NAME};
 use lex::Escapes;
 pub use negotiate::{ACCEPT_HEADER, ContentTypeError, Format, Negotiated};
-use scan::{scan_meta_name, scan_sample, show};
+use scan::{Found, ScanError, ScanErrorKind, scan_meta_name, scan_sample};
 
 /// The type a `# TYPE` line declares for a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -136,6 +136,10 @@ impl MetricType {
 pub struct ParseError {
     /// 1-based line number in the body.
     pub line: u32,
+    /// Byte offset in the body where the problem was found: the offending token or
+    /// character, or the start of the line when the whole line is at fault. `None` for a
+    /// label set refused after parsing ([`SampleEntry::to_labels`]), which knows only its line.
+    pub offset: Option<usize>,
     /// What is wrong, with the offending line quoted.
     pub message: String,
 }
@@ -421,6 +425,7 @@ impl<'a> Parser<'a> {
                     Format::PrometheusText => None,
                     Format::OpenMetrics => Some(Err(ParseError {
                         line: self.line.saturating_add(1),
+                        offset: Some(self.body.len()),
                         message: "data does not end with # EOF".to_string(),
                     })),
                 };
@@ -457,7 +462,7 @@ impl<'a> Parser<'a> {
             return self.text_comment(line, i);
         }
         let s = self.utf8(line)?;
-        let scanned = scan_sample(s, i, false).map_err(|m| self.error(m, line))?;
+        let scanned = scan_sample(s, i, false).map_err(|e| self.scan_error(e, line))?;
         Ok(self.sample(scanned))
     }
 
@@ -483,15 +488,12 @@ impl<'a> Parser<'a> {
         let b = s.as_bytes();
         let name_at = lex::skip_blanks(b, kw_at + 4);
         let (name, name_escaped, name_end) =
-            scan_meta_name(s, name_at, keyword).map_err(|m| self.error(m, line))?;
+            scan_meta_name(s, name_at, keyword).map_err(|e| self.scan_error(e, line))?;
         let text = match b.get(name_end) {
             None => "",
             // Prometheus drops exactly one separator: "# HELP m  x" has the help " x".
             Some(&c) if lex::is_blank(c) => s.get(name_end + 1..).unwrap_or(""),
-            Some(_) => {
-                let m = format!("invalid character {} in metric name", show(s, name_end));
-                return Err(self.error(m, line));
-            }
+            Some(_) => return Err(self.bad_name_char(s, name_end, line)),
         };
         let name_cow = maybe_unescape(name, name_escaped);
         if keyword == "HELP" {
@@ -505,7 +507,7 @@ impl<'a> Parser<'a> {
             let m = format!(
                 "invalid metric type {text:?} (expected counter, gauge, histogram, summary or untyped)"
             );
-            return Err(self.error(m, line));
+            return Err(self.error_at((name_end + 1).min(s.len()), m, line));
         };
         self.family = name;
         self.family_kind = kind;
@@ -538,7 +540,7 @@ impl<'a> Parser<'a> {
             Some(b'#') => self.openmetrics_meta(line),
             Some(_) => {
                 let s = self.utf8(line)?;
-                let scanned = scan_sample(s, 0, true).map_err(|m| self.error(m, line))?;
+                let scanned = scan_sample(s, 0, true).map_err(|e| self.scan_error(e, line))?;
                 Ok(self.sample(scanned))
             }
         }
@@ -559,17 +561,14 @@ impl<'a> Parser<'a> {
         };
         let s = self.utf8(line)?;
         let (name, name_escaped, name_end) =
-            scan_meta_name(s, 7, keyword).map_err(|m| self.error(m, line))?;
+            scan_meta_name(s, 7, keyword).map_err(|e| self.scan_error(e, line))?;
         let text = match s.as_bytes().get(name_end) {
             Some(b' ') => s.get(name_end + 1..).unwrap_or(""),
             None => {
                 let m = format!("expected a space and text after the metric name in {keyword}");
-                return Err(self.error(m, line));
+                return Err(self.error_at(name_end, m, line));
             }
-            Some(_) => {
-                let m = format!("invalid character {} in metric name", show(s, name_end));
-                return Err(self.error(m, line));
-            }
+            Some(_) => return Err(self.bad_name_char(s, name_end, line)),
         };
         let name_cow = maybe_unescape(name, name_escaped);
         match keyword {
@@ -584,7 +583,7 @@ impl<'a> Parser<'a> {
                         "invalid metric type {text:?} (expected counter, gauge, histogram, \
                          gaugehistogram, summary, info, stateset or unknown)"
                     );
-                    return Err(self.error(m, line));
+                    return Err(self.error_at(name_end + 1, m, line));
                 };
                 self.family = name;
                 self.family_kind = kind;
@@ -601,7 +600,7 @@ impl<'a> Parser<'a> {
                     || (n.len() > u.len() && n.ends_with(u) && n[n.len() - u.len() - 1] == b'_');
                 if !suffix_ok {
                     let m = format!("unit {text:?} is not a suffix of metric name {name_cow:?}");
-                    return Err(self.error(m, line));
+                    return Err(self.error_at(name_end + 1, m, line));
                 }
                 Ok(Some(Entry::Unit {
                     name: name_cow,
@@ -637,18 +636,39 @@ impl<'a> Parser<'a> {
 
     fn utf8(&self, line: &'a [u8]) -> Result<&'a str, ParseError> {
         std::str::from_utf8(line).map_err(|e| {
-            self.error(
-                format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1),
+            let at = e.valid_up_to();
+            self.error_at(
+                at,
+                format!("invalid UTF-8 at byte {} of the line", at + 1),
                 line,
             )
         })
     }
 
-    fn error(&self, message: impl Into<String>, line: &[u8]) -> ParseError {
+    /// The line is at fault as a whole: the error points at its start.
+    fn error(&self, message: impl std::fmt::Display, line: &[u8]) -> ParseError {
+        self.error_at(0, message, line)
+    }
+
+    /// An error found at byte `at` of `line`, a slice of the body. Its offset in the body is
+    /// worked out here, on the error path, so reading a line costs nothing for it.
+    fn error_at(&self, at: usize, message: impl std::fmt::Display, line: &[u8]) -> ParseError {
+        let line_start = line.as_ptr().addr() - self.body.as_ptr().addr();
         ParseError {
             line: self.line,
-            message: format!("{} in {:?}", message.into(), excerpt(line)),
+            offset: Some(line_start + at),
+            message: format!("{message} in {:?}", excerpt(line)),
         }
+    }
+
+    fn scan_error(&self, e: ScanError<'_>, line: &[u8]) -> ParseError {
+        self.error_at(e.at, e, line)
+    }
+
+    /// A HELP/TYPE/UNIT name followed by something other than a blank or the end.
+    fn bad_name_char(&self, s: &str, at: usize, line: &[u8]) -> ParseError {
+        let kind = ScanErrorKind::BadNameChar(Found::char_at(s, at));
+        self.error_at(at, kind, line)
     }
 }
 
@@ -671,6 +691,7 @@ fn label_error(e: LabelError, line: u32, series: &str) -> ParseError {
     };
     ParseError {
         line,
+        offset: None,
         message: format!("{e}{hint} in series {series:?}"),
     }
 }

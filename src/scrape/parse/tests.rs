@@ -1,5 +1,4 @@
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use proptest::prelude::*;
 
@@ -8,16 +7,10 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// The shared exposition fixtures: `shared/` sits beside the repository (or beside the
-/// worktree directory), so look upward from the crate root.
+/// A shared exposition fixture.
 fn fixture(name: &str) -> Vec<u8> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = manifest
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/exposition"))
-        .find(|d| d.is_dir())
-        .expect("shared/fixtures/exposition not found above the crate root");
-    std::fs::read(dir.join(name)).unwrap()
+    let path = crate::fixtures::shared(&format!("fixtures/exposition/{name}"));
+    std::fs::read(path).unwrap()
 }
 
 fn parse_all(body: &[u8], format: Format) -> Result<Vec<Entry<'_>>, ParseError> {
@@ -934,6 +927,106 @@ fn malformed_bytes_are_refused_with_their_line() {
     let s = samples(b"# \xff\xfe comment\na 1\n", Format::PrometheusText);
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].line(), 2);
+}
+
+#[test]
+fn errors_carry_the_byte_offset_of_the_problem_in_the_body() {
+    use Format::{OpenMetrics as Om, PrometheusText as Text};
+    // (format, body, line, offset in the body, message)
+    let cases: &[(Format, &[u8], u32, usize, &str)] = &[
+        // The offending token: a value on line 2 (which starts at byte 5).
+        (
+            Text,
+            b"ok 1\nfoo{a=\"b\"} x\n",
+            2,
+            16,
+            "invalid value \"x\": not a number",
+        ),
+        (
+            Text,
+            b"foo-bar 1\n",
+            1,
+            3,
+            "invalid character '-' in metric name",
+        ),
+        (
+            Text,
+            b"ok 1\nfoo{1a=\"b\"} 1\n",
+            2,
+            9,
+            "expected a label name, found '1'",
+        ),
+        // A quoted string that never closes points at its opening quote.
+        (Text, b"foo{a=\"b\n", 1, 6, "unterminated label value"),
+        (
+            Text,
+            b"# TYPE foo gauges\n",
+            1,
+            11,
+            "invalid metric type \"gauges\"",
+        ),
+        (
+            Text,
+            b"foo 1 # {x=\"y\"} 1\n",
+            1,
+            6,
+            "exemplars are only allowed in OpenMetrics",
+        ),
+        // The first byte that is not UTF-8.
+        (
+            Text,
+            b"a 1\nb{c=\"\xff\"} 1\n",
+            2,
+            9,
+            "invalid UTF-8 at byte 6 of the line",
+        ),
+        (
+            Om,
+            b"a 1\nfoo 1 1e30\n# EOF\n",
+            2,
+            10,
+            "timestamp \"1e30\" is out of range",
+        ),
+        (
+            Om,
+            b"a{\"x\",\"y\"} 1\n# EOF\n",
+            1,
+            6,
+            "metric name given twice inside the braces",
+        ),
+        (
+            Om,
+            b"a 1 # {\"q\"} 1\n# EOF\n",
+            1,
+            7,
+            "a quoted metric name is not allowed in exemplar labels",
+        ),
+        // Whole lines: their start; a missing # EOF: the end of the body.
+        (
+            Om,
+            b"a 1\n# EOF\nb 1\n",
+            3,
+            10,
+            "unexpected data after # EOF",
+        ),
+        (Om, b"a 1\n", 2, 4, "data does not end with # EOF"),
+        (
+            Om,
+            b"a 1\n\n# EOF\n",
+            2,
+            4,
+            "blank lines are not allowed in OpenMetrics",
+        ),
+    ];
+    for (format, body, line, offset, needle) in cases {
+        let e = first_error(body, *format);
+        assert_eq!((e.line, e.offset), (*line, Some(*offset)), "{e}");
+        assert!(e.message.contains(needle), "{e} (wanted {needle:?})");
+    }
+    // A label set refused after parsing knows its line, not its offset.
+    let s = samples(b"ok 1\na{b=\"1\",b=\"2\"} 1\n", Format::PrometheusText);
+    let e = s[1].to_labels().unwrap_err();
+    assert_eq!((e.line, e.offset), (2, None), "{e}");
 }
 
 #[test]
