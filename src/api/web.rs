@@ -153,7 +153,7 @@ impl BcryptGate {
 pub enum WebError {
     /// `web.cors_origin` does not compile.
     #[error("web.cors_origin: {0}")]
-    Cors(String),
+    Cors(#[from] crate::config::CorsError),
 }
 
 impl Default for WebSecurity {
@@ -168,7 +168,7 @@ impl Default for WebSecurity {
 impl WebSecurity {
     /// The settings of `web`.
     pub fn new(web: &WebConfig) -> Result<WebSecurity, WebError> {
-        let cors = web.cors_origin_regex().map_err(WebError::Cors)?;
+        let cors = web.cors_origin_regex()?;
         let s = WebSecurity {
             cors,
             ..WebSecurity::open(web.max_request_body_size.0)

@@ -106,7 +106,7 @@ struct ManagerView(Arc<Mutex<Manager>>);
 
 impl TargetsView for ManagerView {
     fn targets(&self) -> (Vec<ActiveTarget>, Vec<DroppedTarget>) {
-        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let m = crate::sync::lock(&self.0);
         let map = |l: &crate::model::Labels| -> BTreeMap<String, String> {
             l.iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -146,7 +146,7 @@ impl TargetsView for ManagerView {
 
     fn metadata(&self, metric: Option<&str>, f: &mut dyn FnMut(&str, MetadataRef<'_>)) {
         // Snapshots are shared: the manager's lock is held only while they are collected.
-        let targets = self.0.lock().unwrap_or_else(|e| e.into_inner()).targets();
+        let targets = crate::sync::lock(&self.0).targets();
         for t in targets {
             let Some(report) = t.health.last_report else {
                 continue;
@@ -385,10 +385,7 @@ async fn serve(
     remote.apply(&cfg).await?;
 
     let first = jobs(&cfg)?;
-    let handles = manager
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .apply(first);
+    let handles = crate::sync::lock(&manager).apply(first);
     join_all(handles).await;
     state.ready.store(true, Ordering::Release);
     info!(jobs = cfg.scrape_configs.len(), "tidemark started");
@@ -429,7 +426,7 @@ async fn serve(
                 // Re-read target files; unchanged targets keep their loops.
                 match jobs(&current) {
                     Ok(j) => {
-                        let h = manager.lock().unwrap_or_else(|e| e.into_inner()).apply(j);
+                        let h = crate::sync::lock(&manager).apply(j);
                         join_all(h).await;
                     }
                     Err(e) => warn!(error = %e, "file_sd refresh failed"),
@@ -466,9 +463,10 @@ async fn serve(
     }
     info!("shutting down");
     state.ready.store(false, Ordering::Release);
-    let handles = manager.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
+    let handles = crate::sync::lock(&manager).shutdown();
     join_all(handles).await;
-    // After the scrapes' last commits (their stale markers), so those are sent too.
+    // After the scrapes' last commits (a shutdown writes no staleness markers), so those are
+    // sent too.
     remote.stop().await;
     maint.abort();
     let _ = stop_http.send(());
@@ -499,11 +497,11 @@ async fn reload(
         .map(http_server::load_tls)
         .transpose()?;
     let j = jobs(&cfg)?;
-    let handles = manager.lock().unwrap_or_else(|e| e.into_inner()).apply(j);
+    let handles = crate::sync::lock(manager).apply(j);
     join_all(handles).await;
     web.tls.set(tls);
     web.security.set_users(&cfg.web.basic_auth_users);
-    *shown.write().unwrap_or_else(|e| e.into_inner()) = cfg.render();
+    *crate::sync::write(shown) = cfg.render();
     Ok(cfg)
 }
 

@@ -498,14 +498,27 @@ impl Default for WebConfig {
 
 impl WebConfig {
     /// `cors_origin` compiled and anchored at both ends; `None` when it is empty.
-    pub fn cors_origin_regex(&self) -> Result<Option<regex::Regex>, String> {
+    pub fn cors_origin_regex(&self) -> Result<Option<regex::Regex>, CorsError> {
         if self.cors_origin.is_empty() {
             return Ok(None);
         }
         regex::Regex::new(&format!("^(?:{})$", self.cors_origin))
             .map(Some)
-            .map_err(|e| format!("invalid cors_origin regex {:?}: {e}", self.cors_origin))
+            .map_err(|source| CorsError {
+                pattern: self.cors_origin.clone(),
+                source,
+            })
     }
+}
+
+/// `web.cors_origin` is not a regular expression.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid cors_origin regex {pattern:?}: {source}")]
+pub struct CorsError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// Why it does not compile.
+    pub source: regex::Error,
 }
 
 /// The server's certificate and what it asks of clients: a subset of the

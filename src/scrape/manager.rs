@@ -222,7 +222,7 @@ impl Manager {
             .map(|r| TargetStatus {
                 job: r.job.clone(),
                 target: r.target.clone(),
-                health: r.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                health: crate::sync::lock(&r.health).clone(),
             })
             .chain(self.over_limit.iter().cloned())
             .collect();

@@ -14,6 +14,7 @@ use super::parse::Format;
 use super::stats::JobStats;
 use crate::model::{Health, Labels};
 use crate::storage::Db;
+use crate::sync::lock;
 
 /// Fetches one target's body; the scrape loop calls it once per interval.
 pub trait Fetch: Send + Sync + 'static {
@@ -103,10 +104,6 @@ impl Clock {
     fn ms(&self, i: Instant) -> i64 {
         self.wall_ms + i.saturating_duration_since(self.at).as_millis() as i64
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs the loop until `stop` leaves [`Control::Run`]; on [`Control::Remove`] it then writes

@@ -148,7 +148,7 @@ pub struct ScrapeStats {
 impl ScrapeStats {
     /// The counters of job `name`, created on first use; loops hold them while they run.
     pub fn job(&self, name: &str) -> Arc<JobStats> {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut jobs = crate::sync::lock(&self.jobs);
         if let Some(j) = jobs.get(name) {
             return j.clone();
         }
@@ -160,7 +160,7 @@ impl ScrapeStats {
     /// Snapshots of the jobs whose counters something besides this table holds (a running
     /// loop), by job name: a job removed from the configuration drops out once its loops end.
     pub fn active(&self) -> Vec<(String, JobSnapshot)> {
-        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let jobs = crate::sync::lock(&self.jobs);
         jobs.iter()
             .filter(|(_, j)| Arc::strong_count(j) > 1)
             .map(|(n, j)| (n.clone(), j.snapshot()))
