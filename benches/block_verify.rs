@@ -17,8 +17,8 @@
 use std::time::{Duration, Instant};
 
 use tidemark::model::{Labels, Sample};
-use tidemark::storage::sstable::{Block, BlockWriter, ChunkData};
-use tidemark::storage::{BLOCK_CHUNK_SAMPLES, chunk};
+use tidemark::storage::sstable::{Block, BlockWriter};
+use tidemark::storage::to_chunks;
 
 #[path = "support/node_day.rs"]
 mod node_day;
@@ -111,16 +111,8 @@ fn write_block(
                 .enumerate()
                 .map(|(k, s)| Sample::new(s.t + phase, src[(k + off) % src.len()].v)),
         );
-        let chunks: Vec<ChunkData> = samples
-            .chunks(BLOCK_CHUNK_SAMPLES)
-            .map(|c| ChunkData {
-                mint: c[0].t,
-                maxt: c[c.len() - 1].t,
-                num_samples: c.len() as u32,
-                data: chunk::encode(c),
-            })
-            .collect();
-        w.add_series(labels, &chunks).expect("add series");
+        w.add_series(labels, &to_chunks(&samples))
+            .expect("add series");
     }
     w.finish().expect("finish").path
 }

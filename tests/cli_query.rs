@@ -504,13 +504,12 @@ fn series_listing_and_errors() {
     assert!(err.contains("nothing-here"), "{err}");
 }
 
-#[test]
-fn url_answers_match_the_data_directory() {
-    let (dir, series) = imported();
-    let d = data_dir(&dir);
+/// An agent serving the imported data directory (no scrapes; retention off, since the
+/// imported samples are from 2023), and that directory.
+fn agent_on(dir: &tempfile::TempDir) -> (String, Agent) {
+    let d = data_dir(dir);
     let config = dir.path().join("tidemark.yml");
     std::fs::write(&config, "scrape_configs: []\n").unwrap();
-    // Retention off: the imported samples are from 2023.
     let agent = Agent::start(&[
         OsStr::new("--config"),
         config.as_os_str(),
@@ -519,6 +518,13 @@ fn url_answers_match_the_data_directory() {
         OsStr::new("--retention-time"),
         OsStr::new("0"),
     ]);
+    (d, agent)
+}
+
+#[test]
+fn url_answers_match_the_data_directory() {
+    let (dir, series) = imported();
+    let (d, agent) = agent_on(&dir);
     let url = agent.api.as_str();
 
     let selectors = [r#"http_requests_total{path=~"/a.*"}"#, "temp"];
@@ -636,17 +642,7 @@ fn api_data(body: &[u8]) -> &[u8] {
 #[test]
 fn json_output_is_the_apis_bytes() {
     let (dir, series) = imported();
-    let d = data_dir(&dir);
-    let config = dir.path().join("tidemark.yml");
-    std::fs::write(&config, "scrape_configs: []\n").unwrap();
-    let agent = Agent::start(&[
-        OsStr::new("--config"),
-        config.as_os_str(),
-        OsStr::new("--data-dir"),
-        OsStr::new(&d),
-        OsStr::new("--retention-time"),
-        OsStr::new("0"),
-    ]);
+    let (d, agent) = agent_on(&dir);
     let url = agent.api.as_str();
     let secs = |t: i64| format!("{}.{:03}", t / 1000, t % 1000);
 

@@ -12,7 +12,7 @@ use crate::model::Sample;
 pub const BLOCK_CHUNK_SAMPLES: usize = 480;
 
 /// Splits time-ordered samples into block chunks of at most [`BLOCK_CHUNK_SAMPLES`].
-pub(crate) fn to_chunks(samples: &[Sample]) -> Vec<ChunkData> {
+pub fn to_chunks(samples: &[Sample]) -> Vec<ChunkData> {
     samples
         .chunks(BLOCK_CHUNK_SAMPLES)
         .map(|c| ChunkData {

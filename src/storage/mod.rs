@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::Labels;
 
-pub use block_chunks::BLOCK_CHUNK_SAMPLES;
+pub use block_chunks::{BLOCK_CHUNK_SAMPLES, to_chunks};
 pub use catalog::Catalog;
 pub use db::{Appender, CommitStats, Db, DbCounters, MAX_AHEAD_MS, Options, ReadOnlyDb};
 pub use delete::{CleanStats, DeleteStats};
