@@ -14,7 +14,7 @@ use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
 use crate::relabel::{self, Rule};
 use crate::scrape::metadata::{TargetMetadata, Tracker};
 use crate::scrape::parse::{Entry, Format, Parser};
-use crate::storage::{Appender, CommitStats, Db, SeriesRef, StorageError};
+use crate::storage::{Appender, CommitStats, Db, SeriesHandle, StorageError};
 
 /// Per-target limits; zero means unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,8 +121,8 @@ impl Abandon {
 
 enum Cached {
     Keep {
-        labels: Labels,
-        sref: Option<SeriesRef>,
+        /// The stored series (its labels are the series' own: the cache keeps no copy).
+        series: SeriesHandle,
         /// Iteration in which the body last held it.
         seen: u64,
         /// Iteration of the last successful scrape that stored it without an explicit
@@ -282,22 +282,22 @@ fn report_labels(target: &Labels, name: &str) -> Labels {
     b.build().unwrap_or_else(|_| target.clone())
 }
 
+/// Appends through the cached handle; a series garbage collection removed is found again (or
+/// created) by its labels, and the handle replaced.
 fn append(
     app: &mut Appender<'_>,
-    labels: &Labels,
-    sref: &mut Option<SeriesRef>,
+    series: &mut SeriesHandle,
     t: i64,
     v: f64,
 ) -> Result<(), StorageError> {
-    if let Some(r) = *sref {
-        match app.append_ref(r, t, v) {
-            Ok(()) => return Ok(()),
-            Err(StorageError::UnknownRef(_)) => {}
-            Err(e) => return Err(e),
+    match app.append_handle(series, t, v) {
+        Err(StorageError::UnknownRef(_)) => {
+            let found = app.append_with_handle(series.labels(), t, v)?;
+            *series = found;
+            Ok(())
         }
+        r => r,
     }
-    *sref = Some(app.append(labels, t, v)?);
-    Ok(())
 }
 
 impl ScrapeState {
@@ -344,8 +344,7 @@ impl ScrapeState {
         // end with a staleness marker.
         for entry in self.cache.values_mut() {
             if let Cached::Keep {
-                labels,
-                sref,
+                series,
                 seen,
                 stored,
                 track,
@@ -353,7 +352,7 @@ impl ScrapeState {
             {
                 let vanished = failed || *seen != now || !*track;
                 if *stored == prev && prev > 0 && vanished {
-                    append(&mut app, labels, sref, t, STALE_NAN)?;
+                    append(&mut app, series, t, STALE_NAN)?;
                 }
                 if !failed && *seen == now && *track {
                     *stored = now;
@@ -439,16 +438,14 @@ impl ScrapeState {
                     continue;
                 }
                 Some(Cached::Keep {
-                    labels,
-                    sref,
+                    series,
                     seen,
                     track: tr,
                     ..
                 }) => {
                     *seen = now;
                     *tr = track;
-                    append(app, labels, sref, ts, s.value())
-                        .map_err(Abandon::on(Failure::Storage))?;
+                    append(app, series, ts, s.value()).map_err(Abandon::on(Failure::Storage))?;
                 }
                 None => {
                     let scraped = s.to_labels().map_err(Abandon::on(Failure::Parse))?;
@@ -462,13 +459,12 @@ impl ScrapeState {
                     };
                     check_limits(&labels, &opts.limits)
                         .map_err(Abandon::on(Failure::LabelLimit))?;
-                    let mut sref = None;
-                    append(app, &labels, &mut sref, ts, s.value())
+                    let series = app
+                        .append_with_handle(&labels, ts, s.value())
                         .map_err(Abandon::on(Failure::Storage))?;
                     report.series_added += 1;
                     let entry = Cached::Keep {
-                        labels,
-                        sref,
+                        series,
                         seen: now,
                         stored: 0,
                         track,
@@ -493,16 +489,11 @@ impl ScrapeState {
         let mut app = db.appender_at(t);
         let last = self.iteration;
         for entry in self.cache.values_mut() {
-            if let Cached::Keep {
-                labels,
-                sref,
-                stored,
-                ..
-            } = entry
+            if let Cached::Keep { series, stored, .. } = entry
                 && *stored == last
                 && last > 0
             {
-                append(&mut app, labels, sref, t, STALE_NAN)?;
+                append(&mut app, series, t, STALE_NAN)?;
             }
         }
         for l in &self.report_series {

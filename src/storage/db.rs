@@ -1066,6 +1066,19 @@ pub(crate) fn merge_blocks(
     Ok(Some(w.finish()?))
 }
 
+/// A head series held by a writer that appends to it again and again (a scrape target's cache
+/// entry), so each sample skips the lookup by ref or labels. It keeps the series' memory alive
+/// while held; a series garbage collection removed is refused by [`Appender::append_handle`].
+#[derive(Clone)]
+pub struct SeriesHandle(Arc<MemSeries>);
+
+impl SeriesHandle {
+    /// The series' labels.
+    pub fn labels(&self) -> &Labels {
+        &self.0.labels
+    }
+}
+
 /// A batch of samples committed together: one WAL commit, then visible at once.
 pub struct Appender<'a> {
     db: &'a Db,
@@ -1085,6 +1098,35 @@ impl Appender<'_> {
         let sref = series.sref;
         self.pending.push((series, t, v));
         Ok(sref)
+    }
+
+    /// Adds a sample for a series by labels, like [`Appender::append`], and returns a handle to
+    /// the series for [`Appender::append_handle`] next time.
+    pub fn append_with_handle(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesHandle, StorageError> {
+        if labels.is_empty() {
+            return Err(StorageError::EmptyLabels);
+        }
+        let (series, _) = self.db.head.get_or_create(labels);
+        self.pending.push((Arc::clone(&series), t, v));
+        Ok(SeriesHandle(series))
+    }
+
+    /// Adds a sample for the series a handle holds: no lookup, no lock. A handle whose series
+    /// garbage collection took out of the head is [`StorageError::UnknownRef`], and the caller
+    /// appends by its labels instead (a collection racing this append is caught by `commit`,
+    /// which re-resolves a removed series by its labels).
+    #[inline]
+    pub fn append_handle(&mut self, h: &SeriesHandle, t: i64, v: f64) -> Result<(), StorageError> {
+        if h.0.is_unlinked() {
+            return Err(StorageError::UnknownRef(h.0.sref));
+        }
+        self.pending.push((Arc::clone(&h.0), t, v));
+        Ok(())
     }
 
     /// Adds a sample for a series by ref; an unknown ref (collected, or from before a restart)

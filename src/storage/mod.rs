@@ -30,7 +30,9 @@ use crate::model::Labels;
 
 pub use block_chunks::{BLOCK_CHUNK_SAMPLES, to_chunks};
 pub use catalog::Catalog;
-pub use db::{Appender, CommitStats, Db, DbCounters, MAX_AHEAD_MS, Options, ReadOnlyDb};
+pub use db::{
+    Appender, CommitStats, Db, DbCounters, MAX_AHEAD_MS, Options, ReadOnlyDb, SeriesHandle,
+};
 pub use delete::{CleanStats, DeleteStats};
 pub use head::{SeriesRef, SeriesSamples};
 pub use import::write_blocks;

@@ -342,6 +342,7 @@ impl Head {
                 return false;
             }
             st.removed = true;
+            series.unlinked.store(true, Ordering::Release);
             drop(st);
             if let Some(v) = shard.get_mut(&h) {
                 v.retain(|s| s.sref != series.sref);
@@ -553,6 +554,7 @@ mod tests {
         assert!(head.get(&l("a", "x")).is_none());
         assert!(head.get_by_ref(a.sref).is_none());
         assert_eq!(a.lock().reserve(6000, 1.0, 0), Err(Reject::Removed));
+        assert!(a.is_unlinked() && !b.is_unlinked());
         assert_eq!(head.label_values("__name__"), vec!["b".to_string()]);
         assert_eq!(head.num_series(), 1);
         assert_eq!(b.lock().append_replayed(4000, 1.0), Err(Reject::OutOfOrder));

@@ -58,6 +58,9 @@ pub struct MemSeries {
     /// Set once a WAL record naming this series is known written; until then every commit that
     /// carries samples of it also writes its series record, so no samples precede it in the log.
     pub(crate) logged: AtomicBool,
+    /// Set with `SeriesState::removed` when garbage collection unlinks the series, so a holder
+    /// of a handle learns it without taking the series lock.
+    pub(crate) unlinked: AtomicBool,
     pub(crate) state: Mutex<SeriesState>,
 }
 
@@ -68,6 +71,7 @@ impl MemSeries {
             sref,
             labels,
             logged: AtomicBool::new(false),
+            unlinked: AtomicBool::new(false),
             state: Mutex::new(SeriesState {
                 closed: Vec::new(),
                 open: Vec::new(),
@@ -93,6 +97,11 @@ impl MemSeries {
 
     pub(crate) fn mark_logged(&self) {
         self.logged.store(true, Ordering::Release);
+    }
+
+    /// True once garbage collection took the series out of the head.
+    pub(crate) fn is_unlinked(&self) -> bool {
+        self.unlinked.load(Ordering::Acquire)
     }
 }
 
