@@ -58,21 +58,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log() { printf '%s\n' "$*" >&2; }
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_ready() {
-    local url=$1 pid=$2 name=$3
-    for _ in $(seq 1 1200); do
-        if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited before it was ready; its log:"; tail -20 "$WORK/$name.log" >&2; exit 1
-        fi
-        sleep 0.1
-    done
-    log "$name not ready after 120 s"; exit 1
-}
+# shellcheck source=scripts/bench-common.sh
+source "$root/scripts/bench-common.sh"
+
 # utime + stime of PID in clock ticks.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
