@@ -8,6 +8,22 @@ use anyhow::{Context, bail};
 
 use crate::http_client;
 
+/// The largest answer read into memory: a server (or something else at `--url`) that sends more
+/// is refused instead of exhausting memory.
+const MAX_ANSWER_BYTES: usize = 1 << 30;
+
+/// The response body as text, refused past `limit` bytes.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> anyhow::Result<String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            bail!("the answer is larger than {limit} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// A client of Prometheus's HTTP API at one base URL.
 pub(super) struct Remote {
     base: String,
@@ -64,7 +80,7 @@ impl Remote {
                     .send()
                     .await?;
                 let status = resp.status();
-                Ok::<_, reqwest::Error>((status, resp.text().await?))
+                Ok::<_, anyhow::Error>((status, read_limited(resp, MAX_ANSWER_BYTES).await?))
             })
             .with_context(|| format!("POST {url}"))?;
         let parsed: Option<serde_json::Value> = serde_json::from_str(&text).ok();
@@ -100,5 +116,43 @@ impl Remote {
             warnings,
             infos,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// Serves one HTTP answer with a `len`-byte body on 127.0.0.1 and returns its URL.
+    fn serve_once(len: usize) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&vec![b'x'; len]);
+        });
+        format!("http://{addr}/")
+    }
+
+    async fn fetch(url: &str, limit: usize) -> anyhow::Result<String> {
+        let client = http_client::api_client(None)?;
+        let resp = client.get(url).send().await?;
+        read_limited(resp, limit).await
+    }
+
+    /// An answer past the limit is refused rather than read whole into memory; one at the
+    /// limit is read.
+    #[tokio::test]
+    async fn answers_past_the_limit_are_refused() {
+        let err = fetch(&serve_once(64 * 1024), 1024).await.unwrap_err();
+        assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
+        let body = fetch(&serve_once(1024), 1024).await.unwrap();
+        assert_eq!(body.len(), 1024);
     }
 }
