@@ -226,9 +226,9 @@ pub struct ScrapeConfig {
     pub basic_auth: Option<BasicAuth>,
     /// The Authorization header (also holds a folded `bearer_token`).
     pub authorization: Option<Authorization>,
-    /// Legacy bearer token; moved into `authorization` by validation.
+    /// Legacy bearer token; moved into `authorization` by `resolve`.
     pub bearer_token: Option<Secret>,
-    /// Legacy bearer token file; moved into `authorization` by validation.
+    /// Legacy bearer token file; moved into `authorization` by `resolve`.
     pub bearer_token_file: Option<PathBuf>,
     /// TLS settings for https targets.
     pub tls_config: TlsConfig,
@@ -649,9 +649,9 @@ pub struct RemoteWriteConfig {
     pub basic_auth: Option<BasicAuth>,
     /// The Authorization header (also holds a folded `bearer_token`).
     pub authorization: Option<Authorization>,
-    /// Legacy bearer token; moved into `authorization` by validation.
+    /// Legacy bearer token; moved into `authorization` by `resolve`.
     pub bearer_token: Option<Secret>,
-    /// Legacy bearer token file; moved into `authorization` by validation.
+    /// Legacy bearer token file; moved into `authorization` by `resolve`.
     pub bearer_token_file: Option<PathBuf>,
     /// TLS settings.
     pub tls_config: TlsConfig,

@@ -1091,13 +1091,7 @@ impl Appender<'_> {
     /// Adds a sample for the series with `labels` (created if new); returns its ref, which
     /// [`Appender::append_ref`] takes to skip the lookup next time.
     pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef, StorageError> {
-        if labels.is_empty() {
-            return Err(StorageError::EmptyLabels);
-        }
-        let (series, _) = self.db.head.get_or_create(labels);
-        let sref = series.sref;
-        self.pending.push((series, t, v));
-        Ok(sref)
+        self.append_with_handle(labels, t, v).map(|h| h.0.sref)
     }
 
     /// Adds a sample for a series by labels, like [`Appender::append`], and returns a handle to
