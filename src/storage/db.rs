@@ -1091,7 +1091,23 @@ impl Appender<'_> {
     /// Adds a sample for the series with `labels` (created if new); returns its ref, which
     /// [`Appender::append_ref`] takes to skip the lookup next time.
     pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<SeriesRef, StorageError> {
-        self.append_with_handle(labels, t, v).map(|h| h.0.sref)
+        self.push_by_labels(labels, t, v).map(|s| s.sref)
+    }
+
+    /// Adds a sample for the series with these labels (created if new) and returns it.
+    fn push_by_labels(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<&Arc<MemSeries>, StorageError> {
+        if labels.is_empty() {
+            return Err(StorageError::EmptyLabels);
+        }
+        let (series, _) = self.db.head.get_or_create(labels);
+        let at = self.pending.len();
+        self.pending.push((series, t, v));
+        Ok(&self.pending[at].0)
     }
 
     /// Adds a sample for a series by labels, like [`Appender::append`], and returns a handle to
@@ -1102,12 +1118,8 @@ impl Appender<'_> {
         t: i64,
         v: f64,
     ) -> Result<SeriesHandle, StorageError> {
-        if labels.is_empty() {
-            return Err(StorageError::EmptyLabels);
-        }
-        let (series, _) = self.db.head.get_or_create(labels);
-        self.pending.push((Arc::clone(&series), t, v));
-        Ok(SeriesHandle(series))
+        self.push_by_labels(labels, t, v)
+            .map(|s| SeriesHandle(Arc::clone(s)))
     }
 
     /// Adds a sample for the series a handle holds: no lookup, no lock. A handle whose series
