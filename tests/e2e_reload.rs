@@ -48,6 +48,13 @@ fn start(cfg: &Path, data: &Path) -> Agent {
     ])
 }
 
+/// A plain HTTP client for the agent's API. reqwest is built without a default TLS provider,
+/// so one is installed first (whichever test of this binary runs first).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 async fn targets(http: &reqwest::Client, a: &Agent) -> Vec<(String, String)> {
     let Ok(r) = http.get(format!("{}/api/v1/targets", a.api)).send().await else {
         return vec![];
@@ -115,8 +122,7 @@ fn config(jobs: &[(&str, &str)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_shutdown_and_restart_keep_everything() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let tmp = tempfile::tempdir().unwrap();
     let (cfg, data) = (tmp.path().join("tidemark.yml"), tmp.path().join("data"));
     let one = serve_target("alpha_metric{k=\"v\"} 1\n").await;
@@ -239,8 +245,7 @@ async fn serve_recording_auth(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>
 /// only an inline password must make the scrapes send the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_show_nowhere_and_a_changed_password_is_applied_on_reload() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let tmp = tempfile::tempdir().unwrap();
     let (cfg, data) = (tmp.path().join("tidemark.yml"), tmp.path().join("data"));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -363,7 +368,7 @@ async fn secrets_show_nowhere_and_a_changed_password_is_applied_on_reload() {
 /// reported as restart-only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_applies_jobs_and_names_each_restart_only_change() {
-    let http = reqwest::Client::new();
+    let http = http_client();
     let tmp = tempfile::tempdir().unwrap();
     let (cfg, data) = (tmp.path().join("tidemark.yml"), tmp.path().join("data"));
     let one = serve_target("alpha_metric 1\n").await;
