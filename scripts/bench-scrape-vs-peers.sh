@@ -11,7 +11,8 @@
 # metrics (tidemark and Prometheus: their query API; vmagent: its /metrics).
 #
 # Usage: scripts/bench-scrape-vs-peers.sh [SHAPE...]    SHAPE is TARGETSxINTERVAL, e.g. 50x1s
-#        (default: 50x1s 200x5s, the two shapes of issue 13)
+#        (default: 50x1s 200x5s, the two shapes of issue 13), or TARGETSxSERIESxINTERVAL for
+#        bodies of SERIES series instead of the fixture's 507 (1000x1000x15s: 1M active series)
 # Environment:
 #   WARMUP=30 WINDOW=60   seconds of warm-up, then of measurement, per scraper and shape
 #   ONLY="tidemark prometheus vmagent"   which scrapers to run
@@ -81,16 +82,17 @@ vm_samples_total() {
 
 printf '%-10s %-9s %-8s %14s %12s %12s %10s\n' scraper shape series "cpu-s/Msample" "rss B/series" samples "load avg"
 for shape in "${shapes[@]}"; do
-    n=${shape%x*}
-    interval=${shape#*x}
+    n=${shape%%x*}
+    interval=${shape##*x}
+    series=$(grep -c '^[^#]' "$fixture")
+    [[ $shape == *x*x* ]] && series=${shape#*x} && series=${series%x*}
     portfile=$WORK/ports.$shape
-    python3 "$root/scripts/scrape-targets.py" "$fixture" "$n" "$portfile" &
+    python3 "$root/scripts/scrape-targets.py" "$fixture" "$n" "$portfile" "$series" &
     targets_pid=$!
     pids+=("$targets_pid")
     for _ in $(seq 1 300); do [[ -s $portfile ]] && break; sleep 0.1; done
     read -r sink_port ports <"$portfile" || true
     read -r -a target_ports <<<"$ports"
-    series=$(grep -vc '^#' "$fixture")
     active=$((n * series))
     list=$(printf '"127.0.0.1:%s",' "${target_ports[@]}")
     timeout=$interval

@@ -8,8 +8,9 @@ per-series step, everything else swings around its recorded value. So no scraper
 because a value did not change. One more port takes remote write POSTs and drops them (vmagent
 needs somewhere to forward to).
 
-Usage: scrape-targets.py FIXTURE N PORTFILE
-Writes "sink_port port_1 ... port_N" to PORTFILE once every socket listens, then serves until
+Usage: scrape-targets.py FIXTURE N PORTFILE [SERIES]
+With SERIES, each body has that many series: the fixture's, then copies of them told apart by a
+`rep` label, cut at SERIES. Writes "sink_port port_1 ... port_N" to PORTFILE once every socket listens, then serves until
 killed. Standard library only.
 """
 import http.server
@@ -63,6 +64,19 @@ class Target:
         return "\n".join(out).encode()
 
 
+def widen(series, want):
+    """`want` series: the fixture's, then copies carrying rep="1", rep="2", ..."""
+    out = list(series)
+    rep = 0
+    while len(out) < want:
+        rep += 1
+        for prefix, base, counter in series:
+            name, brace, rest = prefix.partition("{")
+            label = f'rep="{rep}"'
+            out.append((f"{name}{{{label},{rest}" if brace else f"{name}{{{label}}}", base, counter))
+    return out[:want]
+
+
 def handler_for(target):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -95,6 +109,8 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 def main():
     fixture, n, portfile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     series = load(fixture)
+    if len(sys.argv) > 4:
+        series = widen(series, int(sys.argv[4]))
     servers = [Server(("127.0.0.1", 0), handler_for(Target(series, 0)))]
     servers += [Server(("127.0.0.1", 0), handler_for(Target(series, i + 1))) for i in range(n)]
     for s in servers:
