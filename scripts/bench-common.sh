@@ -26,6 +26,11 @@ since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1
 # A field of /proc/PID/status in KiB (VmRSS, VmHWM).
 kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 
+# CPU time process PID has used so far (exited threads included), in milliseconds.
+cpu_ms() {
+    sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$(getconf CLK_TCK)" '{ print ($12 + $13) * 1000 / hz }'
+}
+
 # Runs one range query at BASE (start, end and step in seconds) and prints the seconds it took;
 # the answer goes to OUT and must be a success.
 range_query() {

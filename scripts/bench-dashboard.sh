@@ -13,7 +13,9 @@
 #
 # Each panel runs over the 6 h at a 60 s step (361 steps). Runs alternate between the servers;
 # each figure is the median of RUNS runs after one warm-up run. The table gives milliseconds,
-# ratios to Prometheus, and whether tidemark's and VictoriaMetrics' answers agree with
+# ratios to Prometheus, the CPU time each server used per run (read from /proc/PID/stat around
+# each request: on a loaded machine a server that spreads a query over threads gets a larger
+# share of the CPUs, so the latency ratio and the CPU ratio tell different things), and whether tidemark's and VictoriaMetrics' answers agree with
 # Prometheus's point by point (relative difference at most 1e-9). VictoriaMetrics' MetricsQL
 # differs from PromQL by design (rate() without extrapolation, other lookback rules), so its
 # answers are expected to differ; tidemark's are not.
@@ -169,22 +171,26 @@ while IFS=$'\t' read -r name query; do
     for i in "${!names[@]}"; do
         timed "${urls[$i]}" "$query" "$WORK/$name.${names[$i]}.json" >/dev/null
     done
-    declare -A times=()
+    declare -A times=() cpu=()
+    for i in "${!names[@]}"; do cpu[$i]=0; done
     for _ in $(seq 1 "$RUNS"); do
         for i in "${!names[@]}"; do
+            c0=$(cpu_ms "${pids[$i]}")
             times[$i]+="$(timed "${urls[$i]}" "$query" "$WORK/$name.${names[$i]}.json") "
+            cpu[$i]=$(awk -v a="${cpu[$i]}" -v b="$c0" -v c="$(cpu_ms "${pids[$i]}")" 'BEGIN { print a + c - b }')
         done
     done
     row="$name"
     for i in "${!names[@]}"; do
         row+=$'\t'"$(printf '%s\n' ${times[$i]} | median_ms)"
+        row+=$'\t'"$(awk -v c="${cpu[$i]}" -v n="$RUNS" 'BEGIN { printf "%.1f", c / n }')"
     done
     row+=$'\t'"$(compare_answers "$WORK/$name.tidemark.json" "$WORK/$name.prometheus.json")"
     if [[ -n $VICTORIA ]]; then
         row+=$'\t'"$(compare_answers "$WORK/$name.victoria.json" "$WORK/$name.prometheus.json")"
     fi
     results+=("$row")
-    unset times
+    unset times cpu
 done < <("$gen" dashboard-queries)
 load_after=$(uptime)
 
@@ -196,42 +202,51 @@ echo "$($PROMETHEUS --version 2>&1 | head -1)${VICTORIA:+; VictoriaMetrics $vm_v
 echo "load before: $load_before"
 echo "load after:  $load_after"
 echo
-printf '%-16s %10s %10s' query "tidemark" "prometheus"
-[[ -n $VICTORIA ]] && printf ' %10s' "victoria"
-printf ' %8s' "tm/prom"
-[[ -n $VICTORIA ]] && printf ' %8s' "vm/prom"
-echo "   (ms; ratios to Prometheus)"
+# One row: NAME, then per server its median ms and mean CPU ms, then the comparisons.
+printf '%-16s %9s %9s' query tidemark prometheus
+[[ -n $VICTORIA ]] && printf ' %9s' victoria
+printf ' %8s' tm/prom
+[[ -n $VICTORIA ]] && printf ' %8s' vm/prom
+printf ' | %7s %7s' "tm cpu" "prom cpu"
+[[ -n $VICTORIA ]] && printf ' %7s' "vm cpu"
+printf ' %8s\n' tm/prom
 ratios=()
 vm_ratios=()
+cpu_ratios=()
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
 for r in "${results[@]}"; do
-    IFS=$'\t' read -r name tm_ms prom_ms rest <<<"$r"
-    ratio=$(awk -v a="$tm_ms" -v b="$prom_ms" 'BEGIN { printf "%.3f", a / b }')
-    printf '%-16s %10s %10s' "$name" "$tm_ms" "$prom_ms"
+    IFS=$'\t' read -r name tm_ms tm_cpu prom_ms prom_cpu rest <<<"$r"
+    ratio=$(ratio "$tm_ms" "$prom_ms")
+    cpu_ratio=$(ratio "$tm_cpu" "$prom_cpu")
+    printf '%-16s %9s %9s' "$name" "$tm_ms" "$prom_ms"
     if [[ -n $VICTORIA ]]; then
-        IFS=$'\t' read -r vm_ms tm_agree vm_agree <<<"$rest"
-        vm_ratio=$(awk -v a="$vm_ms" -v b="$prom_ms" 'BEGIN { printf "%.3f", a / b }')
-        printf ' %10s %8s %8s\n' "$vm_ms" "$ratio" "$vm_ratio"
+        IFS=$'\t' read -r vm_ms vm_cpu _ <<<"$rest"
+        vm_ratio=$(ratio "$vm_ms" "$prom_ms")
+        printf ' %9s %8s %8s | %7s %7s %7s %8s\n' "$vm_ms" "$ratio" "$vm_ratio" \
+            "$tm_cpu" "$prom_cpu" "$vm_cpu" "$cpu_ratio"
     else
-        tm_agree=$rest
-        printf ' %8s\n' "$ratio"
+        printf ' %8s | %7s %7s %8s\n' "$ratio" "$tm_cpu" "$prom_cpu" "$cpu_ratio"
     fi
     # The panels' median leaves out hq_p99, the issue's separate histogram_quantile figure.
     if [[ $name != hq_p99 ]]; then
         ratios+=("$ratio")
+        cpu_ratios+=("$cpu_ratio")
         [[ -n $VICTORIA ]] && vm_ratios+=("$vm_ratio")
     fi
 done
+echo "(ms: median latency; cpu: CPU ms the server process used per run, from /proc/PID/stat)"
 med() { sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "%.3f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 echo
 if (( ${#ratios[@]} )); then
-    echo "panels (all but hq_p99): median ratio to Prometheus: tidemark $(printf '%s\n' "${ratios[@]}" | med)${VICTORIA:+, victoria $(printf '%s\n' "${vm_ratios[@]}" | med)}; tidemark's worst $(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)"
+    echo "panels (all but hq_p99), median latency ratio to Prometheus: tidemark $(printf '%s\n' "${ratios[@]}" | med)${VICTORIA:+, victoria $(printf '%s\n' "${vm_ratios[@]}" | med)}; tidemark's worst $(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)"
+    echo "panels (all but hq_p99), median CPU ratio to Prometheus: tidemark $(printf '%s\n' "${cpu_ratios[@]}" | med); tidemark's worst $(printf '%s\n' "${cpu_ratios[@]}" | sort -g | tail -1)"
 fi
 echo
 echo "answers compared with Prometheus's:"
 for r in "${results[@]}"; do
-    IFS=$'\t' read -r name _ _ rest <<<"$r"
+    IFS=$'\t' read -r name _ _ _ _ rest <<<"$r"
     if [[ -n $VICTORIA ]]; then
-        IFS=$'\t' read -r _ tm_agree vm_agree <<<"$rest"
+        IFS=$'\t' read -r _ _ tm_agree vm_agree <<<"$rest"
         printf '  %-16s tidemark: %s\n  %-16s victoria: %s\n' "$name" "$tm_agree" "" "$vm_agree"
     else
         printf '  %-16s tidemark: %s\n' "$name" "$rest"
