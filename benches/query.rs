@@ -10,12 +10,18 @@
 //!   all 1,000 buckets, one result series;
 //! - `one_series`: a single-series selector.
 //!
-//! The same day and queries run against Prometheus in scripts/bench-query-vs-prometheus.sh.
+//! Group `dashboard_6h_step_60s`: the panels of `benches/support/dashboard_data.rs` (2,505
+//! series of a demo service over 6 h, one 6h block), each over the 6 h at a 60 s step.
+//!
+//! The same day and queries run against Prometheus in scripts/bench-query-vs-prometheus.sh,
+//! the dashboard in scripts/bench-dashboard.sh. Each data set is built only when one of its
+//! benchmarks is selected (`cargo bench --bench query -- dashboard` builds the dashboard only).
 //! Set `TIDEMARK_QUERY_OPENMETRICS_OUT=/path/day.om` to also write the day as OpenMetrics.
 //!
 //! `cargo bench --bench query` (10 samples, 1 s warm-up, 3 s measurement by default).
 
 use std::hint::black_box;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -25,6 +31,9 @@ use tidemark::storage::{self, ReadOnlyDb};
 
 #[path = "support/query_data.rs"]
 mod query_data;
+
+#[path = "support/dashboard_data.rs"]
+mod dashboard_data;
 
 use query_data::{DAY_MS, QUERIES};
 
@@ -42,10 +51,23 @@ fn build(dir: &std::path::Path) -> u64 {
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.to_string_lossy()));
         eprintln!("wrote OpenMetrics day to {}", path.to_string_lossy());
     }
+    let mut series = Vec::with_capacity(10_000);
+    query_data::for_each_series(START, |s| series.push(s));
+    write("query data", dir, series, DAY_MS)
+}
+
+/// Writes `generated` into blocks of `block_ms` under `dir` and returns how many samples it
+/// holds.
+fn write(
+    what: &str,
+    dir: &std::path::Path,
+    generated: Vec<query_data::GenSeries>,
+    block_ms: i64,
+) -> u64 {
     let t0 = Instant::now();
-    let mut series: Vec<(Labels, Vec<Sample>)> = Vec::with_capacity(10_000);
+    let mut series: Vec<(Labels, Vec<Sample>)> = Vec::with_capacity(generated.len());
     let mut samples = 0u64;
-    query_data::for_each_series(START, |s| {
+    for s in generated {
         let mut pairs: Vec<(&str, String)> = vec![("__name__", s.name.to_string())];
         pairs.extend(s.labels);
         let labels = Labels::new(pairs).unwrap_or_else(|e| panic!("generated labels: {e}"));
@@ -57,17 +79,45 @@ fn build(dir: &std::path::Path) -> u64 {
                 .map(|(t, v)| Sample::new(t, v))
                 .collect(),
         ));
-    });
+    }
     let n = series.len();
-    let blocks = storage::write_blocks(dir, series, DAY_MS, |_| {})
+    let blocks = storage::write_blocks(dir, series, block_ms, |_| {})
         .unwrap_or_else(|e| panic!("writing blocks: {e}"));
     let bytes: u64 = blocks.iter().map(|b| b.size_bytes).sum();
     println!(
-        "query data: {n} series, {samples} samples in {} block(s) of {bytes} bytes, built in {:.1?}",
+        "{what}: {n} series, {samples} samples in {} block(s) of {bytes} bytes, built in {:.1?}",
         blocks.len(),
         t0.elapsed()
     );
     samples
+}
+
+/// A data set in blocks, built the first time a benchmark asks for it.
+struct Store {
+    build: fn(&std::path::Path) -> u64,
+    db: OnceLock<(tempfile::TempDir, ReadOnlyDb)>,
+}
+
+impl Store {
+    fn new(build: fn(&std::path::Path) -> u64) -> Store {
+        Store {
+            build,
+            db: OnceLock::new(),
+        }
+    }
+
+    fn db(&self) -> &ReadOnlyDb {
+        &self
+            .db
+            .get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+                (self.build)(dir.path());
+                let db =
+                    ReadOnlyDb::open(dir.path()).unwrap_or_else(|e| panic!("opening blocks: {e}"));
+                (dir, db)
+            })
+            .1
+    }
 }
 
 /// Result series and points, to show what each query returns and catch an empty answer.
@@ -79,29 +129,69 @@ fn shape(v: &Value) -> (usize, usize) {
     }
 }
 
-fn bench(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    build(dir.path());
-    let db = ReadOnlyDb::open(dir.path()).unwrap_or_else(|e| panic!("opening blocks: {e}"));
+/// Benchmarks each of `queries` over [start, end] at `STEP` in group `group`, on `store`'s data
+/// (built when the first of them runs).
+fn bench_group(
+    c: &mut Criterion,
+    group: &str,
+    store: &Store,
+    queries: &[(&'static str, &'static str)],
+    start: i64,
+    end: i64,
+) {
     let engine = Engine::new(EngineOptions::default());
-    let end = START + DAY_MS;
-    let mut g = c.benchmark_group("range_24h_step_60s");
-    for (name, q) in QUERIES {
-        let out = engine
-            .range_blocking(&db.querier(), q, START, end, STEP)
-            .unwrap_or_else(|e| panic!("{name}: {q}: {e}"));
-        let (series, points) = shape(&out.value);
-        assert!(points > 0, "{name}: {q} returned nothing");
-        println!("{name}: {q} -> {series} series, {points} points");
+    let mut g = c.benchmark_group(group);
+    for &(name, q) in queries {
+        // Criterion calls the routine for the warm-up and again for the measurement.
+        let mut shown = false;
         g.bench_function(name, |b| {
+            let db = store.db();
+            if !shown {
+                let out = engine
+                    .range_blocking(&db.querier(), q, start, end, STEP)
+                    .unwrap_or_else(|e| panic!("{name}: {q}: {e}"));
+                let (series, points) = shape(&out.value);
+                assert!(points > 0, "{name}: {q} returned nothing");
+                println!("{name}: {q} -> {series} series, {points} points");
+                shown = true;
+            }
             b.iter(|| {
                 // A fresh querier per run, as each API request takes one.
-                let out = engine.range_blocking(&db.querier(), black_box(q), START, end, STEP);
+                let out = engine.range_blocking(&db.querier(), black_box(q), start, end, STEP);
                 black_box(out.map(|o| shape(&o.value)))
             })
         });
     }
     g.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    // Locals, so their temporary directories go when the benchmarks are done.
+    let day = Store::new(build);
+    let dashboard = Store::new(|dir| {
+        write(
+            "dashboard data",
+            dir,
+            dashboard_data::all_series(START),
+            dashboard_data::SPAN_MS,
+        )
+    });
+    bench_group(
+        c,
+        "range_24h_step_60s",
+        &day,
+        &QUERIES,
+        START,
+        START + DAY_MS,
+    );
+    bench_group(
+        c,
+        "dashboard_6h_step_60s",
+        &dashboard,
+        &dashboard_data::QUERIES,
+        START,
+        START + dashboard_data::SPAN_MS,
+    );
 }
 
 criterion_group! {

@@ -19,3 +19,61 @@ wait_ready() {
     done
     log "$name not ready after 120 s"; exit 1
 }
+
+# Seconds since a `date +%s%N` reading.
+since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
+
+# A field of /proc/PID/status in KiB (VmRSS, VmHWM).
+kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
+
+# CPU time process PID has used so far (exited threads included), in milliseconds.
+cpu_ms() {
+    sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$(getconf CLK_TCK)" '{ print ($12 + $13) * 1000 / hz }'
+}
+
+# Runs one range query at BASE (start, end and step in seconds) and prints the seconds it took;
+# the answer goes to OUT and must be a success.
+range_query() {
+    local base=$1 query=$2 out=$3 start=$4 end=$5 step=$6 secs
+    secs=$(curl -sS -o "$out" -w '%{time_total}' "$base/api/v1/query_range" \
+        --data-urlencode "query=$query" -d "start=$start" -d "end=$end" -d "step=$step")
+    if ! grep -q '"status":"success"' "$out"; then
+        log "query failed at $base: $query"; head -c 600 "$out" >&2; echo >&2; exit 1
+    fi
+    echo "$secs"
+}
+
+# The median of the seconds on stdin, one a line, in milliseconds.
+median_ms() { sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m * 1000 }'; }
+
+# Compares two query_range answers point by point (relative difference above 1e-9 counts) and
+# prints one line: "agree (...)" or what differs.
+compare_answers() {
+    python3 - "$1" "$2" <<'PY'
+import json, math, sys
+a, b = (json.load(open(p))["data"]["result"] for p in sys.argv[1:3])
+def index(r):
+    return {tuple(sorted(s["metric"].items())): {t: float(v) for t, v in s["values"]} for s in r}
+a, b = index(a), index(b)
+if a.keys() != b.keys():
+    print(f"differ: {len(a)} vs {len(b)} series, {len(a.keys() & b.keys())} in both")
+    sys.exit()
+worst, points, missing, off = 0.0, 0, 0, 0
+for k in a:
+    x, y = a[k], b[k]
+    missing += len(x.keys() ^ y.keys())
+    for t in x.keys() & y.keys():
+        points += 1
+        u, v = x[t], y[t]
+        if u == v or (math.isnan(u) and math.isnan(v)):
+            continue
+        d = abs(u - v) / max(abs(u), abs(v))
+        d = math.inf if math.isnan(d) else d
+        worst = max(worst, d)
+        off += d > 1e-9
+if missing == 0 and off == 0:
+    print(f"agree ({len(a)} series, {points} points, max rel diff {worst:.1e})")
+else:
+    print(f"{off} of {points} points differ by >1e-9 (max {worst:.1e}), {missing} on one side only")
+PY
+}

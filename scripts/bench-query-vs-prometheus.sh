@@ -57,11 +57,6 @@ trap cleanup EXIT
 # shellcheck source=scripts/bench-common.sh
 source "$root/scripts/bench-common.sh"
 
-# Seconds since a `date +%s%N` reading.
-since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
-
-kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
-
 # --- data --------------------------------------------------------------------------------
 gen=$WORK/gen-query-data
 rustc --edition 2024 -O -o "$gen" "$root/scripts/gen-query-data.rs"
@@ -132,19 +127,7 @@ for p in "$tm_pid" "$prom_pid"; do
 done
 
 # --- queries -----------------------------------------------------------------------------
-# Prints the seconds one query took; the answer goes to FILE and must be a success.
-timed() {
-    local base=$1 query=$2 out=$3 secs
-    secs=$(curl -sS -o "$out" -w '%{time_total}' "$base/api/v1/query_range" \
-        --data-urlencode "query=$query" -d "start=$((start_ms / 1000))" \
-        -d "end=$((end_ms / 1000))" -d step=60)
-    if ! grep -q '"status":"success"' "$out"; then
-        log "query failed at $base: $query"; head -c 600 "$out" >&2; echo >&2; exit 1
-    fi
-    echo "$secs"
-}
-
-median_ms() { sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m * 1000 }'; }
+timed() { range_query "$1" "$2" "$3" "$((start_ms / 1000))" "$((end_ms / 1000))" 60; }
 
 results=()
 while IFS=$'\t' read -r name query; do
@@ -158,34 +141,7 @@ while IFS=$'\t' read -r name query; do
     done
     tm_ms=$(printf '%s\n' "${tm_times[@]}" | median_ms)
     prom_ms=$(printf '%s\n' "${prom_times[@]}" | median_ms)
-    agree=$(python3 - "$WORK/$name.tidemark.json" "$WORK/$name.prometheus.json" <<'EOF'
-import json, math, sys
-a, b = (json.load(open(p))["data"]["result"] for p in sys.argv[1:3])
-def index(r):
-    return {tuple(sorted(s["metric"].items())): {t: float(v) for t, v in s["values"]} for s in r}
-a, b = index(a), index(b)
-if a.keys() != b.keys():
-    print(f"differ: {len(a)} vs {len(b)} series")
-    sys.exit()
-worst, points, missing, off = 0.0, 0, 0, 0
-for k in a:
-    x, y = a[k], b[k]
-    missing += len(x.keys() ^ y.keys())
-    for t in x.keys() & y.keys():
-        points += 1
-        u, v = x[t], y[t]
-        if u == v or (math.isnan(u) and math.isnan(v)):
-            continue
-        d = abs(u - v) / max(abs(u), abs(v))
-        d = math.inf if math.isnan(d) else d
-        worst = max(worst, d)
-        off += d > 1e-9
-if missing == 0 and off == 0:
-    print(f"agree ({len(a)} series, {points} points, max rel diff {worst:.1e})")
-else:
-    print(f"{off} of {points} points differ by >1e-9 (max {worst:.1e}), {missing} on one side only")
-EOF
-)
+    agree=$(compare_answers "$WORK/$name.tidemark.json" "$WORK/$name.prometheus.json")
     results+=("$name"$'\t'"$tm_ms"$'\t'"$prom_ms"$'\t'"$agree")
 done < <("$gen" queries)
 

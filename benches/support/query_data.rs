@@ -62,10 +62,10 @@ pub struct GenSeries {
 }
 
 /// xorshift64*: fast, and good enough to make data irregular.
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    fn new(stream: u64) -> Rng {
+    pub fn new(stream: u64) -> Rng {
         // SplitMix64 of the stream number, so neighbouring series are unrelated.
         let mut z = stream.wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -73,7 +73,7 @@ impl Rng {
         Rng((z ^ (z >> 31)) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -81,17 +81,17 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    fn f(&mut self) -> f64 {
+    pub fn f(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.f()
     }
 }
 
 /// Standard normal CDF (Abramowitz & Stegun 7.1.26 for erf, error below 1.5e-7).
-fn phi(x: f64) -> f64 {
+pub fn phi(x: f64) -> f64 {
     let z = x.abs() / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
     let poly = t
@@ -237,18 +237,34 @@ pub fn for_each_series(start: i64, mut f: impl FnMut(GenSeries)) {
 
 /// Writes the day as OpenMetrics text with timestamps, one series after another.
 pub fn write_openmetrics(start: i64, out: &mut impl Write) -> std::io::Result<u64> {
+    write_text(|f| for_each_series(start, f), false, out)
+}
+
+/// Writes the series `each` hands over (grouped by metric name: a name's series must follow one
+/// another) as text, one series after another, and returns how many samples it wrote. The text
+/// is OpenMetrics 1.0 (`# TYPE` lines, timestamps in seconds, `# EOF`: for `tidemark import` and
+/// `promtool tsdb create-blocks-from openmetrics`), or with `prometheus_text` Prometheus text
+/// 0.0.4 with timestamps in milliseconds and no comments (for VictoriaMetrics'
+/// `/api/v1/import/prometheus`).
+pub fn write_text(
+    each: impl FnOnce(&mut dyn FnMut(GenSeries)),
+    prometheus_text: bool,
+    out: &mut impl Write,
+) -> std::io::Result<u64> {
     let mut family = "";
     let mut n = 0;
     let mut err = Ok(());
     let mut line = Vec::with_capacity(1 << 16);
-    for_each_series(start, |s| {
+    each(&mut |s: GenSeries| {
         if err.is_err() {
             return;
         }
         line.clear();
         if s.name != family {
             family = s.name;
-            let _ = writeln!(line, "# TYPE {} unknown", s.name);
+            if !prometheus_text {
+                let _ = writeln!(line, "# TYPE {} unknown", s.name);
+            }
         }
         let mut id = format!("{}{{", s.name);
         for (i, (k, v)) in s.labels.iter().enumerate() {
@@ -259,13 +275,19 @@ pub fn write_openmetrics(start: i64, out: &mut impl Write) -> std::io::Result<u6
         }
         id.push('}');
         for &(t, v) in &s.samples {
-            // Every value is a whole number below 2^53, so the integer form is exact.
-            let _ = writeln!(line, "{id} {} {}.{:03}", v as u64, t / 1000, t % 1000);
+            // `{v}` is the shortest text that reads back as the same f64.
+            let _ = if prometheus_text {
+                writeln!(line, "{id} {v} {t}")
+            } else {
+                writeln!(line, "{id} {v} {}.{:03}", t / 1000, t % 1000)
+            };
         }
         n += s.samples.len() as u64;
         err = out.write_all(&line);
     });
     err?;
-    out.write_all(b"# EOF\n")?;
+    if !prometheus_text {
+        out.write_all(b"# EOF\n")?;
+    }
     Ok(n)
 }

@@ -75,17 +75,31 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Appends the decimal digits of `n`.
+/// The two ASCII digits of each number below 100.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Appends the decimal digits of `n`, two at a time (a timestamp's ten digits of seconds
+/// take five divisions instead of ten).
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&buf[i..]);
 }
@@ -304,14 +318,31 @@ pub fn write_sample_text(out: &mut Vec<u8>, f: f64) {
     if !f.is_finite() {
         write_non_finite(out, f);
     } else if !write_small_integer(out, f) {
-        let d = Digits::of(f);
         let a = f.abs();
         if (1e-6..1e21).contains(&a) {
-            d.write_f(out);
+            if !write_plain_shortest(out, f) {
+                Digits::of(f).write_f(out);
+            }
         } else {
-            d.write_e(out);
+            Digits::of(f).write_e(out);
         }
     }
+}
+
+/// Writes `f` (finite) as serde_json prints it when that is already Go's `'f'` layout of the
+/// shortest digits: no exponent and a fraction that is not just `.0`. Otherwise writes nothing
+/// and returns false. Most sample values of a range query take this path, which skips taking
+/// the digits apart and laying them out again.
+fn write_plain_shortest(out: &mut Vec<u8>, f: f64) -> bool {
+    let start = out.len();
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &f);
+    let text = &out[start..];
+    if text.contains(&b'e') || text.contains(&b'E') || text.ends_with(b".0") {
+        out.truncate(start);
+        return false;
+    }
+    true
 }
 
 /// Runs an ASCII writer into a string.
@@ -697,6 +728,21 @@ mod tests {
     }
 
     #[test]
+    fn integers_print_every_digit() {
+        let mut edges = vec![0, u64::MAX, u64::MAX - 1];
+        for k in 0..20 {
+            let p = 10u64.pow(k);
+            edges.extend([p - 1, p, p + 1]);
+        }
+        edges.extend((0..64).map(|k| 1u64 << k));
+        for n in edges {
+            let mut out = b"x".to_vec();
+            push_u64(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes(), "{n}");
+        }
+    }
+
+    #[test]
     fn timestamps_as_seconds() {
         assert_eq!(s(|o| write_ts(o, 1_435_781_451_781)), "1435781451.781");
         assert_eq!(s(|o| write_ts(o, 4000)), "4");
@@ -730,6 +776,13 @@ mod tests {
             (1.5e300, "\"1.5e+300\""),
             (999_999_999.125, "\"999999999.125\""),
             (1e-6, "\"0.000001\""),
+            // Where a shortest-digits printer would use an exponent or a `.0`, the digits are
+            // laid out again.
+            (0.00001234, "\"0.00001234\""),
+            (1_234_567_890_123_456.0, "\"1234567890123456\""),
+            (1e16, "\"10000000000000000\""),
+            (-123.456, "\"-123.456\""),
+            (0.5, "\"0.5\""),
             // An exact tie between two shortest forms: Go rounds to the even digit.
             // (-1108489272998891.25 exactly.)
             (
@@ -1013,6 +1066,31 @@ mod tests {
                     let exp = reference_e(f).split_once('e').unwrap().1.parse::<i32>().unwrap();
                     let want = if (-4..6).contains(&exp) { reference_f(f) } else { reference_e(f) };
                     proptest::prop_assert!(same(format_g(f), want), "{}", f);
+                }
+            }
+        }
+
+        #[test]
+        fn the_plain_fast_path_writes_what_the_digit_layout_writes(
+            bits in proptest::prelude::any::<u64>(),
+            small in -1e7f64..1e7,
+            tiny in 1e-6f64..1e-3,
+        ) {
+            for f in [f64::from_bits(bits), small, small / 1e9, tiny, -tiny, small * 1e12] {
+                if !f.is_finite() || f == 0.0 {
+                    continue;
+                }
+                let mut fast = Vec::new();
+                if write_plain_shortest(&mut fast, f) {
+                    let mut laid_out = Vec::new();
+                    Digits::of(f).write_f(&mut laid_out);
+                    proptest::prop_assert_eq!(
+                        String::from_utf8(fast).unwrap(),
+                        String::from_utf8(laid_out).unwrap(),
+                        "{}", f
+                    );
+                } else {
+                    proptest::prop_assert!(fast.is_empty(), "{}", f);
                 }
             }
         }

@@ -2,13 +2,12 @@
 //! `histogram_fraction` over them, with Prometheus's treatment of unsorted, duplicate and
 //! non-monotonic buckets.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::annotate;
 use super::labels::{check_unique, with_label};
 use crate::model::{Labels, METRIC_NAME};
+use crate::query::aggregate::key::PrehashedMap;
 use crate::query::{Annotations, QueryError, Sample, Vector};
 
 /// The label holding a classic bucket's upper bound.
@@ -50,13 +49,17 @@ fn parse_le(s: &str) -> Option<f64> {
     Some(v)
 }
 
-fn hash_without_le(l: &Labels) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+/// A hash of every label but `le`; `buf` is scratch space reused between calls. Equal hashes
+/// are confirmed with [`same_without_le`], so a collision only costs a comparison.
+fn hash_without_le(l: &Labels, buf: &mut Vec<u8>) -> u64 {
+    buf.clear();
     for (n, v) in l.iter().filter(|(n, _)| *n != BUCKET_LABEL) {
-        n.hash(&mut h);
-        v.hash(&mut h);
+        buf.extend_from_slice(n.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(v.as_bytes());
+        buf.push(0xff);
     }
-    h.finish()
+    xxhash_rust::xxh3::xxh3_64(buf)
 }
 
 fn same_without_le(grouped: &Labels, l: &Labels) -> bool {
@@ -78,7 +81,8 @@ fn without_le(l: &Labels) -> Labels {
 /// appearance. A sample whose `le` is missing or not a number is left out with a warning.
 pub(super) fn group_buckets(v: &Vector, ann: &mut Annotations) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut by_hash: PrehashedMap<u64, Vec<usize>> = PrehashedMap::default();
+    let mut buf = Vec::new();
     for s in v {
         let le = s.metric.get(BUCKET_LABEL).unwrap_or("");
         let Some(upper) = parse_le(le) else {
@@ -86,7 +90,9 @@ pub(super) fn group_buckets(v: &Vector, ann: &mut Annotations) -> Vec<Group> {
             continue;
         };
         let bucket = Bucket { upper, count: s.f };
-        let candidates = by_hash.entry(hash_without_le(&s.metric)).or_default();
+        let candidates = by_hash
+            .entry(hash_without_le(&s.metric, &mut buf))
+            .or_default();
         match candidates
             .iter()
             .find(|&&i| same_without_le(&groups[i].metric, &s.metric))
