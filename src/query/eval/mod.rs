@@ -27,12 +27,12 @@ use promql_parser::parser::{
     AggregateExpr, AtModifier, BinaryExpr, Call, Expr, Offset, VectorSelector,
 };
 
-use super::aggregate::{AggParam, Aggregation, aggregate};
+use super::aggregate::{AggParam, Aggregation, SeriesFold, aggregate};
 use super::binary::{VectorBinop, scalar_scalar, vector_scalar, vector_vector};
 use super::functions::{Arg, eval_instant};
 use super::{Annotations, FPoint, Matrix, QueryError, Sample, Series, Value, Vector};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher};
-use crate::storage::{Querier, SeriesSamples};
+use crate::storage::{Querier, Selected};
 
 /// Where Prometheus reports a timeout or cancellation noticed while evaluating.
 const IN_EVALUATION: &str = "expression evaluation";
@@ -508,30 +508,6 @@ impl Evaluator<'_> {
         })
     }
 
-    /// Reads the series `vs` selects with samples in [mint, maxt].
-    fn select(
-        &self,
-        vs: &VectorSelector,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<SeriesSamples>, QueryError> {
-        let groups = selector_matchers(vs)?;
-        if mint > maxt {
-            return Ok(Vec::new());
-        }
-        let mut all = Vec::new();
-        for g in &groups {
-            self.check()?;
-            all.extend(self.querier.select(g, mint, maxt)?);
-        }
-        if groups.len() > 1 {
-            // An `or` of matcher sets: a series matched by several appears once.
-            all.sort_by(|a, b| a.labels.cmp(&b.labels));
-            all.dedup_by(|a, b| a.labels == b.labels);
-        }
-        Ok(all)
-    }
-
     /// An instant vector selector over `r`: at each step, the newest sample in the lookback
     /// window `(t - lookback, t]` (after `offset` and `@`), unless it is a staleness marker.
     /// With `stamps`, a point's value is the sample's own timestamp instead of its value (what
@@ -555,9 +531,18 @@ impl Evaluator<'_> {
             .saturating_sub(lookback)
             .saturating_add(1);
         let maxt = last.saturating_sub(offset);
-        let stored = self.select(vs, mint, maxt)?;
-        let mut out = Vec::with_capacity(stored.len());
-        for s in stored {
+        let groups = selector_matchers(vs)?;
+        let held_before = self.samples;
+        let mut out = Vec::new();
+        stream(self.querier, &groups, mint, maxt, &mut |sel| {
+            let s = match sel {
+                Selected::Series(s) => s,
+                Selected::Restart => {
+                    out.clear();
+                    self.samples = held_before;
+                    return Ok(());
+                }
+            };
             self.check()?;
             let pick = |x: &crate::model::Sample| {
                 if stamps { x.t as f64 } else { x.v }
@@ -604,7 +589,7 @@ impl Evaluator<'_> {
                 }
             }
             if floats.is_empty() {
-                continue;
+                return Ok(());
             }
             self.hold(floats.len())?;
             out.push(Series {
@@ -612,7 +597,8 @@ impl Evaluator<'_> {
                 floats,
                 drop_name: false,
             });
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -743,6 +729,9 @@ impl Evaluator<'_> {
     }
 
     fn aggregation(&mut self, a: &AggregateExpr, r: Range) -> Result<Matrix, QueryError> {
+        if let Some(m) = self.streamed_aggregation(a, r)? {
+            return Ok(m);
+        }
         enum Param {
             None,
             Scalar(Vec<f64>),
@@ -782,6 +771,70 @@ impl Evaluator<'_> {
                 None => aggregate(op, modifier, p, input, ts, ann),
             }
         })
+    }
+
+    /// A folding aggregation (`sum`, `avg`, `count`, `group`, `min`, `max`, `stddev`,
+    /// `stdvar`) directly over a function of a range vector, such as
+    /// `sum by (job) (rate(x[5m]))`: each series the function outputs is folded into its group
+    /// as soon as it is computed, so only the groups' states and one input series are held,
+    /// never the function's whole output. Its answer, its errors and the samples it counts are
+    /// those of evaluating the function first and aggregating its output step by step. None
+    /// when the aggregation is not of that shape.
+    fn streamed_aggregation(
+        &mut self,
+        a: &AggregateExpr,
+        r: Range,
+    ) -> Result<Option<Matrix>, QueryError> {
+        if a.param.is_some() || (r.steps() > 1 && self.invariant(&a.expr)) {
+            return Ok(None);
+        }
+        let Expr::Call(c) = unparen(&a.expr) else {
+            return Ok(None);
+        };
+        let args: Vec<&Expr> = c.args.args.iter().map(|a| unparen(a)).collect();
+        let Some(mi) = args
+            .iter()
+            .position(|a| matches!(a, Expr::MatrixSelector(_) | Expr::Subquery(_)))
+        else {
+            return Ok(None);
+        };
+        if c.func.name == "absent_over_time" {
+            return Ok(None);
+        }
+        let Some(mut fold) = SeriesFold::new(a.op, a.modifier.as_ref()) else {
+            return Ok(None);
+        };
+        self.check()?;
+        let before = self.samples;
+        let absent = self.range_function_each(c, &args, mi, r, &mut |e| {
+            match e {
+                range::Emit::Series(s) => fold.add(
+                    &s.metric,
+                    s.drop_name,
+                    s.floats.iter().filter_map(|p| Some((step_index(r, p.t)?, p.f))),
+                ),
+                range::Emit::Restart => fold.clear(),
+            }
+            Ok(())
+        })?;
+        if absent.is_some() {
+            return Err(QueryError::Execution(
+                "absent_over_time cannot be folded series by series".into(),
+            ));
+        }
+        let mut out = fold.finish(|i| r.ts(i));
+        // The function's output stays counted until the aggregation's is complete.
+        let total: usize = out.iter().map(|s| s.floats.len()).sum();
+        self.within_limit(total)?;
+        self.samples = before.saturating_add(total);
+        if !self.settings.delayed_name_removal {
+            for s in &mut out {
+                if s.drop_name {
+                    s.metric = names::without_name(&s.metric);
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     fn binary(&mut self, b: &BinaryExpr, r: Range) -> Result<Matrix, QueryError> {
@@ -852,6 +905,22 @@ impl Evaluator<'_> {
             }
         }
     }
+}
+
+/// Hands `f` the series the matcher sets `groups` of a selector select with samples in
+/// [mint, maxt], one at a time in label order (see [`Querier::select_each`]).
+fn stream(
+    querier: &Querier,
+    groups: &[Vec<Matcher>],
+    mint: i64,
+    maxt: i64,
+    f: &mut dyn FnMut(Selected) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    if mint > maxt {
+        return Ok(());
+    }
+    let groups: Vec<&[Matcher]> = groups.iter().map(Vec::as_slice).collect();
+    querier.select_each(&groups, mint, maxt, f)
 }
 
 /// The indices of the steps of `r` that lie in [from, until).
