@@ -87,6 +87,10 @@ pub(crate) struct Settings {
     pub delayed_name_removal: bool,
     /// Resolution of subqueries written without a step (ms).
     pub subquery_step: i64,
+    /// Fold an aggregation directly over a selector or range function series by series, as
+    /// its input is read (off: collect the input first, then aggregate step by step: the same
+    /// answer, which tests compare with).
+    pub stream_aggregations: bool,
 }
 
 /// The evaluation times of one node: `start`, `start + step`, … up to `end`.
@@ -518,6 +522,27 @@ impl Evaluator<'_> {
         r: Range,
         stamps: bool,
     ) -> Result<Matrix, QueryError> {
+        let mut out = Vec::new();
+        self.vector_selector_each(vs, r, stamps, &mut |e| {
+            match e {
+                range::Emit::Series(s) => out.push(s),
+                range::Emit::Restart => out.clear(),
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Evaluator::vector_selector`] handing each output series to `emit` as soon as it is
+    /// built, the stored series read one at a time. The output is counted as held samples (and
+    /// left counted) just as if it were collected.
+    fn vector_selector_each(
+        &mut self,
+        vs: &VectorSelector,
+        r: Range,
+        stamps: bool,
+        emit: &mut dyn FnMut(range::Emit) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let lookback = self.settings.lookback;
@@ -533,14 +558,12 @@ impl Evaluator<'_> {
         let maxt = last.saturating_sub(offset);
         let groups = selector_matchers(vs)?;
         let held_before = self.samples;
-        let mut out = Vec::new();
         stream(self.querier, &groups, mint, maxt, &mut |sel| {
             let s = match sel {
                 Selected::Series(s) => s,
                 Selected::Restart => {
-                    out.clear();
                     self.samples = held_before;
-                    return Ok(());
+                    return emit(range::Emit::Restart);
                 }
             };
             self.check()?;
@@ -592,14 +615,12 @@ impl Evaluator<'_> {
                 return Ok(());
             }
             self.hold(floats.len())?;
-            out.push(Series {
+            emit(range::Emit::Series(Series {
                 metric: Arc::new(s.labels),
                 floats,
                 drop_name: false,
-            });
-            Ok(())
-        })?;
-        Ok(out)
+            }))
+        })
     }
 
     fn call(&mut self, c: &Call, r: Range) -> Result<Matrix, QueryError> {
@@ -775,9 +796,9 @@ impl Evaluator<'_> {
 
     /// A folding aggregation (`sum`, `avg`, `count`, `group`, `min`, `max`, `stddev`,
     /// `stdvar`) directly over a function of a range vector, such as
-    /// `sum by (job) (rate(x[5m]))`: each series the function outputs is folded into its group
-    /// as soon as it is computed, so only the groups' states and one input series are held,
-    /// never the function's whole output. Its answer, its errors and the samples it counts are
+    /// `sum by (job) (rate(x[5m]))`, or over an instant vector selector: each series the
+    /// function or selector outputs is folded into its group as soon as it is computed, so
+    /// only the groups' states and one input series are held, never the whole input. Its answer, its errors and the samples it counts are
     /// those of evaluating the function first and aggregating its output step by step. None
     /// when the aggregation is not of that shape.
     fn streamed_aggregation(
@@ -785,11 +806,27 @@ impl Evaluator<'_> {
         a: &AggregateExpr,
         r: Range,
     ) -> Result<Option<Matrix>, QueryError> {
-        if a.param.is_some() || (r.steps() > 1 && self.invariant(&a.expr)) {
+        if !self.settings.stream_aggregations
+            || a.param.is_some()
+            || (r.steps() > 1 && self.invariant(&a.expr))
+        {
             return Ok(None);
         }
-        let Expr::Call(c) = unparen(&a.expr) else {
-            return Ok(None);
+        let c = match unparen(&a.expr) {
+            Expr::Call(c) => c,
+            Expr::VectorSelector(vs) => {
+                let Some(mut fold) = SeriesFold::new(a.op, a.modifier.as_ref()) else {
+                    return Ok(None);
+                };
+                self.check()?;
+                let before = self.samples;
+                self.vector_selector_each(vs, r, false, &mut |e| {
+                    fold_into(&mut fold, r, e);
+                    Ok(())
+                })?;
+                return self.finish_fold(fold, r, before).map(Some);
+            }
+            _ => return Ok(None),
         };
         let args: Vec<&Expr> = c.args.args.iter().map(|a| unparen(a)).collect();
         let Some(mi) = args
@@ -807,14 +844,7 @@ impl Evaluator<'_> {
         self.check()?;
         let before = self.samples;
         let absent = self.range_function_each(c, &args, mi, r, &mut |e| {
-            match e {
-                range::Emit::Series(s) => fold.add(
-                    &s.metric,
-                    s.drop_name,
-                    s.floats.iter().filter_map(|p| Some((step_index(r, p.t)?, p.f))),
-                ),
-                range::Emit::Restart => fold.clear(),
-            }
+            fold_into(&mut fold, r, e);
             Ok(())
         })?;
         if absent.is_some() {
@@ -822,6 +852,16 @@ impl Evaluator<'_> {
                 "absent_over_time cannot be folded series by series".into(),
             ));
         }
+        self.finish_fold(fold, r, before).map(Some)
+    }
+
+    /// The output of a streamed aggregation whose input was counted on top of `before`.
+    fn finish_fold(
+        &mut self,
+        fold: SeriesFold<'_>,
+        r: Range,
+        before: usize,
+    ) -> Result<Matrix, QueryError> {
         let mut out = fold.finish(|i| r.ts(i));
         // The function's output stays counted until the aggregation's is complete.
         let total: usize = out.iter().map(|s| s.floats.len()).sum();
@@ -834,7 +874,7 @@ impl Evaluator<'_> {
                 }
             }
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
     fn binary(&mut self, b: &BinaryExpr, r: Range) -> Result<Matrix, QueryError> {
@@ -904,6 +944,20 @@ impl Evaluator<'_> {
                 })
             }
         }
+    }
+}
+
+/// Folds one streamed series into `fold`, or empties it when the input starts again.
+fn fold_into(fold: &mut SeriesFold<'_>, r: Range, e: range::Emit) {
+    match e {
+        range::Emit::Series(s) => fold.add(
+            &s.metric,
+            s.drop_name,
+            s.floats
+                .iter()
+                .filter_map(|p| Some((step_index(r, p.t)?, p.f))),
+        ),
+        range::Emit::Restart => fold.clear(),
     }
 }
 

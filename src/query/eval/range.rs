@@ -7,8 +7,8 @@ use promql_parser::parser::{Call, Expr, SubqueryExpr};
 
 use super::names::{self, SAME_LABELSET};
 use super::{
-    Evaluator, Range, absent_labels, duration_ms, offset_ms, selector_matchers, step_span,
-    stream, unparen,
+    Evaluator, Range, absent_labels, duration_ms, offset_ms, selector_matchers, step_span, stream,
+    unparen,
 };
 use crate::model::{Labels, Matcher, is_stale_nan};
 use crate::query::functions::{
