@@ -163,8 +163,8 @@ while IFS=$'\t' read -r name query; do
         tm_times+=("$(timed "$tm" "$query" "$WORK/$name.tidemark.json")")
         prom_times+=("$(timed "$prom" "$query" "$WORK/$name.prometheus.json")")
     done
-    tm_peak=$(( $(kib "$tm_pid" VmHWM) - tm_base ))
-    prom_peak=$(( $(kib "$prom_pid" VmHWM) - prom_base ))
+    tm_peak=$(( $(kib "$tm_pid" VmHWM) - tm_base )); (( tm_peak > 0 )) || tm_peak=0
+    prom_peak=$(( $(kib "$prom_pid" VmHWM) - prom_base )); (( prom_peak > 0 )) || prom_peak=0
     tm_ms=$(printf '%s\n' "${tm_times[@]}" | median_ms)
     prom_ms=$(printf '%s\n' "${prom_times[@]}" | median_ms)
     agree=$(python3 - "$WORK/$name.tidemark.json" "$WORK/$name.prometheus.json" <<'EOF'
