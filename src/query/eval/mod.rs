@@ -1,8 +1,12 @@
 //! Evaluation of a parsed PromQL expression over a range of steps, the way Prometheus's engine
 //! does it: every node is evaluated once for the whole step range into one series per label
-//! set; selectors read each series once; per-step operators (functions of instant vectors,
-//! aggregations, binary operators) are driven step by step from their children's results, and
-//! functions of range vectors slide a window over each series.
+//! set; selectors read each series once, one series at a time (`Querier::select_each`: it is
+//! decoded, all its steps computed, then dropped); per-step operators (functions of instant
+//! vectors, aggregations, binary operators) are driven step by step from their children's
+//! results, and functions of range vectors slide a window over each series. A folding
+//! aggregation directly over a selector or a range function folds each series into its groups
+//! as it comes (`streamed_aggregation`), so `sum by (job) (rate(x[5m]))` holds the groups'
+//! steps and one input series, never all the samples it reads.
 //!
 //! `eval` owns the evaluation order, `@` and `offset`, subqueries, the sample limit, deadline
 //! checks and name dropping. The operators' semantics live in `functions`, `aggregate` and

@@ -1,5 +1,6 @@
-//! Range vectors: matrix selectors and subqueries, read once for the whole step range, and the
-//! functions over them, which slide a window `(t - range, t]` along each series.
+//! Range vectors: matrix selectors (read once for the whole step range, one series at a time)
+//! and subqueries, and the functions over them, which slide a window `(t - range, t]` along
+//! each series and hand on each output series as soon as it is computed.
 
 use std::sync::Arc;
 
