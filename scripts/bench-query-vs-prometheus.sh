@@ -8,7 +8,8 @@
 # block (a recent full UTC day, placed so that it fills one block on both sides).
 # Each query covers the day at a 60 s step; runs alternate between the two servers, and each
 # result is the median of RUNS runs after one warm-up run. Peak RSS is VmHWM, reset through
-# /proc/PID/clear_refs just before the queries, so it shows what answering them costs.
+# /proc/PID/clear_refs just before the queries (and again before each query, for its own peak
+# above the RSS it started from), so it shows what answering them costs.
 # The answers are compared point by point. Expect a few `sum_rate` points in the first five
 # minutes to differ by ~1e-6: Debian's Prometheus 2.42 applies rate()'s "do not extrapolate
 # below zero" limit before the extrapolation threshold, Prometheus 3 (and tidemark) after it,
@@ -132,6 +133,12 @@ timed() { range_query "$1" "$2" "$3" "$((start_ms / 1000))" "$((end_ms / 1000))"
 results=()
 while IFS=$'\t' read -r name query; do
     log "timing $name: $query"
+    # Each query's own peak: VmHWM reset before its first run, read after its last.
+    for p in "$tm_pid" "$prom_pid"; do
+        { echo 5 > "/proc/$p/clear_refs"; } 2>/dev/null || true
+    done
+    tm_base=$(kib "$tm_pid" VmRSS)
+    prom_base=$(kib "$prom_pid" VmRSS)
     timed "$tm" "$query" "$WORK/$name.tidemark.json" >/dev/null
     timed "$prom" "$query" "$WORK/$name.prometheus.json" >/dev/null
     tm_times=() prom_times=()
@@ -139,10 +146,12 @@ while IFS=$'\t' read -r name query; do
         tm_times+=("$(timed "$tm" "$query" "$WORK/$name.tidemark.json")")
         prom_times+=("$(timed "$prom" "$query" "$WORK/$name.prometheus.json")")
     done
+    tm_peak=$(( $(kib "$tm_pid" VmHWM) - tm_base )); (( tm_peak > 0 )) || tm_peak=0
+    prom_peak=$(( $(kib "$prom_pid" VmHWM) - prom_base )); (( prom_peak > 0 )) || prom_peak=0
     tm_ms=$(printf '%s\n' "${tm_times[@]}" | median_ms)
     prom_ms=$(printf '%s\n' "${prom_times[@]}" | median_ms)
     agree=$(compare_answers "$WORK/$name.tidemark.json" "$WORK/$name.prometheus.json")
-    results+=("$name"$'\t'"$tm_ms"$'\t'"$prom_ms"$'\t'"$agree")
+    results+=("$name"$'\t'"$tm_ms"$'\t'"$prom_ms"$'\t'"$tm_peak"$'\t'"$prom_peak"$'\t'"$agree")
 done < <("$gen" queries)
 
 tm_hwm=$(kib "$tm_pid" VmHWM)
@@ -154,12 +163,15 @@ echo
 echo "Range queries over 24h at 60s step (1,441 steps), 10,000 series, 57.6M samples;"
 echo "median of $RUNS runs through each HTTP API; $(nproc) CPUs; $($PROMETHEUS --version 2>&1 | head -1)"
 echo
-printf '%-20s %14s %16s %8s  %s\n' query "tidemark ms" "prometheus ms" ratio results
+printf '%-20s %14s %16s %8s %14s %16s  %s\n' query "tidemark ms" "prometheus ms" ratio \
+    "tidemark peak" "prometheus peak" results
 for r in "${results[@]}"; do
-    IFS=$'\t' read -r name tm_ms prom_ms agree <<<"$r"
+    IFS=$'\t' read -r name tm_ms prom_ms tm_peak prom_peak agree <<<"$r"
     ratio=$(awk -v a="$tm_ms" -v b="$prom_ms" 'BEGIN { printf "%.2f", a / b }')
-    printf '%-20s %14s %16s %8s  %s\n' "$name" "$tm_ms" "$prom_ms" "$ratio" "$agree"
+    printf '%-20s %14s %16s %8s %14s %16s  %s\n' "$name" "$tm_ms" "$prom_ms" "$ratio" \
+        "$(mib "$tm_peak")" "$(mib "$prom_peak")" "$agree"
 done
+echo "(peak: VmHWM while the query's runs were answered, above RSS just before them)"
 echo
 printf '%-46s %14s %16s\n' "" tidemark prometheus
 printf '%-46s %14s %16s\n' "RSS before the queries" "$(mib "$tm_rss0")" "$(mib "$prom_rss0")"

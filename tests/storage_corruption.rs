@@ -713,3 +713,55 @@ fn truncated_block_file_is_refused() {
         fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[test]
+fn a_query_reading_series_one_at_a_time_forgets_a_block_found_corrupt_midway() {
+    use tidemark::query::{Engine, EngineOptions, Value};
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    // Series 3 of the oldest block is damaged: series before it in label order are read (and
+    // handed to the evaluator) before the damage is met.
+    let d = chunk_damage(&pristine, 0);
+    let e = Engine::new(EngineOptions::default());
+    let (start, end) = (d.mint - H, d.maxt + 3 * H);
+    for (n, q) in [
+        r#"sum by (__name__) (count_over_time({__name__=~"blk_.*"}[10m]))"#,
+        r#"max_over_time({__name__=~"blk_.*"}[5m])"#,
+        r#"{__name__=~"blk_.*"}"#,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = tmp.path().join(format!("damaged{n}"));
+        copy_dir(&pristine, &dir);
+        flip(
+            &dir.join("blocks").join(&d.name),
+            d.chunk.offset + u64::from(d.chunk.len) / 2,
+        );
+        let db = open_checked(&dir, &opts(1 << 20));
+        let got = e
+            .range_blocking(&db.querier(), q, start, end, 60_000)
+            .unwrap();
+        // The block is quarantined now: the next query does not meet it at all.
+        let want = e
+            .range_blocking(&db.querier(), q, start, end, 60_000)
+            .unwrap();
+        assert!(want.annotations.warnings.is_empty(), "{q}");
+        let text = |v: &Value| format!("{v:?}");
+        assert_eq!(text(&got.value), text(&want.value), "{q}");
+        assert!(
+            matches!(&got.value, Value::Matrix(m) if !m.is_empty()),
+            "{q}"
+        );
+        let w: Vec<&String> = got.annotations.warnings.iter().collect();
+        assert_eq!(w.len(), 1, "{q}: {w:?}");
+        assert!(
+            w[0].contains(&d.id) && w[0].contains("corrupt"),
+            "{q}: {w:?}"
+        );
+        assert_eq!(db.quarantined_count(), 1, "{q}");
+        assert_quarantined(&dir, &d.name, "chunks section");
+        drop(db);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

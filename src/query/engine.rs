@@ -212,6 +212,7 @@ fn settings(opts: &EngineOptions) -> Settings {
         max_samples: opts.max_samples,
         delayed_name_removal: opts.delayed_name_removal,
         subquery_step: DEFAULT_SUBQUERY_STEP_MS,
+        stream_aggregations: true,
     }
 }
 

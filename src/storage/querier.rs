@@ -9,10 +9,10 @@ use tracing::warn;
 use super::StorageError;
 use super::block_chunks::read_samples;
 use super::catalog::Catalog;
-use super::head::{Head, SeriesSamples};
+use super::head::{Head, MemSeries, SeriesSamples};
 use super::index::{IndexReader, select_ids};
 use super::quarantine::{Blocks, corrupt_block_path};
-use super::sstable::{Block, BlockId};
+use super::sstable::{Block, BlockId, ChunkMeta};
 use super::tombstones::Tombstones;
 use crate::model::{Labels, MatchOp, Matcher, Sample, format_rfc3339};
 use crate::sync::lock;
@@ -58,56 +58,70 @@ fn overlaps(b: &Block, mint: i64, maxt: i64) -> bool {
     b.meta().mint <= maxt && b.meta().maxt >= mint
 }
 
-/// Reads the samples in [mint, maxt] of the block's series matching `matchers`.
-pub(crate) fn select_block(
-    block: &Block,
-    matchers: &[Matcher],
+/// One step of a streamed selection ([`Querier::select_each`]).
+pub enum Selected {
+    /// The next series, in label order, with its samples in the range: time-ordered, exact
+    /// timestamp duplicates across sources dropped (the earlier source wins), deleted samples
+    /// left out, never empty.
+    Series(SeriesSamples),
+    /// A block was found corrupt after series had been handed over: it is now left out of
+    /// this view (and quarantined), and the selection starts again from its first series, so
+    /// what was received so far must be forgotten.
+    Restart,
+}
+
+/// Where one series' samples are read from.
+enum Source<'a> {
+    /// A block's series: its chunks overlapping the range.
+    Block(&'a Block, Vec<ChunkMeta>),
+    Head(Arc<MemSeries>),
+}
+
+/// A series of one source, before its samples are read.
+struct Entry<'a> {
+    labels: Labels,
+    /// Sources count in time order: the blocks as the catalog lists them, then the head.
+    order: usize,
+    source: Source<'a>,
+}
+
+/// The ids `ix` selects for any of the matcher sets, sorted and unique.
+fn union_ids<I: IndexReader>(ix: &I, groups: &[&[Matcher]]) -> Vec<I::Id>
+where
+    I::Id: Ord,
+{
+    let mut ids = Vec::new();
+    for g in groups {
+        ids.extend(select_ids(ix, g));
+    }
+    if groups.len() > 1 {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    ids
+}
+
+/// The series of `block` matching any of `groups` that have a chunk overlapping [mint, maxt].
+fn block_entries<'a>(
+    block: &'a Block,
+    groups: &[&[Matcher]],
     mint: i64,
     maxt: i64,
-) -> Result<Vec<SeriesSamples>, StorageError> {
+    order: usize,
+) -> Result<Vec<Entry<'a>>, StorageError> {
     let mut out = Vec::new();
-    let mut bytes = Vec::new();
-    let mut buf = Vec::new();
-    for id in select_ids(&BlockIndex(block), matchers) {
-        let (labels, chunks) = block.series(id)?;
-        let mut samples = Vec::new();
-        for c in chunks.iter().filter(|c| c.mint <= maxt && c.maxt >= mint) {
-            buf.clear();
-            read_samples(block, c, &mut bytes, &mut buf)?;
-            samples.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
-        }
-        if !samples.is_empty() {
-            out.push(SeriesSamples { labels, samples });
+    for id in union_ids(&BlockIndex(block), groups) {
+        let (labels, mut chunks) = block.series(id)?;
+        chunks.retain(|c| c.mint <= maxt && c.maxt >= mint);
+        if !chunks.is_empty() {
+            out.push(Entry {
+                labels,
+                order,
+                source: Source::Block(block, chunks),
+            });
         }
     }
     Ok(out)
-}
-
-/// Merges per-source results (each sorted by labels, sources in time order) into one series list
-/// sorted by labels, each series' samples time-ordered with exact-timestamp duplicates dropped
-/// (the earlier source wins).
-pub(crate) fn merge_sources(sources: Vec<Vec<SeriesSamples>>) -> Vec<SeriesSamples> {
-    let mut all: Vec<(usize, SeriesSamples)> = sources
-        .into_iter()
-        .enumerate()
-        .flat_map(|(i, v)| v.into_iter().map(move |s| (i, s)))
-        .collect();
-    // Stable: within one series, sources stay in time order.
-    all.sort_by(|a, b| a.1.labels.cmp(&b.1.labels).then(a.0.cmp(&b.0)));
-    let mut out: Vec<SeriesSamples> = Vec::with_capacity(all.len());
-    for (_, s) in all {
-        match out.last_mut() {
-            Some(last) if last.labels == s.labels => last.samples.extend(s.samples),
-            _ => out.push(s),
-        }
-    }
-    for s in &mut out {
-        if !s.samples.windows(2).all(|w| w[0].t < w[1].t) {
-            s.samples.sort_by_key(|x| x.t);
-            s.samples.dedup_by_key(|x| x.t);
-        }
-    }
-    out
 }
 
 impl Querier {
@@ -119,23 +133,124 @@ impl Querier {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
-        let mut sources = Vec::new();
-        for b in self.blocks_in(mint, maxt) {
-            match select_block(b, matchers, mint, maxt) {
-                Ok(v) => sources.push(v),
+        let mut out = Vec::new();
+        self.select_each(&[matchers], mint, maxt, &mut |s| {
+            match s {
+                Selected::Series(s) => out.push(s),
+                Selected::Restart => out.clear(),
+            }
+            Ok::<(), StorageError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands `f` the series matching every matcher of any of `groups` (a series matched by
+    /// several is handed once), in label order, one at a time: what [`Querier::select`]
+    /// returns, without holding more than one series' samples. Only the labels and chunk
+    /// references of the matching series are gathered first; each series' samples are read
+    /// (block chunks decoded, head series under their lock) when its turn comes, and dropped by
+    /// `f`. A block found corrupt on the way is handled as [`Querier::select`] handles it; if
+    /// series were handed over already, `f` is told to forget them and the selection restarts
+    /// without the block. An error from `f` stops the selection.
+    pub fn select_each<E: From<StorageError>>(
+        &self,
+        groups: &[&[Matcher]],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(Selected) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut handed = false;
+        loop {
+            let entries = self.entries(groups, mint, maxt)?;
+            if self.read_entries(entries, mint, maxt, &mut handed, f)? {
+                return Ok(());
+            }
+            if handed {
+                handed = false;
+                f(Selected::Restart)?;
+            }
+        }
+    }
+
+    /// The matching series of every source, sorted by labels and then source order.
+    fn entries(
+        &self,
+        groups: &[&[Matcher]],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Entry<'_>>, StorageError> {
+        let mut entries = Vec::new();
+        for (order, b) in self.blocks_in(mint, maxt).enumerate() {
+            match block_entries(b, groups, mint, maxt, order) {
+                Ok(v) => entries.extend(v),
                 Err(e) => self.skip_if_corrupt(b, e)?,
             }
         }
-        sources.push(self.head.select(matchers, mint, maxt));
-        let mut out = merge_sources(sources);
-        // One check when nothing is deleted; otherwise one lookup per series, not per sample.
-        if !self.tombstones.is_empty() {
-            for s in &mut out {
-                self.tombstones.filter(&s.labels, &mut s.samples);
+        let head_order = self.catalog.blocks.len();
+        for sref in union_ids(&*self.head, groups) {
+            if let Some(series) = self.head.get_by_ref(sref) {
+                entries.push(Entry {
+                    labels: series.labels.clone(),
+                    order: head_order,
+                    source: Source::Head(series),
+                });
             }
-            out.retain(|s| !s.samples.is_empty());
         }
-        Ok(out)
+        // Stable: within one series, sources stay in time order.
+        entries.sort_by(|a, b| a.labels.cmp(&b.labels).then(a.order.cmp(&b.order)));
+        Ok(entries)
+    }
+
+    /// Reads and hands over the series of `entries` one at a time; false when a block was
+    /// found corrupt on the way (it is then left out of this view).
+    fn read_entries<E: From<StorageError>>(
+        &self,
+        entries: Vec<Entry<'_>>,
+        mint: i64,
+        maxt: i64,
+        handed: &mut bool,
+        f: &mut dyn FnMut(Selected) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let mut bytes = Vec::new();
+        let mut buf = Vec::new();
+        let mut it = entries.into_iter().peekable();
+        while let Some(first) = it.next() {
+            let labels = first.labels;
+            let mut samples = Vec::new();
+            let mut source = Some(first.source);
+            while let Some(src) = source.take() {
+                match src {
+                    Source::Block(b, chunks) => {
+                        for c in &chunks {
+                            buf.clear();
+                            if let Err(e) = read_samples(b, c, &mut bytes, &mut buf) {
+                                self.skip_if_corrupt(b, e)?;
+                                return Ok(false);
+                            }
+                            samples.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
+                        }
+                    }
+                    Source::Head(series) => series.lock().samples_in(mint, maxt, &mut samples),
+                }
+                if it.peek().is_some_and(|next| next.labels == labels) {
+                    source = it.next().map(|e| e.source);
+                }
+            }
+            if !samples.windows(2).all(|w| w[0].t < w[1].t) {
+                samples.sort_by_key(|x| x.t);
+                samples.dedup_by_key(|x| x.t);
+            }
+            // One check when nothing is deleted; otherwise one lookup per series.
+            if !self.tombstones.is_empty() {
+                self.tombstones.filter(&labels, &mut samples);
+            }
+            if samples.is_empty() {
+                continue;
+            }
+            *handed = true;
+            f(Selected::Series(SeriesSamples { labels, samples }))?;
+        }
+        Ok(true)
     }
 
     /// A block read failed with `e`: when `e` says the block is damaged, the block is left out
@@ -372,22 +487,97 @@ impl Querier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{Db, Options, write_blocks};
 
-    fn ss(name: &str, pts: &[(i64, f64)]) -> SeriesSamples {
-        SeriesSamples {
-            labels: Labels::new([("__name__", name)]).unwrap(),
-            samples: pts.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
-        }
+    fn series(name: &str, pts: &[(i64, f64)]) -> (Labels, Vec<Sample>) {
+        (
+            Labels::new([("__name__", name)]).unwrap(),
+            pts.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+        )
+    }
+
+    fn streamed(q: &Querier, groups: &[&[Matcher]], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        let mut out = Vec::new();
+        q.select_each(groups, mint, maxt, &mut |s| {
+            match s {
+                Selected::Series(s) => out.push(s),
+                Selected::Restart => panic!("nothing here is corrupt"),
+            }
+            Ok::<(), StorageError>(())
+        })
+        .unwrap();
+        out
     }
 
     #[test]
-    fn merge_keeps_all_series_and_drops_exact_time_duplicates() {
-        let a = vec![ss("a", &[(1, 1.0), (5, 2.0)]), ss("c", &[(3, 0.5)])];
-        let b = vec![ss("a", &[(5, 9.0), (7, 3.0)]), ss("b", &[(3, 0.25)])];
-        let m = merge_sources(vec![a, b]);
-        assert_eq!(m.len(), 3);
-        assert_eq!(m[0], ss("a", &[(1, 1.0), (5, 2.0), (7, 3.0)]));
-        assert_eq!(m[1], ss("b", &[(3, 0.25)]));
-        assert_eq!(m[2], ss("c", &[(3, 0.5)]));
+    fn a_streamed_selection_merges_sources_in_label_order_and_drops_exact_time_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = 86_400_000;
+        // Two overlapping blocks, then the head: `a` is in all three, with one timestamp twice.
+        write_blocks(
+            dir.path(),
+            vec![
+                series("a", &[(1_000, 1.0), (5_000, 2.0)]),
+                series("c", &[(3_000, 0.5)]),
+            ],
+            day,
+            |_| {},
+        )
+        .unwrap();
+        write_blocks(
+            dir.path(),
+            vec![
+                series("a", &[(5_000, 9.0), (7_000, 3.0)]),
+                series("b", &[(3_000, 0.25)]),
+                series("e", &[(9_000, 4.0)]),
+            ],
+            day,
+            |_| {},
+        )
+        .unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(db.catalog().blocks.len(), 2);
+        let mut app = db.appender();
+        let now = day;
+        app.append(&Labels::new([("__name__", "a")]).unwrap(), now, 5.0)
+            .unwrap();
+        app.append(&Labels::new([("__name__", "d")]).unwrap(), now, 6.0)
+            .unwrap();
+        app.commit().unwrap();
+        let q = db.querier();
+        let a = [Matcher::equal("__name__", "a")];
+        let others = [Matcher::new(MatchOp::Regex, "__name__", "b|c|d|a").unwrap()];
+        // `a` is matched by both sets and comes once; `e` by neither.
+        let got = streamed(&q, &[&a, &others], 0, now);
+        let names: Vec<&str> = got
+            .iter()
+            .map(|s| s.labels.get("__name__").unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        let pts = |s: &SeriesSamples| -> Vec<(i64, f64)> {
+            s.samples.iter().map(|x| (x.t, x.v)).collect()
+        };
+        // The earlier block's sample wins at 5s.
+        assert_eq!(
+            pts(&got[0]),
+            [(1_000, 1.0), (5_000, 2.0), (7_000, 3.0), (now, 5.0)]
+        );
+        assert_eq!(pts(&got[3]), [(now, 6.0)]);
+        // The range cuts every source; a series left without samples is not handed over.
+        let got = streamed(&q, &[&others], 4_000, 8_000);
+        let names: Vec<&str> = got
+            .iter()
+            .map(|s| s.labels.get("__name__").unwrap())
+            .collect();
+        assert_eq!(names, ["a"]);
+        assert_eq!(pts(&got[0]), [(5_000, 2.0), (7_000, 3.0)]);
+        // `select` is the same selection, collected.
+        assert_eq!(
+            q.select(&others, 0, now).unwrap(),
+            streamed(&q, &[&others], 0, now)
+        );
+        // Nothing matched, or an empty range: nothing handed over.
+        assert!(streamed(&q, &[&[Matcher::equal("__name__", "zz")]], 0, now).is_empty());
+        assert!(streamed(&q, &[&others], 20_000, 30_000).is_empty());
     }
 }

@@ -23,20 +23,20 @@ pub(super) enum Fold {
 }
 
 /// The running state of one group, as Prometheus keeps it.
-struct Acc {
+pub(super) struct Acc {
     value: f64,
     mean: f64,
     kahan_c: f64,
     count: f64,
     /// `avg` switched to the incremental mean because the running sum would overflow.
     incremental: bool,
-    drop_name: bool,
+    pub(super) drop_name: bool,
     /// `quantile`'s values.
     values: Vec<f64>,
 }
 
 impl Acc {
-    fn new(op: Fold, s: &Sample) -> Acc {
+    pub(super) fn new(op: Fold, s: &Sample) -> Acc {
         let f = s.f;
         let value = match op {
             Fold::Group => 1.0,
@@ -60,7 +60,7 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, op: Fold, s: &Sample) {
+    pub(super) fn add(&mut self, op: Fold, s: &Sample) {
         let f = s.f;
         self.drop_name |= s.drop_name;
         match op {
@@ -108,7 +108,7 @@ impl Acc {
         (self.mean, self.kahan_c) = kahan_inc(f / self.count, q * self.mean, q * self.kahan_c);
     }
 
-    fn finish(mut self, op: Fold) -> f64 {
+    pub(super) fn finish(mut self, op: Fold) -> f64 {
         match op {
             Fold::Sum => self.value + self.kahan_c,
             Fold::Avg if self.incremental => self.mean + self.kahan_c,

@@ -13,6 +13,7 @@ mod fold;
 pub(crate) mod gofmt;
 pub(crate) mod key;
 mod prom_hash;
+mod stream;
 mod topk;
 
 #[cfg(test)]
@@ -25,6 +26,8 @@ use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMIT_RATIO, T_LIMITK, T_MAX, T_MIN,
     T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK, TokenType,
 };
+
+pub(crate) use self::stream::SeriesFold;
 
 use self::fold::Fold;
 use self::key::{KeyIndex, KeyOrdinals, KeySpec, SeriesCache, Slots};

@@ -1,8 +1,12 @@
 //! Evaluation of a parsed PromQL expression over a range of steps, the way Prometheus's engine
 //! does it: every node is evaluated once for the whole step range into one series per label
-//! set; selectors read each series once; per-step operators (functions of instant vectors,
-//! aggregations, binary operators) are driven step by step from their children's results, and
-//! functions of range vectors slide a window over each series.
+//! set; selectors read each series once, one series at a time (`Querier::select_each`: it is
+//! decoded, all its steps computed, then dropped); per-step operators (functions of instant
+//! vectors, aggregations, binary operators) are driven step by step from their children's
+//! results, and functions of range vectors slide a window over each series. A folding
+//! aggregation directly over a selector or a range function folds each series into its groups
+//! as it comes (`streamed_aggregation`), so `sum by (job) (rate(x[5m]))` holds the groups'
+//! steps and one input series, never all the samples it reads.
 //!
 //! `eval` owns the evaluation order, `@` and `offset`, subqueries, the sample limit, deadline
 //! checks and name dropping. The operators' semantics live in `functions`, `aggregate` and
@@ -27,12 +31,12 @@ use promql_parser::parser::{
     AggregateExpr, AtModifier, BinaryExpr, Call, Expr, Offset, VectorSelector,
 };
 
-use super::aggregate::{AggParam, Aggregation, aggregate};
+use super::aggregate::{AggParam, Aggregation, SeriesFold, aggregate};
 use super::binary::{VectorBinop, scalar_scalar, vector_scalar, vector_vector};
 use super::functions::{Arg, eval_instant};
 use super::{Annotations, FPoint, Matrix, QueryError, Sample, Series, Value, Vector};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher};
-use crate::storage::{Querier, SeriesSamples};
+use crate::storage::{Querier, Selected};
 
 /// Where Prometheus reports a timeout or cancellation noticed while evaluating.
 const IN_EVALUATION: &str = "expression evaluation";
@@ -87,6 +91,10 @@ pub(crate) struct Settings {
     pub delayed_name_removal: bool,
     /// Resolution of subqueries written without a step (ms).
     pub subquery_step: i64,
+    /// Fold an aggregation directly over a selector or range function series by series, as
+    /// its input is read (off: collect the input first, then aggregate step by step: the same
+    /// answer, which tests compare with).
+    pub stream_aggregations: bool,
 }
 
 /// The evaluation times of one node: `start`, `start + step`, … up to `end`.
@@ -508,30 +516,6 @@ impl Evaluator<'_> {
         })
     }
 
-    /// Reads the series `vs` selects with samples in [mint, maxt].
-    fn select(
-        &self,
-        vs: &VectorSelector,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<SeriesSamples>, QueryError> {
-        let groups = selector_matchers(vs)?;
-        if mint > maxt {
-            return Ok(Vec::new());
-        }
-        let mut all = Vec::new();
-        for g in &groups {
-            self.check()?;
-            all.extend(self.querier.select(g, mint, maxt)?);
-        }
-        if groups.len() > 1 {
-            // An `or` of matcher sets: a series matched by several appears once.
-            all.sort_by(|a, b| a.labels.cmp(&b.labels));
-            all.dedup_by(|a, b| a.labels == b.labels);
-        }
-        Ok(all)
-    }
-
     /// An instant vector selector over `r`: at each step, the newest sample in the lookback
     /// window `(t - lookback, t]` (after `offset` and `@`), unless it is a staleness marker.
     /// With `stamps`, a point's value is the sample's own timestamp instead of its value (what
@@ -542,6 +526,27 @@ impl Evaluator<'_> {
         r: Range,
         stamps: bool,
     ) -> Result<Matrix, QueryError> {
+        let mut out = Vec::new();
+        self.vector_selector_each(vs, r, stamps, &mut |e| {
+            match e {
+                range::Emit::Series(s) => out.push(s),
+                range::Emit::Restart => out.clear(),
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Evaluator::vector_selector`] handing each output series to `emit` as soon as it is
+    /// built, the stored series read one at a time. The output is counted as held samples (and
+    /// left counted) just as if it were collected.
+    fn vector_selector_each(
+        &mut self,
+        vs: &VectorSelector,
+        r: Range,
+        stamps: bool,
+        emit: &mut dyn FnMut(range::Emit) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let lookback = self.settings.lookback;
@@ -555,9 +560,16 @@ impl Evaluator<'_> {
             .saturating_sub(lookback)
             .saturating_add(1);
         let maxt = last.saturating_sub(offset);
-        let stored = self.select(vs, mint, maxt)?;
-        let mut out = Vec::with_capacity(stored.len());
-        for s in stored {
+        let groups = selector_matchers(vs)?;
+        let held_before = self.samples;
+        stream(self.querier, &groups, mint, maxt, &mut |sel| {
+            let s = match sel {
+                Selected::Series(s) => s,
+                Selected::Restart => {
+                    self.samples = held_before;
+                    return emit(range::Emit::Restart);
+                }
+            };
             self.check()?;
             let pick = |x: &crate::model::Sample| {
                 if stamps { x.t as f64 } else { x.v }
@@ -604,16 +616,15 @@ impl Evaluator<'_> {
                 }
             }
             if floats.is_empty() {
-                continue;
+                return Ok(());
             }
             self.hold(floats.len())?;
-            out.push(Series {
+            emit(range::Emit::Series(Series {
                 metric: Arc::new(s.labels),
                 floats,
                 drop_name: false,
-            });
-        }
-        Ok(out)
+            }))
+        })
     }
 
     fn call(&mut self, c: &Call, r: Range) -> Result<Matrix, QueryError> {
@@ -743,6 +754,9 @@ impl Evaluator<'_> {
     }
 
     fn aggregation(&mut self, a: &AggregateExpr, r: Range) -> Result<Matrix, QueryError> {
+        if let Some(m) = self.streamed_aggregation(a, r)? {
+            return Ok(m);
+        }
         enum Param {
             None,
             Scalar(Vec<f64>),
@@ -782,6 +796,89 @@ impl Evaluator<'_> {
                 None => aggregate(op, modifier, p, input, ts, ann),
             }
         })
+    }
+
+    /// A folding aggregation (`sum`, `avg`, `count`, `group`, `min`, `max`, `stddev`,
+    /// `stdvar`) directly over a function of a range vector, such as
+    /// `sum by (job) (rate(x[5m]))`, or over an instant vector selector: each series the
+    /// function or selector outputs is folded into its group as soon as it is computed, so
+    /// only the groups' states and one input series are held, never the whole input. Its answer, its errors and the samples it counts are
+    /// those of evaluating the function first and aggregating its output step by step. None
+    /// when the aggregation is not of that shape.
+    fn streamed_aggregation(
+        &mut self,
+        a: &AggregateExpr,
+        r: Range,
+    ) -> Result<Option<Matrix>, QueryError> {
+        if !self.settings.stream_aggregations
+            || a.param.is_some()
+            || (r.steps() > 1 && self.invariant(&a.expr))
+        {
+            return Ok(None);
+        }
+        let c = match unparen(&a.expr) {
+            Expr::Call(c) => c,
+            Expr::VectorSelector(vs) => {
+                let Some(mut fold) = SeriesFold::new(a.op, a.modifier.as_ref()) else {
+                    return Ok(None);
+                };
+                self.check()?;
+                let before = self.samples;
+                self.vector_selector_each(vs, r, false, &mut |e| {
+                    fold_into(&mut fold, r, e);
+                    Ok(())
+                })?;
+                return self.finish_fold(fold, r, before).map(Some);
+            }
+            _ => return Ok(None),
+        };
+        let args: Vec<&Expr> = c.args.args.iter().map(|a| unparen(a)).collect();
+        let Some(mi) = args
+            .iter()
+            .position(|a| matches!(a, Expr::MatrixSelector(_) | Expr::Subquery(_)))
+        else {
+            return Ok(None);
+        };
+        if c.func.name == "absent_over_time" {
+            return Ok(None);
+        }
+        let Some(mut fold) = SeriesFold::new(a.op, a.modifier.as_ref()) else {
+            return Ok(None);
+        };
+        self.check()?;
+        let before = self.samples;
+        let absent = self.range_function_each(c, &args, mi, r, &mut |e| {
+            fold_into(&mut fold, r, e);
+            Ok(())
+        })?;
+        if absent.is_some() {
+            return Err(QueryError::Execution(
+                "absent_over_time cannot be folded series by series".into(),
+            ));
+        }
+        self.finish_fold(fold, r, before).map(Some)
+    }
+
+    /// The output of a streamed aggregation whose input was counted on top of `before`.
+    fn finish_fold(
+        &mut self,
+        fold: SeriesFold<'_>,
+        r: Range,
+        before: usize,
+    ) -> Result<Matrix, QueryError> {
+        let mut out = fold.finish(|i| r.ts(i));
+        // The function's output stays counted until the aggregation's is complete.
+        let total: usize = out.iter().map(|s| s.floats.len()).sum();
+        self.within_limit(total)?;
+        self.samples = before.saturating_add(total);
+        if !self.settings.delayed_name_removal {
+            for s in &mut out {
+                if s.drop_name {
+                    s.metric = names::without_name(&s.metric);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn binary(&mut self, b: &BinaryExpr, r: Range) -> Result<Matrix, QueryError> {
@@ -852,6 +949,36 @@ impl Evaluator<'_> {
             }
         }
     }
+}
+
+/// Folds one streamed series into `fold`, or empties it when the input starts again.
+fn fold_into(fold: &mut SeriesFold<'_>, r: Range, e: range::Emit) {
+    match e {
+        range::Emit::Series(s) => fold.add(
+            &s.metric,
+            s.drop_name,
+            s.floats
+                .iter()
+                .filter_map(|p| Some((step_index(r, p.t)?, p.f))),
+        ),
+        range::Emit::Restart => fold.clear(),
+    }
+}
+
+/// Hands `f` the series the matcher sets `groups` of a selector select with samples in
+/// [mint, maxt], one at a time in label order (see [`Querier::select_each`]).
+fn stream(
+    querier: &Querier,
+    groups: &[Vec<Matcher>],
+    mint: i64,
+    maxt: i64,
+    f: &mut dyn FnMut(Selected) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    if mint > maxt {
+        return Ok(());
+    }
+    let groups: Vec<&[Matcher]> = groups.iter().map(Vec::as_slice).collect();
+    querier.select_each(&groups, mint, maxt, f)
 }
 
 /// The indices of the steps of `r` that lie in [from, until).

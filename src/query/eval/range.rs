@@ -1,30 +1,54 @@
-//! Range vectors: matrix selectors and subqueries, read once for the whole step range, and the
-//! functions over them, which slide a window `(t - range, t]` along each series.
+//! Range vectors: matrix selectors (read once for the whole step range, one series at a time)
+//! and subqueries, and the functions over them, which slide a window `(t - range, t]` along
+//! each series and hand on each output series as soon as it is computed.
 
 use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr, SubqueryExpr};
 
 use super::names::{self, SAME_LABELSET};
-use super::{Evaluator, Range, absent_labels, duration_ms, offset_ms, step_span, unparen};
-use crate::model::{Labels, is_stale_nan};
+use super::{
+    Evaluator, Range, absent_labels, duration_ms, offset_ms, selector_matchers, step_span, stream,
+    unparen,
+};
+use crate::model::{Labels, Matcher, is_stale_nan};
 use crate::query::functions::{
     RangeFn, Window, eval_range, range_function, series_annotations, validate_range_args,
 };
 use crate::query::{FPoint, Matrix, Metric, QueryError, Series};
-use crate::storage::SeriesSamples;
+use crate::storage::{Querier, Selected};
 
 /// Where a range vector's points come from.
-enum Points {
-    /// Straight from storage, staleness markers still in.
-    Stored(Vec<SeriesSamples>),
+enum Points<'q> {
+    /// Straight from storage, staleness markers still in: read one series at a time when the
+    /// range vector is walked.
+    Stored {
+        querier: &'q Querier,
+        groups: Vec<Vec<Matcher>>,
+        mint: i64,
+        maxt: i64,
+    },
     /// A subquery's result: one point per subquery step.
     Computed(Matrix),
 }
 
+/// One input series of a range vector as it is walked, or the news that the series walked so
+/// far are to be forgotten (a corrupt block was found and left out: the walk starts again).
+enum Item<'p> {
+    Series(Metric, &'p [FPoint], bool),
+    Restart,
+}
+
+/// What a function of a range vector hands on as it goes, series by series.
+pub(super) enum Emit {
+    Series(Series),
+    /// Forget what was handed on: the input starts again.
+    Restart,
+}
+
 /// A range vector ready to be windowed: its points and how a step maps to a window.
-struct RangeArg {
-    points: Points,
+struct RangeArg<'q> {
+    points: Points<'q>,
     range: i64,
     offset: i64,
     at: Option<i64>,
@@ -32,7 +56,7 @@ struct RangeArg {
     held: usize,
 }
 
-impl RangeArg {
+impl RangeArg<'_> {
     /// The window `(start, end]` of the step at `ts`.
     fn window(&self, ts: i64) -> (i64, i64) {
         let end = self.at.unwrap_or(ts).saturating_sub(self.offset);
@@ -40,28 +64,37 @@ impl RangeArg {
     }
 
     /// Calls `f` with each series' label set, points (no staleness markers) and whether its name
-    /// is to be dropped, reusing one buffer for stored series.
+    /// is to be dropped, reusing one buffer for stored series, which are read one at a time.
     fn for_each_series(
         self,
-        mut f: impl FnMut(Metric, &[FPoint], bool) -> Result<(), QueryError>,
+        mut f: impl FnMut(Item<'_>) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
         match self.points {
-            Points::Stored(all) => {
+            Points::Stored {
+                querier,
+                groups,
+                mint,
+                maxt,
+            } => {
                 let mut buf: Vec<FPoint> = Vec::new();
-                for s in all {
-                    buf.clear();
-                    buf.extend(
-                        s.samples
-                            .iter()
-                            .filter(|x| !is_stale_nan(x.v))
-                            .map(|x| FPoint { t: x.t, f: x.v }),
-                    );
-                    f(Arc::new(s.labels), &buf, false)?;
-                }
+                stream(querier, &groups, mint, maxt, &mut |sel| match sel {
+                    Selected::Series(s) => {
+                        buf.clear();
+                        buf.extend(
+                            s.samples
+                                .iter()
+                                .filter(|x| !is_stale_nan(x.v))
+                                .map(|x| FPoint { t: x.t, f: x.v }),
+                        );
+                        drop(s.samples);
+                        f(Item::Series(Arc::new(s.labels), &buf, false))
+                    }
+                    Selected::Restart => f(Item::Restart),
+                })?;
             }
             Points::Computed(m) => {
                 for s in m {
-                    f(s.metric, &s.floats, s.drop_name)?;
+                    f(Item::Series(s.metric, &s.floats, s.drop_name))?;
                 }
             }
         }
@@ -77,7 +110,7 @@ enum Kind {
     Absent,
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
     /// The evaluation range of a subquery's inner expression for an outer range `r`: from the
     /// first multiple of the subquery step after `start - offset - range`, to `end - offset`;
     /// with `@`, around that time only.
@@ -108,8 +141,9 @@ impl Evaluator<'_> {
         })
     }
 
-    /// Reads a matrix selector or evaluates a subquery for all the windows of `r`.
-    fn range_arg(&mut self, e: &Expr, r: Range) -> Result<RangeArg, QueryError> {
+    /// Prepares a matrix selector (read later, series by series) or evaluates a subquery for
+    /// all the windows of `r`.
+    fn range_arg(&mut self, e: &Expr, r: Range) -> Result<RangeArg<'a>, QueryError> {
         match unparen(e) {
             Expr::MatrixSelector(ms) => {
                 let offset = offset_ms(&ms.vs.offset);
@@ -125,7 +159,12 @@ impl Evaluator<'_> {
                     .saturating_add(1);
                 let maxt = last.saturating_sub(offset);
                 Ok(RangeArg {
-                    points: Points::Stored(self.select(&ms.vs, mint, maxt)?),
+                    points: Points::Stored {
+                        querier: self.querier,
+                        groups: selector_matchers(&ms.vs)?,
+                        mint,
+                        maxt,
+                    },
                     range,
                     offset,
                     at,
@@ -162,7 +201,15 @@ impl Evaluator<'_> {
         let (start, end) = arg.window(r.start);
         let mut out = Vec::new();
         let mut held = 0usize;
-        arg.for_each_series(|metric, points, drop_name| {
+        arg.for_each_series(|item| {
+            let (metric, points, drop_name) = match item {
+                Item::Series(m, p, d) => (m, p, d),
+                Item::Restart => {
+                    out.clear();
+                    held = 0;
+                    return Ok(());
+                }
+            };
             self.check()?;
             let lo = points.partition_point(|p| p.t <= start);
             let hi = points.partition_point(|p| p.t <= end);
@@ -190,6 +237,29 @@ impl Evaluator<'_> {
         matrix_arg: usize,
         r: Range,
     ) -> Result<Matrix, QueryError> {
+        let mut out = Vec::new();
+        let absent = self.range_function_each(c, args, matrix_arg, r, &mut |e| {
+            match e {
+                Emit::Series(s) => out.push(s),
+                Emit::Restart => out.clear(),
+            }
+            Ok(())
+        })?;
+        Ok(absent.unwrap_or(out))
+    }
+
+    /// [`Evaluator::range_function`] handing each output series to `emit` as soon as it is
+    /// computed, its input series read one at a time and dropped after: the function's input
+    /// is never held whole. The output series are counted as held samples (and left counted)
+    /// just as if they were collected. `absent_over_time` answers here instead, in the result.
+    pub(super) fn range_function_each(
+        &mut self,
+        c: &Call,
+        args: &[&Expr],
+        matrix_arg: usize,
+        r: Range,
+        emit: &mut dyn FnMut(Emit) -> Result<(), QueryError>,
+    ) -> Result<Option<Matrix>, QueryError> {
         let name = c.func.name;
         let kind = if name == "absent_over_time" {
             Kind::Absent
@@ -222,10 +292,26 @@ impl Evaluator<'_> {
             Kind::Fn(_) => Vec::new(),
         };
         let (at, offset, range) = (arg.at, arg.offset, arg.range);
-        let mut out: Matrix = Vec::new();
         let mut argv: Vec<f64> = Vec::with_capacity(scalars.len());
         let mut work = 0usize;
-        arg.for_each_series(|metric, points, input_drop| {
+        // Output label sets so far, to refuse two series with one label set once names are
+        // dropped (checked after all series, as when the output was collected first).
+        let mut seen = std::collections::HashSet::new();
+        let mut duplicate = false;
+        // What to go back to if the input starts again.
+        let (held_before, ann_before) = (self.samples, self.ann.clone());
+        arg.for_each_series(|item| {
+            let (metric, points, input_drop) = match item {
+                Item::Series(m, p, d) => (m, p, d),
+                Item::Restart => {
+                    self.samples = held_before;
+                    self.ann = ann_before.clone();
+                    present.fill(false);
+                    seen.clear();
+                    duplicate = false;
+                    return emit(Emit::Restart);
+                }
+            };
             self.check()?;
             let (Some(a), Some(b)) = (points.first(), points.last()) else {
                 return Ok(());
@@ -298,17 +384,17 @@ impl Evaluator<'_> {
             } else {
                 metric
             };
-            out.push(Series {
+            if !delayed && !seen.insert(metric.clone()) {
+                duplicate = true;
+            }
+            emit(Emit::Series(Series {
                 metric,
                 floats,
                 drop_name,
-            });
-            Ok(())
+            }))
         })?;
         self.samples = self.samples.saturating_sub(released);
         if let Kind::Absent = kind {
-            let held: usize = out.iter().map(|s| s.floats.len()).sum();
-            self.samples = self.samples.saturating_sub(held);
             let floats: Vec<FPoint> = present
                 .iter()
                 .enumerate()
@@ -316,25 +402,22 @@ impl Evaluator<'_> {
                 .map(|(i, _)| FPoint { t: r.ts(i), f: 1.0 })
                 .collect();
             if floats.is_empty() {
-                return Ok(Vec::new());
+                return Ok(Some(Vec::new()));
             }
             self.hold(floats.len())?;
             let labels = match unparen(args[matrix_arg]) {
                 Expr::MatrixSelector(_) => absent_labels(args[matrix_arg]),
                 _ => Labels::empty(),
             };
-            return Ok(vec![Series {
+            return Ok(Some(vec![Series {
                 metric: Arc::new(labels),
                 floats,
                 drop_name: true,
-            }]);
+            }]));
         }
-        if !delayed {
-            let mut seen = std::collections::HashSet::with_capacity(out.len());
-            if !out.iter().all(|s| seen.insert(&*s.metric)) {
-                return Err(QueryError::Execution(SAME_LABELSET.into()));
-            }
+        if duplicate {
+            return Err(QueryError::Execution(SAME_LABELSET.into()));
         }
-        Ok(out)
+        Ok(None)
     }
 }

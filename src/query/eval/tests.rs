@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Range, step_index, step_span};
+use super::{Deadline, QueryTimes, Range, Settings, evaluate, step_index, step_span};
 use crate::model::{Labels, STALE_NAN};
 use crate::query::{Engine, EngineOptions, QueryError, Value};
 use crate::storage::{Db, Options};
@@ -588,6 +588,175 @@ fn aggregations_group_once_and_keep_first_appearance_order() {
         .instant_blocking(&db.querier(), "quantile(2, nosuch)", 10 * S)
         .unwrap();
     assert_eq!(out.annotations.warnings.len(), 1, "{:?}", out.annotations);
+}
+
+/// Irregular counters and gauges under two names, with resets, NaNs and staleness markers:
+/// input for comparing a streamed aggregation with the step-by-step one.
+fn mixed_store() -> (tempfile::TempDir, Db) {
+    let mut series = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (k, (name, job, i)) in [
+        ("x", "a", "1"),
+        ("x", "b", "2"),
+        ("x", "a", "3"),
+        ("y", "c", "1"),
+        ("x", "c", "4"),
+        ("y", "a", "5"),
+        ("x", "b", "6"),
+        ("y", "b", "2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let l = labels(&[("__name__", name), ("job", job), ("i", i)]);
+        let mut t = (k as i64) * 3 * S + 1;
+        let mut v = 0.0;
+        let mut pts = Vec::new();
+        while t < 1800 * S {
+            let r = next();
+            v = match r % 23 {
+                0 => 0.0,
+                1 => f64::NAN,
+                2 => STALE_NAN,
+                3 => -v,
+                _ => v + (r % 1000) as f64 / 8.0,
+            };
+            pts.push((t, v));
+            // Gaps longer than the windows, now and then.
+            t += if r % 31 == 0 {
+                400 * S
+            } else {
+                10 * S + (r % 9_000) as i64
+            };
+        }
+        series.push((l, pts));
+    }
+    store(&series)
+}
+
+/// Evaluates `q` as a range query (`step` > 0) or an instant one, folding aggregations over
+/// selectors and range functions series by series (`stream`) or step by step, and renders the
+/// answer bit-exactly (NaNs alike), in result order.
+fn evaluated(db: &Db, q: &str, delayed: bool, stream: bool, times: QueryTimes) -> String {
+    let settings = Settings {
+        lookback: 5 * 60 * S,
+        max_samples: 50_000_000,
+        delayed_name_removal: delayed,
+        subquery_step: 60 * S,
+        stream_aggregations: stream,
+    };
+    let expr = crate::query::guard::parse(q).unwrap();
+    let bits = |v: f64| match v.is_nan() {
+        true => "NaN".to_string(),
+        false => v.to_bits().to_string(),
+    };
+    match evaluate(&db.querier(), &expr, times, &settings, &Deadline::default()) {
+        Err(e) => format!("error: {e}"),
+        Ok((value, ann)) => {
+            let body = match value {
+                Value::Matrix(m) => m
+                    .iter()
+                    .map(|s| {
+                        let p: Vec<String> = s
+                            .floats
+                            .iter()
+                            .map(|p| format!("{}@{}", bits(p.f), p.t))
+                            .collect();
+                        format!("{} {}", s.metric, p.join(","))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Value::Vector(v) => v
+                    .iter()
+                    .map(|s| format!("{} {}", s.metric, bits(s.f)))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                other => format!("{other:?}"),
+            };
+            format!("{body}\n{ann:?}")
+        }
+    }
+}
+
+#[test]
+fn a_streamed_aggregation_answers_as_the_step_by_step_one() {
+    let (_d, db) = mixed_store();
+    let mut compared = 0;
+    let range = QueryTimes {
+        start: 0,
+        end: 1900 * S,
+        step: 45 * S,
+    };
+    let instants = [0, 95 * S, 1000 * S].map(|t| QueryTimes {
+        start: t,
+        end: t,
+        step: 0,
+    });
+    for delayed in [false, true] {
+        for op in [
+            "sum", "avg", "count", "group", "min", "max", "stddev", "stdvar",
+        ] {
+            for by in [
+                "",
+                " by (job)",
+                " without (i)",
+                " by (__name__)",
+                " without (job)",
+            ] {
+                for f in [
+                    "rate(x[1m])",
+                    "increase({__name__=~\"x|y\"}[2m])",
+                    "max_over_time(x[90s])",
+                    "count_over_time({__name__=~\"x|y\", job!=\"c\"}[5m] offset 1m)",
+                    "avg_over_time(y[3m])",
+                    "resets(x[5m:30s])",
+                    "x",
+                    "{__name__=~\"x|y\"} offset 30s",
+                ] {
+                    let inner = format!("{op}{by} ({f})");
+                    for q in [format!("sum({inner})"), inner] {
+                        for t in std::iter::once(range).chain(instants) {
+                            assert_eq!(
+                                evaluated(&db, &q, delayed, true, t),
+                                evaluated(&db, &q, delayed, false, t),
+                                "{q} over {t:?} (delayed {delayed})"
+                            );
+                        }
+                        compared += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(compared, 2 * 8 * 5 * 8 * 2);
+}
+
+#[test]
+fn a_streamed_aggregation_counts_its_input_as_held_until_it_is_done() {
+    let (_d, db) = mixed_store();
+    let q = db.querier();
+    let tight = |max_samples| {
+        Engine::new(EngineOptions {
+            max_samples,
+            ..EngineOptions::default()
+        })
+    };
+    let points = |v: Value| matrix(v).iter().map(|(_, p)| p.len()).sum::<usize>();
+    let run = |limit, e: &str| tight(limit).range_blocking(&q, e, 0, 1900 * S, 45 * S);
+    let input = points(run(1 << 30, "rate(x[1m])").unwrap().value);
+    let output = points(run(1 << 30, "sum by (job) (rate(x[1m]))").unwrap().value);
+    assert!(input > 0 && output > 0);
+    // What evaluating the function first and aggregating its output would hold at its peak.
+    let peak = input + output;
+    assert!(run(peak, "sum by (job) (rate(x[1m]))").is_ok());
+    let err = run(peak - 1, "sum by (job) (rate(x[1m]))").unwrap_err();
+    assert!(matches!(err, QueryError::TooManySamples(_)), "{err}");
 }
 
 mod consistency {

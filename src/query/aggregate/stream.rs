@@ -1,0 +1,167 @@
+//! The folding aggregations (`sum`, `avg`, `count`, `group`, `min`, `max`, `stddev`,
+//! `stdvar`) fed one whole input series at a time instead of one step at a time, so that an
+//! evaluator streaming its input never holds more than the groups' running states. The
+//! answer is the one [`super::Aggregation`] gives step by step over the same series in the
+//! same order: each group and step folds its samples in input order, and the groups come out
+//! in the order a step-by-step evaluation first meets them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::LabelModifier;
+use promql_parser::parser::token::{
+    T_AVG, T_COUNT, T_GROUP, T_MAX, T_MIN, T_STDDEV, T_STDVAR, T_SUM, TokenType,
+};
+
+use super::fold::{Acc, Fold};
+use super::key::KeySpec;
+use crate::model::Labels;
+use crate::query::{FPoint, Matrix, Metric, Sample, Series};
+
+/// A folding aggregation over all the steps of a range, fed series by series.
+pub(crate) struct SeriesFold<'a> {
+    op: Fold,
+    spec: KeySpec<'a>,
+    /// Group index by output labels.
+    by_key: HashMap<Labels, usize>,
+    groups: Vec<Group>,
+    /// Series added so far.
+    seen: usize,
+}
+
+/// One group's running state at each step it has a sample at.
+struct Group {
+    metric: Metric,
+    /// By step index; grown to the latest step seen.
+    accs: Vec<Option<Acc>>,
+    /// The first step with a sample, and the first series (by arrival) with a sample there:
+    /// where a step-by-step evaluation would first meet the group.
+    first: (usize, usize),
+}
+
+impl<'a> SeriesFold<'a> {
+    /// `op` grouped by `modifier`, or none when `op` is not a folding aggregation without a
+    /// parameter.
+    pub(crate) fn new(op: TokenType, modifier: Option<&'a LabelModifier>) -> Option<Self> {
+        let op = match op.id() {
+            T_SUM => Fold::Sum,
+            T_AVG => Fold::Avg,
+            T_COUNT => Fold::Count,
+            T_GROUP => Fold::Group,
+            T_MIN => Fold::Min,
+            T_MAX => Fold::Max,
+            T_STDDEV => Fold::Stddev,
+            T_STDVAR => Fold::Stdvar,
+            _ => return None,
+        };
+        let spec = match modifier {
+            None => KeySpec::only([]),
+            Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
+            Some(LabelModifier::Exclude(ls)) => {
+                KeySpec::all_but(ls.labels.iter().map(String::as_str))
+            }
+        };
+        Some(SeriesFold {
+            op,
+            spec,
+            by_key: HashMap::new(),
+            groups: Vec::new(),
+            seen: 0,
+        })
+    }
+
+    /// Folds in the next input series: its label set, whether its name is to be dropped, and
+    /// its `(step index, value)` points in step order.
+    pub(crate) fn add(
+        &mut self,
+        metric: &Metric,
+        drop_name: bool,
+        points: impl IntoIterator<Item = (usize, f64)>,
+    ) {
+        let arrival = self.seen;
+        self.seen += 1;
+        let key = if self.spec.is_empty_key() {
+            Labels::empty()
+        } else {
+            self.spec.key_labels(metric.as_slice())
+        };
+        let gi = match self.by_key.get(&key) {
+            Some(&i) => i,
+            None => {
+                let i = self.groups.len();
+                self.groups.push(Group {
+                    metric: Arc::new(key.clone()),
+                    accs: Vec::new(),
+                    first: (usize::MAX, usize::MAX),
+                });
+                self.by_key.insert(key, i);
+                i
+            }
+        };
+        let g = &mut self.groups[gi];
+        let mut s = Sample {
+            metric: metric.clone(),
+            t: 0,
+            f: 0.0,
+            drop_name,
+        };
+        for (i, f) in points {
+            s.f = f;
+            if g.accs.len() <= i {
+                g.accs.resize_with(i + 1, || None);
+            }
+            match &mut g.accs[i] {
+                Some(acc) => acc.add(self.op, &s),
+                slot @ None => *slot = Some(Acc::new(self.op, &s)),
+            }
+            if i < g.first.0 {
+                g.first = (i, arrival);
+            }
+        }
+    }
+
+    /// Forgets everything added.
+    pub(crate) fn clear(&mut self) {
+        self.by_key.clear();
+        self.groups.clear();
+        self.seen = 0;
+    }
+
+    /// The output series, each point at `ts(step index)`, in the order a step-by-step
+    /// evaluation would have created them. A series' `drop_name` is that of its first point.
+    pub(crate) fn finish(self, ts: impl Fn(usize) -> i64) -> Matrix {
+        let op = self.op;
+        let mut groups: Vec<Group> = self
+            .groups
+            .into_iter()
+            .filter(|g| g.first.0 != usize::MAX)
+            .collect();
+        groups.sort_by_key(|g| g.first);
+        groups
+            .into_iter()
+            .map(|g| {
+                let drop_name = g
+                    .accs
+                    .get(g.first.0)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|a| a.drop_name);
+                let floats = g
+                    .accs
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, a)| {
+                        a.map(|a| FPoint {
+                            t: ts(i),
+                            f: a.finish(op),
+                        })
+                    })
+                    .collect();
+                Series {
+                    metric: g.metric,
+                    floats,
+                    drop_name,
+                }
+            })
+            .collect()
+    }
+}
