@@ -319,6 +319,8 @@ impl ScrapeState {
         // The future bound counts from the scrape's time: a body's own timestamps
         // (honor_timestamps) more than `MAX_AHEAD_MS` after it are refused.
         let mut app = db.appender_at(t);
+        // The steady state appends to every cached series again, plus the report series.
+        app.reserve(self.cache.len() + REPORT_SERIES.len());
         let ctx = Ctx { target, t, opts };
         let outcome = match body {
             Ok(body) => self.parse_into(&mut app, body, &ctx, &mut report),
@@ -417,6 +419,15 @@ impl ScrapeState {
         ctx: &Ctx<'_>,
         report: &mut ScrapeReport,
     ) -> Result<(), Abandon> {
+        // Every cached series is read once before the body is, so their cache misses overlap
+        // instead of stalling one append at a time (see `SeriesHandle::warm`).
+        let mut warm = 0usize;
+        for c in self.cache.values_mut() {
+            if let Some(series) = &c.series {
+                warm = warm.wrapping_add(series.warm());
+            }
+        }
+        std::hint::black_box(warm);
         let mut parser = Parser::new(body, format);
         let r = self.parse_entries(app, &mut parser, ctx, report);
         if let Err(Abandon { failure, .. }) = &r

@@ -1082,6 +1082,19 @@ impl SeriesHandle {
     pub fn labels(&self) -> &Labels {
         &self.0.labels
     }
+
+    /// Reads, without writing, what appending and committing a sample of the series touch
+    /// first (its reference count, flags and lock); the sum means nothing. A writer about to
+    /// append to many series calls it for each of them first: these reads do not wait for each
+    /// other, so the series come into the CPU's cache together instead of one cache miss at a
+    /// time behind each append's atomic increment.
+    #[inline]
+    pub fn warm(&self) -> usize {
+        Arc::strong_count(&self.0)
+            + usize::from(self.0.is_unlinked())
+            + usize::from(self.0.is_logged())
+            + usize::from(self.0.state.is_poisoned())
+    }
 }
 
 /// A batch of samples committed together: one WAL commit, then visible at once.
@@ -1150,6 +1163,11 @@ impl Appender<'_> {
             .ok_or(StorageError::UnknownRef(sref))?;
         self.pending.push((series, t, v));
         Ok(())
+    }
+
+    /// Makes room for `n` more samples: a batch whose size is known grows its buffer once.
+    pub fn reserve(&mut self, n: usize) {
+        self.pending.reserve(n);
     }
 
     /// Samples added so far.
