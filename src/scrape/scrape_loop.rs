@@ -39,8 +39,9 @@ const INLINE_BODY_BYTES: usize = 256 * 1024;
 const INLINE_SERIES: usize = 4096;
 
 /// Whether this scrape is stored on the loop's task: a small batch whose commit waits for no
-/// fsync. Anything larger (or slower) goes to a blocking thread so it never holds up the
-/// runtime's workers, which run every other scrape and the HTTP API.
+/// fsync of its own (only, rarely, for the one of a flush cutting the WAL). Anything larger, or
+/// under `fsync: always`, goes to a blocking thread so it never holds up the runtime's workers,
+/// which run every other scrape and the HTTP API.
 fn inline_ingest(db: &Db, st: &ScrapeState, body: &Result<(Vec<u8>, Format), String>) -> bool {
     let large = matches!(body, Ok((b, _)) if b.len() > INLINE_BODY_BYTES);
     !large && st.cached_series() <= INLINE_SERIES && !db.commits_wait_for_fsync()
