@@ -6,14 +6,13 @@
 //! the previous scrape stored. The loop that schedules scrapes owns one [`ScrapeState`] per
 //! target; this module never does I/O besides the storage commit.
 
-use std::collections::HashMap;
-
 use std::sync::Arc;
 
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
 use crate::relabel::{self, Rule};
 use crate::scrape::metadata::{TargetMetadata, Tracker};
 use crate::scrape::parse::{Entry, Format, Parser};
+use crate::scrape::series_cache::SeriesCache;
 use crate::storage::{Appender, CommitStats, Db, SeriesHandle, StorageError};
 
 /// Per-target limits; zero means unlimited.
@@ -119,33 +118,32 @@ impl Abandon {
     }
 }
 
-enum Cached {
-    Keep {
-        /// The stored series (its labels are the series' own: the cache keeps no copy).
-        series: SeriesHandle,
-        /// Iteration in which the body last held it.
-        seen: u64,
-        /// Iteration of the last successful scrape that stored it without an explicit
-        /// timestamp (series with their own timestamps get no staleness markers, as in
-        /// Prometheus).
-        stored: u64,
-        /// Whether this scrape's sample carried no explicit timestamp.
-        track: bool,
-    },
-    Dropped {
-        seen: u64,
-    },
+/// What a target's cache keeps per series text: the stored series, or `None` when metric
+/// relabeling dropped it, and the [`SEEN`], [`TRACK`] and [`STORED`] flags.
+#[derive(Default)]
+struct Cached {
+    /// The stored series (its labels are the series' own: the cache keeps no copy).
+    series: Option<SeriesHandle>,
+    flags: u8,
 }
+
+/// The current scrape's body holds the series.
+const SEEN: u8 = 1;
+/// The current scrape's sample carried no explicit timestamp.
+const TRACK: u8 = 2;
+/// The last successful scrape stored the series without an explicit timestamp, so it gets a
+/// staleness marker when it goes (series with their own timestamps get none, as in
+/// Prometheus).
+const STORED: u8 = 4;
 
 /// A target's memory between scrapes: the series it produced (keyed by their text in the body,
 /// so unchanged series skip label parsing and relabeling) and which were stored last time.
 #[derive(Default)]
 pub struct ScrapeState {
-    cache: HashMap<String, Cached>,
-    /// Scrape counter.
-    iteration: u64,
-    /// Labels of the synthetic series of the last report, for their end-of-target staleness.
-    report_series: Vec<Labels>,
+    cache: SeriesCache<Cached>,
+    /// The report series of the last scrape and the target they were made for, so the next
+    /// scrape of the same target appends them by handle.
+    report: Option<(Labels, Vec<SeriesHandle>)>,
     /// TYPE, HELP and UNIT lines of the last successful scrape.
     metadata: Tracker,
 }
@@ -301,6 +299,11 @@ fn append(
 }
 
 impl ScrapeState {
+    /// Series texts the target's cache holds (those of its last successful scrape).
+    pub fn cached_series(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Stores one scrape of a target at time `t` (ms): `body` is the fetched body and its format,
     /// or the fetch error. Returns what was stored; a storage failure is the only error.
     pub fn ingest(
@@ -312,11 +315,12 @@ impl ScrapeState {
         duration_secs: f64,
         opts: &IngestOptions,
     ) -> Result<ScrapeReport, StorageError> {
-        self.iteration += 1;
         let mut report = ScrapeReport::default();
         // The future bound counts from the scrape's time: a body's own timestamps
         // (honor_timestamps) more than `MAX_AHEAD_MS` after it are refused.
         let mut app = db.appender_at(t);
+        // The steady state appends to every cached series again, plus the report series.
+        app.reserve(self.cache.len() + REPORT_SERIES.len());
         let ctx = Ctx { target, t, opts };
         let outcome = match body {
             Ok(body) => self.parse_into(&mut app, body, &ctx, &mut report),
@@ -325,8 +329,6 @@ impl ScrapeState {
                 message,
             }),
         };
-        let now = self.iteration;
-        let prev = now - 1;
         let failed = outcome.is_err();
         if let Err(e) = outcome {
             // Nothing of the body is kept: start the batch again with only what a failure writes.
@@ -340,32 +342,11 @@ impl ScrapeState {
         } else {
             report.up = true;
         }
-        // Series the previous scrape stored that this one lacks (all of them after a failure)
-        // end with a staleness marker.
-        for entry in self.cache.values_mut() {
-            if let Cached::Keep {
-                series,
-                seen,
-                stored,
-                track,
-            } = entry
-            {
-                let vanished = failed || *seen != now || !*track;
-                if *stored == prev && prev > 0 && vanished {
-                    append(&mut app, series, t, STALE_NAN)?;
-                }
-                if !failed && *seen == now && *track {
-                    *stored = now;
-                }
-            }
-        }
-        if failed {
-            // The next success re-adds every series and counts them as added again.
+        if let Err(e) = self.end_vanished(&mut app, t, failed) {
+            // Never in practice (a cached series is appended by its labels at worst); the
+            // flags are half updated, so the next scrape starts from nothing.
             self.cache.clear();
-        } else {
-            self.cache.retain(|_, e| match e {
-                Cached::Keep { seen, .. } | Cached::Dropped { seen } => *seen == now,
-            });
+            return Err(e);
         }
         let values = [
             if report.up { 1.0 } else { 0.0 },
@@ -374,15 +355,61 @@ impl ScrapeState {
             report.samples_post_metric_relabeling as f64,
             report.series_added as f64,
         ];
-        self.report_series.clear();
-        for (name, v) in REPORT_SERIES.iter().zip(values) {
-            let l = report_labels(target, name);
-            app.append(&l, t, v)?;
-            self.report_series.push(l);
+        match &mut self.report {
+            Some((labels, handles)) if labels == target => {
+                for (h, v) in handles.iter_mut().zip(values) {
+                    append(&mut app, h, t, v)?;
+                }
+            }
+            _ => {
+                self.report = None;
+                let mut handles = Vec::with_capacity(REPORT_SERIES.len());
+                for (name, v) in REPORT_SERIES.iter().zip(values) {
+                    let l = report_labels(target, name);
+                    handles.push(app.append_with_handle(&l, t, v)?);
+                }
+                self.report = Some((target.clone(), handles));
+            }
         }
         report.commit = app.commit()?;
         report.metadata = self.metadata.snapshot();
         Ok(report)
+    }
+
+    /// Series the previous scrape stored that this one lacks (all of them after a failure) end
+    /// with a staleness marker; the flags move on to this scrape and series the body no longer
+    /// holds leave the cache (all of them after a failure: the next success re-adds every
+    /// series and counts them as added again).
+    fn end_vanished(
+        &mut self,
+        app: &mut Appender<'_>,
+        t: i64,
+        failed: bool,
+    ) -> Result<(), StorageError> {
+        for c in self.cache.values_mut() {
+            let seen = c.flags & SEEN != 0;
+            let mut flags = c.flags & SEEN;
+            if let Some(series) = &mut c.series {
+                let track = c.flags & TRACK != 0;
+                if c.flags & STORED != 0 && (failed || !seen || !track) {
+                    append(app, series, t, STALE_NAN)?;
+                }
+                if !failed && seen && track {
+                    flags |= STORED;
+                }
+            }
+            c.flags = flags;
+        }
+        if failed {
+            self.cache.clear();
+        } else {
+            self.cache.retain(|c| {
+                let seen = c.flags & SEEN != 0;
+                c.flags &= !SEEN;
+                seen
+            });
+        }
+        Ok(())
     }
 
     fn parse_into(
@@ -392,6 +419,15 @@ impl ScrapeState {
         ctx: &Ctx<'_>,
         report: &mut ScrapeReport,
     ) -> Result<(), Abandon> {
+        // Every cached series is read once before the body is, so their cache misses overlap
+        // instead of stalling one append at a time (see `SeriesHandle::warm`).
+        let mut warm = 0usize;
+        for c in self.cache.values_mut() {
+            if let Some(series) = &c.series {
+                warm = warm.wrapping_add(series.warm());
+            }
+        }
+        std::hint::black_box(warm);
         let mut parser = Parser::new(body, format);
         let r = self.parse_entries(app, &mut parser, ctx, report);
         if let Err(Abandon { failure, .. }) = &r
@@ -414,9 +450,9 @@ impl ScrapeState {
         ctx: &Ctx<'_>,
         report: &mut ScrapeReport,
     ) -> Result<(), Abandon> {
-        let now = self.iteration;
         let opts = ctx.opts;
         let mut metadata = self.metadata.scrape();
+        self.cache.rewind();
         for entry in parser {
             let entry = entry.map_err(Abandon::on(Failure::Parse))?;
             let s = match entry {
@@ -428,23 +464,23 @@ impl ScrapeState {
             };
             report.samples_scraped += 1;
             let (ts, track) = match s.timestamp() {
-                Some(ts) if opts.honor_timestamps => (ts, false),
-                _ => (ctx.t, true),
+                Some(ts) if opts.honor_timestamps => (ts, 0),
+                _ => (ctx.t, TRACK),
             };
             let key = s.series();
             match self.cache.get_mut(key) {
-                Some(Cached::Dropped { seen }) => {
-                    *seen = now;
+                Some(Cached {
+                    series: None,
+                    flags,
+                }) => {
+                    *flags |= SEEN;
                     continue;
                 }
-                Some(Cached::Keep {
-                    series,
-                    seen,
-                    track: tr,
-                    ..
+                Some(Cached {
+                    series: Some(series),
+                    flags,
                 }) => {
-                    *seen = now;
-                    *tr = track;
+                    *flags = (*flags & STORED) | SEEN | track;
                     append(app, series, ts, s.value()).map_err(Abandon::on(Failure::Storage))?;
                 }
                 None => {
@@ -453,8 +489,11 @@ impl ScrapeState {
                     let kept = relabel::process(&merged, &opts.metric_relabel)
                         .filter(|l| l.metric_name().is_some());
                     let Some(labels) = kept else {
-                        self.cache
-                            .insert(key.to_string(), Cached::Dropped { seen: now });
+                        let dropped = Cached {
+                            series: None,
+                            flags: SEEN,
+                        };
+                        self.cache.insert(key, dropped);
                         continue;
                     };
                     check_limits(&labels, &opts.limits)
@@ -463,13 +502,11 @@ impl ScrapeState {
                         .append_with_handle(&labels, ts, s.value())
                         .map_err(Abandon::on(Failure::Storage))?;
                     report.series_added += 1;
-                    let entry = Cached::Keep {
-                        series,
-                        seen: now,
-                        stored: 0,
-                        track,
+                    let entry = Cached {
+                        series: Some(series),
+                        flags: SEEN | track,
                     };
-                    self.cache.insert(key.to_string(), entry);
+                    self.cache.insert(key, entry);
                 }
             }
             report.samples_post_metric_relabeling += 1;
@@ -487,20 +524,20 @@ impl ScrapeState {
     /// with a staleness marker at `t`.
     pub fn end(&mut self, db: &Db, t: i64) -> Result<CommitStats, StorageError> {
         let mut app = db.appender_at(t);
-        let last = self.iteration;
-        for entry in self.cache.values_mut() {
-            if let Cached::Keep { series, stored, .. } = entry
-                && *stored == last
-                && last > 0
+        for c in self.cache.values_mut() {
+            if let Some(series) = &mut c.series
+                && c.flags & STORED != 0
             {
                 append(&mut app, series, t, STALE_NAN)?;
             }
         }
-        for l in &self.report_series {
-            app.append(l, t, STALE_NAN)?;
+        if let Some((_, handles)) = &mut self.report {
+            for h in handles {
+                append(&mut app, h, t, STALE_NAN)?;
+            }
         }
         self.cache.clear();
-        self.report_series.clear();
+        self.report = None;
         app.commit()
     }
 }
@@ -598,6 +635,47 @@ mod tests {
                 .map(|s| s.v)
                 .collect::<Vec<_>>(),
             vec![3.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn reordered_and_churned_bodies_keep_staleness_and_added_counts_exact() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let opts = IngestOptions::default();
+        let r = scrape(&mut st, &db, "a 1\nb 2\nc 3\n", 1000, &opts);
+        assert_eq!(r.series_added, 3);
+        // Another order, one series gone, one new, one line twice.
+        let r = scrape(&mut st, &db, "c 4\nd 5\na 6\nc 7\n", 2000, &opts);
+        assert_eq!((r.series_added, r.samples_scraped), (1, 4));
+        assert_eq!(r.commit.duplicate, 1, "{r:?}");
+        let b = samples(&db, "b");
+        assert_eq!(b.len(), 2);
+        assert!(is_stale_nan(b[1].v) && b[1].t == 2000);
+        let r = scrape(&mut st, &db, "d 8\nb 9\n", 3000, &opts);
+        assert_eq!(r.series_added, 1, "b went and came back");
+        for gone in ["a", "c"] {
+            let s = samples(&db, gone);
+            assert_eq!(s.len(), 3, "{gone}");
+            assert!(is_stale_nan(s[2].v) && s[2].t == 3000, "{gone}");
+        }
+        assert_eq!(
+            samples(&db, "b").iter().map(|s| s.t).collect::<Vec<_>>(),
+            vec![1000, 2000, 3000]
+        );
+        assert_eq!(samples(&db, "d").len(), 2);
+        // The same two series after many rounds of churn around them.
+        for round in 0..200i64 {
+            let body = format!("d {round}\nb {round}\nchurn{{n=\"{round}\"}} 1\n");
+            let r = scrape(&mut st, &db, &body, 4000 + round * 1000, &opts);
+            assert_eq!(r.series_added, 1, "{round}");
+        }
+        assert_eq!(samples(&db, "d").len(), 202);
+        let churned = samples(&db, "churn");
+        assert_eq!(
+            churned.len(),
+            200 + 199,
+            "each churned series: a sample, then a marker"
         );
     }
 

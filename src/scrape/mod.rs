@@ -12,5 +12,6 @@ pub mod manager;
 pub mod metadata;
 pub mod parse;
 pub mod scrape_loop;
+mod series_cache;
 pub mod stats;
 pub mod target;

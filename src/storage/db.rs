@@ -533,6 +533,11 @@ impl Db {
         self.blocks.catalog()
     }
 
+    /// Whether a commit waits for an fsync (`fsync: always`), so may take as long as the disk.
+    pub fn commits_wait_for_fsync(&self) -> bool {
+        self.opts.fsync == FsyncPolicy::Always
+    }
+
     /// The head.
     pub fn head(&self) -> &Head {
         &self.head
@@ -1077,6 +1082,19 @@ impl SeriesHandle {
     pub fn labels(&self) -> &Labels {
         &self.0.labels
     }
+
+    /// Reads, without writing, what appending and committing a sample of the series touch
+    /// first (its reference count, flags and lock); the sum means nothing. A writer about to
+    /// append to many series calls it for each of them first: these reads do not wait for each
+    /// other, so the series come into the CPU's cache together instead of one cache miss at a
+    /// time behind each append's atomic increment.
+    #[inline]
+    pub fn warm(&self) -> usize {
+        Arc::strong_count(&self.0)
+            + usize::from(self.0.is_unlinked())
+            + usize::from(self.0.is_logged())
+            + usize::from(self.0.state.is_poisoned())
+    }
 }
 
 /// A batch of samples committed together: one WAL commit, then visible at once.
@@ -1147,6 +1165,11 @@ impl Appender<'_> {
         Ok(())
     }
 
+    /// Makes room for `n` more samples: a batch whose size is known grows its buffer once.
+    pub fn reserve(&mut self, n: usize) {
+        self.pending.reserve(n);
+    }
+
     /// Samples added so far.
     pub fn len(&self) -> usize {
         self.pending.len()
@@ -1169,7 +1192,9 @@ impl Appender<'_> {
         let mut stats = CommitStats::default();
         let _gate = read(&db.commit_gate);
         let min_valid = db.head.min_valid();
-        let mut accepted: Vec<(Arc<MemSeries>, i64, f64)> = Vec::with_capacity(self.pending.len());
+        // The accepted samples' series, and the samples as the WAL records them, side by side.
+        let mut accepted: Vec<Arc<MemSeries>> = Vec::with_capacity(self.pending.len());
+        let mut samples: Vec<SampleRecord> = Vec::with_capacity(self.pending.len());
         for (mut series, t, v) in self.pending {
             if !is_storable_time(t) {
                 stats.out_of_bounds += 1;
@@ -1185,7 +1210,14 @@ impl Appender<'_> {
                 r = series.lock().reserve(t, v, min_valid);
             }
             match r {
-                Ok(()) => accepted.push((series, t, v)),
+                Ok(()) => {
+                    samples.push(SampleRecord {
+                        sref: series.sref,
+                        t,
+                        v,
+                    });
+                    accepted.push(series);
+                }
                 Err(Reject::DuplicateIgnored) => stats.duplicates_ignored += 1,
                 Err(Reject::Duplicate) => stats.duplicate += 1,
                 Err(Reject::OutOfOrder | Reject::Removed) => stats.out_of_order += 1,
@@ -1195,7 +1227,7 @@ impl Appender<'_> {
         if !accepted.is_empty() {
             let mut new_series = Vec::new();
             let mut seen = HashSet::new();
-            for (s, _, _) in &accepted {
+            for s in &accepted {
                 if !s.is_logged() && seen.insert(s.sref) {
                     new_series.push(SeriesRecord {
                         sref: s.sref,
@@ -1203,27 +1235,21 @@ impl Appender<'_> {
                     });
                 }
             }
-            let samples: Vec<SampleRecord> = accepted
-                .iter()
-                .map(|(s, t, v)| SampleRecord {
-                    sref: s.sref,
-                    t: *t,
-                    v: *v,
-                })
-                .collect();
             if let Err(e) = db.wal.commit(&new_series, &samples) {
-                for (s, t, _) in &accepted {
-                    s.lock().unreserve(*t);
+                for (s, r) in accepted.iter().zip(&samples) {
+                    s.lock().unreserve(r.t);
                 }
                 return Err(e.into());
             }
-            for (s, t, v) in &accepted {
-                if s.lock().apply(*t, *v) {
+            for (s, r) in accepted.iter().zip(&samples) {
+                if s.lock().apply(r.t, r.v) {
                     stats.appended += 1;
                 } else {
                     stats.out_of_order += 1;
                 }
-                s.mark_logged();
+                if !s.is_logged() {
+                    s.mark_logged();
+                }
             }
         }
         let c = &db.counters;

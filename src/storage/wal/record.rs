@@ -251,12 +251,29 @@ struct Deltas {
     t: i64,
 }
 
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder::new()
+    }
+}
+
 impl Encoder {
     pub(crate) fn new() -> Self {
         Encoder {
             snappy: snap::raw::Encoder::new(),
             payload: Vec::new(),
             compressed: Vec::new(),
+        }
+    }
+
+    /// Drops buffers grown past `max` bytes, so one huge record does not pin its memory in an
+    /// encoder kept for reuse.
+    pub(crate) fn trim(&mut self, max: usize) {
+        if self.payload.capacity() > max {
+            self.payload = Vec::new();
+        }
+        if self.compressed.capacity() > max {
+            self.compressed = Vec::new();
         }
     }
 
@@ -365,8 +382,11 @@ impl Encoder {
         let mut body = raw;
         let mut kind = kind;
         if raw.len() >= MIN_COMPRESS {
-            self.compressed
-                .resize(snap::raw::max_compress_len(raw.len()), 0);
+            let room = snap::raw::max_compress_len(raw.len());
+            // Zeroed only as it grows: snappy writes before it reads.
+            if self.compressed.len() < room {
+                self.compressed.resize(room, 0);
+            }
             // An error here means the input is over snappy's 4 GiB limit, impossible below
             // MAX_PAYLOAD; falling back to the raw payload is always correct.
             if let Ok(n) = self.snappy.compress(raw, &mut self.compressed)
