@@ -22,6 +22,9 @@
 #                                       missing; prometheus from PATH, the Debian package)
 #   GEN=PATH                            the generator (default: built with cargo, release)
 #   RESTARTS=1                          restarts measured per server (each replays the same WAL)
+#   TIDEMARK_BEFORE=PATH                another tidemark binary (say, a build before a change)
+#                                       that also replays tidemark's WAL, printed as
+#                                       "tm-before", each restart right before the other's
 # Not run by CI. Load from anything else on the machine skews every figure; the load average is
 # printed with them.
 
@@ -74,10 +77,11 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # Starts server $1 on data dir $2 and port $3 in the background; sets pid.
 start() {
-    local s=$1 data=$2 port=$3
+    local s=$1 data=$2 port=$3 bin=$TIDEMARK
+    [[ $s == tm-before ]] && { bin=$TIDEMARK_BEFORE; s=tidemark; }
     case $s in
     tidemark)
-        "$TIDEMARK" run --config "$WORK/tidemark.yml" --data-dir "$data" \
+        "$bin" run --config "$WORK/tidemark.yml" --data-dir "$data" \
             --listen "127.0.0.1:$port" --log-level warn >>"$WORK/$s.log" 2>&1 &
         ;;
     prometheus)
@@ -122,14 +126,16 @@ for s in $ONLY; do
     if [[ -d $data/chunks_head ]]; then
         wal_bytes=$((wal_bytes + $(du -sb "$data/chunks_head" | cut -f1)))
     fi
-    for _ in $(seq "$RESTARTS"); do
+    replayers=("$s")
+    [[ $s == tidemark && -n ${TIDEMARK_BEFORE:-} ]] && replayers=(tm-before tidemark)
+    for _ in $(seq "$RESTARTS"); do for r in "${replayers[@]}"; do
         port=$(free_port)
         r0=$(now_ms)
-        start "$s" "$data" "$port"
+        start "$r" "$data" "$port"
         # Polled often: the replay's end is what is timed.
         until curl -fsS -o /dev/null "http://127.0.0.1:$port/-/ready" 2>/dev/null; do
             if ! kill -0 "$pid" 2>/dev/null; then
-                log "$s exited during replay; its log:"; tail -20 "$WORK/$s.log" >&2; exit 1
+                log "$r exited during replay; its log:"; tail -20 "$WORK/$s.log" >&2; exit 1
             fi
             sleep 0.02
         done
@@ -138,10 +144,10 @@ for s in $ONLY; do
         rrss=$(status_kib "$pid" VmRSS)
         load=$(cut -d' ' -f1 /proc/loadavg)
         stop
-        awk -v s="$s" -v w="$wal_bytes" -v i=$((t1 - t0)) -v rss="$rss" -v r=$((r1 - r0)) \
+        awk -v s="$r" -v w="$wal_bytes" -v i=$((t1 - t0)) -v rss="$rss" -v r=$((r1 - r0)) \
             -v hwm="$hwm" -v rrss="$rrss" -v load="$load" 'BEGIN {
                 printf "%-10s %8.0f %9.1f %9.0f %8.2f %15.0f %14.0f %9s\n", s, w / 1048576, i / 1000, rss / 1024, r / 1000, hwm / 1024, rrss / 1024, load
             }'
-    done
+    done; done
     rm -rf "$data"
 done
