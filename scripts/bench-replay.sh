@@ -105,8 +105,17 @@ web:
 EOF
 echo "scrape_configs: []" >"$WORK/prometheus.yml"
 
-# One end time for every server, on the interval grid, so all receive identical samples.
-end_ms=$(($(now_ms) / (INTERVAL * 1000) * (INTERVAL * 1000)))
+# One end time for every server, on the interval grid, so all receive identical samples. Both
+# write a head window to a block (and drop it from the WAL) once the head spans 3 h from the
+# start of its first 2 h window (Prometheus: 3 h of samples, tidemark: 3 h from the window
+# start): for HOURS <= 2 the end is moved back, when needed, to the latest time at which neither
+# does, so what is replayed is the whole WAL in both.
+iv=$((INTERVAL * 1000)) two_h=7200000
+end_ms=$(($(now_ms) / iv * iv))
+start_ms=$((end_ms - (HOURS * 3600000 / iv - 1) * iv))
+if ((HOURS <= 2 && end_ms - start_ms / two_h * two_h >= 3 * two_h / 2)); then
+    end_ms=$(((end_ms / two_h * two_h + two_h / 2 - 1) / iv * iv))
+fi
 samples=$((SERIES * HOURS * 3600 / INTERVAL))
 echo "shape: $SERIES series x ${HOURS} h at ${INTERVAL} s = $samples samples, ending $(date -u -d "@$((end_ms / 1000))" +%FT%TZ)"
 printf '%-10s %8s %9s %9s %8s %15s %14s %9s\n' server "wal MiB" "ingest s" "rss MiB" "ready s" "replay hwm MiB" "ready rss MiB" "load avg"
