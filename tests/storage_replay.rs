@@ -157,3 +157,44 @@ fn many_series_in_many_records_replay_completely() {
     }
     db.close().unwrap();
 }
+
+#[test]
+fn a_reused_ref_and_refs_the_head_picks_replay_as_the_records_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = 1_712_000_000_000;
+    let def = |sref, name| SeriesRecord {
+        sref,
+        labels: labels(name),
+    };
+    write_wal(
+        dir.path(),
+        &[
+            (vec![def(5, "a")], vec![sample(5, t, 1.0)]),
+            // Ref 5 again for other labels: b gets a ref of the head's choosing (6), and WAL
+            // ref 5 names b from here on. WAL ref 6 was never named: its sample is dropped,
+            // not given to b.
+            (
+                vec![def(5, "b")],
+                vec![sample(5, t + 1000, 2.0), sample(6, t + 1000, 9.0)],
+            ),
+            // Now a record names 6, for c: c gets yet another ref (7), which no record names.
+            (
+                vec![def(6, "c")],
+                vec![sample(6, t + 2000, 3.0), sample(7, t + 2000, 9.0)],
+            ),
+            // b's labels under a new ref: the same series.
+            (vec![def(9, "b")], vec![sample(9, t + 3000, 4.0)]),
+        ],
+    );
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let want = BTreeMap::from([
+        (labels("a"), vec![(t, 1f64.to_bits())]),
+        (
+            labels("b"),
+            vec![(t + 1000, 2f64.to_bits()), (t + 3000, 4f64.to_bits())],
+        ),
+        (labels("c"), vec![(t + 2000, 3f64.to_bits())]),
+    ]);
+    assert_eq!(stored(&db), want);
+    db.close().unwrap();
+}

@@ -316,8 +316,7 @@ struct ReplayDropped {
     out_of_range: u64,
 }
 
-/// Hashes WAL series refs (counters, mostly dense) with one multiplication: replay looks one up
-/// per sample, and SipHash cost more than the rest of that lookup.
+/// Hashes WAL series refs (counters, mostly dense) with one multiplication.
 #[derive(Default)]
 struct RefHasher(u64);
 
@@ -335,52 +334,89 @@ impl std::hash::Hasher for RefHasher {
     }
 }
 
-/// WAL ref to head series, for the length of a replay.
-type ReplayRefs = HashMap<u64, Arc<MemSeries>, std::hash::BuildHasherDefault<RefHasher>>;
+/// Which head series each WAL ref names, for the length of a replay. A series record normally
+/// gets its WAL ref as its head ref, and then the head's own ref index answers: only the
+/// exceptions are kept here, so replay holds no second map of every series (at 1M series a map
+/// of them all was ~35 MB on top of the head, more than a running agent holds).
+#[derive(Default)]
+struct ReplayRefs {
+    /// WAL refs that do not name the head series of the same ref: `Some` a series whose labels
+    /// the head already had under another ref (or whose ref another series took), `None` a head
+    /// ref handed out during this replay that no series record has named yet (its samples are
+    /// of a lost series record, as with any unknown ref).
+    exceptions: HashMap<u64, Option<Arc<MemSeries>>, std::hash::BuildHasherDefault<RefHasher>>,
+}
+
+impl ReplayRefs {
+    fn define(&mut self, head: &Head, sref: u64, labels: &Labels) {
+        let before = head.num_series();
+        let series = head.create_with_ref(labels, sref);
+        series.mark_logged();
+        if series.sref == sref {
+            self.exceptions.remove(&sref);
+            return;
+        }
+        if head.num_series() > before {
+            // A new series under a ref the head picked: greater than every WAL ref read so
+            // far, so no record has named it yet.
+            self.exceptions.insert(series.sref, None);
+        }
+        self.exceptions.insert(sref, Some(series));
+    }
+
+    fn get(&self, head: &Head, sref: u64) -> Option<Arc<MemSeries>> {
+        match self.exceptions.get(&sref) {
+            Some(s) => s.clone(),
+            None => head.get_by_ref(sref),
+        }
+    }
+}
 
 /// Applies one WAL record to a head during replay; `refs` maps WAL refs to head series.
 fn replay_record(head: &Head, refs: &mut ReplayRefs, rec: Record, dropped: &mut ReplayDropped) {
     match rec {
         Record::Series(list) => {
-            refs.reserve(list.len());
             for s in list {
-                let series = head.create_with_ref(&s.labels, s.sref);
-                series.mark_logged();
-                refs.insert(s.sref, series);
+                refs.define(head, s.sref, &s.labels);
             }
         }
         Record::Samples(list) => {
             // A commit's samples of one series (a remote-write request carries several per
-            // series) sit next to each other: they share one lookup and one lock.
-            let mut current = None;
-            for s in list {
-                if !is_storable_time(s.t) {
-                    dropped.out_of_range += 1;
-                    continue;
-                }
-                let st = match &mut current {
-                    Some((sref, st)) if *sref == s.sref => st,
-                    _ => {
-                        // The previous series' lock goes before the next one is taken.
-                        current = None;
-                        match refs.get(&s.sref) {
-                            Some(series) => &mut current.insert((s.sref, series.lock())).1,
-                            None => {
-                                dropped.unknown += 1;
-                                continue;
-                            }
+            // series) sit next to each other: each run takes one lookup and one lock.
+            let mut rest = list.as_slice();
+            while let Some(first) = rest.first() {
+                let n = rest
+                    .iter()
+                    .position(|s| s.sref != first.sref)
+                    .unwrap_or(rest.len());
+                let (run, after) = rest.split_at(n);
+                rest = after;
+                let Some(series) = refs.get(head, first.sref) else {
+                    for s in run {
+                        if is_storable_time(s.t) {
+                            dropped.unknown += 1;
+                        } else {
+                            dropped.out_of_range += 1;
                         }
                     }
+                    continue;
                 };
-                // Rejections here repeat decisions made before the crash, or are samples also
-                // present in a checkpoint: nothing acknowledged is dropped.
-                let _ = st.append_replayed(s.t, s.v);
+                let mut st = series.lock();
+                for s in run {
+                    if !is_storable_time(s.t) {
+                        dropped.out_of_range += 1;
+                        continue;
+                    }
+                    // Rejections here repeat decisions made before the crash, or are samples
+                    // also present in a checkpoint: nothing acknowledged is dropped.
+                    let _ = st.append_replayed(s.t, s.v);
+                }
             }
         }
         Record::Chunks(list) => {
             let mut buf = Vec::new();
             for c in list {
-                let Some(series) = refs.get(&c.sref) else {
+                let Some(series) = refs.get(head, c.sref) else {
                     dropped.unknown += 1;
                     continue;
                 };
