@@ -316,41 +316,107 @@ struct ReplayDropped {
     out_of_range: u64,
 }
 
+/// Hashes WAL series refs (counters, mostly dense) with one multiplication.
+#[derive(Default)]
+struct RefHasher(u64);
+
+impl std::hash::Hasher for RefHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Which head series each WAL ref names, for the length of a replay. A series record normally
+/// gets its WAL ref as its head ref, and then the head's own ref index answers: only the
+/// exceptions are kept here, so replay holds no second map of every series (at 1M series a map
+/// of them all was ~35 MB on top of the head, more than a running agent holds).
+#[derive(Default)]
+struct ReplayRefs {
+    /// WAL refs that do not name the head series of the same ref: `Some` a series whose labels
+    /// the head already had under another ref (or whose ref another series took), `None` a head
+    /// ref handed out during this replay that no series record has named yet (its samples are
+    /// of a lost series record, as with any unknown ref).
+    exceptions: HashMap<u64, Option<Arc<MemSeries>>, std::hash::BuildHasherDefault<RefHasher>>,
+}
+
+impl ReplayRefs {
+    fn define(&mut self, head: &Head, sref: u64, labels: &Labels) {
+        let before = head.num_series();
+        let series = head.create_with_ref(labels, sref);
+        series.mark_logged();
+        if series.sref == sref {
+            self.exceptions.remove(&sref);
+            return;
+        }
+        if head.num_series() > before {
+            // A new series under a ref the head picked: greater than every WAL ref read so
+            // far, so no record has named it yet.
+            self.exceptions.insert(series.sref, None);
+        }
+        self.exceptions.insert(sref, Some(series));
+    }
+
+    fn get(&self, head: &Head, sref: u64) -> Option<Arc<MemSeries>> {
+        match self.exceptions.get(&sref) {
+            Some(s) => s.clone(),
+            None => head.get_by_ref(sref),
+        }
+    }
+}
+
 /// Applies one WAL record to a head during replay; `refs` maps WAL refs to head series.
-fn replay_record(
-    head: &Head,
-    refs: &mut HashMap<u64, Arc<MemSeries>>,
-    rec: Record,
-    dropped: &mut ReplayDropped,
-) {
+fn replay_record(head: &Head, refs: &mut ReplayRefs, rec: Record, dropped: &mut ReplayDropped) {
     match rec {
         Record::Series(list) => {
             for s in list {
-                let series = head.create_with_ref(&s.labels, s.sref);
-                series.mark_logged();
-                refs.insert(s.sref, series);
+                refs.define(head, s.sref, &s.labels);
             }
         }
         Record::Samples(list) => {
-            for s in list {
-                if !is_storable_time(s.t) {
-                    dropped.out_of_range += 1;
+            // A commit's samples of one series (a remote-write request carries several per
+            // series) sit next to each other: each run takes one lookup and one lock.
+            let mut rest = list.as_slice();
+            while let Some(first) = rest.first() {
+                let n = rest
+                    .iter()
+                    .position(|s| s.sref != first.sref)
+                    .unwrap_or(rest.len());
+                let (run, after) = rest.split_at(n);
+                rest = after;
+                let Some(series) = refs.get(head, first.sref) else {
+                    for s in run {
+                        if is_storable_time(s.t) {
+                            dropped.unknown += 1;
+                        } else {
+                            dropped.out_of_range += 1;
+                        }
+                    }
                     continue;
-                }
-                match refs.get(&s.sref) {
+                };
+                let mut st = series.lock();
+                for s in run {
+                    if !is_storable_time(s.t) {
+                        dropped.out_of_range += 1;
+                        continue;
+                    }
                     // Rejections here repeat decisions made before the crash, or are samples
                     // also present in a checkpoint: nothing acknowledged is dropped.
-                    Some(series) => {
-                        let _ = series.lock().append_replayed(s.t, s.v);
-                    }
-                    None => dropped.unknown += 1,
+                    let _ = st.append_replayed(s.t, s.v);
                 }
             }
         }
         Record::Chunks(list) => {
             let mut buf = Vec::new();
             for c in list {
-                let Some(series) = refs.get(&c.sref) else {
+                let Some(series) = refs.get(head, c.sref) else {
                     dropped.unknown += 1;
                     continue;
                 };
@@ -423,7 +489,7 @@ impl Db {
         if let Some(maxt) = blocks.iter().map(|b| b.meta().maxt).max() {
             head.set_min_valid(maxt.saturating_add(1));
         }
-        let mut refs = HashMap::new();
+        let mut refs = ReplayRefs::default();
         let mut dropped = ReplayDropped::default();
         let wal_opts = WalOptions {
             fsync: opts.fsync,
@@ -1342,7 +1408,7 @@ impl ReadOnlyDb {
         let (head, replay, replay_out_of_range) = loop {
             attempt += 1;
             let head = Arc::new(Head::new());
-            let mut refs = HashMap::new();
+            let mut refs = ReplayRefs::default();
             let mut dropped = ReplayDropped::default();
             match wal::read_only(&dir.join("wal"), |rec| {
                 replay_record(&head, &mut refs, rec, &mut dropped);

@@ -185,6 +185,16 @@ pub(crate) enum Decoded {
 /// Verifies the CRC over the exact stored bytes (type byte + payload as written), then
 /// decompresses if flagged and decodes the payload.
 pub(crate) fn decode_frame(h: &FrameHeader, payload: &[u8]) -> Result<Decoded, FrameError> {
+    decode_frame_with(h, payload, &mut Vec::new())
+}
+
+/// [`decode_frame`] decompressing into `scratch`, which a reader keeps from frame to frame
+/// instead of allocating (and zeroing) a payload-sized buffer for each.
+pub(crate) fn decode_frame_with(
+    h: &FrameHeader,
+    payload: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Result<Decoded, FrameError> {
     let computed = crc32c::crc32c_append(crc32c::crc32c(&[h.kind]), payload);
     if computed != h.crc {
         return Err(FrameError::Crc {
@@ -192,7 +202,6 @@ pub(crate) fn decode_frame(h: &FrameHeader, payload: &[u8]) -> Result<Decoded, F
             computed,
         });
     }
-    let decompressed;
     let body = if h.kind & SNAPPY_FLAG != 0 {
         let n =
             snap::raw::decompress_len(payload).map_err(|e| FrameError::Snappy(e.to_string()))?;
@@ -201,13 +210,14 @@ pub(crate) fn decode_frame(h: &FrameHeader, payload: &[u8]) -> Result<Decoded, F
                 "decompressed length {n} over limit"
             )));
         }
-        let mut buf = vec![0; n];
+        // Only grown, never cleared: the decoder writes every byte it reports.
+        if scratch.len() < n {
+            scratch.resize(n, 0);
+        }
         let got = snap::raw::Decoder::new()
-            .decompress(payload, &mut buf)
+            .decompress(payload, &mut scratch[..n])
             .map_err(|e| FrameError::Snappy(e.to_string()))?;
-        buf.truncate(got);
-        decompressed = buf;
-        decompressed.as_slice()
+        &scratch[..got]
     } else {
         payload
     };
@@ -448,6 +458,9 @@ fn decode_samples(r: &mut Decbuf<'_>) -> Result<Vec<SampleRecord>, FrameError> {
             v,
         });
     }
+    // The bound above is about three times what a typical payload holds, and a replay keeps a
+    // few decoded records in flight: give the rest back (a shrink in place, not a copy).
+    out.shrink_to_fit();
     Ok(out)
 }
 
@@ -518,6 +531,7 @@ fn read_value(r: &mut Decbuf<'_>) -> Result<u64, FrameError> {
 /// memory. Stops at the first bad frame and returns its offset and reason.
 #[cfg(test)]
 pub(crate) fn decode_all(buf: &[u8]) -> (Vec<Decoded>, Option<(usize, FrameError)>) {
+    let mut scratch = vec![0xA5; 4096];
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
@@ -545,7 +559,9 @@ pub(crate) fn decode_all(buf: &[u8]) -> (Vec<Decoded>, Option<(usize, FrameError
                 )),
             );
         };
-        match decode_frame(&h, payload) {
+        // One scratch for every frame, as a reader keeps it, starting with stale bytes that
+        // must never show through.
+        match decode_frame_with(&h, payload, &mut scratch) {
             Ok(d) => out.push(d),
             Err(e) => return (out, Some((pos, e))),
         }
@@ -673,6 +689,41 @@ mod tests {
         assert_eq!(err, None);
         assert!(frames.len() > 1, "{} frames", frames.len());
         assert_eq!(decode(&buf), vec![rec]);
+    }
+
+    #[test]
+    fn a_reused_decompression_buffer_never_shows_an_earlier_frame() {
+        let big = Record::Samples(
+            (0..5000)
+                .map(|i| SampleRecord {
+                    sref: i % 7,
+                    t: 1_700_000_000_000 + i as i64 * 15_000,
+                    v: (i % 3) as f64,
+                })
+                .collect(),
+        );
+        let small = Record::Series(vec![SeriesRecord {
+            sref: 3,
+            labels: labels(&[
+                ("__name__", "up"),
+                ("job", "jjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjj"),
+            ]),
+        }]);
+        let buf = encode(&[big.clone(), small.clone(), big.clone()]);
+        let mut scratch = Vec::new();
+        let mut pos = 0;
+        let mut got = Vec::new();
+        while pos < buf.len() {
+            let h = parse_frame_header(buf[pos..].first_chunk().unwrap()).unwrap();
+            assert_ne!(h.kind & SNAPPY_FLAG, 0, "every frame here is compressed");
+            let payload = &buf[pos + FRAME_HEADER_LEN..pos + FRAME_HEADER_LEN + h.len];
+            let fresh = decode_frame(&h, payload).unwrap();
+            let reused = decode_frame_with(&h, payload, &mut scratch).unwrap();
+            assert_eq!(reused, fresh);
+            got.push(reused);
+            pos += FRAME_HEADER_LEN + h.len;
+        }
+        assert_eq!(got, [big.clone(), small, big].map(Decoded::Record));
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub(crate) struct FrameReader<R> {
     /// Bytes of the file when it was opened.
     size: u64,
     buf: Vec<u8>,
+    /// Decompressed payloads, reused from frame to frame.
+    scratch: Vec<u8>,
 }
 
 impl FrameReader<io::BufReader<File>> {
@@ -129,6 +131,7 @@ impl FrameReader<io::BufReader<File>> {
             offset: 0,
             size,
             buf: Vec::new(),
+            scratch: Vec::new(),
         };
         if size > 0 {
             let mut h = [0u8; FILE_HEADER_LEN];
@@ -209,7 +212,7 @@ impl<R: Read> FrameReader<R> {
                 available: got as u64,
             }));
         }
-        let d = record::decode_frame(&fh, &self.buf).map_err(frame_err)?;
+        let d = record::decode_frame_with(&fh, &self.buf, &mut self.scratch).map_err(frame_err)?;
         Ok(Some(d))
     }
 }

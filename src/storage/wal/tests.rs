@@ -853,3 +853,93 @@ fn interval_thread_fsyncs_and_stops_on_drop() {
 }
 
 mod tail;
+
+/// Copies every file of `from` into a new temporary directory.
+fn copy_dir(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.path().join(e.file_name())).unwrap();
+    }
+    to
+}
+
+#[test]
+fn replay_decoding_on_its_own_thread_matches_replay_on_one_thread_damage_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let cs = commits(211, 120);
+    multi_segment(dir.path(), &cs, 900);
+    let segments = segment_indices(dir.path());
+    assert!(segments.len() >= 4, "{segments:?}");
+    // A flipped byte in the middle of the second segment, and a torn last one.
+    let mid = segment_path(dir.path(), segments[1]);
+    let mut bytes = fs::read(&mid).unwrap();
+    let at = frame_offsets(&bytes)[1] + FRAME_HEADER_LEN + 2;
+    bytes[at] ^= 0x20;
+    fs::write(&mid, &bytes).unwrap();
+    let last = segment_path(dir.path(), *segments.last().unwrap());
+    let len = fs::metadata(&last).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+
+    for mode in [replay::Mode::Repair, replay::Mode::ReadOnly] {
+        let (a, b) = (copy_dir(dir.path()), copy_dir(dir.path()));
+        let mut piped = Vec::new();
+        let p = replay::replay(a.path(), mode, &mut |r| piped.push(r)).unwrap();
+        let mut serial = Vec::new();
+        let s = replay::replay_in_order(b.path(), mode, &mut |r| serial.push(r)).unwrap();
+        assert_eq!(piped, serial, "{mode:?}");
+        // Paths differ by directory only; everything else about the damage is the same.
+        assert_eq!(p.stats.corruptions.len(), 2, "{mode:?}");
+        for (x, y) in p.stats.corruptions.iter().zip(&s.stats.corruptions) {
+            assert_eq!(x.segment.file_name(), y.segment.file_name());
+            assert_eq!((x.offset, &x.reason), (y.offset, &y.reason));
+        }
+        let strip = |mut st: ReplayStats| {
+            st.corruptions.clear();
+            st
+        };
+        assert_eq!(strip(p.stats), strip(s.stats), "{mode:?}");
+        assert_eq!(p.segments, s.segments, "{mode:?}");
+        assert_eq!(
+            snapshot_bytes(a.path()),
+            snapshot_bytes(b.path()),
+            "{mode:?}"
+        );
+        // Nothing after the flipped byte of that segment, everything of the later ones.
+        assert!(piped.len() < expected(&cs).len());
+    }
+}
+
+fn snapshot_bytes(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), fs::read(e.path()).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn replay_errors_come_back_through_the_decoding_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    multi_segment(dir.path(), &commits(5, 30), 700);
+    let mut bytes = fs::read(segment_path(dir.path(), 2)).unwrap();
+    bytes[4] = 9;
+    fs::write(segment_path(dir.path(), 2), &bytes).unwrap();
+    let mut got = Vec::new();
+    let e = replay::replay(dir.path(), replay::Mode::Repair, &mut |r| got.push(r)).err();
+    assert!(
+        matches!(e, Some(WalError::UnsupportedVersion { version: 9, .. })),
+        "{e:?}"
+    );
+    // Segment 1's records were delivered before the refusal.
+    assert_eq!(got, records_of(&segment_path(dir.path(), 1)));
+}
