@@ -4,6 +4,7 @@
 //! yet flushed to blocks. It must never write files: durability is the WAL's job, and the caller
 //! (`storage::Db`) writes the WAL before it applies a batch here.
 
+mod labels;
 mod series;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -138,7 +139,7 @@ impl Head {
         let h = labels.stable_hash();
         read(self.hash_shard(h))
             .get(&h)
-            .and_then(|v| v.iter().find(|s| &s.labels == labels).cloned())
+            .and_then(|v| v.iter().find(|s| s.has_labels(labels)).cloned())
     }
 
     /// The series with this ref.
@@ -166,7 +167,7 @@ impl Head {
         let mut shard = write(self.hash_shard(h));
         if let Some(s) = shard
             .get(&h)
-            .and_then(|v| v.iter().find(|s| &s.labels == labels))
+            .and_then(|v| v.iter().find(|s| s.has_labels(labels)))
         {
             return (s.clone(), false);
         }
@@ -174,11 +175,7 @@ impl Head {
             Some(r) if self.get_by_ref(r).is_none() => r,
             _ => self.next_ref.fetch_add(1, Ordering::Relaxed),
         };
-        let series = Arc::new(MemSeries::new(
-            sref,
-            labels.clone(),
-            self.num_chunks.clone(),
-        ));
+        let series = Arc::new(MemSeries::new(sref, labels, self.num_chunks.clone()));
         shard.entry(h).or_default().push(series.clone());
         // Lock order: hash shard, then a series or the ref shard, then postings. Never the
         // reverse.
@@ -265,7 +262,7 @@ impl Head {
             series.lock().samples_in(mint, maxt, &mut samples);
             if !samples.is_empty() {
                 out.push(SeriesSamples {
-                    labels: series.labels.clone(),
+                    labels: series.labels(),
                     samples,
                 });
             }
@@ -286,7 +283,7 @@ impl Head {
                 .min_time()
                 .is_some_and(|lo| lo <= maxt && st.max_t >= mint);
             if overlaps {
-                out.push(series.labels.clone());
+                out.push(series.labels());
             }
         }
         out.sort_unstable();
@@ -332,7 +329,7 @@ impl Head {
     /// the sample was refused as out of order.) A query that meets its ref in the postings
     /// before they are cleaned finds no series under it and skips it.
     fn unlink(&self, series: &Arc<MemSeries>, gc_before: i64) -> bool {
-        let h = series.labels.stable_hash();
+        let h = series.labels().stable_hash();
         {
             // Lock order: hash shard, then the series.
             let mut shard = write(self.hash_shard(h));
@@ -369,15 +366,17 @@ impl Head {
         const BATCH: usize = 4096;
         let refs: Vec<SeriesRef> = removed.iter().map(|s| s.sref).collect();
         debug_assert!(refs.windows(2).all(|w| w[0] < w[1]));
-        let mut long: HashSet<(&str, &str)> = HashSet::new();
+        let mut long: HashSet<(String, String)> = HashSet::new();
         for batch in removed.chunks(BATCH) {
+            // Decoded outside the lock.
+            let labels: Vec<Labels> = batch.iter().map(|s| s.labels()).collect();
             let mut p = write(&self.postings);
-            for series in batch {
-                for (n, v) in series.labels.iter() {
+            for (series, labels) in batch.iter().zip(&labels) {
+                for (n, v) in labels.iter() {
                     if let Some(len) = p.get(n).and_then(|m| m.get(v)).map(Vec::len)
                         && len > SHORT
                     {
-                        long.insert((n, v));
+                        long.insert((n.to_string(), v.to_string()));
                         continue;
                     }
                     let sref = series.sref;
@@ -386,7 +385,7 @@ impl Head {
             }
         }
         for (n, v) in long {
-            filter_postings(&mut write(&self.postings), n, v, |r| {
+            filter_postings(&mut write(&self.postings), &n, &v, |r| {
                 refs.binary_search(&r).is_err()
             });
         }
@@ -569,7 +568,7 @@ mod tests {
     fn rebuilt_postings(series: &[Arc<MemSeries>]) -> Postings {
         let mut p = Postings::new();
         for s in series {
-            for (n, v) in s.labels.iter() {
+            for (n, v) in s.labels().iter() {
                 p.entry(n.to_string())
                     .or_default()
                     .entry(v.to_string())

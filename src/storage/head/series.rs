@@ -8,6 +8,8 @@ use crate::model::{Labels, Sample};
 use crate::storage::chunk;
 use crate::storage::chunk::append::OpenChunk;
 
+use super::labels::SeriesLabels;
+
 /// Samples in a head chunk before it is compressed.
 pub const HEAD_CHUNK_SAMPLES: usize = 120;
 
@@ -57,8 +59,8 @@ pub(crate) struct SeriesState {
 pub struct MemSeries {
     /// Its head reference.
     pub sref: SeriesRef,
-    /// Its identity.
-    pub labels: Labels,
+    /// Its identity, in one allocation; [`MemSeries::labels`] decodes it.
+    labels: SeriesLabels,
     /// Set once a WAL record naming this series is known written; until then every commit that
     /// carries samples of it also writes its series record, so no samples precede it in the log.
     pub(crate) logged: AtomicBool,
@@ -70,10 +72,10 @@ pub struct MemSeries {
 
 impl MemSeries {
     /// A series counting its chunks into `chunks`, the head's total.
-    pub(crate) fn new(sref: SeriesRef, labels: Labels, chunks: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(sref: SeriesRef, labels: &Labels, chunks: Arc<AtomicU64>) -> Self {
         MemSeries {
             sref,
-            labels,
+            labels: SeriesLabels::new(&labels),
             logged: AtomicBool::new(false),
             unlinked: AtomicBool::new(false),
             state: Mutex::new(SeriesState {
@@ -86,6 +88,21 @@ impl MemSeries {
                 chunks,
             }),
         }
+    }
+
+    /// Its labels (decoded: a copy each call).
+    pub fn labels(&self) -> Labels {
+        self.labels.to_labels()
+    }
+
+    /// True when its labels are exactly `labels`.
+    pub(crate) fn has_labels(&self, labels: &Labels) -> bool {
+        self.labels.matches(labels)
+    }
+
+    /// Orders series as their labels compare, without decoding them.
+    pub fn cmp_labels(&self, other: &MemSeries) -> std::cmp::Ordering {
+        self.labels.cmp_labels(&other.labels)
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, SeriesState> {
@@ -306,7 +323,7 @@ mod tests {
     use super::*;
 
     fn series() -> MemSeries {
-        MemSeries::new(1, Labels::new([("__name__", "x")]).unwrap(), Arc::default())
+        MemSeries::new(1, &Labels::new([("__name__", "x")]).unwrap(), Arc::default())
     }
 
     #[test]
