@@ -139,8 +139,8 @@ fn main() {
     let n: usize = labels.iter().map(Vec::len).sum();
     let pairs: usize = labels.iter().flatten().map(Labels::len).sum();
     println!(
-        "head_memory: {TARGETS} targets × {} series = {n} series, {:.2} label pairs per series",
-        base.len(),
+        "head_memory: {TARGETS} targets × {}; {n} series, {:.2} label pairs per series",
+        workload::describe(&day),
         pairs as f64 / n as f64
     );
 

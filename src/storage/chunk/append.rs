@@ -46,7 +46,6 @@ pub struct OpenChunk {
     trail: u8,
     /// Samples in the chunk.
     n: u32,
-    first_t: i64,
     last_t: i64,
     last_delta: i64,
     last_v: u64,
@@ -60,7 +59,6 @@ impl Default for OpenChunk {
             lead: NO_WINDOW,
             trail: 0,
             n: 0,
-            first_t: 0,
             last_t: 0,
             last_delta: 0,
             last_v: 0,
@@ -92,7 +90,9 @@ impl OpenChunk {
 
     /// Oldest timestamp held, `None` when empty.
     pub fn first_t(&self) -> Option<i64> {
-        (self.n > 0).then_some(self.first_t)
+        // The stream starts with it, all 64 bits, most significant first.
+        let head = self.buf.get(..8)?.try_into().ok()?;
+        (self.n > 0).then(|| i64::from_be_bytes(head))
     }
 
     /// Newest timestamp held, `None` when empty.
@@ -107,7 +107,8 @@ impl OpenChunk {
     }
 
     /// Bytes of the buffer in use and reserved.
-    pub fn bytes(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn bytes(&self) -> (usize, usize) {
         (self.buf.len(), self.buf.capacity())
     }
 
@@ -117,7 +118,6 @@ impl OpenChunk {
         if self.n == 0 {
             self.write(t as u64, 64);
             self.write(bits, 64);
-            self.first_t = t;
             self.last_delta = 0;
             self.lead = NO_WINDOW;
         } else {

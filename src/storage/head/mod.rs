@@ -46,6 +46,53 @@ fn shrink_if_sparse<V>(map: &mut FastMap<V>) {
     }
 }
 
+/// The series under one label hash: almost always one, kept without an allocation of its own;
+/// the rare hash shared by several label sets holds them in a list.
+enum Slot {
+    One(Arc<MemSeries>),
+    Shared(Box<Collided>),
+}
+
+/// Series whose label sets share one hash.
+struct Collided(Vec<Arc<MemSeries>>);
+
+impl Slot {
+    fn find(&self, labels: &Labels) -> Option<&Arc<MemSeries>> {
+        match self {
+            Slot::One(s) => Some(s).filter(|s| s.has_labels(labels)),
+            Slot::Shared(c) => c.0.iter().find(|s| s.has_labels(labels)),
+        }
+    }
+
+    fn push(&mut self, series: Arc<MemSeries>) {
+        match self {
+            Slot::One(first) => {
+                let first = first.clone();
+                *self = Slot::Shared(Box::new(Collided(vec![first, series])));
+            }
+            Slot::Shared(c) => c.0.push(series),
+        }
+    }
+
+    /// Takes out the series with this ref; false when none is left.
+    fn remove(&mut self, sref: SeriesRef) -> bool {
+        match self {
+            Slot::One(s) => s.sref != sref,
+            Slot::Shared(c) => {
+                c.0.retain(|s| s.sref != sref);
+                match c.0.as_slice() {
+                    [] => false,
+                    [one] => {
+                        *self = Slot::One(one.clone());
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
 type Postings = BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>;
 
 /// Keeps the refs of `name=value`'s list that `keep` accepts; an emptied list is removed (and
@@ -72,7 +119,7 @@ fn filter_postings(p: &mut Postings, name: &str, value: &str, keep: impl Fn(Seri
 pub struct Head {
     /// Series are found by label hash in one shard and by ref in another: scrapes of different
     /// targets touch different shards, and no lock covers the whole head on the append path.
-    by_hash: Vec<RwLock<FastMap<Vec<Arc<MemSeries>>>>>,
+    by_hash: Vec<RwLock<FastMap<Slot>>>,
     by_ref: Vec<RwLock<FastMap<Arc<MemSeries>>>>,
     /// name → value → sorted refs. Written only when series are created or collected.
     postings: RwLock<Postings>,
@@ -126,7 +173,7 @@ impl Head {
         }
     }
 
-    fn hash_shard(&self, hash: u64) -> &RwLock<FastMap<Vec<Arc<MemSeries>>>> {
+    fn hash_shard(&self, hash: u64) -> &RwLock<FastMap<Slot>> {
         &self.by_hash[shard_index(hash)]
     }
 
@@ -139,7 +186,7 @@ impl Head {
         let h = labels.stable_hash();
         read(self.hash_shard(h))
             .get(&h)
-            .and_then(|v| v.iter().find(|s| s.has_labels(labels)).cloned())
+            .and_then(|slot| slot.find(labels).cloned())
     }
 
     /// The series with this ref.
@@ -165,10 +212,7 @@ impl Head {
     fn create(&self, labels: &Labels, want_ref: Option<SeriesRef>) -> (Arc<MemSeries>, bool) {
         let h = labels.stable_hash();
         let mut shard = write(self.hash_shard(h));
-        if let Some(s) = shard
-            .get(&h)
-            .and_then(|v| v.iter().find(|s| s.has_labels(labels)))
-        {
+        if let Some(s) = shard.get(&h).and_then(|slot| slot.find(labels)) {
             return (s.clone(), false);
         }
         let sref = match want_ref {
@@ -176,7 +220,12 @@ impl Head {
             _ => self.next_ref.fetch_add(1, Ordering::Relaxed),
         };
         let series = Arc::new(MemSeries::new(sref, labels, self.num_chunks.clone()));
-        shard.entry(h).or_default().push(series.clone());
+        match shard.entry(h) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(series.clone()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Slot::One(series.clone()));
+            }
+        }
         // Lock order: hash shard, then a series or the ref shard, then postings. Never the
         // reverse.
         write(self.ref_shard(sref)).insert(sref, series.clone());
@@ -341,11 +390,10 @@ impl Head {
             st.removed = true;
             series.unlinked.store(true, Ordering::Release);
             drop(st);
-            if let Some(v) = shard.get_mut(&h) {
-                v.retain(|s| s.sref != series.sref);
-                if v.is_empty() {
-                    shard.remove(&h);
-                }
+            if let Some(slot) = shard.get_mut(&h)
+                && !slot.remove(series.sref)
+            {
+                shard.remove(&h);
             }
         }
         write(self.ref_shard(series.sref)).remove(&series.sref);
@@ -659,6 +707,27 @@ mod tests {
                 proptest::prop_assert_eq!(head.num_chunks(), walked_chunks(&head));
             }
         }
+    }
+
+    #[test]
+    fn label_sets_sharing_a_hash_are_kept_apart() {
+        let chunks = Arc::default();
+        let series: Vec<Arc<MemSeries>> = (1..=3)
+            .map(|i| Arc::new(MemSeries::new(i, &l("m", &i.to_string()), Arc::clone(&chunks))))
+            .collect();
+        let mut slot = Slot::One(series[0].clone());
+        assert!(slot.find(&l("m", "2")).is_none());
+        slot.push(series[1].clone());
+        slot.push(series[2].clone());
+        for s in &series {
+            assert_eq!(slot.find(&s.labels()).map(|f| f.sref), Some(s.sref));
+        }
+        assert!(slot.remove(2), "two are left");
+        assert!(slot.find(&l("m", "2")).is_none());
+        assert!(slot.remove(1));
+        assert!(matches!(slot, Slot::One(ref s) if s.sref == 3));
+        assert!(slot.remove(7), "an absent ref leaves the slot as it was");
+        assert!(!slot.remove(3), "the last one gone");
     }
 
     #[test]
