@@ -187,10 +187,7 @@ fn main() {
         }
         if CHECKPOINTS.contains(&(round + 1)) {
             let (b, u, l, r) = per(start, now(), n);
-            println!(
-                "{:>8} {b:>12.0} {u:>12.0} {l:>12.2} {r:>12.0}",
-                round + 1
-            );
+            println!("{:>8} {b:>12.0} {u:>12.0} {l:>12.2} {r:>12.0}", round + 1);
         }
     }
     // Measured last: memory it freed before the `Db` was opened would be reused by the head

@@ -358,7 +358,10 @@ mod tests {
         let c = OpenChunk::default();
         assert!(c.is_empty());
         assert_eq!(c.iter().count(), 0);
-        assert_eq!((c.first_t(), c.last_t(), c.last_value_bits()), (None, None, 0));
+        assert_eq!(
+            (c.first_t(), c.last_t(), c.last_value_bits()),
+            (None, None, 0)
+        );
         assert_eq!(c.bytes(), (0, 0), "an empty chunk allocates nothing");
         round_trip(&[Sample::new(5, 1.0)]);
     }
@@ -431,8 +434,14 @@ mod tests {
             .collect();
         let mut c = build(&samples);
         let (used, cap) = c.bytes();
-        assert!(used < samples.len() * 4, "{used} bytes for 120 regular samples");
-        assert!(cap - used <= used / 4 + MIN_STEP, "grows by small steps: {used} of {cap}");
+        assert!(
+            used < samples.len() * 4,
+            "{used} bytes for 120 regular samples"
+        );
+        assert!(
+            cap - used <= used / 4 + MIN_STEP,
+            "grows by small steps: {used} of {cap}"
+        );
         let got = c.take();
         assert_eq!(bits(&got), bits(&samples));
         assert!(c.is_empty());
@@ -476,16 +485,20 @@ mod tests {
             1 => Just(f64::from_bits(0x7ff0_0000_0000_0002)),
             1 => Just(-0.0f64),
         ];
-        (any::<i64>(), proptest::collection::vec((step, value), 0..300)).prop_map(|(t0, steps)| {
-            let mut t = t0;
-            steps
-                .into_iter()
-                .map(|(d, v)| {
-                    t = t.wrapping_add(d);
-                    Sample::new(t, v)
-                })
-                .collect()
-        })
+        (
+            any::<i64>(),
+            proptest::collection::vec((step, value), 0..300),
+        )
+            .prop_map(|(t0, steps)| {
+                let mut t = t0;
+                steps
+                    .into_iter()
+                    .map(|(d, v)| {
+                        t = t.wrapping_add(d);
+                        Sample::new(t, v)
+                    })
+                    .collect()
+            })
     }
 
     proptest! {

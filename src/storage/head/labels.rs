@@ -163,7 +163,11 @@ mod tests {
             Labels::empty(),
             labels(&[("__name__", "up")]),
             labels(&[("a", ""), ("b", "\0"), ("c", "\0\0x\0"), ("d", "ÿ\u{1}")]),
-            labels(&[("__name__", "m"), ("job", "node"), ("v", &"x".repeat(70_000))]),
+            labels(&[
+                ("__name__", "m"),
+                ("job", "node"),
+                ("v", &"x".repeat(70_000)),
+            ]),
         ] {
             let s = SeriesLabels::new(&l);
             assert_eq!(s.to_labels(), l);
@@ -198,9 +202,8 @@ mod tests {
             3 => "[a-c]{0,3}",
             1 => "[\\x00\\x01a\\xFFÿ]{0,3}",
         ];
-        proptest::collection::vec((s.clone(), s), 0..4).prop_map(|pairs| {
-            Labels::from_sorted_unchecked(pairs)
-        })
+        proptest::collection::vec((s.clone(), s), 0..4)
+            .prop_map(Labels::from_sorted_unchecked)
     }
 
     proptest! {

@@ -713,7 +713,13 @@ mod tests {
     fn label_sets_sharing_a_hash_are_kept_apart() {
         let chunks = Arc::default();
         let series: Vec<Arc<MemSeries>> = (1..=3)
-            .map(|i| Arc::new(MemSeries::new(i, &l("m", &i.to_string()), Arc::clone(&chunks))))
+            .map(|i| {
+                Arc::new(MemSeries::new(
+                    i,
+                    &l("m", &i.to_string()),
+                    Arc::clone(&chunks),
+                ))
+            })
             .collect();
         let mut slot = Slot::One(series[0].clone());
         assert!(slot.find(&l("m", "2")).is_none());

@@ -75,7 +75,7 @@ impl MemSeries {
     pub(crate) fn new(sref: SeriesRef, labels: &Labels, chunks: Arc<AtomicU64>) -> Self {
         MemSeries {
             sref,
-            labels: SeriesLabels::new(&labels),
+            labels: SeriesLabels::new(labels),
             logged: AtomicBool::new(false),
             unlinked: AtomicBool::new(false),
             state: Mutex::new(SeriesState {
@@ -323,7 +323,11 @@ mod tests {
     use super::*;
 
     fn series() -> MemSeries {
-        MemSeries::new(1, &Labels::new([("__name__", "x")]).unwrap(), Arc::default())
+        MemSeries::new(
+            1,
+            &Labels::new([("__name__", "x")]).unwrap(),
+            Arc::default(),
+        )
     }
 
     #[test]
