@@ -202,8 +202,7 @@ mod tests {
             3 => "[a-c]{0,3}",
             1 => "[\\x00\\x01a\\xFFÿ]{0,3}",
         ];
-        proptest::collection::vec((s.clone(), s), 0..4)
-            .prop_map(Labels::from_sorted_unchecked)
+        proptest::collection::vec((s.clone(), s), 0..4).prop_map(Labels::from_sorted_unchecked)
     }
 
     proptest! {
