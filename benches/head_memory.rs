@@ -6,11 +6,11 @@
 //! target per 15 s round with a few milliseconds of jitter, committed through a `Db` (WAL and
 //! head) by cached ref, the way the scraper commits.
 //!
-//! After 1, 10, 60, 130 and 250 samples per series it prints, per series: the bytes the
-//! process has allocated and not freed (requested sizes, and the allocator's usable sizes,
-//! which add its rounding), live allocations, and RSS, each above what the process held before
-//! the `Db` was opened. It also prints what a plain clone of the label sets costs, for
-//! comparison with what the head keeps per series for its labels.
+//! After 1, 10, 60, 130 and 250 samples per series (and `HEAD_MEMORY_SAMPLES`) it prints, per
+//! series: the bytes the process has allocated and not freed (requested sizes, and the
+//! allocator's usable sizes, which add its rounding), live allocations, and RSS, each above
+//! what the process held before the `Db` was opened. It also prints what a plain clone of the
+//! label sets costs, for comparison with what the head keeps per series for its labels.
 //!
 //! `cargo bench --bench head_memory`
 
@@ -89,7 +89,8 @@ static A: Counting = Counting;
 /// 198 targets × 507 series = 100,386 series.
 const TARGETS: usize = 198;
 
-/// Sample counts per series at which figures are printed.
+/// Sample counts per series at which figures are printed; `HEAD_MEMORY_SAMPLES=n` adds one
+/// more (e.g. 1440, two hours of 5 s scrapes: twelve closed chunks per series).
 const CHECKPOINTS: [usize; 5] = [1, 10, 60, 130, 250];
 
 #[derive(Clone, Copy)]
@@ -153,7 +154,15 @@ fn main() {
         "{:>8} {:>12} {:>12} {:>12} {:>12}",
         "samples", "B requested", "B usable", "allocs", "RSS B"
     );
-    for round in 0..*CHECKPOINTS.last().unwrap_or(&0) {
+    let mut checkpoints = CHECKPOINTS.to_vec();
+    if let Some(more) = std::env::var("HEAD_MEMORY_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        checkpoints.push(more);
+        checkpoints.sort_unstable();
+    }
+    for round in 0..checkpoints.last().copied().unwrap_or(0) {
         for (k, target) in labels.iter().enumerate() {
             // A few milliseconds of jitter, as real scrapes have.
             let t = t0
@@ -185,7 +194,7 @@ fn main() {
             let stats = app.commit().unwrap_or_else(|e| panic!("commit: {e}"));
             assert_eq!(stats.appended, want, "every sample stored: {stats:?}");
         }
-        if CHECKPOINTS.contains(&(round + 1)) {
+        if checkpoints.contains(&(round + 1)) {
             let (b, u, l, r) = per(start, now(), n);
             println!("{:>8} {b:>12.0} {u:>12.0} {l:>12.2} {r:>12.0}", round + 1);
         }

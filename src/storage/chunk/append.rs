@@ -7,14 +7,16 @@
 //! - the first sample: its timestamp and value bits, 64 bits each;
 //! - every later timestamp as the change of its delta (delta-of-delta; deltas and their
 //!   changes computed with wrapping arithmetic, so any pair of `i64` round-trips), in the
-//!   smallest of these that holds it, signed: `0` (no change), `10` + 14 bits, `110` + 17 bits,
-//!   `1110` + 20 bits, `11110` + 32 bits, `11111` + 64 bits;
+//!   smallest of these that holds it, signed: `0` (no change), `10` + 7 bits (the jitter of a
+//!   loaded scraper, tens of milliseconds), `110` + 14 bits, `1110` + 20 bits, `11110` + 32
+//!   bits, `11111` + 64 bits;
 //! - every later value as the XOR of its bits with the previous value's (Gorilla): `0` (same
 //!   bits), `10` + the XOR's bits inside the previous window of significant bits, or `11` +
 //!   5 bits of leading zeros + 6 bits of (significant bits − 1) + the significant bits.
 //!
 //! The buffer grows by small steps (a quarter of its size, at least 16 bytes), never doubles,
-//! and [`OpenChunk::take`] hands the samples over and frees it when the chunk is cut. The
+//! and [`OpenChunk::take`] hands the samples over when the chunk is cut, keeping the room for
+//! the next chunk ([`OpenChunk::clear`] frees it when a truncation empties the chunk). The
 //! stream exists only in memory and is written and read by this process, never by input; the
 //! reader still stops at the end of the buffer rather than read past it.
 //!
@@ -29,7 +31,7 @@ const MIN_STEP: usize = 16;
 
 /// Payload bits of a delta-of-delta after a prefix of `k` one bits (and a zero bit, but for
 /// the last class, whose five ones are the whole prefix).
-const DOD_BITS: [u32; 6] = [0, 14, 17, 20, 32, 64];
+const DOD_BITS: [u32; 6] = [0, 7, 14, 20, 32, 64];
 const DOD_MAX_ONES: usize = DOD_BITS.len() - 1;
 
 /// No previous XOR window yet.
@@ -217,18 +219,26 @@ impl OpenChunk {
         out.extend(self.iter());
     }
 
-    /// Empties the chunk, freeing its buffer, and returns its samples. The newest value stays
-    /// readable through [`OpenChunk::last_value_bits`].
+    /// Empties the chunk and returns its samples, keeping its buffer's room for the next chunk
+    /// (a series cut once fills about as much again; freeing and regrowing the buffer at every
+    /// cut left the allocator's heap riddled with holes). The newest value stays readable
+    /// through [`OpenChunk::last_value_bits`].
     pub fn take(&mut self) -> Vec<Sample> {
         let mut out = Vec::new();
         self.decode_into(&mut out);
-        self.clear();
+        self.reset();
         out
     }
 
-    /// Empties the chunk and frees its buffer; the newest value stays readable.
+    /// Empties the chunk and frees its buffer (the series has nothing left to append to it);
+    /// the newest value stays readable.
     pub fn clear(&mut self) {
+        self.reset();
         self.buf = Vec::new();
+    }
+
+    fn reset(&mut self) {
+        self.buf.clear();
         self.free = 0;
         self.n = 0;
         self.lead = NO_WINDOW;
@@ -412,7 +422,7 @@ mod tests {
         let mut t = 0i64;
         let mut delta = 0i64;
         let mut s = vec![Sample::new(t, 0.0)];
-        for bits in [14u32, 17, 20, 32] {
+        for bits in [7u32, 14, 20, 32] {
             for dod in [
                 (1i64 << (bits - 1)) - 1,
                 -(1i64 << (bits - 1)),
@@ -428,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn clear_frees_and_keeps_the_newest_value() {
+    fn take_keeps_room_clear_frees_and_both_keep_the_newest_value() {
         let samples: Vec<Sample> = (0..120)
             .map(|i| Sample::new(1_000 + i * 15_000, i as f64 * 0.25))
             .collect();
@@ -445,8 +455,13 @@ mod tests {
         let got = c.take();
         assert_eq!(bits(&got), bits(&samples));
         assert!(c.is_empty());
-        assert_eq!(c.bytes(), (0, 0));
+        assert_eq!(c.bytes(), (0, cap), "the next chunk reuses the room");
         assert_eq!(c.last_value_bits(), 29.75f64.to_bits());
+        let mut cleared = build(&samples);
+        cleared.clear();
+        assert!(cleared.is_empty() && cleared.iter().next().is_none());
+        assert_eq!(cleared.bytes(), (0, 0));
+        assert_eq!(cleared.last_value_bits(), 29.75f64.to_bits());
         // A new chunk after the cut starts from a fresh window and base.
         c.push(9_000_000, -3.0);
         c.push(9_015_000, 7.5);

@@ -211,7 +211,9 @@ impl SeriesState {
             return;
         };
         let (mint, maxt) = (first.t, last.t);
-        let data = chunk::encode(&samples).into_boxed_slice();
+        // Copied into an allocation of its exact size: shrinking the encoder's buffer in place
+        // would leave a small hole behind every chunk the series keeps.
+        let data = Box::from(chunk::encode(&samples).as_slice());
         // One more chunk every HEAD_CHUNK_SAMPLES samples: exact growth, no spare room kept
         // per series.
         self.closed.reserve_exact(1);
