@@ -39,7 +39,9 @@ pub(crate) struct HeadChunk {
 }
 
 pub(crate) struct SeriesState {
-    pub closed: Vec<HeadChunk>,
+    /// Exactly as long as it holds (a cut adds one chunk every `HEAD_CHUNK_SAMPLES`): no spare
+    /// room, and no capacity field, per series.
+    pub closed: Box<[HeadChunk]>,
     /// Samples since the last cut, compressed as they arrive; it keeps the newest value even
     /// after a cut, for the duplicate check.
     pub open: OpenChunk,
@@ -79,7 +81,7 @@ impl MemSeries {
             logged: AtomicBool::new(false),
             unlinked: AtomicBool::new(false),
             state: Mutex::new(SeriesState {
-                closed: Vec::new(),
+                closed: Box::default(),
                 open: OpenChunk::default(),
                 max_t: i64::MIN,
                 pending_t: i64::MIN,
@@ -214,10 +216,10 @@ impl SeriesState {
         // Copied into an allocation of its exact size: shrinking the encoder's buffer in place
         // would leave a small hole behind every chunk the series keeps.
         let data = Box::from(chunk::encode(&samples).as_slice());
-        // One more chunk every HEAD_CHUNK_SAMPLES samples: exact growth, no spare room kept
-        // per series.
-        self.closed.reserve_exact(1);
-        self.closed.push(HeadChunk { mint, maxt, data });
+        let mut closed = std::mem::take(&mut self.closed).into_vec();
+        closed.reserve_exact(1);
+        closed.push(HeadChunk { mint, maxt, data });
+        self.closed = closed.into_boxed_slice();
     }
 
     /// Oldest sample time, if any.
@@ -249,7 +251,7 @@ impl SeriesState {
     pub fn truncate_before(&mut self, t: i64) {
         let before = self.num_chunks();
         let mut keep = Vec::with_capacity(self.closed.len());
-        for c in self.closed.drain(..) {
+        for c in std::mem::take(&mut self.closed) {
             if c.maxt < t {
                 continue;
             }
@@ -270,8 +272,7 @@ impl SeriesState {
                 }
             }
         }
-        keep.shrink_to_fit();
-        self.closed = keep;
+        self.closed = keep.into_boxed_slice();
         match (self.open.first_t(), self.open.last_t()) {
             (Some(lo), _) if lo >= t => {}
             (_, Some(hi)) if hi < t => self.open.clear(),
