@@ -122,7 +122,7 @@ fn a_handle_to_a_collected_series_is_refused_and_its_labels_store_again() {
         app.append_handle(&handle, t, 2.0),
         Err(StorageError::UnknownRef(_))
     ));
-    let again = app.append_with_handle(handle.labels(), t, 2.0).unwrap();
+    let again = app.append_with_handle(&handle.labels(), t, 2.0).unwrap();
     app.commit().unwrap();
     let mut app = db.appender_at(t + 1000);
     app.append_handle(&again, t + 1000, 3.0).unwrap();

@@ -290,7 +290,7 @@ fn append(
 ) -> Result<(), StorageError> {
     match app.append_handle(series, t, v) {
         Err(StorageError::UnknownRef(_)) => {
-            let found = app.append_with_handle(series.labels(), t, v)?;
+            let found = app.append_with_handle(&series.labels(), t, v)?;
             *series = found;
             Ok(())
         }

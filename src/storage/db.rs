@@ -720,12 +720,7 @@ impl Db {
                 let mut c = lock(&self.collected);
                 for s in collected {
                     let sref = s.sref;
-                    // The head has let go of the series: its labels move here, not a copy.
-                    let labels = match Arc::try_unwrap(s) {
-                        Ok(series) => series.labels,
-                        Err(shared) => shared.labels.clone(),
-                    };
-                    c.insert(sref, (labels, active));
+                    c.insert(sref, (s.labels(), active));
                 }
             }
             self.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -769,16 +764,17 @@ impl Db {
     ) -> Result<Option<BlockMeta>, StorageError> {
         m.of(self);
         let mut series = self.head.all_series();
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        series.sort_by(|a, b| a.cmp_labels(b));
         let mut w = BlockWriter::new(&self.dir.join("blocks"), 1, Vec::new())?;
         let mut samples = Vec::new();
         let deleted = self.tombstones();
         for s in series {
             samples.clear();
             s.lock().samples_in(mint, maxt, &mut samples);
-            deleted.filter(&s.labels, &mut samples);
+            let labels = s.labels();
+            deleted.filter(&labels, &mut samples);
             if !samples.is_empty() {
-                w.add_series(&s.labels, &to_chunks(&samples))?;
+                w.add_series(&labels, &to_chunks(&samples))?;
             }
         }
         if w.num_series() == 0 {
@@ -820,7 +816,7 @@ impl Db {
                 .iter()
                 .map(|s| SeriesRecord {
                     sref: s.sref,
-                    labels: s.labels.clone(),
+                    labels: s.labels(),
                 })
                 .collect();
             let chunks = group
@@ -1144,9 +1140,9 @@ pub(crate) fn merge_blocks(
 pub struct SeriesHandle(Arc<MemSeries>);
 
 impl SeriesHandle {
-    /// The series' labels.
-    pub fn labels(&self) -> &Labels {
-        &self.0.labels
+    /// The series' labels (a copy: the head keeps them encoded).
+    pub fn labels(&self) -> Labels {
+        self.0.labels()
     }
 
     /// Reads, without writing, what appending and committing a sample of the series touch
@@ -1272,7 +1268,7 @@ impl Appender<'_> {
             }
             let mut r = series.lock().reserve(t, v, min_valid);
             if r == Err(Reject::Removed) {
-                series = db.head.get_or_create(&series.labels).0;
+                series = db.head.get_or_create(&series.labels()).0;
                 r = series.lock().reserve(t, v, min_valid);
             }
             match r {
@@ -1297,7 +1293,7 @@ impl Appender<'_> {
                 if !s.is_logged() && seen.insert(s.sref) {
                     new_series.push(SeriesRecord {
                         sref: s.sref,
-                        labels: s.labels.clone(),
+                        labels: s.labels(),
                     });
                 }
             }

@@ -80,7 +80,7 @@ pub(crate) fn add_deletions(
             };
             if lo <= maxt && hi >= mint {
                 extend(
-                    spans.entry(series.labels.clone()).or_default(),
+                    spans.entry(series.labels()).or_default(),
                     lo.max(mint),
                     hi.min(maxt),
                 );

@@ -57,10 +57,11 @@ pub fn write_snapshot(
     for s in querier.head.all_series() {
         let mut samples = Vec::new();
         s.lock().samples_in(i64::MIN, i64::MAX, &mut samples);
-        deleted.filter(&s.labels, &mut samples);
+        let labels = s.labels();
+        deleted.filter(&labels, &mut samples);
         if !samples.is_empty() {
             stats.head_samples += samples.len() as u64;
-            series.push((s.labels.clone(), samples));
+            series.push((labels, samples));
         }
     }
     stats.head_series = series.len();

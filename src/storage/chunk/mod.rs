@@ -9,6 +9,7 @@
 //! decoding must never panic, loop unboundedly or allocate more than [`MAX_SAMPLES`] samples,
 //! whatever bytes it is given.
 
+pub(crate) mod append;
 mod column;
 mod decimal;
 mod xor;

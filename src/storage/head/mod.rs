@@ -4,6 +4,7 @@
 //! yet flushed to blocks. It must never write files: durability is the WAL's job, and the caller
 //! (`storage::Db`) writes the WAL before it applies a batch here.
 
+mod labels;
 mod series;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -45,6 +46,53 @@ fn shrink_if_sparse<V>(map: &mut FastMap<V>) {
     }
 }
 
+/// The series under one label hash: almost always one, kept without an allocation of its own;
+/// the rare hash shared by several label sets holds them in a list.
+enum Slot {
+    One(Arc<MemSeries>),
+    Shared(Box<Collided>),
+}
+
+/// Series whose label sets share one hash.
+struct Collided(Vec<Arc<MemSeries>>);
+
+impl Slot {
+    fn find(&self, labels: &Labels) -> Option<&Arc<MemSeries>> {
+        match self {
+            Slot::One(s) => Some(s).filter(|s| s.has_labels(labels)),
+            Slot::Shared(c) => c.0.iter().find(|s| s.has_labels(labels)),
+        }
+    }
+
+    fn push(&mut self, series: Arc<MemSeries>) {
+        match self {
+            Slot::One(first) => {
+                let first = first.clone();
+                *self = Slot::Shared(Box::new(Collided(vec![first, series])));
+            }
+            Slot::Shared(c) => c.0.push(series),
+        }
+    }
+
+    /// Takes out the series with this ref; false when none is left.
+    fn remove(&mut self, sref: SeriesRef) -> bool {
+        match self {
+            Slot::One(s) => s.sref != sref,
+            Slot::Shared(c) => {
+                c.0.retain(|s| s.sref != sref);
+                match c.0.as_slice() {
+                    [] => false,
+                    [one] => {
+                        *self = Slot::One(one.clone());
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
 type Postings = BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>;
 
 /// Keeps the refs of `name=value`'s list that `keep` accepts; an emptied list is removed (and
@@ -71,7 +119,7 @@ fn filter_postings(p: &mut Postings, name: &str, value: &str, keep: impl Fn(Seri
 pub struct Head {
     /// Series are found by label hash in one shard and by ref in another: scrapes of different
     /// targets touch different shards, and no lock covers the whole head on the append path.
-    by_hash: Vec<RwLock<FastMap<Vec<Arc<MemSeries>>>>>,
+    by_hash: Vec<RwLock<FastMap<Slot>>>,
     by_ref: Vec<RwLock<FastMap<Arc<MemSeries>>>>,
     /// name → value → sorted refs. Written only when series are created or collected.
     postings: RwLock<Postings>,
@@ -125,7 +173,7 @@ impl Head {
         }
     }
 
-    fn hash_shard(&self, hash: u64) -> &RwLock<FastMap<Vec<Arc<MemSeries>>>> {
+    fn hash_shard(&self, hash: u64) -> &RwLock<FastMap<Slot>> {
         &self.by_hash[shard_index(hash)]
     }
 
@@ -138,7 +186,7 @@ impl Head {
         let h = labels.stable_hash();
         read(self.hash_shard(h))
             .get(&h)
-            .and_then(|v| v.iter().find(|s| &s.labels == labels).cloned())
+            .and_then(|slot| slot.find(labels).cloned())
     }
 
     /// The series with this ref.
@@ -164,22 +212,20 @@ impl Head {
     fn create(&self, labels: &Labels, want_ref: Option<SeriesRef>) -> (Arc<MemSeries>, bool) {
         let h = labels.stable_hash();
         let mut shard = write(self.hash_shard(h));
-        if let Some(s) = shard
-            .get(&h)
-            .and_then(|v| v.iter().find(|s| &s.labels == labels))
-        {
+        if let Some(s) = shard.get(&h).and_then(|slot| slot.find(labels)) {
             return (s.clone(), false);
         }
         let sref = match want_ref {
             Some(r) if self.get_by_ref(r).is_none() => r,
             _ => self.next_ref.fetch_add(1, Ordering::Relaxed),
         };
-        let series = Arc::new(MemSeries::new(
-            sref,
-            labels.clone(),
-            self.num_chunks.clone(),
-        ));
-        shard.entry(h).or_default().push(series.clone());
+        let series = Arc::new(MemSeries::new(sref, labels, self.num_chunks.clone()));
+        match shard.entry(h) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(series.clone()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Slot::One(series.clone()));
+            }
+        }
         // Lock order: hash shard, then a series or the ref shard, then postings. Never the
         // reverse.
         write(self.ref_shard(sref)).insert(sref, series.clone());
@@ -265,7 +311,7 @@ impl Head {
             series.lock().samples_in(mint, maxt, &mut samples);
             if !samples.is_empty() {
                 out.push(SeriesSamples {
-                    labels: series.labels.clone(),
+                    labels: series.labels(),
                     samples,
                 });
             }
@@ -286,7 +332,7 @@ impl Head {
                 .min_time()
                 .is_some_and(|lo| lo <= maxt && st.max_t >= mint);
             if overlaps {
-                out.push(series.labels.clone());
+                out.push(series.labels());
             }
         }
         out.sort_unstable();
@@ -332,7 +378,7 @@ impl Head {
     /// the sample was refused as out of order.) A query that meets its ref in the postings
     /// before they are cleaned finds no series under it and skips it.
     fn unlink(&self, series: &Arc<MemSeries>, gc_before: i64) -> bool {
-        let h = series.labels.stable_hash();
+        let h = series.labels().stable_hash();
         {
             // Lock order: hash shard, then the series.
             let mut shard = write(self.hash_shard(h));
@@ -344,11 +390,10 @@ impl Head {
             st.removed = true;
             series.unlinked.store(true, Ordering::Release);
             drop(st);
-            if let Some(v) = shard.get_mut(&h) {
-                v.retain(|s| s.sref != series.sref);
-                if v.is_empty() {
-                    shard.remove(&h);
-                }
+            if let Some(slot) = shard.get_mut(&h)
+                && !slot.remove(series.sref)
+            {
+                shard.remove(&h);
             }
         }
         write(self.ref_shard(series.sref)).remove(&series.sref);
@@ -369,15 +414,17 @@ impl Head {
         const BATCH: usize = 4096;
         let refs: Vec<SeriesRef> = removed.iter().map(|s| s.sref).collect();
         debug_assert!(refs.windows(2).all(|w| w[0] < w[1]));
-        let mut long: HashSet<(&str, &str)> = HashSet::new();
+        let mut long: HashSet<(String, String)> = HashSet::new();
         for batch in removed.chunks(BATCH) {
+            // Decoded outside the lock.
+            let labels: Vec<Labels> = batch.iter().map(|s| s.labels()).collect();
             let mut p = write(&self.postings);
-            for series in batch {
-                for (n, v) in series.labels.iter() {
+            for (series, labels) in batch.iter().zip(&labels) {
+                for (n, v) in labels.iter() {
                     if let Some(len) = p.get(n).and_then(|m| m.get(v)).map(Vec::len)
                         && len > SHORT
                     {
-                        long.insert((n, v));
+                        long.insert((n.to_string(), v.to_string()));
                         continue;
                     }
                     let sref = series.sref;
@@ -386,7 +433,7 @@ impl Head {
             }
         }
         for (n, v) in long {
-            filter_postings(&mut write(&self.postings), n, v, |r| {
+            filter_postings(&mut write(&self.postings), &n, &v, |r| {
                 refs.binary_search(&r).is_err()
             });
         }
@@ -569,7 +616,7 @@ mod tests {
     fn rebuilt_postings(series: &[Arc<MemSeries>]) -> Postings {
         let mut p = Postings::new();
         for s in series {
-            for (n, v) in s.labels.iter() {
+            for (n, v) in s.labels().iter() {
                 p.entry(n.to_string())
                     .or_default()
                     .entry(v.to_string())
@@ -660,6 +707,33 @@ mod tests {
                 proptest::prop_assert_eq!(head.num_chunks(), walked_chunks(&head));
             }
         }
+    }
+
+    #[test]
+    fn label_sets_sharing_a_hash_are_kept_apart() {
+        let chunks = Arc::default();
+        let series: Vec<Arc<MemSeries>> = (1..=3)
+            .map(|i| {
+                Arc::new(MemSeries::new(
+                    i,
+                    &l("m", &i.to_string()),
+                    Arc::clone(&chunks),
+                ))
+            })
+            .collect();
+        let mut slot = Slot::One(series[0].clone());
+        assert!(slot.find(&l("m", "2")).is_none());
+        slot.push(series[1].clone());
+        slot.push(series[2].clone());
+        for s in &series {
+            assert_eq!(slot.find(&s.labels()).map(|f| f.sref), Some(s.sref));
+        }
+        assert!(slot.remove(2), "two are left");
+        assert!(slot.find(&l("m", "2")).is_none());
+        assert!(slot.remove(1));
+        assert!(matches!(slot, Slot::One(ref s) if s.sref == 3));
+        assert!(slot.remove(7), "an absent ref leaves the slot as it was");
+        assert!(!slot.remove(3), "the last one gone");
     }
 
     #[test]

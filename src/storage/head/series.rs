@@ -1,10 +1,14 @@
-//! One in-memory series: its labels, closed compressed chunks and the open raw chunk.
+//! One in-memory series: its labels, closed compressed chunks and the open chunk, compressed
+//! as samples arrive ([`chunk::append`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::model::{Labels, Sample};
 use crate::storage::chunk;
+use crate::storage::chunk::append::OpenChunk;
+
+use super::labels::SeriesLabels;
 
 /// Samples in a head chunk before it is compressed.
 pub const HEAD_CHUNK_SAMPLES: usize = 120;
@@ -35,8 +39,12 @@ pub(crate) struct HeadChunk {
 }
 
 pub(crate) struct SeriesState {
-    pub closed: Vec<HeadChunk>,
-    pub open: Vec<Sample>,
+    /// Exactly as long as it holds (a cut adds one chunk every `HEAD_CHUNK_SAMPLES`): no spare
+    /// room, and no capacity field, per series.
+    pub closed: Box<[HeadChunk]>,
+    /// Samples since the last cut, compressed as they arrive; it keeps the newest value even
+    /// after a cut, for the duplicate check.
+    pub open: OpenChunk,
     /// Newest committed timestamp, `i64::MIN` when empty.
     pub max_t: i64,
     /// Newest reserved timestamp and value: appends in flight hold their place here so that two
@@ -53,8 +61,8 @@ pub(crate) struct SeriesState {
 pub struct MemSeries {
     /// Its head reference.
     pub sref: SeriesRef,
-    /// Its identity.
-    pub labels: Labels,
+    /// Its identity, in one allocation; [`MemSeries::labels`] decodes it.
+    labels: SeriesLabels,
     /// Set once a WAL record naming this series is known written; until then every commit that
     /// carries samples of it also writes its series record, so no samples precede it in the log.
     pub(crate) logged: AtomicBool,
@@ -66,15 +74,15 @@ pub struct MemSeries {
 
 impl MemSeries {
     /// A series counting its chunks into `chunks`, the head's total.
-    pub(crate) fn new(sref: SeriesRef, labels: Labels, chunks: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(sref: SeriesRef, labels: &Labels, chunks: Arc<AtomicU64>) -> Self {
         MemSeries {
             sref,
-            labels,
+            labels: SeriesLabels::new(labels),
             logged: AtomicBool::new(false),
             unlinked: AtomicBool::new(false),
             state: Mutex::new(SeriesState {
-                closed: Vec::new(),
-                open: Vec::new(),
+                closed: Box::default(),
+                open: OpenChunk::default(),
                 max_t: i64::MIN,
                 pending_t: i64::MIN,
                 pending_v: 0,
@@ -82,6 +90,21 @@ impl MemSeries {
                 chunks,
             }),
         }
+    }
+
+    /// Its labels (decoded: a copy each call).
+    pub fn labels(&self) -> Labels {
+        self.labels.to_labels()
+    }
+
+    /// True when its labels are exactly `labels`.
+    pub(crate) fn has_labels(&self, labels: &Labels) -> bool {
+        self.labels.matches(labels)
+    }
+
+    /// Orders series as their labels compare, without decoding them.
+    pub fn cmp_labels(&self, other: &MemSeries) -> std::cmp::Ordering {
+        self.labels.cmp_labels(&other.labels)
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, SeriesState> {
@@ -156,7 +179,7 @@ impl SeriesState {
             // A new open chunk; closing one later moves it to `closed`, leaving the total as is.
             self.chunks.fetch_add(1, Ordering::Relaxed);
         }
-        self.open.push(Sample::new(t, v));
+        self.open.push(t, v);
         self.max_t = t;
         if self.open.len() >= HEAD_CHUNK_SAMPLES {
             self.close_open();
@@ -171,36 +194,37 @@ impl SeriesState {
         Ok(())
     }
 
+    /// Bits of the newest sample's value, 0 when the series holds none. The open chunk keeps
+    /// them across cuts, and a truncation that leaves any sample leaves the newest.
     fn last_value_bits(&self) -> u64 {
-        if let Some(s) = self.open.last() {
-            return s.v.to_bits();
+        if self.is_empty() {
+            0
+        } else {
+            self.open.last_value_bits()
         }
-        let mut buf = Vec::new();
-        if let Some(c) = self.closed.last() {
-            // Head chunks are written by this process; a decode failure cannot come from input.
-            if let (Ok(()), Some(s)) = (chunk::decode(&c.data, &mut buf), buf.last()) {
-                return s.v.to_bits();
-            }
-        }
-        0
     }
 
     fn close_open(&mut self) {
         if self.open.is_empty() {
             return;
         }
-        let data = chunk::encode(&self.open).into_boxed_slice();
-        let (mint, maxt) = (self.open[0].t, self.open[self.open.len() - 1].t);
-        self.closed.push(HeadChunk { mint, maxt, data });
-        self.open.clear();
+        let samples = self.open.take();
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return;
+        };
+        let (mint, maxt) = (first.t, last.t);
+        // Copied into an allocation of its exact size: shrinking the encoder's buffer in place
+        // would leave a small hole behind every chunk the series keeps.
+        let data = Box::from(chunk::encode(&samples).as_slice());
+        let mut closed = std::mem::take(&mut self.closed).into_vec();
+        closed.reserve_exact(1);
+        closed.push(HeadChunk { mint, maxt, data });
+        self.closed = closed.into_boxed_slice();
     }
 
     /// Oldest sample time, if any.
     pub fn min_time(&self) -> Option<i64> {
-        self.closed
-            .first()
-            .map(|c| c.mint)
-            .or(self.open.first().map(|s| s.t))
+        self.closed.first().map(|c| c.mint).or(self.open.first_t())
     }
 
     /// Appends the samples with `mint <= t <= maxt` to `out`, in time order.
@@ -215,14 +239,19 @@ impl SeriesState {
                 out.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
             }
         }
-        out.extend(self.open.iter().filter(|s| s.t >= mint && s.t <= maxt));
+        if let (Some(lo), Some(hi)) = (self.open.first_t(), self.open.last_t())
+            && lo <= maxt
+            && hi >= mint
+        {
+            out.extend(self.open.iter().filter(|s| s.t >= mint && s.t <= maxt));
+        }
     }
 
-    /// Drops every sample older than `t`, re-encoding the one chunk that straddles it.
+    /// Drops every sample older than `t`, re-encoding the chunk that straddles it.
     pub fn truncate_before(&mut self, t: i64) {
         let before = self.num_chunks();
         let mut keep = Vec::with_capacity(self.closed.len());
-        for c in self.closed.drain(..) {
+        for c in std::mem::take(&mut self.closed) {
             if c.maxt < t {
                 continue;
             }
@@ -243,8 +272,19 @@ impl SeriesState {
                 }
             }
         }
-        self.closed = keep;
-        self.open.retain(|s| s.t >= t);
+        self.closed = keep.into_boxed_slice();
+        match (self.open.first_t(), self.open.last_t()) {
+            (Some(lo), _) if lo >= t => {}
+            (_, Some(hi)) if hi < t => self.open.clear(),
+            (Some(_), Some(_)) => {
+                // Re-appending the kept samples keeps the newest value as it was.
+                let kept = self.open.take();
+                for s in kept.iter().filter(|s| s.t >= t) {
+                    self.open.push(s.t, s.v);
+                }
+            }
+            _ => {}
+        }
         let gone = before.saturating_sub(self.num_chunks());
         self.chunks.fetch_sub(gone as u64, Ordering::Relaxed);
     }
@@ -257,8 +297,10 @@ impl SeriesState {
             .iter()
             .map(|c| (c.mint, c.maxt, c.data.to_vec()))
             .collect();
-        if let (Some(first), Some(last)) = (self.open.first(), self.open.last()) {
-            out.push((first.t, last.t, chunk::encode(&self.open)));
+        if let (Some(first), Some(last)) = (self.open.first_t(), self.open.last_t()) {
+            let mut samples = Vec::new();
+            self.open.decode_into(&mut samples);
+            out.push((first, last, chunk::encode(&samples)));
         }
         out
     }
@@ -284,7 +326,11 @@ mod tests {
     use super::*;
 
     fn series() -> MemSeries {
-        MemSeries::new(1, Labels::new([("__name__", "x")]).unwrap(), Arc::default())
+        MemSeries::new(
+            1,
+            &Labels::new([("__name__", "x")]).unwrap(),
+            Arc::default(),
+        )
     }
 
     #[test]
