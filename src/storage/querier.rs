@@ -190,7 +190,7 @@ impl Querier {
         for sref in union_ids(&*self.head, groups) {
             if let Some(series) = self.head.get_by_ref(sref) {
                 entries.push(Entry {
-                    labels: series.labels.clone(),
+                    labels: series.labels(),
                     order: head_order,
                     source: Source::Head(series),
                 });
