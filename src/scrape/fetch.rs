@@ -378,21 +378,27 @@ impl Fetcher {
         };
         let mut body = LimitedBody::new(self.body_size_limit, hint);
         let mut inflater = gzip.then(GzipInflater::new);
-        loop {
-            let chunk = match timeout_at(deadline, response.chunk()).await {
-                Err(_) => return Err(FetchError::BodyTimeout),
-                Ok(Err(e)) => {
-                    return Err(FetchError::Body {
-                        reason: error_chain(&e),
-                    });
+        // One timer for the whole body rather than one per chunk: the same deadline.
+        let read = async {
+            loop {
+                let chunk = match response.chunk().await {
+                    Err(e) => {
+                        return Err(FetchError::Body {
+                            reason: error_chain(&e),
+                        });
+                    }
+                    Ok(None) => return Ok(()),
+                    Ok(Some(chunk)) => chunk,
+                };
+                match &mut inflater {
+                    Some(inflater) => inflater.push(&chunk, &mut body)?,
+                    None => body.push(&chunk)?,
                 }
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(chunk))) => chunk,
-            };
-            match &mut inflater {
-                Some(inflater) => inflater.push(&chunk, &mut body)?,
-                None => body.push(&chunk)?,
             }
+        };
+        match timeout_at(deadline, read).await {
+            Err(_) => return Err(FetchError::BodyTimeout),
+            Ok(r) => r?,
         }
         if let Some(inflater) = inflater {
             inflater.finish()?;
