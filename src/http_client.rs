@@ -220,6 +220,9 @@ pub fn client(tls: &TlsSettings, follow_redirects: bool) -> Result<reqwest::Clie
     Ok(reqwest::Client::builder()
         .no_proxy()
         .redirect(redirect)
+        // Without HTTP/2 reqwest's default retry policy retries nothing, yet it still copies
+        // every request (headers, extensions) in case it might: no copy is asked for here.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .tls_backend_preconfigured(tls)
         .build()?)
 }

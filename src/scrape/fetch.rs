@@ -284,21 +284,31 @@ impl Fetcher {
     /// limit. An empty body is returned as such (Prometheus treats it as zero samples,
     /// whatever its `Content-Type`).
     pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchError> {
+        self.fetch_url(&ScrapeUrl::new(url)).await
+    }
+
+    /// [`Fetcher::fetch`] of a URL parsed beforehand: a scrape loop parses its target's URL
+    /// once, not on every scrape.
+    pub async fn fetch_url(&self, url: &ScrapeUrl) -> Result<Fetched, FetchError> {
         let start = Instant::now();
         // A timeout too large for the clock means no timeout worth the name: a year.
         let deadline = start
             .checked_add(self.timeout)
             .or_else(|| start.checked_add(Duration::from_secs(365 * 86_400)))
             .unwrap_or(start);
-        let parsed = Url::parse(url).map_err(|e| FetchError::InvalidUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
-        let shown = redacted(&parsed);
+        let (parsed, shown) = match &url.parsed {
+            Ok(p) => p,
+            Err(reason) => {
+                return Err(FetchError::InvalidUrl {
+                    url: url.text.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        };
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(FetchError::Request {
                 reason: format!("unsupported protocol scheme {:?}", parsed.scheme()),
-                url: shown,
+                url: shown.clone(),
             });
         }
 
@@ -307,15 +317,15 @@ impl Fetcher {
             .get(parsed.clone())
             .headers(self.headers.clone());
         if let Some(auth) = &self.basic_auth {
-            let user = resolve(&auth.username, "basic auth username", &shown)?;
+            let user = resolve(&auth.username, "basic auth username", shown)?;
             let password = match &auth.password {
-                Some(p) => resolve(p, "basic auth password", &shown)?,
+                Some(p) => resolve(p, "basic auth password", shown)?,
                 None => String::new(),
             };
             request = request.basic_auth(user, Some(password));
         }
         if let Some(auth) = &self.authorization {
-            let credentials = resolve(&auth.credentials, "authorization credentials", &shown)?;
+            let credentials = resolve(&auth.credentials, "authorization credentials", shown)?;
             let mut value = HeaderValue::from_str(&format!("{} {}", auth.kind, credentials))
                 .map_err(|_| FetchError::Request {
                     url: shown.clone(),
@@ -326,8 +336,8 @@ impl Fetcher {
         }
 
         let mut response = match timeout_at(deadline, request.send()).await {
-            Err(_) => return Err(FetchError::Timeout { url: shown }),
-            Ok(Err(e)) => return Err(request_error(&e, &parsed, shown)),
+            Err(_) => return Err(FetchError::Timeout { url: shown.clone() }),
+            Ok(Err(e)) => return Err(request_error(&e, parsed, shown.clone())),
             Ok(Ok(r)) => r,
         };
         let status = response.status();
@@ -368,21 +378,27 @@ impl Fetcher {
         };
         let mut body = LimitedBody::new(self.body_size_limit, hint);
         let mut inflater = gzip.then(GzipInflater::new);
-        loop {
-            let chunk = match timeout_at(deadline, response.chunk()).await {
-                Err(_) => return Err(FetchError::BodyTimeout),
-                Ok(Err(e)) => {
-                    return Err(FetchError::Body {
-                        reason: error_chain(&e),
-                    });
+        // One timer for the whole body rather than one per chunk: the same deadline.
+        let read = async {
+            loop {
+                let chunk = match response.chunk().await {
+                    Err(e) => {
+                        return Err(FetchError::Body {
+                            reason: error_chain(&e),
+                        });
+                    }
+                    Ok(None) => return Ok(()),
+                    Ok(Some(chunk)) => chunk,
+                };
+                match &mut inflater {
+                    Some(inflater) => inflater.push(&chunk, &mut body)?,
+                    None => body.push(&chunk)?,
                 }
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(chunk))) => chunk,
-            };
-            match &mut inflater {
-                Some(inflater) => inflater.push(&chunk, &mut body)?,
-                None => body.push(&chunk)?,
             }
+        };
+        match timeout_at(deadline, read).await {
+            Err(_) => return Err(FetchError::BodyTimeout),
+            Ok(r) => r?,
         }
         if let Some(inflater) = inflater {
             inflater.finish()?;
@@ -408,6 +424,34 @@ impl Fetcher {
             status: status.as_u16(),
             duration: start.elapsed(),
         })
+    }
+}
+
+/// A target's URL, parsed once for all its scrapes, with the text its errors show.
+#[derive(Debug, Clone)]
+pub struct ScrapeUrl {
+    text: String,
+    /// The URL and its password-redacted text, or why it does not parse.
+    parsed: Result<(Url, String), String>,
+}
+
+impl ScrapeUrl {
+    /// Parses `url`; a URL that does not parse fails each fetch with the parser's reason.
+    pub fn new(url: &str) -> ScrapeUrl {
+        ScrapeUrl {
+            text: url.to_string(),
+            parsed: Url::parse(url)
+                .map(|u| {
+                    let shown = redacted(&u);
+                    (u, shown)
+                })
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 

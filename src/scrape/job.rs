@@ -38,6 +38,17 @@ impl Fetch for Fetcher {
             .map(|f| (f.body, f.format))
             .map_err(|e| e.to_string())
     }
+
+    async fn fetch_url(
+        &self,
+        url: &fetch::ScrapeUrl,
+        _timeout: Duration,
+    ) -> Result<(Vec<u8>, Format), String> {
+        Fetcher::fetch_url(self, url)
+            .await
+            .map(|f| (f.body, f.format))
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn media_type(p: ScrapeProtocol) -> &'static str {

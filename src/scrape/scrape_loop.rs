@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
+use super::fetch::ScrapeUrl;
 use super::ingest::{IngestOptions, ScrapeReport, ScrapeState};
 use super::parse::Format;
 use super::stats::JobStats;
@@ -24,6 +25,16 @@ pub trait Fetch: Send + Sync + 'static {
         url: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<(Vec<u8>, Format), String>> + Send;
+
+    /// [`Fetch::fetch`] of a URL the loop parsed once when it started; a fetcher that parses
+    /// URLs itself takes the parse from here instead of repeating it every scrape.
+    fn fetch_url(
+        &self,
+        url: &ScrapeUrl,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(Vec<u8>, Format), String>> + Send {
+        self.fetch(url.as_str(), timeout)
+    }
 }
 
 /// The fetcher enforces the scrape timeout itself (with Prometheus's error text); the loop's
@@ -144,6 +155,7 @@ pub async fn run<F: Fetch>(
     // A scrape that overruns its interval delays the next one instead of stacking them.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut state = Some(ScrapeState::default());
+    let url = ScrapeUrl::new(&settings.url);
     lock(&health).health = Health::Unknown;
     loop {
         let scheduled = tokio::select! {
@@ -159,7 +171,7 @@ pub async fn run<F: Fetch>(
             t = clock.ms(scheduled);
         }
         let result = tokio::select! {
-            r = tokio::time::timeout(settings.timeout + FETCH_GRACE, fetcher.fetch(&settings.url, settings.timeout)) => r,
+            r = tokio::time::timeout(settings.timeout + FETCH_GRACE, fetcher.fetch_url(&url, settings.timeout)) => r,
             _ = stop.changed() => break,
         };
         let body = match result {
