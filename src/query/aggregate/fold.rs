@@ -3,6 +3,10 @@
 
 use std::sync::Arc;
 
+use promql_parser::parser::token::{
+    T_AVG, T_COUNT, T_GROUP, T_MAX, T_MIN, T_STDDEV, T_STDVAR, T_SUM, TokenType,
+};
+
 use super::key::{KeyOrdinals, Slots};
 use crate::model::Labels;
 use crate::query::{Metric, Sample, Vector};
@@ -20,6 +24,23 @@ pub(super) enum Fold {
     Stdvar,
     /// With φ.
     Quantile(f64),
+}
+
+impl Fold {
+    /// The fold of an aggregation operator that takes no parameter, `None` for any other.
+    pub(super) fn without_param(op: TokenType) -> Option<Fold> {
+        Some(match op.id() {
+            T_SUM => Fold::Sum,
+            T_AVG => Fold::Avg,
+            T_COUNT => Fold::Count,
+            T_GROUP => Fold::Group,
+            T_MIN => Fold::Min,
+            T_MAX => Fold::Max,
+            T_STDDEV => Fold::Stddev,
+            T_STDVAR => Fold::Stdvar,
+            _ => return None,
+        })
+    }
 }
 
 /// The running state of one group, as Prometheus keeps it.

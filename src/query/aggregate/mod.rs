@@ -23,8 +23,7 @@ use std::sync::Arc;
 
 use promql_parser::parser::LabelModifier;
 use promql_parser::parser::token::{
-    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMIT_RATIO, T_LIMITK, T_MAX, T_MIN,
-    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK, TokenType,
+    T_BOTTOMK, T_COUNT_VALUES, T_LIMIT_RATIO, T_LIMITK, T_QUANTILE, T_TOPK, TokenType,
 };
 
 pub(crate) use self::stream::SeriesFold;
@@ -121,14 +120,7 @@ impl<'a> Aggregation<'a> {
     ) -> Result<Vector, QueryError> {
         let op = self.op;
         let fold = match op.id() {
-            T_SUM => Fold::Sum,
-            T_AVG => Fold::Avg,
-            T_COUNT => Fold::Count,
-            T_GROUP => Fold::Group,
-            T_MIN => Fold::Min,
-            T_MAX => Fold::Max,
-            T_STDDEV => Fold::Stddev,
-            T_STDVAR => Fold::Stdvar,
+            _ if let Some(fold) = Fold::without_param(op) => fold,
             T_QUANTILE => {
                 let q = scalar_param(op, &param)?;
                 if q.is_nan() || !(0.0..=1.0).contains(&q) {

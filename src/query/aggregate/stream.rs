@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::LabelModifier;
-use promql_parser::parser::token::{
-    T_AVG, T_COUNT, T_GROUP, T_MAX, T_MIN, T_STDDEV, T_STDVAR, T_SUM, TokenType,
-};
+use promql_parser::parser::token::TokenType;
 
 use super::fold::{Acc, Fold};
 use super::key::KeySpec;
@@ -43,17 +41,7 @@ impl<'a> SeriesFold<'a> {
     /// `op` grouped by `modifier`, or none when `op` is not a folding aggregation without a
     /// parameter.
     pub(crate) fn new(op: TokenType, modifier: Option<&'a LabelModifier>) -> Option<Self> {
-        let op = match op.id() {
-            T_SUM => Fold::Sum,
-            T_AVG => Fold::Avg,
-            T_COUNT => Fold::Count,
-            T_GROUP => Fold::Group,
-            T_MIN => Fold::Min,
-            T_MAX => Fold::Max,
-            T_STDDEV => Fold::Stddev,
-            T_STDVAR => Fold::Stdvar,
-            _ => return None,
-        };
+        let op = Fold::without_param(op)?;
         let spec = match modifier {
             None => KeySpec::only([]),
             Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
