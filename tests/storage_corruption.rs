@@ -6,12 +6,15 @@
 //! Offsets come from the documented formats (docs/format/wal.md, docs/format/block.md): WAL
 //! frames are walked by their length fields, block sections are located through the footer.
 
-use std::collections::BTreeMap;
+#[path = "common/store.rs"]
+mod store;
+use store::{Store, read_all};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tidemark::model::{Labels, MatchOp, Matcher, STALE_NAN};
+use tidemark::model::{Labels, STALE_NAN};
 use tidemark::storage::sstable::Block;
 use tidemark::storage::wal::FsyncPolicy;
 use tidemark::storage::{Db, Options, ReadOnlyDb};
@@ -21,8 +24,6 @@ const T0: i64 = 1_712_000_001_313;
 const WAL_HEADER: usize = 8;
 const FRAME_HEADER: usize = 9;
 const FOOTER: usize = 240;
-
-type Store = BTreeMap<Labels, Vec<(i64, u64)>>;
 
 struct Rng(u64);
 impl Rng {
@@ -55,20 +56,6 @@ fn opts(segment_size: u64) -> Options {
 
 fn lbl(name: &str, inst: usize) -> Labels {
     Labels::new([("__name__", name), ("instance", &format!("host-{inst}"))]).unwrap()
-}
-
-fn read_all(q: &tidemark::storage::Querier) -> Store {
-    let all = Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap();
-    q.select(&[all], i64::MIN, i64::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|s| {
-            (
-                s.labels,
-                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-            )
-        })
-        .collect()
 }
 
 /// One commit's samples.

@@ -7,6 +7,10 @@
 //! The child is the same test function run with `TIDEMARK_CRASH_CHILD` set, so there is no
 //! helper test that passes vacuously.
 
+#[path = "common/store.rs"]
+mod store;
+use store::read_all;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -14,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tidemark::model::{Labels, MatchOp, Matcher, STALE_NAN};
+use tidemark::model::{Labels, STALE_NAN};
 use tidemark::storage::wal::FsyncPolicy;
 use tidemark::storage::{Db, Options, StorageError};
 
@@ -142,22 +146,6 @@ fn child_main(dir: &str) {
     }
 }
 
-/// Everything stored, per series, values as bits.
-fn stored(db: &Db) -> BTreeMap<Labels, Vec<(i64, u64)>> {
-    let all = Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap();
-    db.querier()
-        .select(&[all], i64::MIN, i64::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|s| {
-            (
-                s.labels,
-                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-            )
-        })
-        .collect()
-}
-
 /// What batches `0..n` hold.
 fn expected(n: u64) -> BTreeMap<Labels, Vec<(i64, u64)>> {
     let mut m: BTreeMap<Labels, Vec<(i64, u64)>> = BTreeMap::new();
@@ -180,7 +168,7 @@ fn verify(dir: &Path, fsync: FsyncPolicy, acked: u64, round: usize) -> u64 {
         "round {round}: {:?}",
         db.refused_blocks()
     );
-    let got = stored(&db);
+    let got = read_all(&db.querier());
     // The newest timestamp present names the last batch present.
     let newest = got.values().filter_map(|v| v.last()).map(|p| p.0).max();
     let n = newest.map_or(0, |t| ((t - T0).div_euclid(15_000) + 1) as u64);

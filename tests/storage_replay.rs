@@ -2,30 +2,19 @@
 //! replayed head holds is what appending those samples one by one would give, whatever the
 //! order of series within a record (runs of one series share a lookup during replay).
 
+#[path = "common/store.rs"]
+mod store;
+use store::read_all;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tidemark::model::{Labels, MAX_TIME, MatchOp, Matcher};
+use tidemark::model::{Labels, MAX_TIME};
 use tidemark::storage::wal::{SampleRecord, SeriesRecord, Wal, WalOptions};
 use tidemark::storage::{Db, Options};
 
 fn labels(name: &str) -> Labels {
     Labels::new([("__name__", name), ("job", "replay")]).unwrap()
-}
-
-fn stored(db: &Db) -> BTreeMap<Labels, Vec<(i64, u64)>> {
-    let all = Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap();
-    db.querier()
-        .select(&[all], i64::MIN, i64::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|s| {
-            (
-                s.labels,
-                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-            )
-        })
-        .collect()
 }
 
 fn write_wal(dir: &Path, commits: &[(Vec<SeriesRecord>, Vec<SampleRecord>)]) {
@@ -103,7 +92,7 @@ fn runs_of_one_series_and_interleaved_series_replay_as_appended_one_by_one() {
             bits(&[(t, 10.0), (t + 1000, 11.0), (t + 2000, 12.0)]),
         ),
     ]);
-    assert_eq!(stored(&db), want);
+    assert_eq!(read_all(&db.querier()), want);
     assert_eq!(db.replay_out_of_range(), 1);
     assert_eq!(
         db.replay_stats().samples,
@@ -113,7 +102,7 @@ fn runs_of_one_series_and_interleaved_series_replay_as_appended_one_by_one() {
 
     // Replaying again (now with the empty segment the first open started) gives the same head.
     let db = Db::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(stored(&db), want);
+    assert_eq!(read_all(&db.querier()), want);
     db.close().unwrap();
 }
 
@@ -143,7 +132,7 @@ fn many_series_in_many_records_replay_completely() {
         .collect();
     write_wal(dir.path(), &commits);
     let db = Db::open(dir.path(), Options::default()).unwrap();
-    let got = stored(&db);
+    let got = read_all(&db.querier());
     assert_eq!(got.len(), n as usize);
     for i in 0..n {
         let mut want = Vec::new();
@@ -195,6 +184,6 @@ fn a_reused_ref_and_refs_the_head_picks_replay_as_the_records_name_them() {
         ),
         (labels("c"), vec![(t + 2000, 3f64.to_bits())]),
     ]);
-    assert_eq!(stored(&db), want);
+    assert_eq!(read_all(&db.querier()), want);
     db.close().unwrap();
 }
