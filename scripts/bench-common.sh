@@ -3,6 +3,41 @@
 
 log() { printf '%s\n' "$*" >&2; }
 
+# Exits unless every named command is installed.
+need() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null || { log "missing: $t"; exit 1; }
+    done
+}
+
+# Builds the release binary (cargo build ARGS...) unless TIDEMARK is already executable; the
+# script sets `root` (the project) and TIDEMARK.
+ensure_tidemark() {
+    [[ -x $TIDEMARK ]] && return
+    log "building tidemark (release)..."
+    (cd "$root" && cargo build --release --quiet "$@")
+}
+
+# Sets up WORK: as given (created if missing), or a new NAME.XXXXXX under TMPDIR. At exit each
+# process listed in `pids` is killed and WORK removed, unless KEEP=1.
+make_work() {
+    if [[ -n ${WORK:-} ]]; then
+        mkdir -p "$WORK"
+    else
+        WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    fi
+    pids=()
+    trap remove_work EXIT
+}
+remove_work() {
+    local p
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
+    done
+    if [[ ${KEEP:-0} != 1 ]]; then rm -rf "$WORK"; fi
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

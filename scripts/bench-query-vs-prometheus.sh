@@ -33,30 +33,12 @@ PROMTOOL=${PROMTOOL:-promtool}
 root=$(cd "$(dirname "$0")/.." && pwd)
 TIDEMARK=${TIDEMARK:-$root/target/release/tidemark}
 
-for tool in curl python3 rustc "$PROMETHEUS" "$PROMTOOL"; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
-if [[ ! -x $TIDEMARK ]]; then
-    echo "building tidemark (release)..." >&2
-    (cd "$root" && cargo build --release --quiet)
-fi
-
-if [[ -n ${WORK:-} ]]; then
-    mkdir -p "$WORK"
-else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/tidemark-query-bench.XXXXXX")
-fi
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    if [[ ${KEEP:-0} != 1 ]]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
 # shellcheck source=scripts/bench-common.sh
 source "$root/scripts/bench-common.sh"
+
+need curl python3 rustc "$PROMETHEUS" "$PROMTOOL"
+ensure_tidemark
+make_work tidemark-query-bench
 
 # --- data --------------------------------------------------------------------------------
 gen=$WORK/gen-query-data

@@ -40,16 +40,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 TIDEMARK=${TIDEMARK:-$root/target/release/tidemark}
 GEN=${GEN:-$root/target/release/examples/remote_write_gen}
 
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
-if [[ " $ONLY " == *" prometheus "* ]]; then
-    command -v "$PROMETHEUS" >/dev/null || { echo "missing: $PROMETHEUS" >&2; exit 1; }
-fi
-if [[ ! -x $TIDEMARK ]]; then
-    echo "building tidemark (release)..." >&2
-    (cd "$root" && cargo build --release --quiet --bin tidemark)
-fi
+# shellcheck source=scripts/bench-common.sh
+source "$root/scripts/bench-common.sh"
+
+need curl python3
+if [[ " $ONLY " == *" prometheus "* ]]; then need "$PROMETHEUS"; fi
+ensure_tidemark --bin tidemark
 if [[ ! -x $GEN ]]; then
     echo "building the generator (release)..." >&2
     (cd "$root" && cargo build --release --quiet --example remote_write_gen)
@@ -68,10 +64,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# shellcheck source=scripts/bench-common.sh
-source "$root/scripts/bench-common.sh"
-
-status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
@@ -129,7 +121,7 @@ for s in $ONLY; do
     "$GEN" "127.0.0.1:$port" "$path" "$SERIES" "$HOURS" "$INTERVAL" "$end_ms" >"$WORK/gen-$s.out"
     t1=$(now_ms)
     sleep 2
-    rss=$(status_kib "$pid" VmRSS)
+    rss=$(kib "$pid" VmRSS)
     stop
     wal_bytes=$(du -sb "$data/wal" | cut -f1)
     if [[ -d $data/chunks_head ]]; then
@@ -149,8 +141,8 @@ for s in $ONLY; do
             sleep 0.02
         done
         r1=$(now_ms)
-        hwm=$(status_kib "$pid" VmHWM)
-        rrss=$(status_kib "$pid" VmRSS)
+        hwm=$(kib "$pid" VmHWM)
+        rrss=$(kib "$pid" VmRSS)
         load=$(cut -d' ' -f1 /proc/loadavg)
         stop
         awk -v s="$r" -v w="$wal_bytes" -v i=$((t1 - t0)) -v rss="$rss" -v r=$((r1 - r0)) \

@@ -35,32 +35,19 @@ shapes=("$@")
 [[ ${#shapes[@]} -gt 0 ]] || shapes=(50x1s 200x5s)
 
 [[ -r $fixture ]] || { echo "missing $fixture (../shared beside the project)" >&2; exit 1; }
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
-for s in $ONLY; do
-    case $s in
-    prometheus) command -v "$PROMETHEUS" >/dev/null || { echo "missing: $PROMETHEUS" >&2; exit 1; } ;;
-    vmagent) command -v "$VMAGENT" >/dev/null || { echo "missing: $VMAGENT" >&2; exit 1; } ;;
-    esac
-done
-if [[ ! -x $TIDEMARK ]]; then
-    echo "building tidemark (release)..." >&2
-    (cd "$root" && cargo build --release --quiet)
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tidemark-scrape-bench.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 # shellcheck source=scripts/bench-common.sh
 source "$root/scripts/bench-common.sh"
+
+need curl python3
+for s in $ONLY; do
+    case $s in
+    prometheus) need "$PROMETHEUS" ;;
+    vmagent) need "$VMAGENT" ;;
+    esac
+done
+ensure_tidemark
+WORK=
+make_work tidemark-scrape-bench
 
 # utime + stime of PID in clock ticks.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
