@@ -18,7 +18,7 @@
 //! depend on the order it is read. Series come out grouped by metric name. std only, like
 //! query_data.rs; include it next to `query_data` (it uses `super::query_data`).
 
-use super::query_data::{GenSeries, Rng, phi};
+use super::query_data::{GenSeries, Rng, spread};
 
 /// Milliseconds the data spans: 6 h, one block window on every side.
 pub const SPAN_MS: i64 = 6 * 3_600_000;
@@ -314,28 +314,7 @@ fn http(start: i64, i: u64, inst: &Instance, out: &mut Vec<GenSeries>) {
             codes[1] += nf;
             codes[2] += e;
             let mu = (median * l).ln();
-            let mut weights = [0f64; LE.len()];
-            let mut below = 0.0;
-            for (w, &le) in weights.iter_mut().zip(&LE) {
-                let p = if le.is_infinite() {
-                    1.0
-                } else {
-                    phi((le.ln() - mu) / sigma)
-                };
-                *w = (p - below) * rng.range(0.85, 1.15);
-                below = p;
-            }
-            let wsum: f64 = weights.iter().sum();
-            let mut added = 0.0;
-            for (b, w) in weights.iter().enumerate() {
-                let k = if b == LE.len() - 1 {
-                    n - added
-                } else {
-                    (n * w / wsum + rng.f()).floor().min(n - added)
-                };
-                added += k;
-                cum[b] += k;
-            }
+            spread(&mut rng, n, mu, sigma, &LE, &mut cum);
             // Observed seconds, kept to whole milliseconds so the sum stays a short decimal.
             total_sum += (n * median * l * 1000.0 * rng.range(0.9, 1.3)).floor();
             // Cumulative across buckets: each counts everything at or below its bound.

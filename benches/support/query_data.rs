@@ -106,6 +106,35 @@ pub fn phi(x: f64) -> f64 {
     }
 }
 
+/// Adds `n` observations to `counts` (per bucket, not cumulative), spread over the buckets with
+/// upper bounds `le` (the last `+Inf`) as a log-normal distribution of median `e^mu` puts them,
+/// each bucket's share jittered, renormalised so the shares sum to `n` and the tail stays the tail.
+pub fn spread(rng: &mut Rng, n: f64, mu: f64, sigma: f64, le: &[f64], counts: &mut [f64]) {
+    let mut weights = [0f64; 16];
+    let weights = &mut weights[..le.len()];
+    let mut below = 0.0;
+    for (w, &le) in weights.iter_mut().zip(le) {
+        let p = if le.is_infinite() {
+            1.0
+        } else {
+            phi((le.ln() - mu) / sigma)
+        };
+        *w = (p - below) * rng.range(0.85, 1.15);
+        below = p;
+    }
+    let sum: f64 = weights.iter().sum();
+    let mut added = 0.0;
+    for (b, w) in weights.iter().enumerate() {
+        let share = if b == le.len() - 1 {
+            n - added
+        } else {
+            (n * w / sum + rng.f()).floor().min(n - added)
+        };
+        added += share;
+        counts[b] += share;
+    }
+}
+
 /// A daily swing between 0.5 and 1.5 with its own phase.
 fn diurnal(t_in_day: i64, phase: f64) -> f64 {
     1.0 + 0.5 * (std::f64::consts::TAU * t_in_day as f64 / DAY_MS as f64 + phase).sin()
@@ -191,28 +220,7 @@ fn histogram(start: i64, k: u64) -> Vec<GenSeries> {
         };
         // Each bucket's share of this scrape's observations: the distribution's mass in it,
         // jittered, renormalised so the shares sum to one and the tail stays the tail.
-        let mut weights = [0f64; LE.len()];
-        let mut below = 0.0;
-        for (w, &le) in weights.iter_mut().zip(&LE) {
-            let p = if le.is_infinite() {
-                1.0
-            } else {
-                phi((le.ln() - mu) / sigma)
-            };
-            *w = (p - below) * rng.range(0.85, 1.15);
-            below = p;
-        }
-        let sum: f64 = weights.iter().sum();
-        let mut added = 0.0;
-        for (b, w) in weights.iter().enumerate() {
-            let share = if b == LE.len() - 1 {
-                total - added
-            } else {
-                (total * w / sum + rng.f()).floor().min(total - added)
-            };
-            added += share;
-            cum[b] += share;
-        }
+        spread(&mut rng, total, mu, sigma, &LE, &mut cum);
         // Cumulative across buckets: each bucket counts everything at or below its bound.
         let mut acc = 0.0;
         for (b, s) in out.iter_mut().enumerate() {
