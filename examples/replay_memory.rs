@@ -135,6 +135,16 @@ fn report(what: &str, series: i64) {
         USABLE.load(Ordering::Relaxed) as f64 / series as f64,
         rss as f64 / series as f64,
     );
+    if std::env::var_os("MALLOC_INFO").is_some() {
+        // SAFETY: fdopen on stderr's descriptor, flushed by malloc_info; never closed.
+        unsafe {
+            let f = libc::fdopen(2, c"w".as_ptr());
+            if !f.is_null() {
+                libc::malloc_info(0, f);
+                libc::fflush(f);
+            }
+        }
+    }
 }
 
 fn commit_batch(db: &Db, series: u64, lo: u64, s0: u64, s1: u64, start: i64) {
