@@ -373,7 +373,7 @@ impl ReplayRefs {
 }
 
 /// Applies one WAL record to a head during replay; `refs` maps WAL refs to head series.
-fn replay_record(head: &Head, refs: &mut ReplayRefs, rec: Record, dropped: &mut ReplayDropped) {
+fn replay_record(head: &Head, refs: &mut ReplayRefs, rec: &Record, dropped: &mut ReplayDropped) {
     match rec {
         Record::Series(list) => {
             for s in list {

@@ -151,7 +151,7 @@ impl From<crate::storage::fsutil::IoError> for WalError {
 /// opened is read again from a new listing, a segment removed before it was read is
 /// [`WalError::Vanished`] (the caller starts over with fresh state, since records were delivered
 /// already), and a missing directory replays as empty.
-pub fn read_only(dir: &Path, mut on_record: impl FnMut(Record)) -> Result<ReplayStats, WalError> {
+pub fn read_only(dir: &Path, mut on_record: impl FnMut(&Record)) -> Result<ReplayStats, WalError> {
     if !dir.exists() {
         return Ok(ReplayStats::default());
     }

@@ -110,7 +110,7 @@ fn write_commits(dir: &Path, o: WalOptions, cs: &[Commit]) {
 
 fn reopen(dir: &Path) -> (Vec<Record>, ReplayStats) {
     let mut got = Vec::new();
-    let (wal, stats) = Wal::open(dir, WalOptions::default(), |r| got.push(r)).unwrap();
+    let (wal, stats) = Wal::open(dir, WalOptions::default(), |r| got.push(r.clone())).unwrap();
     wal.close().unwrap();
     (got, stats)
 }
@@ -465,7 +465,7 @@ fn records_of(path: &Path) -> Vec<Record> {
     let dir = tempfile::tempdir().unwrap();
     fs::copy(path, dir.path().join("00000001")).unwrap();
     let mut got = Vec::new();
-    read_only(dir.path(), |r| got.push(r)).unwrap();
+    read_only(dir.path(), |r| got.push(r.clone())).unwrap();
     got
 }
 
@@ -605,7 +605,7 @@ fn read_only_changes_nothing_and_tolerates_a_torn_tail() {
     let before = snapshot(dir.path());
 
     let mut got = Vec::new();
-    let stats = read_only(dir.path(), |r| got.push(r)).unwrap();
+    let stats = read_only(dir.path(), |r| got.push(r.clone())).unwrap();
     assert_eq!(snapshot(dir.path()), before);
     assert_eq!(stats.corruptions.len(), 1);
     assert_eq!(stats.corruptions[0].offset, cut_at as u64);
@@ -647,7 +647,7 @@ fn read_only_beside_a_live_writer() {
     let mut reads = 0;
     while !writer.is_finished() || reads == 0 {
         let mut got = Vec::new();
-        match read_only(dir.path(), |r| got.push(r)) {
+        match read_only(dir.path(), |r| got.push(r.clone())) {
             Ok(_) => {}
             // A segment deleted by a concurrent checkpoint is reported, never skipped: the
             // reader starts over (what was delivered so far is still checked below).
@@ -820,7 +820,7 @@ fn always_fsyncs_before_commit_returns_interval_does_not() {
     assert!(st.bytes_written > 0);
     // Written to the OS already: a reader sees every commit before any fsync.
     let mut seen = Vec::new();
-    read_only(dir.path(), |r| seen.push(r)).unwrap();
+    read_only(dir.path(), |r| seen.push(r.clone())).unwrap();
     assert_eq!(seen, expected(&cs));
     wal.sync().unwrap();
     assert_eq!(wal.stats().fsyncs, 1);
@@ -889,7 +889,7 @@ fn replay_decoding_on_its_own_thread_matches_replay_on_one_thread_damage_include
     for mode in [replay::Mode::Repair, replay::Mode::ReadOnly] {
         let (a, b) = (copy_dir(dir.path()), copy_dir(dir.path()));
         let mut piped = Vec::new();
-        let p = replay::replay(a.path(), mode, &mut |r| piped.push(r)).unwrap();
+        let p = replay::replay(a.path(), mode, &mut |r| piped.push(r.clone())).unwrap();
         let mut serial = Vec::new();
         let s = replay::replay_in_order(b.path(), mode, &mut |r| serial.push(r)).unwrap();
         assert_eq!(piped, serial, "{mode:?}");
@@ -935,7 +935,10 @@ fn replay_errors_come_back_through_the_decoding_thread() {
     bytes[4] = 9;
     fs::write(segment_path(dir.path(), 2), &bytes).unwrap();
     let mut got = Vec::new();
-    let e = replay::replay(dir.path(), replay::Mode::Repair, &mut |r| got.push(r)).err();
+    let e = replay::replay(dir.path(), replay::Mode::Repair, &mut |r| {
+        got.push(r.clone())
+    })
+    .err();
     assert!(
         matches!(e, Some(WalError::UnsupportedVersion { version: 9, .. })),
         "{e:?}"

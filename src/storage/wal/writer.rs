@@ -93,7 +93,7 @@ impl Wal {
     pub fn open(
         dir: &Path,
         opts: WalOptions,
-        mut on_record: impl FnMut(Record),
+        mut on_record: impl FnMut(&Record),
     ) -> Result<(Wal, ReplayStats), WalError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let replayed = replay::replay(dir, Mode::Repair, &mut on_record)?;

@@ -1,0 +1,213 @@
+//! The head's memory after ingest and after a WAL replay of the same samples, in two processes,
+//! for the replay-memory bound of issue 13 (replay must not need more than the running agent).
+//!
+//! `replay_memory ingest DIR SERIES STEPS THREADS` commits the shape of
+//! `examples/remote_write_gen.rs` (SERIES series, STEPS samples each at 30 s, 20 samples of 5,000
+//! series per commit, windows in time order) into a fresh `Db` at DIR, the commits spread over
+//! THREADS threads (0: the main thread), and prints what the process holds.
+//! `replay_memory replay DIR` opens DIR (replaying its WAL on this thread, as `tidemark run`
+//! does) and prints the same figures.
+//!
+//! Printed: bytes allocated and not freed (requested, and the allocator's usable sizes), live
+//! allocations, RSS, and glibc's `mallinfo2` (bytes in use and free inside its arenas).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tidemark::model::Labels;
+use tidemark::storage::{Db, Options};
+
+struct Counting;
+
+static BYTES: AtomicI64 = AtomicI64::new(0);
+static USABLE: AtomicI64 = AtomicI64::new(0);
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+fn usable(p: *mut u8) -> i64 {
+    // SAFETY: `p` is a live allocation of the system allocator.
+    unsafe { libc::malloc_usable_size(p.cast()) as i64 }
+}
+
+fn count(p: *mut u8, size: usize, sign: i64) {
+    if !p.is_null() {
+        BYTES.fetch_add(sign * size as i64, Ordering::Relaxed);
+        USABLE.fetch_add(sign * usable(p), Ordering::Relaxed);
+        LIVE.fetch_add(sign, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; only counters are kept.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        count(p, l.size(), 1);
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(l) };
+        count(p, l.size(), 1);
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        count(p, l.size(), -1);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        count(p, l.size(), -1);
+        let q = unsafe { System.realloc(p, l, new) };
+        if q.is_null() {
+            count(p, l.size(), 1);
+        } else {
+            count(q, new, 1);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+const INTERVAL_MS: i64 = 30_000;
+const WINDOW: u64 = 20;
+const BATCH: u64 = 5000;
+
+fn labels(i: u64) -> Labels {
+    let host = i / 1000;
+    let instance = format!(
+        "10.{}.{}.{}:9100",
+        host >> 16,
+        (host >> 8) & 255,
+        host & 255
+    );
+    Labels::new([
+        ("__name__", format!("replay_metric_{}", i % 50).as_str()),
+        ("idx", i.to_string().as_str()),
+        ("instance", instance.as_str()),
+        ("job", "replay"),
+    ])
+    .unwrap_or_else(|e| panic!("labels: {e}"))
+}
+
+fn value(i: u64, step: u64) -> f64 {
+    match i % 3 {
+        0 => (step * (i % 7 + 1)) as f64,
+        1 => (i % 100) as f64,
+        _ => {
+            let mut x =
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+            x ^= x >> 29;
+            (x % 100_000) as f64 / 100.0
+        }
+    }
+}
+
+fn field(file: &str, key: &str) -> i64 {
+    let s = std::fs::read_to_string(file).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn report(what: &str, series: i64) {
+    // SAFETY: mallinfo2 only reads glibc's arena statistics.
+    let mi = unsafe { libc::mallinfo2() };
+    let mib = |b: i64| b as f64 / 1048576.0;
+    let rss = field("/proc/self/status", "VmRSS:");
+    let hwm = field("/proc/self/status", "VmHWM:");
+    println!(
+        "{what}: requested {:.1} MiB, usable {:.1} MiB, live allocs {}, RSS {:.1} MiB, HWM {:.1} MiB; \
+         mallinfo2: arena {:.1} MiB, in use {:.1} MiB, free {:.1} MiB, mmapped {:.1} MiB; \
+         per series: requested {:.0} B, usable {:.0} B, RSS {:.0} B",
+        mib(BYTES.load(Ordering::Relaxed)),
+        mib(USABLE.load(Ordering::Relaxed)),
+        LIVE.load(Ordering::Relaxed),
+        mib(rss),
+        mib(hwm),
+        mib(mi.arena as i64),
+        mib(mi.uordblks as i64),
+        mib(mi.fordblks as i64),
+        mib(mi.hblkhd as i64),
+        BYTES.load(Ordering::Relaxed) as f64 / series as f64,
+        USABLE.load(Ordering::Relaxed) as f64 / series as f64,
+        rss as f64 / series as f64,
+    );
+    if std::env::var_os("MALLOC_INFO").is_some() {
+        // SAFETY: fdopen on stderr's descriptor, flushed by malloc_info; never closed.
+        unsafe {
+            let f = libc::fdopen(2, c"w".as_ptr());
+            if !f.is_null() {
+                libc::malloc_info(0, f);
+                libc::fflush(f);
+            }
+        }
+    }
+}
+
+fn commit_batch(db: &Db, series: u64, lo: u64, s0: u64, s1: u64, start: i64) {
+    let mut app = db.appender();
+    for i in lo..(lo + BATCH).min(series) {
+        let l = labels(i);
+        for step in s0..s1 {
+            let t = start + step as i64 * INTERVAL_MS;
+            app.append(&l, t, value(i, step))
+                .unwrap_or_else(|e| panic!("append: {e}"));
+        }
+    }
+    let want = app.len() as u64;
+    let stats = app.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+    assert_eq!(stats.appended, want, "{stats:?}");
+}
+
+fn ingest(dir: &Path, series: u64, steps: u64, threads: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let start = now / INTERVAL_MS * INTERVAL_MS - (steps as i64 - 1) * INTERVAL_MS;
+    let db = Db::open(dir, Options::default()).unwrap_or_else(|e| panic!("open: {e}"));
+    let batches: Vec<u64> = (0..series).step_by(BATCH as usize).collect();
+    for s0 in (0..steps).step_by(WINDOW as usize) {
+        let s1 = (s0 + WINDOW).min(steps);
+        if threads == 0 {
+            for &lo in &batches {
+                commit_batch(&db, series, lo, s0, s1, start);
+            }
+        } else {
+            std::thread::scope(|sc| {
+                for k in 0..threads {
+                    let (db, batches) = (&db, &batches);
+                    sc.spawn(move || {
+                        for &lo in batches.iter().skip(k as usize).step_by(threads as usize) {
+                            commit_batch(db, series, lo, s0, s1, start);
+                        }
+                    });
+                }
+            });
+        }
+    }
+    report("after ingest", series as i64);
+    db.close().unwrap_or_else(|e| panic!("close: {e}"));
+}
+
+fn replay(dir: &Path) {
+    let db = Db::open(dir, Options::default()).unwrap_or_else(|e| panic!("open: {e}"));
+    let n = db.head().num_series() as i64;
+    report("after replay", n);
+    drop(db);
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let num = |s: &String| s.parse::<u64>().unwrap_or_else(|e| panic!("{s}: {e}"));
+    match a.as_slice() {
+        [m, dir, series, steps, threads] if m == "ingest" => {
+            ingest(Path::new(dir), num(series), num(steps), num(threads))
+        }
+        [m, dir] if m == "replay" => replay(Path::new(dir)),
+        _ => eprintln!("usage: replay_memory ingest DIR SERIES STEPS THREADS | replay DIR"),
+    }
+}
