@@ -26,26 +26,7 @@ pub(super) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 /// A range of `ms` milliseconds in seconds, computed as Go's `Duration.Seconds` does (whole
 /// seconds plus the fraction) so that results match Prometheus to the last bit.
 fn range_seconds(ms: i64) -> f64 {
-    let whole = (ms / 1000) as f64;
-    let rest = ms % 1000;
-    // Whole seconds (the usual range) add +0.0, which leaves `whole` as it is (never -0.0):
-    // the division is skipped, not the answer changed.
-    if rest == 0 {
-        return whole;
-    }
-    whole + (rest * 1_000_000) as f64 / 1e9
-}
-
-/// `ms as f64 / 1000.0`, bit for bit, without the division in the usual case: when `ms` is a
-/// whole number of seconds and exactly representable, the exact quotient is an integer that
-/// converts exactly, and a correctly rounded division yields that same value.
-#[inline]
-fn ms_to_seconds(ms: i64) -> f64 {
-    if ms % 1000 == 0 && ms.unsigned_abs() <= 1 << 53 {
-        (ms / 1000) as f64
-    } else {
-        ms as f64 / 1000.0
-    }
+    (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
 }
 
 /// True when some value is below its predecessor (a counter reset). Never short-circuits, so
@@ -83,9 +64,9 @@ pub(super) fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool)
             prev = q.f;
         }
     }
-    let mut to_start = ms_to_seconds(first.t - w.start);
-    let mut to_end = ms_to_seconds(w.end - last.t);
-    let sampled = ms_to_seconds(last.t - first.t);
+    let mut to_start = (first.t - w.start) as f64 / 1000.0;
+    let mut to_end = (w.end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
     let avg_interval = sampled / (p.len() - 1) as f64;
     let threshold = avg_interval * 1.1;
     if to_start >= threshold {
@@ -203,9 +184,6 @@ pub(super) fn changes(p: &[FPoint]) -> f64 {
 
 /// `sum_over_time` with compensated summation.
 pub(super) fn sum(p: &[FPoint]) -> f64 {
-    if let Some((s, c)) = finite_sum(0.0, p) {
-        return s + c;
-    }
     let (mut s, mut c) = (0.0, 0.0);
     for q in p {
         (s, c) = kahan_inc(q.f, s, c);
@@ -213,33 +191,9 @@ pub(super) fn sum(p: &[FPoint]) -> f64 {
     if s.is_infinite() { s } else { s + c }
 }
 
-/// The compensated sum of `init` and the values of `p` as [`kahan_inc`] computes it, when it
-/// ends finite; `None` otherwise. A finite end means no partial sum was infinite (an infinite
-/// or NaN partial sum stays infinite or NaN), so `kahan_inc`'s reset never fired and this
-/// loop without it gives the same bits, with fewer branches per point.
-#[inline]
-fn finite_sum(init: f64, p: &[FPoint]) -> Option<(f64, f64)> {
-    let (mut s, mut c) = (init, 0.0);
-    for q in p {
-        let t = s + q.f;
-        c += if s.abs() >= q.f.abs() {
-            (s - t) + q.f
-        } else {
-            (q.f - t) + s
-        };
-        s = t;
-    }
-    s.is_finite().then_some((s, c))
-}
-
 /// `avg_over_time`: the compensated sum divided by the count while the sum stays finite; once
 /// it would overflow, an incremental mean takes over, so huge values still average correctly.
 pub(super) fn avg(p: &[FPoint]) -> f64 {
-    // Most windows never overflow: the plain compensated sum, then the same division as below.
-    if let Some((sum, c)) = finite_sum(p[0].f, &p[1..]) {
-        let count = p.len() as f64;
-        return sum / count + c / count;
-    }
     let mut sum = p[0].f;
     let mut count = 1.0;
     let (mut mean, mut c) = (0.0, 0.0);
@@ -993,100 +947,6 @@ mod tests {
         assert_eq!(range_seconds(-2_500), -2.5);
     }
 
-    /// The kernels as they were before their fast paths, for the property tests to compare
-    /// bits with.
-    mod reference {
-        use super::super::kahan_inc;
-        use crate::query::FPoint;
-        use crate::query::functions::Window;
-
-        pub fn range_seconds(ms: i64) -> f64 {
-            (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
-        }
-
-        pub fn sum(p: &[FPoint]) -> f64 {
-            let (mut s, mut c) = (0.0, 0.0);
-            for q in p {
-                (s, c) = kahan_inc(q.f, s, c);
-            }
-            if s.is_infinite() { s } else { s + c }
-        }
-
-        pub fn avg(p: &[FPoint]) -> f64 {
-            let mut sum = p[0].f;
-            let mut count = 1.0;
-            let (mut mean, mut c) = (0.0, 0.0);
-            let mut incremental = false;
-            for (i, q) in p[1..].iter().enumerate() {
-                count = (i + 2) as f64;
-                if !incremental {
-                    let (ns, nc) = kahan_inc(q.f, sum, c);
-                    if !ns.is_infinite() {
-                        (sum, c) = (ns, nc);
-                        continue;
-                    }
-                    incremental = true;
-                    mean = sum / (count - 1.0);
-                    c /= count - 1.0;
-                }
-                let scale = (count - 1.0) / count;
-                (mean, c) = kahan_inc(q.f / count, scale * mean, scale * c);
-            }
-            if incremental {
-                mean + c
-            } else {
-                sum / count + c / count
-            }
-        }
-
-        pub fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
-            let p = w.points;
-            if p.len() < 2 {
-                return None;
-            }
-            let first = p[0];
-            let last = p[p.len() - 1];
-            let mut result = last.f - first.f;
-            if is_counter {
-                let mut prev = first.f;
-                for q in &p[1..] {
-                    if q.f < prev {
-                        result += prev;
-                    }
-                    prev = q.f;
-                }
-            }
-            let mut to_start = (first.t - w.start) as f64 / 1000.0;
-            let mut to_end = (w.end - last.t) as f64 / 1000.0;
-            let sampled = (last.t - first.t) as f64 / 1000.0;
-            let avg_interval = sampled / (p.len() - 1) as f64;
-            let threshold = avg_interval * 1.1;
-            if to_start >= threshold {
-                to_start = avg_interval / 2.0;
-            }
-            if is_counter {
-                let mut to_zero = to_start;
-                if result > 0.0 && first.f >= 0.0 {
-                    to_zero = sampled * (first.f / result);
-                }
-                if to_zero < to_start {
-                    to_start = to_zero;
-                }
-            }
-            if to_end >= threshold {
-                to_end = avg_interval / 2.0;
-            }
-            let mut factor = 1.0;
-            if sampled != 0.0 {
-                factor = (sampled + to_start + to_end) / sampled;
-            }
-            if is_rate {
-                factor /= range_seconds(w.end - w.start);
-            }
-            Some(result * factor)
-        }
-    }
-
     mod props {
         use super::super::super::testutil::*;
         use super::super::super::{RangeFn::*, *};
@@ -1177,76 +1037,6 @@ mod tests {
                     super::super::has_decrease(&p),
                     p.windows(2).any(|w| w[1].f < w[0].f)
                 );
-            }
-
-            #[test]
-            fn fast_sums_give_the_same_bits_as_the_compensated_loop(
-                p in points(prop_oneof![
-                    5 => -1e6..1e6_f64,
-                    2 => (-1000_i32..1000).prop_map(f64::from),
-                    2 => prop_oneof![Just(1.7e308), Just(-1.7e308), Just(9e307)],
-                    1 => prop_oneof![
-                        Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(f64::NAN),
-                        Just(-0.0), Just(0.0), Just(5e-324),
-                    ],
-                ]),
-            ) {
-                // `sum` and `avg` take a loop without kahan_inc's overflow handling when the
-                // sum ends finite: every answer must be the old loop's, bit for bit (NaN for NaN).
-                let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
-                let (got, want) = (super::super::sum(&p), super::reference::sum(&p));
-                prop_assert!(same(got, want), "sum {got} vs {want}");
-                let (got, want) = (super::super::avg(&p), super::reference::avg(&p));
-                prop_assert!(same(got, want), "avg {got} vs {want}");
-            }
-
-            #[test]
-            fn seconds_without_division_are_the_divisions_bits(
-                ms in prop_oneof![
-                    4 => (-1_000_000_i64..1_000_000).prop_map(|s| s * 1000),
-                    2 => any::<i64>(),
-                    1 => (-(1_i64 << 44)..(1 << 44)).prop_map(|s| s * 1000),
-                    1 => prop_oneof![
-                        Just(i64::MIN), Just(i64::MAX), Just(1_i64 << 53), Just(-(1_i64 << 53)),
-                        Just((1_i64 << 53) + 1000), Just(9_007_199_254_740_000),
-                        Just(-9_007_199_254_741_000), Just(0),
-                    ],
-                ],
-            ) {
-                let got = super::super::ms_to_seconds(ms);
-                prop_assert_eq!(got.to_bits(), (ms as f64 / 1000.0).to_bits(), "{}", ms);
-                let range = super::super::range_seconds(ms);
-                prop_assert_eq!(range.to_bits(), super::reference::range_seconds(ms).to_bits(), "{}", ms);
-            }
-
-            #[test]
-            fn rate_gives_the_same_bits_as_before(
-                p in points(prop_oneof![
-                    6 => (0_i32..5000).prop_map(f64::from),
-                    3 => 0.0..1e9_f64,
-                    1 => Just(f64::NAN),
-                ]),
-                whole in any::<bool>(),
-                range in 1_000_i64..600_000,
-                counter in any::<bool>(),
-                is_rate in any::<bool>(),
-            ) {
-                // Timestamps on whole seconds (the usual scrape) or not, a window end after the
-                // last point on or off a whole second: the integer path and the division agree.
-                let p: Vec<FPoint> = if whole {
-                    p.iter().map(|q| FPoint { t: q.t * 1000, f: q.f }).collect()
-                } else {
-                    p
-                };
-                let end = p[p.len() - 1].t + if whole { 15_000 } else { 1_234 };
-                let range = if whole { range / 1000 * 1000 + 1000 } else { range };
-                let start = end - range;
-                let inside: Vec<FPoint> = p.iter().copied().filter(|q| q.t > start).collect();
-                prop_assume!(!inside.is_empty());
-                let w = Window { points: &inside, start, end, eval_t: end };
-                let got = super::super::extrapolated_rate(&w, counter, is_rate);
-                let want = super::reference::extrapolated_rate(&w, counter, is_rate);
-                prop_assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits));
             }
 
             #[test]
