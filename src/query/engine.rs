@@ -10,7 +10,7 @@ use promql_parser::parser::value::ValueType;
 use tokio::sync::Semaphore;
 
 use super::eval::{Deadline, QueryTimes, Settings, evaluate};
-use super::guard::{on_big_stack, parse, spawn_big_stack};
+use super::guard::{on_big_stack, parse, reusable, spawn_big_stack};
 use super::{Annotations, QueryError, Value};
 use crate::storage::Querier;
 
@@ -126,7 +126,8 @@ impl Engine {
         T: Send + 'static,
         F: FnOnce(&Expr) -> T + Send + 'static,
     {
-        self.on_pool(None, move |_| parse(&expr).map(|e| f(&e)))
+        let reuse = reusable(&expr);
+        self.on_pool(None, reuse, move |_| parse(&expr).map(|e| f(&e)))
             .await
     }
 
@@ -140,7 +141,8 @@ impl Engine {
         timeout: Option<Duration>,
     ) -> Result<QueryOutput, QueryError> {
         let opts = self.opts.clone();
-        self.on_pool(timeout, move |deadline| {
+        let reuse = reusable(&expr);
+        self.on_pool(timeout, reuse, move |deadline| {
             run_instant(&opts, &querier, &expr, time, deadline)
         })
         .await
@@ -157,17 +159,24 @@ impl Engine {
         timeout: Option<Duration>,
     ) -> Result<QueryOutput, QueryError> {
         let opts = self.opts.clone();
-        self.on_pool(timeout, move |deadline| {
+        let reuse = reusable(&expr);
+        self.on_pool(timeout, reuse, move |deadline| {
             run_range(&opts, &querier, &expr, start, end, step, deadline)
         })
         .await
     }
 
-    /// Waits for a slot, then runs `job` on a thread of its own (a stack for deep expressions,
-    /// never an async worker) under one deadline covering the wait too. The slot is held
+    /// Waits for a slot, then runs `job` on a query thread (a stack for deep expressions, never
+    /// an async worker; kept from an earlier query when `reuse`, see `guard::reusable`) under
+    /// one deadline covering the wait too. The slot is held
     /// until the job has really stopped, so a timed-out query still counts against
     /// `max_concurrent` until it notices its cancellation.
-    async fn on_pool<T, F>(&self, timeout: Option<Duration>, job: F) -> Result<T, QueryError>
+    async fn on_pool<T, F>(
+        &self,
+        timeout: Option<Duration>,
+        reuse: bool,
+        job: F,
+    ) -> Result<T, QueryError>
     where
         T: Send + 'static,
         F: FnOnce(&Deadline) -> Result<T, QueryError> + Send + 'static,
@@ -185,10 +194,13 @@ impl Engine {
         let cancel = Arc::new(AtomicBool::new(false));
         let guard = CancelOnDrop(cancel.clone());
         let deadline = Deadline::new(wait_until.map(tokio::time::Instant::into_std), Some(cancel));
-        let handle = spawn_big_stack(move || {
-            let _permit = permit;
-            job(&deadline)
-        })?;
+        let handle = spawn_big_stack(
+            move || {
+                let _permit = permit;
+                job(&deadline)
+            },
+            reuse,
+        )?;
         let joined = match wait_until {
             Some(at) => match tokio::time::timeout_at(at, handle).await {
                 Ok(j) => j,

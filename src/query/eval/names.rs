@@ -3,8 +3,10 @@
 //! result.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
+use super::super::aggregate::key::AddrHasher;
 use super::super::{Matrix, Metric, QueryError, Vector};
 use crate::model::{Labels, METRIC_NAME};
 
@@ -30,7 +32,9 @@ pub(super) fn without_name(m: &Metric) -> Metric {
 /// cannot be reused by another label set while it is a key.
 #[derive(Default)]
 pub(super) struct Stripper {
-    seen: HashMap<usize, (Metric, Metric)>,
+    /// Hashed by address with one multiplication: SipHash cost more than the lookup it
+    /// serves, once per sample per step.
+    seen: HashMap<usize, (Metric, Metric), BuildHasherDefault<AddrHasher>>,
 }
 
 impl Stripper {

@@ -13,6 +13,11 @@ thread_local! {
     static TEXT: Cell<String> = const { Cell::new(String::new()) };
 }
 
+/// Frees the thread's formatting space.
+pub(super) fn release_text() {
+    drop(TEXT.with(Cell::take));
+}
+
 /// Adds the text `write` produces to `set` unless it is there already. Range functions raise
 /// the same annotation for window after window; formatting into a reused buffer keeps that
 /// free of allocations once the text is known.

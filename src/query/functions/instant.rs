@@ -344,6 +344,11 @@ thread_local! {
     static REGEXES: Cell<Vec<(String, Regex)>> = const { Cell::new(Vec::new()) };
 }
 
+/// Forgets the thread's compiled regexes.
+pub(super) fn release_regexes() {
+    drop(REGEXES.with(Cell::take));
+}
+
 /// The anchored regex for `label_replace`, compiled once per thread for repeated patterns.
 fn anchored_regex(pattern: &str) -> Result<Regex, regex::Error> {
     REGEXES.with(|cell| {

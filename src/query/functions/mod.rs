@@ -20,6 +20,15 @@ use crate::model::Labels;
 
 pub(crate) use instant::{InstantFn, eval_instant_fn, instant_function};
 
+/// Drops what the library keeps per thread between calls (sorting space, formatting space,
+/// compiled `label_replace` regexes), so a query thread kept for the next query holds no
+/// more memory than a new one.
+pub(crate) fn release_thread_caches() {
+    range::release_scratch();
+    annotate::release_text();
+    instant::release_regexes();
+}
+
 /// A function over a range vector (`rate`, `*_over_time`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RangeFn {

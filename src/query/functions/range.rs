@@ -269,6 +269,11 @@ thread_local! {
     static SCRATCH: Cell<Vec<f64>> = const { Cell::new(Vec::new()) };
 }
 
+/// Frees the thread's scratch buffer.
+pub(super) fn release_scratch() {
+    drop(SCRATCH.with(Cell::take));
+}
+
 /// Runs `f` on the thread's scratch buffer, emptied; hands the buffer back afterwards.
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {
     SCRATCH.with(|cell| {
