@@ -68,7 +68,8 @@ fn a_damaged_head_chunk_is_an_error_and_a_reopen_rebuilds_it_from_the_wal() {
     let all =
         tidemark::model::Matcher::new(tidemark::model::MatchOp::Regex, "__name__", ".+").unwrap();
     let e = db.querier().select(&[all], i64::MIN, i64::MAX).unwrap_err();
-    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+    // A checksum mismatch, or a length past the end if the byte was a chunk's length.
+    assert!(e.to_string().contains("head chunk: "), "{e}");
     assert!(e.to_string().contains("chunks_head"), "{e}");
     // A flush reads the same chunks: it fails and drops nothing.
     assert!(db.flush().is_err());

@@ -2,8 +2,8 @@
 //!
 //! When a series cuts a chunk, its encoded bytes are appended to a segment file under
 //! `<data>/chunks_head/` (`00000000`, `00000001`, …) through one write buffer shared by the
-//! head, each followed by its CRC32C; the series keeps a [`FileChunk`] (segment, offset,
-//! length). Reads go through a read-only shared memory map of the segment, so the bytes live in
+//! head, as one record: length (u32 LE), bytes, CRC32C of both; the series keeps a
+//! [`FileChunk`] (segment, offset: 8 bytes, so a closed chunk costs the series 32 bytes). Reads go through a read-only shared memory map of the segment, so the bytes live in
 //! the page cache (reclaimable), not in the process's heap; a chunk still in the write buffer
 //! is copied from it. Every read checks the checksum: a mismatch is an error, never other data.
 //!
@@ -34,16 +34,24 @@ use crate::sync::{lock, read, write};
 pub const DEFAULT_SEGMENT_SIZE: u32 = 128 << 20;
 /// Bytes gathered before one write to the file.
 const DEFAULT_BUFFER_SIZE: usize = 256 << 10;
-/// The CRC32C after each chunk's bytes.
+/// The length before each chunk's bytes.
+const LEN_LEN: usize = 4;
+/// The CRC32C (of the length and the bytes) after them.
 const CRC_LEN: usize = 4;
 
-/// Where a chunk's bytes are in the chunk file: `len` bytes at `off` in segment `seg`, then
-/// their CRC32C.
+/// Where a chunk's record is in the chunk file: at `off` in segment `seg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileChunk {
     pub seg: u32,
     off: u32,
-    len: u32,
+}
+
+/// The record (length, bytes, CRC) at `at` in `bytes`, if it lies within them.
+fn record_at(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let len = bytes.get(at..at.checked_add(LEN_LEN)?)?;
+    let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+    let end = at.checked_add(LEN_LEN + CRC_LEN)?.checked_add(len)?;
+    bytes.get(at..end)
 }
 
 struct Segment {
@@ -57,14 +65,18 @@ struct Segment {
 }
 
 impl Segment {
-    /// The bytes `off..end` if they are in the file or stranded (not in the write buffer).
-    fn settled(&self, off: usize, end: usize) -> Option<&[u8]> {
+    /// The record at `off` if it is in the file or stranded (not in the write buffer).
+    fn settled(&self, off: usize) -> Option<&[u8]> {
         let written = self.written.load(Ordering::Acquire) as usize;
-        if end <= written {
-            return self.map.get(off, end);
+        if off < written {
+            // Records never straddle `written` (the buffer is written whole), so one whose
+            // length reaches past it is damaged: `None`, then an error.
+            let len = self.map.get(off, off.checked_add(LEN_LEN)?.min(written))?;
+            let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+            let end = off.checked_add(LEN_LEN + CRC_LEN)?.checked_add(len)?;
+            return (end <= written).then(|| self.map.get(off, end))?;
         }
-        let tail = self.stranded.get()?;
-        tail.get(off.checked_sub(written)?..end - written)
+        record_at(self.stranded.get()?, off - written)
     }
 }
 
@@ -141,7 +153,7 @@ impl ChunkFile {
     /// memory): larger than a segment, or no segment file could be made.
     pub(crate) fn write(&self, data: &[u8]) -> Option<FileChunk> {
         let len = u32::try_from(data.len()).ok()?;
-        let need = len.checked_add(CRC_LEN as u32)?;
+        let need = len.checked_add((LEN_LEN + CRC_LEN) as u32)?;
         if need > self.segment_size {
             return None;
         }
@@ -170,11 +182,12 @@ impl ChunkFile {
         let chunk = FileChunk {
             seg: cur.id,
             off: cur.end,
-            len,
         };
+        let len = len.to_le_bytes();
+        cur.buf.extend_from_slice(&len);
         cur.buf.extend_from_slice(data);
-        cur.buf
-            .extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&len), data);
+        cur.buf.extend_from_slice(&crc.to_le_bytes());
         cur.end += need;
         if cur.buf.len() >= self.buffer_size {
             match self.flush(cur) {
@@ -282,13 +295,12 @@ impl ChunkFile {
             .cloned()
             .ok_or_else(|| corrupt("segment no longer held"))?;
         let off = c.off as usize;
-        let end = off + c.len as usize + CRC_LEN;
         let mut copy = Vec::new();
-        let bytes = match seg.settled(off, end) {
+        let record = match seg.settled(off) {
             Some(b) => b,
             None => {
                 let w = lock(&self.writer);
-                match seg.settled(off, end) {
+                match seg.settled(off) {
                     // Written or stranded between the two looks.
                     Some(b) => b,
                     None => {
@@ -297,22 +309,19 @@ impl ChunkFile {
                             .cur
                             .as_ref()
                             .filter(|cur| cur.id == c.seg)
-                            .and_then(|cur| {
-                                cur.buf
-                                    .get(off.checked_sub(start)?..end.checked_sub(start)?)
-                            })
-                            .ok_or_else(|| corrupt("past the end of its segment"))?;
+                            .and_then(|cur| record_at(&cur.buf, off.checked_sub(start)?))
+                            .ok_or_else(|| corrupt("length past the end of its segment"))?;
                         copy.extend_from_slice(buffered);
                         &copy
                     }
                 }
             }
         };
-        let (data, crc) = bytes.split_at(c.len as usize);
-        if crc32c::crc32c(data).to_le_bytes() != crc {
+        let (body, crc) = record.split_at(record.len() - CRC_LEN);
+        if crc32c::crc32c(body).to_le_bytes() != crc {
             return Err(corrupt("checksum mismatch"));
         }
-        Ok(f(data))
+        Ok(f(&body[LEN_LEN..]))
     }
 
     /// The lowest segment a chunk written from now on can go to. Taken before a walk over the
@@ -500,7 +509,8 @@ mod tests {
         assert!(len <= 512 && len > 400, "{len}");
         // Bigger than a segment: not placed.
         assert!(f.write(&[7; 600]).is_none());
-        assert_eq!(f.write(&[]).map(|c| c.len), Some(0));
+        let empty = f.write(&[]).unwrap();
+        assert_eq!(read_back(&f, &empty).unwrap(), b"");
     }
 
     #[test]
@@ -511,15 +521,19 @@ mod tests {
         let b = f.write(b"second chunk").unwrap();
         f.flush_buffer().unwrap();
         let path = f.path_of(0);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[b.off as usize + 3] ^= 0x10;
-        // Written in place (not replaced), as damage on disk would be: the mapping sees it.
-        std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .open(&path)
-            .unwrap()
-            .write_all_at(&bytes[..64], 0)
             .unwrap();
+        // Flipped in place (not replaced), as damage on disk would be: the mapping sees it.
+        let flip = |at: u32, mask: u8| {
+            let mut byte = [0u8; 1];
+            file.read_exact_at(&mut byte, u64::from(at)).unwrap();
+            file.write_all_at(&[byte[0] ^ mask], u64::from(at)).unwrap();
+        };
+        // In the bytes: a checksum mismatch; the other chunk still reads.
+        flip(b.off + 6, 0x10);
         assert_eq!(read_back(&f, &a).unwrap(), b"first chunk");
         let e = read_back(&f, &b).unwrap_err();
         assert!(
@@ -527,6 +541,16 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        // In the length: one byte longer is a checksum mismatch, far longer is past the end.
+        flip(a.off, 0x01);
+        let e = read_back(&f, &a).unwrap_err();
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        flip(a.off, 0x01);
+        flip(a.off + 3, 0x80);
+        let e = read_back(&f, &a).unwrap_err();
+        assert!(e.to_string().contains("past the end"), "{e}");
+        flip(a.off + 3, 0x80);
+        assert_eq!(read_back(&f, &a).unwrap(), b"first chunk");
     }
 
     #[test]
@@ -573,8 +597,8 @@ mod tests {
         assert_eq!(f.segment_ids().first(), Some(&keep));
         assert!(!f.path_of(0).exists());
         let (c0, d0) = &cs[0];
-        let end = c0.off as usize + c0.len as usize;
-        assert_eq!(held.settled(c0.off as usize, end).unwrap(), &d0[..]);
+        let record = held.settled(c0.off as usize).unwrap();
+        assert_eq!(&record[LEN_LEN..record.len() - CRC_LEN], &d0[..]);
         assert!(
             read_back(&f, c0).is_err(),
             "a chunk of a deleted segment is an error"

@@ -863,8 +863,9 @@ mod tests {
             .open(&path)
             .unwrap();
         use std::os::unix::fs::FileExt;
-        f.read_exact_at(&mut byte, 2).unwrap();
-        f.write_all_at(&[byte[0] ^ 1], 2).unwrap();
+        // A byte of the first chunk's bytes (after its 4-byte length).
+        f.read_exact_at(&mut byte, 6).unwrap();
+        f.write_all_at(&[byte[0] ^ 1], 6).unwrap();
         let e = head.select(&[], i64::MIN, i64::MAX).unwrap_err();
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
         assert!(head.verify_chunks().is_err());

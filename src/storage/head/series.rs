@@ -54,20 +54,23 @@ pub enum Reject {
     Removed,
 }
 
-/// A compressed, closed head chunk.
+/// A compressed, closed head chunk: 32 bytes, the bytes themselves elsewhere.
 pub(crate) struct HeadChunk {
     pub mint: i64,
     pub maxt: i64,
     pub data: ChunkData,
 }
 
-/// Where a closed chunk's bytes are.
+/// Where a closed chunk's bytes are. A `FileChunk` fits beside the box's non-null pointer, so
+/// the enum needs no tag of its own and takes 16 bytes.
 pub(crate) enum ChunkData {
     /// In the heap (no chunk file, or writing it failed).
     Mem(Box<[u8]>),
     /// In the head's chunk file.
     File(FileChunk),
 }
+
+const _: () = assert!(std::mem::size_of::<HeadChunk>() == 32);
 
 impl HeadChunk {
     /// Decodes the chunk into `out` (cleared first). A chunk in memory that does not decode
