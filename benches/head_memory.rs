@@ -20,7 +20,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use tidemark::model::Labels;
-use tidemark::storage::{Db, Options, SeriesRef};
+use tidemark::model::Matcher;
+use tidemark::storage::{Db, Options, Selected, SeriesRef};
 
 #[path = "support/node_day.rs"]
 mod node_day;
@@ -228,6 +229,31 @@ fn main() {
             );
         }
     }
+    // A read of every sample maps the chunk file's pages into the process (page cache, counted
+    // in RSS until released); `Head::release_chunk_pages` (run by `Db::maintain`) unmaps them.
+    let read_at = now();
+    let mut samples = 0usize;
+    for m in 0..TARGETS {
+        let inst = Matcher::equal("instance", fleet::instance(m));
+        let _ = db
+            .querier()
+            .select_each(&[&[inst]], i64::MIN, i64::MAX, &mut |s| {
+                if let Selected::Series(s) = s {
+                    samples += s.samples.len();
+                }
+                Ok::<(), tidemark::storage::StorageError>(())
+            });
+    }
+    let read = now();
+    db.head().release_chunk_pages();
+    let released = now();
+    println!(
+        "after reading all {samples} samples: RSS {:+.0} B per series (heap {:+.0}); after \
+         release_chunk_pages: RSS {:+.0} B per series",
+        per(read_at, read, n).3,
+        per(read_at, read, n).0,
+        per(read_at, released, n).3,
+    );
     // Measured last: memory it freed before the `Db` was opened would be reused by the head
     // and hide part of its RSS.
     let before = now();

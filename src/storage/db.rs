@@ -1003,6 +1003,9 @@ impl Db {
         self.scrub();
         while self.compact()?.is_some() {}
         self.apply_retention()?;
+        // Pages of the head chunk file mapped by the flush, its checkpoint and queries since
+        // the last run leave the RSS (they stay in the page cache).
+        self.head.release_chunk_pages();
         Ok(())
     }
 

@@ -348,6 +348,15 @@ impl ChunkFile {
         }
     }
 
+    /// Drops this process's page mappings of every segment: the pages stay in the page cache
+    /// (a later read maps them again, without I/O while they are cached), but stop counting in
+    /// its RSS. Reads since the last call (queries, a flush, a checkpoint) had mapped them.
+    pub(crate) fn release_pages(&self) {
+        for seg in read(&self.segments).values() {
+            seg.map.release();
+        }
+    }
+
     /// Segments held, oldest first.
     #[cfg(test)]
     pub(crate) fn segment_ids(&self) -> Vec<u32> {
@@ -378,7 +387,9 @@ impl ChunkFile {
 /// the length the file was sized to before mapping, and only ever make slices of bytes below
 /// the segment's `written` mark, which this process wrote once through `write(2)` and never
 /// writes again; the mapping is unmapped only when the last `Arc` of its segment drops, so no
-/// slice outlives it. As with Prometheus's `chunks_head`, a segment truncated by another
+/// slice outlives it. `MADV_DONTNEED` on a shared file mapping only drops page table entries:
+/// the next access maps the same page-cache page again, so a slice read meanwhile sees the
+/// same bytes. As with Prometheus's `chunks_head`, a segment truncated by another
 /// process while mapped would make a read of the lost pages raise SIGBUS; nothing else writes
 /// to `<data>/chunks_head/` (the data directory is locked by one tidemark).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -435,6 +446,16 @@ mod map {
             // again (module docs), so the slice does not change while borrowed.
             Some(unsafe { std::slice::from_raw_parts(self.ptr.add(off), end - off) })
         }
+
+        /// Unmaps the pages from this process's page tables, keeping the mapping (and the
+        /// bytes: they are the file's). Failure only leaves the pages mapped.
+        pub(super) fn release(&self) {
+            // SAFETY: `ptr`/`len` are the live mapping; on a shared file mapping the advice
+            // changes no byte a reader can see (module docs).
+            unsafe {
+                libc::madvise(self.ptr.cast_mut().cast(), self.len, libc::MADV_DONTNEED);
+            }
+        }
     }
 
     impl Drop for Map {
@@ -466,6 +487,8 @@ mod map {
         pub(super) fn get(&self, _: usize, _: usize) -> Option<&[u8]> {
             None
         }
+
+        pub(super) fn release(&self) {}
     }
 }
 
@@ -499,6 +522,11 @@ mod tests {
                 assert_eq!(&read_back(&f, c).unwrap(), data);
             }
         }
+        for (c, data) in &written {
+            assert_eq!(&read_back(&f, c).unwrap(), data);
+        }
+        // Pages released from the process still read the same.
+        f.release_pages();
         for (c, data) in &written {
             assert_eq!(&read_back(&f, c).unwrap(), data);
         }

@@ -403,6 +403,14 @@ impl Head {
         collected
     }
 
+    /// Stops counting the chunk file's pages that reads mapped in the process's RSS (they stay
+    /// in the page cache); see [`ChunkFile`].
+    pub fn release_chunk_pages(&self) {
+        if let Some(file) = &self.store.file {
+            file.release_pages();
+        }
+    }
+
     /// Reads every closed chunk held in the chunk file, checksums verified: a WAL checkpoint
     /// checks this first, so it never drops WAL segments for chunks it could not copy.
     pub fn verify_chunks(&self) -> Result<(), StorageError> {
