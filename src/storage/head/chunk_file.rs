@@ -124,8 +124,10 @@ impl ChunkFile {
         if !map::SUPPORTED {
             return Err(io::ErrorKind::Unsupported.into());
         }
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => {}
+        // Whatever is there goes: a directory with its files, or a file or link in its place.
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(dir)?,
+            Ok(_) => std::fs::remove_file(dir)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -511,6 +513,10 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("ch")).unwrap();
         std::fs::write(dir.path().join("ch/00000000"), b"old junk").unwrap();
         let f = ChunkFile::create_with(&dir.path().join("ch"), 512, 100).unwrap();
+        // So is a file where the directory should be.
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        ChunkFile::create_with(&dir.path().join("file"), 512, 100).unwrap();
+        assert!(dir.path().join("file").is_dir());
         assert!(f.segment_ids().is_empty());
         let mut written = Vec::new();
         for i in 0..200 {
