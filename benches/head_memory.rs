@@ -9,8 +9,10 @@
 //! After 1, 10, 60, 130 and 250 samples per series (and `HEAD_MEMORY_SAMPLES`) it prints, per
 //! series: the bytes the process has allocated and not freed (requested sizes, and the
 //! allocator's usable sizes, which add its rounding), live allocations, and RSS, each above
-//! what the process held before the `Db` was opened. It also prints what a plain clone of the
-//! label sets costs, for comparison with what the head keeps per series for its labels.
+//! what the process held before the `Db` was opened; then the head's chunks (closed and open)
+//! and the bytes its chunk file (`chunks_head/`, closed chunks out of the heap) takes on disk.
+//! It also prints what a plain clone of the label sets costs, for comparison with what the head
+//! keeps per series for its labels.
 //!
 //! `cargo bench --bench head_memory`
 
@@ -18,7 +20,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use tidemark::model::Labels;
-use tidemark::storage::{Db, Options, SeriesRef};
+use tidemark::model::Matcher;
+use tidemark::storage::{Db, Options, Selected, SeriesRef};
 
 #[path = "support/node_day.rs"]
 mod node_day;
@@ -93,6 +96,20 @@ const TARGETS: usize = 198;
 /// more (e.g. 1440, two hours of 5 s scrapes: twelve closed chunks per series).
 const CHECKPOINTS: [usize; 5] = [1, 10, 60, 130, 250];
 
+/// Segments of the head chunk file and the bytes they take on disk (allocated blocks: the
+/// segment being written is sized up front, sparse).
+fn chunk_file(data: &std::path::Path) -> (usize, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = std::fs::read_dir(data.join("chunks_head")) else {
+        return (0, 0);
+    };
+    let sizes: Vec<u64> = dir
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .collect();
+    (sizes.len(), sizes.iter().sum())
+}
+
 #[derive(Clone, Copy)]
 struct Mem {
     bytes: i64,
@@ -151,8 +168,15 @@ fn main() {
     let db = Db::open(dir.path(), Options::default()).unwrap_or_else(|e| panic!("open: {e}"));
     let mut refs: Vec<Vec<SeriesRef>> = Vec::with_capacity(TARGETS);
     println!(
-        "{:>8} {:>12} {:>12} {:>12} {:>12}",
-        "samples", "B requested", "B usable", "allocs", "RSS B"
+        "{:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>14} {:>9}",
+        "samples",
+        "B requested",
+        "B usable",
+        "allocs",
+        "RSS B",
+        "chunks",
+        "chunk file B",
+        "segments"
     );
     let mut checkpoints = CHECKPOINTS.to_vec();
     if let Some(more) = std::env::var("HEAD_MEMORY_SAMPLES")
@@ -196,9 +220,40 @@ fn main() {
         }
         if checkpoints.contains(&(round + 1)) {
             let (b, u, l, r) = per(start, now(), n);
-            println!("{:>8} {b:>12.0} {u:>12.0} {l:>12.2} {r:>12.0}", round + 1);
+            let (segments, disk) = chunk_file(dir.path());
+            println!(
+                "{:>8} {b:>12.0} {u:>12.0} {l:>12.2} {r:>12.0} {:>12.2} {:>14.0} {segments:>9}",
+                round + 1,
+                db.head().num_chunks() as f64 / n as f64,
+                disk as f64 / n as f64,
+            );
         }
     }
+    // A read of every sample maps the chunk file's pages into the process (page cache, counted
+    // in RSS until released); `Head::release_chunk_pages` (run by `Db::maintain`) unmaps them.
+    let read_at = now();
+    let mut samples = 0usize;
+    for m in 0..TARGETS {
+        let inst = Matcher::equal("instance", fleet::instance(m));
+        let _ = db
+            .querier()
+            .select_each(&[&[inst]], i64::MIN, i64::MAX, &mut |s| {
+                if let Selected::Series(s) = s {
+                    samples += s.samples.len();
+                }
+                Ok::<(), tidemark::storage::StorageError>(())
+            });
+    }
+    let read = now();
+    db.head().release_chunk_pages();
+    let released = now();
+    println!(
+        "after reading all {samples} samples: RSS {:+.0} B per series (heap {:+.0}); after \
+         release_chunk_pages: RSS {:+.0} B per series",
+        per(read_at, read, n).3,
+        per(read_at, read, n).0,
+        per(read_at, released, n).3,
+    );
     // Measured last: memory it freed before the `Db` was opened would be reused by the head
     // and hide part of its RSS.
     let before = now();

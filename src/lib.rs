@@ -4,7 +4,9 @@
 //! See ARCHITECTURE.md for the code map and the invariants every module keeps.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 // No unsafe code, except the one call into glibc's `malloc_trim` (storage::db), which allows
-// it on that statement alone. `deny` rather than `forbid`, since `forbid` admits no exception.
+// it on that statement alone, and the read-only memory map of the head's chunk file
+// (storage::head::chunk_file's `map` module: mmap, munmap and slices of the mapping, with its
+// safety argument there). `deny` rather than `forbid`, since `forbid` admits no exception.
 #![deny(unsafe_code)]
 
 pub mod api;

@@ -416,6 +416,7 @@ fn appends_racing_a_flush_are_not_lost() {
     let in_head: usize = db
         .head()
         .select(&[], i64::MIN, i64::MAX)
+        .unwrap()
         .iter()
         .map(|s| s.samples.len())
         .sum();

@@ -66,7 +66,7 @@ fn build(db: &ReadOnlyDb, top: usize) -> anyhow::Result<serde_json::Value> {
     // stored data any more, so they are not counted.
     let deleted = db.tombstones();
     let head_samples: usize = head
-        .select(&[], i64::MIN, i64::MAX)
+        .select(&[], i64::MIN, i64::MAX)?
         .into_iter()
         .map(|mut s| {
             deleted.filter(&s.labels, &mut s.samples);

@@ -14,7 +14,7 @@ use super::block_chunks::{read_samples, to_chunks};
 use super::catalog::Catalog;
 use super::compact::{self, BlockSpan};
 use super::delete::{self, CleanStats, DeleteStats};
-use super::head::{Head, MemSeries, Reject, SeriesRef};
+use super::head::{ChunkFile, Head, MemSeries, Reject, SeriesRef};
 use super::quarantine::{Blocks, RefusedBlock, corrupt_block_path};
 use super::querier::Querier;
 use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, SstError};
@@ -482,7 +482,14 @@ impl Db {
             ..
         } = open_blocks(&blocks_dir, true, Some(&shelf))?;
 
-        let head = Arc::new(Head::new());
+        // Closed head chunks go to `chunks_head/`, out of the heap. It is derived data: what a
+        // previous run left is discarded and the WAL replay below writes it again.
+        let chunks_dir = dir.join("chunks_head");
+        let head = Arc::new(match ChunkFile::create(&chunks_dir) {
+            Ok(file) => Head::with_chunk_file(file),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Head::new(),
+            Err(e) => return Err(io_err(&chunks_dir)(e)),
+        });
         // The head's lower bound is not persisted, and the blocks are what it protects: without
         // it a reopened head accepts a sample at a timestamp a block already holds, and with a
         // different value that acknowledged sample is hidden by the block's in every query.
@@ -770,7 +777,7 @@ impl Db {
         let deleted = self.tombstones();
         for s in series {
             samples.clear();
-            s.lock().samples_in(mint, maxt, &mut samples);
+            s.lock().samples_in(mint, maxt, &mut samples)?;
             let labels = s.labels();
             deleted.filter(&labels, &mut samples);
             if !samples.is_empty() {
@@ -810,6 +817,9 @@ impl Db {
                 })
                 .collect()
         };
+        // Every chunk the checkpoint copies from the chunk file is read once first: one that
+        // fails its checksum stops the checkpoint here, before any WAL segment is dropped.
+        self.head.verify_chunks()?;
         let series = self.head.all_series();
         let records = series.chunks(1000).flat_map(|group| {
             let defs = group
@@ -823,8 +833,14 @@ impl Db {
                 .iter()
                 .flat_map(|s| {
                     let sref = s.sref;
-                    s.lock()
-                        .encoded_chunks()
+                    // Verified just above: only a chunk damaged between the two reads (from
+                    // outside the process) can fail here; its series' chunks are left out and
+                    // that is logged as an error.
+                    let chunks = s.lock().encoded_chunks().unwrap_or_else(|e| {
+                        error!(sref, error = %e, "head chunks left out of the WAL checkpoint");
+                        Vec::new()
+                    });
+                    chunks
                         .into_iter()
                         .map(move |(mint, maxt, data)| ChunkRecord {
                             sref,
@@ -987,6 +1003,9 @@ impl Db {
         self.scrub();
         while self.compact()?.is_some() {}
         self.apply_retention()?;
+        // Pages of the head chunk file mapped by the flush, its checkpoint and queries since
+        // the last run leave the RSS (they stay in the page cache).
+        self.head.release_chunk_pages();
         Ok(())
     }
 

@@ -230,7 +230,9 @@ impl Querier {
                             samples.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
                         }
                     }
-                    Source::Head(series) => series.lock().samples_in(mint, maxt, &mut samples),
+                    // A head chunk failing its checksum is an error to the query: the head
+                    // cannot be left out like a block, and its samples are still in the WAL.
+                    Source::Head(series) => series.lock().samples_in(mint, maxt, &mut samples)?,
                 }
                 if it.peek().is_some_and(|next| next.labels == labels) {
                     source = it.next().map(|e| e.source);

@@ -56,7 +56,7 @@ pub fn write_snapshot(
     let mut series: Vec<(Labels, Vec<Sample>)> = Vec::new();
     for s in querier.head.all_series() {
         let mut samples = Vec::new();
-        s.lock().samples_in(i64::MIN, i64::MAX, &mut samples);
+        s.lock().samples_in(i64::MIN, i64::MAX, &mut samples)?;
         let labels = s.labels();
         deleted.filter(&labels, &mut samples);
         if !samples.is_empty() {

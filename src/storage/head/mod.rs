@@ -1,9 +1,11 @@
 //! The head: the in-memory memtable of recent samples, per series, with a postings index.
 //!
 //! The head owns series identity (labels ↔ `SeriesRef`), the append rules, and the samples not
-//! yet flushed to blocks. It must never write files: durability is the WAL's job, and the caller
-//! (`storage::Db`) writes the WAL before it applies a batch here.
+//! yet flushed to blocks. Durability is the WAL's job: the caller (`storage::Db`) writes the
+//! WAL before it applies a batch here. The only files the head writes are its chunk file's
+//! (closed chunks kept out of the heap, [`ChunkFile`]), derived data rebuilt by WAL replay.
 
+mod chunk_file;
 mod labels;
 mod series;
 
@@ -12,9 +14,13 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+pub use chunk_file::ChunkFile;
 pub use series::{HEAD_CHUNK_SAMPLES, MemSeries, Reject, SeriesRef};
 
+use series::ChunkStore;
+
 use crate::model::{Labels, Matcher, Sample};
+use crate::storage::StorageError;
 use crate::storage::index::{IndexReader, select_ids};
 use crate::sync::{read, write};
 
@@ -130,8 +136,9 @@ pub struct Head {
     /// Series created and removed since the head was made, for self-metrics.
     series_created: AtomicU64,
     series_removed: AtomicU64,
-    /// Chunks of every series, closed and open; each series adds and removes its own.
-    num_chunks: Arc<AtomicU64>,
+    /// Chunks of every series, closed and open (each series adds and removes its own), and
+    /// the chunk file closed chunks go to.
+    store: Arc<ChunkStore>,
 }
 
 impl Default for Head {
@@ -154,8 +161,20 @@ pub struct SeriesSamples {
 }
 
 impl Head {
-    /// An empty head.
+    /// An empty head keeping its closed chunks in memory.
     pub fn new() -> Self {
+        Self::with_store(ChunkStore::default())
+    }
+
+    /// An empty head writing its closed chunks to `file`.
+    pub fn with_chunk_file(file: ChunkFile) -> Self {
+        Self::with_store(ChunkStore {
+            file: Some(file),
+            ..ChunkStore::default()
+        })
+    }
+
+    fn with_store(store: ChunkStore) -> Self {
         Head {
             by_hash: (0..SHARDS)
                 .map(|_| RwLock::new(FastMap::default()))
@@ -169,7 +188,7 @@ impl Head {
             num_series: AtomicU64::new(0),
             series_created: AtomicU64::new(0),
             series_removed: AtomicU64::new(0),
-            num_chunks: Arc::default(),
+            store: Arc::new(store),
         }
     }
 
@@ -219,7 +238,7 @@ impl Head {
             Some(r) if self.get_by_ref(r).is_none() => r,
             _ => self.next_ref.fetch_add(1, Ordering::Relaxed),
         };
-        let series = Arc::new(MemSeries::new(sref, labels, self.num_chunks.clone()));
+        let series = Arc::new(MemSeries::new(sref, labels, self.store.clone()));
         match shard.entry(h) {
             std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(series.clone()),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -300,15 +319,20 @@ impl Head {
     }
 
     /// Series matching `matchers` with samples in [mint, maxt], sorted by labels. Series with
-    /// no sample in the range are left out.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+    /// no sample in the range are left out. A chunk that fails its checksum is an error.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
         let mut out = Vec::new();
         for sref in select_ids(self, matchers) {
             let Some(series) = self.get_by_ref(sref) else {
                 continue;
             };
             let mut samples = Vec::new();
-            series.lock().samples_in(mint, maxt, &mut samples);
+            series.lock().samples_in(mint, maxt, &mut samples)?;
             if !samples.is_empty() {
                 out.push(SeriesSamples {
                     labels: series.labels(),
@@ -317,7 +341,7 @@ impl Head {
             }
         }
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        Ok(out)
     }
 
     /// Labels of the series matching `matchers` with any sample in [mint, maxt].
@@ -343,13 +367,19 @@ impl Head {
     /// sample is older than `gc_before` are removed and returned (in ref order); their refs
     /// become unknown. The maps and postings lists they leave sparse are shrunk, so the head's
     /// memory follows its live series down after churn, not only up.
+    /// Chunk file segments no series refers to any more are deleted.
     pub fn truncate(&self, t: i64, gc_before: i64) -> Vec<Arc<MemSeries>> {
         self.set_min_valid(t);
+        // Chunks cut during the walk go to this segment or a later one.
+        let mut lowest_live = self.store.file.as_ref().map(ChunkFile::fence);
         let mut collected = Vec::new();
         for series in self.all_series() {
             let idle = {
                 let mut st = series.lock();
                 st.truncate_before(t);
+                if let (Some(low), Some(seg)) = (lowest_live.as_mut(), st.lowest_segment()) {
+                    *low = (*low).min(seg);
+                }
                 st.is_collectable(gc_before)
             };
             if idle && self.unlink(&series, gc_before) {
@@ -367,7 +397,27 @@ impl Head {
             self.series_removed
                 .fetch_add(collected.len() as u64, Ordering::Relaxed);
         }
+        if let (Some(file), Some(low)) = (&self.store.file, lowest_live) {
+            file.remove_unreferenced(low);
+        }
         collected
+    }
+
+    /// Stops counting the chunk file's pages that reads mapped in the process's RSS (they stay
+    /// in the page cache); see [`ChunkFile`].
+    pub fn release_chunk_pages(&self) {
+        if let Some(file) = &self.store.file {
+            file.release_pages();
+        }
+    }
+
+    /// Reads every closed chunk held in the chunk file, checksums verified: a WAL checkpoint
+    /// checks this first, so it never drops WAL segments for chunks it could not copy.
+    pub fn verify_chunks(&self) -> Result<(), StorageError> {
+        for series in self.all_series() {
+            series.lock().verify_chunks()?;
+        }
+        Ok(())
     }
 
     /// Removes an idle series from the lookups by labels and by ref; its postings are left to
@@ -442,7 +492,7 @@ impl Head {
     /// Total chunks held (closed and open), for inspection and self-metrics; a counter the
     /// series keep, so reading it costs nothing whatever the head's size.
     pub fn num_chunks(&self) -> u64 {
-        self.num_chunks.load(Ordering::Relaxed)
+        self.store.count.load(Ordering::Relaxed)
     }
 }
 
@@ -578,12 +628,14 @@ mod tests {
             s.lock().append_replayed(t, v).unwrap();
         }
         // Same timestamp in two series: both kept.
-        let all = head.select(&[Matcher::equal("__name__", "up")], 0, i64::MAX);
+        let all = head
+            .select(&[Matcher::equal("__name__", "up")], 0, i64::MAX)
+            .unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].samples.len(), 2);
         assert_eq!(all[1].samples, vec![Sample::new(1000, 0.0)]);
         let m = Matcher::new(MatchOp::NotRegex, "job", "no.*").unwrap();
-        let sel = head.select(&[m], 0, i64::MAX);
+        let sel = head.select(&[m], 0, i64::MAX).unwrap();
         assert_eq!(sel.len(), 1);
         assert_eq!(sel[0].labels, l("up", "prom"));
         assert_eq!(head.time_range(), Some((1000, 16000)));
@@ -706,6 +758,181 @@ mod tests {
                 }
                 proptest::prop_assert_eq!(head.num_chunks(), walked_chunks(&head));
             }
+        }
+    }
+
+    /// A head writing its closed chunks to a chunk file of small segments and a small write
+    /// buffer (chunks in the buffer, the file and across segments), in `dir`.
+    fn file_head(dir: &std::path::Path) -> Head {
+        Head::with_chunk_file(ChunkFile::create_with(dir, 4096, 300).unwrap())
+    }
+
+    fn everything(head: &Head) -> Vec<SeriesSamples> {
+        head.select(&[], i64::MIN, i64::MAX).unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Chunks in a file answer exactly as chunks in memory: every read, every range, the
+        /// checkpoint's bytes and the chunk count, through appends, cuts and truncations.
+        #[test]
+        fn file_backed_chunks_answer_as_chunks_in_memory(
+            steps in proptest::collection::vec(
+                (0usize..6, 1i64..40_000, proptest::num::f64::ANY, proptest::bool::weighted(0.004)),
+                1..3000,
+            ),
+            ranges in proptest::collection::vec((0i64..2_000_000, 0i64..2_000_000), 1..6),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (mem, file) = (Head::new(), file_head(dir.path()));
+            let mut t = [0i64; 6];
+            for (i, dt, v, cut) in steps {
+                t[i] += dt;
+                for head in [&mem, &file] {
+                    let (s, _) = head.get_or_create(&l("m", &i.to_string()));
+                    let _ = s.lock().append_replayed(t[i], v);
+                    if cut {
+                        let at = t[i] - 100_000;
+                        head.truncate(at, at);
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(mem.num_chunks(), file.num_chunks());
+            let (a, b) = (everything(&mem), everything(&file));
+            // NaN payloads compare by bits.
+            let bits = |x: &[SeriesSamples]| -> Vec<(Labels, Vec<(i64, u64)>)> {
+                x.iter()
+                    .map(|s| (s.labels.clone(), s.samples.iter().map(|p| (p.t, p.v.to_bits())).collect()))
+                    .collect()
+            };
+            proptest::prop_assert_eq!(bits(&a), bits(&b));
+            for (lo, len) in ranges {
+                proptest::prop_assert_eq!(
+                    bits(&mem.select(&[], lo, lo + len).unwrap()),
+                    bits(&file.select(&[], lo, lo + len).unwrap())
+                );
+            }
+            for (x, y) in mem.all_series().iter().zip(file.all_series()) {
+                proptest::prop_assert_eq!(x.lock().encoded_chunks().unwrap(), y.lock().encoded_chunks().unwrap());
+            }
+            proptest::prop_assert!(file.verify_chunks().is_ok());
+        }
+    }
+
+    #[test]
+    fn truncation_deletes_the_segments_no_series_refers_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = file_head(dir.path());
+        let files = || std::fs::read_dir(dir.path()).unwrap().count();
+        for step in 0..3000i64 {
+            for i in 0..4 {
+                let (s, _) = head.get_or_create(&l("m", &i.to_string()));
+                s.lock()
+                    .append_replayed(step * 1000, (step as f64 * (i + 1) as f64).sin())
+                    .unwrap();
+            }
+        }
+        let before = files();
+        assert!(before > 10, "{before} segments");
+        let file = head.store.file.as_ref().unwrap();
+        assert_eq!(file.segment_ids().len(), before);
+        head.truncate(2_500_000, 0);
+        let after = files();
+        assert!(after < before / 3, "{before} → {after} segments");
+        assert_eq!(file.segment_ids().len(), after);
+        // What is left still reads, from the first kept sample on.
+        let all = everything(&head);
+        assert_eq!(all.len(), 4);
+        for s in &all {
+            assert_eq!(s.samples.len(), 500);
+            assert_eq!(s.samples[0].t, 2_500_000);
+        }
+        // Everything truncated: only the segment being written is left.
+        head.truncate(i64::MAX, 0);
+        assert!(everything(&head).is_empty());
+        assert_eq!(files(), 1);
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_an_error_to_reads_and_to_the_checkpoint_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = file_head(dir.path());
+        let (s, _) = head.get_or_create(&l("m", "a"));
+        for t in 0..(HEAD_CHUNK_SAMPLES as i64 * 4) {
+            s.lock().append_replayed(t * 15_000, t as f64).unwrap();
+        }
+        let file = head.store.file.as_ref().unwrap();
+        file.flush_buffer().unwrap();
+        let path = file.path_of(0);
+        let mut byte = [0u8; 1];
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        // A byte of the first chunk's bytes (after its 4-byte length).
+        f.read_exact_at(&mut byte, 6).unwrap();
+        f.write_all_at(&[byte[0] ^ 1], 6).unwrap();
+        let e = head.select(&[], i64::MIN, i64::MAX).unwrap_err();
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        assert!(head.verify_chunks().is_err());
+        assert!(s.lock().encoded_chunks().is_err());
+        // A range that does not touch the damaged (first) chunk still reads.
+        let late = head.select(&[], 200 * 15_000, i64::MAX).unwrap();
+        assert_eq!(late[0].samples.len(), 4 * HEAD_CHUNK_SAMPLES - 200);
+    }
+
+    #[test]
+    fn queries_during_cuts_and_truncations_see_every_sample_they_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = Arc::new(file_head(dir.path()));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let n = 6000i64;
+        let writer = {
+            let head = head.clone();
+            std::thread::spawn(move || {
+                for t in 0..n {
+                    for i in 0..3 {
+                        let (s, _) = head.get_or_create(&l("m", &i.to_string()));
+                        s.lock().append_replayed(t, t as f64).unwrap();
+                    }
+                    if t % 1000 == 999 {
+                        // Keep the last 500 samples.
+                        head.truncate(t - 499, 0);
+                    }
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (head, done) = (head.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut reads = 0;
+                    while !done.load(Ordering::Relaxed) || reads == 0 {
+                        for s in head.select(&[], i64::MIN, i64::MAX).unwrap() {
+                            // A contiguous run of timestamps, each sample its own value.
+                            let first = s.samples[0].t;
+                            for (k, p) in s.samples.iter().enumerate() {
+                                assert_eq!(p.t, first + k as i64);
+                                assert_eq!(p.v, p.t as f64);
+                            }
+                        }
+                        reads += 1;
+                    }
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        done.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        let all = everything(&head);
+        assert_eq!(all.len(), 3);
+        for s in all {
+            assert_eq!(s.samples.first().map(|p| p.t), Some(n - 500));
+            assert_eq!(s.samples.last().map(|p| p.t), Some(n - 1));
         }
     }
 

@@ -5,10 +5,33 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::model::{Labels, Sample};
+use crate::storage::StorageError;
 use crate::storage::chunk;
 use crate::storage::chunk::append::OpenChunk;
 
+use super::chunk_file::{ChunkFile, FileChunk};
 use super::labels::SeriesLabels;
+
+/// What every series of a head shares: the running total of chunks and, when the head has
+/// one, the chunk file its closed chunks go to.
+#[derive(Default)]
+pub(crate) struct ChunkStore {
+    pub count: AtomicU64,
+    pub file: Option<ChunkFile>,
+}
+
+impl ChunkStore {
+    /// Where a just-encoded chunk's bytes are kept: in the chunk file, or in memory when there
+    /// is none or it could not take them.
+    fn place(&self, data: Vec<u8>) -> ChunkData {
+        if let Some(fc) = self.file.as_ref().and_then(|f| f.write(&data)) {
+            return ChunkData::File(fc);
+        }
+        // Copied into an allocation of its exact size: shrinking the encoder's buffer in place
+        // would leave a small hole behind every chunk the series keeps.
+        ChunkData::Mem(Box::from(data.as_slice()))
+    }
+}
 
 /// Samples in a head chunk before it is compressed.
 pub const HEAD_CHUNK_SAMPLES: usize = 120;
@@ -31,11 +54,75 @@ pub enum Reject {
     Removed,
 }
 
-/// A compressed, closed head chunk.
+/// A compressed, closed head chunk: 32 bytes, the bytes themselves elsewhere.
 pub(crate) struct HeadChunk {
     pub mint: i64,
     pub maxt: i64,
-    pub data: Box<[u8]>,
+    pub data: ChunkData,
+}
+
+/// Where a closed chunk's bytes are. A `FileChunk` fits beside the box's non-null pointer, so
+/// the enum needs no tag of its own and takes 16 bytes.
+pub(crate) enum ChunkData {
+    /// In the heap (no chunk file, or writing it failed).
+    Mem(Box<[u8]>),
+    /// In the head's chunk file.
+    File(FileChunk),
+}
+
+const _: () = assert!(std::mem::size_of::<HeadChunk>() == 32);
+
+impl HeadChunk {
+    /// Decodes the chunk into `out` (cleared first). A chunk in memory that does not decode
+    /// leaves `out` empty, as before the chunk file; one read from the file that fails its
+    /// checksum or does not decode is an error.
+    fn decode(&self, store: &ChunkStore, out: &mut Vec<Sample>) -> Result<(), StorageError> {
+        out.clear();
+        match &self.data {
+            ChunkData::Mem(data) => {
+                if chunk::decode(data, out).is_err() {
+                    out.clear();
+                }
+                Ok(())
+            }
+            ChunkData::File(fc) => {
+                let file = store.file.as_ref().ok_or(StorageError::CorruptChunk {
+                    path: Default::default(),
+                    offset: 0,
+                    reason: "head chunk in a file the head does not have".into(),
+                })?;
+                file.read(fc, |bytes| chunk::decode(bytes, out))?
+                    .map_err(|e| StorageError::CorruptChunk {
+                        path: Default::default(),
+                        offset: 0,
+                        reason: format!("head chunk passed its checksum but does not decode: {e}"),
+                    })
+            }
+        }
+    }
+
+    /// The chunk's bytes, copied.
+    fn bytes(&self, store: &ChunkStore) -> Result<Vec<u8>, StorageError> {
+        match &self.data {
+            ChunkData::Mem(data) => Ok(data.to_vec()),
+            ChunkData::File(fc) => match &store.file {
+                Some(file) => file.read(fc, <[u8]>::to_vec),
+                None => Err(StorageError::CorruptChunk {
+                    path: Default::default(),
+                    offset: 0,
+                    reason: "head chunk in a file the head does not have".into(),
+                }),
+            },
+        }
+    }
+
+    /// The chunk file segment holding it, if any.
+    fn segment(&self) -> Option<u32> {
+        match &self.data {
+            ChunkData::File(fc) => Some(fc.seg),
+            ChunkData::Mem(_) => None,
+        }
+    }
 }
 
 pub(crate) struct SeriesState {
@@ -52,9 +139,9 @@ pub(crate) struct SeriesState {
     pub pending_t: i64,
     pub pending_v: u64,
     pub removed: bool,
-    /// The head's running total of chunks, kept in step with `closed` and `open` here so that
-    /// reading it never walks the series.
-    chunks: Arc<AtomicU64>,
+    /// The head's running total of chunks (kept in step with `closed` and `open` here so that
+    /// reading it never walks the series) and its chunk file.
+    store: Arc<ChunkStore>,
 }
 
 /// One series of the head.
@@ -73,8 +160,8 @@ pub struct MemSeries {
 }
 
 impl MemSeries {
-    /// A series counting its chunks into `chunks`, the head's total.
-    pub(crate) fn new(sref: SeriesRef, labels: &Labels, chunks: Arc<AtomicU64>) -> Self {
+    /// A series counting its chunks into `store`'s total and keeping its closed chunks there.
+    pub(crate) fn new(sref: SeriesRef, labels: &Labels, store: Arc<ChunkStore>) -> Self {
         MemSeries {
             sref,
             labels: SeriesLabels::new(labels),
@@ -87,7 +174,7 @@ impl MemSeries {
                 pending_t: i64::MIN,
                 pending_v: 0,
                 removed: false,
-                chunks,
+                store,
             }),
         }
     }
@@ -177,7 +264,7 @@ impl SeriesState {
         }
         if self.open.is_empty() {
             // A new open chunk; closing one later moves it to `closed`, leaving the total as is.
-            self.chunks.fetch_add(1, Ordering::Relaxed);
+            self.store.count.fetch_add(1, Ordering::Relaxed);
         }
         self.open.push(t, v);
         self.max_t = t;
@@ -213,9 +300,7 @@ impl SeriesState {
             return;
         };
         let (mint, maxt) = (first.t, last.t);
-        // Copied into an allocation of its exact size: shrinking the encoder's buffer in place
-        // would leave a small hole behind every chunk the series keeps.
-        let data = Box::from(chunk::encode(&samples).as_slice());
+        let data = self.store.place(chunk::encode(&samples));
         let mut closed = std::mem::take(&mut self.closed).into_vec();
         closed.reserve_exact(1);
         closed.push(HeadChunk { mint, maxt, data });
@@ -227,17 +312,22 @@ impl SeriesState {
         self.closed.first().map(|c| c.mint).or(self.open.first_t())
     }
 
-    /// Appends the samples with `mint <= t <= maxt` to `out`, in time order.
-    pub fn samples_in(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    /// Appends the samples with `mint <= t <= maxt` to `out`, in time order. A chunk read
+    /// from the chunk file that fails its checksum is an error (`out` may then hold part of
+    /// the samples).
+    pub fn samples_in(
+        &self,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), StorageError> {
         let mut buf = Vec::new();
         for c in &self.closed {
             if c.maxt < mint || c.mint > maxt {
                 continue;
             }
-            buf.clear();
-            if chunk::decode(&c.data, &mut buf).is_ok() {
-                out.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
-            }
+            c.decode(&self.store, &mut buf)?;
+            out.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
         }
         if let (Some(lo), Some(hi)) = (self.open.first_t(), self.open.last_t())
             && lo <= maxt
@@ -245,6 +335,7 @@ impl SeriesState {
         {
             out.extend(self.open.iter().filter(|s| s.t >= mint && s.t <= maxt));
         }
+        Ok(())
     }
 
     /// Drops every sample older than `t`, re-encoding the chunk that straddles it.
@@ -260,16 +351,21 @@ impl SeriesState {
                 continue;
             }
             let mut buf = Vec::new();
-            if chunk::decode(&c.data, &mut buf).is_ok() {
-                buf.retain(|s| s.t >= t);
-                if let (Some(first), Some(last)) = (buf.first(), buf.last()) {
-                    let (mint, maxt) = (first.t, last.t);
-                    keep.push(HeadChunk {
-                        mint,
-                        maxt,
-                        data: chunk::encode(&buf).into_boxed_slice(),
-                    });
-                }
+            if let Err(e) = c.decode(&self.store, &mut buf) {
+                // Kept whole: its samples before `t` are also in a block now, and a query
+                // merging the two gets the same values; the error shows on the next read.
+                tracing::warn!(error = %e, "head chunk not truncated: it could not be read");
+                keep.push(c);
+                continue;
+            }
+            buf.retain(|s| s.t >= t);
+            if let (Some(first), Some(last)) = (buf.first(), buf.last()) {
+                let (mint, maxt) = (first.t, last.t);
+                keep.push(HeadChunk {
+                    mint,
+                    maxt,
+                    data: self.store.place(chunk::encode(&buf)),
+                });
             }
         }
         self.closed = keep.into_boxed_slice();
@@ -286,23 +382,39 @@ impl SeriesState {
             _ => {}
         }
         let gone = before.saturating_sub(self.num_chunks());
-        self.chunks.fetch_sub(gone as u64, Ordering::Relaxed);
+        self.store.count.fetch_sub(gone as u64, Ordering::Relaxed);
+    }
+
+    /// The lowest chunk file segment a closed chunk of the series is in.
+    pub(crate) fn lowest_segment(&self) -> Option<u32> {
+        self.closed.iter().filter_map(HeadChunk::segment).min()
+    }
+
+    /// Reads every closed chunk from the chunk file, checksums verified.
+    pub(crate) fn verify_chunks(&self) -> Result<(), StorageError> {
+        for c in &self.closed {
+            if let ChunkData::File(fc) = &c.data
+                && let Some(file) = &self.store.file
+            {
+                file.read(fc, |_| ())?;
+            }
+        }
+        Ok(())
     }
 
     /// The series' samples as encoded chunks (closed ones as they are, the open one encoded),
     /// with their time ranges, for a WAL checkpoint.
-    pub fn encoded_chunks(&self) -> Vec<(i64, i64, Vec<u8>)> {
-        let mut out: Vec<_> = self
-            .closed
-            .iter()
-            .map(|c| (c.mint, c.maxt, c.data.to_vec()))
-            .collect();
+    pub fn encoded_chunks(&self) -> Result<Vec<(i64, i64, Vec<u8>)>, StorageError> {
+        let mut out = Vec::with_capacity(self.num_chunks());
+        for c in &self.closed {
+            out.push((c.mint, c.maxt, c.bytes(&self.store)?));
+        }
         if let (Some(first), Some(last)) = (self.open.first_t(), self.open.last_t()) {
             let mut samples = Vec::new();
             self.open.decode_into(&mut samples);
             out.push((first, last, chunk::encode(&samples)));
         }
-        out
+        Ok(out)
     }
 
     /// Number of chunks held, the open one included.
@@ -348,7 +460,7 @@ mod tests {
             Err(Reject::DuplicateIgnored)
         );
         let mut out = Vec::new();
-        st.samples_in(i64::MIN, i64::MAX, &mut out);
+        st.samples_in(i64::MIN, i64::MAX, &mut out).unwrap();
         assert_eq!(out.len(), 2);
     }
 
@@ -382,30 +494,30 @@ mod tests {
         }
         assert_eq!(st.closed.len(), 3);
         assert_eq!(
-            st.chunks.load(Ordering::Relaxed),
+            st.store.count.load(Ordering::Relaxed),
             4,
             "three closed, one open"
         );
         let mut got = Vec::new();
-        st.samples_in(i64::MIN, i64::MAX, &mut got);
+        st.samples_in(i64::MIN, i64::MAX, &mut got).unwrap();
         assert_eq!(got, want);
         let (lo, hi) = (want[100].t, want[250].t);
         got.clear();
-        st.samples_in(lo, hi, &mut got);
+        st.samples_in(lo, hi, &mut got).unwrap();
         assert_eq!(got, want[100..=250].to_vec());
         let cut = want[130].t;
         st.truncate_before(cut);
         got.clear();
-        st.samples_in(i64::MIN, i64::MAX, &mut got);
+        st.samples_in(i64::MIN, i64::MAX, &mut got).unwrap();
         assert_eq!(got, want[130..].to_vec());
         assert_eq!(st.min_time(), Some(cut));
         assert_eq!(
-            st.chunks.load(Ordering::Relaxed),
+            st.store.count.load(Ordering::Relaxed),
             3,
             "the first chunk is gone"
         );
         st.truncate_before(t + 1);
         assert!(st.is_empty());
-        assert_eq!(st.chunks.load(Ordering::Relaxed), 0);
+        assert_eq!(st.store.count.load(Ordering::Relaxed), 0);
     }
 }
