@@ -131,8 +131,9 @@ struct Windows<'s> {
 /// One input series' windows, for the evaluator to check and keep in series order
 /// ([`Evaluator::keep`]).
 struct Windowed {
-    /// The output's label set (its name already dropped unless that is delayed).
-    metric: Metric,
+    /// The output's label set (its name already dropped unless that is delayed); none when
+    /// there is no output.
+    metric: Option<Metric>,
     drop_name: bool,
     floats: Vec<FPoint>,
     /// The most points a window read: each was checked against the sample limit as it was
@@ -149,14 +150,14 @@ impl Windows<'_> {
     /// points visited, for the deadline checks, across the series one thread computes.
     fn series(
         &self,
-        metric: Metric,
+        labels: InputLabels<'_>,
         input_drop: bool,
         points: &[FPoint],
         work: &mut usize,
     ) -> Windowed {
         let (r, f) = (self.r, self.f);
         let mut out = Windowed {
-            metric,
+            metric: None,
             drop_name: !self.keeps_name || input_drop,
             floats: Vec::new(),
             widest: 0,
@@ -225,13 +226,28 @@ impl Windows<'_> {
             }
         }
         if !out.floats.is_empty() {
-            series_annotations(f, &out.metric, &mut out.ann);
-            if out.drop_name && !self.delayed {
-                out.metric = names::without_name(&out.metric);
-            }
+            let named = match &labels {
+                InputLabels::Owned(m) => m.as_ref(),
+                InputLabels::Borrowed(l) => l,
+            };
+            series_annotations(f, named, &mut out.ann);
+            out.metric = Some(match labels {
+                _ if out.drop_name && !self.delayed && named.metric_name().is_some() => {
+                    names::without_name_of(named)
+                }
+                InputLabels::Owned(m) => m,
+                InputLabels::Borrowed(l) => Arc::new(l.clone()),
+            });
         }
         out
     }
+}
+
+/// An input series' label set: the caller's, or borrowed (from a plan other threads read
+/// too), copied only as far as an output needs it.
+enum InputLabels<'l> {
+    Owned(Metric),
+    Borrowed(&'l Labels),
 }
 
 /// One step of walking a range function's input: a series' windows (none when it has no
@@ -506,15 +522,16 @@ impl<'a> Evaluator<'a> {
                     points @ Points::Computed(_) => {
                         let arg = RangeArg { points, ..arg };
                         arg.for_each_series(|item| {
-                            let w = match item {
-                                Item::Series(m, p, d) => {
-                                    cx.most = self.budget();
-                                    Walked::Series(
-                                        (!p.is_empty()).then(|| cx.series(m, d, p, &mut work)),
-                                    )
-                                }
-                                Item::Restart => Walked::Restart,
-                            };
+                            let w =
+                                match item {
+                                    Item::Series(m, p, d) => {
+                                        cx.most = self.budget();
+                                        Walked::Series((!p.is_empty()).then(|| {
+                                            cx.series(InputLabels::Owned(m), d, p, &mut work)
+                                        }))
+                                    }
+                                    Item::Restart => Walked::Restart,
+                                };
                             walked(self, w)
                         })?;
                     }
@@ -605,8 +622,11 @@ impl<'a> Evaluator<'a> {
             return Ok(None);
         }
         self.hold(w.floats.len())?;
+        let Some(metric) = w.metric else {
+            return Ok(None);
+        };
         Ok(Some(Series {
-            metric: w.metric,
+            metric,
             floats: w.floats,
             drop_name: w.drop_name,
         }))
@@ -644,7 +664,8 @@ impl<'a> Evaluator<'a> {
                             drop(x.samples);
                             cx.most = self.budget();
                             Walked::Series((!s.points.is_empty()).then(|| {
-                                cx.series(Arc::new(x.labels), false, &s.points, &mut s.work)
+                                let labels = InputLabels::Owned(Arc::new(x.labels));
+                                cx.series(labels, false, &s.points, &mut s.work)
                             }))
                         }
                         Selected::Restart => Walked::Restart,
@@ -673,8 +694,8 @@ impl<'a> Evaluator<'a> {
                     }
                     live_points(&s.samples, &mut s.points);
                     out.series.push((!s.points.is_empty()).then(|| {
-                        let metric = Arc::new(plan_ref.labels(i).clone());
-                        cx.series(metric, false, &s.points, &mut s.work)
+                        let labels = InputLabels::Borrowed(plan_ref.labels(i));
+                        cx.series(labels, false, &s.points, &mut s.work)
                     }));
                 }
                 out
