@@ -90,8 +90,6 @@ impl Drop for Helpers {
 /// What the threads of one [`ordered`] call share.
 struct Shared<T> {
     state: Mutex<State<T>>,
-    /// A batch was computed, or the run stops.
-    done: Condvar,
     /// A batch was taken (room to compute another), or the run stops.
     room: Condvar,
 }
@@ -119,7 +117,6 @@ impl<T> Drop for StopOnDrop<'_, T> {
     fn drop(&mut self) {
         if self.always || std::thread::panicking() {
             lock(&self.shared.state).stop = true;
-            self.shared.done.notify_all();
             self.shared.room.notify_all();
         }
     }
@@ -150,7 +147,6 @@ where
             outputs: VecDeque::new(),
             stop: false,
         }),
-        done: Condvar::new(),
         room: Condvar::new(),
     };
     let ahead = ahead.max(1);
@@ -199,12 +195,11 @@ fn helper<T, S>(
         if !store(shared, b, out) {
             return;
         }
-        shared.done.notify_one();
     }
 }
 
 /// The query's thread: takes outputs in batch order; while the next one is not ready, computes
-/// a batch itself if there is room, else waits.
+/// the next batch nobody has started if there is room, else the next one itself.
 fn taker<T, S, E>(
     shared: &Shared<T>,
     batches: usize,
@@ -236,14 +231,17 @@ fn taker<T, S, E>(
             // Stopped by a helper's panic (raised again when the scope joins it), or done.
             return Ok(());
         }
-        if st.next < batches && st.next - st.taken < ahead {
-            let b = claim(&mut st);
-            drop(st);
-            let out = work(b, s.get_or_insert_with(scratch));
-            store(shared, b, out);
-            continue;
-        }
-        drop(wait(&shared.done, st));
+        let b = if st.next < batches && st.next - st.taken < ahead {
+            claim(&mut st)
+        } else {
+            // The next batch is a helper's and not done: computed here too rather than waited
+            // for, so a helper the system does not run now (a busy machine) never holds the
+            // query up. Whichever copy is done first is taken; they are the same.
+            st.taken
+        };
+        drop(st);
+        let out = work(b, s.get_or_insert_with(scratch));
+        store(shared, b, out);
     }
 }
 
@@ -255,14 +253,17 @@ fn claim<T>(st: &mut MutexGuard<'_, State<T>>) -> usize {
     b
 }
 
-/// Puts batch `b`'s output in its place; false when the run has stopped (it is dropped).
+/// Puts batch `b`'s output in its place unless the other copy got there first (it is then
+/// dropped); false when the run has stopped.
 fn store<T>(shared: &Shared<T>, b: usize, out: T) -> bool {
     let mut st = lock(&shared.state);
     if st.stop {
         return false;
     }
-    let i = b - st.taken;
-    if let Some(slot) = st.outputs.get_mut(i) {
+    let Some(i) = b.checked_sub(st.taken) else {
+        return true;
+    };
+    if let Some(slot @ None) = st.outputs.get_mut(i) {
         *slot = Some(out);
     }
     true
@@ -311,7 +312,7 @@ mod tests {
 
     #[test]
     fn no_batch_is_ahead_of_the_taker_by_more_than_allowed() {
-        let started = AtomicUsize::new(0);
+        let highest = AtomicUsize::new(0);
         with_helpers(3, |h| {
             let mut taken = 0;
             ordered::<_, _, ()>(
@@ -320,14 +321,14 @@ mod tests {
                 4,
                 &|| (),
                 &|b, _| {
-                    started.fetch_add(1, Ordering::SeqCst);
+                    highest.fetch_max(b, Ordering::SeqCst);
                     b
                 },
                 &mut |b| {
                     assert_eq!(b, taken);
                     taken += 1;
-                    // Batches started: at most the taken ones plus those allowed ahead.
-                    assert!(started.load(Ordering::SeqCst) <= taken + 4);
+                    // Started batches: up to `ahead` past the one taken before this.
+                    assert!(highest.load(Ordering::SeqCst) <= b + 4);
                     Ok(true)
                 },
             )
@@ -397,6 +398,47 @@ mod tests {
         }));
         assert!(helper_started.load(Ordering::SeqCst));
         assert!(r.is_err(), "the helper's panic is not swallowed");
+    }
+
+    #[test]
+    fn a_helper_that_is_not_running_does_not_hold_the_query_up() {
+        // The helper's batch does not finish until every output has been taken: the query's
+        // thread must compute it too instead of waiting for it.
+        let all_taken = AtomicBool::new(false);
+        let helper_gave_up = AtomicBool::new(false);
+        with_helpers(1, |h| {
+            let mut got = Vec::new();
+            ordered::<_, _, ()>(
+                20,
+                h,
+                3,
+                &|| (),
+                &|b, _| {
+                    if std::thread::current().name() == Some("query-helper") {
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(20);
+                        while !all_taken.load(Ordering::SeqCst) {
+                            if std::time::Instant::now() > deadline {
+                                helper_gave_up.store(true, Ordering::SeqCst);
+                                break;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                    }
+                    b
+                },
+                &mut |b| {
+                    got.push(b);
+                    if got.len() == 20 {
+                        all_taken.store(true, Ordering::SeqCst);
+                    }
+                    Ok(true)
+                },
+            )
+            .unwrap();
+            assert_eq!(got, (0..20).collect::<Vec<_>>());
+        });
+        assert!(!helper_gave_up.load(Ordering::SeqCst));
     }
 
     #[test]
