@@ -9,7 +9,7 @@ use promql_parser::parser::Expr;
 use promql_parser::parser::value::ValueType;
 use tokio::sync::Semaphore;
 
-use super::eval::{Deadline, QueryTimes, Settings, evaluate};
+use super::eval::{Deadline, Parallel, QueryTimes, Settings, evaluate};
 use super::guard::{on_big_stack, parse, reusable, spawn_big_stack};
 use super::{Annotations, QueryError, Value};
 use crate::storage::Querier;
@@ -225,6 +225,7 @@ fn settings(opts: &EngineOptions) -> Settings {
         delayed_name_removal: opts.delayed_name_removal,
         subquery_step: DEFAULT_SUBQUERY_STEP_MS,
         stream_aggregations: true,
+        parallel: Parallel::Auto,
     }
 }
 

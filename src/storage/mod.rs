@@ -37,6 +37,7 @@ pub use delete::{CleanStats, DeleteStats};
 pub use head::{SeriesRef, SeriesSamples};
 pub use import::write_blocks;
 pub use quarantine::{QUARANTINE_DIR, QuarantinedFile, RefusedBlock, list_quarantined};
+pub(crate) use querier::{Plan, ReadScratch, Unread};
 pub use querier::{Querier, Selected};
 pub use snapshot::{SnapshotStats, write_snapshot};
 pub use tombstones::{Interval, Tombstones};

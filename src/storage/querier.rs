@@ -85,6 +85,58 @@ struct Entry<'a> {
     source: Source<'a>,
 }
 
+/// A selection gathered but not read yet ([`Querier::plan`]): the labels and sources of each
+/// matching series, in label order. Its series can be read in any order, from several threads
+/// ([`Querier::read_planned`]).
+pub(crate) struct Plan<'q> {
+    entries: Vec<Entry<'q>>,
+    /// Where each series' run of entries starts in `entries`, then `entries.len()`.
+    starts: Vec<usize>,
+}
+
+impl Plan<'_> {
+    /// Number of series.
+    pub(crate) fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// The labels of series `i`.
+    pub(crate) fn labels(&self, i: usize) -> &Labels {
+        &self.entries[self.starts[i]].labels
+    }
+
+    /// Roughly how many samples series `i` has in the range: its block chunks' sample counts,
+    /// and [`HEAD_SERIES_GUESS`] for its head part (reading a head series' size would take its
+    /// lock).
+    pub(crate) fn samples_guess(&self, i: usize) -> u64 {
+        self.entries[self.starts[i]..self.starts[i + 1]]
+            .iter()
+            .map(|e| match &e.source {
+                Source::Block(_, chunks) => chunks.iter().map(|c| u64::from(c.num_samples)).sum(),
+                Source::Head(_) => HEAD_SERIES_GUESS,
+            })
+            .sum()
+    }
+}
+
+/// What [`Plan::samples_guess`] counts for a series' part in the head: two hours at a 15 s
+/// interval, about what a head holds.
+const HEAD_SERIES_GUESS: u64 = 480;
+
+/// A planned series that could not be read: the block that failed (none when a head chunk
+/// failed its checksum) and why.
+pub(crate) struct Unread<'q> {
+    block: Option<&'q Block>,
+    error: StorageError,
+}
+
+/// Buffers one reader of a plan reuses from series to series.
+#[derive(Default)]
+pub(crate) struct ReadScratch {
+    bytes: Vec<u8>,
+    decoded: Vec<Sample>,
+}
+
 /// The ids `ix` selects for any of the matcher sets, sorted and unique.
 fn union_ids<I: IndexReader>(ix: &I, groups: &[&[Matcher]]) -> Vec<I::Id>
 where
@@ -159,17 +211,49 @@ impl Querier {
         maxt: i64,
         f: &mut dyn FnMut(Selected) -> Result<(), E>,
     ) -> Result<(), E> {
+        let plan = self.plan(groups, mint, maxt)?;
+        self.select_planned(plan, groups, mint, maxt, f)
+    }
+
+    /// [`Querier::select_each`] from `plan`, the selection already gathered (by
+    /// [`Querier::plan`] with the same arguments).
+    pub(crate) fn select_planned<'q, E: From<StorageError>>(
+        &'q self,
+        mut plan: Plan<'q>,
+        groups: &[&[Matcher]],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(Selected) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut handed = false;
         loop {
-            let entries = self.entries(groups, mint, maxt)?;
-            if self.read_entries(entries, mint, maxt, &mut handed, f)? {
+            if self.read_plan(plan, mint, maxt, &mut handed, f)? {
                 return Ok(());
             }
             if handed {
                 handed = false;
                 f(Selected::Restart)?;
             }
+            plan = self.plan(groups, mint, maxt)?;
         }
+    }
+
+    /// The matching series of every source, in label order, before any sample is read.
+    pub(crate) fn plan(
+        &self,
+        groups: &[&[Matcher]],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Plan<'_>, StorageError> {
+        let entries = self.entries(groups, mint, maxt)?;
+        let mut starts = Vec::with_capacity(entries.len() + 1);
+        for (i, e) in entries.iter().enumerate() {
+            if i == 0 || entries[i - 1].labels != e.labels {
+                starts.push(i);
+            }
+        }
+        starts.push(entries.len());
+        Ok(Plan { entries, starts })
     }
 
     /// The matching series of every source, sorted by labels and then source order.
@@ -201,50 +285,27 @@ impl Querier {
         Ok(entries)
     }
 
-    /// Reads and hands over the series of `entries` one at a time; false when a block was
-    /// found corrupt on the way (it is then left out of this view).
-    fn read_entries<E: From<StorageError>>(
+    /// Reads and hands over the series of `plan` one at a time; false when a block was found
+    /// corrupt on the way (it is then left out of this view).
+    fn read_plan<E: From<StorageError>>(
         &self,
-        entries: Vec<Entry<'_>>,
+        mut plan: Plan<'_>,
         mint: i64,
         maxt: i64,
         handed: &mut bool,
         f: &mut dyn FnMut(Selected) -> Result<(), E>,
     ) -> Result<bool, E> {
-        let mut bytes = Vec::new();
-        let mut buf = Vec::new();
-        let mut it = entries.into_iter().peekable();
-        while let Some(first) = it.next() {
-            let labels = first.labels;
+        let mut scratch = ReadScratch::default();
+        for w in plan.starts.windows(2) {
+            let run = &mut plan.entries[w[0]..w[1]];
+            let Some(first) = run.first_mut() else {
+                continue;
+            };
+            let labels = std::mem::replace(&mut first.labels, Labels::empty());
             let mut samples = Vec::new();
-            let mut source = Some(first.source);
-            while let Some(src) = source.take() {
-                match src {
-                    Source::Block(b, chunks) => {
-                        for c in &chunks {
-                            buf.clear();
-                            if let Err(e) = read_samples(b, c, &mut bytes, &mut buf) {
-                                self.skip_if_corrupt(b, e)?;
-                                return Ok(false);
-                            }
-                            samples.extend(buf.iter().filter(|s| s.t >= mint && s.t <= maxt));
-                        }
-                    }
-                    // A head chunk failing its checksum is an error to the query: the head
-                    // cannot be left out like a block, and its samples are still in the WAL.
-                    Source::Head(series) => series.lock().samples_in(mint, maxt, &mut samples)?,
-                }
-                if it.peek().is_some_and(|next| next.labels == labels) {
-                    source = it.next().map(|e| e.source);
-                }
-            }
-            if !samples.windows(2).all(|w| w[0].t < w[1].t) {
-                samples.sort_by_key(|x| x.t);
-                samples.dedup_by_key(|x| x.t);
-            }
-            // One check when nothing is deleted; otherwise one lookup per series.
-            if !self.tombstones.is_empty() {
-                self.tombstones.filter(&labels, &mut samples);
+            if let Err(u) = self.read_run(run, &labels, mint, maxt, &mut scratch, &mut samples) {
+                self.left_out(u)?;
+                return Ok(false);
             }
             if samples.is_empty() {
                 continue;
@@ -253,6 +314,84 @@ impl Querier {
             f(Selected::Series(SeriesSamples { labels, samples }))?;
         }
         Ok(true)
+    }
+
+    /// Reads series `i` of `plan` into `samples` (emptied first) as [`Querier::select_each`]
+    /// would hand it over, possibly empty; any thread may read any series of one plan. A
+    /// block that fails is returned, for [`Querier::left_out`] to judge.
+    pub(crate) fn read_planned<'q>(
+        &self,
+        plan: &Plan<'q>,
+        i: usize,
+        mint: i64,
+        maxt: i64,
+        scratch: &mut ReadScratch,
+        samples: &mut Vec<Sample>,
+    ) -> Result<(), Unread<'q>> {
+        samples.clear();
+        let run = &plan.entries[plan.starts[i]..plan.starts[i + 1]];
+        self.read_run(run, &run[0].labels, mint, maxt, scratch, samples)
+    }
+
+    /// Appends the samples of one series, `run` its entries (one per source, in time order),
+    /// to `samples`: merged, duplicates dropped, deleted samples left out.
+    fn read_run<'q>(
+        &self,
+        run: &[Entry<'q>],
+        labels: &Labels,
+        mint: i64,
+        maxt: i64,
+        scratch: &mut ReadScratch,
+        samples: &mut Vec<Sample>,
+    ) -> Result<(), Unread<'q>> {
+        for e in run {
+            match &e.source {
+                Source::Block(b, chunks) => {
+                    for c in chunks {
+                        scratch.decoded.clear();
+                        if let Err(error) =
+                            read_samples(b, c, &mut scratch.bytes, &mut scratch.decoded)
+                        {
+                            return Err(Unread {
+                                block: Some(b),
+                                error,
+                            });
+                        }
+                        samples.extend(
+                            scratch
+                                .decoded
+                                .iter()
+                                .filter(|s| s.t >= mint && s.t <= maxt),
+                        );
+                    }
+                }
+                // A head chunk failing its checksum is an error to the query: the head
+                // cannot be left out like a block, and its samples are still in the WAL.
+                Source::Head(series) => series
+                    .lock()
+                    .samples_in(mint, maxt, samples)
+                    .map_err(|error| Unread { block: None, error })?,
+            }
+        }
+        if !samples.windows(2).all(|w| w[0].t < w[1].t) {
+            samples.sort_by_key(|x| x.t);
+            samples.dedup_by_key(|x| x.t);
+        }
+        // One check when nothing is deleted; otherwise one lookup per series.
+        if !self.tombstones.is_empty() {
+            self.tombstones.filter(labels, samples);
+        }
+        Ok(())
+    }
+
+    /// What a failed read of a planned selection means: a damaged block is left out of this
+    /// view from now on (quarantined, with a warning for the answer), after which the
+    /// selection is to be planned again; any other error is returned.
+    pub(crate) fn left_out(&self, u: Unread<'_>) -> Result<(), StorageError> {
+        match u.block {
+            Some(b) => self.skip_if_corrupt(b, u.error),
+            None => Err(u.error),
+        }
     }
 
     /// A block read failed with `e`: when `e` says the block is damaged, the block is left out

@@ -15,6 +15,7 @@
 //! count is checked against the sample limit first.
 
 mod names;
+mod par;
 mod range;
 mod steps;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use super::functions::{Arg, eval_instant};
 use super::{Annotations, FPoint, Matrix, QueryError, Sample, Series, Value, Vector};
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher};
 use crate::storage::{Querier, Selected};
+pub(crate) use par::Parallel;
 
 /// Where Prometheus reports a timeout or cancellation noticed while evaluating.
 const IN_EVALUATION: &str = "expression evaluation";
@@ -95,6 +97,8 @@ pub(crate) struct Settings {
     /// its input is read (off: collect the input first, then aggregate step by step: the same
     /// answer, which tests compare with).
     pub stream_aggregations: bool,
+    /// Whether large streamed parts are shared between threads (the answer is the same).
+    pub parallel: Parallel,
 }
 
 /// The evaluation times of one node: `start`, `start + step`, … up to `end`.

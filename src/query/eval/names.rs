@@ -18,7 +18,12 @@ pub(super) fn without_name(m: &Metric) -> Metric {
     if m.metric_name().is_none() {
         return m.clone();
     }
-    let pairs = m
+    without_name_of(m)
+}
+
+/// A copy of `l` without `__name__`.
+pub(super) fn without_name_of(l: &Labels) -> Metric {
+    let pairs = l
         .as_slice()
         .iter()
         .filter(|(n, _)| n != METRIC_NAME)

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use promql_parser::parser::{Call, Expr, SubqueryExpr};
 
 use super::names::{self, SAME_LABELSET};
+use super::par::{self, Helpers, Parallel};
 use super::{
-    Evaluator, Range, absent_labels, duration_ms, offset_ms, selector_matchers, step_span, stream,
-    unparen,
+    Deadline, Evaluator, IN_EVALUATION, Range, absent_labels, duration_ms, offset_ms,
+    selector_matchers, step_span, stream, unparen,
 };
-use crate::model::{Labels, Matcher, is_stale_nan};
+use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::query::functions::{
     RangeFn, Window, eval_range, range_function, series_annotations, validate_range_args,
 };
-use crate::query::{FPoint, Matrix, Metric, QueryError, Series};
-use crate::storage::{Querier, Selected};
+use crate::query::{Annotations, FPoint, Matrix, Metric, QueryError, Series};
+use crate::storage::{Plan, Querier, ReadScratch, Selected, Unread};
 
 /// Where a range vector's points come from.
 enum Points<'q> {
@@ -79,13 +80,7 @@ impl RangeArg<'_> {
                 let mut buf: Vec<FPoint> = Vec::new();
                 stream(querier, &groups, mint, maxt, &mut |sel| match sel {
                     Selected::Series(s) => {
-                        buf.clear();
-                        buf.extend(
-                            s.samples
-                                .iter()
-                                .filter(|x| !is_stale_nan(x.v))
-                                .map(|x| FPoint { t: x.t, f: x.v }),
-                        );
+                        live_points(&s.samples, &mut buf);
                         drop(s.samples);
                         f(Item::Series(Arc::new(s.labels), &buf, false))
                     }
@@ -100,6 +95,190 @@ impl RangeArg<'_> {
         }
         Ok(())
     }
+}
+
+/// `samples` without their staleness markers, as the points a range function reads, into
+/// `buf` (emptied first).
+fn live_points(samples: &[Sample], buf: &mut Vec<FPoint>) {
+    buf.clear();
+    buf.extend(
+        samples
+            .iter()
+            .filter(|x| !is_stale_nan(x.v))
+            .map(|x| FPoint { t: x.t, f: x.v }),
+    );
+}
+
+/// What a function of a range vector needs to compute one input series' windows, without
+/// the evaluator's running state (samples held, annotations so far): the same on any thread.
+struct Windows<'s> {
+    f: RangeFn,
+    r: Range,
+    at: Option<i64>,
+    offset: i64,
+    range: i64,
+    /// The scalar arguments, one value per step.
+    scalars: &'s [Vec<f64>],
+    /// The most output points a series may have and pass the sample limit: computing stops
+    /// once it has more.
+    most: usize,
+    /// The output keeps `__name__` (else it is dropped, now or at the end).
+    keeps_name: bool,
+    delayed: bool,
+    deadline: &'s Deadline,
+}
+
+/// One input series' windows, for the evaluator to check and keep in series order
+/// ([`Evaluator::keep`]).
+struct Windowed {
+    /// The output's label set (its name already dropped unless that is delayed); none when
+    /// there is no output.
+    metric: Option<Metric>,
+    drop_name: bool,
+    floats: Vec<FPoint>,
+    /// The most points a window read: each was checked against the sample limit as it was
+    /// read, on top of the samples held.
+    widest: usize,
+    ann: Annotations,
+    /// A window's error (its arguments, or the deadline); the windows after it were not
+    /// computed.
+    error: Option<QueryError>,
+}
+
+impl Windows<'_> {
+    /// The windows of one series with points (staleness markers removed). `work` counts the
+    /// points visited, for the deadline checks, across the series one thread computes.
+    fn series(
+        &self,
+        labels: InputLabels<'_>,
+        input_drop: bool,
+        points: &[FPoint],
+        work: &mut usize,
+    ) -> Windowed {
+        let (r, f) = (self.r, self.f);
+        let mut out = Windowed {
+            metric: None,
+            drop_name: !self.keeps_name || input_drop,
+            floats: Vec::new(),
+            widest: 0,
+            ann: Annotations::default(),
+            error: None,
+        };
+        let (Some(a), Some(b)) = (points.first(), points.last()) else {
+            return out;
+        };
+        // A point is in the windows of the steps in [its time, its time + range), shifted by
+        // the offset (all steps or none under `@`): only those steps are visited.
+        let span = match self.at {
+            Some(_) => 0..r.steps(),
+            None => step_span(
+                r,
+                a.t.saturating_add(self.offset),
+                b.t.saturating_add(self.offset).saturating_add(self.range),
+            ),
+        };
+        out.floats = Vec::with_capacity(span.len().min(self.most.saturating_add(1)));
+        let mut argv: Vec<f64> = Vec::with_capacity(self.scalars.len());
+        let (mut lo, mut hi) = (0usize, 0usize);
+        for i in span {
+            let end = self.at.unwrap_or(r.ts(i)).saturating_sub(self.offset);
+            let start = end.saturating_sub(self.range);
+            while hi < points.len() && points[hi].t <= end {
+                hi += 1;
+            }
+            while lo < hi && points[lo].t <= start {
+                lo += 1;
+            }
+            // A window's function reads all of its points: count them, not the steps.
+            *work = work.saturating_add(1 + hi - lo);
+            if *work >= 1 << 16 {
+                *work = 0;
+                if let Err(e) = self.deadline.check(IN_EVALUATION) {
+                    out.error = Some(e);
+                    break;
+                }
+            }
+            if lo == hi {
+                continue;
+            }
+            out.widest = out.widest.max(hi - lo);
+            argv.clear();
+            argv.extend(
+                self.scalars
+                    .iter()
+                    .map(|s| s.get(i).copied().unwrap_or(f64::NAN)),
+            );
+            if let Err(e) = validate_range_args(f, &argv) {
+                out.error = Some(e);
+                break;
+            }
+            let w = Window {
+                points: &points[lo..hi],
+                start,
+                end,
+                eval_t: r.ts(i),
+            };
+            if let Some(v) = eval_range(f, &w, &argv, &mut out.ann) {
+                out.floats.push(FPoint { t: r.ts(i), f: v });
+                if out.floats.len() > self.most {
+                    break;
+                }
+            }
+        }
+        if !out.floats.is_empty() {
+            let named = match &labels {
+                InputLabels::Owned(m) => m.as_ref(),
+                InputLabels::Borrowed(l) => l,
+            };
+            series_annotations(f, named, &mut out.ann);
+            out.metric = Some(match labels {
+                _ if out.drop_name && !self.delayed && named.metric_name().is_some() => {
+                    names::without_name_of(named)
+                }
+                InputLabels::Owned(m) => m,
+                InputLabels::Borrowed(l) => Arc::new(l.clone()),
+            });
+        }
+        out
+    }
+}
+
+/// An input series' label set: the caller's, or borrowed (from a plan other threads read
+/// too), copied only as far as an output needs it.
+enum InputLabels<'l> {
+    Owned(Metric),
+    Borrowed(&'l Labels),
+}
+
+/// One step of walking a range function's input: a series' windows (none when it has no
+/// points), or the news that the input starts again.
+enum Walked {
+    Series(Option<Windowed>),
+    Restart,
+}
+
+/// The work a series is counted as in deciding whether and how to share a selection between
+/// threads: roughly its samples plus its steps.
+///
+/// Below [`PARALLEL_FROM`] a selection is computed by the query's thread alone: handing work
+/// over costs more than it saves. Batches are about [`BATCH`] of it.
+const PARALLEL_FROM: u64 = 100_000;
+const BATCH: u64 = 16_384;
+
+/// What one thread reuses from series to series while reading and windowing a plan's series.
+#[derive(Default)]
+struct Scratch {
+    read: ReadScratch,
+    samples: Vec<Sample>,
+    points: Vec<FPoint>,
+    work: usize,
+}
+
+/// What a batch's series gave, in series order: the series that had samples, then, if a block
+/// failed, the failure (the batch's later series are not read).
+struct Batch<'q> {
+    series: Vec<Option<Windowed>>,
+    unread: Option<Unread<'q>>,
 }
 
 /// What a function over a range vector computes per window.
@@ -292,7 +471,6 @@ impl<'a> Evaluator<'a> {
             Kind::Fn(_) => Vec::new(),
         };
         let (at, offset, range) = (arg.at, arg.offset, arg.range);
-        let mut argv: Vec<f64> = Vec::with_capacity(scalars.len());
         let mut work = 0usize;
         // Output label sets so far, to refuse two series with one label set once names are
         // dropped (checked after all series, as when the output was collected first).
@@ -300,99 +478,103 @@ impl<'a> Evaluator<'a> {
         let mut duplicate = false;
         // What to go back to if the input starts again.
         let (held_before, ann_before) = (self.samples, self.ann.clone());
-        arg.for_each_series(|item| {
-            let (metric, points, input_drop) = match item {
-                Item::Series(m, p, d) => (m, p, d),
-                Item::Restart => {
-                    self.samples = held_before;
-                    self.ann = ann_before.clone();
-                    present.fill(false);
+        let mut walked = |ev: &mut Self, w: Walked| -> Result<(), QueryError> {
+            let w = match w {
+                Walked::Series(w) => w,
+                Walked::Restart => {
+                    ev.samples = held_before;
+                    ev.ann = ann_before.clone();
                     seen.clear();
                     duplicate = false;
                     return emit(Emit::Restart);
                 }
             };
-            self.check()?;
-            let (Some(a), Some(b)) = (points.first(), points.last()) else {
+            ev.check()?;
+            let Some(s) = w.map(|w| ev.keep(w)).transpose()?.flatten() else {
                 return Ok(());
             };
-            // A point is in the windows of the steps in [its time, its time + range), shifted by
-            // the offset (all steps or none under `@`): only those steps are visited.
-            let span = match at {
-                Some(_) => 0..steps,
-                None => step_span(
-                    r,
-                    a.t.saturating_add(offset),
-                    b.t.saturating_add(offset).saturating_add(range),
-                ),
-            };
-            let drop_name = !keeps_name || input_drop;
-            let budget = self.budget();
-            let mut floats = Vec::with_capacity(span.len().min(budget.saturating_add(1)));
-            let (mut lo, mut hi) = (0usize, 0usize);
-            for i in span {
-                let end = at.unwrap_or(r.ts(i)).saturating_sub(offset);
-                let start = end.saturating_sub(range);
-                while hi < points.len() && points[hi].t <= end {
-                    hi += 1;
-                }
-                while lo < hi && points[lo].t <= start {
-                    lo += 1;
-                }
-                // A window's function reads all of its points: count them, not the steps.
-                self.check_work(&mut work, 1 + hi - lo)?;
-                if lo == hi {
-                    continue;
-                }
-                let f = match kind {
-                    Kind::Absent => {
-                        present[i] = true;
-                        continue;
-                    }
-                    Kind::Fn(f) => f,
-                };
-                self.within_limit(hi - lo)?;
-                argv.clear();
-                argv.extend(
-                    scalars
-                        .iter()
-                        .map(|s| s.get(i).copied().unwrap_or(f64::NAN)),
-                );
-                validate_range_args(f, &argv)?;
-                let w = Window {
-                    points: &points[lo..hi],
-                    start,
-                    end,
-                    eval_t: r.ts(i),
-                };
-                if let Some(v) = eval_range(f, &w, &argv, &mut self.ann) {
-                    if floats.len() == budget {
-                        return Err(QueryError::TooManySamples("query execution"));
-                    }
-                    floats.push(FPoint { t: r.ts(i), f: v });
-                }
-            }
-            if floats.is_empty() {
-                return Ok(());
-            }
-            if let Kind::Fn(f) = kind {
-                series_annotations(f, &metric, &mut self.ann);
-            }
-            self.hold(floats.len())?;
-            let metric = if drop_name && !delayed {
-                names::without_name(&metric)
-            } else {
-                metric
-            };
-            if !delayed && !seen.insert(metric.clone()) {
+            if !delayed && !seen.insert(s.metric.clone()) {
                 duplicate = true;
             }
-            emit(Emit::Series(Series {
-                metric,
-                floats,
-                drop_name,
-            }))
-        })?;
+            emit(Emit::Series(s))
+        };
+        match kind {
+            Kind::Fn(f) => {
+                let mut cx = Windows {
+                    f,
+                    r,
+                    at,
+                    offset,
+                    range,
+                    scalars: &scalars,
+                    most: 0,
+                    keeps_name,
+                    delayed,
+                    deadline: self.deadline,
+                };
+                match arg.points {
+                    Points::Stored {
+                        querier,
+                        groups,
+                        mint,
+                        maxt,
+                    } => self.stored_windows(querier, &groups, mint, maxt, cx, &mut walked)?,
+                    points @ Points::Computed(_) => {
+                        let arg = RangeArg { points, ..arg };
+                        arg.for_each_series(|item| {
+                            let w =
+                                match item {
+                                    Item::Series(m, p, d) => {
+                                        cx.most = self.budget();
+                                        Walked::Series((!p.is_empty()).then(|| {
+                                            cx.series(InputLabels::Owned(m), d, p, &mut work)
+                                        }))
+                                    }
+                                    Item::Restart => Walked::Restart,
+                                };
+                            walked(self, w)
+                        })?;
+                    }
+                }
+            }
+            Kind::Absent => arg.for_each_series(|item| {
+                let points = match item {
+                    Item::Series(_, p, _) => p,
+                    Item::Restart => {
+                        present.fill(false);
+                        return walked(self, Walked::Restart);
+                    }
+                };
+                self.check()?;
+                let (Some(a), Some(b)) = (points.first(), points.last()) else {
+                    return Ok(());
+                };
+                let span = match at {
+                    Some(_) => 0..steps,
+                    None => step_span(
+                        r,
+                        a.t.saturating_add(offset),
+                        b.t.saturating_add(offset).saturating_add(range),
+                    ),
+                };
+                let (mut lo, mut hi) = (0usize, 0usize);
+                for i in span {
+                    let end = at.unwrap_or(r.ts(i)).saturating_sub(offset);
+                    let start = end.saturating_sub(range);
+                    while hi < points.len() && points[hi].t <= end {
+                        hi += 1;
+                    }
+                    while lo < hi && points[lo].t <= start {
+                        lo += 1;
+                    }
+                    self.check_work(&mut work, 1 + hi - lo)?;
+                    if lo < hi {
+                        present[i] = true;
+                    }
+                }
+                Ok(())
+            })?,
+        }
         self.samples = self.samples.saturating_sub(released);
         if let Kind::Absent = kind {
             let floats: Vec<FPoint> = present
@@ -419,5 +601,180 @@ impl<'a> Evaluator<'a> {
             return Err(QueryError::Execution(SAME_LABELSET.into()));
         }
         Ok(None)
+    }
+
+    /// Checks one series' windows against the sample limit and keeps its output, counted as
+    /// held, as evaluating its windows one by one on top of the samples held would have: the
+    /// limit was checked at each window (its points, then the output so far), and an error
+    /// in a window came after the checks of the windows before it.
+    fn keep(&mut self, w: Windowed) -> Result<Option<Series>, QueryError> {
+        if w.widest > 0 {
+            self.within_limit(w.widest)?;
+        }
+        if w.floats.len() > self.budget() {
+            return Err(QueryError::TooManySamples("query execution"));
+        }
+        if let Some(e) = w.error {
+            return Err(e);
+        }
+        self.ann.merge(w.ann);
+        if w.floats.is_empty() {
+            return Ok(None);
+        }
+        self.hold(w.floats.len())?;
+        let Some(metric) = w.metric else {
+            return Ok(None);
+        };
+        Ok(Some(Series {
+            metric,
+            floats: w.floats,
+            drop_name: w.drop_name,
+        }))
+    }
+
+    /// A range function's windows over the series a matrix selector selects in [mint, maxt],
+    /// handed to `walked` in label order. The selection is planned first; a large one is read
+    /// and windowed by helper threads and this one together ([`par::ordered`]), in batches
+    /// of consecutive series whose outputs `walked` takes in order, so it sees exactly what
+    /// a one-thread walk gives: the same series, windows, errors and restarts, in the same
+    /// order.
+    fn stored_windows(
+        &mut self,
+        querier: &'a Querier,
+        groups: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        mut cx: Windows<'_>,
+        walked: &mut dyn FnMut(&mut Self, Walked) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        if mint > maxt {
+            return Ok(());
+        }
+        let groups: Vec<&[Matcher]> = groups.iter().map(Vec::as_slice).collect();
+        let mut plan = querier.plan(&groups, mint, maxt)?;
+        let mut handed = false;
+        loop {
+            let Some((helpers, bounds)) = self.sharing(&plan, cx.r.steps()) else {
+                // One thread: the querier reads as it streams any selection.
+                let mut s = Scratch::default();
+                return querier.select_planned(plan, &groups, mint, maxt, &mut |sel| {
+                    let w = match sel {
+                        Selected::Series(x) => {
+                            live_points(&x.samples, &mut s.points);
+                            drop(x.samples);
+                            cx.most = self.budget();
+                            Walked::Series((!s.points.is_empty()).then(|| {
+                                let labels = InputLabels::Owned(Arc::new(x.labels));
+                                cx.series(labels, false, &s.points, &mut s.work)
+                            }))
+                        }
+                        Selected::Restart => Walked::Restart,
+                    };
+                    walked(self, w)
+                });
+            };
+            // Any output past the limit fails it, whatever is held when it is taken.
+            cx.most = self.settings.max_samples;
+            let cx = &cx;
+            let plan_ref = &plan;
+            let work = |b: usize, s: &mut Scratch| -> Batch<'a> {
+                let mut out = Batch {
+                    series: Vec::with_capacity(bounds[b + 1] - bounds[b]),
+                    unread: None,
+                };
+                for i in bounds[b]..bounds[b + 1] {
+                    if let Err(u) =
+                        querier.read_planned(plan_ref, i, mint, maxt, &mut s.read, &mut s.samples)
+                    {
+                        out.unread = Some(u);
+                        break;
+                    }
+                    if s.samples.is_empty() {
+                        continue;
+                    }
+                    live_points(&s.samples, &mut s.points);
+                    out.series.push((!s.points.is_empty()).then(|| {
+                        let labels = InputLabels::Borrowed(plan_ref.labels(i));
+                        cx.series(labels, false, &s.points, &mut s.work)
+                    }));
+                }
+                out
+            };
+            let mut unread = None;
+            par::ordered(
+                bounds.len() - 1,
+                &helpers,
+                4 * (helpers.count() + 1),
+                &Scratch::default,
+                &work,
+                &mut |batch: Batch<'a>| {
+                    for w in batch.series {
+                        handed = true;
+                        walked(self, Walked::Series(w))?;
+                    }
+                    unread = batch.unread;
+                    Ok::<bool, QueryError>(unread.is_none())
+                },
+            )?;
+            let Some(u) = unread else {
+                return Ok(());
+            };
+            // As a one-thread read: the block is left out, and the walk starts again without
+            // it.
+            drop(plan);
+            querier.left_out(u)?;
+            if handed {
+                handed = false;
+                walked(self, Walked::Restart)?;
+            }
+            plan = querier.plan(&groups, mint, maxt)?;
+        }
+    }
+
+    /// Whether a planned selection is worth sharing between threads, and if so the helpers
+    /// granted and the batches: the index of each batch's first series, then the number of
+    /// series.
+    fn sharing(&self, plan: &Plan<'_>, steps: usize) -> Option<(Helpers, Vec<usize>)> {
+        let n = plan.len();
+        let steps = steps as u64;
+        let cost = |i: usize| plan.samples_guess(i).saturating_add(steps);
+        let (helpers, bounds) = match self.settings.parallel {
+            #[cfg(test)]
+            Parallel::Off => return None,
+            #[cfg(test)]
+            Parallel::Always => {
+                // Batches of one, two and three series, so every way a batch can end is met.
+                let mut bounds = vec![0];
+                let mut i = 0;
+                while i < n {
+                    i = (i + 1 + bounds.len() % 3).min(n);
+                    bounds.push(i);
+                }
+                (Helpers::forced(2), bounds)
+            }
+            Parallel::Auto => {
+                if n < 2 || (0..n).map(cost).sum::<u64>() < PARALLEL_FROM {
+                    return None;
+                }
+                let helpers = Helpers::take(usize::MAX);
+                if helpers.count() == 0 {
+                    return None;
+                }
+                let mut bounds = vec![0];
+                let mut acc = 0u64;
+                for i in 0..n {
+                    acc = acc.saturating_add(cost(i));
+                    if acc >= BATCH {
+                        bounds.push(i + 1);
+                        acc = 0;
+                    }
+                }
+                if bounds.last() != Some(&n) {
+                    bounds.push(n);
+                }
+                (helpers, bounds)
+            }
+        };
+        Some((helpers, bounds))
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Deadline, QueryTimes, Range, Settings, evaluate, step_index, step_span};
+use super::{Deadline, Parallel, QueryTimes, Range, Settings, evaluate, step_index, step_span};
 use crate::model::{Labels, STALE_NAN};
 use crate::query::{Engine, EngineOptions, QueryError, Value};
 use crate::storage::{Db, Options};
@@ -645,18 +645,45 @@ fn mixed_store() -> (tempfile::TempDir, Db) {
 /// answer bit-exactly (NaNs alike), in result order.
 fn evaluated(db: &Db, q: &str, delayed: bool, stream: bool, times: QueryTimes) -> String {
     let settings = Settings {
+        delayed_name_removal: delayed,
+        stream_aggregations: stream,
+        ..settings(Parallel::Off)
+    };
+    evaluated_with(db, q, &settings, times)
+}
+
+/// The settings the engine evaluates with (streamed aggregations), sharing work as `parallel`
+/// says.
+fn settings(parallel: Parallel) -> Settings {
+    Settings {
         lookback: 5 * 60 * S,
         max_samples: 50_000_000,
-        delayed_name_removal: delayed,
+        delayed_name_removal: false,
         subquery_step: 60 * S,
-        stream_aggregations: stream,
-    };
+        stream_aggregations: true,
+        parallel,
+    }
+}
+
+/// [`evaluated`] with any settings, the view's storage warnings (blocks found corrupt) last.
+fn evaluated_with(db: &Db, q: &str, settings: &Settings, times: QueryTimes) -> String {
+    let querier = db.querier();
+    let answer = answer(&querier, q, settings, times);
+    format!("{answer}\nstorage warnings: {:?}", querier.warnings())
+}
+
+fn answer(
+    querier: &crate::storage::Querier,
+    q: &str,
+    settings: &Settings,
+    times: QueryTimes,
+) -> String {
     let expr = crate::query::guard::parse(q).unwrap();
     let bits = |v: f64| match v.is_nan() {
         true => "NaN".to_string(),
         false => v.to_bits().to_string(),
     };
-    match evaluate(&db.querier(), &expr, times, &settings, &Deadline::default()) {
+    match evaluate(querier, &expr, times, settings, &Deadline::default()) {
         Err(e) => format!("error: {e}"),
         Ok((value, ann)) => {
             let body = match value {
@@ -896,4 +923,262 @@ fn step_spans_cover_exactly_the_steps_in_a_half_open_interval() {
     assert_eq!(step_index(r, 55), Some(3));
     assert_eq!(step_index(r, 56), None);
     assert_eq!(step_index(r, i64::MIN), None);
+}
+
+/// 40 series like [`mixed_store`]'s (counters with resets, NaNs, staleness markers, gaps), the
+/// first 1,000 s of each in blocks of 400 s, the rest in the head.
+fn blocks_and_head_store() -> (tempfile::TempDir, Db) {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for k in 0..40 {
+        let name = ["x", "y"][k % 2];
+        let job = ["a", "b", "c"][k % 3];
+        let l = labels(&[
+            ("__name__", name),
+            ("job", job),
+            ("i", &(k / 2).to_string()),
+        ]);
+        let mut t = (k as i64) * S + 1;
+        let mut v = 0.0;
+        let (mut o, mut n) = (Vec::new(), Vec::new());
+        while t < 1800 * S {
+            let r = next();
+            v = match r % 23 {
+                0 => 0.0,
+                1 => f64::NAN,
+                2 => STALE_NAN,
+                3 => -v,
+                _ => v + (r % 1000) as f64 / 8.0,
+            };
+            if t < 1000 * S {
+                o.push(crate::model::Sample::new(t, v));
+            } else {
+                n.push((t, v));
+            }
+            t += if r % 31 == 0 {
+                400 * S
+            } else {
+                10 * S + (r % 9_000) as i64
+            };
+        }
+        old.push((l.clone(), o));
+        new.push((l, n));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    crate::storage::write_blocks(dir.path(), old, 400 * S, |_| {}).unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    assert!(db.catalog().blocks.len() >= 3);
+    let mut app = db.appender();
+    for (l, samples) in &new {
+        for &(t, v) in samples {
+            app.append(l, t, v).unwrap();
+        }
+    }
+    app.commit().unwrap();
+    (dir, db)
+}
+
+/// Queries whose selections are read and windowed by several threads when sharing is forced.
+const SHARED_SHAPES: [&str; 22] = [
+    "rate(x[1m])",
+    "increase({__name__=~\"x|y\"}[2m])",
+    "irate(y[5m])",
+    "delta(x[3m] offset 1m)",
+    "deriv(y[4m])",
+    "predict_linear(x[5m], 120)",
+    "quantile_over_time(0.3, {__name__=~\"x|y\"}[5m])",
+    "quantile_over_time(time() / 1000, x[5m])",
+    "double_exponential_smoothing(x[5m], 0.5, 0.5)",
+    "double_exponential_smoothing(x[5m], time() / 1000, 0.5)",
+    "max_over_time(x[90s] @ 1000)",
+    "avg_over_time({job=\"b\"}[10m])",
+    "last_over_time(x[1m])",
+    "resets(x[5m])",
+    "changes({__name__=~\"x|y\"}[5m])",
+    "rate({__name__=~\"x|y\"}[1m])",
+    "sum by (job) (rate(x[1m]))",
+    "avg without (i) (increase({__name__=~\"x|y\"}[3m]))",
+    "stddev by (__name__) (max_over_time({__name__=~\"x|y\"}[2m]))",
+    "sum by (job) (rate(x[1m])) / sum by (job) (rate({__name__=~\"x|y\"}[1m]))",
+    "topk(3, sum by (i) (rate({__name__=~\"x|y\"}[5m])))",
+    "count_over_time({__name__=~\"x|y\"}[5m:30s])",
+];
+
+#[test]
+fn a_shared_evaluation_answers_as_the_one_thread_one() {
+    let (_d, db) = blocks_and_head_store();
+    let range = QueryTimes {
+        start: 0,
+        end: 1900 * S,
+        step: 45 * S,
+    };
+    let instants = [0, 95 * S, 1000 * S, 1500 * S].map(|t| QueryTimes {
+        start: t,
+        end: t,
+        step: 0,
+    });
+    let mut errors = 0;
+    for delayed in [false, true] {
+        let set = |p| Settings {
+            delayed_name_removal: delayed,
+            ..settings(p)
+        };
+        for q in SHARED_SHAPES {
+            for t in std::iter::once(range).chain(instants) {
+                let one = evaluated_with(&db, q, &set(Parallel::Off), t);
+                assert_eq!(
+                    evaluated_with(&db, q, &set(Parallel::Always), t),
+                    one,
+                    "{q} over {t:?} (delayed {delayed})"
+                );
+                errors += usize::from(one.starts_with("error"));
+            }
+        }
+    }
+    // Argument errors and same-label-set errors are among the answers compared.
+    assert!(errors >= 4, "{errors}");
+}
+
+#[test]
+fn a_shared_evaluation_fails_the_sample_limit_exactly_where_one_thread_does() {
+    let (_d, db) = blocks_and_head_store();
+    let range = QueryTimes {
+        start: 0,
+        end: 1900 * S,
+        step: 45 * S,
+    };
+    let limited = |p, max_samples| Settings {
+        max_samples,
+        ..settings(p)
+    };
+    for q in [
+        "rate(x[1m])",
+        "sum by (job) (rate({__name__=~\"x|y\"}[1m]))",
+        "max_over_time({__name__=~\"x|y\"}[10m])",
+    ] {
+        let passes =
+            |n| !evaluated_with(&db, q, &limited(Parallel::Off, n), range).starts_with("error");
+        // The smallest limit the query passes.
+        let (mut lo, mut hi) = (0usize, 1 << 20);
+        assert!(passes(hi));
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if passes(mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        assert!(lo > 100, "{q}: {lo}");
+        for n in [0, 1, 50, lo / 2, lo - 1, lo, lo + 1] {
+            let one = evaluated_with(&db, q, &limited(Parallel::Off, n), range);
+            assert_eq!(
+                evaluated_with(&db, q, &limited(Parallel::Always, n), range),
+                one,
+                "{q} with at most {n} samples"
+            );
+            assert_eq!(one.starts_with("error"), n < lo, "{q}: {n} {one}");
+        }
+    }
+}
+
+#[test]
+fn a_shared_evaluation_forgets_a_block_found_corrupt_midway_as_one_thread_does() {
+    let (dir, db) = blocks_and_head_store();
+    drop(db);
+    // A chunk in the middle of the oldest block's series is damaged: series before it have
+    // been handed over when it is met.
+    let mut files: Vec<_> = std::fs::read_dir(dir.path().join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .collect();
+    files.sort();
+    let block = crate::storage::sstable::Block::open(&files[0]).unwrap();
+    let (_, chunks) = block.series(block.num_series() / 2).unwrap();
+    let at = chunks[0].offset + u64::from(chunks[0].len) / 2;
+    drop(block);
+    let range = QueryTimes {
+        start: 0,
+        end: 1900 * S,
+        step: 45 * S,
+    };
+    for q in [
+        "sum by (job) (rate({__name__=~\"x|y\"}[1m]))",
+        "max_over_time({__name__=~\"x|y\"}[5m])",
+    ] {
+        let mut answers = Vec::new();
+        for p in [Parallel::Off, Parallel::Always] {
+            let copy = tempfile::tempdir().unwrap();
+            let blocks = copy.path().join("blocks");
+            std::fs::create_dir(&blocks).unwrap();
+            for f in &files {
+                std::fs::copy(f, blocks.join(f.file_name().unwrap())).unwrap();
+            }
+            let damaged = blocks.join(files[0].file_name().unwrap());
+            let mut bytes = std::fs::read(&damaged).unwrap();
+            bytes[at as usize] ^= 0x5a;
+            std::fs::write(&damaged, bytes).unwrap();
+            let db = Db::open(copy.path(), Options::default()).unwrap();
+            let got = evaluated_with(&db, q, &settings(p), range);
+            assert!(got.contains("corrupt"), "{q}: {got}");
+            assert_eq!(db.quarantined_count(), 1, "{q}");
+            // The next query does not meet the block at all, and answers the same.
+            let again = evaluated_with(&db, q, &settings(p), range);
+            assert!(!again.contains("corrupt"), "{q}: {again}");
+            let body = |a: &str| a.rsplit_once("\nstorage warnings").unwrap().0.to_string();
+            assert_eq!(body(&got), body(&again), "{q}");
+            answers.push(got);
+        }
+        assert_eq!(answers[0], answers[1], "{q}");
+    }
+}
+
+#[test]
+fn a_shared_evaluation_stopped_early_leaves_no_thread_behind() {
+    let (_d, db) = blocks_and_head_store();
+    let db = std::sync::Arc::new(db);
+    let range = QueryTimes {
+        start: 0,
+        end: 1900 * S,
+        step: 45 * S,
+    };
+    // Stopped by the sample limit at its first series, by an argument error, and by a
+    // cancellation raised before it starts: each returns, its helpers joined.
+    let cancelled = Deadline::new(None, Some(std::sync::Arc::new(true.into())));
+    for (q, max_samples, deadline) in [
+        (
+            "sum by (job) (rate({__name__=~\"x|y\"}[1m]))",
+            10,
+            Deadline::default(),
+        ),
+        (
+            "double_exponential_smoothing(x[5m], 2, 0.5)",
+            50_000_000,
+            Deadline::default(),
+        ),
+        ("rate({__name__=~\"x|y\"}[1m])", 50_000_000, cancelled),
+    ] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let settings = Settings {
+                max_samples,
+                ..settings(Parallel::Always)
+            };
+            let expr = crate::query::guard::parse(q).unwrap();
+            let r = evaluate(&db.querier(), &expr, range, &settings, &deadline).map(|_| ());
+            let _ = tx.send(r);
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{q}: no answer within a minute"));
+        assert!(r.is_err(), "{q}");
+    }
 }
