@@ -16,9 +16,6 @@
 //!
 //! `cargo bench --bench head_memory`
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use tidemark::model::Labels;
 use tidemark::model::Matcher;
 use tidemark::storage::{Db, Options, Selected, SeriesRef};
@@ -32,62 +29,11 @@ mod workload;
 #[path = "support/fleet.rs"]
 mod fleet;
 
-/// Counts live bytes and allocations.
-struct Counting;
-
-static BYTES: AtomicI64 = AtomicI64::new(0);
-static USABLE: AtomicI64 = AtomicI64::new(0);
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn usable(p: *mut u8) -> i64 {
-    // SAFETY: `p` is a live allocation of the system allocator.
-    unsafe { libc::malloc_usable_size(p.cast()) as i64 }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn usable(_: *mut u8) -> i64 {
-    0
-}
-
-fn count(p: *mut u8, size: usize, sign: i64) {
-    if !p.is_null() {
-        BYTES.fetch_add(sign * size as i64, Ordering::Relaxed);
-        USABLE.fetch_add(sign * usable(p), Ordering::Relaxed);
-        LIVE.fetch_add(sign, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; only counters are kept.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        count(p, l.size(), 1);
-        p
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
-        count(p, l.size(), 1);
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        count(p, l.size(), -1);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        count(p, l.size(), -1);
-        let q = unsafe { System.realloc(p, l, new) };
-        if q.is_null() {
-            count(p, l.size(), 1);
-        } else {
-            count(q, new, 1);
-        }
-        q
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: counting_alloc::Counting = counting_alloc::Counting;
 
 /// 198 targets × 507 series = 100,386 series.
 const TARGETS: usize = 198;
@@ -129,10 +75,11 @@ fn rss() -> i64 {
 }
 
 fn now() -> Mem {
+    let l = counting_alloc::live();
     Mem {
-        bytes: BYTES.load(Ordering::Relaxed),
-        usable: USABLE.load(Ordering::Relaxed),
-        live: LIVE.load(Ordering::Relaxed),
+        bytes: l.bytes,
+        usable: l.usable,
+        live: l.allocations,
         rss: rss(),
     }
 }

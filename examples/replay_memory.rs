@@ -11,62 +11,16 @@
 //! Printed: bytes allocated and not freed (requested, and the allocator's usable sizes), live
 //! allocations, RSS, and glibc's `mallinfo2` (bytes in use and free inside its arenas).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use tidemark::model::Labels;
 use tidemark::storage::{Db, Options};
 
-struct Counting;
-
-static BYTES: AtomicI64 = AtomicI64::new(0);
-static USABLE: AtomicI64 = AtomicI64::new(0);
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-fn usable(p: *mut u8) -> i64 {
-    // SAFETY: `p` is a live allocation of the system allocator.
-    unsafe { libc::malloc_usable_size(p.cast()) as i64 }
-}
-
-fn count(p: *mut u8, size: usize, sign: i64) {
-    if !p.is_null() {
-        BYTES.fetch_add(sign * size as i64, Ordering::Relaxed);
-        USABLE.fetch_add(sign * usable(p), Ordering::Relaxed);
-        LIVE.fetch_add(sign, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; only counters are kept.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        count(p, l.size(), 1);
-        p
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
-        count(p, l.size(), 1);
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        count(p, l.size(), -1);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        count(p, l.size(), -1);
-        let q = unsafe { System.realloc(p, l, new) };
-        if q.is_null() {
-            count(p, l.size(), 1);
-        } else {
-            count(q, new, 1);
-        }
-        q
-    }
-}
+#[path = "../benches/support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: counting_alloc::Counting = counting_alloc::Counting;
 
 const INTERVAL_MS: i64 = 30_000;
 const WINDOW: u64 = 20;
@@ -116,23 +70,24 @@ fn report(what: &str, series: i64) {
     // SAFETY: mallinfo2 only reads glibc's arena statistics.
     let mi = unsafe { libc::mallinfo2() };
     let mib = |b: i64| b as f64 / 1048576.0;
+    let live = counting_alloc::live();
     let rss = field("/proc/self/status", "VmRSS:");
     let hwm = field("/proc/self/status", "VmHWM:");
     println!(
         "{what}: requested {:.1} MiB, usable {:.1} MiB, live allocs {}, RSS {:.1} MiB, HWM {:.1} MiB; \
          mallinfo2: arena {:.1} MiB, in use {:.1} MiB, free {:.1} MiB, mmapped {:.1} MiB; \
          per series: requested {:.0} B, usable {:.0} B, RSS {:.0} B",
-        mib(BYTES.load(Ordering::Relaxed)),
-        mib(USABLE.load(Ordering::Relaxed)),
-        LIVE.load(Ordering::Relaxed),
+        mib(live.bytes),
+        mib(live.usable),
+        live.allocations,
         mib(rss),
         mib(hwm),
         mib(mi.arena as i64),
         mib(mi.uordblks as i64),
         mib(mi.fordblks as i64),
         mib(mi.hblkhd as i64),
-        BYTES.load(Ordering::Relaxed) as f64 / series as f64,
-        USABLE.load(Ordering::Relaxed) as f64 / series as f64,
+        live.bytes as f64 / series as f64,
+        live.usable as f64 / series as f64,
         rss as f64 / series as f64,
     );
     if std::env::var_os("MALLOC_INFO").is_some() {
