@@ -594,13 +594,7 @@ fn aggregations_group_once_and_keep_first_appearance_order() {
 /// input for comparing a streamed aggregation with the step-by-step one.
 fn mixed_store() -> (tempfile::TempDir, Db) {
     let mut series = Vec::new();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     for (k, (name, job, i)) in [
         ("x", "a", "1"),
         ("x", "b", "2"),
@@ -615,29 +609,43 @@ fn mixed_store() -> (tempfile::TempDir, Db) {
     .enumerate()
     {
         let l = labels(&[("__name__", name), ("job", job), ("i", i)]);
-        let mut t = (k as i64) * 3 * S + 1;
-        let mut v = 0.0;
-        let mut pts = Vec::new();
-        while t < 1800 * S {
-            let r = next();
-            v = match r % 23 {
-                0 => 0.0,
-                1 => f64::NAN,
-                2 => STALE_NAN,
-                3 => -v,
-                _ => v + (r % 1000) as f64 / 8.0,
-            };
-            pts.push((t, v));
-            // Gaps longer than the windows, now and then.
-            t += if r % 31 == 0 {
-                400 * S
-            } else {
-                10 * S + (r % 9_000) as i64
-            };
-        }
-        series.push((l, pts));
+        series.push((l, wandering((k as i64) * 3 * S + 1, &mut next)));
     }
     store(&series)
+}
+
+/// A xorshift64 generator from `seed`: the test stores' deterministic randomness.
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
+/// One irregular series from `t` to 1,800 s: a counter-like walk with resets to 0, sign flips,
+/// NaNs, staleness markers, and now and then a gap longer than the windows.
+fn wandering(mut t: i64, next: &mut impl FnMut() -> u64) -> Vec<(i64, f64)> {
+    let mut v = 0.0;
+    let mut pts = Vec::new();
+    while t < 1800 * S {
+        let r = next();
+        v = match r % 23 {
+            0 => 0.0,
+            1 => f64::NAN,
+            2 => STALE_NAN,
+            3 => -v,
+            _ => v + (r % 1000) as f64 / 8.0,
+        };
+        pts.push((t, v));
+        t += if r.is_multiple_of(31) {
+            400 * S
+        } else {
+            10 * S + (r % 9_000) as i64
+        };
+    }
+    pts
 }
 
 /// Evaluates `q` as a range query (`step` > 0) or an instant one, folding aggregations over
@@ -928,13 +936,7 @@ fn step_spans_cover_exactly_the_steps_in_a_half_open_interval() {
 /// 40 series like [`mixed_store`]'s (counters with resets, NaNs, staleness markers, gaps), the
 /// first 1,000 s of each in blocks of 400 s, the rest in the head.
 fn blocks_and_head_store() -> (tempfile::TempDir, Db) {
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let (mut old, mut new) = (Vec::new(), Vec::new());
     for k in 0..40 {
         let name = ["x", "y"][k % 2];
@@ -944,30 +946,11 @@ fn blocks_and_head_store() -> (tempfile::TempDir, Db) {
             ("job", job),
             ("i", &(k / 2).to_string()),
         ]);
-        let mut t = (k as i64) * S + 1;
-        let mut v = 0.0;
-        let (mut o, mut n) = (Vec::new(), Vec::new());
-        while t < 1800 * S {
-            let r = next();
-            v = match r % 23 {
-                0 => 0.0,
-                1 => f64::NAN,
-                2 => STALE_NAN,
-                3 => -v,
-                _ => v + (r % 1000) as f64 / 8.0,
-            };
-            if t < 1000 * S {
-                o.push(crate::model::Sample::new(t, v));
-            } else {
-                n.push((t, v));
-            }
-            t += if r % 31 == 0 {
-                400 * S
-            } else {
-                10 * S + (r % 9_000) as i64
-            };
-        }
-        old.push((l.clone(), o));
+        let (o, n): (Vec<_>, Vec<_>) = wandering((k as i64) * S + 1, &mut next)
+            .into_iter()
+            .partition(|&(t, _)| t < 1000 * S);
+        let o = o.into_iter().map(|(t, v)| crate::model::Sample::new(t, v));
+        old.push((l.clone(), o.collect()));
         new.push((l, n));
     }
     let dir = tempfile::tempdir().unwrap();
