@@ -32,11 +32,8 @@ pub enum JobError {
 }
 
 impl Fetch for Fetcher {
-    async fn fetch(&self, url: &str, _timeout: Duration) -> Result<(Vec<u8>, Format), String> {
-        Fetcher::fetch(self, url)
-            .await
-            .map(|f| (f.body, f.format))
-            .map_err(|e| e.to_string())
+    async fn fetch(&self, url: &str, timeout: Duration) -> Result<(Vec<u8>, Format), String> {
+        Fetch::fetch_url(self, &fetch::ScrapeUrl::new(url), timeout).await
     }
 
     async fn fetch_url(

@@ -37,6 +37,23 @@ pub trait Fetch: Send + Sync + 'static {
     }
 }
 
+/// Stores one fetched body, or the failure to fetch it, through the target's scrape state.
+fn ingest(
+    st: &mut ScrapeState,
+    db: &Db,
+    target: &Labels,
+    body: &Result<(Vec<u8>, Format), String>,
+    t: i64,
+    duration: f64,
+    opts: &IngestOptions,
+) -> Result<ScrapeReport, crate::storage::StorageError> {
+    let body = body
+        .as_ref()
+        .map(|(b, f)| (b.as_slice(), *f))
+        .map_err(Clone::clone);
+    st.ingest(db, target, body, t, duration, opts)
+}
+
 /// The fetcher enforces the scrape timeout itself (with Prometheus's error text); the loop's
 /// own deadline is a backstop a little later, so the two never race.
 const FETCH_GRACE: Duration = Duration::from_millis(500);
@@ -182,12 +199,11 @@ pub async fn run<F: Fetch>(
         let Some(mut st) = state.take() else { break };
         let (st, report) = if inline_ingest(&db, &st, &body) {
             // A small batch costs less than handing it to a blocking thread and back.
-            let r = st.ingest(
+            let r = ingest(
+                &mut st,
                 &db,
                 &settings.target,
-                body.as_ref()
-                    .map(|(b, f)| (b.as_slice(), *f))
-                    .map_err(Clone::clone),
+                &body,
                 t,
                 duration,
                 &settings.ingest,
@@ -198,16 +214,7 @@ pub async fn run<F: Fetch>(
             let target = settings.target.clone();
             let opts = settings.ingest.clone();
             let joined = tokio::task::spawn_blocking(move || {
-                let r = st.ingest(
-                    &db2,
-                    &target,
-                    body.as_ref()
-                        .map(|(b, f)| (b.as_slice(), *f))
-                        .map_err(Clone::clone),
-                    t,
-                    duration,
-                    &opts,
-                );
+                let r = ingest(&mut st, &db2, &target, &body, t, duration, &opts);
                 (st, r)
             })
             .await;
