@@ -119,57 +119,59 @@ impl<'a> Aggregation<'a> {
         ann: &mut Annotations,
     ) -> Result<Vector, QueryError> {
         let op = self.op;
-        let fold = match op.id() {
-            _ if let Some(fold) = Fold::without_param(op) => fold,
-            T_QUANTILE => {
-                let q = scalar_param(op, &param)?;
-                if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                    ann.warn(format!(
-                        "PromQL warning: quantile value should be between 0 and 1, got {}",
-                        gofmt::fmt_g(q)
+        let fold = match Fold::without_param(op) {
+            Some(fold) => fold,
+            None => match op.id() {
+                T_QUANTILE => {
+                    let q = scalar_param(op, &param)?;
+                    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                        ann.warn(format!(
+                            "PromQL warning: quantile value should be between 0 and 1, got {}",
+                            gofmt::fmt_g(q)
+                        ));
+                    }
+                    Fold::Quantile(q)
+                }
+                T_TOPK | T_BOTTOMK | T_LIMITK => {
+                    let Some(k) = k_param(scalar_param(op, &param)?)? else {
+                        return Ok(Vector::new());
+                    };
+                    return Ok(topk::select_k(
+                        op.id(),
+                        k,
+                        &mut self.keys,
+                        &mut self.slots,
+                        input,
+                        t,
                     ));
                 }
-                Fold::Quantile(q)
-            }
-            T_TOPK | T_BOTTOMK | T_LIMITK => {
-                let Some(k) = k_param(scalar_param(op, &param)?)? else {
-                    return Ok(Vector::new());
-                };
-                return Ok(topk::select_k(
-                    op.id(),
-                    k,
-                    &mut self.keys,
-                    &mut self.slots,
-                    input,
-                    t,
-                ));
-            }
-            T_LIMIT_RATIO => {
-                let Some(ratio) = ratio_param(scalar_param(op, &param)?, ann)? else {
-                    return Ok(Vector::new());
-                };
-                return Ok(topk::limit_ratio(
-                    ratio,
-                    &mut self.keys,
-                    &mut self.slots,
-                    &mut self.offsets,
-                    input,
-                    t,
-                ));
-            }
-            T_COUNT_VALUES => {
-                let AggParam::String(label) = param else {
+                T_LIMIT_RATIO => {
+                    let Some(ratio) = ratio_param(scalar_param(op, &param)?, ann)? else {
+                        return Ok(Vector::new());
+                    };
+                    return Ok(topk::limit_ratio(
+                        ratio,
+                        &mut self.keys,
+                        &mut self.slots,
+                        &mut self.offsets,
+                        input,
+                        t,
+                    ));
+                }
+                T_COUNT_VALUES => {
+                    let AggParam::String(label) = param else {
+                        return Err(QueryError::Execution(format!(
+                            "{op} expects a string parameter"
+                        )));
+                    };
+                    return self.count_values.step(label, self.modifier, input, t);
+                }
+                _ => {
                     return Err(QueryError::Execution(format!(
-                        "{op} expects a string parameter"
+                        "{op} is not an aggregation operator"
                     )));
-                };
-                return self.count_values.step(label, self.modifier, input, t);
-            }
-            _ => {
-                return Err(QueryError::Execution(format!(
-                    "{op} is not an aggregation operator"
-                )));
-            }
+                }
+            },
         };
         Ok(fold::fold(
             fold,

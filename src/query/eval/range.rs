@@ -756,10 +756,6 @@ impl<'a> Evaluator<'a> {
                 if n < 2 || (0..n).map(cost).sum::<u64>() < PARALLEL_FROM {
                     return None;
                 }
-                let helpers = Helpers::take(usize::MAX);
-                if helpers.count() == 0 {
-                    return None;
-                }
                 let mut bounds = vec![0];
                 let mut acc = 0u64;
                 for i in 0..n {
@@ -771,6 +767,12 @@ impl<'a> Evaluator<'a> {
                 }
                 if bounds.last() != Some(&n) {
                     bounds.push(n);
+                }
+                // The query's own thread takes batches too: no more helpers than the batches
+                // left beside it, so a small selection leaves the spare cores to other queries.
+                let helpers = Helpers::take(bounds.len().saturating_sub(2));
+                if helpers.count() == 0 {
+                    return None;
                 }
                 (helpers, bounds)
             }
