@@ -817,10 +817,9 @@ impl Db {
                 })
                 .collect()
         };
-        // Every chunk the checkpoint copies from the chunk file is read once first: one that
-        // fails its checksum stops the checkpoint here, before any WAL segment is dropped.
-        self.head.verify_chunks()?;
         let series = self.head.all_series();
+        // A chunk that fails its checksum abandons the checkpoint: no WAL segment is dropped
+        // for samples it could not copy.
         let records = series.chunks(1000).flat_map(|group| {
             let defs = group
                 .iter()
@@ -831,29 +830,25 @@ impl Db {
                 .collect();
             let chunks = group
                 .iter()
-                .flat_map(|s| {
+                .map(|s| {
                     let sref = s.sref;
-                    // Verified just above: only a chunk damaged between the two reads (from
-                    // outside the process) can fail here; its series' chunks are left out and
-                    // that is logged as an error.
-                    let chunks = s.lock().encoded_chunks().unwrap_or_else(|e| {
-                        error!(sref, error = %e, "head chunks left out of the WAL checkpoint");
-                        Vec::new()
-                    });
-                    chunks
+                    let chunks = s.lock().encoded_chunks()?;
+                    Ok(chunks
                         .into_iter()
                         .map(move |(mint, maxt, data)| ChunkRecord {
                             sref,
                             mint,
                             maxt,
                             data,
-                        })
+                        }))
                 })
-                .collect();
-            [Record::Series(defs), Record::Chunks(chunks)]
+                .collect::<Result<Vec<_>, StorageError>>()
+                .map(|runs| Record::Chunks(runs.into_iter().flatten().collect()))
+                .map_err(|e| WalError::CheckpointAbandoned(e.to_string()));
+            [Ok(Record::Series(defs)), chunks]
         });
-        let records = records.chain((!carried.is_empty()).then_some(Record::Series(carried)));
-        self.wal.checkpoint(upto, records)?;
+        let carried = (!carried.is_empty()).then_some(Ok(Record::Series(carried)));
+        self.wal.try_checkpoint(upto, records.chain(carried))?;
         Ok(())
     }
 

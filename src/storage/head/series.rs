@@ -390,18 +390,6 @@ impl SeriesState {
         self.closed.iter().filter_map(HeadChunk::segment).min()
     }
 
-    /// Reads every closed chunk from the chunk file, checksums verified.
-    pub(crate) fn verify_chunks(&self) -> Result<(), StorageError> {
-        for c in &self.closed {
-            if let ChunkData::File(fc) = &c.data
-                && let Some(file) = &self.store.file
-            {
-                file.read(fc, |_| ())?;
-            }
-        }
-        Ok(())
-    }
-
     /// The series' samples as encoded chunks (closed ones as they are, the open one encoded),
     /// with their time ranges, for a WAL checkpoint.
     pub fn encoded_chunks(&self) -> Result<Vec<(i64, i64, Vec<u8>)>, StorageError> {

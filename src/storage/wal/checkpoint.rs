@@ -35,7 +35,7 @@ pub(crate) fn tmp_path(dir: &Path, upto: u64) -> PathBuf {
 pub(crate) fn write(
     dir: &Path,
     upto: u64,
-    records: impl IntoIterator<Item = Record>,
+    records: impl IntoIterator<Item = Result<Record, WalError>>,
 ) -> Result<Written, WalError> {
     let tmp = tmp_path(dir, upto);
     fsutil::replace_file_with(&dir.join(segment::checkpoint_name(upto)), |f| {
@@ -46,7 +46,7 @@ pub(crate) fn write(
 fn write_tmp(
     f: &mut File,
     tmp: &Path,
-    records: impl IntoIterator<Item = Record>,
+    records: impl IntoIterator<Item = Result<Record, WalError>>,
 ) -> Result<Written, WalError> {
     let mut enc = Encoder::new();
     let mut buf = Vec::with_capacity(FLUSH_AT * 2);
@@ -60,7 +60,7 @@ fn write_tmp(
         Ok(())
     };
     for r in records {
-        frames += enc.record(&r, &mut buf)?;
+        frames += enc.record(&r?, &mut buf)?;
         if buf.len() >= FLUSH_AT {
             flush(&mut buf, f)?;
         }
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn round_trip_leaves_no_tmp() {
         let dir = tempfile::tempdir().unwrap();
-        let w = write(dir.path(), 7, records()).unwrap();
+        let w = write(dir.path(), 7, records().into_iter().map(Ok)).unwrap();
         assert_eq!(w.frames, 2);
         let path = dir.path().join("checkpoint.00000007");
         assert_eq!(fs::metadata(&path).unwrap().len(), w.bytes);
@@ -172,7 +172,7 @@ mod tests {
         let path = dir.path().join("checkpoint.00000004");
         fs::create_dir(&path).unwrap();
         fs::write(path.join("x"), b"").unwrap();
-        let e = write(dir.path(), 4, records()).unwrap_err();
+        let e = write(dir.path(), 4, records().into_iter().map(Ok)).unwrap_err();
         assert!(
             matches!(&e, WalError::Io { path: p, .. } if *p == path),
             "{e}"
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn damage_is_an_error_naming_file_and_offset() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), 3, records()).unwrap();
+        write(dir.path(), 3, records().into_iter().map(Ok)).unwrap();
         let path = dir.path().join("checkpoint.00000003");
         let good = fs::read(&path).unwrap();
         // Cutting the file at any point, even exactly between frames, is detected.

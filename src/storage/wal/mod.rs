@@ -115,6 +115,10 @@ pub enum WalError {
     /// One entry alone is larger than a record may be.
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
+    /// What a checkpoint was to hold could not all be read (a head chunk failing its
+    /// checksum): the checkpoint was abandoned and no WAL file was dropped.
+    #[error("WAL checkpoint abandoned: {0}")]
+    CheckpointAbandoned(String),
     /// A checkpoint may only cover closed segments.
     #[error("checkpoint up to segment {upto} would cover the active segment {active}")]
     CheckpointCoversActive {

@@ -252,6 +252,41 @@ fn segment_order_is_numeric_across_a_digit_boundary() {
 }
 
 #[test]
+fn a_checkpoint_whose_records_fail_is_abandoned_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cs = commits(11, 30);
+    let (wal, _) = Wal::open(dir.path(), opts(FsyncPolicy::Always, 700), |_| {}).unwrap();
+    for c in &cs {
+        wal.commit(&c.series, &c.samples).unwrap();
+    }
+    let closed = wal.cut().unwrap();
+    let series: Vec<_> = cs.iter().flat_map(|c| c.series.clone()).collect();
+    let records = vec![
+        Ok(Record::Series(series)),
+        Err(WalError::CheckpointAbandoned(
+            "a head chunk failed its checksum".into(),
+        )),
+    ];
+    let e = wal.try_checkpoint(closed, records).unwrap_err();
+    assert!(matches!(e, WalError::CheckpointAbandoned(_)), "{e}");
+    assert_eq!(wal.stats().checkpoint, None);
+    for i in 1..=closed {
+        assert!(segment_path(dir.path(), i).exists(), "segment {i} dropped");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with("checkpoint")),
+        "{names:?}"
+    );
+    wal.close().unwrap();
+    let (got, _) = reopen(dir.path());
+    assert_eq!(got, expected(&cs));
+}
+
+#[test]
 fn checkpoint_drops_covered_segments_and_replays_with_later_ones() {
     let dir = tempfile::tempdir().unwrap();
     let cs = commits(47, 90);
@@ -339,7 +374,7 @@ fn open_finishes_an_interrupted_checkpoint() {
     let cp = vec![Record::Series(
         cs.iter().flat_map(|c| c.series.clone()).collect(),
     )];
-    checkpoint::write(dir.path(), upto, cp.clone()).unwrap();
+    checkpoint::write(dir.path(), upto, cp.iter().cloned().map(Ok)).unwrap();
     fs::write(
         dir.path().join(format!("checkpoint.{:08}.tmp", upto + 1)),
         b"TMCK\x01\0\0\0\x05",
@@ -381,7 +416,7 @@ fn a_corrupt_checkpoint_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let cs = commits(8, 10);
     write_commits(dir.path(), opts(FsyncPolicy::Always, 128 << 20), &cs);
-    checkpoint::write(dir.path(), 1, expected(&cs)).unwrap();
+    checkpoint::write(dir.path(), 1, expected(&cs).into_iter().map(Ok)).unwrap();
     let path = dir.path().join("checkpoint.00000001");
     let mut bytes = fs::read(&path).unwrap();
     let mid = bytes.len() / 2;

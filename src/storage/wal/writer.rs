@@ -202,6 +202,16 @@ impl Wal {
         upto: u64,
         records: impl IntoIterator<Item = Record>,
     ) -> Result<CheckpointStats, WalError> {
+        self.try_checkpoint(upto, records.into_iter().map(Ok))
+    }
+
+    /// [`Wal::checkpoint`] of records that may fail to be produced: the first error abandons
+    /// the checkpoint (its temporary file removed) before any WAL file is dropped.
+    pub fn try_checkpoint(
+        &self,
+        upto: u64,
+        records: impl IntoIterator<Item = Result<Record, WalError>>,
+    ) -> Result<CheckpointStats, WalError> {
         let s = &self.shared;
         let _one_at_a_time = lock(&s.checkpointing);
         {
