@@ -64,7 +64,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # Starts server $1 on data dir $2 and port $3 in the background; sets pid.

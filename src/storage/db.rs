@@ -14,7 +14,7 @@ use super::block_chunks::{read_samples, to_chunks};
 use super::catalog::Catalog;
 use super::compact::{self, BlockSpan};
 use super::delete::{self, CleanStats, DeleteStats};
-use super::head::{ChunkFile, Head, MemSeries, Reject, SeriesRef};
+use super::head::{ChunkFile, FastMap, Head, MemSeries, Reject, SeriesRef};
 use super::quarantine::{Blocks, RefusedBlock, corrupt_block_path};
 use super::querier::Querier;
 use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, SstError};
@@ -316,24 +316,6 @@ struct ReplayDropped {
     out_of_range: u64,
 }
 
-/// Hashes WAL series refs (counters, mostly dense) with one multiplication.
-#[derive(Default)]
-struct RefHasher(u64);
-
-impl std::hash::Hasher for RefHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 /// Which head series each WAL ref names, for the length of a replay. A series record normally
 /// gets its WAL ref as its head ref, and then the head's own ref index answers: only the
 /// exceptions are kept here, so replay holds no second map of every series (at 1M series a map
@@ -344,7 +326,7 @@ struct ReplayRefs {
     /// the head already had under another ref (or whose ref another series took), `None` a head
     /// ref handed out during this replay that no series record has named yet (its samples are
     /// of a lost series record, as with any unknown ref).
-    exceptions: HashMap<u64, Option<Arc<MemSeries>>, std::hash::BuildHasherDefault<RefHasher>>,
+    exceptions: FastMap<Option<Arc<MemSeries>>>,
 }
 
 impl ReplayRefs {

@@ -71,10 +71,7 @@ impl Segment {
         if off < written {
             // Records never straddle `written` (the buffer is written whole), so one whose
             // length reaches past it is damaged: `None`, then an error.
-            let len = self.map.get(off, off.checked_add(LEN_LEN)?.min(written))?;
-            let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
-            let end = off.checked_add(LEN_LEN + CRC_LEN)?.checked_add(len)?;
-            return (end <= written).then(|| self.map.get(off, end))?;
+            return record_at(self.map.get(0, written)?, off);
         }
         record_at(self.stranded.get()?, off - written)
     }

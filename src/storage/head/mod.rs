@@ -28,7 +28,7 @@ const SHARDS: usize = 64;
 
 /// Keys here are already hashes or dense counters; a multiply spreads them over the table.
 #[derive(Default)]
-struct FibHasher(u64);
+pub(crate) struct FibHasher(u64);
 impl Hasher for FibHasher {
     fn finish(&self) -> u64 {
         self.0
@@ -42,7 +42,8 @@ impl Hasher for FibHasher {
         self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
-type FastMap<V> = HashMap<u64, V, BuildHasherDefault<FibHasher>>;
+/// A map keyed by hashes or dense counters (series refs), hashed with one multiplication.
+pub(crate) type FastMap<V> = HashMap<u64, V, BuildHasherDefault<FibHasher>>;
 
 /// Gives a map's spare room back once it holds under a quarter of what it could: after a
 /// garbage collection of churned series it would otherwise keep the capacity of its peak.
