@@ -331,14 +331,13 @@ struct ReplayRefs {
 
 impl ReplayRefs {
     fn define(&mut self, head: &Head, sref: u64, labels: &Labels) {
-        let before = head.num_series();
-        let series = head.create_with_ref(labels, sref);
+        let (series, created) = head.create_with_ref(labels, sref);
         series.mark_logged();
         if series.sref == sref {
             self.exceptions.remove(&sref);
             return;
         }
-        if head.num_series() > before {
+        if created {
             // A new series under a ref the head picked: greater than every WAL ref read so
             // far, so no record has named it yet.
             self.exceptions.insert(series.sref, None);

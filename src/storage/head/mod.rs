@@ -223,10 +223,11 @@ impl Head {
     }
 
     /// Creates a series under a ref read from the WAL (replay); an existing series with the
-    /// same labels is returned instead, and the caller maps the WAL ref to it.
-    pub fn create_with_ref(&self, labels: &Labels, sref: SeriesRef) -> Arc<MemSeries> {
+    /// same labels is returned instead, and the caller maps the WAL ref to it. The flag says
+    /// whether the series is new.
+    pub fn create_with_ref(&self, labels: &Labels, sref: SeriesRef) -> (Arc<MemSeries>, bool) {
         self.next_ref.fetch_max(sref + 1, Ordering::Relaxed);
-        self.create(labels, Some(sref)).0
+        self.create(labels, Some(sref))
     }
 
     fn create(&self, labels: &Labels, want_ref: Option<SeriesRef>) -> (Arc<MemSeries>, bool) {
