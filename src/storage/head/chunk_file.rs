@@ -278,17 +278,22 @@ impl ChunkFile {
         }
     }
 
+    /// The error for chunk `c` found damaged: its segment file and offset, and `reason`.
+    pub(crate) fn corrupt(&self, c: &FileChunk, reason: &str) -> StorageError {
+        StorageError::CorruptChunk {
+            path: self.segment_path(c.seg),
+            offset: u64::from(c.off),
+            reason: format!("head chunk: {reason}"),
+        }
+    }
+
     /// Calls `f` with a chunk's bytes, checksum verified.
     pub(crate) fn read<R>(
         &self,
         c: &FileChunk,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, StorageError> {
-        let corrupt = |reason: &str| StorageError::CorruptChunk {
-            path: self.segment_path(c.seg),
-            offset: u64::from(c.off),
-            reason: format!("head chunk: {reason}"),
-        };
+        let corrupt = |reason: &str| self.corrupt(c, reason);
         let seg = read(&self.segments)
             .get(&c.seg)
             .cloned()

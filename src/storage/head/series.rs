@@ -21,6 +21,17 @@ pub(crate) struct ChunkStore {
 }
 
 impl ChunkStore {
+    /// The chunk file a file-backed chunk is in (a head without one holds no such chunk).
+    fn file(&self) -> Result<&ChunkFile, StorageError> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| StorageError::CorruptChunk {
+                path: Default::default(),
+                offset: 0,
+                reason: "head chunk in a file the head does not have".into(),
+            })
+    }
+
     /// Where a just-encoded chunk's bytes are kept: in the chunk file, or in memory when there
     /// is none or it could not take them.
     fn place(&self, data: Vec<u8>) -> ChunkData {
@@ -86,16 +97,10 @@ impl HeadChunk {
                 Ok(())
             }
             ChunkData::File(fc) => {
-                let file = store.file.as_ref().ok_or(StorageError::CorruptChunk {
-                    path: Default::default(),
-                    offset: 0,
-                    reason: "head chunk in a file the head does not have".into(),
-                })?;
+                let file = store.file()?;
                 file.read(fc, |bytes| chunk::decode(bytes, out))?
-                    .map_err(|e| StorageError::CorruptChunk {
-                        path: Default::default(),
-                        offset: 0,
-                        reason: format!("head chunk passed its checksum but does not decode: {e}"),
+                    .map_err(|e| {
+                        file.corrupt(fc, &format!("passed its checksum but does not decode: {e}"))
                     })
             }
         }
@@ -105,14 +110,7 @@ impl HeadChunk {
     fn bytes(&self, store: &ChunkStore) -> Result<Vec<u8>, StorageError> {
         match &self.data {
             ChunkData::Mem(data) => Ok(data.to_vec()),
-            ChunkData::File(fc) => match &store.file {
-                Some(file) => file.read(fc, <[u8]>::to_vec),
-                None => Err(StorageError::CorruptChunk {
-                    path: Default::default(),
-                    offset: 0,
-                    reason: "head chunk in a file the head does not have".into(),
-                }),
-            },
+            ChunkData::File(fc) => store.file()?.read(fc, <[u8]>::to_vec),
         }
     }
 
