@@ -84,14 +84,7 @@ impl<'a> KeySpec<'a> {
 
     /// A hash of the selected pairs; `buf` is scratch space reused between calls.
     pub(crate) fn hash<P: Pair>(&self, pairs: &[P], buf: &mut Vec<u8>) -> u64 {
-        buf.clear();
-        for p in self.select(pairs) {
-            buf.extend_from_slice(p.name().as_bytes());
-            buf.push(0xff);
-            buf.extend_from_slice(p.value().as_bytes());
-            buf.push(0xff);
-        }
-        xxhash_rust::xxh3::xxh3_64(buf)
+        hash_pairs(self.select(pairs).map(|p| (p.name(), p.value())), buf)
     }
 
     /// True when `a` and `b` have the same key.
@@ -445,6 +438,22 @@ impl Slots {
             }
         }
     }
+}
+
+/// A hash of label pairs in the order given (names and values each closed by a 0xff byte,
+/// which no UTF-8 text holds); `buf` is scratch space reused between calls.
+pub(crate) fn hash_pairs<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    buf: &mut Vec<u8>,
+) -> u64 {
+    buf.clear();
+    for (n, v) in pairs {
+        buf.extend_from_slice(n.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(v.as_bytes());
+        buf.push(0xff);
+    }
+    xxhash_rust::xxh3::xxh3_64(buf)
 }
 
 #[cfg(test)]

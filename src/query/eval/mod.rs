@@ -68,6 +68,17 @@ impl Deadline {
         }
         Ok(())
     }
+
+    /// Counts `n` more units of work and checks the deadline each time 65,536 have added up,
+    /// so a hot loop pays for the clock rarely.
+    pub(crate) fn check_work(&self, work: &mut usize, n: usize) -> Result<(), QueryError> {
+        *work = work.saturating_add(n);
+        if *work >= 1 << 16 {
+            *work = 0;
+            self.check(IN_EVALUATION)?;
+        }
+        Ok(())
+    }
 }
 
 /// The query's own times: what `@ start()`, `@ end()`, `start()`, `end()`, `range()` and
@@ -455,12 +466,7 @@ impl Evaluator<'_> {
     /// 65,536: for loops whose iterations cost very different amounts, such as windows of a
     /// range function, where counting iterations let a timed-out query run on for seconds.
     fn check_work(&self, work: &mut usize, n: usize) -> Result<(), QueryError> {
-        *work = work.saturating_add(n);
-        if *work >= 1 << 16 {
-            *work = 0;
-            self.check()?;
-        }
-        Ok(())
+        self.deadline.check_work(work, n)
     }
 
     /// Checks the deadline every 1024 iterations of a hot loop.

@@ -9,8 +9,8 @@ use promql_parser::parser::{Call, Expr, SubqueryExpr};
 use super::names::{self, SAME_LABELSET};
 use super::par::{self, Helpers, Parallel};
 use super::{
-    Deadline, Evaluator, IN_EVALUATION, Range, absent_labels, duration_ms, offset_ms,
-    selector_matchers, step_span, stream, unparen,
+    Deadline, Evaluator, Range, absent_labels, duration_ms, offset_ms, selector_matchers,
+    step_span, stream, unparen,
 };
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::query::functions::{
@@ -190,13 +190,9 @@ impl Windows<'_> {
                 lo += 1;
             }
             // A window's function reads all of its points: count them, not the steps.
-            *work = work.saturating_add(1 + hi - lo);
-            if *work >= 1 << 16 {
-                *work = 0;
-                if let Err(e) = self.deadline.check(IN_EVALUATION) {
-                    out.error = Some(e);
-                    break;
-                }
+            if let Err(e) = self.deadline.check_work(work, 1 + hi - lo) {
+                out.error = Some(e);
+                break;
             }
             if lo == hi {
                 continue;
@@ -753,17 +749,22 @@ impl<'a> Evaluator<'a> {
                 (Helpers::forced(2), bounds)
             }
             Parallel::Auto => {
-                if n < 2 || (0..n).map(cost).sum::<u64>() < PARALLEL_FROM {
+                if n < 2 {
                     return None;
                 }
                 let mut bounds = vec![0];
-                let mut acc = 0u64;
+                let (mut acc, mut total) = (0u64, 0u64);
                 for i in 0..n {
-                    acc = acc.saturating_add(cost(i));
+                    let c = cost(i);
+                    total = total.saturating_add(c);
+                    acc = acc.saturating_add(c);
                     if acc >= BATCH {
                         bounds.push(i + 1);
                         acc = 0;
                     }
+                }
+                if total < PARALLEL_FROM {
+                    return None;
                 }
                 if bounds.last() != Some(&n) {
                     bounds.push(n);

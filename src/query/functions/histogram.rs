@@ -52,14 +52,7 @@ fn parse_le(s: &str) -> Option<f64> {
 /// A hash of every label but `le`; `buf` is scratch space reused between calls. Equal hashes
 /// are confirmed with [`same_without_le`], so a collision only costs a comparison.
 fn hash_without_le(l: &Labels, buf: &mut Vec<u8>) -> u64 {
-    buf.clear();
-    for (n, v) in l.iter().filter(|(n, _)| *n != BUCKET_LABEL) {
-        buf.extend_from_slice(n.as_bytes());
-        buf.push(0xff);
-        buf.extend_from_slice(v.as_bytes());
-        buf.push(0xff);
-    }
-    xxhash_rust::xxh3::xxh3_64(buf)
+    crate::query::aggregate::key::hash_pairs(l.iter().filter(|(n, _)| *n != BUCKET_LABEL), buf)
 }
 
 fn same_without_le(grouped: &Labels, l: &Labels) -> bool {
