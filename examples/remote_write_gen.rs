@@ -75,40 +75,18 @@ fn parse() -> Result<Shape, String> {
     })
 }
 
-fn labels(i: u64) -> Vec<Label> {
-    let host = i / 1000;
-    let l = |n: &str, v: String| Label {
-        name: n.into(),
-        value: v,
-    };
-    vec![
-        l("__name__", format!("replay_metric_{}", i % 50)),
-        l("idx", i.to_string()),
-        l(
-            "instance",
-            format!(
-                "10.{}.{}.{}:9100",
-                host >> 16,
-                (host >> 8) & 255,
-                host & 255
-            ),
-        ),
-        l("job", "replay".into()),
-    ]
-}
+#[path = "support/replay_shape.rs"]
+mod replay_shape;
+use replay_shape::value;
 
-fn value(i: u64, step: u64) -> f64 {
-    match i % 3 {
-        0 => (step * (i % 7 + 1)) as f64,
-        1 => (i % 100) as f64,
-        _ => {
-            // A cheap hash of (i, step): a gauge that moves on every sample.
-            let mut x =
-                i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-            x ^= x >> 29;
-            (x % 100_000) as f64 / 100.0
-        }
-    }
+fn labels(i: u64) -> Vec<Label> {
+    replay_shape::label_pairs(i)
+        .into_iter()
+        .map(|(name, value)| Label {
+            name: name.into(),
+            value,
+        })
+        .collect()
 }
 
 /// One request: series `lo..hi`, steps `s0..s1`.

@@ -26,34 +26,14 @@ const INTERVAL_MS: i64 = 30_000;
 const WINDOW: u64 = 20;
 const BATCH: u64 = 5000;
 
-fn labels(i: u64) -> Labels {
-    let host = i / 1000;
-    let instance = format!(
-        "10.{}.{}.{}:9100",
-        host >> 16,
-        (host >> 8) & 255,
-        host & 255
-    );
-    Labels::new([
-        ("__name__", format!("replay_metric_{}", i % 50).as_str()),
-        ("idx", i.to_string().as_str()),
-        ("instance", instance.as_str()),
-        ("job", "replay"),
-    ])
-    .unwrap_or_else(|e| panic!("labels: {e}"))
-}
+#[path = "support/replay_shape.rs"]
+mod replay_shape;
+use replay_shape::value;
 
-fn value(i: u64, step: u64) -> f64 {
-    match i % 3 {
-        0 => (step * (i % 7 + 1)) as f64,
-        1 => (i % 100) as f64,
-        _ => {
-            let mut x =
-                i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-            x ^= x >> 29;
-            (x % 100_000) as f64 / 100.0
-        }
-    }
+fn labels(i: u64) -> Labels {
+    let pairs = replay_shape::label_pairs(i);
+    Labels::new(pairs.iter().map(|(n, v)| (*n, v.as_str())))
+        .unwrap_or_else(|e| panic!("labels: {e}"))
 }
 
 fn field(file: &str, key: &str) -> i64 {
