@@ -3,8 +3,8 @@
 # remote write (SERIES series, a sample every INTERVAL seconds over HOURS hours ending near now,
 # pushed in time order by examples/remote_write_gen.rs), are stopped with SIGTERM and started
 # again on the same data directory. Printed per server:
-#   wal MiB        bytes of the WAL directory after the stop (Prometheus: wal/ plus
-#                  chunks_head/, the head chunks it memory-maps instead of replaying)
+#   wal MiB        disk the WAL directory and chunks_head/ (the head chunks both memory-map)
+#                  take after the stop, allocated blocks (both size chunk segments up front)
 #   ingest s       time the generator took to push everything
 #   rss MiB        VmRSS after ingest, when the pushes are done
 #   ready s        from exec of the restart to /-/ready answering 200
@@ -51,18 +51,8 @@ if [[ ! -x $GEN ]]; then
     (cd "$root" && cargo build --release --quiet --example remote_write_gen)
 fi
 
-if [[ -n ${WORKDIR:-} ]]; then
-    mkdir -p "$WORKDIR"
-    WORK=$(mktemp -d "$WORKDIR/replay-bench.XXXXXX")
-else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/tidemark-replay-bench.XXXXXX")
-fi
-pid=
-cleanup() {
-    if [[ -n $pid ]]; then kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+if [[ -n ${WORKDIR:-} ]]; then mkdir -p "$WORKDIR"; fi
+TMPDIR=${WORKDIR:-${TMPDIR:-/tmp}} make_work tidemark-replay-bench
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
@@ -82,12 +72,13 @@ start() {
         ;;
     esac
     pid=$!
+    pids=("$pid")
 }
 
 stop() {
     kill -TERM "$pid"
     wait "$pid" 2>/dev/null || true
-    pid=
+    pids=()
 }
 
 cat >"$WORK/tidemark.yml" <<EOF
@@ -122,9 +113,9 @@ for s in $ONLY; do
     sleep 2
     rss=$(kib "$pid" VmRSS)
     stop
-    wal_bytes=$(du -sb "$data/wal" | cut -f1)
+    wal_bytes=$(du -s -B1 "$data/wal" | cut -f1)
     if [[ -d $data/chunks_head ]]; then
-        wal_bytes=$((wal_bytes + $(du -sb "$data/chunks_head" | cut -f1)))
+        wal_bytes=$((wal_bytes + $(du -s -B1 "$data/chunks_head" | cut -f1)))
     fi
     replayers=("$s")
     [[ $s == tidemark && -n ${TIDEMARK_BEFORE:-} ]] && replayers=(tm-before tidemark)
