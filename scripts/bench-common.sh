@@ -78,8 +78,15 @@ range_query() {
     echo "$secs"
 }
 
+# The median of the numbers on stdin, one a line, times SCALE (default 1), printed with FORMAT
+# (default %.3f); nothing for no input.
+median() {
+    sort -g | awk -v s="${1:-1}" -v f="${2:-%.3f}" \
+        '{ a[NR] = $1 } END { if (NR) printf f, s * ((NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'
+}
+
 # The median of the seconds on stdin, one a line, in milliseconds.
-median_ms() { sort -g | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m * 1000 }'; }
+median_ms() { median 1000 %.1f; }
 
 # Compares two query_range answers point by point (relative difference above 1e-9 counts) and
 # prints one line: "agree (...)" or what differs.

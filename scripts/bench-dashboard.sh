@@ -217,11 +217,10 @@ for r in "${results[@]}"; do
     fi
 done
 echo "(ms: median latency; cpu: CPU ms the server process used per run, from /proc/PID/stat)"
-med() { sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "%.3f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 echo
 if (( ${#ratios[@]} )); then
-    echo "panels (all but hq_p99), median latency ratio to Prometheus: tidemark $(printf '%s\n' "${ratios[@]}" | med)${VICTORIA:+, victoria $(printf '%s\n' "${vm_ratios[@]}" | med)}; tidemark's worst $(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)"
-    echo "panels (all but hq_p99), median CPU ratio to Prometheus: tidemark $(printf '%s\n' "${cpu_ratios[@]}" | med); tidemark's worst $(printf '%s\n' "${cpu_ratios[@]}" | sort -g | tail -1)"
+    echo "panels (all but hq_p99), median latency ratio to Prometheus: tidemark $(printf '%s\n' "${ratios[@]}" | median)${VICTORIA:+, victoria $(printf '%s\n' "${vm_ratios[@]}" | median)}; tidemark's worst $(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)"
+    echo "panels (all but hq_p99), median CPU ratio to Prometheus: tidemark $(printf '%s\n' "${cpu_ratios[@]}" | median); tidemark's worst $(printf '%s\n' "${cpu_ratios[@]}" | sort -g | tail -1)"
 fi
 echo
 echo "answers compared with Prometheus's:"
