@@ -55,6 +55,23 @@ wait_ready() {
     log "$name not ready after 120 s"; exit 1
 }
 
+# Loads the OpenMetrics file $1 into tidemark (`import`, blocks of $2) and into Prometheus
+# (`promtool tsdb create-blocks-from openmetrics --max-block-duration=$3`) under $WORK/tidemark
+# and $WORK/prometheus, each timed, then deletes the file.
+import_both() {
+    local file=$1 t0
+    log "tidemark import..."
+    t0=$(date +%s%N)
+    "$TIDEMARK" import --data-dir "$WORK/tidemark" --block-duration "$2" "$file" >&2
+    log "  took $(since "$t0") s"
+    log "promtool tsdb create-blocks-from openmetrics..."
+    t0=$(date +%s%N)
+    "$PROMTOOL" tsdb create-blocks-from openmetrics --max-block-duration="$3" \
+        "$file" "$WORK/prometheus" >&2
+    log "  took $(since "$t0") s"
+    rm -f "$file"
+}
+
 # Seconds since a `date +%s%N` reading.
 since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
 

@@ -71,19 +71,9 @@ if [[ ! -d $WORK/tidemark || ! -d $WORK/prometheus ]]; then
     log "generating $window..."
     "$gen" dashboard-data "$start_ms" "$WORK/dash.om" openmetrics
 
-    log "tidemark import..."
-    t0=$(date +%s%N)
-    "$TIDEMARK" import --data-dir "$WORK/tidemark" --block-duration 6h "$WORK/dash.om" >&2
-    log "  took $(since "$t0") s"
-
     # promtool cuts blocks at multiples of the largest of its ranges (2h, 6h, …) that fits
     # --max-block-duration: with 6h the window is one block, as tidemark's is.
-    log "promtool tsdb create-blocks-from openmetrics..."
-    t0=$(date +%s%N)
-    "$PROMTOOL" tsdb create-blocks-from openmetrics --max-block-duration=6h \
-        "$WORK/dash.om" "$WORK/prometheus" >&2
-    log "  took $(since "$t0") s"
-    rm -f "$WORK/dash.om"
+    import_both "$WORK/dash.om" 6h 6h
 fi
 
 # --- servers -----------------------------------------------------------------------------

@@ -66,17 +66,7 @@ if [[ ! -d $WORK/tidemark || ! -d $WORK/prometheus ]]; then
     "$gen" data "$start_ms" "$WORK/day.om"
     log "  $(du -h "$WORK/day.om" | cut -f1) in $(since "$t0") s"
 
-    log "tidemark import..."
-    t0=$(date +%s%N)
-    "$TIDEMARK" import --data-dir "$WORK/tidemark" --block-duration 24h "$WORK/day.om" >&2
-    log "  took $(since "$t0") s"
-
-    log "promtool tsdb create-blocks-from openmetrics..."
-    t0=$(date +%s%N)
-    "$PROMTOOL" tsdb create-blocks-from openmetrics --max-block-duration=54h \
-        "$WORK/day.om" "$WORK/prometheus" >&2
-    log "  took $(since "$t0") s"
-    rm -f "$WORK/day.om"
+    import_both "$WORK/day.om" 24h 54h
 fi
 tm_bytes=$(du -sb "$WORK/tidemark" | cut -f1)
 prom_bytes=$(du -sb "$WORK/prometheus" | cut -f1)
