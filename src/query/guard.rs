@@ -493,6 +493,42 @@ mod tests {
         std::thread::current().id()
     }
 
+    /// Sends on its channel when dropped: kept in a thread-local, when its thread ends.
+    struct OnExit(std::sync::mpsc::Sender<()>);
+
+    impl Drop for OnExit {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
+    thread_local! {
+        static ON_EXIT: std::cell::RefCell<Option<OnExit>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// A job that runs `f` and signals on the returned receiver when its thread has ended
+    /// (after the job, the pool's own steps after it: a thread wrongly kept never signals).
+    fn noting_exit<T>(
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> (
+        impl FnOnce() -> T + Send + 'static,
+        std::sync::mpsc::Receiver<()>,
+    ) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = move || {
+            ON_EXIT.with(|e| *e.borrow_mut() = Some(OnExit(tx)));
+            f()
+        };
+        (job, rx)
+    }
+
+    /// Whether the thread behind `exited` ends within 10 s.
+    fn ends(exited: &std::sync::mpsc::Receiver<()>) -> bool {
+        exited
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .is_ok()
+    }
+
     #[test]
     fn kept_threads_take_later_jobs_and_end_when_idle_too_long() {
         let pool: &'static kept::Kept = Box::leak(Box::new(kept::Kept::new(
@@ -522,28 +558,37 @@ mod tests {
             2,
             std::time::Duration::from_secs(60),
         )));
-        // Not reusable: its thread ends with it.
-        assert_eq!(on(pool, false, || 5), Some(5));
+        // Not reusable: its thread ends with it (a kept one would wait for a minute).
+        let (job, exited) = noting_exit(|| 5);
+        assert_eq!(on(pool, false, job), Some(5));
+        assert!(
+            ends(&exited),
+            "a thread of a query that is not reusable was kept"
+        );
         assert_eq!(pool.waiting(), 0);
         // A panic drops the job's sender (the caller sees an error) and the thread is not kept.
-        assert_eq!(on(pool, true, || panic!("in a query")), None);
+        let (job, exited) = noting_exit(|| panic!("in a query"));
+        assert_eq!(on::<()>(pool, true, job), None);
+        assert!(
+            ends(&exited),
+            "the thread of a query that panicked was kept"
+        );
         assert_eq!(pool.waiting(), 0);
-        // At most `max_idle` wait, however many ran at once.
+        // At most `max_idle` wait, however many ran at once: of four threads, two end.
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let go = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
         let mut done = Vec::new();
+        let mut exits = Vec::new();
         for _ in 0..4 {
             let (tx, rx) = std::sync::mpsc::channel();
             let go = go.clone();
-            pool.run(
-                Box::new(move || {
-                    let _ = go.lock().map(|g| g.recv());
-                    let _ = tx.send(());
-                }),
-                true,
-            )
-            .unwrap();
+            let (job, exited) = noting_exit(move || {
+                let _ = go.lock().map(|g| g.recv());
+                let _ = tx.send(());
+            });
+            pool.run(Box::new(job), true).unwrap();
             done.push(rx);
+            exits.push(exited);
         }
         for _ in 0..4 {
             go_tx.send(()).unwrap();
@@ -551,9 +596,16 @@ mod tests {
         for rx in done {
             rx.recv().unwrap();
         }
+        let mut ended = 0;
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while ended < 2 && std::time::Instant::now() < until {
+            ended += exits.iter().filter(|e| e.try_recv().is_ok()).count();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(ended, 2, "more than max_idle threads were kept");
         assert!(eventually(|| pool.waiting() == 2));
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert_eq!(pool.waiting(), 2);
+        // The other two wait for jobs: none of them ends.
+        assert_eq!(exits.iter().filter(|e| e.try_recv().is_ok()).count(), 0);
     }
 
     #[test]

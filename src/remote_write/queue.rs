@@ -12,8 +12,7 @@
 //! A reshard flushes and drains every shard before the new ones start, so a series' samples
 //! always leave in order; it never happens while requests are being retried.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use super::stats::{DropReason, QueueStats};
 use crate::config::{QueueConfig, RemoteWriteConfig};
 use crate::model::Labels;
 use crate::relabel::{self, Rule};
+use crate::storage::head::FastMap;
 use crate::storage::wal::{SampleRecord, SeriesRecord, TailEvent, Tailer, WalFollower, WalHold};
 use crate::sync::lock;
 
@@ -238,26 +238,6 @@ async fn persist_loop(ctx: Arc<Ctx>) {
     }
 }
 
-/// Hashes series refs (dense small integers) with one multiplication.
-#[derive(Default)]
-struct RefHasher(u64);
-
-impl Hasher for RefHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type RefMap<V> = HashMap<u64, V, BuildHasherDefault<RefHasher>>;
-
 /// A series as this remote sends it.
 struct Entry {
     /// Encoded labels; `None` when relabeling dropped the series.
@@ -338,7 +318,8 @@ struct Reader {
     tailer: Tailer,
     rules: Vec<Rule>,
     external: Vec<(String, String)>,
-    series: RefMap<Entry>,
+    /// By series ref (dense small integers), hashed with one multiplication.
+    series: FastMap<Entry>,
     shards: Vec<ShardLink>,
     epoch: u32,
     rt: tokio::runtime::Handle,
@@ -362,7 +343,7 @@ impl Reader {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            series: RefMap::default(),
+            series: FastMap::default(),
             shards: Vec::new(),
             epoch: 0,
             rt: tokio::runtime::Handle::current(),
@@ -836,16 +817,5 @@ mod tests {
         assert_eq!(desired_shards(5, 1, 50, &failing), 5);
         // A current count outside the bounds is brought inside.
         assert_eq!(desired_shards(0, 1, 50, &w(0, 0, 0.0, false)), 1);
-    }
-
-    #[test]
-    fn ref_hasher_spreads_sequential_refs() {
-        let mut seen = HashSet::new();
-        for r in 0..10_000u64 {
-            let mut h = RefHasher::default();
-            h.write_u64(r);
-            seen.insert(h.finish() & 0xffff);
-        }
-        assert!(seen.len() > 9_000, "{}", seen.len());
     }
 }

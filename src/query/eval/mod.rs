@@ -49,12 +49,42 @@ const IN_EVALUATION: &str = "expression evaluation";
 pub(crate) struct Deadline {
     at: Option<Instant>,
     cancel: Option<Arc<AtomicBool>>,
+    /// Called at every [`Deadline::check_work`], on whichever thread makes it: a test raises
+    /// `cancel` through it at the moment it wants.
+    #[cfg(test)]
+    on_work: Option<OnWork>,
+}
+
+/// A test's hook into [`Deadline::check_work`].
+#[cfg(test)]
+#[derive(Clone)]
+pub(crate) struct OnWork(Arc<dyn Fn() + Send + Sync>);
+
+#[cfg(test)]
+impl std::fmt::Debug for OnWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnWork")
+    }
 }
 
 impl Deadline {
     /// Gives up at `at` (never if `None`), or as soon as `cancel` is raised.
     pub(crate) fn new(at: Option<Instant>, cancel: Option<Arc<AtomicBool>>) -> Deadline {
-        Deadline { at, cancel }
+        Deadline {
+            at,
+            cancel,
+            #[cfg(test)]
+            on_work: None,
+        }
+    }
+
+    /// This deadline, calling `f` at every [`Deadline::check_work`].
+    #[cfg(test)]
+    pub(crate) fn on_work(self, f: impl Fn() + Send + Sync + 'static) -> Deadline {
+        Deadline {
+            on_work: Some(OnWork(Arc::new(f))),
+            ..self
+        }
     }
 
     /// Fails with Prometheus's timeout error once the deadline has passed or the flag is up.
@@ -72,6 +102,10 @@ impl Deadline {
     /// Counts `n` more units of work and checks the deadline each time 65,536 have added up,
     /// so a hot loop pays for the clock rarely.
     pub(crate) fn check_work(&self, work: &mut usize, n: usize) -> Result<(), QueryError> {
+        #[cfg(test)]
+        if let Some(f) = &self.on_work {
+            (f.0)();
+        }
         *work = work.saturating_add(n);
         if *work >= 1 << 16 {
             *work = 0;

@@ -46,23 +46,32 @@ pub(crate) enum Parallel {
 /// Helper threads one query may start, given back when dropped.
 pub(super) struct Helpers {
     n: usize,
-    /// Taken from the process-wide count (not when forced).
-    counted: bool,
+    /// The count they were taken from (none when forced).
+    counted: Option<&'static AtomicUsize>,
 }
 
 impl Helpers {
     /// Up to `want` helpers, as many as the spare cores not used by other queries allow
     /// (possibly none).
     pub(super) fn take(want: usize) -> Helpers {
-        let limit = spare_cores();
-        let mut cur = IN_USE.load(Ordering::Relaxed);
+        Helpers::take_from(&IN_USE, spare_cores(), want)
+    }
+
+    /// Up to `want` helpers from `in_use`, which counts at most `limit`.
+    fn take_from(in_use: &'static AtomicUsize, limit: usize, want: usize) -> Helpers {
+        let mut cur = in_use.load(Ordering::Relaxed);
         loop {
             let n = want.min(limit.saturating_sub(cur));
             if n == 0 {
                 return Helpers::forced(0);
             }
-            match IN_USE.compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Helpers { n, counted: true },
+            match in_use.compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    return Helpers {
+                        n,
+                        counted: Some(in_use),
+                    };
+                }
                 Err(now) => cur = now,
             }
         }
@@ -70,7 +79,7 @@ impl Helpers {
 
     /// `n` helpers whatever the spare cores and other queries (none, or for tests).
     pub(super) fn forced(n: usize) -> Helpers {
-        Helpers { n, counted: false }
+        Helpers { n, counted: None }
     }
 
     /// How many were granted.
@@ -81,8 +90,8 @@ impl Helpers {
 
 impl Drop for Helpers {
     fn drop(&mut self) {
-        if self.counted {
-            IN_USE.fetch_sub(self.n, Ordering::AcqRel);
+        if let Some(in_use) = self.counted {
+            in_use.fetch_sub(self.n, Ordering::AcqRel);
         }
     }
 }
@@ -450,6 +459,50 @@ mod tests {
         assert!(a.count() + b.count() <= spare);
         drop(a);
         drop(b);
-        assert_eq!(Helpers::take(0).count(), 0);
+        // Other tests take from the process-wide count at the same time: the rest is on a
+        // count of this test's own, with three spare cores.
+        static IN_USE_HERE: AtomicUsize = AtomicUsize::new(0);
+        let take = |want| Helpers::take_from(&IN_USE_HERE, 3, want);
+        let a = take(2);
+        assert_eq!(a.count(), 2);
+        let b = take(usize::MAX);
+        assert_eq!(b.count(), 1);
+        assert_eq!(take(usize::MAX).count(), 0);
+        drop(a);
+        assert_eq!(take(usize::MAX).count(), 2);
+        drop(b);
+        // A query's helpers all come back when it ends: done, stopped by an error, or by a
+        // panic.
+        for end in ["done", "error", "panic"] {
+            let r = std::panic::catch_unwind(|| {
+                let h = take(usize::MAX);
+                assert_eq!(h.count(), 3);
+                ordered(
+                    20,
+                    &h,
+                    4,
+                    &|| (),
+                    &|b, _| {
+                        if end == "panic" && b == 7 {
+                            panic!("in a batch");
+                        }
+                        b
+                    },
+                    &mut |b| {
+                        if end == "error" && b == 3 {
+                            Err(b)
+                        } else {
+                            Ok(true)
+                        }
+                    },
+                )
+            });
+            assert_eq!(r.is_err(), end == "panic", "{end}");
+            assert_eq!(
+                take(usize::MAX).count(),
+                3,
+                "after a query that ended by {end}"
+            );
+        }
     }
 }

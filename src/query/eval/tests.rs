@@ -1132,21 +1132,39 @@ fn a_shared_evaluation_stopped_early_leaves_no_thread_behind() {
         end: 1900 * S,
         step: 45 * S,
     };
-    // Stopped by the sample limit at its first series, by an argument error, and by a
-    // cancellation raised before it starts: each returns, its helpers joined.
+    // Stopped by the sample limit at its first series, by an argument error, by a
+    // cancellation raised before it starts, and by one raised while a helper is computing a
+    // batch (the query's thread holds back its first window until then): each returns, its
+    // helpers joined.
     let cancelled = Deadline::new(None, Some(std::sync::Arc::new(true.into())));
-    for (q, max_samples, deadline) in [
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let raised = flag.clone();
+    let mid_run = Deadline::new(None, Some(flag.clone())).on_work(move || {
+        use std::sync::atomic::Ordering::SeqCst;
+        if std::thread::current().name() == Some("query-helper") {
+            raised.store(true, SeqCst);
+            return;
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !raised.load(SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    for (q, max_samples, deadline, cancels) in [
         (
             "sum by (job) (rate({__name__=~\"x|y\"}[1m]))",
             10,
             Deadline::default(),
+            false,
         ),
         (
             "double_exponential_smoothing(x[5m], 2, 0.5)",
             50_000_000,
             Deadline::default(),
+            false,
         ),
-        ("rate({__name__=~\"x|y\"}[1m])", 50_000_000, cancelled),
+        ("rate({__name__=~\"x|y\"}[1m])", 50_000_000, cancelled, true),
+        ("rate({__name__=~\"x|y\"}[1m])", 50_000_000, mid_run, true),
     ] {
         let (tx, rx) = std::sync::mpsc::channel();
         let db = db.clone();
@@ -1163,5 +1181,10 @@ fn a_shared_evaluation_stopped_early_leaves_no_thread_behind() {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("{q}: no answer within a minute"));
         assert!(r.is_err(), "{q}");
+        if cancels {
+            assert!(matches!(r, Err(QueryError::Timeout(_))), "{q}: {r:?}");
+        }
     }
+    // The last one was cancelled by a helper in the middle of its batch.
+    assert!(flag.load(std::sync::atomic::Ordering::SeqCst));
 }

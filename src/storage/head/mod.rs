@@ -610,6 +610,17 @@ mod tests {
     }
 
     #[test]
+    fn fast_map_hasher_spreads_sequential_refs() {
+        let mut seen = std::collections::HashSet::new();
+        for r in 0..10_000u64 {
+            let mut h = FibHasher::default();
+            h.write_u64(r);
+            seen.insert(h.finish() & 0xffff);
+        }
+        assert!(seen.len() > 9_000, "{}", seen.len());
+    }
+
+    #[test]
     fn same_labels_same_series_and_postings_select() {
         let head = Head::new();
         let (a, created) = head.get_or_create(&l("up", "node"));

@@ -111,11 +111,15 @@ pub(crate) fn replay(
         let decoder = std::thread::Builder::new()
             .name("wal-replay".into())
             .spawn_scoped(scope, move || {
-                // A send fails only once the applying side is gone, which is a panic there; the
-                // scope passes that panic on.
                 let out = replay_in_order(dir, mode, &mut |r| {
                     back_rx.try_iter().for_each(drop);
-                    let _ = tx.send(r);
+                    if tx.send(r).is_err() {
+                        // The applying side is gone, which is a panic there: stop now instead of
+                        // reading (and repairing) the rest of the WAL for nobody. Unwinding
+                        // leaves every loop of the reader at once and calls no panic hook; the
+                        // scope then raises the applying side's own panic.
+                        std::panic::resume_unwind(Box::new(ApplyingGone));
+                    }
                 });
                 drop(tx);
                 // The records still being applied: freed here as they come back, until the
@@ -142,6 +146,9 @@ pub(crate) fn replay(
         }
     })
 }
+
+/// What the decoding thread unwinds with when the applying side has panicked.
+struct ApplyingGone;
 
 /// Replays `dir` on the calling thread.
 pub(super) fn replay_in_order(

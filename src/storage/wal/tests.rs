@@ -950,6 +950,40 @@ fn replay_decoding_on_its_own_thread_matches_replay_on_one_thread_damage_include
     }
 }
 
+#[test]
+fn a_panic_while_applying_stops_the_decoder_before_it_reads_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cs = commits(211, 120);
+    multi_segment(dir.path(), &cs, 900);
+    let segments = segment_indices(dir.path());
+    assert!(segments.len() >= 4, "{segments:?}");
+    // A torn last segment: a decoder that read on to it would cut it.
+    let last = segment_path(dir.path(), *segments.last().unwrap());
+    let torn = fs::metadata(&last).unwrap().len() - 3;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(torn)
+        .unwrap();
+    let mut applied = 0;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        replay::replay(dir.path(), replay::Mode::Repair, &mut |_| {
+            applied += 1;
+            panic!("applying failed");
+        })
+    }));
+    // The applying side's panic is the one raised, after its first record.
+    let panic = r.expect_err("the panic is passed on");
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"applying failed"));
+    assert_eq!(applied, 1);
+    // The decoder stopped within the records it had in hand: the last segment is untouched.
+    assert_eq!(fs::metadata(&last).unwrap().len(), torn);
+    // A replay that goes on does reach it and repairs it.
+    replay::replay(dir.path(), replay::Mode::Repair, &mut |_| {}).unwrap();
+    assert!(fs::metadata(&last).unwrap().len() < torn);
+}
+
 fn snapshot_bytes(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
     let mut v: Vec<_> = fs::read_dir(dir)
         .unwrap()
