@@ -1317,9 +1317,12 @@ fn a_vector_and_scalar_answer_series_by_series_as_step_by_step() {
             "sum by (job) (2 ^ x)",
             "(x > 3) + 1",
             "1 - avg by (job) (rate(x[1m]))",
-            // Sums add in the operator's output order: inexact values show a wrong order.
+            // Folds see the operator's output order: ties in topk keep the first series.
             "sum(x / 7)",
             "sum by (job) (x / 3 > 2)",
+            "topk(1, x * 0)",
+            "bottomk(2, 0 * x > bool 1)",
+            "stddev(x / 7)",
         ]
         .map(String::from),
     );
@@ -1355,6 +1358,7 @@ fn two_vectors_matched_one_to_one_answer_series_by_series_as_step_by_step() {
         "nosuch {op} y",
         "sum by (job) (x) {op} sum by (job) (y)",
         "sum(x {op} ignoring (job) (y / 3))",
+        "topk(1, (x {op} y) * 0)",
     ];
     let mut queries = Vec::new();
     for op in ARITH.iter().chain(&COMPARE) {
