@@ -50,6 +50,7 @@ fn kind(op: TokenType) -> Result<Kind, QueryError> {
     }
 }
 
+#[inline]
 fn arith(op: TokenId, l: f64, r: f64) -> f64 {
     match op {
         T_ADD => l + r,
@@ -63,6 +64,7 @@ fn arith(op: TokenId, l: f64, r: f64) -> f64 {
     }
 }
 
+#[inline]
 fn compare(op: TokenId, l: f64, r: f64) -> bool {
     match op {
         T_EQLC => l == r,

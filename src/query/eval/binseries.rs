@@ -62,21 +62,26 @@ impl Evaluator<'_> {
             return Ok(Err(v));
         }
         let mut out = Outputs::new(self, v.len())?;
-        for (x, (metric, drop_name)) in v.iter().zip(outputs) {
+        for (x, (metric, drop_name)) in v.into_iter().zip(outputs) {
             out.check(self, x.floats.len())?;
-            let mut floats = Vec::new();
+            // The output takes the input's points in place: mapped, or filtered out.
+            let mut floats = x.floats;
             let mut first = None;
-            for p in &x.floats {
+            floats.retain_mut(|p| {
                 let Some(i) = step_index(r, p.t) else {
-                    continue;
+                    return false;
                 };
                 let sv = s.get(i).copied().unwrap_or(f64::NAN);
                 let (a, b) = if scalar_is_lhs { (sv, p.f) } else { (p.f, sv) };
-                if let Some(f) = vop.apply(a, b, p.f) {
-                    first.get_or_insert(i);
-                    floats.push(FPoint { t: r.ts(i), f });
+                match vop.apply(a, b, p.f) {
+                    Some(f) => {
+                        first.get_or_insert(i);
+                        *p = FPoint { t: r.ts(i), f };
+                        true
+                    }
+                    None => false,
                 }
-            }
+            });
             out.add(self, first, metric, floats, drop_name)?;
         }
         Ok(Ok(out.finish(self, before)))
@@ -120,13 +125,16 @@ impl Evaluator<'_> {
             return Ok(Err((l, rm)));
         }
         let mut out = Outputs::new(self, pairs.len())?;
+        let mut l = l;
         for (&(i, j), (metric, drop_name)) in pairs.iter().zip(outputs) {
-            let (a, b) = (&l[i].floats, &rm[j].floats);
+            // The output takes the left-hand series' points in place: each is written at or
+            // before the point it comes from.
+            let mut a = std::mem::take(&mut l[i].floats);
+            let b = &rm[j].floats;
             out.check(self, a.len() + b.len())?;
-            let mut floats = Vec::new();
             let mut first = None;
-            let (mut x, mut y) = (0, 0);
-            while let (Some(pa), Some(pb)) = (a.get(x), b.get(y)) {
+            let (mut x, mut y, mut kept) = (0, 0, 0);
+            while let (Some(&pa), Some(&pb)) = (a.get(x), b.get(y)) {
                 if pa.t < pb.t {
                     x += 1;
                     continue;
@@ -142,10 +150,12 @@ impl Evaluator<'_> {
                 };
                 if let Some(f) = vop.apply(pa.f, pb.f, pa.f) {
                     first.get_or_insert(k);
-                    floats.push(FPoint { t: r.ts(k), f });
+                    a[kept] = FPoint { t: r.ts(k), f };
+                    kept += 1;
                 }
             }
-            out.add(self, first, metric, floats, drop_name)?;
+            a.truncate(kept);
+            out.add(self, first, metric, a, drop_name)?;
         }
         Ok(Ok(out.finish(self, before)))
     }

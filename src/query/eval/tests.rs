@@ -1194,7 +1194,7 @@ fn binary_store() -> (tempfile::TempDir, Db) {
         match (name, i) {
             ("x", "1") => pts.retain(|&(t, _)| t > 600 * S),
             ("y", "3") => pts.retain(|&(t, _)| t < 900 * S),
-            ("w", _) => pts.retain(|&(t, _)| t < 400 * S || t > 1300 * S),
+            ("w", _) => pts.retain(|&(t, _)| !(400 * S..=1300 * S).contains(&t)),
             _ => {}
         }
         series.push((l, pts));
