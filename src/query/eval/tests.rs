@@ -1323,6 +1323,10 @@ fn a_vector_and_scalar_answer_series_by_series_as_step_by_step() {
             "topk(1, x * 0)",
             "bottomk(2, 0 * x > bool 1)",
             "stddev(x / 7)",
+            // Inside subqueries (their own step grid) and pinned with `@`.
+            "max_over_time((x * 2)[5m:30s])",
+            "sum_over_time((3 > bool x)[2m:15s] offset 30s)",
+            "x @ 1000 - 1",
         ]
         .map(String::from),
     );
@@ -1359,6 +1363,8 @@ fn two_vectors_matched_one_to_one_answer_series_by_series_as_step_by_step() {
         "sum by (job) (x) {op} sum by (job) (y)",
         "sum(x {op} ignoring (job) (y / 3))",
         "topk(1, (x {op} y) * 0)",
+        "max_over_time((x {op} y)[5m:30s])",
+        "x @ 1000 {op} y @ 1000",
     ];
     let mut queries = Vec::new();
     for op in ARITH.iter().chain(&COMPARE) {
