@@ -226,6 +226,7 @@ fn settings(opts: &EngineOptions) -> Settings {
         subquery_step: DEFAULT_SUBQUERY_STEP_MS,
         stream_aggregations: true,
         parallel: Parallel::Auto,
+        series_binary: true,
     }
 }
 

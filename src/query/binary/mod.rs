@@ -50,6 +50,7 @@ fn kind(op: TokenType) -> Result<Kind, QueryError> {
     }
 }
 
+#[inline]
 fn arith(op: TokenId, l: f64, r: f64) -> f64 {
     match op {
         T_ADD => l + r,
@@ -63,6 +64,7 @@ fn arith(op: TokenId, l: f64, r: f64) -> f64 {
     }
 }
 
+#[inline]
 fn compare(op: TokenId, l: f64, r: f64) -> bool {
     match op {
         T_EQLC => l == r,
@@ -108,7 +110,11 @@ pub(crate) fn vector_scalar(
             "set operator {op} not allowed in binary scalar expression"
         )));
     }
-    let op = op.id();
+    let vop = ValueOp {
+        op: op.id(),
+        kind,
+        return_bool,
+    };
     let mut v = v;
     v.retain_mut(|smp| {
         let (l, r) = if scalar_is_lhs {
@@ -116,20 +122,64 @@ pub(crate) fn vector_scalar(
         } else {
             (smp.f, s)
         };
-        if kind == Kind::Arith {
-            smp.f = arith(op, l, r);
-            smp.drop_name = true;
-            return true;
+        match vop.apply(l, r, smp.f) {
+            Some(f) => {
+                smp.f = f;
+                smp.drop_name |= vop.marks_drop_name();
+                true
+            }
+            None => false,
         }
-        let keep = compare(op, l, r);
-        if return_bool {
-            smp.f = btos(keep);
-            smp.drop_name = true;
-            return true;
-        }
-        keep
     });
     Ok(v)
+}
+
+/// An arithmetic operator or comparison applied to one pair of values: what [`vector_scalar`]
+/// does to each sample, and a one-to-one [`VectorBinop`] to each matched pair, for evaluating
+/// whole series at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ValueOp {
+    op: TokenId,
+    kind: Kind,
+    return_bool: bool,
+}
+
+impl ValueOp {
+    /// `op` (with `bool` if `return_bool`) between a vector and a scalar; `None` for the set
+    /// operators (an error with a scalar) and anything that is not a binary operator.
+    pub(crate) fn new(op: TokenType, return_bool: bool) -> Option<ValueOp> {
+        match kind(op).ok()? {
+            Kind::Set => None,
+            kind => Some(ValueOp {
+                op: op.id(),
+                kind,
+                return_bool,
+            }),
+        }
+    }
+
+    /// `l op r`, or `None` where a filtering comparison drops the sample; a comparison that
+    /// passes keeps `own`, the vector sample's value.
+    #[inline]
+    pub(crate) fn apply(self, l: f64, r: f64, own: f64) -> Option<f64> {
+        if self.kind == Kind::Arith {
+            return Some(arith(self.op, l, r));
+        }
+        let keep = compare(self.op, l, r);
+        if self.return_bool {
+            Some(btos(keep))
+        } else if keep {
+            Some(own)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a vector/scalar result is marked `drop_name` (arithmetic and `bool`
+    /// comparisons); a filtering comparison keeps its sample's mark.
+    pub(crate) fn marks_drop_name(self) -> bool {
+        self.kind == Kind::Arith || self.return_bool
+    }
 }
 
 /// `lhs op rhs` for two vectors at one step (evaluation time `t`, ms), matched as `modifier` says.
@@ -232,6 +282,38 @@ impl<'a> VectorBinop<'a> {
             fill_metrics: Vec::new(),
             slots: Slots::default(),
         })
+    }
+
+    /// The operator pair by pair, when this node matches one to one with neither fill nor
+    /// set operator: then each result comes from one left-hand and one right-hand sample of
+    /// the same match group, and [`ValueOp::apply`] with the left value as its own is what
+    /// [`VectorBinop::step`] computes for it.
+    pub(crate) fn one_to_one_op(&self) -> Option<ValueOp> {
+        let plain = !self.many && self.fill_lhs.is_none() && self.fill_rhs.is_none();
+        // `bool` after arithmetic (which the parser refuses) gives 1 here, not the value.
+        let simple = match self.kind {
+            Kind::Arith => !self.return_bool,
+            Kind::Compare => true,
+            Kind::Set => false,
+        };
+        (plain && simple).then_some(ValueOp {
+            op: self.op,
+            kind: self.kind,
+            return_bool: self.return_bool,
+        })
+    }
+
+    /// The match group (a dense ordinal, the same for both sides) of a series labelled `m`.
+    pub(crate) fn group_of(&mut self, m: &Metric) -> usize {
+        self.keys.ordinal(m)
+    }
+
+    /// The labels of a result of left-hand series `l` with right-hand series `r` (see
+    /// [`VectorBinop::one_to_one_op`]), and whether it is marked `drop_name` when the
+    /// left-hand sample was (`l_drop`), as [`VectorBinop::step`] labels and marks it.
+    pub(crate) fn pair_result(&self, l: &Metric, r: &Metric, l_drop: bool) -> (Metric, bool) {
+        let drop_name = self.return_bool || (self.kind == Kind::Compare && l_drop);
+        (self.build_result_metric(l, r), drop_name)
     }
 
     /// One step: `lhs op rhs` at evaluation time `t` (ms).
@@ -498,7 +580,7 @@ impl<'a> VectorBinop<'a> {
         if let Some((m, h)) = self.results.get(&key) {
             return (Arc::clone(m), *h);
         }
-        let metric = self.build_result_metric(ls, rs);
+        let metric = self.build_result_metric(&ls.metric, &rs.metric);
         let hash = if self.many { metric.stable_hash() } else { 0 };
         // Keyed by addresses, so both label sets must stay alive while the entry exists: the
         // key ordinals hold every input series while they cache, and filled stand-ins live
@@ -509,7 +591,7 @@ impl<'a> VectorBinop<'a> {
         (metric, hash)
     }
 
-    fn build_result_metric(&self, ls: &Sample, rs: &Sample) -> Metric {
+    fn build_result_metric(&self, l: &Metric, r: &Metric) -> Metric {
         let drop_meta = self.kind == Kind::Arith;
         let spec = self.keys.spec();
         let names = spec.names();
@@ -525,20 +607,17 @@ impl<'a> VectorBinop<'a> {
             }
             true
         };
-        let base = ls.metric.as_slice();
-        let unchanged = base.iter().all(|(n, _)| kept(n))
-            && self
-                .include
-                .iter()
-                .all(|n| ls.metric.get(n) == rs.metric.get(n));
+        let base = l.as_slice();
+        let unchanged =
+            base.iter().all(|(n, _)| kept(n)) && self.include.iter().all(|n| l.get(n) == r.get(n));
         if unchanged {
-            return Arc::clone(&ls.metric);
+            return Arc::clone(l);
         }
         let mut pairs: Vec<(String, String)> =
             base.iter().filter(|(n, _)| kept(n)).cloned().collect();
         for name in self.include {
             let at = pairs.binary_search_by(|(n, _)| n.as_str().cmp(name));
-            match (rs.metric.get(name), at) {
+            match (r.get(name), at) {
                 (Some(v), Ok(i)) => pairs[i].1 = v.to_string(),
                 (Some(v), Err(i)) => pairs.insert(i, (name.clone(), v.to_string())),
                 (None, Ok(i)) => {

@@ -14,6 +14,7 @@
 //! node's inputs are released once its output is built, and every buffer sized by a step
 //! count is checked against the sample limit first.
 
+mod binseries;
 mod names;
 mod par;
 mod range;
@@ -144,6 +145,10 @@ pub(crate) struct Settings {
     pub stream_aggregations: bool,
     /// Whether large streamed parts are shared between threads (the answer is the same).
     pub parallel: Parallel,
+    /// Evaluate vector/scalar operators and one-to-one vector/vector ones series by series
+    /// where that answers as the per-step path does (off: always step by step, the same
+    /// answer, which tests compare with).
+    pub series_binary: bool,
 }
 
 /// The evaluation times of one node: `start`, `start + step`, … up to `end`.
@@ -960,6 +965,11 @@ impl Evaluator<'_> {
                     let v = self.eval_matrix(vexpr, r)?;
                     (v, self.eval_scalar(sexpr, r)?)
                 };
+                let how = (op, scalar_is_lhs, return_bool);
+                let v = match self.vector_scalar_series(r, v, &s, how, before)? {
+                    Ok(m) => return Ok(m),
+                    Err(v) => v,
+                };
                 self.range_eval(r, vec![v], before, move |ann, i, _, mut vecs| {
                     let sv = s.get(i).copied().unwrap_or(f64::NAN);
                     vector_scalar(
@@ -976,6 +986,10 @@ impl Evaluator<'_> {
                 let l = self.eval_matrix(&b.lhs, r)?;
                 let rm = self.eval_matrix(&b.rhs, r)?;
                 let modifier = b.modifier.as_ref();
+                let (l, rm) = match self.vector_vector_series(r, l, rm, (op, modifier), before)? {
+                    Ok(m) => return Ok(m),
+                    Err(sides) => sides,
+                };
                 // Kept across steps, it remembers match groups and result labels; a single
                 // step has nothing to remember.
                 let mut node = match r.steps() {

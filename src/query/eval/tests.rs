@@ -670,6 +670,7 @@ fn settings(parallel: Parallel) -> Settings {
         subquery_step: 60 * S,
         stream_aggregations: true,
         parallel,
+        series_binary: true,
     }
 }
 
@@ -1187,4 +1188,289 @@ fn a_shared_evaluation_stopped_early_leaves_no_thread_behind() {
     }
     // The last one was cancelled by a helper in the middle of its batch.
     assert!(flag.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+/// Operands for binary operators: `x` and `y` pairing on (job, i) but not everywhere (the
+/// first `x` starts late, so it is not first in the output; one `y` ends early; gaps and
+/// staleness markers from [`wandering`]), `z` with the awkward values (±Inf, ±0, NaN,
+/// extremes) and `w`, whose labels are an `x`'s but for the name, so the two collide once the
+/// name is dropped.
+fn binary_store() -> (tempfile::TempDir, Db) {
+    let mut next = xorshift(0x1234_5678_9abc_def1);
+    let mut series = Vec::new();
+    for (k, (name, job, i)) in [
+        ("x", "a", "1"),
+        ("x", "b", "2"),
+        ("x", "a", "3"),
+        ("x", "c", "4"),
+        ("y", "a", "1"),
+        ("y", "b", "2"),
+        ("y", "c", "5"),
+        ("y", "a", "3"),
+        ("w", "a", "1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let l = labels(&[("__name__", name), ("job", job), ("i", i)]);
+        let mut pts = wandering((k as i64) * 7 * S + 1, &mut next);
+        match (name, i) {
+            ("x", "1") => pts.retain(|&(t, _)| t > 600 * S),
+            ("y", "3") => pts.retain(|&(t, _)| t < 900 * S),
+            ("w", _) => pts.retain(|&(t, _)| !(400 * S..=1300 * S).contains(&t)),
+            _ => {}
+        }
+        series.push((l, pts));
+    }
+    let odd = [
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.0,
+        f64::NAN,
+        f64::MAX,
+        -f64::MIN_POSITIVE,
+        3.0,
+        -2.5,
+        1e-300,
+    ];
+    for (i, job) in [("1", "a"), ("9", "s")] {
+        let pts = (0..120)
+            .map(|n| (n * 15 * S + 3, odd[(n as usize * 7 + i.len()) % odd.len()]))
+            .collect();
+        series.push((labels(&[("__name__", "z"), ("job", job), ("i", i)]), pts));
+    }
+    store(&series)
+}
+
+/// [`answer`] with binary operators series by series (`series`) or step by step.
+fn binary_answer(
+    db: &Db,
+    q: &str,
+    series: bool,
+    delayed: bool,
+    max: usize,
+    t: QueryTimes,
+) -> String {
+    let settings = Settings {
+        delayed_name_removal: delayed,
+        series_binary: series,
+        max_samples: max,
+        ..settings(Parallel::Off)
+    };
+    answer(&db.querier(), q, &settings, t)
+}
+
+/// How many operators the series path has answered on this thread so far.
+fn answered_by_series() -> usize {
+    super::binseries::ANSWERED.with(|n| n.get())
+}
+
+const ARITH: [&str; 7] = ["+", "-", "*", "/", "%", "^", "atan2"];
+const COMPARE: [&str; 12] = [
+    "==", "!=", ">", "<", ">=", "<=", "== bool", "!= bool", "> bool", "< bool", ">= bool",
+    "<= bool",
+];
+
+fn binary_times() -> [QueryTimes; 4] {
+    let instant = |t| QueryTimes {
+        start: t,
+        end: t,
+        step: 0,
+    };
+    [
+        QueryTimes {
+            start: 0,
+            end: 1900 * S,
+            step: 45 * S,
+        },
+        instant(0),
+        instant(95 * S),
+        instant(1000 * S),
+    ]
+}
+
+/// Both paths give the same answer, bit for bit, errors included; returns how many of them
+/// were errors.
+fn compare_paths(db: &Db, queries: &[String]) -> usize {
+    let mut errors = 0;
+    for delayed in [false, true] {
+        for q in queries {
+            for t in binary_times() {
+                let steps = binary_answer(db, q, false, delayed, 50_000_000, t);
+                assert_eq!(
+                    binary_answer(db, q, true, delayed, 50_000_000, t),
+                    steps,
+                    "{q} over {t:?} (delayed {delayed})"
+                );
+                errors += usize::from(steps.starts_with("error"));
+            }
+        }
+    }
+    errors
+}
+
+#[test]
+fn a_vector_and_scalar_answer_series_by_series_as_step_by_step() {
+    let (_d, db) = binary_store();
+    let vectors = [
+        "x",
+        "{__name__=~\"x|z\"}",
+        "rate(x[1m])",
+        "{__name__=~\"x|w\"}",
+        "nosuch",
+    ];
+    let scalars = ["3", "-0", "scalar(sum(z))", "time() / 100"];
+    let mut queries = Vec::new();
+    for op in ARITH.iter().chain(&COMPARE) {
+        for v in vectors {
+            for s in scalars {
+                queries.push(format!("{v} {op} {s}"));
+                queries.push(format!("{s} {op} {v}"));
+            }
+        }
+    }
+    // Nested: the outer operator sees marked and already renamed series.
+    queries.extend(
+        [
+            "100 - 100 * x / 7",
+            "100 * (1 - x / 9)",
+            "-(x > 3) * 2",
+            "sum(x * 2)",
+            "sum by (job) (2 ^ x)",
+            "(x > 3) + 1",
+            "1 - avg by (job) (rate(x[1m]))",
+            // Folds see the operator's output order: ties in topk keep the first series.
+            "sum(x / 7)",
+            "sum by (job) (x / 3 > 2)",
+            "topk(1, x * 0)",
+            "bottomk(2, 0 * x > bool 1)",
+            "stddev(x / 7)",
+            // Inside subqueries (their own step grid) and pinned with `@`.
+            "max_over_time((x * 2)[5m:30s])",
+            "sum_over_time((3 > bool x)[2m:15s] offset 30s)",
+            "x @ 1000 - 1",
+        ]
+        .map(String::from),
+    );
+    let before = answered_by_series();
+    let errors = compare_paths(&db, &queries);
+    // The name-collision shapes fail at the end of a query with delayed name removal, or in
+    // the binary operator itself (which the series path leaves to the step path).
+    assert!(errors > 0, "{errors}");
+    assert!(answered_by_series() > before + queries.len());
+}
+
+#[test]
+fn two_vectors_matched_one_to_one_answer_series_by_series_as_step_by_step() {
+    let (_d, db) = binary_store();
+    let shapes = [
+        "x {op} y",
+        "x {op} on (job, i) y",
+        "x {op} ignoring (job) y",
+        "x {op} on (i) y",
+        // Several series per group on a side: the errors of the step path.
+        "x {op} on (job) y",
+        "x {op} ignoring (i) y",
+        "x {op} on (i) group_left (job) y",
+        "x {op} on (job) group_left y",
+        "y {op} x",
+        "x {op} z",
+        "z {op} on (job) x",
+        "rate(x[1m]) {op} y",
+        "x {op} y offset 1m",
+        "{__name__=~\"x|w\"} {op} ignoring (job) y",
+        "(x * 2) {op} on (job, i) (y / 3)",
+        "x {op} nosuch",
+        "nosuch {op} y",
+        "sum by (job) (x) {op} sum by (job) (y)",
+        "sum(x {op} ignoring (job) (y / 3))",
+        "topk(1, (x {op} y) * 0)",
+        "max_over_time((x {op} y)[5m:30s])",
+        "x @ 1000 {op} y @ 1000",
+    ];
+    let mut queries = Vec::new();
+    for op in ARITH.iter().chain(&COMPARE) {
+        for s in shapes {
+            queries.push(s.replace("{op}", op));
+        }
+    }
+    for s in ["x and y", "x or on (job) y", "x unless on (i) y"] {
+        queries.push(s.to_string());
+    }
+    let before = answered_by_series();
+    let errors = compare_paths(&db, &queries);
+    assert!(errors > 0, "{errors}");
+    assert!(answered_by_series() > before + queries.len());
+}
+
+#[test]
+fn the_series_path_leaves_colliding_and_many_to_many_shapes_to_the_steps() {
+    let (_d, db) = binary_store();
+    let range = binary_times()[0];
+    for (q, delayed, series) in [
+        ("x * 2", false, true),
+        ("x > 2", false, true),
+        ("x / y", false, true),
+        ("x > ignoring (job) y", false, true),
+        // `w` and the first `x` both become {job="a", i="1"}: merged by the step path.
+        ("{__name__=~\"x|w\"} * 2", false, false),
+        ("{__name__=~\"x|w\"} * 2", true, true),
+        // Filtering keeps the names: no collision.
+        ("{__name__=~\"x|w\"} > 2", false, true),
+        ("x / on (job) y", false, false),
+        ("x + on (i) group_left (job) y", false, false),
+        ("x and y", false, false),
+    ] {
+        let before = answered_by_series();
+        let ours = binary_answer(&db, q, true, delayed, 50_000_000, range);
+        assert_eq!(
+            answered_by_series() > before,
+            series,
+            "{q} (delayed {delayed})"
+        );
+        assert_eq!(
+            ours,
+            binary_answer(&db, q, false, delayed, 50_000_000, range),
+            "{q}"
+        );
+    }
+}
+
+#[test]
+fn the_series_path_fails_the_sample_limit_exactly_where_the_steps_do() {
+    let (_d, db) = binary_store();
+    for t in binary_times() {
+        for q in [
+            "x * 2",
+            "2 - x",
+            "x > bool 3",
+            "x > 30",
+            "x / y",
+            "x > on (job, i) y",
+            "sum(x) + 1",
+            "nosuch * 2",
+        ] {
+            let passes = |n| !binary_answer(&db, q, false, false, n, t).starts_with("error");
+            let (mut lo, mut hi) = (0usize, 1 << 20);
+            assert!(passes(hi));
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if passes(mid) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            for n in [0, 1, lo / 2, lo.saturating_sub(1), lo, lo + 1] {
+                let steps = binary_answer(&db, q, false, false, n, t);
+                assert_eq!(
+                    binary_answer(&db, q, true, false, n, t),
+                    steps,
+                    "{q} over {t:?} with at most {n} samples"
+                );
+                assert_eq!(steps.starts_with("error"), n < lo, "{q}: {n} {steps}");
+            }
+        }
+    }
 }
