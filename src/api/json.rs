@@ -463,6 +463,31 @@ pub fn write_query_data(out: &mut Vec<u8>, v: &Value, eval_time: Option<i64>) {
     out.push(b'}');
 }
 
+/// A query's whole success response: the envelope, the data ([`write_query_data`]) and the
+/// annotations, with `extra_warnings` after the query's own.
+pub fn answer(
+    v: &Value,
+    ann: &Annotations,
+    extra_warnings: &[String],
+    eval_time: Option<i64>,
+) -> Vec<u8> {
+    let n = points(v);
+    let mut body = Vec::with_capacity(256 + n * 24);
+    write_envelope_head(&mut body);
+    write_query_data(&mut body, v, eval_time);
+    write_envelope_tail(&mut body, ann, extra_warnings);
+    body
+}
+
+/// How many points `v` holds: what writing it costs.
+pub fn points(v: &Value) -> usize {
+    match v {
+        Value::Matrix(m) => m.iter().map(|s| s.floats.len()).sum(),
+        Value::Vector(vec) => vec.len(),
+        _ => 1,
+    }
+}
+
 /// Why a query answer could not be read back into a [`Value`].
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

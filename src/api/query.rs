@@ -56,14 +56,6 @@ fn truncate(v: &mut Value, limit: usize) -> bool {
     }
 }
 
-fn points(v: &Value) -> usize {
-    match v {
-        Value::Matrix(m) => m.iter().map(|s| s.floats.len()).sum(),
-        Value::Vector(vec) => vec.len(),
-        _ => 1,
-    }
-}
-
 /// The success response for a query's output.
 async fn render(
     mut out: QueryOutput,
@@ -75,14 +67,8 @@ async fn render(
     if truncate(&mut out.value, limit) {
         warnings.push("results truncated due to limit".into());
     }
-    let n = points(&out.value);
-    let write = move || {
-        let mut body = Vec::with_capacity(256 + n * 24);
-        json::write_envelope_head(&mut body);
-        json::write_query_data(&mut body, &out.value, eval_time);
-        json::write_envelope_tail(&mut body, &out.annotations, &warnings);
-        body
-    };
+    let n = json::points(&out.value);
+    let write = move || json::answer(&out.value, &out.annotations, &warnings, eval_time);
     let body = if n > INLINE_POINTS {
         tokio::task::spawn_blocking(write)
             .await
