@@ -338,7 +338,10 @@ fn write_plain_shortest(out: &mut Vec<u8>, f: f64) -> bool {
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &f);
     let text = &out[start..];
-    if text.contains(&b'e') || text.contains(&b'E') || text.ends_with(b".0") {
+    // One pass over the few bytes written (`contains` would call out to memchr twice): an
+    // exponent, either case, or the `.0` of a whole number.
+    let exponent = text.iter().fold(false, |e, &c| e | (c | 0x20 == b'e'));
+    if exponent || text.ends_with(b".0") {
         out.truncate(start);
         return false;
     }
@@ -471,12 +474,34 @@ pub fn answer(
     extra_warnings: &[String],
     eval_time: Option<i64>,
 ) -> Vec<u8> {
-    let n = points(v);
-    let mut body = Vec::with_capacity(256 + n * 24);
+    let mut body = Vec::with_capacity(size_guess(v));
     write_envelope_head(&mut body);
     write_query_data(&mut body, v, eval_time);
     write_envelope_tail(&mut body, ann, extra_warnings);
     body
+}
+
+/// Bytes a point of a range answer takes at most in practice: `[1700000000.123,"` (17), a
+/// shortest float of up to 17 digits with sign and point (19), `"],` (3). Longer ones (an
+/// exponent, a time far from now) only make the buffer grow once.
+const POINT_BYTES: usize = 40;
+
+/// About the size of `v`'s answer, a little over for the usual values, so the buffer is
+/// allocated once and never copied into a bigger one while it is written.
+fn size_guess(v: &Value) -> usize {
+    let labels = |l: &Labels| 16 + l.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>();
+    256 + match v {
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| labels(&s.metric) + s.floats.len() * POINT_BYTES)
+            .sum::<usize>(),
+        Value::Vector(vec) => vec
+            .iter()
+            .map(|s| labels(&s.metric) + POINT_BYTES + 12)
+            .sum::<usize>(),
+        Value::Scalar(_) => POINT_BYTES,
+        Value::String { s, .. } => s.len() * 6,
+    }
 }
 
 /// How many points `v` holds: what writing it costs.
