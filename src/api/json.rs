@@ -562,15 +562,6 @@ fn size_guess(v: &Value) -> usize {
     }
 }
 
-/// How many points `v` holds: what writing it costs.
-pub fn points(v: &Value) -> usize {
-    match v {
-        Value::Matrix(m) => m.iter().map(|s| s.floats.len()).sum(),
-        Value::Vector(vec) => vec.len(),
-        _ => 1,
-    }
-}
-
 /// Why a query answer could not be read back into a [`Value`].
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
