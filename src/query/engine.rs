@@ -450,11 +450,10 @@ mod tests {
         assert_eq!(points, 3);
         // A failed evaluation never reaches `then`, and its error is the evaluation's.
         let err = e
-            .instant_then(db.querier(), "rate(".into(), 0, None, |_| {
+            .instant_then(db.querier(), "rate(".into(), 0, None, |_| -> () {
                 panic!("then ran after an error")
             })
             .await
-            .map(|()| ())
             .unwrap_err();
         assert!(matches!(err, QueryError::Parse(_)), "{err}");
         // A query that runs out of time is still a timeout, `then` or not.
