@@ -6,7 +6,7 @@
 
 mod admin;
 mod federate;
-pub(crate) mod json;
+pub mod json;
 mod metadata;
 mod params;
 mod query;

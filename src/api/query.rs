@@ -15,10 +15,6 @@ use super::response::{json_response, success};
 use super::{ApiError, ApiState, json, now_ms};
 use crate::query::{QueryOutput, Value};
 
-/// Results with more points than this are serialized on the blocking pool, not on the
-/// request's async worker.
-const INLINE_POINTS: usize = 20_000;
-
 /// The `timeout` parameter; a zero or negative one expires at once, as a past deadline does
 /// in Prometheus.
 fn timeout_param(p: &Params) -> Result<Option<Duration>, ApiError> {
@@ -56,41 +52,43 @@ fn truncate(v: &mut Value, limit: usize) -> bool {
     }
 }
 
-fn points(v: &Value) -> usize {
-    match v {
-        Value::Matrix(m) => m.iter().map(|s| s.floats.len()).sum(),
-        Value::Vector(vec) => vec.len(),
-        _ => 1,
-    }
-}
-
-/// The success response for a query's output.
-async fn render(
-    mut out: QueryOutput,
+/// Writes a query's success response: run by the engine on the query thread that evaluated
+/// it, right after, so the answer is written and freed there (an async worker never spends a
+/// large answer's time on it).
+fn render(
+    started: std::time::Instant,
     limit: usize,
     eval_time: Option<i64>,
     extra: Option<String>,
-) -> Result<Response, ApiError> {
-    let mut warnings: Vec<String> = extra.into_iter().collect();
-    if truncate(&mut out.value, limit) {
-        warnings.push("results truncated due to limit".into());
+) -> impl FnOnce(QueryOutput) -> (f64, Vec<u8>) + Send + 'static {
+    move |mut out| {
+        let evaluated = started.elapsed().as_secs_f64();
+        let mut warnings: Vec<String> = extra.into_iter().collect();
+        if truncate(&mut out.value, limit) {
+            warnings.push("results truncated due to limit".into());
+        }
+        let body = json::answer(&out.value, &out.annotations, &warnings, eval_time);
+        (evaluated, body)
     }
-    let n = points(&out.value);
-    let write = move || {
-        let mut body = Vec::with_capacity(256 + n * 24);
-        json::write_envelope_head(&mut body);
-        json::write_query_data(&mut body, &out.value, eval_time);
-        json::write_envelope_tail(&mut body, &out.annotations, &warnings);
-        body
+}
+
+/// The response to a query that ran (`res` carries the seconds it took to evaluate and the
+/// body), counted in the self-metrics by outcome.
+fn respond(
+    kind: &str,
+    started: std::time::Instant,
+    res: Result<(f64, Vec<u8>), crate::query::QueryError>,
+) -> Result<Response, ApiError> {
+    let (secs, res) = match res {
+        Ok((secs, body)) => (secs, Ok(body)),
+        Err(e) => (started.elapsed().as_secs_f64(), Err(ApiError::from(e))),
     };
-    let body = if n > INLINE_POINTS {
-        tokio::task::spawn_blocking(write)
-            .await
-            .map_err(|e| ApiError::internal(format!("serializing the result: {e}")))?
-    } else {
-        write()
+    let outcome = match &res {
+        Ok(_) => "success",
+        Err(e) => e.kind(),
     };
-    Ok(json_response(StatusCode::OK, body))
+    crate::telemetry::observe_query(kind, outcome, secs);
+    Ok(json_response(StatusCode::OK, res?))
 }
 
 pub async fn query(
@@ -106,22 +104,12 @@ pub async fn query(
     let warning = lookback_warning(&s, &p)?;
     let expr = p.get("query").unwrap_or("").to_string();
     let started = std::time::Instant::now();
+    let then = render(started, limit, Some(time), warning);
     let res = s
         .engine
-        .instant(s.db.querier(), expr, time, timeout)
-        .await
-        .map_err(ApiError::from);
-    observe("instant", started, &res);
-    render(res?, limit, Some(time), warning).await
-}
-
-/// Counts the query and its evaluation time in the self-metrics, by outcome.
-fn observe<T>(kind: &str, started: std::time::Instant, res: &Result<T, ApiError>) {
-    let outcome = match res {
-        Ok(_) => "success",
-        Err(e) => e.kind(),
-    };
-    crate::telemetry::observe_query(kind, outcome, started.elapsed().as_secs_f64());
+        .instant_then(s.db.querier(), expr, time, timeout, then)
+        .await;
+    respond("instant", started, res)
 }
 
 /// `1,000,000` for 1000000, as Prometheus spells its point limit.
@@ -172,13 +160,12 @@ pub async fn query_range(
     let warning = lookback_warning(&s, &p)?;
     let expr = p.get("query").unwrap_or("").to_string();
     let started = std::time::Instant::now();
+    let then = render(started, limit, None, warning);
     let res = s
         .engine
-        .range(s.db.querier(), expr, start, end, step, timeout)
-        .await
-        .map_err(ApiError::from);
-    observe("range", started, &res);
-    render(res?, limit, None, warning).await
+        .range_then(s.db.querier(), expr, (start, end, step), timeout, then)
+        .await;
+    respond("range", started, res)
 }
 
 /// Parses and formats on a query thread under a query slot: a deep query would overflow an

@@ -127,7 +127,7 @@ impl Engine {
         F: FnOnce(&Expr) -> T + Send + 'static,
     {
         let reuse = reusable(&expr);
-        self.on_pool(None, reuse, move |_| parse(&expr).map(|e| f(&e)))
+        self.on_pool(None, reuse, move |_| parse(&expr).map(|e| f(&e)), |t| t)
             .await
     }
 
@@ -140,11 +140,33 @@ impl Engine {
         time: i64,
         timeout: Option<Duration>,
     ) -> Result<QueryOutput, QueryError> {
+        self.instant_then(querier, expr, time, timeout, |out| out)
+            .await
+    }
+
+    /// [`Engine::instant`], then `then` on the answer on the same query thread (the API writes
+    /// its JSON there: no second hand-off, and the answer is freed where it was built). The
+    /// timeout covers the evaluation, not `then`.
+    pub async fn instant_then<T, F>(
+        &self,
+        querier: Querier,
+        expr: String,
+        time: i64,
+        timeout: Option<Duration>,
+        then: F,
+    ) -> Result<T, QueryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(QueryOutput) -> T + Send + 'static,
+    {
         let opts = self.opts.clone();
         let reuse = reusable(&expr);
-        self.on_pool(timeout, reuse, move |deadline| {
-            run_instant(&opts, &querier, &expr, time, deadline)
-        })
+        self.on_pool(
+            timeout,
+            reuse,
+            move |deadline| run_instant(&opts, &querier, &expr, time, deadline),
+            then,
+        )
         .await
     }
 
@@ -158,28 +180,52 @@ impl Engine {
         step: i64,
         timeout: Option<Duration>,
     ) -> Result<QueryOutput, QueryError> {
+        self.range_then(querier, expr, (start, end, step), timeout, |out| out)
+            .await
+    }
+
+    /// [`Engine::range`] over `(start, end, step)`, then `then` on the answer, as
+    /// [`Engine::instant_then`].
+    pub async fn range_then<T, F>(
+        &self,
+        querier: Querier,
+        expr: String,
+        (start, end, step): (i64, i64, i64),
+        timeout: Option<Duration>,
+        then: F,
+    ) -> Result<T, QueryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(QueryOutput) -> T + Send + 'static,
+    {
         let opts = self.opts.clone();
         let reuse = reusable(&expr);
-        self.on_pool(timeout, reuse, move |deadline| {
-            run_range(&opts, &querier, &expr, start, end, step, deadline)
-        })
+        self.on_pool(
+            timeout,
+            reuse,
+            move |deadline| run_range(&opts, &querier, &expr, start, end, step, deadline),
+            then,
+        )
         .await
     }
 
     /// Waits for a slot, then runs `job` on a query thread (a stack for deep expressions, never
     /// an async worker; kept from an earlier query when `reuse`, see `guard::reusable`) under
-    /// one deadline covering the wait too. The slot is held
-    /// until the job has really stopped, so a timed-out query still counts against
-    /// `max_concurrent` until it notices its cancellation.
-    async fn on_pool<T, F>(
+    /// one deadline covering the wait too, and `then` on its success on the same thread,
+    /// outside the deadline (once the job is done, its answer is not thrown away for the time
+    /// `then` takes). The slot is held until the thread is done, so a timed-out query still
+    /// counts against `max_concurrent` until it notices its cancellation.
+    async fn on_pool<U, T, F, G>(
         &self,
         timeout: Option<Duration>,
         reuse: bool,
         job: F,
+        then: G,
     ) -> Result<T, QueryError>
     where
         T: Send + 'static,
-        F: FnOnce(&Deadline) -> Result<T, QueryError> + Send + 'static,
+        F: FnOnce(&Deadline) -> Result<U, QueryError> + Send + 'static,
+        G: FnOnce(U) -> T + Send + 'static,
     {
         let limit = timeout.map_or(self.opts.timeout, |t| t.min(self.opts.timeout));
         let started = tokio::time::Instant::now();
@@ -194,16 +240,22 @@ impl Engine {
         let cancel = Arc::new(AtomicBool::new(false));
         let guard = CancelOnDrop(cancel.clone());
         let deadline = Deadline::new(wait_until.map(tokio::time::Instant::into_std), Some(cancel));
-        let handle = spawn_big_stack(
+        let done = Arc::new(AtomicBool::new(false));
+        let job_done = done.clone();
+        let mut handle = spawn_big_stack(
             move || {
                 let _permit = permit;
-                job(&deadline)
+                let out = job(&deadline);
+                job_done.store(true, Ordering::Release);
+                out.map(then)
             },
             reuse,
         )?;
         let joined = match wait_until {
-            Some(at) => match tokio::time::timeout_at(at, handle).await {
+            Some(at) => match tokio::time::timeout_at(at, &mut handle).await {
                 Ok(j) => j,
+                // The job finished in time; `then` is still at work on its answer.
+                Err(_) if done.load(Ordering::Acquire) => handle.await,
                 Err(_) => return Err(QueryError::Timeout(IN_EXECUTION)),
             },
             None => handle.await,
@@ -366,6 +418,59 @@ mod tests {
             "{out:?}"
         );
         // Every permit is back once the queries are done.
+        assert_eq!(e.slots.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn then_runs_on_the_query_thread_after_the_answer_and_outside_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let e = Engine::new(EngineOptions {
+            max_concurrent: 1,
+            ..EngineOptions::default()
+        });
+        let caller = std::thread::current().id();
+        // `then` takes longer than the query's whole timeout: the answer still comes back.
+        let (thread, points) = e
+            .range_then(
+                db.querier(),
+                "vector(1)".into(),
+                (0, 120_000, 60_000),
+                Some(Duration::from_millis(50)),
+                |out| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let Value::Matrix(m) = out.value else {
+                        panic!("{:?}", out.value)
+                    };
+                    (std::thread::current().id(), m[0].floats.len())
+                },
+            )
+            .await
+            .unwrap();
+        assert_ne!(thread, caller);
+        assert_eq!(points, 3);
+        // A failed evaluation never reaches `then`, and its error is the evaluation's.
+        let err = e
+            .instant_then(db.querier(), "rate(".into(), 0, None, |_| -> () {
+                panic!("then ran after an error")
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Parse(_)), "{err}");
+        // A query that runs out of time is still a timeout, `then` or not.
+        let held = e.slots.clone().acquire_owned().await.unwrap();
+        let err = e
+            .instant_then(
+                db.querier(),
+                "vector(1)".into(),
+                0,
+                Some(Duration::from_millis(20)),
+                |out| out,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Timeout("query queue")), "{err}");
+        drop(held);
         assert_eq!(e.slots.available_permits(), 1);
     }
 

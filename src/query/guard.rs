@@ -395,7 +395,12 @@ mod kept {
 
         pub(super) fn run(&'static self, mut job: Job, reuse: bool) -> Result<(), QueryError> {
             if reuse {
-                while let Some(t) = self.idle().pop() {
+                loop {
+                    // Popped in a statement of its own: the list's lock is released before the
+                    // job is sent (in a `while let` it would be held through the send, and the
+                    // woken thread's first lock after its job would wait for it).
+                    let next = self.idle().pop();
+                    let Some(t) = next else { break };
                     match t.jobs.send(job) {
                         Ok(()) => return Ok(()),
                         // That thread has ended: try the next one.
