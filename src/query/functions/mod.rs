@@ -140,6 +140,28 @@ pub(crate) struct Window<'a> {
     pub eval_t: i64,
 }
 
+/// Whether some point of `points` is below the one before it: a counter reset. A window is a
+/// run of its series' points, so a series without one has windows without one.
+pub(crate) fn has_reset(points: &[FPoint]) -> bool {
+    range::has_decrease(points)
+}
+
+/// [`eval_range`] of `rate` (`is_counter`, `is_rate`), `increase` (`is_counter`) or `delta`,
+/// inlined into a caller's window loop; `may_reset` false says the window's series has no
+/// counter reset ([`has_reset`]), which spares each window its scan for one.
+#[inline]
+pub(crate) fn extrapolated(
+    w: &Window<'_>,
+    is_counter: bool,
+    is_rate: bool,
+    may_reset: bool,
+) -> Option<f64> {
+    if w.points.is_empty() {
+        return None;
+    }
+    range::extrapolated_rate(w, is_counter, is_rate, may_reset)
+}
+
 /// Evaluates `f` over one window. `args` are the scalar arguments besides the range vector in
 /// call order (quantile_over_time's φ, predict_linear's t, double_exponential_smoothing's sf and
 /// tf). `None` means no output sample at this step. Per-series annotations come from
@@ -157,9 +179,9 @@ pub(crate) fn eval_range(
     }
     let arg = |i: usize| args.get(i).copied();
     match f {
-        Rate => range::extrapolated_rate(w, true, true),
-        Increase => range::extrapolated_rate(w, true, false),
-        Delta => range::extrapolated_rate(w, false, false),
+        Rate => range::extrapolated_rate(w, true, true, true),
+        Increase => range::extrapolated_rate(w, true, false, true),
+        Delta => range::extrapolated_rate(w, false, false, true),
         Irate => range::instant_value(p, true),
         Idelta => range::instant_value(p, false),
         Deriv => range::deriv(p),
