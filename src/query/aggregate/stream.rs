@@ -5,14 +5,13 @@
 //! same order: each group and step folds its samples in input order, and the groups come out
 //! in the order a step-by-step evaluation first meets them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::LabelModifier;
 use promql_parser::parser::token::TokenType;
 
 use super::fold::{Acc, Fold};
-use super::key::KeySpec;
+use super::key::{KeyIndex, KeySpec};
 use crate::model::Labels;
 use crate::query::{FPoint, Matrix, Metric, Sample, Series};
 
@@ -20,8 +19,10 @@ use crate::query::{FPoint, Matrix, Metric, Sample, Series};
 pub(crate) struct SeriesFold<'a> {
     op: Fold,
     spec: KeySpec<'a>,
-    /// Group index by output labels.
-    by_key: HashMap<Labels, usize>,
+    /// Group index by the hash of its key, confirmed against the group's labels: a series
+    /// of a known group builds no label set.
+    index: KeyIndex,
+    buf: Vec<u8>,
     groups: Vec<Group>,
     /// Series added so far.
     seen: usize,
@@ -52,7 +53,8 @@ impl<'a> SeriesFold<'a> {
         Some(SeriesFold {
             op,
             spec,
-            by_key: HashMap::new(),
+            index: KeyIndex::default(),
+            buf: Vec::new(),
             groups: Vec::new(),
             seen: 0,
         })
@@ -68,24 +70,25 @@ impl<'a> SeriesFold<'a> {
     ) {
         let arrival = self.seen;
         self.seen += 1;
-        let key = if self.spec.is_empty_key() {
-            Labels::empty()
-        } else {
-            self.spec.key_labels(metric.as_slice())
-        };
-        let gi = match self.by_key.get(&key) {
-            Some(&i) => i,
-            None => {
-                let i = self.groups.len();
-                self.groups.push(Group {
-                    metric: Arc::new(key.clone()),
-                    accs: Vec::new(),
-                    first: (usize::MAX, usize::MAX),
-                });
-                self.by_key.insert(key, i);
-                i
-            }
-        };
+        let pairs = metric.as_slice();
+        let (spec, groups) = (&self.spec, &mut self.groups);
+        let hash = spec.hash(pairs, &mut self.buf);
+        // A group's labels are its key, so selecting from them gives the key again.
+        let (gi, new) = self
+            .index
+            .find_or_insert(hash, |g| spec.same_key(pairs, groups[g].metric.as_slice()));
+        if new {
+            let key = if spec.is_empty_key() {
+                Labels::empty()
+            } else {
+                spec.key_labels(pairs)
+            };
+            groups.push(Group {
+                metric: Arc::new(key),
+                accs: Vec::new(),
+                first: (usize::MAX, usize::MAX),
+            });
+        }
         let g = &mut self.groups[gi];
         let mut s = Sample {
             metric: metric.clone(),
@@ -110,7 +113,7 @@ impl<'a> SeriesFold<'a> {
 
     /// Forgets everything added.
     pub(crate) fn clear(&mut self) {
-        self.by_key.clear();
+        self.index = KeyIndex::default();
         self.groups.clear();
         self.seen = 0;
     }

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::query::functions::{
-    RangeFn, Window, eval_range, extrapolated, has_reset, range_function, series_annotations,
+    RangeFn, Span, Window, eval_range, extrapolated, has_reset, range_function, series_annotations,
     validate_range_args,
 };
 use crate::query::{Annotations, FPoint, Matrix, Metric, QueryError, Series};
@@ -181,21 +181,22 @@ impl Windows<'_> {
         out.floats = Vec::with_capacity(span.len().min(self.most.saturating_add(1)));
         // The extrapolating functions get a loop of their own with the function inlined; a
         // counter's windows are scanned for resets only when the whole series has one.
+        let length = Span::of(self.range);
         match f {
             RangeFn::Rate => {
                 let may_reset = has_reset(points);
                 self.walk(points, span, work, &mut out, |w, _, _| {
-                    extrapolated(w, true, true, may_reset)
+                    extrapolated(w, true, true, may_reset, length)
                 });
             }
             RangeFn::Increase => {
                 let may_reset = has_reset(points);
                 self.walk(points, span, work, &mut out, |w, _, _| {
-                    extrapolated(w, true, false, may_reset)
+                    extrapolated(w, true, false, may_reset, length)
                 });
             }
             RangeFn::Delta => self.walk(points, span, work, &mut out, |w, _, _| {
-                extrapolated(w, false, false, false)
+                extrapolated(w, false, false, false, length)
             }),
             _ => self.walk(points, span, work, &mut out, |w, argv, ann| {
                 eval_range(f, w, argv, ann)

@@ -19,6 +19,7 @@ use super::{Annotations, FPoint, QueryError, Value, Vector};
 use crate::model::Labels;
 
 pub(crate) use instant::{InstantFn, eval_instant_fn, instant_function};
+pub(crate) use range::Span;
 
 /// Drops what the library keeps per thread between calls (sorting space, formatting space,
 /// compiled `label_replace` regexes), so a query thread kept for the next query holds no
@@ -148,18 +149,20 @@ pub(crate) fn has_reset(points: &[FPoint]) -> bool {
 
 /// [`eval_range`] of `rate` (`is_counter`, `is_rate`), `increase` (`is_counter`) or `delta`,
 /// inlined into a caller's window loop; `may_reset` false says the window's series has no
-/// counter reset ([`has_reset`]), which spares each window its scan for one.
+/// counter reset ([`has_reset`]), which spares each window its scan for one; `span` is the
+/// windows' usual length, its seconds worked out once.
 #[inline]
 pub(crate) fn extrapolated(
     w: &Window<'_>,
     is_counter: bool,
     is_rate: bool,
     may_reset: bool,
+    span: Span,
 ) -> Option<f64> {
     if w.points.is_empty() {
         return None;
     }
-    range::extrapolated_rate(w, is_counter, is_rate, may_reset)
+    range::extrapolated_rate(w, is_counter, is_rate, may_reset, span)
 }
 
 /// Evaluates `f` over one window. `args` are the scalar arguments besides the range vector in
@@ -179,9 +182,9 @@ pub(crate) fn eval_range(
     }
     let arg = |i: usize| args.get(i).copied();
     match f {
-        Rate => range::extrapolated_rate(w, true, true, true),
-        Increase => range::extrapolated_rate(w, true, false, true),
-        Delta => range::extrapolated_rate(w, false, false, true),
+        Rate => range::extrapolated_rate(w, true, true, true, Span::of(w.end - w.start)),
+        Increase => range::extrapolated_rate(w, true, false, true, Span::of(0)),
+        Delta => range::extrapolated_rate(w, false, false, true, Span::of(0)),
         Irate => range::instant_value(p, true),
         Idelta => range::instant_value(p, false),
         Deriv => range::deriv(p),

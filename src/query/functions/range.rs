@@ -29,6 +29,33 @@ fn range_seconds(ms: i64) -> f64 {
     (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
 }
 
+/// A window length in milliseconds with its [`range_seconds`], worked out once for the many
+/// windows of that length.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    ms: i64,
+    secs: f64,
+}
+
+impl Span {
+    pub(crate) fn of(ms: i64) -> Span {
+        Span {
+            ms,
+            secs: range_seconds(ms),
+        }
+    }
+
+    /// [`range_seconds`] of `ms`.
+    #[inline]
+    fn seconds(self, ms: i64) -> f64 {
+        if ms == self.ms {
+            self.secs
+        } else {
+            range_seconds(ms)
+        }
+    }
+}
+
 /// True when some value is below its predecessor (a counter reset). Never short-circuits, so
 /// the loop has no data-dependent branch.
 #[inline]
@@ -45,13 +72,14 @@ pub(super) fn has_decrease(p: &[FPoint]) -> bool {
 /// boundary is reached only when the nearest point lies within 1.1 average intervals of it,
 /// otherwise the extrapolation covers half an interval; a counter is never extrapolated below
 /// zero. `may_reset` false says the window holds no counter reset (its whole series has
-/// none), so it is not scanned for one.
+/// none), so it is not scanned for one; `span` is the window's length, most likely.
 #[inline]
 pub(super) fn extrapolated_rate(
     w: &Window<'_>,
     is_counter: bool,
     is_rate: bool,
     may_reset: bool,
+    span: Span,
 ) -> Option<f64> {
     let p = w.points;
     if p.len() < 2 {
@@ -97,7 +125,7 @@ pub(super) fn extrapolated_rate(
         factor = (sampled + to_start + to_end) / sampled;
     }
     if is_rate {
-        factor /= range_seconds(w.end - w.start);
+        factor /= span.seconds(w.end - w.start);
     }
     Some(result * factor)
 }
@@ -1060,6 +1088,7 @@ mod tests {
                 // Every window of the series, as the evaluator walks them: `extrapolated`
                 // with the series' own reset hint is `eval_range`, bit for bit.
                 let may_reset = has_reset(&p);
+                let span = Span::of(range);
                 let mut ann = Annotations::default();
                 let mut end = p[0].t;
                 while end <= p[p.len() - 1].t + range {
@@ -1071,7 +1100,7 @@ mod tests {
                         [(Rate, true, true), (Increase, true, false), (Delta, false, false)]
                     {
                         let want = eval_range(f, &w, &[], &mut ann).map(f64::to_bits);
-                        let got = extrapolated(&w, counter, rate, may_reset).map(f64::to_bits);
+                        let got = extrapolated(&w, counter, rate, may_reset, span).map(f64::to_bits);
                         prop_assert_eq!(got, want, "{:?} over ({}, {}]", f, start, end);
                     }
                     end += step;
