@@ -13,7 +13,7 @@ use promql_parser::parser::token::TokenType;
 use super::fold::{Acc, Fold};
 use super::key::{KeyIndex, KeySpec};
 use crate::model::Labels;
-use crate::query::{FPoint, Matrix, Metric, Sample, Series};
+use crate::query::{FPoint, Matrix, Metric, Series};
 
 /// A folding aggregation over all the steps of a range, fed series by series.
 pub(crate) struct SeriesFold<'a> {
@@ -36,6 +36,32 @@ struct Group {
     /// The first step with a sample, and the first series (by arrival) with a sample there:
     /// where a step-by-step evaluation would first meet the group.
     first: (usize, usize),
+}
+
+impl Group {
+    /// Folds the points of the input series that arrived `arrival`-th, whose name is to be
+    /// dropped if `drop_name`, into this group with `op`.
+    #[inline(always)]
+    fn fold(
+        &mut self,
+        op: Fold,
+        arrival: usize,
+        drop_name: bool,
+        points: impl IntoIterator<Item = (usize, f64)>,
+    ) {
+        for (i, f) in points {
+            if self.accs.len() <= i {
+                self.accs.resize_with(i + 1, || None);
+            }
+            match &mut self.accs[i] {
+                Some(acc) => acc.add_value(op, f, drop_name),
+                slot @ None => *slot = Some(Acc::start(op, f, drop_name)),
+            }
+            if i < self.first.0 {
+                self.first = (i, arrival);
+            }
+        }
+    }
 }
 
 impl<'a> SeriesFold<'a> {
@@ -90,24 +116,15 @@ impl<'a> SeriesFold<'a> {
             });
         }
         let g = &mut self.groups[gi];
-        let mut s = Sample {
-            metric: metric.clone(),
-            t: 0,
-            f: 0.0,
-            drop_name,
-        };
-        for (i, f) in points {
-            s.f = f;
-            if g.accs.len() <= i {
-                g.accs.resize_with(i + 1, || None);
-            }
-            match &mut g.accs[i] {
-                Some(acc) => acc.add(self.op, &s),
-                slot @ None => *slot = Some(Acc::new(self.op, &s)),
-            }
-            if i < g.first.0 {
-                g.first = (i, arrival);
-            }
+        // One loop per fold, its arithmetic inlined with the fold known, rather than a call
+        // and a match on the fold per point.
+        match self.op {
+            Fold::Sum => g.fold(Fold::Sum, arrival, drop_name, points),
+            Fold::Avg => g.fold(Fold::Avg, arrival, drop_name, points),
+            Fold::Count => g.fold(Fold::Count, arrival, drop_name, points),
+            Fold::Min => g.fold(Fold::Min, arrival, drop_name, points),
+            Fold::Max => g.fold(Fold::Max, arrival, drop_name, points),
+            op => g.fold(op, arrival, drop_name, points),
         }
     }
 
