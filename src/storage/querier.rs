@@ -668,7 +668,8 @@ mod tests {
             |ts: &[i64]| -> Vec<Sample> { ts.iter().map(|&t| Sample::new(t, t as f64)).collect() };
         let times = |v: &[Sample]| -> Vec<i64> { v.iter().map(|s| s.t).collect() };
         // (samples, from, mint, maxt, what is left)
-        let cases: [(&[i64], usize, i64, i64, &[i64]); 9] = [
+        type Case = (&'static [i64], usize, i64, i64, &'static [i64]);
+        let cases: [Case; 9] = [
             (&[], 0, 0, 10, &[]),
             (&[5], 0, 0, 10, &[5]),
             (&[5], 0, 6, 10, &[]),
