@@ -300,11 +300,10 @@ enum Walked {
 /// threads: roughly its samples plus its steps.
 ///
 /// Below [`PARALLEL_FROM`] a selection is computed by the query's thread alone: handing work
-/// over costs more than it saves. Batches are about [`BATCH`] of it. Measured on 2 cores
-/// under load: at 40,000 (30 series × 6 h at 15 s) sharing gained nothing; at 216,000 (120
-/// series) it cost 15% more CPU per query (the batch a helper still holds at the end is
-/// computed twice) and no wall time; from 430,000 (240 series) it pays.
-const PARALLEL_FROM: u64 = 300_000;
+/// over costs more than it saves. Batches are about [`BATCH`] of it. At 216,000 (120 series of
+/// 6 h at 15 s) sharing costs 9-15% more CPU; it gains no wall time with the machine busy
+/// (load 5) but does with a core to spare (load 2), so the threshold stays below that size.
+const PARALLEL_FROM: u64 = 100_000;
 const BATCH: u64 = 16_384;
 
 /// What one thread reuses from series to series while reading and windowing a plan's series.
