@@ -772,6 +772,96 @@ fn a_streamed_aggregation_answers_as_the_step_by_step_one() {
     assert_eq!(compared, 2 * 8 * 5 * 8 * 2);
 }
 
+#[test]
+fn extrapolating_functions_answer_each_window_as_the_function_library_does() {
+    // The evaluator's own loop for rate, increase and delta (the function inlined, resets
+    // looked for only in series that have one) against the library's `eval_range` over the
+    // same windows of the stored points, bit for bit: series with resets, NaNs, staleness
+    // markers and gaps.
+    use crate::model::{Matcher, is_stale_nan};
+    use crate::query::FPoint;
+    use crate::query::functions::{RangeFn, Window, eval_range};
+    let (_d, db) = mixed_store();
+    let r = Range {
+        start: 0,
+        end: 1900 * S,
+        step: 45 * S,
+    };
+    let engine = Engine::new(EngineOptions::default());
+    let stored = db
+        .querier()
+        .select(&[Matcher::equal("__name__", "x")], i64::MIN, i64::MAX)
+        .unwrap();
+    let mut compared = 0;
+    for (name, f) in [
+        ("rate", RangeFn::Rate),
+        ("increase", RangeFn::Increase),
+        ("delta", RangeFn::Delta),
+    ] {
+        for range in [60 * S, 150 * S, 400 * S] {
+            let q = format!("{name}(x[{}s])", range / S);
+            let got = engine
+                .range_blocking(&db.querier(), &q, r.start, r.end, r.step)
+                .unwrap();
+            let mut want = Vec::new();
+            for s in &stored {
+                let points: Vec<FPoint> = s
+                    .samples
+                    .iter()
+                    .filter(|x| !is_stale_nan(x.v))
+                    .map(|x| FPoint { t: x.t, f: x.v })
+                    .collect();
+                let mut out = Vec::new();
+                for i in 0..r.steps() {
+                    let end = r.ts(i);
+                    let start = end - range;
+                    let lo = points.partition_point(|p| p.t <= start);
+                    let hi = points.partition_point(|p| p.t <= end);
+                    let w = Window {
+                        points: &points[lo..hi],
+                        start,
+                        end,
+                        eval_t: end,
+                    };
+                    let mut ann = Default::default();
+                    if let Some(v) = eval_range(f, &w, &[], &mut ann) {
+                        out.push((end, v));
+                    }
+                }
+                if !out.is_empty() {
+                    let l = Labels::from_sorted_unchecked(
+                        s.labels
+                            .as_slice()
+                            .iter()
+                            .filter(|(n, _)| n != "__name__")
+                            .cloned()
+                            .collect(),
+                    );
+                    want.push((l.to_string(), out));
+                }
+            }
+            // Bits, every NaN alike, by label set.
+            let bits = |m: Vec<(String, Vec<(i64, f64)>)>| -> std::collections::BTreeMap<_, _> {
+                m.into_iter()
+                    .map(|(l, p)| {
+                        let p: Vec<(i64, u64)> = p
+                            .into_iter()
+                            .map(|(t, v)| (t, if v.is_nan() { 1 } else { v.to_bits() }))
+                            .collect();
+                        (l, p)
+                    })
+                    .collect()
+            };
+            compared += want
+                .iter()
+                .map(|(_, p): &(String, Vec<_>)| p.len())
+                .sum::<usize>();
+            assert_eq!(bits(matrix(got.value)), bits(want), "{q}");
+        }
+    }
+    assert!(compared > 1000, "{compared}");
+}
+
 /// `topk`, `bottomk` and `limitk` shapes: ties (clamped and rounded values), NaNs, series
 /// starting late and with gaps, k of 0, above the series count, NaN, fractional, negative,
 /// overflowing and changing from step to step (NaN at some), grouping, label sets that
