@@ -9,6 +9,7 @@ use tracing::warn;
 use super::StorageError;
 use super::block_chunks::read_samples;
 use super::catalog::Catalog;
+use super::chunk::MAX_SAMPLES;
 use super::head::{Head, MemSeries, SeriesSamples};
 use super::index::{IndexReader, select_ids};
 use super::quarantine::{Blocks, corrupt_block_path};
@@ -105,6 +106,12 @@ impl Plan<'_> {
         &self.entries[self.starts[i]].labels
     }
 
+    /// The labels of series `i`, taken out of the plan (which is left with an empty set in
+    /// their place): for a reader that has read the series and reads it no more.
+    pub(crate) fn take_labels(&mut self, i: usize) -> Labels {
+        std::mem::replace(&mut self.entries[self.starts[i]].labels, Labels::empty())
+    }
+
     /// Roughly how many samples series `i` has in the range: its block chunks' sample counts,
     /// and [`HEAD_SERIES_GUESS`] for its head part (reading a head series' size would take its
     /// lock).
@@ -134,7 +141,24 @@ pub(crate) struct Unread<'q> {
 #[derive(Default)]
 pub(crate) struct ReadScratch {
     bytes: Vec<u8>,
-    decoded: Vec<Sample>,
+}
+
+/// Takes the samples of `samples[from..]` outside [mint, maxt] out, keeping the others'
+/// order; the samples before `from` are left alone.
+fn retain_within(samples: &mut Vec<Sample>, from: usize, mint: i64, maxt: i64) {
+    let inside = |s: &Sample| s.t >= mint && s.t <= maxt;
+    let Some(first_out) = samples[from..].iter().position(|s| !inside(s)) else {
+        return;
+    };
+    let mut kept = from + first_out;
+    for i in kept + 1..samples.len() {
+        let s = samples[i];
+        if inside(&s) {
+            samples[kept] = s;
+            kept += 1;
+        }
+    }
+    samples.truncate(kept);
 }
 
 /// The ids `ix` selects for any of the matcher sets, sorted and unique.
@@ -344,25 +368,33 @@ impl Querier {
         scratch: &mut ReadScratch,
         samples: &mut Vec<Sample>,
     ) -> Result<(), Unread<'q>> {
+        // Room for the block chunks' samples at once (a count is at most what one chunk may
+        // hold, whatever its metadata says), rather than growing chunk by chunk.
+        let expected: usize = run
+            .iter()
+            .map(|e| match &e.source {
+                Source::Block(_, chunks) => chunks
+                    .iter()
+                    .map(|c| (c.num_samples as usize).min(MAX_SAMPLES))
+                    .sum(),
+                Source::Head(_) => 0,
+            })
+            .sum();
+        samples.reserve(expected);
         for e in run {
             match &e.source {
                 Source::Block(b, chunks) => {
                     for c in chunks {
-                        scratch.decoded.clear();
-                        if let Err(error) =
-                            read_samples(b, c, &mut scratch.bytes, &mut scratch.decoded)
-                        {
+                        // Decoded in place, then the samples outside [mint, maxt] (a chunk
+                        // at either end of the range) taken out, keeping the order.
+                        let from = samples.len();
+                        if let Err(error) = read_samples(b, c, &mut scratch.bytes, samples) {
                             return Err(Unread {
                                 block: Some(b),
                                 error,
                             });
                         }
-                        samples.extend(
-                            scratch
-                                .decoded
-                                .iter()
-                                .filter(|s| s.t >= mint && s.t <= maxt),
-                        );
+                        retain_within(samples, from, mint, maxt);
                     }
                 }
                 // A head chunk failing its checksum is an error to the query: the head
@@ -629,6 +661,47 @@ impl Querier {
 mod tests {
     use super::*;
     use crate::storage::{Db, Options, write_blocks};
+
+    #[test]
+    fn retain_within_takes_out_only_the_samples_outside_the_range_after_from() {
+        let at =
+            |ts: &[i64]| -> Vec<Sample> { ts.iter().map(|&t| Sample::new(t, t as f64)).collect() };
+        let times = |v: &[Sample]| -> Vec<i64> { v.iter().map(|s| s.t).collect() };
+        // (samples, from, mint, maxt, what is left)
+        type Case = (&'static [i64], usize, i64, i64, &'static [i64]);
+        let cases: [Case; 9] = [
+            (&[], 0, 0, 10, &[]),
+            (&[5], 0, 0, 10, &[5]),
+            (&[5], 0, 6, 10, &[]),
+            (&[1, 2, 3, 4], 0, 1, 4, &[1, 2, 3, 4]),
+            (&[1, 2, 3, 4], 0, 2, 3, &[2, 3]),
+            (&[1, 2, 3, 4], 0, 5, 9, &[]),
+            // The samples before `from` stay whatever their times.
+            (&[-7, 99, 1, 2, 3], 2, 2, 2, &[-7, 99, 2]),
+            // Out of order (a corrupt chunk): each sample judged on its own, order kept.
+            (&[9, 1, 8, 2, 7], 0, 2, 8, &[8, 2, 7]),
+            (
+                &[i64::MIN, 0, i64::MAX],
+                0,
+                i64::MIN,
+                i64::MAX,
+                &[i64::MIN, 0, i64::MAX],
+            ),
+        ];
+        for (input, from, mint, maxt, want) in cases {
+            let mut v = at(input);
+            retain_within(&mut v, from, mint, maxt);
+            assert_eq!(times(&v), want, "{input:?} from {from} in [{mint}, {maxt}]");
+            // What filtering a copy gives.
+            let mut filtered = at(&input[..from]);
+            filtered.extend(
+                at(&input[from..])
+                    .into_iter()
+                    .filter(|s| s.t >= mint && s.t <= maxt),
+            );
+            assert_eq!(times(&v), times(&filtered));
+        }
+    }
 
     fn series(name: &str, pts: &[(i64, f64)]) -> (Labels, Vec<Sample>) {
         (

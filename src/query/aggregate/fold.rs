@@ -58,7 +58,12 @@ pub(super) struct Acc {
 
 impl Acc {
     pub(super) fn new(op: Fold, s: &Sample) -> Acc {
-        let f = s.f;
+        Acc::start(op, s.f, s.drop_name)
+    }
+
+    /// The state of a group whose first value is `f`, its name to be dropped if `drop_name`.
+    #[inline(always)]
+    pub(super) fn start(op: Fold, f: f64, drop_name: bool) -> Acc {
         let value = match op {
             Fold::Group => 1.0,
             // The running sum of squared deviations; it cannot recover from a NaN or an
@@ -73,7 +78,7 @@ impl Acc {
             kahan_c: 0.0,
             count: 1.0,
             incremental: false,
-            drop_name: s.drop_name,
+            drop_name,
             values: match op {
                 Fold::Quantile(_) => vec![f],
                 _ => Vec::new(),
@@ -82,8 +87,13 @@ impl Acc {
     }
 
     pub(super) fn add(&mut self, op: Fold, s: &Sample) {
-        let f = s.f;
-        self.drop_name |= s.drop_name;
+        self.add_value(op, s.f, s.drop_name)
+    }
+
+    /// Folds in the value `f` of a sample whose name is to be dropped if `drop_name`.
+    #[inline(always)]
+    pub(super) fn add_value(&mut self, op: Fold, f: f64, drop_name: bool) {
+        self.drop_name |= drop_name;
         match op {
             Fold::Sum => (self.value, self.kahan_c) = kahan_inc(f, self.value, self.kahan_c),
             Fold::Avg => self.add_avg(f),

@@ -27,6 +27,7 @@ use promql_parser::parser::token::{
 };
 
 pub(crate) use self::stream::SeriesFold;
+pub(crate) use self::topk::RangeSelect;
 
 use self::fold::Fold;
 use self::key::{KeyIndex, KeyOrdinals, KeySpec, SeriesCache, Slots};
@@ -201,7 +202,7 @@ const MAX_INT64_F: f64 = 9_223_372_036_854_775_808.0;
 /// Prometheus checks the parameter over the whole range before evaluating; per step the
 /// outcome is the same except that a k at or below -2^63 yields nothing here where
 /// Prometheus reports an underflow if another step's k is at least 1.
-fn k_param(f: f64) -> Result<Option<usize>, QueryError> {
+pub(crate) fn k_param(f: f64) -> Result<Option<usize>, QueryError> {
     if f.is_nan() {
         return Err(QueryError::Execution("Parameter value is NaN".into()));
     }

@@ -5,23 +5,24 @@
 //! same order: each group and step folds its samples in input order, and the groups come out
 //! in the order a step-by-step evaluation first meets them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::LabelModifier;
 use promql_parser::parser::token::TokenType;
 
 use super::fold::{Acc, Fold};
-use super::key::KeySpec;
+use super::key::{KeyIndex, KeySpec};
 use crate::model::Labels;
-use crate::query::{FPoint, Matrix, Metric, Sample, Series};
+use crate::query::{FPoint, Matrix, Metric, Series};
 
 /// A folding aggregation over all the steps of a range, fed series by series.
 pub(crate) struct SeriesFold<'a> {
     op: Fold,
     spec: KeySpec<'a>,
-    /// Group index by output labels.
-    by_key: HashMap<Labels, usize>,
+    /// Group index by the hash of its key, confirmed against the group's labels: a series
+    /// of a known group builds no label set.
+    index: KeyIndex,
+    buf: Vec<u8>,
     groups: Vec<Group>,
     /// Series added so far.
     seen: usize,
@@ -35,6 +36,32 @@ struct Group {
     /// The first step with a sample, and the first series (by arrival) with a sample there:
     /// where a step-by-step evaluation would first meet the group.
     first: (usize, usize),
+}
+
+impl Group {
+    /// Folds the points of the input series that arrived `arrival`-th, whose name is to be
+    /// dropped if `drop_name`, into this group with `op`.
+    #[inline(always)]
+    fn fold(
+        &mut self,
+        op: Fold,
+        arrival: usize,
+        drop_name: bool,
+        points: impl IntoIterator<Item = (usize, f64)>,
+    ) {
+        for (i, f) in points {
+            if self.accs.len() <= i {
+                self.accs.resize_with(i + 1, || None);
+            }
+            match &mut self.accs[i] {
+                Some(acc) => acc.add_value(op, f, drop_name),
+                slot @ None => *slot = Some(Acc::start(op, f, drop_name)),
+            }
+            if i < self.first.0 {
+                self.first = (i, arrival);
+            }
+        }
+    }
 }
 
 impl<'a> SeriesFold<'a> {
@@ -52,7 +79,8 @@ impl<'a> SeriesFold<'a> {
         Some(SeriesFold {
             op,
             spec,
-            by_key: HashMap::new(),
+            index: KeyIndex::default(),
+            buf: Vec::new(),
             groups: Vec::new(),
             seen: 0,
         })
@@ -68,49 +96,41 @@ impl<'a> SeriesFold<'a> {
     ) {
         let arrival = self.seen;
         self.seen += 1;
-        let key = if self.spec.is_empty_key() {
-            Labels::empty()
-        } else {
-            self.spec.key_labels(metric.as_slice())
-        };
-        let gi = match self.by_key.get(&key) {
-            Some(&i) => i,
-            None => {
-                let i = self.groups.len();
-                self.groups.push(Group {
-                    metric: Arc::new(key.clone()),
-                    accs: Vec::new(),
-                    first: (usize::MAX, usize::MAX),
-                });
-                self.by_key.insert(key, i);
-                i
-            }
-        };
+        let pairs = metric.as_slice();
+        let (spec, groups) = (&self.spec, &mut self.groups);
+        let hash = spec.hash(pairs, &mut self.buf);
+        // A group's labels are its key, so selecting from them gives the key again.
+        let (gi, new) = self
+            .index
+            .find_or_insert(hash, |g| spec.same_key(pairs, groups[g].metric.as_slice()));
+        if new {
+            let key = if spec.is_empty_key() {
+                Labels::empty()
+            } else {
+                spec.key_labels(pairs)
+            };
+            groups.push(Group {
+                metric: Arc::new(key),
+                accs: Vec::new(),
+                first: (usize::MAX, usize::MAX),
+            });
+        }
         let g = &mut self.groups[gi];
-        let mut s = Sample {
-            metric: metric.clone(),
-            t: 0,
-            f: 0.0,
-            drop_name,
-        };
-        for (i, f) in points {
-            s.f = f;
-            if g.accs.len() <= i {
-                g.accs.resize_with(i + 1, || None);
-            }
-            match &mut g.accs[i] {
-                Some(acc) => acc.add(self.op, &s),
-                slot @ None => *slot = Some(Acc::new(self.op, &s)),
-            }
-            if i < g.first.0 {
-                g.first = (i, arrival);
-            }
+        // One loop per fold, its arithmetic inlined with the fold known, rather than a call
+        // and a match on the fold per point.
+        match self.op {
+            Fold::Sum => g.fold(Fold::Sum, arrival, drop_name, points),
+            Fold::Avg => g.fold(Fold::Avg, arrival, drop_name, points),
+            Fold::Count => g.fold(Fold::Count, arrival, drop_name, points),
+            Fold::Min => g.fold(Fold::Min, arrival, drop_name, points),
+            Fold::Max => g.fold(Fold::Max, arrival, drop_name, points),
+            op => g.fold(op, arrival, drop_name, points),
         }
     }
 
     /// Forgets everything added.
     pub(crate) fn clear(&mut self) {
-        self.by_key.clear();
+        self.index = KeyIndex::default();
         self.groups.clear();
         self.seen = 0;
     }

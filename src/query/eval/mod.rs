@@ -18,6 +18,7 @@ mod binseries;
 mod names;
 mod par;
 mod range;
+mod select;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -33,7 +34,7 @@ use promql_parser::parser::{
     AggregateExpr, AtModifier, BinaryExpr, Call, Expr, Offset, VectorSelector,
 };
 
-use super::aggregate::{AggParam, Aggregation, SeriesFold, aggregate};
+use super::aggregate::{AggParam, Aggregation, RangeSelect, SeriesFold, aggregate};
 use super::binary::{VectorBinop, scalar_scalar, vector_scalar, vector_vector};
 use super::functions::{Arg, eval_instant};
 use super::{Annotations, FPoint, Matrix, QueryError, Sample, Series, Value, Vector};
@@ -140,8 +141,9 @@ pub(crate) struct Settings {
     /// Resolution of subqueries written without a step (ms).
     pub subquery_step: i64,
     /// Fold an aggregation directly over a selector or range function series by series, as
-    /// its input is read (off: collect the input first, then aggregate step by step: the same
-    /// answer, which tests compare with).
+    /// its input is read, and select `topk`/`bottomk`/`limitk` from their input's series
+    /// without a sample vector per step (off: collect the input first, then aggregate step by
+    /// step: the same answer, which tests compare with).
     pub stream_aggregations: bool,
     /// Whether large streamed parts are shared between threads (the answer is the same).
     pub parallel: Parallel,
@@ -830,6 +832,14 @@ impl Evaluator<'_> {
         let input = self.eval_matrix(&a.expr, r)?;
         let op = a.op;
         let modifier = a.modifier.as_ref();
+        // topk, bottomk, limitk: selected from the input's columns, step by step.
+        if self.settings.stream_aggregations
+            && let Param::Scalar(ks) = &param
+            && select::strictly_ordered(&input)
+            && let Some(sel) = RangeSelect::new(op, modifier, input.iter().map(|s| &s.metric))
+        {
+            return self.select_range(sel, r, ks, input, before);
+        }
         // Kept across steps, it remembers each series' group; a single step has nothing to
         // remember.
         let mut node = (r.steps() > 1).then(|| Aggregation::new(op, modifier));

@@ -774,6 +774,206 @@ fn a_streamed_aggregation_answers_as_the_step_by_step_one() {
 }
 
 #[test]
+fn extrapolating_functions_answer_each_window_as_the_function_library_does() {
+    // The evaluator's own loop for rate, increase and delta (the function inlined, resets
+    // looked for only in series that have one) against the library's `eval_range` over the
+    // same windows of the stored points, bit for bit: series with resets, NaNs, staleness
+    // markers and gaps.
+    use crate::model::{Matcher, is_stale_nan};
+    use crate::query::FPoint;
+    use crate::query::functions::{RangeFn, Window, eval_range};
+    let (_d, db) = mixed_store();
+    let r = Range {
+        start: 0,
+        end: 1900 * S,
+        step: 45 * S,
+    };
+    let engine = Engine::new(EngineOptions::default());
+    let stored = db
+        .querier()
+        .select(&[Matcher::equal("__name__", "x")], i64::MIN, i64::MAX)
+        .unwrap();
+    let mut compared = 0;
+    for (name, f) in [
+        ("rate", RangeFn::Rate),
+        ("increase", RangeFn::Increase),
+        ("delta", RangeFn::Delta),
+    ] {
+        for range in [60 * S, 150 * S, 400 * S] {
+            let q = format!("{name}(x[{}s])", range / S);
+            let got = engine
+                .range_blocking(&db.querier(), &q, r.start, r.end, r.step)
+                .unwrap();
+            let mut want = Vec::new();
+            for s in &stored {
+                let points: Vec<FPoint> = s
+                    .samples
+                    .iter()
+                    .filter(|x| !is_stale_nan(x.v))
+                    .map(|x| FPoint { t: x.t, f: x.v })
+                    .collect();
+                let mut out = Vec::new();
+                for i in 0..r.steps() {
+                    let end = r.ts(i);
+                    let start = end - range;
+                    let lo = points.partition_point(|p| p.t <= start);
+                    let hi = points.partition_point(|p| p.t <= end);
+                    let w = Window {
+                        points: &points[lo..hi],
+                        start,
+                        end,
+                        eval_t: end,
+                    };
+                    let mut ann = Default::default();
+                    if let Some(v) = eval_range(f, &w, &[], &mut ann) {
+                        out.push((end, v));
+                    }
+                }
+                if !out.is_empty() {
+                    let l = Labels::from_sorted_unchecked(
+                        s.labels
+                            .as_slice()
+                            .iter()
+                            .filter(|(n, _)| n != "__name__")
+                            .cloned()
+                            .collect(),
+                    );
+                    want.push((l.to_string(), out));
+                }
+            }
+            // Bits, every NaN alike, by label set.
+            let bits = |m: Vec<(String, Vec<(i64, f64)>)>| -> std::collections::BTreeMap<_, _> {
+                m.into_iter()
+                    .map(|(l, p)| {
+                        let p: Vec<(i64, u64)> = p
+                            .into_iter()
+                            .map(|(t, v)| (t, if v.is_nan() { 1 } else { v.to_bits() }))
+                            .collect();
+                        (l, p)
+                    })
+                    .collect()
+            };
+            compared += want
+                .iter()
+                .map(|(_, p): &(String, Vec<_>)| p.len())
+                .sum::<usize>();
+            assert_eq!(bits(matrix(got.value)), bits(want), "{q}");
+        }
+    }
+    assert!(compared > 1000, "{compared}");
+}
+
+/// `topk`, `bottomk` and `limitk` shapes: ties (clamped and rounded values), NaNs, series
+/// starting late and with gaps, k of 0, above the series count, NaN, fractional, negative,
+/// overflowing and changing from step to step (NaN at some), grouping, label sets that
+/// collide once names are dropped.
+const SELECT_K_SHAPES: [&str; 24] = [
+    "topk(2, x)",
+    "bottomk(2, x)",
+    "limitk(2, x)",
+    "topk(3, {__name__=~\"x|y\"})",
+    "topk(2, clamp_max(x, 50))",
+    "bottomk(3, round(rate({__name__=~\"x|y\"}[2m]) / 10))",
+    "topk by (job) (1, rate(x[1m]))",
+    "bottomk without (i) (2, {__name__=~\"x|y\"})",
+    "limitk by (__name__) (1, {__name__=~\"x|y\"} offset 30s)",
+    "topk(0, x)",
+    "topk(100, {__name__=~\"x|y\"})",
+    "bottomk(NaN, x)",
+    "topk(1.9, x)",
+    "topk(-1, x)",
+    "topk(9.3e18, x)",
+    "topk(time() / 300 - 2, x)",
+    "bottomk(scalar(x{i=\"1\"}) / 100, {__name__=~\"x|y\"})",
+    "limitk(scalar(count(x)) - 3, x)",
+    "topk(5, -{__name__=~\"x|y\"})",
+    "bottomk(5, abs({__name__=~\"x|y\"}))",
+    "topk(2, sum by (job) (rate({__name__=~\"x|y\"}[5m])))",
+    "topk(1, max_over_time(x[90s]) > 100)",
+    "topk(2, x) + 1",
+    "sum(bottomk(2, y))",
+];
+
+#[test]
+fn a_selection_from_the_input_series_answers_as_the_step_by_step_one() {
+    let (_d, db) = mixed_store();
+    let range = QueryTimes {
+        start: 0,
+        end: 1900 * S,
+        step: 45 * S,
+    };
+    let instants = [0, 95 * S, 1000 * S].map(|t| QueryTimes {
+        start: t,
+        end: t,
+        step: 0,
+    });
+    let (mut errors, mut answers) = (0, 0);
+    for delayed in [false, true] {
+        for q in SELECT_K_SHAPES {
+            for t in std::iter::once(range).chain(instants) {
+                let reference = evaluated(&db, q, delayed, false, t);
+                assert_eq!(
+                    evaluated(&db, q, delayed, true, t),
+                    reference,
+                    "{q} over {t:?} (delayed {delayed})"
+                );
+                match reference.starts_with("error") {
+                    true => errors += 1,
+                    false => answers += 1,
+                }
+            }
+        }
+    }
+    // k errors (NaN, overflow) and same-label-set errors are among the answers compared.
+    assert!(errors >= 8 && answers >= 100, "{errors} {answers}");
+}
+
+#[test]
+fn a_selection_from_the_input_series_fails_the_sample_limit_exactly_where_steps_do() {
+    let (_d, db) = mixed_store();
+    let range = QueryTimes {
+        start: 0,
+        end: 1900 * S,
+        step: 45 * S,
+    };
+    for q in [
+        "topk(2, x)",
+        "bottomk(3, {__name__=~\"x|y\"})",
+        "limitk by (job) (1, rate(x[1m]))",
+        "topk(time() / 300 - 2, x)",
+    ] {
+        let with = |stream, max_samples| {
+            let settings = Settings {
+                max_samples,
+                stream_aggregations: stream,
+                ..settings(Parallel::Off)
+            };
+            evaluated_with(&db, q, &settings, range)
+        };
+        // The smallest limit the step-by-step evaluation passes.
+        let (mut lo, mut hi) = (0usize, 1 << 20);
+        assert!(!with(false, hi).starts_with("error"), "{q}");
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if with(false, mid).starts_with("error") {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        assert!(hi > 0, "{q}");
+        for limit in [0, 1, hi / 2, hi - 1, hi, hi + 1] {
+            assert_eq!(
+                with(true, limit),
+                with(false, limit),
+                "{q} with limit {limit}"
+            );
+        }
+        assert!(with(true, hi - 1).starts_with("error"), "{q}");
+    }
+}
+
+#[test]
 fn a_streamed_aggregation_counts_its_input_as_held_until_it_is_done() {
     let (_d, db) = mixed_store();
     let q = db.querier();

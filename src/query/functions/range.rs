@@ -29,10 +29,37 @@ fn range_seconds(ms: i64) -> f64 {
     (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
 }
 
+/// A window length in milliseconds with its [`range_seconds`], worked out once for the many
+/// windows of that length.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    ms: i64,
+    secs: f64,
+}
+
+impl Span {
+    pub(crate) fn of(ms: i64) -> Span {
+        Span {
+            ms,
+            secs: range_seconds(ms),
+        }
+    }
+
+    /// [`range_seconds`] of `ms`.
+    #[inline]
+    fn seconds(self, ms: i64) -> f64 {
+        if ms == self.ms {
+            self.secs
+        } else {
+            range_seconds(ms)
+        }
+    }
+}
+
 /// True when some value is below its predecessor (a counter reset). Never short-circuits, so
 /// the loop has no data-dependent branch.
 #[inline]
-fn has_decrease(p: &[FPoint]) -> bool {
+pub(super) fn has_decrease(p: &[FPoint]) -> bool {
     let mut any = false;
     for (a, b) in p.iter().zip(p.iter().skip(1)) {
         any |= b.f < a.f;
@@ -44,8 +71,16 @@ fn has_decrease(p: &[FPoint]) -> bool {
 /// (plus every value lost to a counter reset), extrapolated towards the window's edges. A
 /// boundary is reached only when the nearest point lies within 1.1 average intervals of it,
 /// otherwise the extrapolation covers half an interval; a counter is never extrapolated below
-/// zero.
-pub(super) fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+/// zero. `may_reset` false says the window holds no counter reset (its whole series has
+/// none), so it is not scanned for one; `span` is the window's length, most likely.
+#[inline]
+pub(super) fn extrapolated_rate(
+    w: &Window<'_>,
+    is_counter: bool,
+    is_rate: bool,
+    may_reset: bool,
+    span: Span,
+) -> Option<f64> {
     let p = w.points;
     if p.len() < 2 {
         return None;
@@ -55,7 +90,7 @@ pub(super) fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool)
     let mut result = last.f - first.f;
     // Most windows hold no reset: a branch-free scan (which the compiler vectorises) finds that
     // out, and only a window with one pays for the ordered sum that adds what each reset lost.
-    if is_counter && has_decrease(p) {
+    if is_counter && may_reset && has_decrease(p) {
         let mut prev = first.f;
         for q in &p[1..] {
             if q.f < prev {
@@ -90,7 +125,7 @@ pub(super) fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool)
         factor = (sampled + to_start + to_end) / sampled;
     }
     if is_rate {
-        factor /= range_seconds(w.end - w.start);
+        factor /= span.seconds(w.end - w.start);
     }
     Some(result * factor)
 }
@@ -1037,6 +1072,39 @@ mod tests {
                     super::super::has_decrease(&p),
                     p.windows(2).any(|w| w[1].f < w[0].f)
                 );
+            }
+
+            #[test]
+            fn a_rate_told_its_series_has_no_reset_answers_as_one_that_scans_each_window(
+                p in points(prop_oneof![
+                    6 => (0_i32..50).prop_map(f64::from),
+                    3 => 0.0..1e6_f64,
+                    1 => Just(f64::NAN),
+                    1 => Just(f64::INFINITY),
+                ]),
+                range in 1_i64..30_000,
+                step in 1_i64..7_000,
+            ) {
+                // Every window of the series, as the evaluator walks them: `extrapolated`
+                // with the series' own reset hint is `eval_range`, bit for bit.
+                let may_reset = has_reset(&p);
+                let span = Span::of(range);
+                let mut ann = Annotations::default();
+                let mut end = p[0].t;
+                while end <= p[p.len() - 1].t + range {
+                    let start = end - range;
+                    let lo = p.partition_point(|q| q.t <= start);
+                    let hi = p.partition_point(|q| q.t <= end);
+                    let w = Window { points: &p[lo..hi], start, end, eval_t: end };
+                    for (f, counter, rate) in
+                        [(Rate, true, true), (Increase, true, false), (Delta, false, false)]
+                    {
+                        let want = eval_range(f, &w, &[], &mut ann).map(f64::to_bits);
+                        let got = extrapolated(&w, counter, rate, may_reset, span).map(f64::to_bits);
+                        prop_assert_eq!(got, want, "{:?} over ({}, {}]", f, start, end);
+                    }
+                    end += step;
+                }
             }
 
             #[test]
