@@ -695,91 +695,90 @@ impl<'a> Evaluator<'a> {
         let mut plan = querier.plan(&groups, mint, maxt)?;
         let mut handed = false;
         loop {
-            let Some((helpers, bounds)) = self.sharing(&plan, cx.r.steps()) else {
-                // One thread, reading each series into buffers kept from series to series; a
-                // block that fails is left out and the walk starts again, as a streamed
-                // selection (`Querier::select_planned`) does.
-                let mut s = Scratch::default();
-                let mut unread = None;
-                for i in 0..plan.len() {
-                    let read =
-                        querier.read_planned(&plan, i, mint, maxt, &mut s.read, &mut s.samples);
-                    if let Err(u) = read {
-                        unread = Some(u);
-                        break;
-                    }
-                    if s.samples.is_empty() {
-                        continue;
-                    }
-                    live_points(&s.samples, &mut s.points);
-                    cx.most = self.budget();
-                    let w = (!s.points.is_empty()).then(|| {
-                        let labels = InputLabels::Owned(Arc::new(plan.take_labels(i)));
-                        cx.series(labels, false, &s.points, &mut s.work)
-                    });
-                    handed = true;
-                    walked(self, Walked::Series(w))?;
-                }
-                let Some(u) = unread else {
-                    return Ok(());
-                };
-                drop(plan);
-                querier.left_out(u)?;
-                if handed {
-                    handed = false;
-                    walked(self, Walked::Restart)?;
-                }
-                plan = querier.plan(&groups, mint, maxt)?;
-                continue;
-            };
-            // Any output past the limit fails it, whatever is held when it is taken.
-            cx.most = self.settings.max_samples;
-            let cx = &cx;
-            let plan_ref = &plan;
-            let work = |b: usize, s: &mut Scratch| -> Batch<'a> {
-                let mut out = Batch {
-                    series: Vec::with_capacity(bounds[b + 1] - bounds[b]),
-                    unread: None,
-                };
-                for i in bounds[b]..bounds[b + 1] {
-                    if let Err(u) =
-                        querier.read_planned(plan_ref, i, mint, maxt, &mut s.read, &mut s.samples)
-                    {
-                        out.unread = Some(u);
-                        break;
-                    }
-                    if s.samples.is_empty() {
-                        continue;
-                    }
-                    live_points(&s.samples, &mut s.points);
-                    out.series.push((!s.points.is_empty()).then(|| {
-                        let labels = InputLabels::Borrowed(plan_ref.labels(i));
-                        cx.series(labels, false, &s.points, &mut s.work)
-                    }));
-                }
-                out
-            };
-            let mut unread = None;
-            par::ordered(
-                bounds.len() - 1,
-                &helpers,
-                4 * (helpers.count() + 1),
-                &Scratch::default,
-                &work,
-                &mut |batch: Batch<'a>| {
-                    for w in batch.series {
+            let unread = match self.sharing(&plan, cx.r.steps()) {
+                None => {
+                    // One thread, reading each series into buffers kept from series to series; a
+                    // block that fails is left out and the walk starts again, as a streamed
+                    // selection (`Querier::select_planned`) does.
+                    let mut s = Scratch::default();
+                    let mut unread = None;
+                    for i in 0..plan.len() {
+                        let read =
+                            querier.read_planned(&plan, i, mint, maxt, &mut s.read, &mut s.samples);
+                        if let Err(u) = read {
+                            unread = Some(u);
+                            break;
+                        }
+                        if s.samples.is_empty() {
+                            continue;
+                        }
+                        live_points(&s.samples, &mut s.points);
+                        cx.most = self.budget();
+                        let w = (!s.points.is_empty()).then(|| {
+                            let labels = InputLabels::Owned(Arc::new(plan.take_labels(i)));
+                            cx.series(labels, false, &s.points, &mut s.work)
+                        });
                         handed = true;
                         walked(self, Walked::Series(w))?;
                     }
-                    unread = batch.unread;
-                    Ok::<bool, QueryError>(unread.is_none())
-                },
-            )?;
+                    unread
+                }
+                Some((helpers, bounds)) => {
+                    // Any output past the limit fails it, whatever is held when it is taken.
+                    cx.most = self.settings.max_samples;
+                    let cx = &cx;
+                    let plan_ref = &plan;
+                    let work = |b: usize, s: &mut Scratch| -> Batch<'a> {
+                        let mut out = Batch {
+                            series: Vec::with_capacity(bounds[b + 1] - bounds[b]),
+                            unread: None,
+                        };
+                        for i in bounds[b]..bounds[b + 1] {
+                            if let Err(u) = querier.read_planned(
+                                plan_ref,
+                                i,
+                                mint,
+                                maxt,
+                                &mut s.read,
+                                &mut s.samples,
+                            ) {
+                                out.unread = Some(u);
+                                break;
+                            }
+                            if s.samples.is_empty() {
+                                continue;
+                            }
+                            live_points(&s.samples, &mut s.points);
+                            out.series.push((!s.points.is_empty()).then(|| {
+                                let labels = InputLabels::Borrowed(plan_ref.labels(i));
+                                cx.series(labels, false, &s.points, &mut s.work)
+                            }));
+                        }
+                        out
+                    };
+                    let mut unread = None;
+                    par::ordered(
+                        bounds.len() - 1,
+                        &helpers,
+                        4 * (helpers.count() + 1),
+                        &Scratch::default,
+                        &work,
+                        &mut |batch: Batch<'a>| {
+                            for w in batch.series {
+                                handed = true;
+                                walked(self, Walked::Series(w))?;
+                            }
+                            unread = batch.unread;
+                            Ok::<bool, QueryError>(unread.is_none())
+                        },
+                    )?;
+                    unread
+                }
+            };
             let Some(u) = unread else {
                 return Ok(());
             };
-            // As a one-thread read: the block is left out, and the walk starts again without
-            // it.
+            // A block that failed is left out, and the walk starts again without it.
             drop(plan);
             querier.left_out(u)?;
             if handed {
