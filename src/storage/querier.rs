@@ -18,6 +18,10 @@ use super::tombstones::Tombstones;
 use crate::model::{Labels, MatchOp, Matcher, Sample, format_rfc3339};
 use crate::sync::lock;
 
+/// The most samples a series' read reserves room for on the word of the block index's
+/// counts (16 MiB of samples).
+const RESERVE_MOST: usize = 1 << 20;
+
 /// A consistent view for one query: the blocks of one catalog snapshot, the head, and the
 /// tombstones that hide deleted samples from both.
 pub struct Querier {
@@ -369,7 +373,10 @@ impl Querier {
         samples: &mut Vec<Sample>,
     ) -> Result<(), Unread<'q>> {
         // Room for the block chunks' samples at once (a count is at most what one chunk may
-        // hold, whatever its metadata says), rather than growing chunk by chunk.
+        // hold, whatever its metadata says), rather than growing chunk by chunk. The counts
+        // are the index's word, not yet checked against the chunks: a damaged index could
+        // list many chunks each claiming the most, so no more than RESERVE_MOST is taken on
+        // that word (a longer series grows as its chunks decode).
         let expected: usize = run
             .iter()
             .map(|e| match &e.source {
@@ -379,7 +386,8 @@ impl Querier {
                     .sum(),
                 Source::Head(_) => 0,
             })
-            .sum();
+            .sum::<usize>()
+            .min(RESERVE_MOST);
         samples.reserve(expected);
         for e in run {
             match &e.source {
