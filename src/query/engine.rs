@@ -32,7 +32,7 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Most points one series of a range query may have (11,000).
     pub max_points_per_series: usize,
-    /// Queries evaluated at once; more wait for a slot (20).
+    /// Queries evaluated (and their answers written) at once; more wait for a slot (20).
     pub max_concurrent: usize,
     /// Keep `__name__` until the end of the query and drop it only from samples that were
     /// marked (Prometheus's `promql-delayed-name-removal`); off as in Prometheus's default.
@@ -213,7 +213,7 @@ impl Engine {
     /// an async worker; kept from an earlier query when `reuse`, see `guard::reusable`) under
     /// one deadline covering the wait too, and `then` on its success on the same thread,
     /// outside the deadline (once the job is done, its answer is not thrown away for the time
-    /// `then` takes). The slot is held until the thread is done, so a timed-out query still
+    /// `then` takes), unless the caller has gone by then. The slot is held until the thread is done, so a timed-out query still
     /// counts against `max_concurrent` until it notices its cancellation.
     async fn on_pool<U, T, F, G>(
         &self,
@@ -239,6 +239,7 @@ impl Engine {
         .map_err(|_| QueryError::Execution("the query engine is shut down".into()))?;
         let cancel = Arc::new(AtomicBool::new(false));
         let guard = CancelOnDrop(cancel.clone());
+        let gone = cancel.clone();
         let deadline = Deadline::new(wait_until.map(tokio::time::Instant::into_std), Some(cancel));
         let done = Arc::new(AtomicBool::new(false));
         let job_done = done.clone();
@@ -247,6 +248,11 @@ impl Engine {
                 let _permit = permit;
                 let out = job(&deadline);
                 job_done.store(true, Ordering::Release);
+                // Nobody waits for an answer the caller gave up on (timed out, or its
+                // request went away): it is not written, and the slot is free at once.
+                if gone.load(Ordering::Relaxed) {
+                    return Err(QueryError::Timeout(IN_EXECUTION));
+                }
                 out.map(then)
             },
             reuse,
@@ -422,6 +428,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_nobody_waits_for_is_not_handed_to_then() {
+        let e = Engine::new(EngineOptions {
+            max_concurrent: 1,
+            ..EngineOptions::default()
+        });
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = std::sync::mpsc::channel::<()>();
+        let ran = Arc::new(AtomicBool::new(false));
+        let then_ran = ran.clone();
+        let query = e.on_pool(
+            None,
+            false,
+            move |_| {
+                let _ = started.send(());
+                let _ = wait.recv();
+                Ok(())
+            },
+            move |()| then_ran.store(true, Ordering::Relaxed),
+        );
+        // The caller gives up (as a request that goes away) while the job runs.
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), query).await;
+        assert!(gave_up.is_err());
+        has_started.recv().unwrap();
+        go.send(()).unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while e.slots.available_permits() < 1 {
+            assert!(
+                std::time::Instant::now() < until,
+                "the slot never came back"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            !ran.load(Ordering::Relaxed),
+            "then ran for a caller that had gone"
+        );
+    }
+
+    #[tokio::test]
     async fn then_runs_on_the_query_thread_after_the_answer_and_outside_its_deadline() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), Options::default()).unwrap();
@@ -436,9 +481,9 @@ mod tests {
                 db.querier(),
                 "vector(1)".into(),
                 (0, 120_000, 60_000),
-                Some(Duration::from_millis(50)),
+                Some(Duration::from_secs(1)),
                 |out| {
-                    std::thread::sleep(Duration::from_millis(200));
+                    std::thread::sleep(Duration::from_millis(1500));
                     let Value::Matrix(m) = out.value else {
                         panic!("{:?}", out.value)
                     };
@@ -457,7 +502,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, QueryError::Parse(_)), "{err}");
-        // A query that runs out of time is still a timeout, `then` or not.
+        // A query that gets no slot in time is a timeout, `then` or not.
         let held = e.slots.clone().acquire_owned().await.unwrap();
         let err = e
             .instant_then(
