@@ -471,8 +471,9 @@ mod tests {
         drop(a);
         assert_eq!(take(usize::MAX).count(), 2);
         drop(b);
-        // A query's helpers all come back when it ends: done, stopped by an error, or by a
-        // panic.
+        // A shared run that ends (done, stopped by an error) returns, one whose batch panics
+        // passes the panic on, and the helpers lent to it come back with their owner (their
+        // own `Drop` is what the lines above check).
         for end in ["done", "error", "panic"] {
             let r = std::panic::catch_unwind(|| {
                 let h = take(usize::MAX);
