@@ -9,6 +9,13 @@ use super::{Evaluator, Range};
 use crate::query::aggregate::{RangeSelect, k_param};
 use crate::query::{FPoint, Matrix, Metric, QueryError, Series};
 
+#[cfg(test)]
+thread_local! {
+    /// Selections this thread answered from the input series' columns, for tests that check
+    /// which path ran.
+    pub(super) static SELECTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// No output series yet.
 const NONE: u32 = u32::MAX;
 
@@ -27,6 +34,8 @@ impl Evaluator<'_> {
         input: Matrix,
         before: usize,
     ) -> Result<Matrix, QueryError> {
+        #[cfg(test)]
+        SELECTED.with(|n| n.set(n.get() + 1));
         let delayed = self.settings.delayed_name_removal;
         let mut held = self.samples;
         let mut cursors = vec![0usize; input.len()];

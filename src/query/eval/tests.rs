@@ -912,11 +912,18 @@ fn a_selection_from_the_input_series_answers_as_the_step_by_step_one() {
         for q in SELECT_K_SHAPES {
             for t in std::iter::once(range).chain(instants) {
                 let reference = evaluated(&db, q, delayed, false, t);
+                let before = super::select::SELECTED.with(|n| n.get());
                 assert_eq!(
                     evaluated(&db, q, delayed, true, t),
                     reference,
                     "{q} over {t:?} (delayed {delayed})"
                 );
+                // The range answer came from the input series' columns, not the steps (an
+                // error may come before the selection is reached).
+                if t.step > 0 && !reference.starts_with("error") {
+                    let after = super::select::SELECTED.with(|n| n.get());
+                    assert!(after > before, "{q}: not selected from the columns");
+                }
                 match reference.starts_with("error") {
                     true => errors += 1,
                     false => answers += 1,
@@ -1613,6 +1620,14 @@ fn the_series_path_leaves_colliding_and_many_to_many_shapes_to_the_steps() {
         ("x > 2", false, true),
         ("x / y", false, true),
         ("x > ignoring (job) y", false, true),
+        // Every operator kind with a scalar on either side, and the dashboards' shapes.
+        ("2 < x", false, true),
+        ("x == bool 3", true, true),
+        ("2 ^ x", false, true),
+        ("x != y", false, true),
+        ("x >= bool on (job, i) y", false, true),
+        ("x atan2 y", false, true),
+        ("1 - avg by (job) (rate(x[1m]))", false, true),
         // `w` and the first `x` both become {job="a", i="1"}: merged by the step path.
         ("{__name__=~\"x|w\"} * 2", false, false),
         ("{__name__=~\"x|w\"} * 2", true, true),
