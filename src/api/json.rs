@@ -539,9 +539,9 @@ pub fn answer(
     body
 }
 
-/// Bytes a point of a range answer takes at most in practice: `[1700000000.123,"` (17), a
-/// shortest float of up to 17 digits with sign and point (19), `"],` (3). Longer ones (an
-/// exponent, a time far from now) only make the buffer grow once.
+/// Bytes a typical point of a range answer takes at most: `[1700000000.123,"` (17), a
+/// shortest float of up to 17 digits with sign and point (19), `"],` (3). Longer ones (a small
+/// value's leading zeros, an exponent, a time far from now) only make the buffer grow once.
 const POINT_BYTES: usize = 40;
 
 /// About the size of `v`'s answer, a little over for the usual values, so the buffer is

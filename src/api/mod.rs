@@ -6,6 +6,8 @@
 
 mod admin;
 mod federate;
+/// Public for `benches/json.rs` only.
+#[doc(hidden)]
 pub mod json;
 mod metadata;
 mod params;

@@ -1347,13 +1347,15 @@ fn a_shared_evaluation_stopped_early_leaves_no_thread_behind() {
     let cancelled = Deadline::new(None, Some(std::sync::Arc::new(true.into())));
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let raised = flag.clone();
+    // One wait in all for a helper to get there (not ten seconds at every check).
+    let until = std::sync::OnceLock::new();
     let mid_run = Deadline::new(None, Some(flag.clone())).on_work(move || {
         use std::sync::atomic::Ordering::SeqCst;
         if std::thread::current().name() == Some("query-helper") {
             raised.store(true, SeqCst);
             return;
         }
-        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let until = *until.get_or_init(|| std::time::Instant::now() + Duration::from_secs(10));
         while !raised.load(SeqCst) && std::time::Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -612,12 +612,16 @@ mod tests {
     #[test]
     fn fast_map_hasher_spreads_sequential_refs() {
         let mut seen = std::collections::HashSet::new();
+        // hashbrown's tag is the hash's top 7 bits: they must spread too.
+        let mut tags = std::collections::HashSet::new();
         for r in 0..10_000u64 {
             let mut h = FibHasher::default();
             h.write_u64(r);
             seen.insert(h.finish() & 0xffff);
+            tags.insert(h.finish() >> 57);
         }
         assert!(seen.len() > 9_000, "{}", seen.len());
+        assert_eq!(tags.len(), 128);
     }
 
     #[test]
