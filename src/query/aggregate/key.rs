@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use promql_parser::parser::LabelModifier;
+
 use crate::model::{Labels, METRIC_NAME};
 use crate::query::Metric;
 
@@ -54,6 +56,14 @@ impl<'a> KeySpec<'a> {
     /// `without`/`ignoring` over `names`; `__name__` is always left out too.
     pub(crate) fn all_but(names: impl IntoIterator<Item = &'a str>) -> Self {
         KeySpec::AllBut(sorted_unique(names))
+    }
+
+    /// The key a modifier names: `by`/`on (…)` or `without`/`ignoring (…)`.
+    pub(crate) fn of(modifier: &'a LabelModifier) -> Self {
+        match modifier {
+            LabelModifier::Include(ls) => KeySpec::only(ls.labels.iter().map(String::as_str)),
+            LabelModifier::Exclude(ls) => KeySpec::all_but(ls.labels.iter().map(String::as_str)),
+        }
     }
 
     /// True for `by`/`on`, false for `without`/`ignoring`.

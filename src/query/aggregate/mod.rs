@@ -84,13 +84,8 @@ impl<'a> Aggregation<'a> {
     }
 
     fn build(op: TokenType, modifier: Option<&'a LabelModifier>, remember: bool) -> Self {
-        let spec = match modifier {
-            None => KeySpec::only([]),
-            Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
-            Some(LabelModifier::Exclude(ls)) => {
-                KeySpec::all_but(ls.labels.iter().map(String::as_str))
-            }
-        };
+        // No modifier: one group of everything.
+        let spec = modifier.map_or(KeySpec::only([]), KeySpec::of);
         Aggregation {
             op,
             modifier,

@@ -69,13 +69,8 @@ impl<'a> SeriesFold<'a> {
     /// parameter.
     pub(crate) fn new(op: TokenType, modifier: Option<&'a LabelModifier>) -> Option<Self> {
         let op = Fold::without_param(op)?;
-        let spec = match modifier {
-            None => KeySpec::only([]),
-            Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
-            Some(LabelModifier::Exclude(ls)) => {
-                KeySpec::all_but(ls.labels.iter().map(String::as_str))
-            }
-        };
+        // No modifier: one group of everything.
+        let spec = modifier.map_or(KeySpec::only([]), KeySpec::of);
         Some(SeriesFold {
             op,
             spec,

@@ -264,13 +264,8 @@ impl RangeSelect {
         if !matches!(op, T_TOPK | T_BOTTOMK | T_LIMITK) || input.len() >= u32::MAX as usize {
             return None;
         }
-        let spec = match modifier {
-            None => KeySpec::only([]),
-            Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
-            Some(LabelModifier::Exclude(ls)) => {
-                KeySpec::all_but(ls.labels.iter().map(String::as_str))
-            }
-        };
+        // No modifier: one group of everything.
+        let spec = modifier.map_or(KeySpec::only([]), KeySpec::of);
         let one_group = spec.is_empty_key();
         let mut keys = KeyOrdinals::new(spec, false);
         let group_of = input

@@ -21,7 +21,7 @@ use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
     T_MUL, T_NEQ, T_POW, T_SUB, TokenId, TokenType,
 };
-use promql_parser::parser::{BinModifier, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{BinModifier, VectorMatchCardinality};
 
 use super::aggregate::gofmt::labels_string;
 use super::aggregate::key::{AddrHasher, KeyOrdinals, KeySpec, PrehashedMap, Slots};
@@ -249,13 +249,10 @@ impl<'a> VectorBinop<'a> {
         remember: bool,
     ) -> Result<Self, QueryError> {
         let kind = kind(op)?;
-        let spec = match modifier.and_then(|m| m.matching.as_ref()) {
-            Some(LabelModifier::Include(ls)) => KeySpec::only(ls.labels.iter().map(String::as_str)),
-            Some(LabelModifier::Exclude(ls)) => {
-                KeySpec::all_but(ls.labels.iter().map(String::as_str))
-            }
-            None => KeySpec::all_but([]),
-        };
+        // No `on`/`ignoring`: every label but the name.
+        let spec = modifier
+            .and_then(|m| m.matching.as_ref())
+            .map_or(KeySpec::all_but([]), KeySpec::of);
         let card = modifier.map(|m| &m.card);
         let (many, swapped, include): (bool, bool, &[String]) = match card {
             None | Some(VectorMatchCardinality::OneToOne) => (false, false, &[]),

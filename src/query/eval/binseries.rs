@@ -19,6 +19,7 @@ use promql_parser::parser::BinModifier;
 use promql_parser::parser::token::TokenType;
 
 use super::names::without_name;
+use super::select::strictly_ordered;
 use super::{Evaluator, Range, step_index};
 use crate::query::binary::{ValueOp, VectorBinop};
 use crate::query::{FPoint, Matrix, Metric, QueryError, Series};
@@ -48,7 +49,7 @@ impl Evaluator<'_> {
             Some(vop) if self.settings.series_binary => vop,
             _ => return Ok(Err(v)),
         };
-        if !v.iter().all(|x| increasing(&x.floats)) {
+        if !strictly_ordered(&v) {
             return Ok(Err(v));
         }
         let outputs: Vec<(Metric, bool)> = v
@@ -108,7 +109,7 @@ impl Evaluator<'_> {
         let Some(vop) = node.one_to_one_op() else {
             return Ok(Err((l, rm)));
         };
-        if !l.iter().chain(&rm).all(|x| increasing(&x.floats)) {
+        if !strictly_ordered(&l) || !strictly_ordered(&rm) {
             return Ok(Err((l, rm)));
         }
         let Some(pairs) = pairs(&mut node, &l, &rm) else {
@@ -246,12 +247,6 @@ impl Outputs {
 thread_local! {
     /// Operators this thread answered series by series, for tests that check which path ran.
     pub(super) static ANSWERED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether the points' times strictly increase (as every evaluated series' do; the step path
-/// is left what anything else would mean).
-fn increasing(points: &[FPoint]) -> bool {
-    points.windows(2).all(|w| w[0].t < w[1].t)
 }
 
 /// Whether no two outputs share a label set.

@@ -106,7 +106,8 @@ impl Evaluator<'_> {
 }
 
 /// True when every series' points are in strictly increasing time order, as every evaluated
-/// instant vector's are: then a series has at most one point at a step.
+/// instant vector's are: then a series has at most one point at a step (the paths that work
+/// series by series take only such input, and leave the step path what anything else means).
 pub(super) fn strictly_ordered(m: &Matrix) -> bool {
     m.iter()
         .all(|s| s.floats.windows(2).all(|w| w[0].t < w[1].t))
