@@ -14,8 +14,8 @@ use super::{
 };
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::query::functions::{
-    RangeFn, Span, Window, eval_range, extrapolated, has_reset, range_function, series_annotations,
-    validate_range_args,
+    RangeFn, Span, Window, eval_range, extrapolated_rate, has_decrease, range_function,
+    series_annotations, validate_range_args,
 };
 use crate::query::{Annotations, FPoint, Matrix, Metric, QueryError, Series};
 use crate::storage::{Plan, Querier, ReadScratch, Selected, Unread};
@@ -184,19 +184,19 @@ impl Windows<'_> {
         let length = Span::of(self.range);
         match f {
             RangeFn::Rate => {
-                let may_reset = has_reset(points);
+                let may_reset = has_decrease(points);
                 self.walk(points, span, work, &mut out, |w, _, _| {
-                    extrapolated(w, true, true, may_reset, length)
+                    extrapolated_rate(w, true, true, may_reset, length)
                 });
             }
             RangeFn::Increase => {
-                let may_reset = has_reset(points);
+                let may_reset = has_decrease(points);
                 self.walk(points, span, work, &mut out, |w, _, _| {
-                    extrapolated(w, true, false, may_reset, length)
+                    extrapolated_rate(w, true, false, may_reset, length)
                 });
             }
             RangeFn::Delta => self.walk(points, span, work, &mut out, |w, _, _| {
-                extrapolated(w, false, false, false, length)
+                extrapolated_rate(w, false, false, false, length)
             }),
             _ => self.walk(points, span, work, &mut out, |w, argv, ann| {
                 eval_range(f, w, argv, ann)

@@ -19,7 +19,7 @@ use super::{Annotations, FPoint, QueryError, Value, Vector};
 use crate::model::Labels;
 
 pub(crate) use instant::{InstantFn, eval_instant_fn, instant_function};
-pub(crate) use range::Span;
+pub(crate) use range::{Span, extrapolated_rate, has_decrease};
 
 /// Drops what the library keeps per thread between calls (sorting space, formatting space,
 /// compiled `label_replace` regexes), so a query thread kept for the next query holds no
@@ -139,30 +139,6 @@ pub(crate) struct Window<'a> {
     /// The step's own evaluation time, before offset and `@`: `predict_linear` extrapolates
     /// from it, as Prometheus does.
     pub eval_t: i64,
-}
-
-/// Whether some point of `points` is below the one before it: a counter reset. A window is a
-/// run of its series' points, so a series without one has windows without one.
-pub(crate) fn has_reset(points: &[FPoint]) -> bool {
-    range::has_decrease(points)
-}
-
-/// [`eval_range`] of `rate` (`is_counter`, `is_rate`), `increase` (`is_counter`) or `delta`,
-/// inlined into a caller's window loop; `may_reset` false says the window's series has no
-/// counter reset ([`has_reset`]), which spares each window its scan for one; `span` is the
-/// windows' usual length, its seconds worked out once.
-#[inline]
-pub(crate) fn extrapolated(
-    w: &Window<'_>,
-    is_counter: bool,
-    is_rate: bool,
-    may_reset: bool,
-    span: Span,
-) -> Option<f64> {
-    if w.points.is_empty() {
-        return None;
-    }
-    range::extrapolated_rate(w, is_counter, is_rate, may_reset, span)
 }
 
 /// Evaluates `f` over one window. `args` are the scalar arguments besides the range vector in

@@ -57,9 +57,10 @@ impl Span {
 }
 
 /// True when some value is below its predecessor (a counter reset). Never short-circuits, so
-/// the loop has no data-dependent branch.
+/// the loop has no data-dependent branch. A window is a run of its series' points, so a series
+/// without one has windows without one.
 #[inline]
-pub(super) fn has_decrease(p: &[FPoint]) -> bool {
+pub(crate) fn has_decrease(p: &[FPoint]) -> bool {
     let mut any = false;
     for (a, b) in p.iter().zip(p.iter().skip(1)) {
         any |= b.f < a.f;
@@ -72,9 +73,11 @@ pub(super) fn has_decrease(p: &[FPoint]) -> bool {
 /// boundary is reached only when the nearest point lies within 1.1 average intervals of it,
 /// otherwise the extrapolation covers half an interval; a counter is never extrapolated below
 /// zero. `may_reset` false says the window holds no counter reset (its whole series has
-/// none), so it is not scanned for one; `span` is the window's length, most likely.
+/// none), so it is not scanned for one; `span` is the windows' usual length, its seconds
+/// worked out once (used only when this window's length is `span`'s). Also inlined into the
+/// evaluator's window loop.
 #[inline]
-pub(super) fn extrapolated_rate(
+pub(crate) fn extrapolated_rate(
     w: &Window<'_>,
     is_counter: bool,
     is_rate: bool,
@@ -1087,7 +1090,7 @@ mod tests {
             ) {
                 // Every window of the series, as the evaluator walks them: `extrapolated`
                 // with the series' own reset hint is `eval_range`, bit for bit.
-                let may_reset = has_reset(&p);
+                let may_reset = has_decrease(&p);
                 let span = Span::of(range);
                 let mut ann = Annotations::default();
                 let mut end = p[0].t;
@@ -1100,7 +1103,7 @@ mod tests {
                         [(Rate, true, true), (Increase, true, false), (Delta, false, false)]
                     {
                         let want = eval_range(f, &w, &[], &mut ann).map(f64::to_bits);
-                        let got = extrapolated(&w, counter, rate, may_reset, span).map(f64::to_bits);
+                        let got = extrapolated_rate(&w, counter, rate, may_reset, span).map(f64::to_bits);
                         prop_assert_eq!(got, want, "{:?} over ({}, {}]", f, start, end);
                     }
                     end += step;
