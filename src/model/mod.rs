@@ -5,12 +5,16 @@
 //! module, do I/O, or know how anything is stored.
 
 mod health;
+pub mod histogram;
 mod labels;
 mod matcher;
 mod sample;
 mod time;
 
 pub use health::Health;
+pub use histogram::{
+    CounterResetHint, FloatHistogram, Histogram, HistogramSample, HistogramValue, Span,
+};
 pub use labels::{
     LabelError, Labels, LabelsBuilder, METRIC_NAME, is_valid_label_name, is_valid_metric_name,
 };
