@@ -458,7 +458,10 @@ fn go_float_format() {
     assert_eq!(go_v(-1.0), "-1");
     assert_eq!(go_v(-0.5), "-0.5");
     assert_eq!(go_v(1e21), "1e+21");
-    assert_eq!(go_v(1e20), "100000000000000000000");
+    assert_eq!(go_v(1e20), "1e+20");
+    assert_eq!(go_v(123456.0), "123456");
+    assert_eq!(go_v(1234567.0), "1.234567e+06");
+    assert_eq!(go_v(-2.5e-300), "-2.5e-300");
     assert_eq!(go_v(0.0001), "0.0001");
     assert_eq!(go_v(0.00001), "1e-05");
     assert_eq!(go_v(f64::NEG_INFINITY), "-Inf");
