@@ -12,6 +12,7 @@ mod annotate;
 mod histogram;
 mod instant;
 mod labels;
+pub(crate) mod native;
 mod range;
 mod time;
 
