@@ -12,7 +12,7 @@ mod annotate;
 mod histogram;
 mod instant;
 mod labels;
-pub(crate) mod native;
+mod native;
 mod range;
 mod time;
 

@@ -3,21 +3,81 @@
 //! `histogram_stddev`, `histogram_stdvar`, `histogram_avg`, `histogram_count` and
 //! `histogram_sum`.
 //!
-//! Each function takes the histogram (and its scalar arguments) and returns the float result
-//! plus, where Prometheus raises one, a flag for the info annotation; the evaluator owns
-//! selecting samples, labels, annotations' text and positions. Nothing here allocates more than
-//! one histogram's bucket list.
+//! Each function takes the histogram (and its scalar arguments) and returns the float result;
+//! `histogram_quantile` and `histogram_fraction` also add Prometheus's infos about NaN
+//! observations (with the metric name, without a position) to the caller's annotations. The
+//! evaluator owns selecting samples, labels, the invalid-quantile warning and positions;
+//! `histogram_avg/count/sum` are one division or field read and live in the evaluator. Nothing
+//! here allocates more than one histogram's bucket list.
 //!
 //! Interpolation inside a bucket is exponential (linear in the logarithm of the value) for
 //! exponential buckets, linear in the zero bucket and in custom buckets. Logarithms are taken
 //! as Go's `math.Log2` takes them (exact for powers of two), so bucket bounds give the same
 //! results as in Prometheus.
 
+use super::annotate::go_quote;
 use crate::model::histogram::{Bucket, FloatHistogram};
+use crate::query::Annotations;
+
+/// Adds the info `text` (Prometheus's words) naming `metric_name` when there is one.
+fn info(ann: &mut Annotations, text: &str, metric_name: &str) {
+    let mut b = String::from(text);
+    if !metric_name.is_empty() {
+        b.push_str(" for metric name ");
+        go_quote(&mut b, metric_name);
+    }
+    ann.infos.insert(b);
+}
+
+/// `histogram_quantile(q, h)` as the evaluator calls it: [`quantile`], with its NaN infos
+/// added to `ann`.
+pub(crate) fn histogram_quantile(
+    q: f64,
+    h: &FloatHistogram,
+    metric_name: &str,
+    ann: &mut Annotations,
+) -> f64 {
+    let (v, notes) = quantile(q, h);
+    if notes.nan_result {
+        info(
+            ann,
+            "PromQL info: input to histogram_quantile has NaN observations, result is NaN",
+            metric_name,
+        );
+    }
+    if notes.nan_skew {
+        info(
+            ann,
+            "PromQL info: input to histogram_quantile has NaN observations, result is skewed higher",
+            metric_name,
+        );
+    }
+    v
+}
+
+/// `histogram_fraction(lower, upper, h)` as the evaluator calls it: [`fraction`], with its
+/// NaN info added to `ann`.
+pub(crate) fn histogram_fraction(
+    lower: f64,
+    upper: f64,
+    h: &FloatHistogram,
+    metric_name: &str,
+    ann: &mut Annotations,
+) -> f64 {
+    let (v, nans) = fraction(lower, upper, h);
+    if nans {
+        info(
+            ann,
+            "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions",
+            metric_name,
+        );
+    }
+    v
+}
 
 /// What `histogram_quantile` noticed about one histogram.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QuantileNotes {
+pub(crate) struct QuantileNotes {
     /// The quantile lies among NaN observations (the sum is NaN and the buckets hold fewer
     /// than the count): the result is NaN. Prometheus's info "quantile value is NaN because
     /// of NaN observations" (`NativeHistogramQuantileNaNResultInfo`).
@@ -27,7 +87,7 @@ pub struct QuantileNotes {
     pub nan_skew: bool,
 }
 
-/// `histogram_quantile(q, h)`: the `q`-quantile estimated from the buckets. `q` below 0 gives
+/// The `q`-quantile estimated from the buckets. `q` below 0 gives
 /// `-Inf`, above 1 `+Inf`, NaN (or an empty histogram) NaN; the caller adds the
 /// invalid-quantile warning for those.
 ///
@@ -37,7 +97,7 @@ pub struct QuantileNotes {
 /// interpolates from (or to) zero; in the first custom bucket (lower bound `-Inf`) it is the
 /// upper bound when that is not positive, else it interpolates from zero; in the `+Inf` custom
 /// bucket it is that bucket's lower bound.
-pub fn histogram_quantile(q: f64, h: &FloatHistogram) -> (f64, QuantileNotes) {
+fn quantile(q: f64, h: &FloatHistogram) -> (f64, QuantileNotes) {
     let mut notes = QuantileNotes::default();
     if q < 0.0 {
         return (f64::NEG_INFINITY, notes);
@@ -137,13 +197,13 @@ pub fn histogram_quantile(q: f64, h: &FloatHistogram) -> (f64, QuantileNotes) {
     )
 }
 
-/// `histogram_fraction(lower, upper, h)`: the estimated fraction of observations between
+/// The estimated fraction of observations between
 /// `lower` and `upper`, interpolating inside the buckets the bounds fall into (exponentially
 /// in exponential buckets, linearly in the zero bucket and custom buckets; nothing of a bucket
 /// with an infinite bound). NaN for an empty histogram or a NaN bound, 0 when
 /// `lower >= upper`. The flag is true when the sum is NaN and the buckets hold fewer
 /// observations than the count (Prometheus's `NativeHistogramFractionNaNsInfo`).
-pub fn histogram_fraction(lower: f64, upper: f64, h: &FloatHistogram) -> (f64, bool) {
+fn fraction(lower: f64, upper: f64, h: &FloatHistogram) -> (f64, bool) {
     if h.count == 0.0 || lower.is_nan() || upper.is_nan() {
         return (f64::NAN, false);
     }
@@ -237,7 +297,7 @@ fn fraction_below(b: &Bucket<f64>, v: f64, linear: bool) -> f64 {
 /// observations taken at one point: the arithmetic mean of the bounds for custom buckets, zero
 /// in the zero bucket, the geometric mean of the bounds (negated on the negative side) in
 /// exponential buckets. Compensated (Kahan-Neumaier) summation, as Prometheus.
-pub fn histogram_stdvar(h: &FloatHistogram) -> f64 {
+pub(crate) fn histogram_stdvar(h: &FloatHistogram) -> f64 {
     let mean = h.sum / h.count;
     let custom = h.uses_custom_buckets();
     let (mut variance, mut comp) = (0.0f64, 0.0f64);
@@ -269,23 +329,8 @@ pub fn histogram_stdvar(h: &FloatHistogram) -> f64 {
 }
 
 /// `histogram_stddev(h)`: the square root of [`histogram_stdvar`].
-pub fn histogram_stddev(h: &FloatHistogram) -> f64 {
+pub(crate) fn histogram_stddev(h: &FloatHistogram) -> f64 {
     histogram_stdvar(h).sqrt()
-}
-
-/// `histogram_avg(h)`: the sum divided by the count.
-pub fn histogram_avg(h: &FloatHistogram) -> f64 {
-    h.sum / h.count
-}
-
-/// `histogram_count(h)`: the count of observations.
-pub fn histogram_count(h: &FloatHistogram) -> f64 {
-    h.count
-}
-
-/// `histogram_sum(h)`: the sum of observations.
-pub fn histogram_sum(h: &FloatHistogram) -> f64 {
-    h.sum
 }
 
 /// `log2(x)` as Go's `math.Log2`: the binary exponent plus the natural logarithm of the
@@ -348,18 +393,11 @@ mod tests {
     #[test]
     fn quantile_arguments_out_of_range() {
         let h = sample();
-        assert_eq!(histogram_quantile(-0.1, &h).0, f64::NEG_INFINITY);
-        assert_eq!(histogram_quantile(1.1, &h).0, f64::INFINITY);
-        assert!(histogram_quantile(f64::NAN, &h).0.is_nan());
-        assert_eq!(
-            histogram_quantile(f64::NEG_INFINITY, &h).0,
-            f64::NEG_INFINITY
-        );
-        assert!(
-            histogram_quantile(0.5, &FloatHistogram::default())
-                .0
-                .is_nan()
-        );
+        assert_eq!(quantile(-0.1, &h).0, f64::NEG_INFINITY);
+        assert_eq!(quantile(1.1, &h).0, f64::INFINITY);
+        assert!(quantile(f64::NAN, &h).0.is_nan());
+        assert_eq!(quantile(f64::NEG_INFINITY, &h).0, f64::NEG_INFINITY);
+        assert!(quantile(0.5, &FloatHistogram::default()).0.is_nan());
     }
 
     #[test]
@@ -368,16 +406,16 @@ mod tests {
         // Ascending cumulative: 0.5, 4.5, 6.5 (zero), 7.5, 9.5, 12.5.
         // q=0.9: from the top, rank 1.25 lies in (4,8] (3 observations): fraction from below
         // (3 - 1.25)/3; log2 interpolation between 2 and 3.
-        let (v, notes) = histogram_quantile(0.9, &h);
+        let (v, notes) = quantile(0.9, &h);
         assert!(close(v, (2.0 + 1.75 / 3.0f64).exp2()), "{v}");
         assert_eq!(notes, QuantileNotes::default());
         // q=0.7: from the top rank 3.75: (4,8] holds 3, (1,2] the rest: 2 - 0.75 = 1.25 up
         // from 1 in a bucket of 2: fraction 0.625 in log scale between 0 and 1.
-        let (v, _) = histogram_quantile(0.7, &h);
+        let (v, _) = quantile(0.7, &h);
         assert!(close(v, 0.625f64.exp2()), "{v}");
         // q=0.2: rank 2.5 from below: past [-2,-1) (0.5), 2 into [-1,-0.5) (4): fraction
         // 0.5, mirrored: -2^(-1 + (0 - -1)·0.5) = -2^-0.5.
-        let (v, _) = histogram_quantile(0.2, &h);
+        let (v, _) = quantile(0.2, &h);
         assert!(close(v, -(0.5f64.sqrt())), "{v}");
     }
 
@@ -386,14 +424,14 @@ mod tests {
         let h = sample();
         // q=0.5: rank 6.25 from the top: 3+2+1 = 6 in the positive buckets, 0.25 of the zero
         // bucket's 2 from its top: fraction 1.75/2 from -0.001 to 0.001.
-        let (v, _) = histogram_quantile(0.5, &h);
+        let (v, _) = quantile(0.5, &h);
         assert!(close(v, -0.001 + 0.002 * 0.875), "{v}");
         // Positive buckets only: the zero bucket starts at 0.
         let mut p = sample();
         p.negative_spans.clear();
         p.negative_buckets.clear();
         p.count = 8.0;
-        let (v, _) = histogram_quantile(0.125, &p);
+        let (v, _) = quantile(0.125, &p);
         assert!(close(v, 0.0005), "{v}");
         // Only a zero bucket: interpolated across it.
         let z = FloatHistogram {
@@ -402,7 +440,7 @@ mod tests {
             count: 4.0,
             ..Default::default()
         };
-        assert!(close(histogram_quantile(0.75, &z).0, 0.5));
+        assert!(close(quantile(0.75, &z).0, 0.5));
     }
 
     #[test]
@@ -417,15 +455,15 @@ mod tests {
             ..Default::default()
         };
         // q=0.5 from the top: rank 4: +Inf bucket 2, then 2 of (1,5]'s 4 from its top: 3.
-        assert!(close(histogram_quantile(0.5, &h).0, 3.0));
+        assert!(close(quantile(0.5, &h).0, 3.0));
         // In the first bucket (-Inf,1]: interpolated from 0: rank 1 of 2 → 0.5.
-        assert!(close(histogram_quantile(0.125, &h).0, 0.5));
+        assert!(close(quantile(0.125, &h).0, 0.5));
         // In the +Inf bucket: its lower bound.
-        assert_eq!(histogram_quantile(0.99, &h).0, 5.0);
+        assert_eq!(quantile(0.99, &h).0, 5.0);
         // A first bucket with a negative bound gives that bound.
         let mut n = h.clone();
         n.custom_values = vec![-1.0, 5.0];
-        assert_eq!(histogram_quantile(0.1, &n).0, -1.0);
+        assert_eq!(quantile(0.1, &n).0, -1.0);
     }
 
     #[test]
@@ -436,10 +474,10 @@ mod tests {
         h.negative_buckets.clear();
         h.count = 10.0;
         h.sum = f64::NAN;
-        let (v, notes) = histogram_quantile(0.99, &h);
+        let (v, notes) = quantile(0.99, &h);
         assert!(v.is_nan());
         assert!(notes.nan_result);
-        let (v, notes) = histogram_quantile(0.5, &h);
+        let (v, notes) = quantile(0.5, &h);
         // rank 5: zero 2, (0.5,1] 1, (1,2] 2 → reached exactly at the top of (1,2].
         assert!(close(v, 2.0), "{v}");
         assert!(notes.nan_skew && !notes.nan_result);
@@ -449,43 +487,30 @@ mod tests {
     fn quantile_at_the_extremes() {
         let h = sample();
         // q=1: from the top, rank 0 is met by the highest populated bucket: its upper bound.
-        assert!(close(histogram_quantile(1.0, &h).0, 8.0));
+        assert!(close(quantile(1.0, &h).0, 8.0));
         // q=0: from below, rank 0: the lowest bucket's lower bound.
-        assert!(close(histogram_quantile(0.0, &h).0, -2.0));
+        assert!(close(quantile(0.0, &h).0, -2.0));
     }
 
     #[test]
     fn fraction_rules() {
         let h = sample();
-        assert!(histogram_fraction(f64::NAN, 1.0, &h).0.is_nan());
-        assert_eq!(histogram_fraction(1.0, 1.0, &h).0, 0.0);
-        assert!(close(
-            histogram_fraction(f64::NEG_INFINITY, f64::INFINITY, &h).0,
-            1.0
-        ));
+        assert!(fraction(f64::NAN, 1.0, &h).0.is_nan());
+        assert_eq!(fraction(1.0, 1.0, &h).0, 0.0);
+        assert!(close(fraction(f64::NEG_INFINITY, f64::INFINITY, &h).0, 1.0));
         // Below 0: negative buckets 4.5 and half the zero bucket... 0 is the zero bucket's
         // middle: linear, 1 of its 2.
-        assert!(close(
-            histogram_fraction(f64::NEG_INFINITY, 0.0, &h).0,
-            5.5 / 12.5
-        ));
+        assert!(close(fraction(f64::NEG_INFINITY, 0.0, &h).0, 5.5 / 12.5));
         // Exactly on bucket bounds: (1,2] and nothing between 2 and 4.
-        assert!(close(histogram_fraction(1.0, 4.0, &h).0, 2.0 / 12.5));
+        assert!(close(fraction(1.0, 4.0, &h).0, 2.0 / 12.5));
         // Inside (4,8], log scale: 4→√32 is half the bucket.
-        assert!(close(
-            histogram_fraction(4.0, 32f64.sqrt(), &h).0,
-            1.5 / 12.5
-        ));
+        assert!(close(fraction(4.0, 32f64.sqrt(), &h).0, 1.5 / 12.5));
         // Inside a negative bucket, mirrored: [-2,-1) from -2 to -√2 is half.
         assert!(close(
-            histogram_fraction(f64::NEG_INFINITY, -(2f64.sqrt()), &h).0,
+            fraction(f64::NEG_INFINITY, -(2f64.sqrt()), &h).0,
             0.25 / 12.5
         ));
-        assert!(
-            histogram_fraction(0.0, 1.0, &FloatHistogram::default())
-                .0
-                .is_nan()
-        );
+        assert!(fraction(0.0, 1.0, &FloatHistogram::default()).0.is_nan());
     }
 
     #[test]
@@ -500,18 +525,12 @@ mod tests {
             ..Default::default()
         };
         // (1,5] linear: 1→3 is half of 4.
-        assert!(close(histogram_fraction(1.0, 3.0, &h).0, 2.0 / 8.0));
+        assert!(close(fraction(1.0, 3.0, &h).0, 2.0 / 8.0));
         // Up to 0.5 in (-Inf,1]: the first bucket is taken from 0 (no negative buckets), so
         // half of it.
-        assert!(close(
-            histogram_fraction(f64::NEG_INFINITY, 0.5, &h).0,
-            1.0 / 8.0
-        ));
+        assert!(close(fraction(f64::NEG_INFINITY, 0.5, &h).0, 1.0 / 8.0));
         // Up to 10 in (5,+Inf]: nothing of that bucket.
-        assert!(close(
-            histogram_fraction(f64::NEG_INFINITY, 10.0, &h).0,
-            6.0 / 8.0
-        ));
+        assert!(close(fraction(f64::NEG_INFINITY, 10.0, &h).0, 6.0 / 8.0));
     }
 
     #[test]
@@ -519,10 +538,10 @@ mod tests {
         let mut h = sample();
         h.sum = f64::NAN;
         h.count = 20.0;
-        let (v, nans) = histogram_fraction(f64::NEG_INFINITY, f64::INFINITY, &h);
+        let (v, nans) = fraction(f64::NEG_INFINITY, f64::INFINITY, &h);
         assert!(nans);
         assert!(close(v, 12.5 / 20.0));
-        let (_, nans) = histogram_fraction(0.0, 1.0, &sample());
+        let (_, nans) = fraction(0.0, 1.0, &sample());
         assert!(!nans);
     }
 
@@ -568,12 +587,30 @@ mod tests {
     }
 
     #[test]
-    fn avg_count_sum() {
-        let h = sample();
-        assert_eq!(histogram_count(&h), 12.5);
-        assert_eq!(histogram_sum(&h), 3.0);
-        assert_eq!(histogram_avg(&h), 0.24);
-        assert!(histogram_avg(&FloatHistogram::default()).is_nan());
+    fn nan_observations_raise_prometheus_infos() {
+        let mut h = sample();
+        h.negative_spans.clear();
+        h.negative_buckets.clear();
+        h.count = 10.0;
+        h.sum = f64::NAN;
+        let mut ann = Annotations::default();
+        assert!(histogram_quantile(0.99, &h, "rpc_seconds", &mut ann).is_nan());
+        histogram_quantile(0.5, &h, "", &mut ann);
+        histogram_fraction(0.0, 1.0, &h, "a\"b", &mut ann);
+        let infos: Vec<&str> = ann.infos.iter().map(String::as_str).collect();
+        assert_eq!(
+            infos,
+            vec![
+                "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name \"a\\\"b\"",
+                "PromQL info: input to histogram_quantile has NaN observations, result is NaN for metric name \"rpc_seconds\"",
+                "PromQL info: input to histogram_quantile has NaN observations, result is skewed higher",
+            ]
+        );
+        assert!(ann.warnings.is_empty());
+        let mut quiet = Annotations::default();
+        histogram_quantile(0.5, &sample(), "x", &mut quiet);
+        histogram_fraction(0.0, 1.0, &sample(), "x", &mut quiet);
+        assert!(quiet.infos.is_empty());
     }
 
     #[test]
@@ -682,10 +719,8 @@ mod tests {
                 }
                 let eval = |h: &FloatHistogram| -> Option<f64> {
                     Some(match (func, args.len()) {
-                        ("histogram_quantile", 2) => histogram_quantile(num(args[0]), h).0,
-                        ("histogram_fraction", 3) => {
-                            histogram_fraction(num(args[0]), num(args[1]), h).0
-                        }
+                        ("histogram_quantile", 2) => quantile(num(args[0]), h).0,
+                        ("histogram_fraction", 3) => fraction(num(args[0]), num(args[1]), h).0,
                         ("histogram_stddev", 1) => histogram_stddev(h),
                         ("histogram_stdvar", 1) => histogram_stdvar(h),
                         _ => return None,
