@@ -649,6 +649,7 @@ pub fn read_query_data(data: &Json) -> Result<Value, ReadError> {
                 }
                 let p = read_float_point(&e["value"])?;
                 v.push(Sample {
+                    h: None,
                     metric: Arc::new(read_labels(&e["metric"])?),
                     t: p.t,
                     f: p.f,
@@ -674,6 +675,7 @@ pub fn read_query_data(data: &Json) -> Result<Value, ReadError> {
                         .collect::<Result<_, _>>()?,
                 };
                 m.push(Series {
+                    histograms: Vec::new(),
                     metric: Arc::new(read_labels(&e["metric"])?),
                     floats,
                     drop_name: false,
@@ -915,6 +917,7 @@ mod tests {
         for whole in [false, true] {
             let m: Vec<Series> = (0..15)
                 .map(|i| Series {
+                    histograms: Vec::new(),
                     metric: Arc::new(
                         Labels::new([("instance", format!("host-{i}:9100").as_str())]).unwrap(),
                     ),
@@ -1038,6 +1041,7 @@ mod tests {
     fn results_in_prometheus_shapes() {
         let m = Arc::new(Labels::new([("__name__", "up"), ("job", "a<b")]).unwrap());
         let vec = Value::Vector(vec![crate::query::Sample {
+            h: None,
             metric: m.clone(),
             t: 1_000,
             f: 1.0,
@@ -1049,6 +1053,7 @@ mod tests {
         );
         let mat = Value::Matrix(vec![
             Series {
+                histograms: Vec::new(),
                 metric: m,
                 floats: vec![
                     FPoint { t: 1_500, f: 0.25 },
@@ -1060,6 +1065,7 @@ mod tests {
                 drop_name: false,
             },
             Series {
+                histograms: Vec::new(),
                 metric: Arc::new(Labels::empty()),
                 floats: vec![],
                 drop_name: false,
@@ -1124,12 +1130,14 @@ mod tests {
         let values = [
             Value::Vector(vec![
                 Sample {
+                    h: None,
                     metric: m(&[("__name__", "up"), ("job", "a\"b<\u{2028}"), ("Z", "é")]),
                     t: 1_700_000_000_123,
                     f: 1.0,
                     drop_name: false,
                 },
                 Sample {
+                    h: None,
                     metric: m(&[]),
                     t: -1_500,
                     f: f64::NEG_INFINITY,
@@ -1139,6 +1147,7 @@ mod tests {
             Value::Vector(vec![]),
             Value::Matrix(vec![
                 Series {
+                    histograms: Vec::new(),
                     metric: m(&[("__name__", "x"), ("i", "1")]),
                     floats: vec![
                         FPoint {
@@ -1158,6 +1167,7 @@ mod tests {
                 },
                 // No float points: no `values`, and read back so.
                 Series {
+                    histograms: Vec::new(),
                     metric: m(&[("i", "2")]),
                     floats: vec![],
                     drop_name: false,

@@ -448,12 +448,14 @@ mod tests {
     fn tables_align_values_and_list_points() {
         let v = Value::Vector(vec![
             Sample {
+                h: None,
                 metric: metric(&[("__name__", "up"), ("instance", "host-17:9100")]),
                 t: 0,
                 f: 1.0,
                 drop_name: false,
             },
             Sample {
+                h: None,
                 metric: metric(&[("job", "é")]),
                 t: 0,
                 f: 0.5,
@@ -465,6 +467,7 @@ mod tests {
             "up{instance=\"host-17:9100\"}  1\n{job=\"é\"}                    0.5\n"
         );
         let m = Value::Matrix(vec![Series {
+            histograms: Vec::new(),
             metric: metric(&[("__name__", "x")]),
             floats: vec![
                 FPoint { t: 1_500, f: 3.0 },

@@ -310,6 +310,7 @@ impl CountValues {
         Ok(counts
             .into_iter()
             .map(|(ord, count)| Sample {
+                h: None,
                 metric: Arc::clone(&outputs[ord]),
                 t,
                 f: count,

@@ -484,6 +484,7 @@ impl<'a> VectorBinop<'a> {
         let metric = self.fill_metrics[ord]
             .get_or_insert_with(|| Arc::new(spec.key_labels(s.metric.as_slice())));
         Sample {
+            h: None,
             metric: Arc::clone(metric),
             t,
             f: fill,
@@ -555,6 +556,7 @@ impl<'a> VectorBinop<'a> {
             return Ok(None);
         }
         Ok(Some(Sample {
+            h: None,
             metric,
             t,
             f: value,

@@ -359,6 +359,7 @@ impl Evaluator<'_> {
                         .filter_map(|s| {
                             let f = s.floats.first()?.f;
                             Some(Sample {
+                                h: None,
                                 metric: s.metric,
                                 t: t.start,
                                 f,
@@ -535,6 +536,7 @@ impl Evaluator<'_> {
             });
         }
         Ok(vec![Series {
+            histograms: Vec::new(),
             metric: Arc::new(Labels::empty()),
             floats,
             drop_name: false,
@@ -671,6 +673,7 @@ impl Evaluator<'_> {
             }
             self.hold(floats.len())?;
             emit(range::Emit::Series(Series {
+                histograms: Vec::new(),
                 metric: Arc::new(s.labels),
                 floats,
                 drop_name: false,
@@ -722,6 +725,7 @@ impl Evaluator<'_> {
                     Vec::new()
                 } else {
                     vec![Sample {
+                        h: None,
                         metric: labels.clone(),
                         t: ts,
                         f: 1.0,
@@ -791,6 +795,7 @@ impl Evaluator<'_> {
             match eval_instant(name, call_args, ts, ann)? {
                 Value::Vector(v) => Ok(v),
                 Value::Scalar(p) => Ok(vec![Sample {
+                    h: None,
                     metric: Arc::new(Labels::empty()),
                     t: ts,
                     f: p.f,

@@ -437,6 +437,7 @@ impl<'a> Evaluator<'a> {
                 held += hi - lo;
                 self.within_limit(held)?;
                 out.push(Series {
+                    histograms: Vec::new(),
                     metric,
                     floats: points[lo..hi].to_vec(),
                     drop_name,
@@ -633,6 +634,7 @@ impl<'a> Evaluator<'a> {
                 _ => Labels::empty(),
             };
             return Ok(Some(vec![Series {
+                histograms: Vec::new(),
                 metric: Arc::new(labels),
                 floats,
                 drop_name: true,
@@ -667,6 +669,7 @@ impl<'a> Evaluator<'a> {
             return Ok(None);
         };
         Ok(Some(Series {
+            histograms: Vec::new(),
             metric,
             floats: w.floats,
             drop_name: w.drop_name,

@@ -83,6 +83,7 @@ impl Evaluator<'_> {
                     };
                     oi = *by_labels.entry(metric).or_insert_with_key(|m| {
                         out.push(Series {
+                            histograms: Vec::new(),
                             metric: m.clone(),
                             floats: Vec::new(),
                             drop_name: s.drop_name,

@@ -36,6 +36,7 @@ impl Evaluator<'_> {
                 gather_block(m, c, r, first, n, |k, si, f| {
                     let s = &m[si];
                     staged[k][j].push(Sample {
+                        h: None,
                         metric: s.metric.clone(),
                         t: r.ts(first + k),
                         f,
@@ -199,6 +200,7 @@ impl Collector {
                 let i = self.series.len();
                 self.by_labels.insert(s.metric.clone(), i);
                 self.series.push(Series {
+                    histograms: Vec::new(),
                     metric: s.metric.clone(),
                     floats: Vec::new(),
                     drop_name: s.drop_name,

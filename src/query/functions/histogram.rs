@@ -331,6 +331,7 @@ pub(super) fn histogram_quantile(q: f64, v: &Vector, t: i64, ann: &mut Annotatio
             annotate::forced_monotonicity(ann, group_name(&g));
         }
         out.push(Sample {
+            h: None,
             metric: Arc::new(g.metric),
             t,
             f,
@@ -365,6 +366,7 @@ pub(super) fn histogram_quantiles(
                 annotate::forced_monotonicity(ann, group_name(g));
             }
             out.push(Sample {
+                h: None,
                 metric: Arc::new(with_label(&g.metric, label, &value)),
                 t,
                 f,
@@ -389,6 +391,7 @@ pub(super) fn histogram_fraction(
         .map(|mut g| {
             let f = bucket_fraction(lower, upper, &mut g.buckets);
             Sample {
+                h: None,
                 metric: Arc::new(g.metric),
                 t,
                 f,

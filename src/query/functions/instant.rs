@@ -561,6 +561,7 @@ pub(crate) fn eval_instant_fn(
             return Ok(scalar(t, r));
         }
         ToVector => vec![Sample {
+            h: None,
             metric: Arc::new(Labels::empty()),
             t,
             f: scalar_at(&args, 0, f)?,
@@ -629,6 +630,7 @@ pub(crate) fn eval_instant_fn(
         Date(d) => {
             if args.is_empty() {
                 vec![Sample {
+                    h: None,
                     metric: Arc::new(Labels::empty()),
                     t,
                     f: d.apply(t / 1000),

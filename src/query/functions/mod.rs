@@ -368,6 +368,7 @@ pub(super) mod testutil {
     /// A sample with these labels, value and timestamp.
     pub fn sample(labels: &[(&str, &str)], f: f64, t: i64) -> Sample {
         Sample {
+            h: None,
             metric: Arc::new(Labels::new(labels.iter().copied()).unwrap()),
             t,
             f,
