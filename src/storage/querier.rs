@@ -15,7 +15,7 @@ use super::index::{IndexReader, select_ids};
 use super::quarantine::{Blocks, corrupt_block_path};
 use super::sstable::{Block, BlockId, ChunkMeta};
 use super::tombstones::Tombstones;
-use crate::model::{Labels, MatchOp, Matcher, Sample, format_rfc3339};
+use crate::model::{HistogramSample, Labels, MatchOp, Matcher, Sample, format_rfc3339};
 use crate::sync::lock;
 
 /// The most samples a series' read reserves room for on the word of the block index's
@@ -339,14 +339,20 @@ impl Querier {
                 continue;
             }
             *handed = true;
-            f(Selected::Series(SeriesSamples { labels, samples }))?;
+            f(Selected::Series(SeriesSamples {
+                labels,
+                samples,
+                histograms: Vec::new(),
+            }))?;
         }
         Ok(true)
     }
 
-    /// Reads series `i` of `plan` into `samples` (emptied first) as [`Querier::select_each`]
-    /// would hand it over, possibly empty; any thread may read any series of one plan. A
-    /// block that fails is returned, for [`Querier::left_out`] to judge.
+    /// Reads series `i` of `plan` into `samples` and `histograms` (both emptied first) as
+    /// [`Querier::select_each`] would hand it over, possibly empty; any thread may read any
+    /// series of one plan. A block that fails is returned, for [`Querier::left_out`] to judge.
+    // The two out-buffers are the caller's, kept from series to series: one argument each.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn read_planned<'q>(
         &self,
         plan: &Plan<'q>,
@@ -355,8 +361,10 @@ impl Querier {
         maxt: i64,
         scratch: &mut ReadScratch,
         samples: &mut Vec<Sample>,
+        histograms: &mut Vec<HistogramSample>,
     ) -> Result<(), Unread<'q>> {
         samples.clear();
+        histograms.clear();
         let run = &plan.entries[plan.starts[i]..plan.starts[i + 1]];
         self.read_run(run, &run[0].labels, mint, maxt, scratch, samples)
     }

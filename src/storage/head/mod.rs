@@ -19,7 +19,7 @@ pub use series::{HEAD_CHUNK_SAMPLES, MemSeries, Reject, SeriesRef};
 
 use series::ChunkStore;
 
-use crate::model::{Labels, Matcher, Sample};
+use crate::model::{HistogramSample, Labels, Matcher, Sample};
 use crate::storage::StorageError;
 use crate::storage::index::{IndexReader, select_ids};
 use crate::sync::{read, write};
@@ -157,8 +157,11 @@ fn shard_index(key: u64) -> usize {
 pub struct SeriesSamples {
     /// The series.
     pub labels: Labels,
-    /// Its samples in the range, time-ordered.
+    /// Its float samples in the range, time-ordered.
     pub samples: Vec<Sample>,
+    /// Its histogram samples in the range, time-ordered. A series' float and histogram
+    /// samples never share a timestamp.
+    pub histograms: Vec<HistogramSample>,
 }
 
 impl Head {
@@ -339,6 +342,7 @@ impl Head {
                 out.push(SeriesSamples {
                     labels: series.labels(),
                     samples,
+                    histograms: Vec::new(),
                 });
             }
         }
