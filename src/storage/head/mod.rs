@@ -6,6 +6,7 @@
 //! (closed chunks kept out of the heap, [`ChunkFile`]), derived data rebuilt by WAL replay.
 
 mod chunk_file;
+mod histograms;
 mod labels;
 mod series;
 
@@ -337,12 +338,17 @@ impl Head {
                 continue;
             };
             let mut samples = Vec::new();
-            series.lock().samples_in(mint, maxt, &mut samples)?;
-            if !samples.is_empty() {
+            let mut histograms = Vec::new();
+            {
+                let st = series.lock();
+                st.samples_in(mint, maxt, &mut samples)?;
+                st.histograms_in(mint, maxt, &mut histograms);
+            }
+            if !samples.is_empty() || !histograms.is_empty() {
                 out.push(SeriesSamples {
                     labels: series.labels(),
                     samples,
-                    histograms: Vec::new(),
+                    histograms,
                 });
             }
         }
