@@ -298,20 +298,30 @@ fn table(v: &Value) -> String {
             let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
             for (l, s) in labels.iter().zip(samples) {
                 let pad = width - l.chars().count();
-                let _ = writeln!(out, "{l}{:pad$}  {}", "", json::format_sample(s.f));
+                let value = match &s.h {
+                    Some(h) => json::format_histogram(h),
+                    None => json::format_sample(s.f),
+                };
+                let _ = writeln!(out, "{l}{:pad$}  {value}", "");
             }
             return out;
         }
         Value::Matrix(series) => {
             for s in series {
                 let _ = writeln!(out, "{}", s.metric);
-                for p in &s.floats {
-                    let _ = writeln!(
-                        out,
-                        "  {}  {}",
-                        format_rfc3339(p.t),
-                        json::format_sample(p.f)
-                    );
+                let mut rows: Vec<(i64, String)> = s
+                    .floats
+                    .iter()
+                    .map(|p| (p.t, json::format_sample(p.f)))
+                    .chain(
+                        s.histograms
+                            .iter()
+                            .map(|p| (p.t, json::format_histogram(&p.h))),
+                    )
+                    .collect();
+                rows.sort_by_key(|r| r.0);
+                for (t, v) in rows {
+                    let _ = writeln!(out, "  {}  {v}", format_rfc3339(t));
                 }
             }
             return out;
