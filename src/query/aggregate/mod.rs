@@ -116,7 +116,9 @@ impl<'a> Aggregation<'a> {
         ann: &mut Annotations,
     ) -> Result<Vector, QueryError> {
         let op = self.op;
-        if !matches!(op.id(), T_LIMITK | T_LIMIT_RATIO) && input.iter().any(|s| s.h.is_some()) {
+        if !matches!(op.id(), T_LIMITK | T_LIMIT_RATIO | T_COUNT_VALUES)
+            && input.iter().any(|s| s.h.is_some())
+        {
             return self.step_with_histograms(param, input, t, ann);
         }
         let fold = match Fold::without_param(op) {
@@ -199,7 +201,7 @@ impl Aggregation<'_> {
         use promql_parser::parser::token::{T_AVG, T_COUNT, T_GROUP, T_SUM};
         let op = self.op;
         match op.id() {
-            T_COUNT | T_GROUP | T_COUNT_VALUES => {
+            T_COUNT | T_GROUP => {
                 let input = input.into_iter().map(|s| Sample { h: None, ..s }).collect();
                 self.step(param, input, t, ann)
             }

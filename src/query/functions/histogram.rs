@@ -392,11 +392,22 @@ pub(super) fn histogram_quantiles(
             annotate::invalid_quantile(ann, q);
         }
     }
-    let mut groups = group_buckets(v, ann);
+    let (natives, mut groups) = split_native(v, ann);
     let prepared: Vec<Prepared> = groups.iter_mut().map(|g| prepare(&mut g.buckets)).collect();
-    let mut out = Vector::with_capacity(groups.len() * qs.len());
+    let mut out = Vector::with_capacity((natives.len() + groups.len()) * qs.len());
     for &q in qs {
         let value = annotate::openmetrics_float(q);
+        for s in &natives {
+            let Some(h) = &s.h else { continue };
+            let name = s.metric.metric_name().unwrap_or("");
+            out.push(Sample {
+                h: None,
+                metric: Arc::new(with_label(&s.metric, label, &value)),
+                t,
+                f: super::native::histogram_quantile(q, h, name, ann),
+                drop_name: true,
+            });
+        }
         for (g, p) in groups.iter().zip(&prepared) {
             let f = prepared_quantile(q, p, &g.buckets);
             if p.forced_monotonic && (0.0..=1.0).contains(&q) {

@@ -310,9 +310,11 @@ fn histogram_rate(
     if is_counter && (gauge(&prev) || gauge(last)) {
         annotate::not_a_counter(ann, metric_name);
     }
+    let mut first_left_out = false;
     if is_counter {
         let second = &points[1].h;
         if second.detect_reset(&prev) {
+            first_left_out = true;
             // The first sample does not count: its layout does not matter.
             prev = FloatHistogram {
                 schema: second.schema,
@@ -358,7 +360,8 @@ fn histogram_rate(
         }
     }
     if is_counter {
-        let mut prev: &FloatHistogram = &points[0].h;
+        // From the first sample, or from nothing when it was left out above.
+        let mut prev: &FloatHistogram = if first_left_out { &prev } else { &points[0].h };
         for p in &points[1..] {
             if p.h.detect_reset(prev) {
                 match h.add(prev) {
