@@ -1219,6 +1219,7 @@ impl SeriesHandle {
 /// must never be written).
 fn check_histogram(h: &HistogramValue) -> Result<(), StorageError> {
     fn side(spans: &[Span], buckets: usize, which: &str) -> Result<(), StorageError> {
+        // Lengths are u32: their sum fits u64 for any span list memory can hold.
         let want: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
         if want != buckets as u64 {
             return Err(StorageError::InvalidHistogram(format!(
@@ -1249,7 +1250,21 @@ fn check_histogram(h: &HistogramValue) -> Result<(), StorageError> {
         )));
     }
     side(pos, np, "positive")?;
-    side(neg, nn, "negative")
+    side(neg, nn, "negative")?;
+    for (spans, which) in [(pos, "positive"), (neg, "negative")] {
+        if !chunk::histogram::spans_in_order(spans) {
+            return Err(StorageError::InvalidHistogram(format!(
+                "a {which} span after the first has a negative offset"
+            )));
+        }
+    }
+    if !chunk::histogram::fits(h) {
+        return Err(StorageError::InvalidHistogram(format!(
+            "more than {} buckets",
+            chunk::histogram::MAX_VALUES
+        )));
+    }
+    Ok(())
 }
 
 /// A batch of samples committed together: one WAL commit, then visible at once.
