@@ -1248,8 +1248,9 @@ mod tests {
             arb_value(),
             arb_spans(),
             arb_spans(),
-            prop::collection::vec(any::<i64>(), 20),
-            prop::collection::vec(arb_value(), 20),
+            // Two sides of at most four spans of at most four buckets.
+            prop::collection::vec(any::<i64>(), 32),
+            prop::collection::vec(arb_value(), 32),
             prop::collection::vec(arb_value(), 0..3),
         )
             .prop_map(
