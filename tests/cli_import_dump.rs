@@ -304,7 +304,7 @@ fn histograms_round_trip_through_dump_and_import_and_inspect_counts_them() {
         text.push_str(&format!(
             "rpc_seconds{{job=\"a\\\"b\"}} {{{{int schema:3 sum:{}.25 count:{} z_bucket:{i} z_bucket_w:1e-128 buckets:[{} {} 3 {}] spans:[-2:3 4:1] n_buckets:[3] n_spans:[1:1] counter_reset_hint:not_reset}}}} {}.{:03}\n",
             i * 3,
-            2 * i + 9,
+            4 * i + 15,
             i,
             i + 2,
             i + 7,
@@ -317,8 +317,8 @@ fn histograms_round_trip_through_dump_and_import_and_inspect_counts_them() {
     for i in 0..50i64 {
         let t = 1_700_000_000_500 + i * 60_000;
         text.push_str(&format!(
-            "rpc_seconds{{job=\"nhcb\"}} {{{{schema:-53 sum:NaN count:{}.5 z_bucket:0 z_bucket_w:0 buckets:[0.5 {} +Inf] spans:[0:3] counter_reset_hint:gauge custom_values:[0.1 1]}}}} {}.{:03}\n",
-            i,
+            "rpc_seconds{{job=\"nhcb\"}} {{{{schema:-53 sum:NaN count:{} z_bucket:0 z_bucket_w:0 buckets:[0.5 {} 1] spans:[0:3] counter_reset_hint:gauge custom_values:[0.1 1]}}}} {}.{:03}\n",
+            1.5 + i as f64 / 8.0,
             i as f64 / 8.0,
             t / 1000,
             t % 1000

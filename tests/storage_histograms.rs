@@ -27,7 +27,7 @@ fn int_h(i: u64) -> HistogramValue {
         schema: 3,
         zero_threshold: 1e-128,
         zero_count: i,
-        count: 10 * i + 6,
+        count: 5 * i + 6,
         sum: 1.5 * i as f64 - 0.25,
         positive_spans: vec![Span::new(-2, 3), Span::new(4, 1)],
         positive_buckets: vec![i as i64, 1, -1, 2],
@@ -173,6 +173,17 @@ fn append_rules_for_histograms_follow_the_float_ones() {
         app.append_histogram(&a, T0 + 20, bad),
         Err(StorageError::InvalidHistogram(_))
     ));
+    // Prometheus's validation, with its text.
+    let mut bad = int_h(1);
+    if let HistogramValue::Int(h) = &mut bad {
+        h.count = 1;
+    }
+    match app.append_histogram(&a, T0 + 20, bad) {
+        Err(StorageError::InvalidHistogram(e)) => {
+            assert!(e.contains("observation count"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(app.is_empty());
     drop(app);
     let got = select(&db);

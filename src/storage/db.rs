@@ -1230,10 +1230,16 @@ impl SeriesHandle {
     }
 }
 
-/// Checks what storage relies on in a histogram before it is logged: a schema it stores, and
-/// as many bucket counts on each side as its spans say (a record the WAL's reader would refuse
-/// must never be written).
+/// Checks a histogram before it is logged: Prometheus's validation (its texts), then what
+/// storage relies on besides (a record the WAL's reader would refuse must never be written,
+/// and a chunk must be able to hold it): a schema it stores, as many bucket counts on each
+/// side as its spans say, spans in order, at most the codec's bucket limit.
 pub(crate) fn check_histogram(h: &HistogramValue) -> Result<(), StorageError> {
+    let valid = match h {
+        HistogramValue::Int(h) => h.validate(),
+        HistogramValue::Float(h) => h.validate(),
+    };
+    valid.map_err(|e| StorageError::InvalidHistogram(e.to_string()))?;
     fn side(spans: &[Span], buckets: usize, which: &str) -> Result<(), StorageError> {
         // Lengths are u32: their sum fits u64 for any span list memory can hold.
         let want: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
