@@ -6,7 +6,8 @@
 //! `prometheus` (`--enable-feature=native-histograms`), which scrapes it every 100 ms. The
 //! chunks Prometheus cuts are read back from its `chunks_head/` file (each full head chunk is
 //! written there), and the same samples, cut at the same boundaries, are encoded with
-//! tidemark's histogram codec. Prints both, in bytes per sample of chunk data.
+//! tidemark's histogram codec (timestamps: when each scrape arrived). Prints both, in bytes
+//! per sample of chunk data.
 //! `cargo bench --bench histogram_bytes` (needs `prometheus` on the PATH; skips without it).
 
 use std::io::{Read, Write};
@@ -152,7 +153,7 @@ fn exposition(h: &Histogram) -> Vec<u8> {
 }
 
 /// Serves the generator's next histogram to every request; records what it served.
-fn serve(listener: TcpListener, served: Arc<Mutex<Vec<Histogram>>>) {
+fn serve(listener: TcpListener, served: Arc<Mutex<Vec<(i64, Histogram)>>>) {
     let mut g = Gen::new();
     for conn in listener.incoming() {
         let Ok(mut c) = conn else { continue };
@@ -165,9 +166,14 @@ fn serve(listener: TcpListener, served: Arc<Mutex<Vec<Histogram>>>) {
                 Ok(n) => req.extend_from_slice(&buf[..n]),
             }
         }
+        // When the scrape arrived: Prometheus stamps the sample with its scrape's start, a
+        // moment before, so the timestamp columns see the same jitter.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let h = g.next();
         let body = exposition(&h);
-        served.lock().unwrap().push(h);
+        served.lock().unwrap().push((now, h));
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
@@ -281,12 +287,11 @@ fn main() {
         println!("no full Prometheus chunk to compare with");
         return;
     }
-    // The same samples, cut at the same places. Timestamps 100 ms apart, as scraped.
+    // The same samples, cut at the same places, at the times they were served.
     let samples: Vec<HistogramSample> = served
         .iter()
-        .enumerate()
-        .map(|(i, h)| HistogramSample {
-            t: 1_712_000_000_000 + i as i64 * 100,
+        .map(|(t, h)| HistogramSample {
+            t: *t,
             h: HistogramValue::Int(Box::new(h.clone())),
         })
         .collect();

@@ -453,3 +453,48 @@ fn a_torn_histogram_record_at_the_wal_tail_is_cut_and_the_rest_kept() {
     assert_eq!(got[0].histograms, want);
     db.close().unwrap();
 }
+
+#[test]
+fn a_damaged_histogram_chunk_in_a_block_is_left_out_with_a_warning_and_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let bd = 300_000;
+    let opts = Options {
+        block_duration: bd,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    let start = T0 - T0 % bd;
+    for i in 0..40i64 {
+        let t = start + i * 15_000;
+        commit(&db, |app| {
+            app.append_histogram(&labels("h"), t, int_h(i as u64))
+                .unwrap();
+        });
+    }
+    assert_eq!(db.flush().unwrap().len(), 1);
+    let block = db.catalog().blocks[0].clone();
+    let (_, metas) = block.series(0).unwrap();
+    let path = block.meta().path.clone();
+    db.close().unwrap();
+    // Flip a byte inside the histogram chunk: its checksum fails on read.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[metas[0].offset as usize + 5] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let db = Db::open(dir.path(), opts).unwrap();
+    let q = db.querier();
+    let all = Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap();
+    let got = q.select(&[all], i64::MIN, i64::MAX).unwrap();
+    // What the head still holds is answered; the block's window is left out with a warning.
+    assert!(got[0].histograms.iter().all(|s| s.t >= start + bd));
+    assert_eq!(got[0].histograms.len(), 20);
+    assert_eq!(q.warnings().len(), 1, "{:?}", q.warnings());
+    assert!(
+        dir.path()
+            .join(tidemark::storage::QUARANTINE_DIR)
+            .read_dir()
+            .unwrap()
+            .count()
+            > 0
+    );
+    db.close().unwrap();
+}
