@@ -221,7 +221,7 @@ fn instant_value(
             if is_rate && (gauge(x) || gauge(y)) {
                 annotate::not_a_counter(ann, metric_name);
             }
-            if !is_rate && !(gauge(x) && gauge(y)) {
+            if !is_rate && (!gauge(x) || !gauge(y)) {
                 annotate::not_a_gauge(ann, metric_name);
             }
             let mut out = y.clone();
