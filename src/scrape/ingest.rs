@@ -8,9 +8,11 @@
 
 use std::sync::Arc;
 
+use crate::model::histogram::HistogramValue;
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
 use crate::relabel::{self, Rule};
 use crate::scrape::metadata::{TargetMetadata, Tracker};
+use crate::scrape::parse::protobuf::{ProtoItem, ProtoOptions, ProtoParser, ProtoValue};
 use crate::scrape::parse::{Entry, Format, Parser};
 use crate::scrape::series_cache::SeriesCache;
 use crate::storage::{Appender, CommitStats, Db, SeriesHandle, StorageError};
@@ -26,6 +28,9 @@ pub struct Limits {
     pub label_name_length_limit: usize,
     /// Longest label value.
     pub label_value_length_limit: usize,
+    /// Most buckets of a native histogram (`native_histogram_bucket_limit`): more are merged
+    /// by lowering the schema; one that cannot fit fails the scrape.
+    pub bucket_limit: usize,
 }
 
 /// How a target's samples become series.
@@ -39,6 +44,11 @@ pub struct IngestOptions {
     pub limits: Limits,
     /// `metric_relabel_configs`, validated.
     pub metric_relabel: Vec<Rule>,
+    /// Which parts of histograms a protobuf body gives (`scrape_native_histograms`,
+    /// `always_scrape_classic_histograms`, `convert_classic_histograms_to_nhcb`).
+    pub histograms: ProtoOptions,
+    /// Finest schema stored (`native_histogram_min_bucket_factor`); `None` keeps schema 8.
+    pub max_schema: Option<i32>,
 }
 
 /// What a scrape stored, for the target's state and the synthetic series.
@@ -76,17 +86,21 @@ pub enum Failure {
     SampleLimit,
     /// A series over `label_limit` or a label length limit.
     LabelLimit,
+    /// A native histogram with more buckets than `native_histogram_bucket_limit` even at
+    /// the coarsest schema.
+    BucketLimit,
     /// Storing the batch failed.
     Storage,
 }
 
 impl Failure {
     /// Every kind, in a fixed order.
-    pub const ALL: [Failure; 5] = [
+    pub const ALL: [Failure; 6] = [
         Failure::Fetch,
         Failure::Parse,
         Failure::SampleLimit,
         Failure::LabelLimit,
+        Failure::BucketLimit,
         Failure::Storage,
     ];
 
@@ -97,6 +111,7 @@ impl Failure {
             Failure::Parse => "parse_error",
             Failure::SampleLimit => "sample_limit",
             Failure::LabelLimit => "label_limit",
+            Failure::BucketLimit => "bucket_limit",
             Failure::Storage => "storage",
         }
     }
@@ -298,6 +313,88 @@ fn append(
     }
 }
 
+/// One sample of the body: through the cache to its series (labels built, relabeled and
+/// checked only for a series text not seen before), then the sample limit.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn ingest_sample(
+    cache: &mut SeriesCache<Cached>,
+    app: &mut Appender<'_>,
+    key: &str,
+    timestamp: Option<i64>,
+    labels: impl FnOnce() -> Result<Labels, Abandon>,
+    value: ProtoValue,
+    ctx: &Ctx<'_>,
+    report: &mut ScrapeReport,
+) -> Result<(), Abandon> {
+    let opts = ctx.opts;
+    report.samples_scraped += 1;
+    let (ts, track) = match timestamp {
+        Some(ts) if opts.honor_timestamps => (ts, 0),
+        _ => (ctx.t, TRACK),
+    };
+    let value = match value {
+        ProtoValue::Float(v) => v,
+        ProtoValue::Histogram(h) => prepare_histogram(h, key)?,
+    };
+    match cache.get_mut(key) {
+        Some(Cached {
+            series: None,
+            flags,
+        }) => {
+            *flags |= SEEN;
+            return Ok(());
+        }
+        Some(Cached {
+            series: Some(series),
+            flags,
+        }) => {
+            *flags = (*flags & STORED) | SEEN | track;
+            append(app, series, ts, value).map_err(Abandon::on(Failure::Storage))?;
+        }
+        None => {
+            let scraped = labels()?;
+            let merged = merge_target_labels(&scraped, ctx.target, opts.honor_labels);
+            let kept = relabel::process(&merged, &opts.metric_relabel)
+                .filter(|l| l.metric_name().is_some());
+            let Some(labels) = kept else {
+                let dropped = Cached {
+                    series: None,
+                    flags: SEEN,
+                };
+                cache.insert(key, dropped);
+                return Ok(());
+            };
+            check_limits(&labels, &opts.limits).map_err(Abandon::on(Failure::LabelLimit))?;
+            let series = app
+                .append_with_handle(&labels, ts, value)
+                .map_err(Abandon::on(Failure::Storage))?;
+            report.series_added += 1;
+            let entry = Cached {
+                series: Some(series),
+                flags: SEEN | track,
+            };
+            cache.insert(key, entry);
+        }
+    }
+    report.samples_post_metric_relabeling += 1;
+    if opts.limits.sample_limit > 0
+        && report.samples_post_metric_relabeling > opts.limits.sample_limit as u64
+    {
+        return Err(Abandon::on(Failure::SampleLimit)(LimitError::Samples));
+    }
+    Ok(())
+}
+
+/// A scraped native histogram: not stored until storage takes histogram samples, so a body
+/// holding one fails as unreadable rather than being stored in part.
+fn prepare_histogram(_h: HistogramValue, key: &str) -> Result<f64, Abandon> {
+    Err(Abandon {
+        failure: Failure::Parse,
+        message: format!("native histogram {key:?}: storage does not take histogram samples yet"),
+    })
+}
+
 impl ScrapeState {
     /// Series texts the target's cache holds (those of its last successful scrape).
     pub fn cached_series(&self) -> usize {
@@ -428,6 +525,16 @@ impl ScrapeState {
             }
         }
         std::hint::black_box(warm);
+        if format == Format::Protobuf {
+            let mut parser = ProtoParser::new(body, ctx.opts.histograms);
+            let r = self.parse_proto(app, &mut parser, ctx, report);
+            if let Err(Abandon { failure, .. }) = &r
+                && *failure != Failure::Parse
+            {
+                report.samples_scraped += parser.count_remaining_samples();
+            }
+            return r;
+        }
         let mut parser = Parser::new(body, format);
         let r = self.parse_entries(app, &mut parser, ctx, report);
         if let Err(Abandon { failure, .. }) = &r
@@ -450,7 +557,6 @@ impl ScrapeState {
         ctx: &Ctx<'_>,
         report: &mut ScrapeReport,
     ) -> Result<(), Abandon> {
-        let opts = ctx.opts;
         let mut metadata = self.metadata.scrape();
         self.cache.rewind();
         for entry in parser {
@@ -462,59 +568,45 @@ impl ScrapeState {
                     continue;
                 }
             };
-            report.samples_scraped += 1;
-            let (ts, track) = match s.timestamp() {
-                Some(ts) if opts.honor_timestamps => (ts, 0),
-                _ => (ctx.t, TRACK),
-            };
-            let key = s.series();
-            match self.cache.get_mut(key) {
-                Some(Cached {
-                    series: None,
-                    flags,
-                }) => {
-                    *flags |= SEEN;
+            let labels = || s.to_labels().map_err(Abandon::on(Failure::Parse));
+            let value = ProtoValue::Float(s.value());
+            let ts = s.timestamp();
+            ingest_sample(
+                &mut self.cache,
+                app,
+                s.series(),
+                ts,
+                labels,
+                value,
+                ctx,
+                report,
+            )?;
+        }
+        metadata.finish();
+        Ok(())
+    }
+
+    fn parse_proto(
+        &mut self,
+        app: &mut Appender<'_>,
+        parser: &mut ProtoParser<'_>,
+        ctx: &Ctx<'_>,
+        report: &mut ScrapeReport,
+    ) -> Result<(), Abandon> {
+        let mut metadata = self.metadata.scrape();
+        self.cache.rewind();
+        while let Some(item) = parser.next_item() {
+            let s = match item.map_err(Abandon::on(Failure::Parse))? {
+                ProtoItem::Sample(s) => s,
+                ProtoItem::Meta(declaration) => {
+                    metadata.observe(declaration);
                     continue;
                 }
-                Some(Cached {
-                    series: Some(series),
-                    flags,
-                }) => {
-                    *flags = (*flags & STORED) | SEEN | track;
-                    append(app, series, ts, s.value()).map_err(Abandon::on(Failure::Storage))?;
-                }
-                None => {
-                    let scraped = s.to_labels().map_err(Abandon::on(Failure::Parse))?;
-                    let merged = merge_target_labels(&scraped, ctx.target, opts.honor_labels);
-                    let kept = relabel::process(&merged, &opts.metric_relabel)
-                        .filter(|l| l.metric_name().is_some());
-                    let Some(labels) = kept else {
-                        let dropped = Cached {
-                            series: None,
-                            flags: SEEN,
-                        };
-                        self.cache.insert(key, dropped);
-                        continue;
-                    };
-                    check_limits(&labels, &opts.limits)
-                        .map_err(Abandon::on(Failure::LabelLimit))?;
-                    let series = app
-                        .append_with_handle(&labels, ts, s.value())
-                        .map_err(Abandon::on(Failure::Storage))?;
-                    report.series_added += 1;
-                    let entry = Cached {
-                        series: Some(series),
-                        flags: SEEN | track,
-                    };
-                    self.cache.insert(key, entry);
-                }
-            }
-            report.samples_post_metric_relabeling += 1;
-            if opts.limits.sample_limit > 0
-                && report.samples_post_metric_relabeling > opts.limits.sample_limit as u64
-            {
-                return Err(Abandon::on(Failure::SampleLimit)(LimitError::Samples));
-            }
+            };
+            let (key, ts) = (s.series(), s.timestamp());
+            let labels = s.to_labels().map_err(Abandon::on(Failure::Parse));
+            let value = s.into_value();
+            ingest_sample(&mut self.cache, app, key, ts, || labels, value, ctx, report)?;
         }
         metadata.finish();
         Ok(())
@@ -981,6 +1073,124 @@ mod tests {
         st.end(&db, 5000).unwrap();
         assert!(is_stale_nan(samples(&db, "keep")[1].v));
         assert!(is_stale_nan(samples(&db, "up")[1].v));
+    }
+
+    fn proto_body(families: &[crate::scrape::parse::proto_types::MetricFamily]) -> Vec<u8> {
+        use prost::Message as _;
+        let mut out = Vec::new();
+        for f in families {
+            f.encode_length_delimited(&mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_protobuf_body_stores_what_its_text_twin_stores() {
+        use crate::scrape::parse::proto_types::{
+            Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+        };
+        let counter = Metric {
+            label: vec![LabelPair {
+                name: "code".into(),
+                value: "200".into(),
+            }],
+            counter: Some(Counter {
+                value: 41.5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let hist = Metric {
+            histogram: Some(Histogram {
+                sample_count: 3,
+                sample_sum: 0.75,
+                bucket: vec![Bucket {
+                    cumulative_count: 2,
+                    upper_bound: 0.1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = proto_body(&[
+            MetricFamily {
+                name: "req_total".into(),
+                help: "Requests.".into(),
+                r#type: MetricType::Counter as i32,
+                metric: vec![counter],
+                unit: String::new(),
+            },
+            MetricFamily {
+                name: "lat".into(),
+                help: String::new(),
+                r#type: MetricType::Histogram as i32,
+                metric: vec![hist],
+                unit: String::new(),
+            },
+        ]);
+        let text = "# HELP req_total Requests.\n# TYPE req_total counter\n\
+                    req_total{code=\"200\"} 41.5\n# HELP lat \n# TYPE lat histogram\n\
+                    lat_count 3\nlat_sum 0.75\nlat_bucket{le=\"0.1\"} 2\nlat_bucket{le=\"+Inf\"} 3\n";
+        let stored = |format: Format, body: &[u8]| {
+            let (_d, db) = db();
+            let mut st = ScrapeState::default();
+            let opts = IngestOptions::default();
+            let mut reports = Vec::new();
+            for t in [1000, 16_000] {
+                let r = st
+                    .ingest(&db, &target(), Ok((body, format)), t, 0.01, &opts)
+                    .unwrap();
+                assert!(r.up, "{r:?}");
+                reports.push((r.samples_scraped, r.series_added, r.metadata.clone()));
+            }
+            let series: Vec<_> = db
+                .querier()
+                .select(&[Matcher::equal("job", "node")], i64::MIN, i64::MAX)
+                .unwrap()
+                .into_iter()
+                .filter(|s| !s.labels.metric_name().unwrap_or("").starts_with("scrape_"))
+                .map(|s| (s.labels.to_string(), s.samples))
+                .collect();
+            (series, reports)
+        };
+        let (from_proto, proto_reports) = stored(Format::Protobuf, &body);
+        let (from_text, text_reports) = stored(Format::PrometheusText, text.as_bytes());
+        assert_eq!(from_proto.len(), 6, "{from_proto:?}");
+        assert_eq!(from_proto, from_text);
+        assert_eq!(proto_reports, text_reports);
+        assert_eq!(proto_reports[0].0, 5);
+        assert_eq!(
+            proto_reports[1].1, 0,
+            "the second scrape finds every series cached"
+        );
+    }
+
+    #[test]
+    fn a_malformed_protobuf_body_fails_the_scrape_naming_the_offset() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let opts = IngestOptions::default();
+        scrape(&mut st, &db, "a 1\n", 1000, &opts);
+        let r = st
+            .ingest(
+                &db,
+                &target(),
+                Ok((&[0x7f, 0x0a][..], Format::Protobuf)),
+                16_000,
+                0.01,
+                &opts,
+            )
+            .unwrap();
+        assert!(!r.up);
+        assert_eq!(r.failure, Some(Failure::Parse));
+        let e = r.error.unwrap();
+        assert!(
+            e.contains("at byte 0") && e.contains("declares 127 bytes"),
+            "{e}"
+        );
+        let a = samples(&db, "a");
+        assert!(is_stale_nan(a[1].v), "the previous series go stale");
     }
 
     #[test]

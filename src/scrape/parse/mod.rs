@@ -48,7 +48,7 @@
 mod lex;
 mod negotiate;
 mod number;
-mod proto_types;
+pub(crate) mod proto_types;
 pub mod protobuf;
 mod scan;
 #[cfg(test)]
