@@ -40,7 +40,7 @@ fn resolve(t: &mut Tailer) -> (BTreeSet<(Labels, i64, u64)>, Vec<WalPosition>) {
                 }
                 ends.push(end);
             }
-            TailEvent::Checkpoint { .. } => {}
+            TailEvent::Checkpoint { .. } | TailEvent::Histograms { .. } => {}
             TailEvent::Skipped { from, to, reason } => panic!("skipped {from}..{to}: {reason}"),
         }
     }

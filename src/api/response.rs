@@ -125,7 +125,7 @@ fn storage_kind(e: &crate::storage::StorageError) -> &'static str {
         E::Block(_) | E::CorruptChunk { .. } => "corrupt block",
         E::CorruptTombstones { .. } => "corrupt tombstones file",
         E::Locked { .. } => "data directory locked",
-        E::UnknownRef(_) | E::EmptyLabels => "invalid request to storage",
+        E::UnknownRef(_) | E::EmptyLabels | E::InvalidHistogram(_) => "invalid request to storage",
         E::OutOfBounds { .. } => "sample outside the storable time range",
     }
 }

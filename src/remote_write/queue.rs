@@ -430,6 +430,8 @@ impl Reader {
                 debug!(remote = %self.ctx.name, checkpoint = upto, forgotten = gone.len(), "series no longer in the WAL forgotten");
                 Ok(())
             }
+            // Not sent yet (histscrape's remote-write histograms take them from here).
+            TailEvent::Histograms { .. } => Ok(()),
             TailEvent::Skipped { from, to, reason } => {
                 warn!(remote = %self.ctx.name, %from, %to, reason = %reason, "remote write skipped part of the WAL; samples there were not sent");
                 Ok(())

@@ -21,10 +21,12 @@ use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, SstError};
 use super::stats::{DurationHistogram, HistogramSnapshot, MAINTENANCE_BOUNDS};
 use super::tombstones::{self, Tombstones};
 use super::wal::{
-    self, ChunkRecord, FsyncPolicy, Record, SampleRecord, SeriesRecord, Wal, WalError, WalOptions,
+    self, ChunkRecord, FsyncPolicy, HistogramRecord, Record, SampleRecord, SeriesRecord, Wal,
+    WalError, WalOptions,
 };
 use super::{StorageError, chunk, io_err, lock_data_dir};
-use crate::model::{Labels, MAX_TIME, MIN_TIME, Matcher, is_storable_time};
+use crate::model::histogram::is_valid_schema;
+use crate::model::{HistogramValue, Labels, MAX_TIME, MIN_TIME, Matcher, Span, is_storable_time};
 use crate::sync::{lock, read, write};
 
 /// How far ahead of the appender's clock a sample may be, in milliseconds. A sample from the
@@ -85,6 +87,18 @@ pub struct CommitStats {
     pub out_of_bounds: u64,
     /// More than [`MAX_AHEAD_MS`] ahead of the appender's clock: rejected.
     pub too_far_in_future: u64,
+}
+
+impl CommitStats {
+    /// Counts a sample the append rules refused.
+    fn count_reject(&mut self, r: Reject) {
+        match r {
+            Reject::DuplicateIgnored => self.duplicates_ignored += 1,
+            Reject::Duplicate => self.duplicate += 1,
+            Reject::OutOfOrder | Reject::Removed | Reject::StaleHistogram => self.out_of_order += 1,
+            Reject::OutOfBounds => self.out_of_bounds += 1,
+        }
+    }
 }
 
 /// Running totals since open, for inspection and self-metrics.
@@ -394,6 +408,35 @@ fn replay_record(head: &Head, refs: &mut ReplayRefs, rec: &Record, dropped: &mut
                 }
             }
         }
+        Record::Histograms(list) => {
+            let mut rest = list.as_slice();
+            while let Some(first) = rest.first() {
+                let n = rest
+                    .iter()
+                    .position(|s| s.sref != first.sref)
+                    .unwrap_or(rest.len());
+                let (run, after) = rest.split_at(n);
+                rest = after;
+                let Some(series) = refs.get(head, first.sref) else {
+                    for s in run {
+                        if is_storable_time(s.t) {
+                            dropped.unknown += 1;
+                        } else {
+                            dropped.out_of_range += 1;
+                        }
+                    }
+                    continue;
+                };
+                let mut st = series.lock();
+                for s in run {
+                    if !is_storable_time(s.t) {
+                        dropped.out_of_range += 1;
+                        continue;
+                    }
+                    let _ = st.append_histogram_replayed(s.t, s.h.clone());
+                }
+            }
+        }
         Record::Chunks(list) => {
             let mut buf = Vec::new();
             for c in list {
@@ -556,6 +599,7 @@ impl Db {
         Appender {
             db: self,
             pending: Vec::new(),
+            pending_h: Vec::new(),
             max_t: now_ms.saturating_add(MAX_AHEAD_MS).min(MAX_TIME),
         }
     }
@@ -826,7 +870,23 @@ impl Db {
                 .collect::<Result<Vec<_>, StorageError>>()
                 .map(|runs| Record::Chunks(runs.into_iter().flatten().collect()))
                 .map_err(|e| WalError::CheckpointAbandoned(e.to_string()));
-            [Ok(Record::Series(defs)), chunks]
+            // Histogram samples after the float chunks: replay keeps each kind's own order.
+            let mut histograms = Vec::new();
+            for s in group {
+                let st = s.lock();
+                let mut hs = Vec::new();
+                st.histograms_in(i64::MIN, i64::MAX, &mut hs);
+                histograms.extend(hs.into_iter().map(|x| HistogramRecord {
+                    sref: s.sref,
+                    t: x.t,
+                    h: x.h,
+                }));
+            }
+            [
+                Ok(Record::Series(defs)),
+                chunks,
+                Ok(Record::Histograms(histograms)),
+            ]
         });
         let carried = (!carried.is_empty()).then_some(Ok(Record::Series(carried)));
         self.wal.try_checkpoint(upto, records.chain(carried))?;
@@ -1154,10 +1214,51 @@ impl SeriesHandle {
     }
 }
 
+/// Checks what storage relies on in a histogram before it is logged: a schema it stores, and
+/// as many bucket counts on each side as its spans say (a record the WAL's reader would refuse
+/// must never be written).
+fn check_histogram(h: &HistogramValue) -> Result<(), StorageError> {
+    fn side(spans: &[Span], buckets: usize, which: &str) -> Result<(), StorageError> {
+        let want: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
+        if want != buckets as u64 {
+            return Err(StorageError::InvalidHistogram(format!(
+                "{which} side has {buckets} buckets, its spans {want}"
+            )));
+        }
+        Ok(())
+    }
+    let (schema, pos, np, neg, nn) = match h {
+        HistogramValue::Int(h) => (
+            h.schema,
+            &h.positive_spans,
+            h.positive_buckets.len(),
+            &h.negative_spans,
+            h.negative_buckets.len(),
+        ),
+        HistogramValue::Float(h) => (
+            h.schema,
+            &h.positive_spans,
+            h.positive_buckets.len(),
+            &h.negative_spans,
+            h.negative_buckets.len(),
+        ),
+    };
+    if !is_valid_schema(schema) {
+        return Err(StorageError::InvalidHistogram(format!(
+            "schema {schema} is not -4..8 or -53"
+        )));
+    }
+    side(pos, np, "positive")?;
+    side(neg, nn, "negative")
+}
+
 /// A batch of samples committed together: one WAL commit, then visible at once.
 pub struct Appender<'a> {
     db: &'a Db,
     pending: Vec<(Arc<MemSeries>, i64, f64)>,
+    /// Histogram samples, committed after the float ones (kept apart so a float append
+    /// carries no histogram's weight).
+    pending_h: Vec<(Arc<MemSeries>, i64, HistogramValue)>,
     /// Newest timestamp accepted: the clock plus [`MAX_AHEAD_MS`], at most [`MAX_TIME`].
     max_t: i64,
 }
@@ -1222,19 +1323,92 @@ impl Appender<'_> {
         Ok(())
     }
 
+    /// Adds a histogram sample for the series with `labels` (created if new); returns its ref.
+    /// A histogram that breaks the rules is refused here, before it is logged. A series may
+    /// hold floats and histograms at different times; at one timestamp it holds one sample.
+    pub fn append_histogram(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        h: HistogramValue,
+    ) -> Result<SeriesRef, StorageError> {
+        self.push_histogram_by_labels(labels, t, h).map(|s| s.sref)
+    }
+
+    /// [`Appender::append_histogram`], returning a handle to the series for
+    /// [`Appender::append_histogram_handle`] (or [`Appender::append_handle`]) next time.
+    pub fn append_histogram_with_handle(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        h: HistogramValue,
+    ) -> Result<SeriesHandle, StorageError> {
+        self.push_histogram_by_labels(labels, t, h)
+            .map(|s| SeriesHandle(Arc::clone(s)))
+    }
+
+    fn push_histogram_by_labels(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        h: HistogramValue,
+    ) -> Result<&Arc<MemSeries>, StorageError> {
+        if labels.is_empty() {
+            return Err(StorageError::EmptyLabels);
+        }
+        check_histogram(&h)?;
+        let (series, _) = self.db.head.get_or_create(labels);
+        let at = self.pending_h.len();
+        self.pending_h.push((series, t, h));
+        Ok(&self.pending_h[at].0)
+    }
+
+    /// Adds a histogram sample for the series a handle holds, as
+    /// [`Appender::append_handle`] does a float.
+    pub fn append_histogram_handle(
+        &mut self,
+        handle: &SeriesHandle,
+        t: i64,
+        h: HistogramValue,
+    ) -> Result<(), StorageError> {
+        if handle.0.is_unlinked() {
+            return Err(StorageError::UnknownRef(handle.0.sref));
+        }
+        check_histogram(&h)?;
+        self.pending_h.push((Arc::clone(&handle.0), t, h));
+        Ok(())
+    }
+
+    /// Adds a histogram sample for a series by ref, as [`Appender::append_ref`] does a float.
+    pub fn append_histogram_ref(
+        &mut self,
+        sref: SeriesRef,
+        t: i64,
+        h: HistogramValue,
+    ) -> Result<(), StorageError> {
+        let series = self
+            .db
+            .head
+            .get_by_ref(sref)
+            .ok_or(StorageError::UnknownRef(sref))?;
+        check_histogram(&h)?;
+        self.pending_h.push((series, t, h));
+        Ok(())
+    }
+
     /// Makes room for `n` more samples: a batch whose size is known grows its buffer once.
     pub fn reserve(&mut self, n: usize) {
         self.pending.reserve(n);
     }
 
-    /// Samples added so far.
+    /// Samples added so far (histograms included).
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.pending_h.len()
     }
 
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.pending_h.is_empty()
     }
 
     /// Checks every sample against the append rules, writes the accepted ones to the WAL (with
@@ -1252,6 +1426,9 @@ impl Appender<'_> {
         // The accepted samples' series, and the samples as the WAL records them, side by side.
         let mut accepted: Vec<Arc<MemSeries>> = Vec::with_capacity(self.pending.len());
         let mut samples: Vec<SampleRecord> = Vec::with_capacity(self.pending.len());
+        // The same for histograms (float staleness markers after a histogram among them).
+        let mut accepted_h: Vec<Arc<MemSeries>> = Vec::new();
+        let mut histograms: Vec<HistogramRecord> = Vec::new();
         for (mut series, t, v) in self.pending {
             if !is_storable_time(t) {
                 stats.out_of_bounds += 1;
@@ -1275,15 +1452,57 @@ impl Appender<'_> {
                     });
                     accepted.push(series);
                 }
-                Err(Reject::DuplicateIgnored) => stats.duplicates_ignored += 1,
-                Err(Reject::Duplicate) => stats.duplicate += 1,
-                Err(Reject::OutOfOrder | Reject::Removed) => stats.out_of_order += 1,
-                Err(Reject::OutOfBounds) => stats.out_of_bounds += 1,
+                Err(Reject::StaleHistogram) => {
+                    let r = {
+                        let mut st = series.lock();
+                        let h = st.stale_histogram();
+                        st.reserve_histogram(t, &h, min_valid).map(|()| h)
+                    };
+                    match r {
+                        Ok(h) => {
+                            histograms.push(HistogramRecord {
+                                sref: series.sref,
+                                t,
+                                h,
+                            });
+                            accepted_h.push(series);
+                        }
+                        Err(e) => stats.count_reject(e),
+                    }
+                }
+                Err(e) => stats.count_reject(e),
             }
         }
-        if !accepted.is_empty() {
+        for (mut series, t, h) in self.pending_h {
+            if !is_storable_time(t) {
+                stats.out_of_bounds += 1;
+                continue;
+            }
+            if t > self.max_t {
+                stats.too_far_in_future += 1;
+                continue;
+            }
+            let mut r = series.lock().reserve_histogram(t, &h, min_valid);
+            if r == Err(Reject::Removed) {
+                series = db.head.get_or_create(&series.labels()).0;
+                r = series.lock().reserve_histogram(t, &h, min_valid);
+            }
+            match r {
+                Ok(()) => {
+                    histograms.push(HistogramRecord {
+                        sref: series.sref,
+                        t,
+                        h,
+                    });
+                    accepted_h.push(series);
+                }
+                Err(e) => stats.count_reject(e),
+            }
+        }
+        if !accepted.is_empty() || !accepted_h.is_empty() {
             let mut new_series = Vec::new();
             let mut seen = HashSet::new();
+            // Two loops rather than a chained iterator: the float one stays as it was.
             for s in &accepted {
                 if !s.is_logged() && seen.insert(s.sref) {
                     new_series.push(SeriesRecord {
@@ -1292,14 +1511,38 @@ impl Appender<'_> {
                     });
                 }
             }
-            if let Err(e) = db.wal.commit(&new_series, &samples) {
+            for s in &accepted_h {
+                if !s.is_logged() && seen.insert(s.sref) {
+                    new_series.push(SeriesRecord {
+                        sref: s.sref,
+                        labels: s.labels(),
+                    });
+                }
+            }
+            if let Err(e) = db
+                .wal
+                .commit_with_histograms(&new_series, &samples, &histograms)
+            {
                 for (s, r) in accepted.iter().zip(&samples) {
                     s.lock().unreserve(r.t);
+                }
+                for (s, r) in accepted_h.iter().zip(&histograms) {
+                    s.lock().unreserve_histogram(r.t);
                 }
                 return Err(e.into());
             }
             for (s, r) in accepted.iter().zip(&samples) {
                 if s.lock().apply(r.t, r.v) {
+                    stats.appended += 1;
+                } else {
+                    stats.out_of_order += 1;
+                }
+                if !s.is_logged() {
+                    s.mark_logged();
+                }
+            }
+            for (s, r) in accepted_h.iter().zip(histograms) {
+                if s.lock().apply_histogram(r.t, r.h) {
                     stats.appended += 1;
                 } else {
                     stats.out_of_order += 1;

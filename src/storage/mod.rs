@@ -84,6 +84,10 @@ pub enum StorageError {
     /// A sample for a series without labels.
     #[error("empty label set")]
     EmptyLabels,
+    /// A histogram sample that breaks the rules of a histogram (its schema, its spans and
+    /// buckets): refused at append, before anything is written.
+    #[error("invalid histogram: {0}")]
+    InvalidHistogram(String),
     /// A sample written straight into blocks (import) outside the storable range.
     #[error(
         "sample of {labels} at {t} ms is outside the storable range {min}..{max} ms (years 0000 to 9999)",

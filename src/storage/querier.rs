@@ -15,7 +15,7 @@ use super::index::{IndexReader, select_ids};
 use super::quarantine::{Blocks, corrupt_block_path};
 use super::sstable::{Block, BlockId, ChunkMeta};
 use super::tombstones::Tombstones;
-use crate::model::{Labels, MatchOp, Matcher, Sample, format_rfc3339};
+use crate::model::{HistogramSample, Labels, MatchOp, Matcher, Sample, format_rfc3339};
 use crate::sync::lock;
 
 /// The most samples a series' read reserves room for on the word of the block index's
@@ -163,6 +163,27 @@ fn retain_within(samples: &mut Vec<Sample>, from: usize, mint: i64, maxt: i64) {
         }
     }
     samples.truncate(kept);
+}
+
+/// Puts a series' histogram samples, gathered from its sources in source order, in time order
+/// with exact-timestamp duplicates dropped (the earlier source wins, as for floats), and drops
+/// any at the time of a float sample, so the two kinds never share a timestamp.
+fn settle_histograms(samples: &[Sample], histograms: &mut Vec<HistogramSample>) {
+    if !histograms.windows(2).all(|w| w[0].t < w[1].t) {
+        // Stable: of two at one time, the earlier source's comes first and is kept.
+        histograms.sort_by_key(|x| x.t);
+        histograms.dedup_by_key(|x| x.t);
+    }
+    if samples.is_empty() {
+        return;
+    }
+    let mut i = 0;
+    histograms.retain(|h| {
+        while i < samples.len() && samples[i].t < h.t {
+            i += 1;
+        }
+        !(i < samples.len() && samples[i].t == h.t)
+    });
 }
 
 /// The ids `ix` selects for any of the matcher sets, sorted and unique.
@@ -331,22 +352,37 @@ impl Querier {
             };
             let labels = std::mem::replace(&mut first.labels, Labels::empty());
             let mut samples = Vec::new();
-            if let Err(u) = self.read_run(run, &labels, mint, maxt, &mut scratch, &mut samples) {
+            let mut histograms = Vec::new();
+            if let Err(u) = self.read_run(
+                run,
+                &labels,
+                mint,
+                maxt,
+                &mut scratch,
+                &mut samples,
+                &mut histograms,
+            ) {
                 self.left_out(u)?;
                 return Ok(false);
             }
-            if samples.is_empty() {
+            if samples.is_empty() && histograms.is_empty() {
                 continue;
             }
             *handed = true;
-            f(Selected::Series(SeriesSamples { labels, samples }))?;
+            f(Selected::Series(SeriesSamples {
+                labels,
+                samples,
+                histograms,
+            }))?;
         }
         Ok(true)
     }
 
-    /// Reads series `i` of `plan` into `samples` (emptied first) as [`Querier::select_each`]
-    /// would hand it over, possibly empty; any thread may read any series of one plan. A
-    /// block that fails is returned, for [`Querier::left_out`] to judge.
+    /// Reads series `i` of `plan` into `samples` and `histograms` (both emptied first) as
+    /// [`Querier::select_each`] would hand it over, possibly empty; any thread may read any
+    /// series of one plan. A block that fails is returned, for [`Querier::left_out`] to judge.
+    // The two out-buffers are the caller's, kept from series to series: one argument each.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn read_planned<'q>(
         &self,
         plan: &Plan<'q>,
@@ -355,14 +391,26 @@ impl Querier {
         maxt: i64,
         scratch: &mut ReadScratch,
         samples: &mut Vec<Sample>,
+        histograms: &mut Vec<HistogramSample>,
     ) -> Result<(), Unread<'q>> {
         samples.clear();
+        histograms.clear();
         let run = &plan.entries[plan.starts[i]..plan.starts[i + 1]];
-        self.read_run(run, &run[0].labels, mint, maxt, scratch, samples)
+        self.read_run(
+            run,
+            &run[0].labels,
+            mint,
+            maxt,
+            scratch,
+            samples,
+            histograms,
+        )
     }
 
     /// Appends the samples of one series, `run` its entries (one per source, in time order),
-    /// to `samples`: merged, duplicates dropped, deleted samples left out.
+    /// to `samples` and its histogram samples to `histograms`: merged, duplicates dropped
+    /// (a float and a histogram at one time: the float is kept), deleted samples left out.
+    #[allow(clippy::too_many_arguments)]
     fn read_run<'q>(
         &self,
         run: &[Entry<'q>],
@@ -371,6 +419,7 @@ impl Querier {
         maxt: i64,
         scratch: &mut ReadScratch,
         samples: &mut Vec<Sample>,
+        histograms: &mut Vec<HistogramSample>,
     ) -> Result<(), Unread<'q>> {
         // Room for the block chunks' samples at once (a count is at most what one chunk may
         // hold, whatever its metadata says), rather than growing chunk by chunk. The counts
@@ -407,19 +456,25 @@ impl Querier {
                 }
                 // A head chunk failing its checksum is an error to the query: the head
                 // cannot be left out like a block, and its samples are still in the WAL.
-                Source::Head(series) => series
-                    .lock()
-                    .samples_in(mint, maxt, samples)
-                    .map_err(|error| Unread { block: None, error })?,
+                Source::Head(series) => {
+                    let st = series.lock();
+                    st.samples_in(mint, maxt, samples)
+                        .map_err(|error| Unread { block: None, error })?;
+                    st.histograms_in(mint, maxt, histograms);
+                }
             }
         }
         if !samples.windows(2).all(|w| w[0].t < w[1].t) {
             samples.sort_by_key(|x| x.t);
             samples.dedup_by_key(|x| x.t);
         }
+        if !histograms.is_empty() {
+            settle_histograms(samples, histograms);
+        }
         // One check when nothing is deleted; otherwise one lookup per series.
         if !self.tombstones.is_empty() {
             self.tombstones.filter(labels, samples);
+            self.tombstones.filter_histograms(labels, histograms);
         }
         Ok(())
     }

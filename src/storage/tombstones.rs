@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::{StorageError, fsutil, io_err};
 use crate::encoding::{self, Decbuf, put_u32_le, put_u64_le};
-use crate::model::{Labels, Sample};
+use crate::model::{HistogramSample, Labels, Sample};
 
 /// Name of the tombstones file in the data directory.
 pub const TOMBSTONES_FILE: &str = "tombstones";
@@ -112,6 +112,13 @@ impl Tombstones {
     pub fn filter(&self, labels: &Labels, samples: &mut Vec<Sample>) {
         if let Some(iv) = self.get(labels) {
             samples.retain(|s| !covered(iv, s.t));
+        }
+    }
+
+    /// Removes the deleted histogram samples of series `labels` from `histograms`.
+    pub fn filter_histograms(&self, labels: &Labels, histograms: &mut Vec<HistogramSample>) {
+        if let Some(iv) = self.get(labels) {
+            histograms.retain(|s| !covered(iv, s.t));
         }
     }
 

@@ -12,7 +12,7 @@ use super::{
     Deadline, Evaluator, Range, absent_labels, duration_ms, offset_ms, selector_matchers,
     step_span, stream, unparen,
 };
-use crate::model::{Labels, Matcher, Sample, is_stale_nan};
+use crate::model::{HistogramSample, Labels, Matcher, Sample, is_stale_nan};
 use crate::query::functions::{
     RangeFn, Span, Window, eval_range, extrapolated_rate, has_decrease, range_function,
     series_annotations, validate_range_args,
@@ -311,6 +311,7 @@ const BATCH: u64 = 16_384;
 struct Scratch {
     read: ReadScratch,
     samples: Vec<Sample>,
+    histograms: Vec<HistogramSample>,
     points: Vec<FPoint>,
     work: usize,
 }
@@ -703,8 +704,15 @@ impl<'a> Evaluator<'a> {
                     let mut s = Scratch::default();
                     let mut unread = None;
                     for i in 0..plan.len() {
-                        let read =
-                            querier.read_planned(&plan, i, mint, maxt, &mut s.read, &mut s.samples);
+                        let read = querier.read_planned(
+                            &plan,
+                            i,
+                            mint,
+                            maxt,
+                            &mut s.read,
+                            &mut s.samples,
+                            &mut s.histograms,
+                        );
                         if let Err(u) = read {
                             unread = Some(u);
                             break;
@@ -741,6 +749,7 @@ impl<'a> Evaluator<'a> {
                                 maxt,
                                 &mut s.read,
                                 &mut s.samples,
+                                &mut s.histograms,
                             ) {
                                 out.unread = Some(u);
                                 break;

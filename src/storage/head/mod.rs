@@ -6,6 +6,7 @@
 //! (closed chunks kept out of the heap, [`ChunkFile`]), derived data rebuilt by WAL replay.
 
 mod chunk_file;
+mod histograms;
 mod labels;
 mod series;
 
@@ -19,7 +20,7 @@ pub use series::{HEAD_CHUNK_SAMPLES, MemSeries, Reject, SeriesRef};
 
 use series::ChunkStore;
 
-use crate::model::{Labels, Matcher, Sample};
+use crate::model::{HistogramSample, Labels, Matcher, Sample};
 use crate::storage::StorageError;
 use crate::storage::index::{IndexReader, select_ids};
 use crate::sync::{read, write};
@@ -157,8 +158,11 @@ fn shard_index(key: u64) -> usize {
 pub struct SeriesSamples {
     /// The series.
     pub labels: Labels,
-    /// Its samples in the range, time-ordered.
+    /// Its float samples in the range, time-ordered.
     pub samples: Vec<Sample>,
+    /// Its histogram samples in the range, time-ordered. A series' float and histogram
+    /// samples never share a timestamp.
+    pub histograms: Vec<HistogramSample>,
 }
 
 impl Head {
@@ -334,11 +338,17 @@ impl Head {
                 continue;
             };
             let mut samples = Vec::new();
-            series.lock().samples_in(mint, maxt, &mut samples)?;
-            if !samples.is_empty() {
+            let mut histograms = Vec::new();
+            {
+                let st = series.lock();
+                st.samples_in(mint, maxt, &mut samples)?;
+                st.histograms_in(mint, maxt, &mut histograms);
+            }
+            if !samples.is_empty() || !histograms.is_empty() {
                 out.push(SeriesSamples {
                     labels: series.labels(),
                     samples,
+                    histograms,
                 });
             }
         }

@@ -4,12 +4,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::model::{Labels, Sample};
+use crate::model::{Labels, Sample, is_stale_nan};
 use crate::storage::StorageError;
 use crate::storage::chunk;
 use crate::storage::chunk::append::OpenChunk;
 
 use super::chunk_file::{ChunkFile, FileChunk};
+use super::histograms::HistState;
 use super::labels::SeriesLabels;
 
 /// What every series of a head shares: the running total of chunks and, when the head has
@@ -63,6 +64,9 @@ pub enum Reject {
     OutOfBounds,
     /// The series was garbage-collected between lookup and append; resolve it again.
     Removed,
+    /// A float staleness marker after a histogram: to be appended as the histogram staleness
+    /// marker [`SeriesState::stale_histogram`] gives, as Prometheus's head does.
+    StaleHistogram,
 }
 
 /// A compressed, closed head chunk: 32 bytes, the bytes themselves elsewhere.
@@ -137,9 +141,11 @@ pub(crate) struct SeriesState {
     pub pending_t: i64,
     pub pending_v: u64,
     pub removed: bool,
+    /// Its histogram samples, once it had one: a float-only series pays one null pointer.
+    pub(crate) hist: Option<Box<HistState>>,
     /// The head's running total of chunks (kept in step with `closed` and `open` here so that
     /// reading it never walks the series) and its chunk file.
-    store: Arc<ChunkStore>,
+    pub(crate) store: Arc<ChunkStore>,
 }
 
 /// One series of the head.
@@ -172,6 +178,7 @@ impl MemSeries {
                 pending_t: i64::MIN,
                 pending_v: 0,
                 removed: false,
+                hist: None,
                 store,
             }),
         }
@@ -223,6 +230,13 @@ impl SeriesState {
         let newest = if pending { self.pending_t } else { self.max_t };
         if newest != i64::MIN {
             if t == newest {
+                if self.newest_is_histogram() {
+                    return Err(if is_stale_nan(v) {
+                        Reject::StaleHistogram
+                    } else {
+                        Reject::Duplicate
+                    });
+                }
                 // Only a repeated timestamp needs the newest value: reading it touches the
                 // sample buffer (a cache miss per series on the append path) or decodes a chunk.
                 let newest_v = if pending {
@@ -242,6 +256,10 @@ impl SeriesState {
         }
         if t < min_valid {
             return Err(Reject::OutOfBounds);
+        }
+        // A float-only series pays this one test of a pointer.
+        if self.hist.is_some() && is_stale_nan(v) && self.newest_is_histogram() {
+            return Err(Reject::StaleHistogram);
         }
         self.pending_t = t;
         self.pending_v = v.to_bits();
@@ -272,7 +290,8 @@ impl SeriesState {
         true
     }
 
-    /// Appends during WAL replay: the same rules, no reservation.
+    /// Appends during WAL replay: the same rules, no reservation. (A float staleness marker
+    /// after a histogram was logged as a histogram marker, so it does not come here as one.)
     pub fn append_replayed(&mut self, t: i64, v: f64) -> Result<(), Reject> {
         self.reserve(t, v, i64::MIN)?;
         self.apply(t, v);
@@ -307,7 +326,11 @@ impl SeriesState {
 
     /// Oldest sample time, if any.
     pub fn min_time(&self) -> Option<i64> {
-        self.closed.first().map(|c| c.mint).or(self.open.first_t())
+        let floats = self.closed.first().map(|c| c.mint).or(self.open.first_t());
+        match self.hist.as_ref().and_then(|h| h.min_time()) {
+            Some(h) => Some(floats.map_or(h, |f| f.min(h))),
+            None => floats,
+        }
     }
 
     /// Appends the samples with `mint <= t <= maxt` to `out`, in time order. A chunk read
@@ -338,7 +361,7 @@ impl SeriesState {
 
     /// Drops every sample older than `t`, re-encoding the chunk that straddles it.
     pub fn truncate_before(&mut self, t: i64) {
-        let before = self.num_chunks();
+        let before = self.closed.len() + usize::from(!self.open.is_empty());
         let mut keep = Vec::with_capacity(self.closed.len());
         for c in std::mem::take(&mut self.closed) {
             if c.maxt < t {
@@ -379,7 +402,8 @@ impl SeriesState {
             }
             _ => {}
         }
-        let gone = before.saturating_sub(self.num_chunks());
+        let after = self.closed.len() + usize::from(!self.open.is_empty());
+        let gone = before.saturating_sub(after) + self.truncate_histograms_before(t);
         self.store.count.fetch_sub(gone as u64, Ordering::Relaxed);
     }
 
@@ -403,9 +427,11 @@ impl SeriesState {
         Ok(out)
     }
 
-    /// Number of chunks held, the open one included.
+    /// Number of chunks held, the open ones included (histogram chunks too).
     pub fn num_chunks(&self) -> usize {
-        self.closed.len() + usize::from(!self.open.is_empty())
+        self.closed.len()
+            + usize::from(!self.open.is_empty())
+            + self.hist.as_ref().map_or(0, |h| h.num_chunks())
     }
 
     /// True when garbage collection may remove the series: no samples, none newer than
@@ -415,7 +441,9 @@ impl SeriesState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.closed.is_empty() && self.open.is_empty()
+        self.closed.is_empty()
+            && self.open.is_empty()
+            && self.hist.as_ref().is_none_or(|h| h.is_empty())
     }
 }
 

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 pub use follow::{HoldOrigin, WalFollower, WalHold};
 pub use position::WalPosition;
-pub use record::{ChunkRecord, Record, SampleRecord, SeriesRecord, TooLarge};
+pub use record::{ChunkRecord, HistogramRecord, Record, SampleRecord, SeriesRecord, TooLarge};
 pub use replay::{Corruption, ReplayStats};
 pub use shared::DEFAULT_BACKLOG_LIMIT;
 pub use tail::{TailEvent, Tailer};

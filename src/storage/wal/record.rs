@@ -5,7 +5,8 @@
 //! drawn out in `docs/format/wal.md`.
 
 use crate::encoding::{self, Decbuf, put_u32_le, put_uvarint, put_uvarint_bytes, put_varint};
-use crate::model::Labels;
+use crate::model::histogram::{CounterResetHint, FloatHistogram, Histogram, Span, is_valid_schema};
+use crate::model::{HistogramValue, Labels};
 
 /// Magic at the start of every segment file.
 pub(crate) const SEGMENT_MAGIC: [u8; 4] = *b"TMWL";
@@ -32,6 +33,8 @@ const KIND_SERIES: u8 = 1;
 const KIND_SAMPLES: u8 = 2;
 const KIND_CHUNKS: u8 = 3;
 const KIND_CHECKPOINT_END: u8 = 4;
+const KIND_HISTOGRAMS: u8 = 5;
+const KIND_FLOAT_HISTOGRAMS: u8 = 6;
 
 /// A new series: the ref the head gave it and its full label set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,22 @@ impl PartialEq for SampleRecord {
 }
 impl Eq for SampleRecord {}
 
+/// One histogram sample of a series known through an earlier [`SeriesRecord`]. Integer and
+/// float histograms are written as frames of two types (5 and 6); a record of both kinds is
+/// written as runs of frames in its order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramRecord {
+    /// Ref of the series.
+    pub sref: u64,
+    /// Milliseconds since the Unix epoch.
+    pub t: i64,
+    /// The histogram, stored bit-exact (floats by their bits, spans as written).
+    pub h: HistogramValue,
+}
+
+// Equality of histograms is bitwise on floats, so it is reflexive.
+impl Eq for HistogramRecord {}
+
 /// An already encoded chunk of one series, carried by checkpoints; the WAL never looks inside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkRecord {
@@ -83,6 +102,8 @@ pub enum Record {
     Samples(Vec<SampleRecord>),
     /// Encoded chunks of known series (checkpoints only).
     Chunks(Vec<ChunkRecord>),
+    /// Histogram samples of known series (one frame holds one kind, integer or float).
+    Histograms(Vec<HistogramRecord>),
 }
 
 /// Why a file header was refused.
@@ -148,9 +169,13 @@ pub(crate) struct FrameHeader {
 }
 
 impl FrameHeader {
-    /// True for a Samples frame, which a reader may skip without decoding its payload.
+    /// True for a Samples or Histograms frame, which a reader may skip without decoding its
+    /// payload.
     pub(crate) fn is_samples(&self) -> bool {
-        self.kind & !SNAPPY_FLAG == KIND_SAMPLES
+        matches!(
+            self.kind & !SNAPPY_FLAG,
+            KIND_SAMPLES | KIND_HISTOGRAMS | KIND_FLOAT_HISTOGRAMS
+        )
     }
 }
 
@@ -163,7 +188,12 @@ pub(crate) fn parse_frame_header(h: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHead
         return Err(FrameError::BadLength { len });
     }
     match kind & !SNAPPY_FLAG {
-        KIND_SERIES | KIND_SAMPLES | KIND_CHUNKS | KIND_CHECKPOINT_END => {}
+        KIND_SERIES
+        | KIND_SAMPLES
+        | KIND_CHUNKS
+        | KIND_CHECKPOINT_END
+        | KIND_HISTOGRAMS
+        | KIND_FLOAT_HISTOGRAMS => {}
         _ => return Err(FrameError::UnknownType(kind)),
     }
     Ok(FrameHeader {
@@ -226,6 +256,10 @@ pub(crate) fn decode_frame_with(
         KIND_SERIES => Decoded::Record(Record::Series(decode_series(&mut r)?)),
         KIND_SAMPLES => Decoded::Record(Record::Samples(decode_samples(&mut r)?)),
         KIND_CHUNKS => Decoded::Record(Record::Chunks(decode_chunks(&mut r)?)),
+        KIND_HISTOGRAMS => Decoded::Record(Record::Histograms(decode_histograms(&mut r, false)?)),
+        KIND_FLOAT_HISTOGRAMS => {
+            Decoded::Record(Record::Histograms(decode_histograms(&mut r, true)?))
+        }
         KIND_CHECKPOINT_END => {
             let frames = r.uvarint()?;
             if !r.is_empty() {
@@ -294,7 +328,42 @@ impl Encoder {
             Record::Series(s) => self.series(s, out),
             Record::Samples(s) => self.samples(s, out),
             Record::Chunks(c) => self.chunks(c, out),
+            Record::Histograms(h) => self.histograms(h, out),
         }
+    }
+
+    /// Appends histogram frames to `out`: each run of one kind (integer or float) in frames
+    /// of its type, so the order of the samples is kept.
+    pub(crate) fn histograms(
+        &mut self,
+        histograms: &[HistogramRecord],
+        out: &mut Vec<u8>,
+    ) -> Result<u64, TooLarge> {
+        let is_float = |h: &HistogramRecord| matches!(h.h, HistogramValue::Float(_));
+        let mut frames = 0;
+        let mut rest = histograms;
+        while let Some(first) = rest.first() {
+            let float = is_float(first);
+            let n = rest
+                .iter()
+                .position(|h| is_float(h) != float)
+                .unwrap_or(rest.len());
+            let (run, after) = rest.split_at(n);
+            rest = after;
+            let kind = if float {
+                KIND_FLOAT_HISTOGRAMS
+            } else {
+                KIND_HISTOGRAMS
+            };
+            frames += self.entries(kind, run, out, |p, d, h| {
+                put_varint(p, h.sref.wrapping_sub(d.sref) as i64);
+                put_varint(p, h.t.wrapping_sub(d.t));
+                d.sref = h.sref;
+                d.t = h.t;
+                put_histogram(p, &h.h);
+            })?;
+        }
+        Ok(frames)
     }
 
     /// Appends series frames to `out`.
@@ -482,6 +551,182 @@ fn decode_chunks(r: &mut Decbuf<'_>) -> Result<Vec<ChunkRecord>, FrameError> {
     Ok(out)
 }
 
+fn decode_histograms(r: &mut Decbuf<'_>, float: bool) -> Result<Vec<HistogramRecord>, FrameError> {
+    let mut out = Vec::new();
+    let mut d = Deltas::default();
+    while !r.is_empty() {
+        d.sref = d.sref.wrapping_add(r.varint()? as u64);
+        d.t = d.t.wrapping_add(r.varint()?);
+        let h = read_histogram(r, float)?;
+        out.push(HistogramRecord {
+            sref: d.sref,
+            t: d.t,
+            h,
+        });
+    }
+    Ok(out)
+}
+
+/// A histogram's fields after its sample's ref and time (the layout is in
+/// `docs/format/wal.md`): hint, schema, zero threshold, then the counts (integers for an
+/// integer histogram, trimmed floats for a float one), sum, spans, buckets, custom bounds.
+fn put_histogram(p: &mut Vec<u8>, h: &HistogramValue) {
+    fn spans(p: &mut Vec<u8>, spans: &[Span]) {
+        put_uvarint(p, spans.len() as u64);
+        for s in spans {
+            put_varint(p, i64::from(s.offset));
+            put_uvarint(p, u64::from(s.length));
+        }
+    }
+    fn floats(p: &mut Vec<u8>, v: &[f64]) {
+        put_uvarint(p, v.len() as u64);
+        for x in v {
+            put_value(p, x.to_bits());
+        }
+    }
+    match h {
+        HistogramValue::Int(h) => {
+            p.push(h.counter_reset_hint.as_u8());
+            put_varint(p, i64::from(h.schema));
+            put_value(p, h.zero_threshold.to_bits());
+            put_uvarint(p, h.zero_count);
+            put_uvarint(p, h.count);
+            put_value(p, h.sum.to_bits());
+            spans(p, &h.positive_spans);
+            spans(p, &h.negative_spans);
+            for b in [&h.positive_buckets, &h.negative_buckets] {
+                put_uvarint(p, b.len() as u64);
+                for x in b.iter() {
+                    put_varint(p, *x);
+                }
+            }
+            floats(p, &h.custom_values);
+        }
+        HistogramValue::Float(h) => {
+            p.push(h.counter_reset_hint.as_u8());
+            put_varint(p, i64::from(h.schema));
+            put_value(p, h.zero_threshold.to_bits());
+            put_value(p, h.zero_count.to_bits());
+            put_value(p, h.count.to_bits());
+            put_value(p, h.sum.to_bits());
+            spans(p, &h.positive_spans);
+            spans(p, &h.negative_spans);
+            floats(p, &h.positive_buckets);
+            floats(p, &h.negative_buckets);
+            floats(p, &h.custom_values);
+        }
+    }
+}
+
+/// A count of entries of at least `min_bytes` bytes each, refused when the payload left
+/// cannot hold them (so a corrupt count never makes the reader allocate).
+fn read_count(
+    r: &mut Decbuf<'_>,
+    min_bytes: usize,
+    what: &'static str,
+) -> Result<usize, FrameError> {
+    let n = r.uvarint()?;
+    if n > (r.remaining() / min_bytes) as u64 {
+        return Err(FrameError::Payload(what));
+    }
+    Ok(n as usize)
+}
+
+fn read_spans(r: &mut Decbuf<'_>) -> Result<(Vec<Span>, u64), FrameError> {
+    let n = read_count(r, 2, "histogram span count exceeds payload")?;
+    let mut spans = Vec::with_capacity(n);
+    let mut buckets = 0u64;
+    for _ in 0..n {
+        let offset = i32::try_from(r.varint()?)
+            .map_err(|_| FrameError::Payload("histogram span offset out of range"))?;
+        let length = u32::try_from(r.uvarint()?)
+            .map_err(|_| FrameError::Payload("histogram span length out of range"))?;
+        buckets += u64::from(length);
+        spans.push(Span { offset, length });
+    }
+    Ok((spans, buckets))
+}
+
+fn read_floats(r: &mut Decbuf<'_>, what: &'static str) -> Result<Vec<f64>, FrameError> {
+    let n = read_count(r, 1, what)?;
+    (0..n).map(|_| read_value(r).map(f64::from_bits)).collect()
+}
+
+/// A histogram as [`put_histogram`] writes it. Checked: hint, schema, every count against the
+/// bytes left, and each side's bucket count against its spans' lengths, so what a reader
+/// builds from it indexes safely.
+fn read_histogram(r: &mut Decbuf<'_>, float: bool) -> Result<HistogramValue, FrameError> {
+    let counter_reset_hint = CounterResetHint::from_u8(r.u8()?)
+        .ok_or(FrameError::Payload("bad histogram counter reset hint"))?;
+    let schema = i32::try_from(r.varint()?)
+        .ok()
+        .filter(|s| is_valid_schema(*s))
+        .ok_or(FrameError::Payload("bad histogram schema"))?;
+    let zero_threshold = f64::from_bits(read_value(r)?);
+    let h = if float {
+        let zero_count = f64::from_bits(read_value(r)?);
+        let count = f64::from_bits(read_value(r)?);
+        let sum = f64::from_bits(read_value(r)?);
+        let (positive_spans, np) = read_spans(r)?;
+        let (negative_spans, nn) = read_spans(r)?;
+        let positive_buckets = read_floats(r, "histogram bucket count exceeds payload")?;
+        let negative_buckets = read_floats(r, "histogram bucket count exceeds payload")?;
+        if positive_buckets.len() as u64 != np || negative_buckets.len() as u64 != nn {
+            return Err(FrameError::Payload(
+                "histogram bucket count differs from its spans",
+            ));
+        }
+        let custom_values = read_floats(r, "histogram custom bound count exceeds payload")?;
+        HistogramValue::Float(Box::new(FloatHistogram {
+            counter_reset_hint,
+            schema,
+            zero_threshold,
+            zero_count,
+            count,
+            sum,
+            positive_spans,
+            negative_spans,
+            positive_buckets,
+            negative_buckets,
+            custom_values,
+        }))
+    } else {
+        let zero_count = r.uvarint()?;
+        let count = r.uvarint()?;
+        let sum = f64::from_bits(read_value(r)?);
+        let (positive_spans, np) = read_spans(r)?;
+        let (negative_spans, nn) = read_spans(r)?;
+        let mut deltas = |want: u64| -> Result<Vec<i64>, FrameError> {
+            let n = read_count(r, 1, "histogram bucket count exceeds payload")?;
+            if n as u64 != want {
+                return Err(FrameError::Payload(
+                    "histogram bucket count differs from its spans",
+                ));
+            }
+            (0..n)
+                .map(|_| r.varint().map_err(FrameError::from))
+                .collect()
+        };
+        let positive_buckets = deltas(np)?;
+        let negative_buckets = deltas(nn)?;
+        let custom_values = read_floats(r, "histogram custom bound count exceeds payload")?;
+        HistogramValue::Int(Box::new(Histogram {
+            counter_reset_hint,
+            schema,
+            zero_threshold,
+            zero_count,
+            count,
+            sum,
+            positive_spans,
+            negative_spans,
+            positive_buckets,
+            negative_buckets,
+            custom_values,
+        }))
+    };
+    Ok(h)
+}
+
 /// A float's bits with zero bytes trimmed from both ends: one control byte, then the significant
 /// bytes big-endian. Control 0 is the value 0.0; otherwise it is `1 + 8 * lead + trail` with
 /// `lead` and `trail` the dropped zero bytes. Metric values are mostly zero, small integers or
@@ -573,6 +818,7 @@ pub(crate) fn decode_all(buf: &[u8]) -> (Vec<Decoded>, Option<(usize, FrameError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::histogram::CUSTOM_BUCKETS_SCHEMA;
     use crate::model::{STALE_NAN, STALE_NAN_BITS};
     use proptest::prelude::*;
 
@@ -602,6 +848,7 @@ mod tests {
                 (Some(Record::Series(a)), Record::Series(b)) => a.extend(b),
                 (Some(Record::Samples(a)), Record::Samples(b)) => a.extend(b),
                 (Some(Record::Chunks(a)), Record::Chunks(b)) => a.extend(b),
+                (Some(Record::Histograms(a)), Record::Histograms(b)) => a.extend(b),
                 (_, r) => out.push(r),
             }
         }
@@ -933,8 +1180,120 @@ mod tests {
         ]
     }
 
+    /// A histogram written out with its floats as bits, so equal texts mean bit-equal values.
+    fn hist_bits(h: &HistogramValue) -> String {
+        match h {
+            HistogramValue::Int(h) => format!(
+                "I{} {} {:x} {} {} {:x} {:?} {:?} {:?} {:?} {:?}",
+                h.counter_reset_hint.as_u8(),
+                h.schema,
+                h.zero_threshold.to_bits(),
+                h.zero_count,
+                h.count,
+                h.sum.to_bits(),
+                h.positive_spans,
+                h.negative_spans,
+                h.positive_buckets,
+                h.negative_buckets,
+                h.custom_values
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect::<Vec<_>>()
+            ),
+            HistogramValue::Float(h) => {
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                format!(
+                    "F{} {} {:x} {:x} {:x} {:x} {:?} {:?} {:?} {:?} {:?}",
+                    h.counter_reset_hint.as_u8(),
+                    h.schema,
+                    h.zero_threshold.to_bits(),
+                    h.zero_count.to_bits(),
+                    h.count.to_bits(),
+                    h.sum.to_bits(),
+                    h.positive_spans,
+                    h.negative_spans,
+                    bits(&h.positive_buckets),
+                    bits(&h.negative_buckets),
+                    bits(&h.custom_values)
+                )
+            }
+        }
+    }
+
+    fn arb_spans() -> impl Strategy<Value = Vec<Span>> {
+        prop::collection::vec(
+            (prop_oneof![Just(0), -3i32..3, any::<i32>()], 0u32..5),
+            0..4,
+        )
+        .prop_map(|v| v.into_iter().map(|(o, l)| Span::new(o, l)).collect())
+    }
+
+    /// Histograms of both kinds with spans and bucket counts that agree (what append lets
+    /// through), every other field arbitrary.
+    pub(crate) fn arb_histogram() -> impl Strategy<Value = HistogramValue> {
+        (
+            any::<bool>(),
+            0u8..4,
+            prop_oneof![-4i32..=8, Just(CUSTOM_BUCKETS_SCHEMA)],
+            arb_value(),
+            any::<u64>(),
+            any::<u64>(),
+            arb_value(),
+            arb_spans(),
+            arb_spans(),
+            prop::collection::vec(any::<i64>(), 20),
+            prop::collection::vec(arb_value(), 20),
+            prop::collection::vec(arb_value(), 0..3),
+        )
+            .prop_map(
+                |(float, hint, schema, zt, zc, count, sum, pos, neg, ints, floats, custom)| {
+                    let np: usize = pos.iter().map(|s| s.length as usize).sum();
+                    let nn: usize = neg.iter().map(|s| s.length as usize).sum();
+                    let counter_reset_hint = CounterResetHint::from_u8(hint).unwrap();
+                    if float {
+                        HistogramValue::Float(Box::new(FloatHistogram {
+                            counter_reset_hint,
+                            schema,
+                            zero_threshold: zt,
+                            zero_count: f64::from_bits(zc),
+                            count: f64::from_bits(count),
+                            sum,
+                            positive_spans: pos,
+                            negative_spans: neg,
+                            positive_buckets: floats[..np].to_vec(),
+                            negative_buckets: floats[np..np + nn].to_vec(),
+                            custom_values: custom,
+                        }))
+                    } else {
+                        HistogramValue::Int(Box::new(Histogram {
+                            counter_reset_hint,
+                            schema,
+                            zero_threshold: zt,
+                            zero_count: zc,
+                            count,
+                            sum,
+                            positive_spans: pos,
+                            negative_spans: neg,
+                            positive_buckets: ints[..np].to_vec(),
+                            negative_buckets: ints[np..np + nn].to_vec(),
+                            custom_values: custom,
+                        }))
+                    }
+                },
+            )
+    }
+
     fn arb_record() -> impl Strategy<Value = Record> {
         prop_oneof![
+            prop::collection::vec((any::<u64>(), any::<i64>(), arb_histogram()), 0..30).prop_map(
+                |v| {
+                    Record::Histograms(
+                        v.into_iter()
+                            .map(|(sref, t, h)| HistogramRecord { sref, t, h })
+                            .collect(),
+                    )
+                }
+            ),
             prop::collection::vec((any::<u64>(), arb_labels()), 0..20).prop_map(|v| {
                 Record::Series(
                     v.into_iter()
@@ -987,6 +1346,7 @@ mod tests {
                     Record::Series(v) => !v.is_empty(),
                     Record::Samples(v) => !v.is_empty(),
                     Record::Chunks(v) => !v.is_empty(),
+                    Record::Histograms(v) => !v.is_empty(),
                 })
                 .collect();
             // Adjacent records of one kind merge in `decode`, so compare flattened entries.
@@ -996,6 +1356,7 @@ mod tests {
                         Record::Series(v) => v.iter().map(|s| format!("S{}{:?}", s.sref, s.labels)).collect::<Vec<_>>(),
                         Record::Samples(v) => v.iter().map(|s| format!("P{} {} {:x}", s.sref, s.t, s.v.to_bits())).collect(),
                         Record::Chunks(v) => v.iter().map(|c| format!("C{} {} {} {:?}", c.sref, c.mint, c.maxt, c.data)).collect(),
+                        Record::Histograms(v) => v.iter().map(|h| format!("H{} {} {}", h.sref, h.t, hist_bits(&h.h))).collect(),
                     })
                     .collect()
             };

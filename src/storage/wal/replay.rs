@@ -36,6 +36,8 @@ pub struct ReplayStats {
     pub samples: u64,
     /// Chunk entries delivered.
     pub chunks: u64,
+    /// Histogram sample entries delivered.
+    pub histograms: u64,
     /// Every damaged spot, in replay order.
     pub corruptions: Vec<Corruption>,
     /// Bytes cut off damaged segments (read-only: the bytes that were skipped and an open would cut).
@@ -51,6 +53,7 @@ impl ReplayStats {
             Record::Series(v) => self.series += v.len() as u64,
             Record::Samples(v) => self.samples += v.len() as u64,
             Record::Chunks(v) => self.chunks += v.len() as u64,
+            Record::Histograms(v) => self.histograms += v.len() as u64,
         }
         on_record(r);
     }

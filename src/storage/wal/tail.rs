@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use super::position::WalPosition;
 use super::record::{
-    self, Decoded, FILE_HEADER_LEN, FRAME_HEADER_LEN, FrameError, HeaderError, Record,
-    SEGMENT_MAGIC, SampleRecord, SeriesRecord,
+    self, Decoded, FILE_HEADER_LEN, FRAME_HEADER_LEN, FrameError, HeaderError, HistogramRecord,
+    Record, SEGMENT_MAGIC, SampleRecord, SeriesRecord,
 };
 use super::segment::{self, io_err};
 use super::shared::Shared;
@@ -43,6 +43,14 @@ pub enum TailEvent {
     Samples {
         /// The samples, in written order.
         samples: Vec<SampleRecord>,
+        /// Where the next frame starts.
+        end: WalPosition,
+    },
+    /// Histogram samples of one frame at or after the start position (one kind, integer or
+    /// float, per frame); `end` is the position just past it.
+    Histograms {
+        /// The histogram samples, in written order.
+        histograms: Vec<HistogramRecord>,
         /// Where the next frame starts.
         end: WalPosition,
     },
@@ -328,6 +336,9 @@ impl Tailer {
                             Record::Series(s) if !s.is_empty() => Step::Event(TailEvent::Series(s)),
                             Record::Samples(samples) if deliver && !samples.is_empty() => {
                                 Step::Event(TailEvent::Samples { samples, end })
+                            }
+                            Record::Histograms(histograms) if deliver && !histograms.is_empty() => {
+                                Step::Event(TailEvent::Histograms { histograms, end })
                             }
                             _ => Step::Again,
                         });

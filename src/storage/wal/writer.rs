@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::follow::WalFollower;
 use super::record::{
-    Decoded, Encoder, FILE_HEADER_LEN, Record, SEGMENT_MAGIC, SampleRecord, SeriesRecord,
+    Decoded, Encoder, FILE_HEADER_LEN, HistogramRecord, Record, SEGMENT_MAGIC, SampleRecord,
+    SeriesRecord,
 };
 use super::replay::{self, Mode, ReplayStats};
 use super::segment::{self, FrameReader, io_err};
@@ -160,7 +161,18 @@ impl Wal {
         series: &[SeriesRecord],
         samples: &[SampleRecord],
     ) -> Result<(), WalError> {
-        if series.is_empty() && samples.is_empty() {
+        self.commit_with_histograms(series, samples, &[])
+    }
+
+    /// [`Wal::commit`] with histogram samples too, written after the float samples (as
+    /// frames of the histogram record types), in the same single write.
+    pub fn commit_with_histograms(
+        &self,
+        series: &[SeriesRecord],
+        samples: &[SampleRecord],
+        histograms: &[HistogramRecord],
+    ) -> Result<(), WalError> {
+        if series.is_empty() && samples.is_empty() && histograms.is_empty() {
             return Ok(());
         }
         self.shared.check_failed()?;
@@ -173,6 +185,7 @@ impl Wal {
         scratch.buf.clear();
         scratch.enc.series(series, &mut scratch.buf)?;
         scratch.enc.samples(samples, &mut scratch.buf)?;
+        scratch.enc.histograms(histograms, &mut scratch.buf)?;
         let end = self.shared.append(&scratch.buf);
         if scratch.buf.capacity() > SCRATCH_KEEP {
             scratch.buf = Vec::new();
@@ -393,6 +406,7 @@ fn count_samples(path: &Path, from: u64) -> u64 {
         let at = r.offset();
         match r.next_frame() {
             Ok(Some(Decoded::Record(Record::Samples(s)))) if at >= from => n += s.len() as u64,
+            Ok(Some(Decoded::Record(Record::Histograms(h)))) if at >= from => n += h.len() as u64,
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => return n,
         }
