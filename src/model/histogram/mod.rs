@@ -17,6 +17,16 @@
 
 use std::fmt;
 
+mod bounds;
+#[cfg(test)]
+mod math_tests;
+mod ops;
+mod validate;
+
+pub use bounds::{Bucket, bucket_bound, exponential_bound, fraction_table};
+pub use ops::AddOutcome;
+pub use validate::{HistogramError, HistogramErrorKind};
+
 /// The smallest exponential schema: bucket boundaries grow by a factor of 2^16 per bucket.
 pub const MIN_SCHEMA: i32 = -4;
 /// The largest exponential schema: boundaries grow by a factor of 2^(1/256) per bucket.
