@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use crate::model::histogram::HistogramValue;
+use crate::model::histogram::{
+    HistogramError, HistogramValue, MAX_SCHEMA, MIN_SCHEMA, is_exponential_schema,
+};
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
 use crate::relabel::{self, Rule};
 use crate::scrape::metadata::{TargetMetadata, Tracker};
@@ -365,7 +367,7 @@ fn ingest_sample(
     key: &str,
     timestamp: Option<i64>,
     labels: impl FnOnce() -> Result<Labels, Abandon>,
-    value: ProtoValue,
+    v: ProtoValue,
     ctx: &Ctx<'_>,
     report: &mut ScrapeReport,
 ) -> Result<(), Abandon> {
@@ -375,9 +377,12 @@ fn ingest_sample(
         Some(ts) if opts.honor_timestamps => (ts, 0),
         _ => (ctx.t, TRACK),
     };
-    let value = match value {
-        ProtoValue::Float(v) => Value::Float(v),
-        ProtoValue::Histogram(h) => Value::Histogram(prepare_histogram(h, key, opts)?),
+    // Only a series kept after relabeling is limited and checked, as in Prometheus.
+    let value = |v: ProtoValue| -> Result<Value, Abandon> {
+        Ok(match v {
+            ProtoValue::Float(v) => Value::Float(v),
+            ProtoValue::Histogram(h) => Value::Histogram(prepare_histogram(h, key, opts)?),
+        })
     };
     match cache.get_mut(key) {
         Some(Cached {
@@ -392,7 +397,7 @@ fn ingest_sample(
             flags,
         }) => {
             *flags = (*flags & STORED) | SEEN | track;
-            append(app, series, ts, value).map_err(append_failure)?;
+            append(app, series, ts, value(v)?).map_err(append_failure)?;
         }
         None => {
             let scraped = labels()?;
@@ -408,7 +413,7 @@ fn ingest_sample(
                 return Ok(());
             };
             check_limits(&labels, &opts.limits).map_err(Abandon::on(Failure::LabelLimit))?;
-            let series = append_new(app, &labels, ts, value).map_err(append_failure)?;
+            let series = append_new(app, &labels, ts, value(v)?).map_err(append_failure)?;
             report.series_added += 1;
             let entry = Cached {
                 series: Some(series),
@@ -426,16 +431,94 @@ fn ingest_sample(
     Ok(())
 }
 
-/// A scraped native histogram made ready to store: its schema lowered to the job's finest
-/// (`native_histogram_min_bucket_factor`) and to 8, its buckets merged down to the bucket
-/// limit. A histogram that cannot fit the limit fails the scrape with Prometheus's error.
+/// A scraped native histogram made ready to store, as Prometheus's scrape appenders and head
+/// do it: empty buckets dropped (`Compact(0)`, as its parser does), a schema finer than 8
+/// (9..=52, reserved for future use) lowered to 8, the schema lowered to the job's finest
+/// (`native_histogram_min_bucket_factor`), then lowered one step at a time while the buckets
+/// exceed `native_histogram_bucket_limit` (a custom-bucket histogram, or one already at
+/// schema -4, fails the scrape: "histogram bucket limit exceeded"); then validated, a
+/// histogram breaking Prometheus's rules failing the scrape as unreadable.
 fn prepare_histogram(
-    h: HistogramValue,
+    mut h: HistogramValue,
     key: &str,
     opts: &IngestOptions,
 ) -> Result<HistogramValue, Abandon> {
-    let _ = (key, opts);
+    let invalid = |e: HistogramError| Abandon {
+        failure: Failure::Parse,
+        message: format!("invalid native histogram {}: {e}", shown_key(key)),
+    };
+    match &mut h {
+        HistogramValue::Int(h) => {
+            h.compact(0);
+        }
+        HistogramValue::Float(h) => {
+            h.compact(0);
+        }
+    }
+    let schema = h.schema();
+    let finest = opts.max_schema.unwrap_or(MAX_SCHEMA).min(MAX_SCHEMA);
+    if schema > finest && schema <= RESERVED_MAX_SCHEMA {
+        reduce(&mut h, finest).map_err(invalid)?;
+    }
+    let limit = opts.limits.bucket_limit;
+    if limit > 0 {
+        while buckets(&h) > limit {
+            let schema = h.schema();
+            if !is_exponential_schema(schema) || schema <= MIN_SCHEMA {
+                return Err(Abandon {
+                    failure: Failure::BucketLimit,
+                    message: "histogram bucket limit exceeded".into(),
+                });
+            }
+            reduce(&mut h, schema - 1).map_err(invalid)?;
+        }
+    }
+    match &h {
+        HistogramValue::Int(h) => h.validate(),
+        HistogramValue::Float(h) => h.validate(),
+    }
+    .map_err(invalid)?;
     Ok(h)
+}
+
+/// The largest schema Prometheus reserves for exponential buckets: finer ones than 8 are
+/// lowered to 8 when stored.
+const RESERVED_MAX_SCHEMA: i32 = 52;
+
+fn reduce(h: &mut HistogramValue, schema: i32) -> Result<(), HistogramError> {
+    match h {
+        HistogramValue::Int(h) => h.reduce_resolution(schema),
+        HistogramValue::Float(h) => h.reduce_resolution(schema),
+    }
+}
+
+/// Positive and negative buckets, as Prometheus counts them for the bucket limit.
+fn buckets(h: &HistogramValue) -> usize {
+    match h {
+        HistogramValue::Int(h) => h.positive_buckets.len() + h.negative_buckets.len(),
+        HistogramValue::Float(h) => h.positive_buckets.len() + h.negative_buckets.len(),
+    }
+}
+
+/// A protobuf series key (`len:text` parts) as `name{a="b"}`-ish text for messages.
+fn shown_key(key: &str) -> String {
+    let mut parts = Vec::new();
+    let mut rest = key;
+    while let Some((n, tail)) = rest.split_once(':') {
+        let Some(part) = n.parse::<usize>().ok().and_then(|n| tail.get(..n)) else {
+            return shown(key);
+        };
+        parts.push(part);
+        rest = &tail[part.len()..];
+    }
+    let Some((name, labels)) = parts.split_first() else {
+        return shown(key);
+    };
+    let labels: Vec<String> = labels
+        .chunks(2)
+        .map(|p| format!("{}={:?}", p[0], p.get(1).copied().unwrap_or("")))
+        .collect();
+    format!("{name}{{{}}}", labels.join(","))
 }
 
 impl ScrapeState {
@@ -1356,6 +1439,138 @@ mod tests {
         assert_eq!(r.failure, Some(Failure::Parse), "{r:?}");
         assert!(r.error.unwrap().contains("schema 60"));
         assert!(histograms(&db, "rt").is_empty());
+    }
+
+    fn native_opts(f: impl FnOnce(&mut IngestOptions)) -> IngestOptions {
+        let mut o = IngestOptions {
+            histograms: ProtoOptions {
+                native_histograms: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        f(&mut o);
+        o
+    }
+
+    fn scrape_proto(db: &Db, body: &[u8], opts: &IngestOptions) -> ScrapeReport {
+        let mut st = ScrapeState::default();
+        st.ingest(
+            db,
+            &target(),
+            Ok((body, Format::Protobuf)),
+            1000,
+            0.01,
+            opts,
+        )
+        .unwrap()
+    }
+
+    fn stored_int(db: &Db, name: &str) -> crate::model::histogram::Histogram {
+        match &histograms(db, name)[0].h {
+            HistogramValue::Int(h) => (**h).clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bucket_limit_and_min_factor_lower_the_schema_as_prometheus() {
+        // Schema 1, buckets at indexes -1..=6 (8 buckets, one of them empty).
+        let body = proto_body(&[native_family("rt", &[1, 2, 0, 4, 5, 6, 7, 8], false)]);
+        // No limit: stored as scraped, the empty bucket compacted away.
+        let (_d, db) = super::tests::db();
+        assert!(scrape_proto(&db, &body, &native_opts(|_| {})).up);
+        let h = stored_int(&db, "rt");
+        assert_eq!(h.schema, 1);
+        assert_eq!(
+            h.positive_spans,
+            [
+                crate::model::histogram::Span::new(-1, 2),
+                crate::model::histogram::Span::new(1, 5)
+            ]
+        );
+        // Limit 4: schema 1 -> 0 gives indexes 0..=3, four buckets.
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.limits.bucket_limit = 4));
+        assert!(r.up, "{r:?}");
+        let h = stored_int(&db, "rt");
+        assert_eq!(h.schema, 0);
+        assert_eq!(h.positive_buckets.len(), 4);
+        assert_eq!(h.count, 33);
+        // Limit 2: schema -2 holds (0.0625, 1] and (1, 16].
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.limits.bucket_limit = 2));
+        assert!(r.up, "{r:?}");
+        assert_eq!(stored_int(&db, "rt").schema, -2);
+        // Limit 1: observations on both sides of 1 never share a bucket.
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.limits.bucket_limit = 1));
+        assert_eq!(r.failure, Some(Failure::BucketLimit));
+        // min bucket factor 2 -> schema 0 at most.
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.max_schema = Some(0)));
+        assert!(r.up);
+        assert_eq!(stored_int(&db, "rt").schema, 0);
+    }
+
+    #[test]
+    fn a_histogram_that_cannot_fit_the_bucket_limit_fails_the_scrape() {
+        let mut fam = native_family("rt", &[1, 2], false);
+        if let Some(h) = fam.metric[0].histogram.as_mut() {
+            h.schema = -4;
+            h.sample_count = 5;
+            h.negative_span = vec![crate::scrape::parse::proto_types::BucketSpan {
+                offset: 0,
+                length: 1,
+            }];
+            h.negative_delta = vec![2];
+        }
+        let body = proto_body(&[fam]);
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.limits.bucket_limit = 2));
+        assert!(!r.up);
+        assert_eq!(r.failure, Some(Failure::BucketLimit));
+        assert_eq!(r.error.as_deref(), Some("histogram bucket limit exceeded"));
+        assert!(histograms(&db, "rt").is_empty());
+        // The same histogram dropped by metric relabeling is not limited.
+        let drop = RelabelConfig {
+            source_labels: vec!["__name__".into()],
+            regex: "rt".into(),
+            action: Action::Drop,
+            ..Default::default()
+        };
+        let r = scrape_proto(
+            &db,
+            &body,
+            &native_opts(|o| {
+                o.limits.bucket_limit = 2;
+                o.metric_relabel = vec![Rule::new(drop).unwrap()];
+            }),
+        );
+        assert!(r.up, "{r:?}");
+    }
+
+    #[test]
+    fn finer_schemas_are_lowered_to_8_and_invalid_histograms_refused() {
+        let mut fam = native_family("rt", &[1, 2, 3], false);
+        if let Some(h) = fam.metric[0].histogram.as_mut() {
+            h.schema = 10;
+        }
+        let (_d, db) = super::tests::db();
+        assert!(scrape_proto(&db, &proto_body(&[fam]), &native_opts(|_| {})).up);
+        let h = stored_int(&db, "rt");
+        assert_eq!((h.schema, h.count), (8, 6));
+        // A count below the buckets' observations is Prometheus's validation error.
+        let mut fam = native_family("rt", &[1, 2, 3], false);
+        if let Some(h) = fam.metric[0].histogram.as_mut() {
+            h.sample_count = 2;
+        }
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &proto_body(&[fam]), &native_opts(|_| {}));
+        assert!(!r.up);
+        assert_eq!(r.failure, Some(Failure::Parse));
+        let e = r.error.unwrap();
+        assert!(e.starts_with("invalid native histogram rt{"), "{e}");
     }
 
     #[test]
