@@ -458,7 +458,10 @@ fn go_float_format() {
     assert_eq!(go_v(-1.0), "-1");
     assert_eq!(go_v(-0.5), "-0.5");
     assert_eq!(go_v(1e21), "1e+21");
-    assert_eq!(go_v(1e20), "100000000000000000000");
+    assert_eq!(go_v(1e20), "1e+20");
+    assert_eq!(go_v(123456.0), "123456");
+    assert_eq!(go_v(1234567.0), "1.234567e+06");
+    assert_eq!(go_v(-2.5e-300), "-2.5e-300");
     assert_eq!(go_v(0.0001), "0.0001");
     assert_eq!(go_v(0.00001), "1e-05");
     assert_eq!(go_v(f64::NEG_INFINITY), "-Inf");
@@ -824,4 +827,20 @@ fn detect_reset_across_custom_bounds() {
     let mut e = sample();
     e.count = 100.0;
     assert!(!e.detect_reset(&sample()));
+}
+
+#[test]
+fn zero_bucket_widening_across_schemas_is_prometheus_faithful() {
+    // b's bucket (0.25, 0.5] straddles a's threshold 0.3: the threshold moves to 0.5 and the
+    // bucket joins the zero count; merged into schema -2 it is part of (1/16, 1], whose upper
+    // bound is past 0.5, so it is added as a bucket too. Prometheus does the same.
+    let mut a = FloatHistogram {
+        schema: -2,
+        zero_threshold: 0.3,
+        ..Default::default()
+    };
+    let b = fh(0, &[(-1, 1)], &[1.0]);
+    a.add(&b).unwrap();
+    assert_eq!((a.zero_threshold, a.zero_count, a.count), (0.5, 1.0, 1.0));
+    assert_eq!(pos(&a), vec![(0, 1.0)]);
 }

@@ -18,12 +18,16 @@
 use std::fmt;
 
 mod bounds;
+mod convert;
 #[cfg(test)]
 mod math_tests;
 mod ops;
+#[cfg(test)]
+mod prop_tests;
 mod validate;
 
 pub use bounds::{Bucket, bucket_bound, exponential_bound, fraction_table};
+pub use convert::{ClassicError, ClassicHistogram, from_classic};
 pub use ops::AddOutcome;
 pub use validate::{HistogramError, HistogramErrorKind};
 

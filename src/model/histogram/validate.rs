@@ -129,7 +129,8 @@ impl fmt::Display for HistogramError {
 
 impl std::error::Error for HistogramError {}
 
-/// A float as Go's `%v` prints it: shortest digits, exponent form below 1e-4 and from 1e21.
+/// A float as Go's `%v` and `%g` print it: shortest digits, exponent form below 1e-4 and from
+/// 1e6 (`1e-05`, `123456`, `1.234567e+06`).
 pub(crate) fn go_v(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();
@@ -143,7 +144,7 @@ pub(crate) fn go_v(f: f64) -> String {
     let e = format!("{f:e}");
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..21).contains(&exp) {
+    if !(-4..6).contains(&exp) {
         let sign = if exp < 0 { '-' } else { '+' };
         return format!("{mant}e{sign}{:02}", exp.unsigned_abs());
     }
