@@ -1141,9 +1141,10 @@ mod tests {
             custom_values: vec![0.5],
             ..FloatHistogram::default()
         };
+        // Prometheus counts the first custom bucket's lower bound (-Inf) as inclusive: rule 3.
         assert_eq!(
             format_histogram(&nhcb),
-            r#"{"count":"3","sum":"1","buckets":[[0,"-Inf","0.5","1"],[0,"0.5","+Inf","2"]]}"#
+            r#"{"count":"3","sum":"1","buckets":[[3,"-Inf","0.5","1"],[0,"0.5","+Inf","2"]]}"#
         );
         // No populated bucket: no `buckets` at all.
         let empty = FloatHistogram {

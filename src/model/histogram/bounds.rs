@@ -103,7 +103,7 @@ fn ldexp(x: f64, e: i64) -> f64 {
 pub fn exponential_bound(index: i32, schema: i32) -> f64 {
     let index = i64::from(index);
     if schema < 0 {
-        let exp = index << (-schema).min(62);
+        let exp = index << (-i64::from(schema)).min(40);
         if exp == 1024 {
             return f64::MAX;
         }

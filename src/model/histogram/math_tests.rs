@@ -844,3 +844,101 @@ fn zero_bucket_widening_across_schemas_is_prometheus_faithful() {
     assert_eq!((a.zero_threshold, a.zero_count, a.count), (0.5, 1.0, 1.0));
     assert_eq!(pos(&a), vec![(0, 1.0)]);
 }
+
+#[test]
+fn hostile_shapes_do_not_panic() {
+    let offsets = [i32::MIN, -1, 0, 1, i32::MAX];
+    let schemas = [i32::MIN, -53, -5, -4, 0, 8, 9, i32::MAX];
+    let mut shapes = Vec::new();
+    for &o in &offsets {
+        for &schema in &schemas {
+            shapes.push(FloatHistogram {
+                schema,
+                zero_threshold: f64::NAN,
+                zero_count: f64::INFINITY,
+                count: f64::NAN,
+                sum: f64::NEG_INFINITY,
+                positive_spans: spans(&[(o, u32::MAX), (o, 0), (o, 3)]),
+                positive_buckets: vec![f64::NAN, f64::INFINITY, -1.0, 0.0],
+                negative_spans: spans(&[(o, 2), (i32::MAX, 2)]),
+                negative_buckets: vec![1.0, 2.0, 3.0],
+                custom_values: vec![f64::NAN, 1.0, 0.5],
+                ..Default::default()
+            });
+        }
+    }
+    for a in &shapes {
+        let _ = a.validate();
+        let _ = a.all_bucket_iter().count();
+        let _ = a.all_bucket_iter_desc().count();
+        let mut c = a.clone();
+        c.compact(3);
+        let _ = a.clone().reduce_resolution(-4);
+        let _ = a.copy_to_schema(-4);
+        for b in shapes.iter().step_by(7) {
+            let _ = a.clone().add(b);
+            let _ = a.clone().sub(b);
+            let _ = a.detect_reset(b);
+        }
+        let mut i = Histogram {
+            schema: a.schema,
+            positive_spans: a.positive_spans.clone(),
+            positive_buckets: vec![i64::MAX, i64::MAX, i64::MIN],
+            count: u64::MAX,
+            ..Default::default()
+        };
+        let _ = i.validate();
+        i.compact(2);
+        let _ = i.clone().reduce_resolution(-4);
+        let _ = i.positive_bucket_iter().count();
+    }
+}
+
+#[test]
+fn nan_and_infinite_counts() {
+    // NaN buckets are kept by compact, compare as neither smaller nor larger, and add up to
+    // NaN; infinite ones add as floats do.
+    let mut a = fh(0, &[(0, 2)], &[f64::NAN, f64::INFINITY]);
+    let b = fh(0, &[(0, 3)], &[1.0, f64::INFINITY, 0.0]);
+    a.add(&b).unwrap();
+    assert!(a.positive_buckets[0].is_nan());
+    assert_eq!(a.positive_buckets[1], f64::INFINITY);
+    let mut s = a.clone();
+    s.sub(&b).unwrap();
+    assert!(s.positive_buckets[1].is_nan()); // Inf - Inf
+    s.compact(0);
+    assert_eq!(s.positive_buckets.len(), 2);
+    let prev = fh(0, &[(0, 1)], &[f64::NAN]);
+    let mut now = fh(0, &[(0, 1)], &[0.0]);
+    now.count = f64::NAN;
+    assert!(!now.detect_reset(&prev));
+}
+
+#[test]
+fn extreme_schemas_add_down_to_minus_four() {
+    // Schema 8 bucket 256·k + 1 ... merged into schema -4 (a factor of 2^16 per bucket).
+    let mut a = fh(8, &[(1, 1), (4094, 2)], &[1.0, 2.0, 3.0]);
+    let b = fh(-4, &[(0, 2)], &[10.0, 20.0]);
+    a.add(&b).unwrap();
+    assert_eq!(a.schema, -4);
+    // Schema 8 buckets 1 (1, 2^(1/256)] and 4096 (.., 2^16] lie in (1, 2^16]; 4097 in
+    // (2^16, 2^32].
+    assert_eq!(pos(&a), vec![(0, 10.0), (1, 23.0), (2, 3.0)]);
+    let all: Vec<_> = a
+        .positive_bucket_iter()
+        .map(|b| (b.lower, b.upper))
+        .collect();
+    assert_eq!(
+        all,
+        vec![
+            (1.0 / 65536.0, 1.0),
+            (1.0, 65536.0),
+            (65536.0, 4294967296.0)
+        ]
+    );
+    // The highest schema-8 bucket that is still finite.
+    let top = fh(8, &[(262_144, 2)], &[1.0, 1.0]);
+    let b: Vec<_> = top.positive_bucket_iter().collect();
+    assert_eq!(b[0].upper, f64::MAX);
+    assert_eq!((b[1].lower, b[1].upper), (f64::MAX, f64::INFINITY));
+}

@@ -65,7 +65,7 @@ fn int_side(entries: &[(i32, i64)]) -> (Vec<Span>, Vec<i64>) {
 /// The index in schema `target` of the bucket that holds bucket `idx` of schema `origin`
 /// (`target <= origin`).
 fn target_index(idx: i32, origin: i32, target: i32) -> i32 {
-    let shift = (origin - target).clamp(0, 31) as u32;
+    let shift = (i64::from(origin) - i64::from(target)).clamp(0, 31) as u32;
     (idx.wrapping_sub(1) >> shift).wrapping_add(1)
 }
 
@@ -466,7 +466,7 @@ impl FloatHistogram {
         let mut other_zero = other.zero_count;
         let mut other_threshold = other.zero_threshold;
         while other_threshold != self.zero_threshold {
-            let before = (other_threshold, self.zero_threshold);
+            let before = (other_threshold.to_bits(), self.zero_threshold.to_bits());
             if self.zero_threshold > other_threshold {
                 (other_zero, other_threshold) =
                     other.zero_count_for_larger_threshold(self.zero_threshold);
@@ -476,8 +476,9 @@ impl FloatHistogram {
                     self.zero_count_for_larger_threshold(other_threshold);
                 self.trim_buckets_in_zero_bucket();
             }
-            if before == (other_threshold, self.zero_threshold) {
-                // Only a NaN threshold gets here; nothing more to reconcile.
+            if before == (other_threshold.to_bits(), self.zero_threshold.to_bits()) {
+                // Only a NaN threshold gets here (it compares unequal to everything, itself
+                // included); nothing more to reconcile.
                 break;
             }
         }
