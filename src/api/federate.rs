@@ -47,19 +47,58 @@ fn push_value(out: &mut String, v: &str) {
 /// series labels then the external labels they lack (`instance=""` always among them), value,
 /// timestamp.
 fn render(samples: &[(Labels, i64, f64)], external: &[(String, String)]) -> String {
+    render_kind(samples, external, None)
+}
+
+/// Native histograms (labels, time, count, sum) as the text format carries them, the way
+/// Prometheus's text encoder writes a histogram without classic buckets: `<name>_bucket`
+/// with `le="+Inf"` holding the count, then `<name>_sum` and `<name>_count`, under
+/// `# TYPE <name> histogram`.
+fn render_histograms(hists: &[(Labels, i64, f64, f64)], external: &[(String, String)]) -> String {
     let mut out = String::new();
     let mut last_name: Option<&str> = None;
-    for (labels, t, v) in samples {
+    for (labels, t, count, sum) in hists {
         let Some(name) = labels.metric_name().filter(|n| !n.is_empty()) else {
             continue;
         };
         if last_name != Some(name) {
             out.push_str("# TYPE ");
             push_name(&mut out, name);
+            out.push_str(" histogram\n");
+            last_name = Some(name);
+        }
+        for (suffix, v) in [("_bucket", *count), ("_sum", *sum), ("_count", *count)] {
+            let one = [(labels.clone(), *t, v)];
+            let le = (suffix == "_bucket").then_some(("le", "+Inf"));
+            out.push_str(&render_kind(&one, external, Some((suffix, le))));
+        }
+    }
+    out
+}
+
+/// The float samples' lines; with `part`, each name gets the suffix and the extra label
+/// given, and no `# TYPE` line (the caller writes the histogram's).
+fn render_kind(
+    samples: &[(Labels, i64, f64)],
+    external: &[(String, String)],
+    part: Option<(&str, Option<(&str, &str)>)>,
+) -> String {
+    let mut out = String::new();
+    let mut last_name: Option<&str> = None;
+    for (labels, t, v) in samples {
+        let Some(name) = labels.metric_name().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        if part.is_none() && last_name != Some(name) {
+            out.push_str("# TYPE ");
+            push_name(&mut out, name);
             out.push_str(" untyped\n");
             last_name = Some(name);
         }
         push_name(&mut out, name);
+        if let Some((suffix, _)) = part {
+            out.push_str(suffix);
+        }
         let mut first = true;
         let mut pair = |out: &mut String, n: &str, v: &str| {
             out.push(if first { '{' } else { ',' });
@@ -79,6 +118,9 @@ fn render(samples: &[(Labels, i64, f64)], external: &[(String, String)]) -> Stri
             if labels.get(n).is_none_or(str::is_empty) {
                 pair(&mut out, n, v);
             }
+        }
+        if let Some((_, Some((n, v)))) = part {
+            pair(&mut out, n, v);
         }
         if !first {
             out.push('}');
@@ -104,6 +146,7 @@ pub async fn federate(State(s): State<Arc<ApiState>>, uri: Uri, headers: HeaderM
     let mint = maxt.saturating_sub(lookback);
     let q = s.db.querier();
     let mut samples: Vec<(Labels, i64, f64)> = Vec::new();
+    let mut hists: Vec<(Labels, i64, f64, f64)> = Vec::new();
     for m in &sets {
         let series = match q.select(m, mint, maxt) {
             Ok(v) => v,
@@ -111,9 +154,20 @@ pub async fn federate(State(s): State<Arc<ApiState>>, uri: Uri, headers: HeaderM
         };
         for ss in series {
             // Exposition formats cannot carry a staleness marker: a series that ended is left
-            // out.
-            if let Some(last) = ss.samples.last().filter(|x| !is_stale_nan(x.v)) {
-                samples.push((ss.labels, last.t, last.v));
+            // out. The newest sample is the value, a float or a histogram.
+            let float_t = ss.samples.last().map(|x| x.t);
+            match ss.histograms.last() {
+                Some(h) if float_t.is_none_or(|t| t < h.t) => {
+                    if !h.h.is_stale_marker() {
+                        let f = h.h.to_float();
+                        hists.push((ss.labels, h.t, f.count, f.sum));
+                    }
+                }
+                _ => {
+                    if let Some(last) = ss.samples.last().filter(|x| !is_stale_nan(x.v)) {
+                        samples.push((ss.labels, last.t, last.v));
+                    }
+                }
             }
         }
     }
@@ -130,7 +184,11 @@ pub async fn federate(State(s): State<Arc<ApiState>>, uri: Uri, headers: HeaderM
         external.push(("instance".into(), String::new()));
         external.sort();
     }
-    let body = render(&samples, &external);
+    hists.sort_by(|a, b| a.0.cmp(&b.0));
+    hists.dedup_by(|a, b| a.0 == b.0);
+    hists.sort_by(|a, b| a.0.metric_name().cmp(&b.0.metric_name()));
+    let mut body = render(&samples, &external);
+    body.push_str(&render_histograms(&hists, &external));
     (
         [(header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)],
         body,
@@ -141,6 +199,19 @@ pub async fn federate(State(s): State<Arc<ApiState>>, uri: Uri, headers: HeaderM
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn native_histograms_as_the_text_format_carries_them() {
+        let l = Labels::new([("__name__", "lat"), ("job", "x")]).unwrap();
+        let ext = vec![("instance".to_string(), String::new())];
+        assert_eq!(
+            render_histograms(&[(l, 9, 12.0, 3.5)], &ext),
+            "# TYPE lat histogram\n\
+             lat_bucket{job=\"x\",instance=\"\",le=\"+Inf\"} 12 9\n\
+             lat_sum{job=\"x\",instance=\"\"} 3.5 9\n\
+             lat_count{job=\"x\",instance=\"\"} 12 9\n"
+        );
+    }
 
     #[test]
     fn exposition_groups_by_name_and_escapes() {
