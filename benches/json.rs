@@ -51,6 +51,7 @@ fn matrix(series: usize, points: usize, step_ms: i64, whole: bool) -> Value {
                     })
                     .collect();
                 Series {
+                    histograms: Vec::new(),
                     metric,
                     floats,
                     drop_name: false,

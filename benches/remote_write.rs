@@ -90,6 +90,7 @@ fn benches(c: &mut Criterion) {
                             timestamp: t0 + (i % 7) as i64,
                         }],
                         exemplars: vec![],
+                        histograms: vec![],
                     })
                     .collect(),
                 metadata: vec![],

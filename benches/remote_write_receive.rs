@@ -91,6 +91,7 @@ impl Load {
                         timestamp: t + fleet::scrape_offset(target),
                     }],
                     exemplars: vec![],
+                    histograms: vec![],
                 }
             })
             .collect();

@@ -102,6 +102,7 @@ fn body(sh: &Shape, lo: u64, hi: u64, s0: u64, s1: u64) -> Vec<u8> {
                     })
                     .collect(),
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             })
             .collect(),
         metadata: Vec::new(),

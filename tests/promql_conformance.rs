@@ -8,8 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use tidemark::model::histogram::{
+    CounterResetHint, FloatHistogram, HistogramValue, Span, from_classic,
+};
 use tidemark::model::{Labels, STALE_NAN};
-use tidemark::query::{Engine, EngineOptions, QueryOutput, Value};
+use tidemark::query::{Engine, EngineOptions, QueryOutput, Series, Value};
 use tidemark::storage::{Db, Options};
 
 #[path = "common/fixtures.rs"]
@@ -21,11 +24,19 @@ fn testdata_dir() -> PathBuf {
     fixtures::shared("promql-testdata")
 }
 
+/// One point's value: a float, or a native histogram and whether the script gave its
+/// counter-reset hint (compared only then, as Prometheus's promqltest does).
+#[derive(Debug, Clone)]
+enum Pt {
+    F(f64),
+    H(Box<FloatHistogram>, bool),
+}
+
 /// One expected series: labels and one value per point (`None` for `_`).
 #[derive(Debug, Clone)]
 struct ExpectedSeries {
     labels: Labels,
-    values: Vec<Option<f64>>,
+    values: Vec<Option<Pt>>,
 }
 
 #[derive(Debug, Default)]
@@ -49,14 +60,16 @@ struct Eval {
     range_vector: Option<(i64, i64, i64)>,
     scalar: Option<f64>,
     series: Vec<ExpectedSeries>,
-    /// The expectation uses native histograms, which tidemark does not store.
-    native: bool,
     /// The expectation could not be read.
     unreadable: Option<String>,
 }
 
 enum Command {
-    Load { interval: i64, lines: Vec<String> },
+    Load {
+        interval: i64,
+        lines: Vec<String>,
+        nhcb: bool,
+    },
     Clear,
     Eval(Box<Eval>),
 }
@@ -188,10 +201,138 @@ fn parse_number(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Expands `1+2x3 _ stale 5x2 _x3` into points.
-fn expand_values(text: &str) -> Result<Vec<Option<f64>>, String> {
+/// Reads the inside of `{{...}}`: `schema:1 sum:2 count:3 z_bucket:1 z_bucket_w:0.001
+/// buckets:[1 2] offset:1 n_buckets:[..] n_offset:0 custom_values:[..]
+/// counter_reset_hint:gauge`, as Prometheus's test parser builds a float histogram.
+fn parse_histogram(desc: &str) -> Result<(FloatHistogram, bool), String> {
+    let mut h = FloatHistogram::default();
+    let mut hint_set = false;
+    let (mut buckets, mut offset, mut nbuckets, mut noffset) = (Vec::new(), 0i32, Vec::new(), 0);
+    let mut rest = desc.trim();
+    let list =
+        |v: &str| -> Result<Vec<f64>, String> { v.split_whitespace().map(parse_number).collect() };
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("bad histogram {desc:?}"))?;
+        let after = after.trim_start();
+        let (value, next) = if let Some(inner) = after.strip_prefix('[') {
+            let end = inner
+                .find(']')
+                .ok_or_else(|| format!("bad histogram {desc:?}"))?;
+            (&inner[..end], &inner[end + 1..])
+        } else {
+            match after.find(char::is_whitespace) {
+                Some(i) => (&after[..i], &after[i..]),
+                None => (after, ""),
+            }
+        };
+        let int = |v: &str| v.parse::<i32>().map_err(|e| format!("{key}: {e}"));
+        match key.trim() {
+            "schema" => h.schema = int(value)?,
+            "sum" => h.sum = parse_number(value)?,
+            "count" => h.count = parse_number(value)?,
+            "z_bucket" => h.zero_count = parse_number(value)?,
+            "z_bucket_w" => h.zero_threshold = parse_number(value)?,
+            "buckets" => buckets = list(value)?,
+            "n_buckets" => nbuckets = list(value)?,
+            "offset" => offset = int(value)?,
+            "n_offset" => noffset = int(value)?,
+            "custom_values" => h.custom_values = list(value)?,
+            "counter_reset_hint" => {
+                hint_set = true;
+                h.counter_reset_hint = match value {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::Reset,
+                    "not_reset" => CounterResetHint::NotReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    other => return Err(format!("bad counter_reset_hint {other:?}")),
+                };
+            }
+            other => return Err(format!("unknown histogram key {other:?}")),
+        }
+        rest = next.trim_start();
+    }
+    if !buckets.is_empty() {
+        h.positive_spans = vec![Span::new(offset, buckets.len() as u32)];
+        h.positive_buckets = buckets;
+    }
+    if !nbuckets.is_empty() {
+        h.negative_spans = vec![Span::new(noffset, nbuckets.len() as u32)];
+        h.negative_buckets = nbuckets;
+    }
+    Ok((h, hint_set))
+}
+
+/// Reads `{{...}}` at the start of `s`: the histogram and the rest of `s`.
+fn take_histogram(s: &str) -> Result<((FloatHistogram, bool), &str), String> {
+    let inner = s.strip_prefix("{{").ok_or("expected {{")?;
+    let end = inner.find("}}").ok_or("unterminated {{")?;
+    Ok((parse_histogram(&inner[..end])?, &inner[end + 2..]))
+}
+
+/// Reads `x<n>` at the start of `s`: n and the rest.
+fn take_times(s: &str) -> Result<(usize, &str), String> {
+    let digits = s.strip_prefix('x').ok_or("expected x<n>")?;
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let n = digits[..end]
+        .parse()
+        .map_err(|_| format!("bad count {s:?}"))?;
+    Ok((n, &digits[end..]))
+}
+
+/// Expands `{{h}}`, `{{h}}x3` (four copies) and `{{h}}+{{d}}x3` / `{{h}}-{{d}}x3` (h, then
+/// d added or subtracted three times) from the start of `s`, into `out`; returns the rest.
+fn expand_histograms<'a>(s: &'a str, out: &mut Vec<Option<Pt>>) -> Result<&'a str, String> {
+    let ((base, hint_set), rest) = take_histogram(s)?;
+    if rest.starts_with('x') {
+        let (n, rest) = take_times(rest)?;
+        for _ in 0..=n {
+            out.push(Some(Pt::H(Box::new(base.clone()), hint_set)));
+        }
+        return Ok(rest);
+    }
+    let sign = rest.chars().next();
+    if matches!(sign, Some('+') | Some('-')) && rest[1..].starts_with("{{") {
+        let ((inc, _), after) = take_histogram(&rest[1..])?;
+        let (n, after) = take_times(after)?;
+        let mut cur = base;
+        out.push(Some(Pt::H(Box::new(cur.clone()), hint_set)));
+        for _ in 0..n {
+            if cur.schema > inc.schema {
+                return Err(format!(
+                    "error combining histograms: cannot merge from schema {} to {}",
+                    inc.schema, cur.schema
+                ));
+            }
+            let done = if sign == Some('+') {
+                cur.add(&inc)
+            } else {
+                cur.sub(&inc)
+            };
+            done.map_err(|e| e.to_string())?;
+            out.push(Some(Pt::H(Box::new(cur.clone()), hint_set)));
+        }
+        return Ok(after);
+    }
+    out.push(Some(Pt::H(Box::new(base), hint_set)));
+    Ok(rest)
+}
+
+/// Expands `1+2x3 _ stale 5x2 _x3 {{schema:0 sum:1}}x2` into points.
+fn expand_values(text: &str) -> Result<Vec<Option<Pt>>, String> {
     let mut out = Vec::new();
-    for tok in text.split_whitespace() {
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        if rest.starts_with("{{") {
+            rest = expand_histograms(rest, &mut out)?.trim_start();
+            continue;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (tok, after) = rest.split_at(end);
+        rest = after.trim_start();
         if tok == "_" {
             out.push(None);
             continue;
@@ -229,7 +370,7 @@ fn expand_values(text: &str) -> Result<Vec<Option<f64>>, String> {
                     let mut v = start;
                     for k in 0..=n {
                         // Prometheus adds the step repeatedly; keep its rounding.
-                        out.push(Some(v));
+                        out.push(Some(Pt::F(v)));
                         if k < n {
                             v += step;
                         }
@@ -237,12 +378,12 @@ fn expand_values(text: &str) -> Result<Vec<Option<f64>>, String> {
                 }
                 None => {
                     let v = parse_number(head)?;
-                    out.extend(std::iter::repeat_n(Some(v), n + 1));
+                    out.extend(std::iter::repeat_n(Some(Pt::F(v)), n + 1));
                 }
             }
             continue;
         }
-        out.push(Some(parse_number(tok)?));
+        out.push(Some(Pt::F(parse_number(tok)?)));
     }
     Ok(out)
 }
@@ -285,6 +426,7 @@ fn parse_script(text: &str) -> Result<Vec<Command>, String> {
                 cmds.push(Command::Load {
                     interval,
                     lines: body,
+                    nhcb: word == "load_with_nhcb",
                 });
             }
             "clear" => cmds.push(Command::Clear),
@@ -390,10 +532,6 @@ fn parse_eval(line: &str, lineno: usize, body: &[String]) -> Result<Eval, String
             }
             continue;
         }
-        if l.contains("{{") {
-            e.native = true;
-            continue;
-        }
         if e.series.is_empty()
             && e.scalar.is_none()
             && let Ok(v) = parse_number(l)
@@ -410,15 +548,11 @@ fn parse_eval(line: &str, lineno: usize, body: &[String]) -> Result<Eval, String
     Ok(e)
 }
 
-fn load(db: &Db, interval: i64, lines: &[String]) -> Result<(), String> {
+fn load(db: &Db, interval: i64, lines: &[String], nhcb: bool) -> Result<(), String> {
     // A series listed twice in one load takes the later line's value at a shared timestamp, as
     // Prometheus's loader does.
-    let mut series: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
+    let mut series: BTreeMap<Labels, BTreeMap<i64, Pt>> = BTreeMap::new();
     for l in lines {
-        if l.contains("{{") {
-            // Native histograms: tidemark stores floats only; evals over them are listed.
-            continue;
-        }
         let (desc, vals) = split_series(l);
         let labels = parse_labels(desc)?;
         let points = series.entry(labels).or_default();
@@ -428,14 +562,100 @@ fn load(db: &Db, interval: i64, lines: &[String]) -> Result<(), String> {
             }
         }
     }
+    let converted = if nhcb {
+        classic_to_nhcb(&series)?
+    } else {
+        Vec::new()
+    };
     let mut app = db.appender();
     for (labels, points) in &series {
-        for (&t, &v) in points {
-            app.append(labels, t, v).map_err(|e| e.to_string())?;
+        for (&t, v) in points {
+            match v {
+                Pt::F(f) => app.append(labels, t, *f).map(|_| ()),
+                Pt::H(h, _) => app
+                    .append_histogram(labels, t, HistogramValue::Float(h.clone()))
+                    .map(|_| ()),
+            }
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    for (labels, points) in converted {
+        for (t, h) in points {
+            app.append_histogram(&labels, t, HistogramValue::Float(Box::new(h)))
+                .map_err(|e| e.to_string())?;
         }
     }
     app.commit().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// One series' histograms by timestamp.
+type HistogramPoints = Vec<(i64, FloatHistogram)>;
+
+/// What `load_with_nhcb` adds besides the classic series, as Prometheus's promqltest does:
+/// each classic histogram (`<name>_bucket{le=...}`, `<name>_count`, `<name>_sum` with the
+/// same other labels) as one series `<name>{...}` of custom-bucket native histograms, one per
+/// timestamp any of its float series has a sample at.
+fn classic_to_nhcb(
+    series: &BTreeMap<Labels, BTreeMap<i64, Pt>>,
+) -> Result<Vec<(Labels, HistogramPoints)>, String> {
+    #[derive(Default)]
+    struct Parts {
+        buckets: Vec<(f64, f64)>,
+        count: Option<f64>,
+        sum: f64,
+    }
+    let mut by_base: BTreeMap<Labels, BTreeMap<i64, Parts>> = BTreeMap::new();
+    for (labels, points) in series {
+        let name = labels.metric_name().unwrap_or("");
+        let (base, kind) = if let Some(b) = name.strip_suffix("_bucket") {
+            (b, 0)
+        } else if let Some(b) = name.strip_suffix("_count") {
+            (b, 1)
+        } else if let Some(b) = name.strip_suffix("_sum") {
+            (b, 2)
+        } else {
+            continue;
+        };
+        let le = if kind == 0 {
+            match labels.get("le").map(parse_number) {
+                Some(Ok(le)) if !le.is_nan() => Some(le),
+                _ => continue,
+            }
+        } else {
+            None
+        };
+        let mut pairs: Vec<(String, String)> = labels
+            .iter()
+            .filter(|(n, _)| *n != "le" && *n != "__name__")
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        pairs.push(("__name__".into(), base.to_string()));
+        pairs.sort();
+        let key = Labels::from_sorted_unchecked(pairs);
+        let at = by_base.entry(key).or_default();
+        for (&t, v) in points {
+            let Pt::F(f) = v else { continue };
+            let p = at.entry(t).or_default();
+            match (kind, le) {
+                (0, Some(le)) => p.buckets.push((le, *f)),
+                (1, _) => p.count = Some(*f),
+                _ => p.sum = *f,
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (labels, times) in by_base {
+        let mut points = Vec::new();
+        for (t, mut p) in times {
+            p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let h = from_classic(&p.buckets, p.count, p.sum)
+                .map_err(|e| format!("{labels} at {t}: {e}"))?;
+            points.push((t, h.to_float()));
+        }
+        out.push((labels, points));
+    }
+    Ok(out)
 }
 
 /// Prometheus's test tolerance: relative 1e-6, NaN equals NaN.
@@ -456,17 +676,94 @@ fn almost_equal(a: f64, b: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < EPSILON
 }
 
-fn fmt_points(points: &[Option<f64>]) -> String {
+fn fmt_points(points: &[Option<Pt>]) -> String {
     points
         .iter()
-        .map(|p| p.map_or("_".to_string(), |v| v.to_string()))
+        .map(|p| match p {
+            None => "_".to_string(),
+            Some(Pt::F(v)) => v.to_string(),
+            Some(Pt::H(h, _)) => fmt_histogram(h),
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
+fn fmt_histogram(h: &FloatHistogram) -> String {
+    format!(
+        "{{{{schema:{} count:{} sum:{} z_bucket:{} z_bucket_w:{} buckets:{:?} n_buckets:{:?} \
+         custom_values:{:?} hint:{:?}}}}}",
+        h.schema,
+        h.count,
+        h.sum,
+        h.zero_count,
+        h.zero_threshold,
+        nonempty(&h.positive_spans, &h.positive_buckets),
+        nonempty(&h.negative_spans, &h.negative_buckets),
+        h.custom_values,
+        h.counter_reset_hint
+    )
+}
+
+/// The populated buckets of one side as (index, count): what is left after Prometheus's
+/// `Compact(0)`, whatever the spans' split.
+fn nonempty(spans: &[Span], buckets: &[f64]) -> Vec<(i32, f64)> {
+    let mut out = Vec::new();
+    let mut idx = 0i32;
+    let mut k = 0usize;
+    for (n, s) in spans.iter().enumerate() {
+        idx = if n == 0 { s.offset } else { idx + s.offset };
+        for _ in 0..s.length {
+            if let Some(&c) = buckets.get(k)
+                && c != 0.0
+            {
+                out.push((idx, c));
+            }
+            k += 1;
+            idx += 1;
+        }
+    }
+    out
+}
+
+/// promqltest's histogram comparison: schema, count, sum, zero bucket, custom bounds and
+/// populated buckets (floats within its tolerance), the hint only when the script gave one.
+fn same_histogram(exp: &FloatHistogram, got: &FloatHistogram, hint_set: bool) -> bool {
+    let buckets_match = |a: Vec<(i32, f64)>, b: Vec<(i32, f64)>| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(&b)
+                .all(|(x, y)| x.0 == y.0 && almost_equal(x.1, y.1))
+    };
+    exp.schema == got.schema
+        && almost_equal(exp.count, got.count)
+        && almost_equal(exp.sum, got.sum)
+        && (exp.schema != tidemark::model::histogram::CUSTOM_BUCKETS_SCHEMA
+            || exp.custom_values == got.custom_values)
+        && exp.zero_threshold == got.zero_threshold
+        && almost_equal(exp.zero_count, got.zero_count)
+        && buckets_match(
+            nonempty(&exp.negative_spans, &exp.negative_buckets),
+            nonempty(&got.negative_spans, &got.negative_buckets),
+        )
+        && buckets_match(
+            nonempty(&exp.positive_spans, &exp.positive_buckets),
+            nonempty(&got.positive_spans, &got.positive_buckets),
+        )
+        && (!hint_set || exp.counter_reset_hint == got.counter_reset_hint)
+}
+
+fn same_point(got: &Option<Pt>, exp: &Option<Pt>) -> bool {
+    match (got, exp) {
+        (None, None) => true,
+        (Some(Pt::F(a)), Some(Pt::F(b))) => almost_equal(*a, *b),
+        (Some(Pt::H(a, _)), Some(Pt::H(b, hint_set))) => same_histogram(b, a, *hint_set),
+        _ => false,
+    }
+}
+
 fn compare_series(
     expected: &[ExpectedSeries],
-    actual: Vec<(Labels, Vec<Option<f64>>)>,
+    actual: Vec<(Labels, Vec<Option<Pt>>)>,
     ordered: bool,
 ) -> Result<(), String> {
     if ordered {
@@ -476,7 +773,7 @@ fn compare_series(
             return Err(format!("order differs: expected {exp:?}, got {act:?}"));
         }
     }
-    let mut got: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+    let mut got: BTreeMap<String, Vec<Option<Pt>>> = BTreeMap::new();
     for (l, v) in actual {
         let key = l.to_string();
         if got.insert(key.clone(), v).is_some() {
@@ -497,11 +794,7 @@ fn compare_series(
                     e.values.resize(v.len(), None);
                 }
                 let same = v.len() == e.values.len()
-                    && v.iter().zip(&e.values).all(|(a, b)| match (a, b) {
-                        (None, None) => true,
-                        (Some(a), Some(b)) => almost_equal(*a, *b),
-                        _ => false,
-                    });
+                    && v.iter().zip(&e.values).all(|(a, b)| same_point(a, b));
                 if !same {
                     let _ = writeln!(
                         errs,
@@ -520,15 +813,15 @@ fn compare_series(
 }
 
 /// Points of one series on the grid `start..=end` by `step`.
-fn on_grid(
-    points: &[(i64, f64)],
-    start: i64,
-    end: i64,
-    step: i64,
-) -> Result<Vec<Option<f64>>, String> {
+fn on_grid(s: &Series, start: i64, end: i64, step: i64) -> Result<Vec<Option<Pt>>, String> {
     let n = ((end - start) / step + 1) as usize;
     let mut out = vec![None; n];
-    for &(t, v) in points {
+    let points = s.floats.iter().map(|p| (p.t, Pt::F(p.f))).chain(
+        s.histograms
+            .iter()
+            .map(|p| (p.t, Pt::H(Box::new((*p.h).clone()), false))),
+    );
+    for (t, v) in points {
         if t < start || t > end || (t - start) % step != 0 {
             return Err(format!(
                 "point at {t} ms is off the grid {start}..{end} step {step}"
@@ -576,9 +869,6 @@ fn check_annotations(e: &Eval, out: &QueryOutput) -> Result<(), String> {
 }
 
 fn run_eval(engine: &Engine, db: &Db, e: &Eval) -> Result<(), String> {
-    if e.native {
-        return Err("expects native histogram samples".into());
-    }
     if let Some(err) = &e.unreadable {
         return Err(format!("expectation unreadable: {err}"));
     }
@@ -617,10 +907,7 @@ fn run_eval(engine: &Engine, db: &Db, e: &Eval) -> Result<(), String> {
         (Value::Matrix(m), Some((start, end, step))) => {
             let actual = m
                 .iter()
-                .map(|s| {
-                    let pts: Vec<(i64, f64)> = s.floats.iter().map(|p| (p.t, p.f)).collect();
-                    on_grid(&pts, start, end, step).map(|v| ((*s.metric).clone(), v))
-                })
+                .map(|s| on_grid(s, start, end, step).map(|v| ((*s.metric).clone(), v)))
                 .collect::<Result<Vec<_>, _>>()?;
             compare_series(&e.series, actual, e.ordered)
         }
@@ -630,10 +917,7 @@ fn run_eval(engine: &Engine, db: &Db, e: &Eval) -> Result<(), String> {
                 .ok_or("got a range vector; the eval does not expect one")?;
             let actual = m
                 .iter()
-                .map(|s| {
-                    let pts: Vec<(i64, f64)> = s.floats.iter().map(|p| (p.t, p.f)).collect();
-                    on_grid(&pts, start, end, step).map(|v| ((*s.metric).clone(), v))
-                })
+                .map(|s| on_grid(s, start, end, step).map(|v| ((*s.metric).clone(), v)))
                 .collect::<Result<Vec<_>, _>>()?;
             compare_series(&e.series, actual, e.ordered)
         }
@@ -646,7 +930,13 @@ fn run_eval(engine: &Engine, db: &Db, e: &Eval) -> Result<(), String> {
             }
             let actual = v
                 .iter()
-                .map(|s| ((*s.metric).clone(), vec![Some(s.f)]))
+                .map(|s| {
+                    let v = match &s.h {
+                        Some(h) => Pt::H(Box::new((**h).clone()), false),
+                        None => Pt::F(s.f),
+                    };
+                    ((*s.metric).clone(), vec![Some(v)])
+                })
                 .collect();
             compare_series(&e.series, actual, e.ordered)
         }
@@ -691,8 +981,12 @@ fn run_file(path: &Path, failures: &mut BTreeMap<String, String>) -> Tally {
                 dir = tempfile::tempdir().unwrap();
                 db = Db::open(dir.path(), Options::default()).unwrap();
             }
-            Command::Load { interval, lines } => {
-                load(&db, interval, &lines).unwrap_or_else(|e| panic!("{name}: load: {e}"));
+            Command::Load {
+                interval,
+                lines,
+                nhcb,
+            } => {
+                load(&db, interval, &lines, nhcb).unwrap_or_else(|e| panic!("{name}: load: {e}"));
             }
             Command::Eval(e) => match run_eval(&engine, &db, &e) {
                 Ok(()) => tally.passed += 1,

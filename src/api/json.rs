@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::model::Labels;
+use crate::model::histogram::FloatHistogram;
 use crate::query::{Annotations, FPoint, Sample, Series, Value};
 
 /// Most warnings (and, separately, infos) a response lists; the rest are counted in one line,
@@ -422,6 +423,11 @@ pub fn format_sample(f: f64) -> String {
     ascii(|b| write_sample_text(b, f))
 }
 
+/// A histogram as [`write_histogram`] writes it.
+pub fn format_histogram(h: &FloatHistogram) -> String {
+    ascii(|out| write_histogram(out, h))
+}
+
 /// [`write_ts`] into a string: a millisecond timestamp as the seconds the API takes and gives.
 pub fn format_ts(t: i64) -> String {
     ascii(|b| write_ts(b, t))
@@ -449,10 +455,57 @@ fn write_point(out: &mut Vec<u8>, stamps: &mut Stamps, p: FPoint) {
     out.push(b']');
 }
 
+/// A native histogram as Prometheus's JSON writes it: `count` and `sum` as quoted numbers,
+/// then, if any bucket is populated, `buckets`: `[rule, lower, upper, count]` per populated
+/// bucket from the most negative up, the rule saying which bounds are inclusive (0: upper
+/// only, 1: lower only, 2: neither, 3: both).
+pub fn write_histogram(out: &mut Vec<u8>, h: &FloatHistogram) {
+    out.extend_from_slice(b"{\"count\":");
+    write_sample_value(out, h.count);
+    out.extend_from_slice(b",\"sum\":");
+    write_sample_value(out, h.sum);
+    let mut any = false;
+    for b in h.all_bucket_iter() {
+        if b.count == 0.0 {
+            continue;
+        }
+        out.extend_from_slice(if any { b"," } else { b",\"buckets\":[" });
+        any = true;
+        let rule = match (b.lower_inclusive, b.upper_inclusive) {
+            (false, true) => b'0',
+            (true, false) => b'1',
+            (false, false) => b'2',
+            (true, true) => b'3',
+        };
+        out.push(b'[');
+        out.push(rule);
+        out.push(b',');
+        write_sample_value(out, b.lower);
+        out.push(b',');
+        write_sample_value(out, b.upper);
+        out.push(b',');
+        write_sample_value(out, b.count);
+        out.push(b']');
+    }
+    if any {
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+fn write_hpoint(out: &mut Vec<u8>, stamps: &mut Stamps, t: i64, h: &FloatHistogram) {
+    out.push(b'[');
+    stamps.write(out, t);
+    out.push(b',');
+    write_histogram(out, h);
+    out.push(b']');
+}
+
 fn write_series(out: &mut Vec<u8>, stamps: &mut Stamps, s: &Series) {
     out.extend_from_slice(b"{\"metric\":");
     write_labels(out, &s.metric);
-    // Prometheus leaves `values` out of a series without float points.
+    // Prometheus leaves `values` out of a series without float points, and `histograms` out
+    // of one without histogram points.
     if !s.floats.is_empty() {
         out.extend_from_slice(b",\"values\":[");
         for (i, p) in s.floats.iter().enumerate() {
@@ -460,6 +513,16 @@ fn write_series(out: &mut Vec<u8>, stamps: &mut Stamps, s: &Series) {
                 out.push(b',');
             }
             write_point(out, stamps, *p);
+        }
+        out.push(b']');
+    }
+    if !s.histograms.is_empty() {
+        out.extend_from_slice(b",\"histograms\":[");
+        for (i, p) in s.histograms.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_hpoint(out, stamps, p.t, &p.h);
         }
         out.push(b']');
     }
@@ -497,15 +560,17 @@ pub fn write_query_data(out: &mut Vec<u8>, v: &Value, eval_time: Option<i64>) {
                 }
                 out.extend_from_slice(b"{\"metric\":");
                 write_labels(out, &s.metric);
-                out.extend_from_slice(b",\"value\":");
-                write_point(
-                    out,
-                    &mut stamps,
-                    FPoint {
-                        t: eval_time.unwrap_or(s.t),
-                        f: s.f,
-                    },
-                );
+                let t = eval_time.unwrap_or(s.t);
+                match &s.h {
+                    Some(h) => {
+                        out.extend_from_slice(b",\"histogram\":");
+                        write_hpoint(out, &mut stamps, t, h);
+                    }
+                    None => {
+                        out.extend_from_slice(b",\"value\":");
+                        write_point(out, &mut stamps, FPoint { t, f: s.f });
+                    }
+                }
                 out.push(b'}');
             }
             out.push(b']');
@@ -544,6 +609,9 @@ pub fn answer(
 /// value's leading zeros, an exponent, a time far from now) only make the buffer grow once.
 const POINT_BYTES: usize = 40;
 
+/// Bytes of a histogram point besides its buckets.
+const HISTOGRAM_BYTES: usize = 80;
+
 /// About the size of `v`'s answer, a little over for the usual values, so the buffer is
 /// allocated once and never copied into a bigger one while it is written.
 fn size_guess(v: &Value) -> usize {
@@ -551,7 +619,14 @@ fn size_guess(v: &Value) -> usize {
     256 + match v {
         Value::Matrix(m) => m
             .iter()
-            .map(|s| labels(&s.metric) + s.floats.len() * POINT_BYTES)
+            .map(|s| {
+                labels(&s.metric)
+                    + s.floats.len() * POINT_BYTES
+                    + s.histograms
+                        .iter()
+                        .map(|h| HISTOGRAM_BYTES + h.h.positive_buckets.len() * 4 * POINT_BYTES)
+                        .sum::<usize>()
+            })
             .sum::<usize>(),
         Value::Vector(vec) => vec
             .iter()
@@ -649,6 +724,7 @@ pub fn read_query_data(data: &Json) -> Result<Value, ReadError> {
                 }
                 let p = read_float_point(&e["value"])?;
                 v.push(Sample {
+                    h: None,
                     metric: Arc::new(read_labels(&e["metric"])?),
                     t: p.t,
                     f: p.f,
@@ -674,6 +750,7 @@ pub fn read_query_data(data: &Json) -> Result<Value, ReadError> {
                         .collect::<Result<_, _>>()?,
                 };
                 m.push(Series {
+                    histograms: Vec::new(),
                     metric: Arc::new(read_labels(&e["metric"])?),
                     floats,
                     drop_name: false,
@@ -915,6 +992,7 @@ mod tests {
         for whole in [false, true] {
             let m: Vec<Series> = (0..15)
                 .map(|i| Series {
+                    histograms: Vec::new(),
                     metric: Arc::new(
                         Labels::new([("instance", format!("host-{i}:9100").as_str())]).unwrap(),
                     ),
@@ -1035,9 +1113,80 @@ mod tests {
     }
 
     #[test]
+    fn histograms_in_prometheus_shapes() {
+        use crate::model::histogram::{CUSTOM_BUCKETS_SCHEMA, FloatHistogram, Span};
+        use crate::query::HPoint;
+        // Schema 0: positive bucket i is (2^(i-1), 2^i], negative bucket i is [-2^i, -2^(i-1)).
+        let h = FloatHistogram {
+            schema: 0,
+            zero_threshold: 0.001,
+            zero_count: 1.0,
+            count: 6.0,
+            sum: 4.5,
+            positive_spans: vec![Span::new(0, 3)],
+            positive_buckets: vec![1.0, 0.0, 2.5e-7],
+            negative_spans: vec![Span::new(1, 1)],
+            negative_buckets: vec![2.0],
+            ..FloatHistogram::default()
+        };
+        // Populated buckets only, most negative first, rules 1 (negative), 3 (zero), 0.
+        let text = r#"{"count":"6","sum":"4.5","buckets":[[1,"-2","-1","2"],[3,"-0.001","0.001","1"],[0,"0.5","1","1"],[0,"2","4","2.5e-07"]]}"#;
+        assert_eq!(format_histogram(&h), text);
+        let nhcb = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 3.0,
+            sum: 1.0,
+            positive_spans: vec![Span::new(0, 2)],
+            positive_buckets: vec![1.0, 2.0],
+            custom_values: vec![0.5],
+            ..FloatHistogram::default()
+        };
+        assert_eq!(
+            format_histogram(&nhcb),
+            r#"{"count":"3","sum":"1","buckets":[[0,"-Inf","0.5","1"],[0,"0.5","+Inf","2"]]}"#
+        );
+        // No populated bucket: no `buckets` at all.
+        let empty = FloatHistogram {
+            count: 0.0,
+            sum: f64::NAN,
+            ..FloatHistogram::default()
+        };
+        assert_eq!(format_histogram(&empty), r#"{"count":"0","sum":"NaN"}"#);
+        let m = Arc::new(Labels::new([("__name__", "lat")]).unwrap());
+        let vec = Value::Vector(vec![crate::query::Sample {
+            h: Some(Arc::new(h.clone())),
+            metric: m.clone(),
+            t: 1_000,
+            f: 0.0,
+            drop_name: false,
+        }]);
+        assert_eq!(
+            s(|o| write_query_data(o, &vec, Some(2_000))),
+            format!(
+                r#"{{"resultType":"vector","result":[{{"metric":{{"__name__":"lat"}},"histogram":[2,{text}]}}]}}"#
+            )
+        );
+        // A series with both kinds has `values` then `histograms`.
+        let mat = Value::Matrix(vec![Series {
+            metric: m,
+            floats: vec![FPoint { t: 1_000, f: 2.0 }],
+            histograms: vec![HPoint {
+                t: 2_000,
+                h: Arc::new(empty),
+            }],
+            drop_name: false,
+        }]);
+        assert_eq!(
+            s(|o| write_query_data(o, &mat, None)),
+            r#"{"resultType":"matrix","result":[{"metric":{"__name__":"lat"},"values":[[1,"2"]],"histograms":[[2,{"count":"0","sum":"NaN"}]]}]}"#
+        );
+    }
+
+    #[test]
     fn results_in_prometheus_shapes() {
         let m = Arc::new(Labels::new([("__name__", "up"), ("job", "a<b")]).unwrap());
         let vec = Value::Vector(vec![crate::query::Sample {
+            h: None,
             metric: m.clone(),
             t: 1_000,
             f: 1.0,
@@ -1049,6 +1198,7 @@ mod tests {
         );
         let mat = Value::Matrix(vec![
             Series {
+                histograms: Vec::new(),
                 metric: m,
                 floats: vec![
                     FPoint { t: 1_500, f: 0.25 },
@@ -1060,6 +1210,7 @@ mod tests {
                 drop_name: false,
             },
             Series {
+                histograms: Vec::new(),
                 metric: Arc::new(Labels::empty()),
                 floats: vec![],
                 drop_name: false,
@@ -1124,12 +1275,14 @@ mod tests {
         let values = [
             Value::Vector(vec![
                 Sample {
+                    h: None,
                     metric: m(&[("__name__", "up"), ("job", "a\"b<\u{2028}"), ("Z", "é")]),
                     t: 1_700_000_000_123,
                     f: 1.0,
                     drop_name: false,
                 },
                 Sample {
+                    h: None,
                     metric: m(&[]),
                     t: -1_500,
                     f: f64::NEG_INFINITY,
@@ -1139,6 +1292,7 @@ mod tests {
             Value::Vector(vec![]),
             Value::Matrix(vec![
                 Series {
+                    histograms: Vec::new(),
                     metric: m(&[("__name__", "x"), ("i", "1")]),
                     floats: vec![
                         FPoint {
@@ -1158,6 +1312,7 @@ mod tests {
                 },
                 // No float points: no `values`, and read back so.
                 Series {
+                    histograms: Vec::new(),
                     metric: m(&[("i", "2")]),
                     floats: vec![],
                     drop_name: false,

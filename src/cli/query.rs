@@ -298,20 +298,30 @@ fn table(v: &Value) -> String {
             let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
             for (l, s) in labels.iter().zip(samples) {
                 let pad = width - l.chars().count();
-                let _ = writeln!(out, "{l}{:pad$}  {}", "", json::format_sample(s.f));
+                let value = match &s.h {
+                    Some(h) => json::format_histogram(h),
+                    None => json::format_sample(s.f),
+                };
+                let _ = writeln!(out, "{l}{:pad$}  {value}", "");
             }
             return out;
         }
         Value::Matrix(series) => {
             for s in series {
                 let _ = writeln!(out, "{}", s.metric);
-                for p in &s.floats {
-                    let _ = writeln!(
-                        out,
-                        "  {}  {}",
-                        format_rfc3339(p.t),
-                        json::format_sample(p.f)
-                    );
+                let mut rows: Vec<(i64, String)> = s
+                    .floats
+                    .iter()
+                    .map(|p| (p.t, json::format_sample(p.f)))
+                    .chain(
+                        s.histograms
+                            .iter()
+                            .map(|p| (p.t, json::format_histogram(&p.h))),
+                    )
+                    .collect();
+                rows.sort_by_key(|r| r.0);
+                for (t, v) in rows {
+                    let _ = writeln!(out, "  {}  {v}", format_rfc3339(t));
                 }
             }
             return out;
@@ -448,12 +458,14 @@ mod tests {
     fn tables_align_values_and_list_points() {
         let v = Value::Vector(vec![
             Sample {
+                h: None,
                 metric: metric(&[("__name__", "up"), ("instance", "host-17:9100")]),
                 t: 0,
                 f: 1.0,
                 drop_name: false,
             },
             Sample {
+                h: None,
                 metric: metric(&[("job", "é")]),
                 t: 0,
                 f: 0.5,
@@ -465,6 +477,7 @@ mod tests {
             "up{instance=\"host-17:9100\"}  1\n{job=\"é\"}                    0.5\n"
         );
         let m = Value::Matrix(vec![Series {
+            histograms: Vec::new(),
             metric: metric(&[("__name__", "x")]),
             floats: vec![
                 FPoint { t: 1_500, f: 3.0 },

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::schema::{
     Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, RemoteWriteConfig, ScrapeConfig,
-    TlsConfig, WebConfig, WebTlsConfig,
+    ScrapeProtocol, TlsConfig, WebConfig, WebTlsConfig,
 };
 use super::units::Secret;
 
@@ -37,10 +37,13 @@ pub(super) fn resolve(parsed: Config, base_dir: Option<&Path>) -> Config {
         log,
         remote_write,
     } = parsed;
+    // A job without a protocol list takes the global one only when it was written: otherwise
+    // its own native histogram setting picks the default (Prometheus 3's rule).
+    let global_protocols = global.scrape_protocols.clone();
     let global = self::global(global);
     let scrape_configs = scrape_configs
         .into_iter()
-        .map(|sc| scrape(sc, &global, base_dir))
+        .map(|sc| scrape(sc, &global, &global_protocols, base_dir))
         .collect();
     let remote_write = remote_write
         .into_iter()
@@ -82,7 +85,28 @@ pub(super) fn global(g: GlobalConfig) -> GlobalConfig {
         ),
         evaluation_interval: inherit(g.evaluation_interval, defaults.evaluation_interval),
         scrape_protocols: inherit(g.scrape_protocols, defaults.scrape_protocols),
+        scrape_native_histograms: g
+            .scrape_native_histograms
+            .or(defaults.scrape_native_histograms),
         ..g
+    }
+}
+
+/// A job's protocol list: its own, else the global one as written, else Prometheus 3's
+/// default for whether the job scrapes native histograms.
+pub(super) fn job_protocols(
+    own: &[ScrapeProtocol],
+    global_written: &[ScrapeProtocol],
+    native_histograms: bool,
+) -> Vec<ScrapeProtocol> {
+    if !own.is_empty() {
+        own.to_vec()
+    } else if !global_written.is_empty() {
+        global_written.to_vec()
+    } else if native_histograms {
+        ScrapeProtocol::PROTO_FIRST.to_vec()
+    } else {
+        ScrapeProtocol::DEFAULT.to_vec()
     }
 }
 
@@ -95,14 +119,32 @@ pub(super) fn auth_type(written: &str) -> String {
 }
 
 /// One job with what it inherits from the resolved `g`.
-fn scrape(sc: ScrapeConfig, g: &GlobalConfig, base: Option<&Path>) -> ScrapeConfig {
+fn scrape(
+    sc: ScrapeConfig,
+    g: &GlobalConfig,
+    global_protocols: &[ScrapeProtocol],
+    base: Option<&Path>,
+) -> ScrapeConfig {
     let scrape_interval = inherit(sc.scrape_interval, g.scrape_interval);
+    let native = sc
+        .scrape_native_histograms
+        .or(g.scrape_native_histograms)
+        .unwrap_or(false);
     let (authorization, bearer_token, bearer_token_file) =
         fold_bearer(sc.authorization, sc.bearer_token, sc.bearer_token_file);
     ScrapeConfig {
         scrape_interval,
         scrape_timeout: inherit(sc.scrape_timeout, g.scrape_timeout.min(scrape_interval)),
-        scrape_protocols: inherit(sc.scrape_protocols, g.scrape_protocols.clone()),
+        scrape_protocols: job_protocols(&sc.scrape_protocols, global_protocols, native),
+        scrape_native_histograms: Some(native),
+        always_scrape_classic_histograms: Some(
+            sc.always_scrape_classic_histograms
+                .unwrap_or(g.always_scrape_classic_histograms),
+        ),
+        convert_classic_histograms_to_nhcb: Some(
+            sc.convert_classic_histograms_to_nhcb
+                .unwrap_or(g.convert_classic_histograms_to_nhcb),
+        ),
         body_size_limit: inherit(sc.body_size_limit, g.body_size_limit),
         sample_limit: inherit(sc.sample_limit, g.sample_limit),
         target_limit: inherit(sc.target_limit, g.target_limit),

@@ -57,6 +57,9 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             label_name_length_limit,
             label_value_length_limit,
             keep_dropped_targets,
+            scrape_native_histograms,
+            always_scrape_classic_histograms,
+            convert_classic_histograms_to_nhcb,
         ],
     );
     // The storage is opened once; the remote-write backlog limit is set again on reload.

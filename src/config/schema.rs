@@ -41,7 +41,8 @@ pub enum Scheme {
 /// An exposition format a scrape may ask for, in Prometheus's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum ScrapeProtocol {
-    /// Protobuf exposition; accepted in the schema, refused by validation (no parser).
+    /// The delimited protobuf exposition (`io.prometheus.client.MetricFamily`), the one
+    /// that carries native histograms.
     PrometheusProto,
     /// OpenMetrics 0.0.1.
     #[serde(rename = "OpenMetricsText0.0.1")]
@@ -60,6 +61,16 @@ pub enum ScrapeProtocol {
 impl ScrapeProtocol {
     /// Prometheus 3's default order when native histograms are off.
     pub const DEFAULT: [ScrapeProtocol; 4] = [
+        ScrapeProtocol::OpenMetricsText1_0_0,
+        ScrapeProtocol::OpenMetricsText0_0_1,
+        ScrapeProtocol::PrometheusText1_0_0,
+        ScrapeProtocol::PrometheusText0_0_4,
+    ];
+
+    /// Prometheus 3's default order for a job that scrapes native histograms (and sets no
+    /// list of its own, nor the global one): protobuf first.
+    pub const PROTO_FIRST: [ScrapeProtocol; 5] = [
+        ScrapeProtocol::PrometheusProto,
         ScrapeProtocol::OpenMetricsText1_0_0,
         ScrapeProtocol::OpenMetricsText0_0_1,
         ScrapeProtocol::PrometheusText1_0_0,
@@ -95,7 +106,9 @@ pub enum TlsVersion {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Defaults for every job, and external labels.
+    /// Defaults for every job, and external labels. Unset when the file has no `global`, so
+    /// what it did not write stays distinguishable until resolved.
+    #[serde(default = "GlobalConfig::unset")]
     pub global: GlobalConfig,
     /// One entry per job.
     pub scrape_configs: Vec<ScrapeConfig>,
@@ -139,6 +152,14 @@ pub struct GlobalConfig {
     pub label_value_length_limit: u64,
     /// Default number of dropped targets kept for display; 0 is all.
     pub keep_dropped_targets: u64,
+    /// Scrape native histograms by default (false, as in Prometheus 3 without the
+    /// `native-histograms` feature flag); unset in the file means false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scrape_native_histograms: Option<bool>,
+    /// Keep the classic series of histograms that also have native buckets (false).
+    pub always_scrape_classic_histograms: bool,
+    /// Store classic histograms as custom-bucket native histograms (false).
+    pub convert_classic_histograms_to_nhcb: bool,
 }
 
 impl GlobalConfig {
@@ -157,6 +178,9 @@ impl GlobalConfig {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             keep_dropped_targets: 0,
+            scrape_native_histograms: None,
+            always_scrape_classic_histograms: false,
+            convert_classic_histograms_to_nhcb: false,
         }
     }
 }
@@ -169,6 +193,7 @@ impl Default for GlobalConfig {
             scrape_timeout: Duration::secs(10),
             evaluation_interval: Duration::secs(60),
             scrape_protocols: ScrapeProtocol::DEFAULT.to_vec(),
+            scrape_native_histograms: Some(false),
             ..GlobalConfig::unset()
         }
     }
@@ -194,6 +219,24 @@ pub struct ScrapeConfig {
     pub scrape_protocols: Vec<ScrapeProtocol>,
     /// Format assumed when the target sends no usable Content-Type.
     pub fallback_scrape_protocol: Option<ScrapeProtocol>,
+    /// Scrape native histograms; unset means the global setting. Decides the default
+    /// protocol list (protobuf first) when neither the job nor `global` sets one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scrape_native_histograms: Option<bool>,
+    /// Keep the classic series of histograms that also have native buckets; unset means
+    /// the global setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub always_scrape_classic_histograms: Option<bool>,
+    /// Store classic histograms as custom-bucket native histograms; unset means the global
+    /// setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
+    /// Most buckets of a native histogram: more are merged (the schema lowered) until it
+    /// fits, and a histogram that cannot fit fails the scrape; 0 means no limit.
+    pub native_histogram_bucket_limit: u64,
+    /// Smallest growth factor from one native bucket to the next: a finer schema is lowered
+    /// to the finest one with at least this factor; 0 (or anything up to 1) means no limit.
+    pub native_histogram_min_bucket_factor: f64,
     /// HTTP path (`/metrics`).
     pub metrics_path: String,
     /// `http` or `https`.
@@ -250,6 +293,11 @@ impl Default for ScrapeConfig {
             scrape_timeout: Duration(0),
             scrape_protocols: Vec::new(),
             fallback_scrape_protocol: None,
+            scrape_native_histograms: None,
+            always_scrape_classic_histograms: None,
+            convert_classic_histograms_to_nhcb: None,
+            native_histogram_bucket_limit: 0,
+            native_histogram_min_bucket_factor: 0.0,
             metrics_path: "/metrics".into(),
             scheme: Scheme::Http,
             enable_compression: true,
@@ -775,6 +823,9 @@ impl Config {
                 scrape_interval: Duration::secs(15),
                 scrape_timeout: Duration::secs(10),
                 scrape_protocols: ScrapeProtocol::DEFAULT.to_vec(),
+                scrape_native_histograms: Some(false),
+                always_scrape_classic_histograms: Some(false),
+                convert_classic_histograms_to_nhcb: Some(false),
                 static_configs: vec![StaticConfig {
                     targets: vec!["127.0.0.1:9595".into()],
                     labels: BTreeMap::new(),

@@ -91,6 +91,7 @@ testdata_files! {
         inherit_timeout,
         limits,
         minimal,
+        native_histograms,
         prometheus_docs_example,
         relabel_every_action,
         remote_write_mimir,
@@ -131,7 +132,6 @@ testdata_files! {
         multiple_documents,
         negative_limit,
         null_relabel_entry,
-        proto_protocol,
         query_zero_concurrency,
         referenced_file_missing,
         remote_write_bad_url,
@@ -611,6 +611,60 @@ fn scrape_protocols_inherit_and_fall_back() {
         vec![P::OpenMetricsText1_0_0, P::PrometheusText1_0_0]
     );
     assert_eq!(own.fallback_scrape_protocol, Some(P::PrometheusText0_0_4));
+}
+
+#[test]
+fn native_histogram_keys_inherit_and_pick_the_protocols_as_prometheus_3() {
+    let c = load("native_histograms.good.yml");
+    use ScrapeProtocol as P;
+    // Unset everywhere: no native histograms, the text formats.
+    let plain = job(&c, "plain");
+    assert_eq!(plain.scrape_native_histograms, Some(false));
+    assert_eq!(plain.scrape_protocols, P::DEFAULT.to_vec());
+    assert_eq!(plain.always_scrape_classic_histograms, Some(true));
+    assert_eq!(plain.convert_classic_histograms_to_nhcb, Some(false));
+    assert_eq!(plain.native_histogram_bucket_limit, 0);
+    // Native histograms on for the job: protobuf first.
+    let native = job(&c, "native");
+    assert_eq!(native.scrape_native_histograms, Some(true));
+    assert_eq!(native.scrape_protocols, P::PROTO_FIRST.to_vec());
+    assert_eq!(native.always_scrape_classic_histograms, Some(false));
+    assert_eq!(native.convert_classic_histograms_to_nhcb, Some(true));
+    assert_eq!(native.native_histogram_bucket_limit, 160);
+    assert_eq!(native.native_histogram_min_bucket_factor, 1.1);
+    // A list of its own wins over the native default.
+    let own = job(&c, "own-list");
+    assert_eq!(
+        own.scrape_protocols,
+        vec![P::PrometheusProto, P::PrometheusText0_0_4]
+    );
+    assert_eq!(own.fallback_scrape_protocol, Some(P::PrometheusProto));
+
+    // A global list, when written, wins over the native default of jobs without one.
+    let text = "global: {scrape_protocols: [PrometheusText0.0.4]}\n\
+                scrape_configs: [{job_name: a, scrape_native_histograms: true}]\n";
+    let c = Config::parse(text, "t.yml").unwrap();
+    assert_eq!(
+        c.scrape_configs[0].scrape_protocols,
+        vec![P::PrometheusText0_0_4]
+    );
+    // A global switch reaches the jobs.
+    let text = "global: {scrape_native_histograms: true}\nscrape_configs: [{job_name: a}]\n";
+    let c = Config::parse(text, "t.yml").unwrap();
+    assert_eq!(
+        c.scrape_configs[0].scrape_protocols,
+        P::PROTO_FIRST.to_vec()
+    );
+    assert_eq!(c.scrape_configs[0].scrape_native_histograms, Some(true));
+    // The old Prometheus 2 name is refused with a clear message.
+    let e = Config::parse("global: {scrape_classic_histograms: true}\n", "t.yml").unwrap_err();
+    assert!(e.to_string().contains("scrape_classic_histograms"), "{e}");
+    let e = Config::parse(
+        "scrape_configs: [{job_name: a, native_histogram_min_bucket_factor: .nan}]\n",
+        "t.yml",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("must be a finite number"), "{e}");
 }
 
 #[test]

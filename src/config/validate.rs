@@ -153,12 +153,7 @@ impl Check<'_> {
 
     fn protocols(&mut self, at: &KeyPath, list: &[ScrapeProtocol]) {
         for (i, p) in list.iter().enumerate() {
-            if *p == ScrapeProtocol::PrometheusProto {
-                self.report(
-                    &at.index(i),
-                    "PrometheusProto is not supported by tidemark (no protobuf exposition parser)",
-                );
-            } else if list[..i].contains(p) {
+            if list[..i].contains(p) {
                 self.report(&at.index(i), format!("duplicate protocol {}", p.name()));
             }
         }
@@ -202,10 +197,11 @@ impl Check<'_> {
         }
         // An empty list inherits the global one, checked with `global`.
         self.protocols(&at.key("scrape_protocols"), &sc.scrape_protocols);
-        if sc.fallback_scrape_protocol == Some(ScrapeProtocol::PrometheusProto) {
+        let factor = sc.native_histogram_min_bucket_factor;
+        if !factor.is_finite() {
             self.report(
-                &at.key("fallback_scrape_protocol"),
-                "PrometheusProto is not supported by tidemark (no protobuf exposition parser)",
+                &at.key("native_histogram_min_bucket_factor"),
+                format!("native_histogram_min_bucket_factor {factor} must be a finite number"),
             );
         }
         self.http(

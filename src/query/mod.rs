@@ -15,7 +15,7 @@ mod value;
 pub use engine::{Engine, EngineOptions, QueryOutput};
 pub use guard::{MAX_DEPTH, parse};
 pub use pretty::prettify;
-pub use value::{Annotations, FPoint, Matrix, Metric, Sample, Series, Value, Vector};
+pub use value::{Annotations, FPoint, HPoint, Matrix, Metric, Sample, Series, Value, Vector};
 
 use crate::model::{METRIC_NAME, MatchOp, Matcher, MatcherError};
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::model::Labels;
+use crate::model::histogram::FloatHistogram;
 
 /// A series' label set, shared between the many samples of a range evaluation.
 pub type Metric = Arc<Labels>;
@@ -18,6 +19,16 @@ pub struct FPoint {
     pub f: f64,
 }
 
+/// One histogram point of a series. The histogram is shared: a value repeated over many steps
+/// (a selector's lookback, a step-invariant node) is one allocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HPoint {
+    /// Milliseconds since the Unix epoch.
+    pub t: i64,
+    /// The value.
+    pub h: Arc<FloatHistogram>,
+}
+
 /// One element of an instant vector.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -26,8 +37,10 @@ pub struct Sample {
     /// The evaluation time, except for samples straight out of a vector selector, where it is
     /// the stored sample's own timestamp (what `timestamp()` reports).
     pub t: i64,
-    /// The value.
+    /// The value, when `h` is `None`.
     pub f: f64,
+    /// The value, when it is a histogram (`f` is then meaningless).
+    pub h: Option<Arc<FloatHistogram>>,
     /// Set by operations that remove the metric name (arithmetic, most functions). The engine
     /// strips `__name__` from such samples when the node is done, or at the very end of the
     /// query when delayed name removal is on.
@@ -42,10 +55,47 @@ pub type Vector = Vec<Sample>;
 pub struct Series {
     /// The labels.
     pub metric: Metric,
-    /// Points in time order.
+    /// Float points in time order.
     pub floats: Vec<FPoint>,
+    /// Histogram points in time order; never at a time `floats` has a point at.
+    pub histograms: Vec<HPoint>,
     /// As [`Sample::drop_name`].
     pub drop_name: bool,
+}
+
+impl Series {
+    /// A series of float points only.
+    pub fn floats(metric: Metric, floats: Vec<FPoint>, drop_name: bool) -> Series {
+        Series {
+            metric,
+            floats,
+            histograms: Vec::new(),
+            drop_name,
+        }
+    }
+
+    /// Float and histogram points together.
+    pub fn len(&self) -> usize {
+        self.floats.len() + self.histograms.len()
+    }
+
+    /// True without any point.
+    pub fn is_empty(&self) -> bool {
+        self.floats.is_empty() && self.histograms.is_empty()
+    }
+}
+
+impl Sample {
+    /// A float sample.
+    pub fn float(metric: Metric, t: i64, f: f64, drop_name: bool) -> Sample {
+        Sample {
+            metric,
+            t,
+            f,
+            h: None,
+            drop_name,
+        }
+    }
 }
 
 /// A range vector, or the result of a range query.

@@ -280,6 +280,7 @@ mod tests {
                 .collect(),
             samples: vec![],
             exemplars: vec![],
+            histograms: vec![],
         };
         assert_eq!(ours, ts.encode_to_vec());
     }

@@ -10,8 +10,11 @@
 
 use prost::Message;
 
-use super::proto::{Label, MetricMetadata, TimeSeries};
+use super::proto::{self, HistogramCount, HistogramZeroCount, Label, MetricMetadata, TimeSeries};
 use crate::encoding::{self, Decbuf};
+use crate::model::histogram::{
+    CounterResetHint, FloatHistogram, Histogram, HistogramValue, MAX_SCHEMA, Span,
+};
 use crate::model::{LabelError, Labels, LabelsBuilder, METRIC_NAME};
 use crate::storage::{Appender, Db, SeriesRef, StorageError};
 
@@ -166,16 +169,19 @@ pub enum Reject {
     /// Older than the head accepts (that range is already in blocks), or outside the range
     /// storage keeps (years 0000 to 9999).
     OutOfBounds,
+    /// A native histogram breaking Prometheus's rules (spans, counts, schema, custom bounds).
+    InvalidHistogram,
 }
 
 impl Reject {
     /// Every reason, in a fixed order (the index into [`Received::rejected`]).
-    pub const ALL: [Reject; 5] = [
+    pub const ALL: [Reject; 6] = [
         Reject::InvalidLabels,
         Reject::TooFarInFuture,
         Reject::OutOfOrder,
         Reject::Duplicate,
         Reject::OutOfBounds,
+        Reject::InvalidHistogram,
     ];
 
     /// A short snake_case name, as a metric label value.
@@ -186,6 +192,7 @@ impl Reject {
             Reject::OutOfOrder => "out_of_order",
             Reject::Duplicate => "duplicate",
             Reject::OutOfBounds => "out_of_bounds",
+            Reject::InvalidHistogram => "invalid_histogram",
         }
     }
 
@@ -197,6 +204,7 @@ impl Reject {
             Reject::OutOfOrder => "out of order sample",
             Reject::Duplicate => "duplicate sample for timestamp",
             Reject::OutOfBounds => "out of bounds",
+            Reject::InvalidHistogram => "invalid histogram",
         }
     }
 
@@ -212,6 +220,8 @@ pub struct Received {
     pub series: u64,
     /// Float samples in the request, stored or not.
     pub samples: u64,
+    /// Native histogram samples in the request, stored or not.
+    pub histograms: u64,
     /// Exemplars, accepted and ignored.
     pub exemplars: u64,
     /// Metric metadata entries, accepted and ignored.
@@ -226,6 +236,8 @@ pub struct Received {
     pub invalid_series: u64,
     /// The first skipped series and why, for the response.
     pub first_invalid: Option<String>,
+    /// The first refused histogram and why, for the response.
+    pub first_invalid_histogram: Option<String>,
 }
 
 impl Received {
@@ -260,10 +272,13 @@ impl Received {
                 parts.push(format!("{}: {n} samples", r.describe()));
             }
         }
+        if let Some(first) = &self.first_invalid_histogram {
+            parts.push(first.clone());
+        }
         Some(format!(
             "{} of {} samples rejected, the others were stored: {}",
             self.total_rejected(),
-            self.samples,
+            self.samples + self.histograms,
             parts.join("; ")
         ))
     }
@@ -333,12 +348,14 @@ impl Received {
     ) -> Result<(), StorageError> {
         self.series += 1;
         self.samples += ts.samples.len() as u64;
+        self.histograms += ts.histograms.len() as u64;
         self.exemplars += ts.exemplars.len() as u64;
         let labels = match series_labels(ts.labels) {
             Ok(l) => l,
             Err(why) => {
                 self.invalid_series += 1;
-                self.rejected[Reject::InvalidLabels.index()] += ts.samples.len() as u64;
+                self.rejected[Reject::InvalidLabels.index()] +=
+                    (ts.samples.len() + ts.histograms.len()) as u64;
                 if self.first_invalid.is_none() {
                     // The labels were moved into the failed build; decoding them again costs
                     // nothing on the path where every series is valid.
@@ -362,8 +379,117 @@ impl Received {
             }
             sref = Some(app.append(&labels, s.timestamp, s.value)?);
         }
+        for hp in ts.histograms {
+            let t = hp.timestamp;
+            let h = match histogram_value(hp) {
+                Ok(h) => h,
+                Err(why) => {
+                    self.reject_histogram(&labels, t, why);
+                    continue;
+                }
+            };
+            let h = match sref {
+                Some(r) => match app.append_histogram_ref(r, t, h.clone()) {
+                    Ok(()) => continue,
+                    Err(StorageError::UnknownRef(_)) => h,
+                    Err(StorageError::InvalidHistogram(why)) => {
+                        self.reject_histogram(&labels, t, why);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+                None => h,
+            };
+            match app.append_histogram(&labels, t, h) {
+                Ok(r) => sref = Some(r),
+                Err(StorageError::InvalidHistogram(why)) => self.reject_histogram(&labels, t, why),
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
+
+    fn reject_histogram(&mut self, labels: &Labels, t: i64, why: String) {
+        self.rejected[Reject::InvalidHistogram.index()] += 1;
+        if self.first_invalid_histogram.is_none() {
+            let mut shown = labels.to_string();
+            if shown.len() > 256 {
+                let cut = (0..=256)
+                    .rev()
+                    .find(|&i| shown.is_char_boundary(i))
+                    .unwrap_or(0);
+                shown.truncate(cut);
+                shown.push('…');
+            }
+            self.first_invalid_histogram = Some(format!(
+                "invalid histogram for series {shown} at {t}: {why}"
+            ));
+        }
+    }
+}
+
+/// A received histogram as storage keeps it, as Prometheus 3's receiver reads it: a float
+/// histogram when its count is the float one, else an integer histogram (a zero count of the
+/// other kind reads as 0); a schema finer than 8 (9..=52, reserved) lowered to 8; then
+/// validated with Prometheus's rules. An unknown reset hint is refused.
+fn histogram_value(hp: proto::Histogram) -> Result<HistogramValue, String> {
+    let hint = u8::try_from(hp.reset_hint)
+        .ok()
+        .and_then(CounterResetHint::from_u8)
+        .ok_or_else(|| format!("unknown counter reset hint {}", hp.reset_hint))?;
+    let spans = |s: &[proto::BucketSpan]| -> Vec<Span> {
+        s.iter().map(|s| Span::new(s.offset, s.length)).collect()
+    };
+    let mut h = match hp.count {
+        Some(HistogramCount::Float(count)) => HistogramValue::Float(Box::new(FloatHistogram {
+            counter_reset_hint: hint,
+            schema: hp.schema,
+            zero_threshold: hp.zero_threshold,
+            zero_count: match hp.zero_count {
+                Some(HistogramZeroCount::Float(z)) => z,
+                _ => 0.0,
+            },
+            count,
+            sum: hp.sum,
+            positive_spans: spans(&hp.positive_spans),
+            negative_spans: spans(&hp.negative_spans),
+            positive_buckets: hp.positive_counts,
+            negative_buckets: hp.negative_counts,
+            custom_values: hp.custom_values,
+        })),
+        count => HistogramValue::Int(Box::new(Histogram {
+            counter_reset_hint: hint,
+            schema: hp.schema,
+            zero_threshold: hp.zero_threshold,
+            zero_count: match hp.zero_count {
+                Some(HistogramZeroCount::Int(z)) => z,
+                _ => 0,
+            },
+            count: match count {
+                Some(HistogramCount::Int(c)) => c,
+                _ => 0,
+            },
+            sum: hp.sum,
+            positive_spans: spans(&hp.positive_spans),
+            negative_spans: spans(&hp.negative_spans),
+            positive_buckets: hp.positive_deltas,
+            negative_buckets: hp.negative_deltas,
+            custom_values: hp.custom_values,
+        })),
+    };
+    if h.schema() > MAX_SCHEMA && h.schema() <= 52 {
+        match &mut h {
+            HistogramValue::Int(h) => h.reduce_resolution(MAX_SCHEMA),
+            HistogramValue::Float(h) => h.reduce_resolution(MAX_SCHEMA),
+        }
+        .map_err(|e| e.to_string())?;
+    }
+    match &h {
+        HistogramValue::Int(h) => h.validate(),
+        HistogramValue::Float(h) => h.validate(),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(h)
 }
 
 /// A series' labels as storage keys them (the decoded strings moved, not copied), or why they

@@ -8,9 +8,13 @@
 
 use std::sync::Arc;
 
+use crate::model::histogram::{
+    HistogramError, HistogramValue, MAX_SCHEMA, MIN_SCHEMA, is_exponential_schema,
+};
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
 use crate::relabel::{self, Rule};
 use crate::scrape::metadata::{TargetMetadata, Tracker};
+use crate::scrape::parse::protobuf::{ProtoItem, ProtoOptions, ProtoParser, ProtoValue};
 use crate::scrape::parse::{Entry, Format, Parser};
 use crate::scrape::series_cache::SeriesCache;
 use crate::storage::{Appender, CommitStats, Db, SeriesHandle, StorageError};
@@ -26,6 +30,9 @@ pub struct Limits {
     pub label_name_length_limit: usize,
     /// Longest label value.
     pub label_value_length_limit: usize,
+    /// Most buckets of a native histogram (`native_histogram_bucket_limit`): more are merged
+    /// by lowering the schema; one that cannot fit fails the scrape.
+    pub bucket_limit: usize,
 }
 
 /// How a target's samples become series.
@@ -39,6 +46,11 @@ pub struct IngestOptions {
     pub limits: Limits,
     /// `metric_relabel_configs`, validated.
     pub metric_relabel: Vec<Rule>,
+    /// Which parts of histograms a protobuf body gives (`scrape_native_histograms`,
+    /// `always_scrape_classic_histograms`, `convert_classic_histograms_to_nhcb`).
+    pub histograms: ProtoOptions,
+    /// Finest schema stored (`native_histogram_min_bucket_factor`); `None` keeps schema 8.
+    pub max_schema: Option<i32>,
 }
 
 /// What a scrape stored, for the target's state and the synthetic series.
@@ -76,17 +88,21 @@ pub enum Failure {
     SampleLimit,
     /// A series over `label_limit` or a label length limit.
     LabelLimit,
+    /// A native histogram with more buckets than `native_histogram_bucket_limit` even at
+    /// the coarsest schema.
+    BucketLimit,
     /// Storing the batch failed.
     Storage,
 }
 
 impl Failure {
     /// Every kind, in a fixed order.
-    pub const ALL: [Failure; 5] = [
+    pub const ALL: [Failure; 6] = [
         Failure::Fetch,
         Failure::Parse,
         Failure::SampleLimit,
         Failure::LabelLimit,
+        Failure::BucketLimit,
         Failure::Storage,
     ];
 
@@ -97,6 +113,7 @@ impl Failure {
             Failure::Parse => "parse_error",
             Failure::SampleLimit => "sample_limit",
             Failure::LabelLimit => "label_limit",
+            Failure::BucketLimit => "bucket_limit",
             Failure::Storage => "storage",
         }
     }
@@ -280,22 +297,228 @@ fn report_labels(target: &Labels, name: &str) -> Labels {
     b.build().unwrap_or_else(|_| target.clone())
 }
 
+/// A sample's value on its way to storage.
+enum Value {
+    Float(f64),
+    Histogram(HistogramValue),
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        Value::Float(v)
+    }
+}
+
 /// Appends through the cached handle; a series garbage collection removed is found again (or
 /// created) by its labels, and the handle replaced.
 fn append(
     app: &mut Appender<'_>,
     series: &mut SeriesHandle,
     t: i64,
-    v: f64,
+    v: impl Into<Value>,
 ) -> Result<(), StorageError> {
-    match app.append_handle(series, t, v) {
-        Err(StorageError::UnknownRef(_)) => {
-            let found = app.append_with_handle(&series.labels(), t, v)?;
-            *series = found;
-            Ok(())
-        }
-        r => r,
+    let found = match v.into() {
+        Value::Float(v) => match app.append_handle(series, t, v) {
+            Err(StorageError::UnknownRef(_)) => app.append_with_handle(&series.labels(), t, v)?,
+            r => return r,
+        },
+        // The appender keeps the histogram it is given even when it refuses the handle, so a
+        // copy is kept for that rare case (a series collected while its target still has it).
+        Value::Histogram(h) => match app.append_histogram_handle(series, t, h.clone()) {
+            Err(StorageError::UnknownRef(_)) => {
+                app.append_histogram_with_handle(&series.labels(), t, h)?
+            }
+            r => return r,
+        },
+    };
+    *series = found;
+    Ok(())
+}
+
+/// Appends the first sample of a series this target's cache did not know.
+fn append_new(
+    app: &mut Appender<'_>,
+    labels: &Labels,
+    t: i64,
+    v: Value,
+) -> Result<SeriesHandle, StorageError> {
+    match v {
+        Value::Float(v) => app.append_with_handle(labels, t, v),
+        Value::Histogram(h) => app.append_histogram_with_handle(labels, t, h),
     }
+}
+
+/// A refused histogram is the body's fault, not storage's.
+fn append_failure(e: StorageError) -> Abandon {
+    let failure = match e {
+        StorageError::InvalidHistogram(_) => Failure::Parse,
+        _ => Failure::Storage,
+    };
+    Abandon::on(failure)(e)
+}
+
+/// One sample of the body: through the cache to its series (labels built, relabeled and
+/// checked only for a series text not seen before), then the sample limit.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn ingest_sample(
+    cache: &mut SeriesCache<Cached>,
+    app: &mut Appender<'_>,
+    key: &str,
+    timestamp: Option<i64>,
+    labels: impl FnOnce() -> Result<Labels, Abandon>,
+    v: ProtoValue,
+    ctx: &Ctx<'_>,
+    report: &mut ScrapeReport,
+) -> Result<(), Abandon> {
+    let opts = ctx.opts;
+    report.samples_scraped += 1;
+    let (ts, track) = match timestamp {
+        Some(ts) if opts.honor_timestamps => (ts, 0),
+        _ => (ctx.t, TRACK),
+    };
+    // Only a series kept after relabeling is limited and checked, as in Prometheus.
+    let value = |v: ProtoValue| -> Result<Value, Abandon> {
+        Ok(match v {
+            ProtoValue::Float(v) => Value::Float(v),
+            ProtoValue::Histogram(h) => Value::Histogram(prepare_histogram(h, key, opts)?),
+        })
+    };
+    match cache.get_mut(key) {
+        Some(Cached {
+            series: None,
+            flags,
+        }) => {
+            *flags |= SEEN;
+            return Ok(());
+        }
+        Some(Cached {
+            series: Some(series),
+            flags,
+        }) => {
+            *flags = (*flags & STORED) | SEEN | track;
+            append(app, series, ts, value(v)?).map_err(append_failure)?;
+        }
+        None => {
+            let scraped = labels()?;
+            let merged = merge_target_labels(&scraped, ctx.target, opts.honor_labels);
+            let kept = relabel::process(&merged, &opts.metric_relabel)
+                .filter(|l| l.metric_name().is_some());
+            let Some(labels) = kept else {
+                let dropped = Cached {
+                    series: None,
+                    flags: SEEN,
+                };
+                cache.insert(key, dropped);
+                return Ok(());
+            };
+            check_limits(&labels, &opts.limits).map_err(Abandon::on(Failure::LabelLimit))?;
+            let series = append_new(app, &labels, ts, value(v)?).map_err(append_failure)?;
+            report.series_added += 1;
+            let entry = Cached {
+                series: Some(series),
+                flags: SEEN | track,
+            };
+            cache.insert(key, entry);
+        }
+    }
+    report.samples_post_metric_relabeling += 1;
+    if opts.limits.sample_limit > 0
+        && report.samples_post_metric_relabeling > opts.limits.sample_limit as u64
+    {
+        return Err(Abandon::on(Failure::SampleLimit)(LimitError::Samples));
+    }
+    Ok(())
+}
+
+/// A scraped native histogram made ready to store, as Prometheus's scrape appenders and head
+/// do it: empty buckets dropped (`Compact(0)`, as its parser does), a schema finer than 8
+/// (9..=52, reserved for future use) lowered to 8, the schema lowered to the job's finest
+/// (`native_histogram_min_bucket_factor`), then lowered one step at a time while the buckets
+/// exceed `native_histogram_bucket_limit` (a custom-bucket histogram, or one already at
+/// schema -4, fails the scrape: "histogram bucket limit exceeded"); then validated, a
+/// histogram breaking Prometheus's rules failing the scrape as unreadable.
+fn prepare_histogram(
+    mut h: HistogramValue,
+    key: &str,
+    opts: &IngestOptions,
+) -> Result<HistogramValue, Abandon> {
+    let invalid = |e: HistogramError| Abandon {
+        failure: Failure::Parse,
+        message: format!("invalid native histogram {}: {e}", shown_key(key)),
+    };
+    match &mut h {
+        HistogramValue::Int(h) => {
+            h.compact(0);
+        }
+        HistogramValue::Float(h) => {
+            h.compact(0);
+        }
+    }
+    let schema = h.schema();
+    let finest = opts.max_schema.unwrap_or(MAX_SCHEMA).min(MAX_SCHEMA);
+    if schema > finest && schema <= RESERVED_MAX_SCHEMA {
+        reduce(&mut h, finest).map_err(invalid)?;
+    }
+    let limit = opts.limits.bucket_limit;
+    if limit > 0 {
+        while buckets(&h) > limit {
+            let schema = h.schema();
+            if !is_exponential_schema(schema) || schema <= MIN_SCHEMA {
+                return Err(Abandon {
+                    failure: Failure::BucketLimit,
+                    message: "histogram bucket limit exceeded".into(),
+                });
+            }
+            reduce(&mut h, schema - 1).map_err(invalid)?;
+        }
+    }
+    match &h {
+        HistogramValue::Int(h) => h.validate(),
+        HistogramValue::Float(h) => h.validate(),
+    }
+    .map_err(invalid)?;
+    Ok(h)
+}
+
+/// The largest schema Prometheus reserves for exponential buckets: finer ones than 8 are
+/// lowered to 8 when stored.
+const RESERVED_MAX_SCHEMA: i32 = 52;
+
+fn reduce(h: &mut HistogramValue, schema: i32) -> Result<(), HistogramError> {
+    match h {
+        HistogramValue::Int(h) => h.reduce_resolution(schema),
+        HistogramValue::Float(h) => h.reduce_resolution(schema),
+    }
+}
+
+/// Positive and negative buckets, as Prometheus counts them for the bucket limit.
+fn buckets(h: &HistogramValue) -> usize {
+    match h {
+        HistogramValue::Int(h) => h.positive_buckets.len() + h.negative_buckets.len(),
+        HistogramValue::Float(h) => h.positive_buckets.len() + h.negative_buckets.len(),
+    }
+}
+
+/// A protobuf series key (`len:text` parts) as `name{a="b"}`-ish text for messages.
+fn shown_key(key: &str) -> String {
+    let mut parts = Vec::new();
+    let mut rest = key;
+    while let Some((n, tail)) = rest.split_once(':') {
+        let Some(part) = n.parse::<usize>().ok().and_then(|n| tail.get(..n)) else {
+            return shown(key);
+        };
+        parts.push(part);
+        rest = &tail[part.len()..];
+    }
+    let Some((name, labels)) = parts.split_first() else {
+        return shown(key);
+    };
+    let labels: Vec<String> = labels
+        .chunks(2)
+        .map(|p| format!("{}={:?}", p[0], p.get(1).copied().unwrap_or("")))
+        .collect();
+    format!("{name}{{{}}}", labels.join(","))
 }
 
 impl ScrapeState {
@@ -428,6 +651,16 @@ impl ScrapeState {
             }
         }
         std::hint::black_box(warm);
+        if format == Format::Protobuf {
+            let mut parser = ProtoParser::new(body, ctx.opts.histograms);
+            let r = self.parse_proto(app, &mut parser, ctx, report);
+            if let Err(Abandon { failure, .. }) = &r
+                && *failure != Failure::Parse
+            {
+                report.samples_scraped += parser.count_remaining_samples();
+            }
+            return r;
+        }
         let mut parser = Parser::new(body, format);
         let r = self.parse_entries(app, &mut parser, ctx, report);
         if let Err(Abandon { failure, .. }) = &r
@@ -450,7 +683,6 @@ impl ScrapeState {
         ctx: &Ctx<'_>,
         report: &mut ScrapeReport,
     ) -> Result<(), Abandon> {
-        let opts = ctx.opts;
         let mut metadata = self.metadata.scrape();
         self.cache.rewind();
         for entry in parser {
@@ -462,59 +694,45 @@ impl ScrapeState {
                     continue;
                 }
             };
-            report.samples_scraped += 1;
-            let (ts, track) = match s.timestamp() {
-                Some(ts) if opts.honor_timestamps => (ts, 0),
-                _ => (ctx.t, TRACK),
-            };
-            let key = s.series();
-            match self.cache.get_mut(key) {
-                Some(Cached {
-                    series: None,
-                    flags,
-                }) => {
-                    *flags |= SEEN;
+            let labels = || s.to_labels().map_err(Abandon::on(Failure::Parse));
+            let value = ProtoValue::Float(s.value());
+            let ts = s.timestamp();
+            ingest_sample(
+                &mut self.cache,
+                app,
+                s.series(),
+                ts,
+                labels,
+                value,
+                ctx,
+                report,
+            )?;
+        }
+        metadata.finish();
+        Ok(())
+    }
+
+    fn parse_proto(
+        &mut self,
+        app: &mut Appender<'_>,
+        parser: &mut ProtoParser<'_>,
+        ctx: &Ctx<'_>,
+        report: &mut ScrapeReport,
+    ) -> Result<(), Abandon> {
+        let mut metadata = self.metadata.scrape();
+        self.cache.rewind();
+        while let Some(item) = parser.next_item() {
+            let s = match item.map_err(Abandon::on(Failure::Parse))? {
+                ProtoItem::Sample(s) => s,
+                ProtoItem::Meta(declaration) => {
+                    metadata.observe(declaration);
                     continue;
                 }
-                Some(Cached {
-                    series: Some(series),
-                    flags,
-                }) => {
-                    *flags = (*flags & STORED) | SEEN | track;
-                    append(app, series, ts, s.value()).map_err(Abandon::on(Failure::Storage))?;
-                }
-                None => {
-                    let scraped = s.to_labels().map_err(Abandon::on(Failure::Parse))?;
-                    let merged = merge_target_labels(&scraped, ctx.target, opts.honor_labels);
-                    let kept = relabel::process(&merged, &opts.metric_relabel)
-                        .filter(|l| l.metric_name().is_some());
-                    let Some(labels) = kept else {
-                        let dropped = Cached {
-                            series: None,
-                            flags: SEEN,
-                        };
-                        self.cache.insert(key, dropped);
-                        continue;
-                    };
-                    check_limits(&labels, &opts.limits)
-                        .map_err(Abandon::on(Failure::LabelLimit))?;
-                    let series = app
-                        .append_with_handle(&labels, ts, s.value())
-                        .map_err(Abandon::on(Failure::Storage))?;
-                    report.series_added += 1;
-                    let entry = Cached {
-                        series: Some(series),
-                        flags: SEEN | track,
-                    };
-                    self.cache.insert(key, entry);
-                }
-            }
-            report.samples_post_metric_relabeling += 1;
-            if opts.limits.sample_limit > 0
-                && report.samples_post_metric_relabeling > opts.limits.sample_limit as u64
-            {
-                return Err(Abandon::on(Failure::SampleLimit)(LimitError::Samples));
-            }
+            };
+            let (key, ts) = (s.series(), s.timestamp());
+            let labels = s.to_labels().map_err(Abandon::on(Failure::Parse));
+            let value = s.into_value();
+            ingest_sample(&mut self.cache, app, key, ts, || labels, value, ctx, report)?;
         }
         metadata.finish();
         Ok(())
@@ -981,6 +1199,405 @@ mod tests {
         st.end(&db, 5000).unwrap();
         assert!(is_stale_nan(samples(&db, "keep")[1].v));
         assert!(is_stale_nan(samples(&db, "up")[1].v));
+    }
+
+    fn proto_body(families: &[crate::scrape::parse::proto_types::MetricFamily]) -> Vec<u8> {
+        use prost::Message as _;
+        let mut out = Vec::new();
+        for f in families {
+            f.encode_length_delimited(&mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_protobuf_body_stores_what_its_text_twin_stores() {
+        use crate::scrape::parse::proto_types::{
+            Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+        };
+        let counter = Metric {
+            label: vec![LabelPair {
+                name: "code".into(),
+                value: "200".into(),
+            }],
+            counter: Some(Counter {
+                value: 41.5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let hist = Metric {
+            histogram: Some(Histogram {
+                sample_count: 3,
+                sample_sum: 0.75,
+                bucket: vec![Bucket {
+                    cumulative_count: 2,
+                    upper_bound: 0.1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = proto_body(&[
+            MetricFamily {
+                name: "req_total".into(),
+                help: "Requests.".into(),
+                r#type: MetricType::Counter as i32,
+                metric: vec![counter],
+                unit: String::new(),
+            },
+            MetricFamily {
+                name: "lat".into(),
+                help: String::new(),
+                r#type: MetricType::Histogram as i32,
+                metric: vec![hist],
+                unit: String::new(),
+            },
+        ]);
+        let text = "# HELP req_total Requests.\n# TYPE req_total counter\n\
+                    req_total{code=\"200\"} 41.5\n# HELP lat \n# TYPE lat histogram\n\
+                    lat_count 3\nlat_sum 0.75\nlat_bucket{le=\"0.1\"} 2\nlat_bucket{le=\"+Inf\"} 3\n";
+        let stored = |format: Format, body: &[u8]| {
+            let (_d, db) = db();
+            let mut st = ScrapeState::default();
+            let opts = IngestOptions::default();
+            let mut reports = Vec::new();
+            for t in [1000, 16_000] {
+                let r = st
+                    .ingest(&db, &target(), Ok((body, format)), t, 0.01, &opts)
+                    .unwrap();
+                assert!(r.up, "{r:?}");
+                reports.push((r.samples_scraped, r.series_added, r.metadata.clone()));
+            }
+            let series: Vec<_> = db
+                .querier()
+                .select(&[Matcher::equal("job", "node")], i64::MIN, i64::MAX)
+                .unwrap()
+                .into_iter()
+                .filter(|s| !s.labels.metric_name().unwrap_or("").starts_with("scrape_"))
+                .map(|s| (s.labels.to_string(), s.samples))
+                .collect();
+            (series, reports)
+        };
+        let (from_proto, proto_reports) = stored(Format::Protobuf, &body);
+        let (from_text, text_reports) = stored(Format::PrometheusText, text.as_bytes());
+        assert_eq!(from_proto.len(), 6, "{from_proto:?}");
+        assert_eq!(from_proto, from_text);
+        assert_eq!(proto_reports, text_reports);
+        assert_eq!(proto_reports[0].0, 5);
+        assert_eq!(
+            proto_reports[1].1, 0,
+            "the second scrape finds every series cached"
+        );
+    }
+
+    fn native_family(
+        name: &str,
+        counts: &[i64],
+        gauge: bool,
+    ) -> crate::scrape::parse::proto_types::MetricFamily {
+        use crate::scrape::parse::proto_types::{
+            BucketSpan, Histogram, Metric, MetricFamily, MetricType,
+        };
+        let total: i64 = counts.iter().sum();
+        let mut deltas = Vec::new();
+        let mut prev = 0;
+        for c in counts {
+            deltas.push(c - prev);
+            prev = *c;
+        }
+        MetricFamily {
+            name: name.into(),
+            help: "latency".into(),
+            r#type: if gauge {
+                MetricType::GaugeHistogram
+            } else {
+                MetricType::Histogram
+            } as i32,
+            metric: vec![Metric {
+                histogram: Some(Histogram {
+                    sample_count: total as u64,
+                    sample_sum: 1.5 * total as f64,
+                    schema: 1,
+                    zero_threshold: 1e-128,
+                    positive_span: vec![BucketSpan {
+                        offset: -1,
+                        length: counts.len() as u32,
+                    }],
+                    positive_delta: deltas,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            unit: String::new(),
+        }
+    }
+
+    fn histograms(db: &Db, name: &str) -> Vec<crate::model::histogram::HistogramSample> {
+        let mut sel = db
+            .querier()
+            .select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX)
+            .unwrap();
+        assert!(sel.len() <= 1);
+        sel.pop().map(|s| s.histograms).unwrap_or_default()
+    }
+
+    #[test]
+    fn native_histograms_are_stored_and_go_stale_when_they_vanish() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let opts = IngestOptions {
+            histograms: ProtoOptions {
+                native_histograms: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut ingest = |body: &[u8], t: i64| {
+            st.ingest(&db, &target(), Ok((body, Format::Protobuf)), t, 0.01, &opts)
+                .unwrap()
+        };
+        let both = proto_body(&[
+            native_family("rt", &[3, 1, 4], false),
+            native_family("g", &[2], true),
+        ]);
+        let r = ingest(&both, 1000);
+        assert!(
+            r.up && r.series_added == 2 && r.samples_scraped == 2,
+            "{r:?}"
+        );
+        let r = ingest(
+            &proto_body(&[
+                native_family("rt", &[3, 2, 4], false),
+                native_family("g", &[1], true),
+            ]),
+            16_000,
+        );
+        assert!(r.up && r.series_added == 0, "{r:?}");
+        assert_eq!(r.commit.appended, 2 + REPORT_SERIES.len() as u64);
+        // g vanishes: its stale marker is a histogram stale marker of its kind.
+        let r = ingest(
+            &proto_body(&[native_family("rt", &[4, 2, 4], false)]),
+            31_000,
+        );
+        assert!(r.up);
+        let rt = histograms(&db, "rt");
+        assert_eq!(rt.len(), 3);
+        let HistogramValue::Int(h) = &rt[1].h else {
+            panic!("{:?}", rt[1])
+        };
+        assert_eq!(
+            (h.count, h.schema, h.positive_buckets.as_slice()),
+            (9, 1, &[3, -1, 2][..])
+        );
+        let g = histograms(&db, "g");
+        assert_eq!(
+            g.iter().map(|s| s.t).collect::<Vec<_>>(),
+            [1000, 16_000, 31_000]
+        );
+        assert!(g[2].h.is_stale_marker(), "{:?}", g[2]);
+        assert_eq!(
+            g[0].h.counter_reset_hint(),
+            crate::model::histogram::CounterResetHint::Gauge
+        );
+        assert!(
+            samples(&db, "g").is_empty(),
+            "the marker is no float sample"
+        );
+        // The target goes: rt ends with a marker too.
+        st.end(&db, 46_000).unwrap();
+        assert!(histograms(&db, "rt")[3].h.is_stale_marker());
+    }
+
+    #[test]
+    fn a_histogram_storage_refuses_fails_the_scrape_as_unreadable() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let opts = IngestOptions {
+            histograms: ProtoOptions {
+                native_histograms: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut fam = native_family("rt", &[3], false);
+        if let Some(h) = fam.metric[0].histogram.as_mut() {
+            h.schema = 60;
+        }
+        let r = st
+            .ingest(
+                &db,
+                &target(),
+                Ok((&proto_body(&[fam]), Format::Protobuf)),
+                1000,
+                0.01,
+                &opts,
+            )
+            .unwrap();
+        assert!(!r.up);
+        assert_eq!(r.failure, Some(Failure::Parse), "{r:?}");
+        assert!(r.error.unwrap().contains("schema 60"));
+        assert!(histograms(&db, "rt").is_empty());
+    }
+
+    fn native_opts(f: impl FnOnce(&mut IngestOptions)) -> IngestOptions {
+        let mut o = IngestOptions {
+            histograms: ProtoOptions {
+                native_histograms: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        f(&mut o);
+        o
+    }
+
+    fn scrape_proto(db: &Db, body: &[u8], opts: &IngestOptions) -> ScrapeReport {
+        let mut st = ScrapeState::default();
+        st.ingest(
+            db,
+            &target(),
+            Ok((body, Format::Protobuf)),
+            1000,
+            0.01,
+            opts,
+        )
+        .unwrap()
+    }
+
+    fn stored_int(db: &Db, name: &str) -> crate::model::histogram::Histogram {
+        match &histograms(db, name)[0].h {
+            HistogramValue::Int(h) => (**h).clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bucket_limit_and_min_factor_lower_the_schema_as_prometheus() {
+        // Schema 1, buckets at indexes -1..=6 (8 buckets, one of them empty).
+        let body = proto_body(&[native_family("rt", &[1, 2, 0, 4, 5, 6, 7, 8], false)]);
+        // No limit: stored as scraped, the empty bucket compacted away.
+        let (_d, db) = super::tests::db();
+        assert!(scrape_proto(&db, &body, &native_opts(|_| {})).up);
+        let h = stored_int(&db, "rt");
+        assert_eq!(h.schema, 1);
+        assert_eq!(
+            h.positive_spans,
+            [
+                crate::model::histogram::Span::new(-1, 2),
+                crate::model::histogram::Span::new(1, 5)
+            ]
+        );
+        // Limit 4: schema 1 -> 0 gives indexes 0..=3, four buckets.
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.limits.bucket_limit = 4));
+        assert!(r.up, "{r:?}");
+        let h = stored_int(&db, "rt");
+        assert_eq!(h.schema, 0);
+        assert_eq!(h.positive_buckets.len(), 4);
+        assert_eq!(h.count, 33);
+        // Limit 2: schema -2 holds (0.0625, 1] and (1, 16].
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.limits.bucket_limit = 2));
+        assert!(r.up, "{r:?}");
+        assert_eq!(stored_int(&db, "rt").schema, -2);
+        // Limit 1: observations on both sides of 1 never share a bucket.
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.limits.bucket_limit = 1));
+        assert_eq!(r.failure, Some(Failure::BucketLimit));
+        // min bucket factor 2 -> schema 0 at most.
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.max_schema = Some(0)));
+        assert!(r.up);
+        assert_eq!(stored_int(&db, "rt").schema, 0);
+    }
+
+    #[test]
+    fn a_histogram_that_cannot_fit_the_bucket_limit_fails_the_scrape() {
+        let mut fam = native_family("rt", &[1, 2], false);
+        if let Some(h) = fam.metric[0].histogram.as_mut() {
+            h.schema = -4;
+            h.sample_count = 5;
+            h.negative_span = vec![crate::scrape::parse::proto_types::BucketSpan {
+                offset: 0,
+                length: 1,
+            }];
+            h.negative_delta = vec![2];
+        }
+        let body = proto_body(&[fam]);
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &body, &native_opts(|o| o.limits.bucket_limit = 2));
+        assert!(!r.up);
+        assert_eq!(r.failure, Some(Failure::BucketLimit));
+        assert_eq!(r.error.as_deref(), Some("histogram bucket limit exceeded"));
+        assert!(histograms(&db, "rt").is_empty());
+        // The same histogram dropped by metric relabeling is not limited.
+        let drop = RelabelConfig {
+            source_labels: vec!["__name__".into()],
+            regex: "rt".into(),
+            action: Action::Drop,
+            ..Default::default()
+        };
+        let r = scrape_proto(
+            &db,
+            &body,
+            &native_opts(|o| {
+                o.limits.bucket_limit = 2;
+                o.metric_relabel = vec![Rule::new(drop).unwrap()];
+            }),
+        );
+        assert!(r.up, "{r:?}");
+    }
+
+    #[test]
+    fn finer_schemas_are_lowered_to_8_and_invalid_histograms_refused() {
+        let mut fam = native_family("rt", &[1, 2, 3], false);
+        if let Some(h) = fam.metric[0].histogram.as_mut() {
+            h.schema = 10;
+        }
+        let (_d, db) = super::tests::db();
+        assert!(scrape_proto(&db, &proto_body(&[fam]), &native_opts(|_| {})).up);
+        let h = stored_int(&db, "rt");
+        assert_eq!((h.schema, h.count), (8, 6));
+        // A count below the buckets' observations is Prometheus's validation error.
+        let mut fam = native_family("rt", &[1, 2, 3], false);
+        if let Some(h) = fam.metric[0].histogram.as_mut() {
+            h.sample_count = 2;
+        }
+        let (_d, db) = super::tests::db();
+        let r = scrape_proto(&db, &proto_body(&[fam]), &native_opts(|_| {}));
+        assert!(!r.up);
+        assert_eq!(r.failure, Some(Failure::Parse));
+        let e = r.error.unwrap();
+        assert!(e.starts_with("invalid native histogram rt{"), "{e}");
+    }
+
+    #[test]
+    fn a_malformed_protobuf_body_fails_the_scrape_naming_the_offset() {
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let opts = IngestOptions::default();
+        scrape(&mut st, &db, "a 1\n", 1000, &opts);
+        let r = st
+            .ingest(
+                &db,
+                &target(),
+                Ok((&[0x7f, 0x0a][..], Format::Protobuf)),
+                16_000,
+                0.01,
+                &opts,
+            )
+            .unwrap();
+        assert!(!r.up);
+        assert_eq!(r.failure, Some(Failure::Parse));
+        let e = r.error.unwrap();
+        assert!(
+            e.contains("at byte 0") && e.contains("declares 127 bytes"),
+            "{e}"
+        );
+        let a = samples(&db, "a");
+        assert!(is_stale_nan(a[1].v), "the previous series go stale");
     }
 
     #[test]

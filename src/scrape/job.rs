@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::fetch::{self, FetchSettings, Fetcher};
 use super::ingest::{IngestOptions, Limits};
 use super::manager::JobSpec;
+use super::parse::protobuf::ProtoOptions;
 use super::parse::{ACCEPT_HEADER, Format};
 use super::scrape_loop::Fetch;
 use super::target::JobDefaults;
@@ -85,7 +86,29 @@ fn format_of(p: ScrapeProtocol) -> Format {
         ScrapeProtocol::OpenMetricsText0_0_1 | ScrapeProtocol::OpenMetricsText1_0_0 => {
             Format::OpenMetrics
         }
-        _ => Format::PrometheusText,
+        ScrapeProtocol::PrometheusProto => Format::Protobuf,
+        ScrapeProtocol::PrometheusText0_0_4 | ScrapeProtocol::PrometheusText1_0_0 => {
+            Format::PrometheusText
+        }
+    }
+}
+
+/// The finest schema whose buckets grow by at least `factor`, as Prometheus picks it for
+/// `native_histogram_min_bucket_factor`; `None` (no reduction) for a factor up to 1 or one
+/// that schema 8 already meets.
+pub fn max_schema_for(factor: f64) -> Option<i32> {
+    use crate::model::histogram::{MAX_SCHEMA, MIN_SCHEMA};
+    if factor.is_nan() || factor <= 1.0 {
+        return None;
+    }
+    // Schema s grows by 2^(2^-s) per bucket: the largest s with 2^(2^-s) >= factor.
+    let s = (-factor.log2().log2()).floor();
+    if s >= f64::from(MAX_SCHEMA) {
+        None
+    } else if s <= f64::from(MIN_SCHEMA) {
+        Some(MIN_SCHEMA)
+    } else {
+        Some(s as i32)
     }
 }
 
@@ -167,8 +190,15 @@ pub fn build(
             label_limit: sc.label_limit as usize,
             label_name_length_limit: sc.label_name_length_limit as usize,
             label_value_length_limit: sc.label_value_length_limit as usize,
+            bucket_limit: usize::try_from(sc.native_histogram_bucket_limit).unwrap_or(usize::MAX),
         },
         metric_relabel: rules(&sc.job_name, &sc.metric_relabel_configs)?,
+        histograms: ProtoOptions {
+            native_histograms: sc.scrape_native_histograms.unwrap_or(false),
+            keep_classic: sc.always_scrape_classic_histograms.unwrap_or(false),
+            convert_nhcb: sc.convert_classic_histograms_to_nhcb.unwrap_or(false),
+        },
+        max_schema: max_schema_for(sc.native_histogram_min_bucket_factor),
     };
     let groups = sc
         .static_configs
@@ -213,6 +243,40 @@ mod tests {
             ScrapeProtocol::PrometheusText0_0_4,
         ];
         assert_eq!(accept_header(&default_list), ACCEPT_HEADER);
+    }
+
+    #[test]
+    fn native_histograms_ask_for_protobuf_first_with_prometheus_weights() {
+        let cfg = crate::config::Config::parse(
+            "scrape_configs: [{job_name: j, scrape_native_histograms: true}]\n",
+            "t",
+        )
+        .unwrap();
+        let sc = &cfg.scrape_configs[0];
+        assert_eq!(
+            fetch_settings(sc).accept,
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,\
+             application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.5,\
+             application/openmetrics-text;version=0.0.1;q=0.4,\
+             text/plain;version=1.0.0;escaping=underscores;q=0.3,\
+             text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+        );
+        assert_eq!(format_of(ScrapeProtocol::PrometheusProto), Format::Protobuf);
+    }
+
+    #[test]
+    fn the_min_bucket_factor_picks_prometheus_schema() {
+        // Up to 1, or fine enough for schema 8: no reduction.
+        for f in [0.0, -2.0, 1.0, 1.0027, f64::NAN] {
+            assert_eq!(max_schema_for(f), None, "{f}");
+        }
+        // 2^(2^-s) per bucket: schema 3 grows by 1.0905, schema 2 by 1.1892.
+        assert_eq!(max_schema_for(1.09), Some(3));
+        assert_eq!(max_schema_for(1.1), Some(2));
+        assert_eq!(max_schema_for(2.0), Some(0));
+        assert_eq!(max_schema_for(4.0), Some(-1));
+        assert_eq!(max_schema_for(1e300), Some(-4));
+        assert_eq!(max_schema_for(f64::INFINITY), Some(-4));
     }
 
     #[test]

@@ -21,10 +21,11 @@ pub const DURATION_BOUNDS: &[f64] = &[
 
 /// Why samples that reached the agent were not stored, as metric label values: the failures
 /// that drop a whole body, then storage's verdicts on single samples.
-pub const REJECT_REASONS: [&str; 7] = [
+pub const REJECT_REASONS: [&str; 8] = [
     "parse_error",
     "sample_limit",
     "label_limit",
+    "bucket_limit",
     "out_of_order",
     "duplicate",
     "out_of_bounds",
@@ -99,7 +100,10 @@ impl JobStats {
             Some(f) => {
                 self.failed[failure_index(f)].fetch_add(1, Ordering::Relaxed);
                 match f {
-                    Failure::Parse | Failure::SampleLimit | Failure::LabelLimit => {
+                    Failure::Parse
+                    | Failure::SampleLimit
+                    | Failure::LabelLimit
+                    | Failure::BucketLimit => {
                         self.add(f.as_str(), r.samples_dropped);
                     }
                     Failure::Fetch | Failure::Storage => {}

@@ -305,6 +305,12 @@ impl FloatHistogram {
             .chain(zero)
             .chain(self.positive_bucket_iter().map(clamp))
     }
+
+    /// The buckets of [`FloatHistogram::all_bucket_iter`] in descending order.
+    pub fn all_bucket_iter_desc(&self) -> impl Iterator<Item = Bucket<f64>> + '_ {
+        let all: Vec<Bucket<f64>> = self.all_bucket_iter().collect();
+        all.into_iter().rev()
+    }
 }
 
 impl Histogram {

@@ -828,3 +828,19 @@ fn detect_reset_across_custom_bounds() {
     e.count = 100.0;
     assert!(!e.detect_reset(&sample()));
 }
+
+#[test]
+fn zero_bucket_widening_across_schemas_is_prometheus_faithful() {
+    // b's bucket (0.25, 0.5] straddles a's threshold 0.3: the threshold moves to 0.5 and the
+    // bucket joins the zero count; merged into schema -2 it is part of (1/16, 1], whose upper
+    // bound is past 0.5, so it is added as a bucket too. Prometheus does the same.
+    let mut a = FloatHistogram {
+        schema: -2,
+        zero_threshold: 0.3,
+        ..Default::default()
+    };
+    let b = fh(0, &[(-1, 1)], &[1.0]);
+    a.add(&b).unwrap();
+    assert_eq!((a.zero_threshold, a.zero_count, a.count), (0.5, 1.0, 1.0));
+    assert_eq!(pos(&a), vec![(0, 1.0)]);
+}

@@ -22,6 +22,8 @@ mod convert;
 #[cfg(test)]
 mod math_tests;
 mod ops;
+#[cfg(test)]
+mod prop_tests;
 mod validate;
 
 pub use bounds::{Bucket, bucket_bound, exponential_bound, fraction_table};

@@ -232,6 +232,7 @@ pub(super) fn fold(
         .map(|(ord, acc)| {
             let drop_name = acc.drop_name;
             Sample {
+                h: None,
                 metric: output_metric(keys, outputs, ord),
                 t,
                 f: acc.finish(op),

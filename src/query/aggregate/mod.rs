@@ -31,6 +31,7 @@ pub(crate) use self::topk::RangeSelect;
 
 use self::fold::Fold;
 use self::key::{KeyIndex, KeyOrdinals, KeySpec, SeriesCache, Slots};
+use super::functions::annotate;
 use super::{Annotations, Metric, QueryError, Sample, Vector};
 use crate::model::is_valid_label_name;
 
@@ -115,6 +116,11 @@ impl<'a> Aggregation<'a> {
         ann: &mut Annotations,
     ) -> Result<Vector, QueryError> {
         let op = self.op;
+        if !matches!(op.id(), T_LIMITK | T_LIMIT_RATIO | T_COUNT_VALUES)
+            && input.iter().any(|s| s.h.is_some())
+        {
+            return self.step_with_histograms(param, input, t, ann);
+        }
         let fold = match Fold::without_param(op) {
             Some(fold) => fold,
             None => match op.id() {
@@ -178,6 +184,127 @@ impl<'a> Aggregation<'a> {
             t,
         ))
     }
+}
+
+impl Aggregation<'_> {
+    /// One step whose input holds native histograms: `sum` and `avg` add up groups of
+    /// histograms (a group mixing floats and histograms gives nothing, with a warning),
+    /// `count` and `group` count them like floats, the operators defined on floats only
+    /// leave them out with an info. Float groups get the float path's answer.
+    fn step_with_histograms(
+        &mut self,
+        param: AggParam,
+        input: Vector,
+        t: i64,
+        ann: &mut Annotations,
+    ) -> Result<Vector, QueryError> {
+        use promql_parser::parser::token::{T_AVG, T_COUNT, T_GROUP, T_SUM};
+        let op = self.op;
+        match op.id() {
+            T_COUNT | T_GROUP => {
+                let input = input.into_iter().map(|s| Sample { h: None, ..s }).collect();
+                self.step(param, input, t, ann)
+            }
+            T_SUM | T_AVG => {
+                let spec = self.modifier.map_or(KeySpec::only([]), KeySpec::of);
+                let mut index: std::collections::HashMap<crate::model::Labels, usize> =
+                    std::collections::HashMap::new();
+                // Per group: its key, its samples' positions, whether it has floats and
+                // histograms.
+                let mut groups: Vec<(crate::model::Labels, Vec<usize>, bool, bool)> = Vec::new();
+                for (i, s) in input.iter().enumerate() {
+                    let key = spec.key_labels(s.metric.as_slice());
+                    let g = *index.entry(key.clone()).or_insert_with(|| {
+                        groups.push((key, Vec::new(), false, false));
+                        groups.len() - 1
+                    });
+                    groups[g].1.push(i);
+                    if s.h.is_some() {
+                        groups[g].3 = true;
+                    } else {
+                        groups[g].2 = true;
+                    }
+                }
+                let mut floats = Vector::new();
+                let mut out = Vector::new();
+                let mut input: Vec<Option<Sample>> = input.into_iter().map(Some).collect();
+                for (key, members, has_float, has_hist) in groups {
+                    if has_float && has_hist {
+                        annotate::mixed_floats_histograms_aggregation(ann);
+                        continue;
+                    }
+                    if has_float {
+                        floats.extend(members.iter().filter_map(|&i| input[i].take()));
+                        continue;
+                    }
+                    let samples: Vec<Sample> =
+                        members.iter().filter_map(|&i| input[i].take()).collect();
+                    if let Some(h) = sum_histograms(&samples, op.id() == T_AVG, ann) {
+                        out.push(Sample {
+                            metric: Arc::new(key),
+                            t,
+                            f: 0.0,
+                            h: Some(Arc::new(h)),
+                            drop_name: samples.iter().any(|s| s.drop_name),
+                        });
+                    }
+                }
+                if !floats.is_empty() {
+                    let mut done = self.step(param, floats, t, ann)?;
+                    done.append(&mut out);
+                    out = done;
+                }
+                Ok(out)
+            }
+            _ => {
+                annotate::histogram_ignored_in_aggregation(ann, &op.to_string());
+                let input = input.into_iter().filter(|s| s.h.is_none()).collect();
+                self.step(param, input, t, ann)
+            }
+        }
+    }
+}
+
+/// The sum (or the mean, with `mean`) of the histograms of `samples`, with Prometheus's
+/// annotations; none when exponential and custom buckets meet.
+fn sum_histograms(
+    samples: &[Sample],
+    mean: bool,
+    ann: &mut Annotations,
+) -> Option<crate::model::histogram::FloatHistogram> {
+    use crate::model::histogram::CounterResetHint;
+    let mut hs = samples.iter().filter_map(|s| s.h.as_deref());
+    let mut sum = hs.next()?.clone();
+    let (mut reset, mut not_reset, mut reconciled) = (false, false, false);
+    for h in hs {
+        match h.counter_reset_hint {
+            CounterResetHint::Reset => reset = true,
+            CounterResetHint::NotReset => not_reset = true,
+            _ => {}
+        }
+        match sum.add(h) {
+            Ok(o) => reconciled |= o.nhcb_bounds_reconciled,
+            Err(_) => {
+                let name = samples
+                    .first()
+                    .and_then(|s| s.metric.metric_name())
+                    .unwrap_or("");
+                annotate::mixed_exponential_custom(ann, name);
+                return None;
+            }
+        }
+    }
+    if reset && not_reset {
+        annotate::counter_reset_collision(ann, annotate::HistOp::Agg);
+    }
+    if reconciled {
+        annotate::mismatched_custom_buckets(ann, annotate::HistOp::Agg);
+    }
+    if mean {
+        sum.div(samples.len() as f64);
+    }
+    sum.compact(0);
+    Some(sum)
 }
 
 fn scalar_param(op: TokenType, param: &AggParam) -> Result<f64, QueryError> {
@@ -290,7 +417,10 @@ impl CountValues {
         };
         let mut counts: Vec<(usize, f64)> = Vec::new();
         for s in &input {
-            let value = gofmt::fmt_f(s.f);
+            let value = match &s.h {
+                Some(h) => histogram_text(h),
+                None => gofmt::fmt_f(s.f),
+            };
             let pairs = with_label(s.metric.as_slice(), label, &value);
             let hash = spec.hash(&pairs, buf);
             let (ord, new) =
@@ -310,6 +440,7 @@ impl CountValues {
         Ok(counts
             .into_iter()
             .map(|(ord, count)| Sample {
+                h: None,
                 metric: Arc::clone(&outputs[ord]),
                 t,
                 f: count,
@@ -317,6 +448,34 @@ impl CountValues {
             })
             .collect())
     }
+}
+
+/// A histogram as Prometheus's `FloatHistogram.String` writes it (what `count_values`
+/// counts histograms by): `{count:…, sum:…, <bucket>:<count>…}`, populated buckets from the
+/// most negative up, each as `(lower,upper]` with brackets for inclusive bounds.
+fn histogram_text(h: &crate::model::histogram::FloatHistogram) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{{count:{}, sum:{}",
+        gofmt::fmt_g(h.count),
+        gofmt::fmt_g(h.sum)
+    );
+    for b in h.all_bucket_iter() {
+        if b.count == 0.0 {
+            continue;
+        }
+        let _ = write!(
+            out,
+            ", {}{},{}{}:{}",
+            if b.lower_inclusive { '[' } else { '(' },
+            gofmt::fmt_g(b.lower),
+            gofmt::fmt_g(b.upper),
+            if b.upper_inclusive { ']' } else { ')' },
+            gofmt::fmt_g(b.count)
+        );
+    }
+    out.push('}');
+    out
 }
 
 /// `pairs` (sorted) with `name` set to `value`, borrowed.

@@ -160,6 +160,7 @@ impl<'a> SeriesFold<'a> {
                     })
                     .collect();
                 Series {
+                    histograms: Vec::new(),
                     metric: g.metric,
                     floats,
                     drop_name,

@@ -42,6 +42,7 @@ pub(crate) fn labels(text: &str) -> Labels {
 /// A sample as a selector would return it: its own (irregular) timestamp, no name dropping.
 pub(crate) fn sample(text: &str, f: f64) -> Sample {
     Sample {
+        h: None,
         metric: Arc::new(labels(text)),
         t: T - 1_234,
         f,
@@ -1396,6 +1397,7 @@ mod across_steps {
                 Arc::clone(&pool[i])
             };
             v.push(Sample {
+                h: None,
                 metric,
                 t: T - 7,
                 f: VALUES[val],

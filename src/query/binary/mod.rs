@@ -25,7 +25,9 @@ use promql_parser::parser::{BinModifier, VectorMatchCardinality};
 
 use super::aggregate::gofmt::labels_string;
 use super::aggregate::key::{AddrHasher, KeyOrdinals, KeySpec, PrehashedMap, Slots};
+use super::functions::{annotate, hist_equals};
 use super::{Annotations, Metric, QueryError, Sample, Vector};
+use crate::model::histogram::{CounterResetHint, FloatHistogram};
 use crate::model::{Labels, METRIC_NAME};
 
 /// What an operator does with its operands.
@@ -102,7 +104,7 @@ pub(crate) fn vector_scalar(
     s: f64,
     scalar_is_lhs: bool,
     return_bool: bool,
-    _ann: &mut Annotations,
+    ann: &mut Annotations,
 ) -> Result<Vector, QueryError> {
     let kind = kind(op)?;
     if kind == Kind::Set {
@@ -117,6 +119,28 @@ pub(crate) fn vector_scalar(
     };
     let mut v = v;
     v.retain_mut(|smp| {
+        if let Some(h) = smp.h.take() {
+            let (l, r) = if scalar_is_lhs {
+                ((s, None), (0.0, Some(&h)))
+            } else {
+                ((0.0, Some(&h)), (s, None))
+            };
+            let Some((f, out, keep)) = with_histograms(op, l, r, ann) else {
+                return false;
+            };
+            if return_bool {
+                smp.f = btos(keep);
+                smp.drop_name = true;
+                return true;
+            }
+            if !keep {
+                return false;
+            }
+            smp.f = f;
+            smp.h = out;
+            smp.drop_name |= vop.marks_drop_name();
+            return true;
+        }
         let (l, r) = if scalar_is_lhs {
             (s, smp.f)
         } else {
@@ -132,6 +156,83 @@ pub(crate) fn vector_scalar(
         }
     });
     Ok(v)
+}
+
+/// `l op r` where at least one side is a histogram, as Prometheus defines it: histograms add
+/// and subtract (the difference a gauge), scale by a float (`*` either way round, `/` by the
+/// float), and compare with `==`/`!=` (the left one kept); everything else is refused with
+/// an info and gives nothing, not even with `bool`. Returns the float, the histogram and
+/// whether to keep it (for `bool`, whether the comparison holds); `None` when refused.
+pub(crate) fn with_histograms(
+    op: TokenType,
+    l: (f64, Option<&Arc<FloatHistogram>>),
+    r: (f64, Option<&Arc<FloatHistogram>>),
+    ann: &mut Annotations,
+) -> Option<(f64, Option<Arc<FloatHistogram>>, bool)> {
+    let name = op.to_string();
+    let refuse = |ann: &mut Annotations, lt: &str, rt: &str| {
+        annotate::incompatible_types_in_binop(ann, &name, lt, rt);
+        None
+    };
+    Some(match (l.1, r.1) {
+        (None, None) => return None,
+        (None, Some(h)) => match op.id() {
+            T_MUL => {
+                let mut out = (**h).clone();
+                out.mul(l.0).compact(0);
+                (0.0, Some(Arc::new(out)), true)
+            }
+            _ => return refuse(ann, "float", "histogram"),
+        },
+        (Some(h), None) => match op.id() {
+            T_MUL | T_DIV => {
+                let mut out = (**h).clone();
+                if op.id() == T_MUL {
+                    out.mul(r.0);
+                } else {
+                    out.div(r.0);
+                }
+                out.compact(0);
+                (0.0, Some(Arc::new(out)), true)
+            }
+            _ => return refuse(ann, "histogram", "float"),
+        },
+        (Some(a), Some(b)) => match op.id() {
+            T_ADD | T_SUB => {
+                let mut out = (**a).clone();
+                let (done, what) = if op.id() == T_ADD {
+                    (out.add(b), annotate::HistOp::Add)
+                } else {
+                    (out.sub(b), annotate::HistOp::Sub)
+                };
+                match done {
+                    Ok(o) => {
+                        if o.counter_reset_collision {
+                            annotate::counter_reset_collision(ann, what);
+                        }
+                        if o.nhcb_bounds_reconciled {
+                            annotate::mismatched_custom_buckets(ann, what);
+                        }
+                    }
+                    Err(_) => {
+                        ann.warn(format!(
+                            "PromQL warning: incompatible bucket layout encountered for binary \
+                             operator {name}"
+                        ));
+                        return None;
+                    }
+                }
+                if op.id() == T_SUB {
+                    out.counter_reset_hint = CounterResetHint::Gauge;
+                }
+                out.compact(0);
+                (0.0, Some(Arc::new(out)), true)
+            }
+            T_EQLC => (0.0, Some(a.clone()), hist_equals(a, b)),
+            T_NEQ => (0.0, Some(a.clone()), !hist_equals(a, b)),
+            _ => return refuse(ann, "histogram", "histogram"),
+        },
+    })
 }
 
 /// An arithmetic operator or comparison applied to one pair of values: what [`vector_scalar`]
@@ -206,6 +307,9 @@ type ResultCache = HashMap<(usize, usize), (Metric, u64), BuildHasherDefault<Add
 /// are hashed or built, and results keep the same `Arc`s from step to step.
 pub(crate) struct VectorBinop<'a> {
     op: TokenId,
+    token: TokenType,
+    /// Annotations of histogram operands met during a step, handed over at its end.
+    notes: Annotations,
     kind: Kind,
     /// Match-group ordinals of the series of both sides.
     keys: KeyOrdinals<'a>,
@@ -267,6 +371,8 @@ impl<'a> VectorBinop<'a> {
         };
         Ok(VectorBinop {
             op: op.id(),
+            token: op,
+            notes: Annotations::default(),
             kind,
             keys: KeyOrdinals::new(spec, remember),
             many,
@@ -322,7 +428,7 @@ impl<'a> VectorBinop<'a> {
         lhs: Vector,
         rhs: Vector,
         t: i64,
-        _ann: &mut Annotations,
+        ann: &mut Annotations,
     ) -> Result<Vector, QueryError> {
         let n = lhs.len() + rhs.len();
         if self.keys.begin_step(n) || self.results.len() > 2 * n + 4096 {
@@ -336,6 +442,9 @@ impl<'a> VectorBinop<'a> {
         };
         for s in &mut out {
             s.t = t;
+        }
+        if self.notes != Annotations::default() {
+            ann.merge(std::mem::take(&mut self.notes));
         }
         Ok(out)
     }
@@ -484,6 +593,7 @@ impl<'a> VectorBinop<'a> {
         let metric = self.fill_metrics[ord]
             .get_or_insert_with(|| Arc::new(spec.key_labels(s.metric.as_slice())));
         Sample {
+            h: None,
             metric: Arc::clone(metric),
             t,
             f: fill,
@@ -515,17 +625,30 @@ impl<'a> VectorBinop<'a> {
         seen: &mut PrehashedMap<u64, (usize, Metric)>,
         t: i64,
     ) -> Result<Option<Sample>, QueryError> {
-        let (fl, fr) = if self.swapped {
-            (rs.f, ls.f)
+        let (l, r) = if self.swapped { (rs, ls) } else { (ls, rs) };
+        let (fl, fr) = (l.f, r.f);
+        let mut hist = None;
+        let (mut value, keep) = if l.h.is_some() || r.h.is_some() {
+            let Some((f, h, keep)) = with_histograms(
+                self.token,
+                (fl, l.h.as_ref()),
+                (fr, r.h.as_ref()),
+                &mut self.notes,
+            ) else {
+                // Refused: no result, and not counted as a match.
+                return Ok(None);
+            };
+            hist = h;
+            (f, keep)
         } else {
-            (ls.f, rs.f)
-        };
-        let (mut value, keep) = match self.kind {
-            Kind::Arith => (arith(self.op, fl, fr), true),
-            _ => (fl, compare(self.op, fl, fr)),
+            match self.kind {
+                Kind::Arith => (arith(self.op, fl, fr), true),
+                _ => (fl, compare(self.op, fl, fr)),
+            }
         };
         if self.return_bool {
             value = btos(keep);
+            hist = None;
         }
         let (metric, hash) = self.result_metric(ls, rs);
         if self.many {
@@ -555,6 +678,7 @@ impl<'a> VectorBinop<'a> {
             return Ok(None);
         }
         Ok(Some(Sample {
+            h: hist,
             metric,
             t,
             f: value,

@@ -1591,6 +1591,7 @@ mod across_steps {
                 Arc::clone(&pool[i])
             };
             v.push(Sample {
+                h: None,
                 metric,
                 t: T - 3,
                 f: VALUES[val],

@@ -222,6 +222,7 @@ impl Outputs {
         }
         self.built.push(Built {
             series: Series {
+                histograms: Vec::new(),
                 metric,
                 floats,
                 drop_name,

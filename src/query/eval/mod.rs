@@ -37,7 +37,8 @@ use promql_parser::parser::{
 use super::aggregate::{AggParam, Aggregation, RangeSelect, SeriesFold, aggregate};
 use super::binary::{VectorBinop, scalar_scalar, vector_scalar, vector_vector};
 use super::functions::{Arg, eval_instant};
-use super::{Annotations, FPoint, Matrix, QueryError, Sample, Series, Value, Vector};
+use super::{Annotations, FPoint, HPoint, Matrix, QueryError, Sample, Series, Value, Vector};
+use crate::model::histogram::FloatHistogram;
 use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher};
 use crate::storage::{Querier, Selected};
 pub(crate) use par::Parallel;
@@ -357,8 +358,13 @@ impl Evaluator<'_> {
                     let vec: Vector = mat
                         .into_iter()
                         .filter_map(|s| {
-                            let f = s.floats.first()?.f;
+                            let (f, h) = match (s.floats.first(), s.histograms.first()) {
+                                (Some(p), _) => (p.f, None),
+                                (None, Some(h)) => (0.0, Some(h.h.clone())),
+                                (None, None) => return None,
+                            };
                             Some(Sample {
+                                h,
                                 metric: s.metric,
                                 t: t.start,
                                 f,
@@ -381,7 +387,7 @@ impl Evaluator<'_> {
         } else {
             mat
         };
-        mat.retain(|s| !s.floats.is_empty());
+        mat.retain(|s| !s.is_empty());
         mat.sort_by(|a, b| a.metric.cmp(&b.metric));
         Ok(Value::Matrix(mat))
     }
@@ -487,6 +493,18 @@ impl Evaluator<'_> {
         };
         let steps = r.steps();
         for s in &mut m {
+            if let Some(first) = s.histograms.first().cloned() {
+                self.hold(steps - 1)?;
+                s.histograms.reserve(steps - 1);
+                for i in 1..steps {
+                    self.check_every(i)?;
+                    s.histograms.push(HPoint {
+                        t: r.ts(i),
+                        h: first.h.clone(),
+                    });
+                }
+                continue;
+            }
             let Some(first) = s.floats.first().copied() else {
                 continue;
             };
@@ -535,6 +553,7 @@ impl Evaluator<'_> {
             });
         }
         Ok(vec![Series {
+            histograms: Vec::new(),
             metric: Arc::new(Labels::empty()),
             floats,
             drop_name: false,
@@ -546,6 +565,11 @@ impl Evaluator<'_> {
         for s in &mut m {
             for p in &mut s.floats {
                 p.f = -p.f;
+            }
+            for p in &mut s.histograms {
+                let mut h = (*p.h).clone();
+                h.mul(-1.0);
+                p.h = Arc::new(h);
             }
             s.drop_name = true;
         }
@@ -622,6 +646,20 @@ impl Evaluator<'_> {
                 }
             };
             self.check()?;
+            if !s.histograms.is_empty() {
+                let (floats, histograms) =
+                    self.mixed_selection(&s.samples, &s.histograms, r, at, offset, stamps)?;
+                if floats.is_empty() && histograms.is_empty() {
+                    return Ok(());
+                }
+                self.hold(floats.len() + histograms.len())?;
+                return emit(range::Emit::Series(Series {
+                    metric: Arc::new(s.labels),
+                    floats,
+                    histograms,
+                    drop_name: false,
+                }));
+            }
             let pick = |x: &crate::model::Sample| {
                 if stamps { x.t as f64 } else { x.v }
             };
@@ -671,11 +709,103 @@ impl Evaluator<'_> {
             }
             self.hold(floats.len())?;
             emit(range::Emit::Series(Series {
+                histograms: Vec::new(),
                 metric: Arc::new(s.labels),
                 floats,
                 drop_name: false,
             }))
         })
+    }
+
+    /// The steps of an instant selector over a series holding histograms (and maybe floats):
+    /// at each step the newest sample of either kind in the lookback window, unless it is a
+    /// staleness marker of its kind. With `stamps`, every point is a float holding the
+    /// sample's timestamp. The float-only case has its own loop in
+    /// [`Evaluator::vector_selector_each`].
+    fn mixed_selection(
+        &self,
+        samples: &[crate::model::Sample],
+        histograms: &[crate::model::HistogramSample],
+        r: Range,
+        at: Option<i64>,
+        offset: i64,
+        stamps: bool,
+    ) -> Result<(Vec<FPoint>, Vec<HPoint>), QueryError> {
+        let lookback = self.settings.lookback;
+        let budget = self.budget();
+        let mut floats = Vec::new();
+        let mut hpoints: Vec<HPoint> = Vec::new();
+        // Each stored histogram converted once, however many steps repeat it.
+        let mut converted: Vec<Option<Arc<FloatHistogram>>> = vec![None; histograms.len()];
+        let first = samples
+            .first()
+            .map_or(i64::MAX, |x| x.t)
+            .min(histograms[0].t);
+        let last = samples
+            .last()
+            .map_or(i64::MIN, |x| x.t)
+            .max(histograms[histograms.len() - 1].t);
+        let span = match at {
+            Some(_) => 0..r.steps(),
+            None => step_span(
+                r,
+                first.saturating_add(offset),
+                last.saturating_add(offset).saturating_add(lookback),
+            ),
+        };
+        let (mut j, mut k) = (0usize, 0usize);
+        for i in span {
+            self.check_every(i)?;
+            let ts = r.ts(i);
+            let rt = at.unwrap_or(ts).saturating_sub(offset);
+            if at.is_some() {
+                j = samples.partition_point(|x| x.t <= rt);
+                k = histograms.partition_point(|x| x.t <= rt);
+            } else {
+                while j < samples.len() && samples[j].t <= rt {
+                    j += 1;
+                }
+                while k < histograms.len() && histograms[k].t <= rt {
+                    k += 1;
+                }
+            }
+            let f = j.checked_sub(1).map(|j| &samples[j]);
+            let h = k.checked_sub(1).map(|k| (k, &histograms[k]));
+            let newest_is_hist = match (f, h) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(f), Some((_, h))) => h.t > f.t,
+            };
+            if floats.len() + hpoints.len() >= budget {
+                return Err(QueryError::TooManySamples("query execution"));
+            }
+            if newest_is_hist {
+                let Some((k, h)) = h else { continue };
+                if h.t <= rt.saturating_sub(lookback) || h.h.is_stale_marker() {
+                    continue;
+                }
+                if stamps {
+                    floats.push(FPoint {
+                        t: ts,
+                        f: h.t as f64,
+                    });
+                } else {
+                    let fh = converted[k]
+                        .get_or_insert_with(|| Arc::new(h.h.to_float()))
+                        .clone();
+                    hpoints.push(HPoint { t: ts, h: fh });
+                }
+            } else if let Some(x) = f
+                && x.t > rt.saturating_sub(lookback)
+                && !crate::model::is_stale_nan(x.v)
+            {
+                floats.push(FPoint {
+                    t: ts,
+                    f: if stamps { x.t as f64 } else { x.v },
+                });
+            }
+        }
+        Ok((floats, hpoints))
     }
 
     fn call(&mut self, c: &Call, r: Range) -> Result<Matrix, QueryError> {
@@ -722,6 +852,7 @@ impl Evaluator<'_> {
                     Vec::new()
                 } else {
                     vec![Sample {
+                        h: None,
                         metric: labels.clone(),
                         t: ts,
                         f: 1.0,
@@ -791,6 +922,7 @@ impl Evaluator<'_> {
             match eval_instant(name, call_args, ts, ann)? {
                 Value::Vector(v) => Ok(v),
                 Value::Scalar(p) => Ok(vec![Sample {
+                    h: None,
                     metric: Arc::new(Labels::empty()),
                     t: ts,
                     f: p.f,
@@ -882,11 +1014,17 @@ impl Evaluator<'_> {
                     return Ok(None);
                 };
                 self.check()?;
-                let before = self.samples;
+                let (before, ann_before) = (self.samples, self.ann.clone());
+                let mut histograms = false;
                 self.vector_selector_each(vs, r, false, &mut |e| {
-                    fold_into(&mut fold, r, e);
+                    histograms |= fold_into(&mut fold, r, e);
                     Ok(())
                 })?;
+                if histograms {
+                    // Histograms are aggregated step by step: start again that way.
+                    (self.samples, self.ann) = (before, ann_before);
+                    return Ok(None);
+                }
                 return self.finish_fold(fold, r, before).map(Some);
             }
             _ => return Ok(None),
@@ -905,11 +1043,16 @@ impl Evaluator<'_> {
             return Ok(None);
         };
         self.check()?;
-        let before = self.samples;
+        let (before, ann_before) = (self.samples, self.ann.clone());
+        let mut histograms = false;
         let absent = self.range_function_each(c, &args, mi, r, &mut |e| {
-            fold_into(&mut fold, r, e);
+            histograms |= fold_into(&mut fold, r, e);
             Ok(())
         })?;
+        if histograms {
+            (self.samples, self.ann) = (before, ann_before);
+            return Ok(None);
+        }
         if absent.is_some() {
             return Err(QueryError::Execution(
                 "absent_over_time cannot be folded series by series".into(),
@@ -1019,9 +1162,12 @@ impl Evaluator<'_> {
     }
 }
 
-/// Folds one streamed series into `fold`, or empties it when the input starts again.
-fn fold_into(fold: &mut SeriesFold<'_>, r: Range, e: range::Emit) {
+/// Folds one streamed series into `fold`, or empties it when the input starts again. True
+/// when the series holds histograms, which folds do not take: the caller aggregates step by
+/// step instead.
+fn fold_into(fold: &mut SeriesFold<'_>, r: Range, e: range::Emit) -> bool {
     match e {
+        range::Emit::Series(s) if !s.histograms.is_empty() => return true,
         range::Emit::Series(s) => fold.add(
             &s.metric,
             s.drop_name,
@@ -1031,6 +1177,7 @@ fn fold_into(fold: &mut SeriesFold<'_>, r: Range, e: range::Emit) {
         ),
         range::Emit::Restart => fold.clear(),
     }
+    false
 }
 
 /// Hands `f` the series the matcher sets `groups` of a selector select with samples in

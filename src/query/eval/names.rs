@@ -112,6 +112,7 @@ pub(super) fn merge_same_labels(m: Matrix) -> Result<Matrix, QueryError> {
         match index.get(&s.metric) {
             Some(&i) => {
                 out[i].floats.extend(s.floats);
+                out[i].histograms.extend(s.histograms);
                 merged[i] = true;
             }
             None => {
@@ -123,7 +124,14 @@ pub(super) fn merge_same_labels(m: Matrix) -> Result<Matrix, QueryError> {
     }
     for (s, _) in out.iter_mut().zip(&merged).filter(|(_, m)| **m) {
         s.floats.sort_by_key(|p| p.t);
-        if s.floats.windows(2).any(|w| w[0].t == w[1].t) {
+        s.histograms.sort_by_key(|p| p.t);
+        let clash = s.floats.windows(2).any(|w| w[0].t == w[1].t)
+            || s.histograms.windows(2).any(|w| w[0].t == w[1].t)
+            || (!s.histograms.is_empty()
+                && s.floats
+                    .iter()
+                    .any(|p| s.histograms.binary_search_by_key(&p.t, |h| h.t).is_ok()));
+        if clash {
             return Err(QueryError::Execution(SAME_LABELSET.into()));
         }
     }

@@ -14,10 +14,10 @@ use super::{
 };
 use crate::model::{HistogramSample, Labels, Matcher, Sample, is_stale_nan};
 use crate::query::functions::{
-    RangeFn, Span, Window, eval_range, extrapolated_rate, has_decrease, range_function,
-    series_annotations, validate_range_args,
+    RangeFn, RangeOut, Span, Window, eval_range, eval_range_mixed, extrapolated_rate, has_decrease,
+    range_function, series_annotations, validate_range_args,
 };
-use crate::query::{Annotations, FPoint, Matrix, Metric, QueryError, Series};
+use crate::query::{Annotations, FPoint, HPoint, Matrix, Metric, QueryError, Series};
 use crate::storage::{Plan, Querier, ReadScratch, Selected, Unread};
 
 /// Where a range vector's points come from.
@@ -37,7 +37,7 @@ enum Points<'q> {
 /// One input series of a range vector as it is walked, or the news that the series walked so
 /// far are to be forgotten (a corrupt block was found and left out: the walk starts again).
 enum Item<'p> {
-    Series(Metric, &'p [FPoint], bool),
+    Series(Metric, &'p [FPoint], &'p [HPoint], bool),
     Restart,
 }
 
@@ -79,18 +79,26 @@ impl RangeArg<'_> {
                 maxt,
             } => {
                 let mut buf: Vec<FPoint> = Vec::new();
+                let mut hbuf: Vec<HPoint> = Vec::new();
                 stream(querier, &groups, mint, maxt, &mut |sel| match sel {
                     Selected::Series(s) => {
                         live_points(&s.samples, &mut buf);
                         drop(s.samples);
-                        f(Item::Series(Arc::new(s.labels), &buf, false))
+                        live_histograms(&s.histograms, &mut hbuf);
+                        drop(s.histograms);
+                        f(Item::Series(Arc::new(s.labels), &buf, &hbuf, false))
                     }
                     Selected::Restart => f(Item::Restart),
                 })?;
             }
             Points::Computed(m) => {
                 for s in m {
-                    f(Item::Series(s.metric, &s.floats, s.drop_name))?;
+                    f(Item::Series(
+                        s.metric,
+                        &s.floats,
+                        &s.histograms,
+                        s.drop_name,
+                    ))?;
                 }
             }
         }
@@ -107,6 +115,21 @@ fn live_points(samples: &[Sample], buf: &mut Vec<FPoint>) {
             .iter()
             .filter(|x| !is_stale_nan(x.v))
             .map(|x| FPoint { t: x.t, f: x.v }),
+    );
+}
+
+/// `histograms` without their staleness markers, as float histograms, into `buf` (emptied
+/// first).
+fn live_histograms(histograms: &[HistogramSample], buf: &mut Vec<HPoint>) {
+    buf.clear();
+    buf.extend(
+        histograms
+            .iter()
+            .filter(|x| !x.h.is_stale_marker())
+            .map(|x| HPoint {
+                t: x.t,
+                h: Arc::new(x.h.to_float()),
+            }),
     );
 }
 
@@ -137,6 +160,7 @@ struct Windowed {
     metric: Option<Metric>,
     drop_name: bool,
     floats: Vec<FPoint>,
+    histograms: Vec<HPoint>,
     /// The most points a window read: each was checked against the sample limit as it was
     /// read, on top of the samples held.
     widest: usize,
@@ -154,6 +178,7 @@ impl Windows<'_> {
         labels: InputLabels<'_>,
         input_drop: bool,
         points: &[FPoint],
+        hpoints: &[HPoint],
         work: &mut usize,
     ) -> Windowed {
         let (r, f) = (self.r, self.f);
@@ -161,10 +186,15 @@ impl Windows<'_> {
             metric: None,
             drop_name: !self.keeps_name || input_drop,
             floats: Vec::new(),
+            histograms: Vec::new(),
             widest: 0,
             ann: Annotations::default(),
             error: None,
         };
+        if !hpoints.is_empty() {
+            self.mixed(labels, points, hpoints, work, &mut out);
+            return out;
+        }
         let (Some(a), Some(b)) = (points.first(), points.last()) else {
             return out;
         };
@@ -203,20 +233,113 @@ impl Windows<'_> {
             }),
         }
         if !out.floats.is_empty() {
-            let named = match &labels {
-                InputLabels::Owned(m) => m.as_ref(),
-                InputLabels::Borrowed(l) => l,
-            };
-            series_annotations(f, named, &mut out.ann);
-            out.metric = Some(match labels {
-                _ if out.drop_name && !self.delayed && named.metric_name().is_some() => {
-                    names::without_name_of(named)
-                }
-                InputLabels::Owned(m) => m,
-                InputLabels::Borrowed(l) => Arc::new(l.clone()),
-            });
+            self.name_output(labels, &mut out);
         }
         out
+    }
+
+    /// Sets the output's label set and raises the per-series annotations, once a series
+    /// has output.
+    fn name_output(&self, labels: InputLabels<'_>, out: &mut Windowed) {
+        let named = match &labels {
+            InputLabels::Owned(m) => m.as_ref(),
+            InputLabels::Borrowed(l) => l,
+        };
+        series_annotations(self.f, named, &mut out.ann);
+        out.metric = Some(match labels {
+            _ if out.drop_name && !self.delayed && named.metric_name().is_some() => {
+                names::without_name_of(named)
+            }
+            InputLabels::Owned(m) => m,
+            InputLabels::Borrowed(l) => Arc::new(l.clone()),
+        });
+    }
+
+    /// The windows of a series holding histograms (and maybe floats): each window's floats
+    /// and histograms handed to [`eval_range_mixed`], the general path the float-only walk
+    /// above leaves alone.
+    fn mixed(
+        &self,
+        labels: InputLabels<'_>,
+        points: &[FPoint],
+        hpoints: &[HPoint],
+        work: &mut usize,
+        out: &mut Windowed,
+    ) {
+        let r = self.r;
+        let first = points.first().map_or(i64::MAX, |p| p.t).min(hpoints[0].t);
+        let last = points
+            .last()
+            .map_or(i64::MIN, |p| p.t)
+            .max(hpoints[hpoints.len() - 1].t);
+        let span = match self.at {
+            Some(_) => 0..r.steps(),
+            None => step_span(
+                r,
+                first.saturating_add(self.offset),
+                last.saturating_add(self.offset).saturating_add(self.range),
+            ),
+        };
+        let named = match &labels {
+            InputLabels::Owned(m) => m.as_ref(),
+            InputLabels::Borrowed(l) => l,
+        };
+        let name = named.metric_name().unwrap_or("").to_string();
+        let mut argv: Vec<f64> = Vec::with_capacity(self.scalars.len());
+        let (mut lo, mut hi, mut hlo, mut hhi) = (0usize, 0usize, 0usize, 0usize);
+        for i in span {
+            let end = self.at.unwrap_or(r.ts(i)).saturating_sub(self.offset);
+            let start = end.saturating_sub(self.range);
+            while hi < points.len() && points[hi].t <= end {
+                hi += 1;
+            }
+            while lo < hi && points[lo].t <= start {
+                lo += 1;
+            }
+            while hhi < hpoints.len() && hpoints[hhi].t <= end {
+                hhi += 1;
+            }
+            while hlo < hhi && hpoints[hlo].t <= start {
+                hlo += 1;
+            }
+            let n = (hi - lo) + (hhi - hlo);
+            if let Err(e) = self.deadline.check_work(work, 1 + n) {
+                out.error = Some(e);
+                break;
+            }
+            if n == 0 {
+                continue;
+            }
+            out.widest = out.widest.max(n);
+            argv.clear();
+            argv.extend(
+                self.scalars
+                    .iter()
+                    .map(|s| s.get(i).copied().unwrap_or(f64::NAN)),
+            );
+            if let Err(e) = validate_range_args(self.f, &argv) {
+                out.error = Some(e);
+                break;
+            }
+            let w = Window {
+                points: &points[lo..hi],
+                start,
+                end,
+                eval_t: r.ts(i),
+            };
+            let t = r.ts(i);
+            match eval_range_mixed(self.f, &w, &hpoints[hlo..hhi], &argv, &name, &mut out.ann) {
+                Some(RangeOut::Float(v)) => out.floats.push(FPoint { t, f: v }),
+                Some(RangeOut::Hist(h)) => out.histograms.push(HPoint { t, h }),
+                None => {}
+            }
+            if out.floats.len() + out.histograms.len() > self.most {
+                break;
+            }
+        }
+        if !out.floats.is_empty() || !out.histograms.is_empty() {
+            self.name_output(labels, out);
+        }
     }
 
     /// The windows of `points` at the steps `span`, each point's value `value(window, scalar
@@ -313,6 +436,7 @@ struct Scratch {
     samples: Vec<Sample>,
     histograms: Vec<HistogramSample>,
     points: Vec<FPoint>,
+    hpoints: Vec<HPoint>,
     work: usize,
 }
 
@@ -395,7 +519,20 @@ impl<'a> Evaluator<'a> {
             Expr::Subquery(sq) => {
                 let inner = self.subquery_range(sq, r)?;
                 let before = self.samples;
-                let m = self.eval_matrix(&sq.expr, inner)?;
+                let mut m = self.eval_matrix(&sq.expr, inner)?;
+                // A subquery may skip the sample that carries a reset hint, or repeat it:
+                // its histograms' reset and not-reset hints are forgotten, as Prometheus
+                // does, so resets are detected from the counts.
+                for s in &mut m {
+                    for p in &mut s.histograms {
+                        use crate::model::histogram::CounterResetHint as Hint;
+                        if matches!(p.h.counter_reset_hint, Hint::Reset | Hint::NotReset) {
+                            let mut h = (*p.h).clone();
+                            h.counter_reset_hint = Hint::Unknown;
+                            p.h = Arc::new(h);
+                        }
+                    }
+                }
                 Ok(RangeArg {
                     points: Points::Computed(m),
                     range: duration_ms(sq.range),
@@ -423,8 +560,8 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         let mut held = 0usize;
         arg.for_each_series(|item| {
-            let (metric, points, drop_name) = match item {
-                Item::Series(m, p, d) => (m, p, d),
+            let (metric, points, hpoints, drop_name) = match item {
+                Item::Series(m, p, hp, d) => (m, p, hp, d),
                 Item::Restart => {
                     out.clear();
                     held = 0;
@@ -434,10 +571,13 @@ impl<'a> Evaluator<'a> {
             self.check()?;
             let lo = points.partition_point(|p| p.t <= start);
             let hi = points.partition_point(|p| p.t <= end);
-            if lo < hi {
-                held += hi - lo;
+            let hlo = hpoints.partition_point(|p| p.t <= start);
+            let hhi = hpoints.partition_point(|p| p.t <= end);
+            if lo < hi || hlo < hhi {
+                held += (hi - lo) + (hhi - hlo);
                 self.within_limit(held)?;
                 out.push(Series {
+                    histograms: hpoints[hlo..hhi].to_vec(),
                     metric,
                     floats: points[lo..hi].to_vec(),
                     drop_name,
@@ -564,30 +704,40 @@ impl<'a> Evaluator<'a> {
                     points @ Points::Computed(_) => {
                         let arg = RangeArg { points, ..arg };
                         arg.for_each_series(|item| {
-                            let w =
-                                match item {
-                                    Item::Series(m, p, d) => {
-                                        cx.most = self.budget();
-                                        Walked::Series((!p.is_empty()).then(|| {
-                                            cx.series(InputLabels::Owned(m), d, p, &mut work)
-                                        }))
-                                    }
-                                    Item::Restart => Walked::Restart,
-                                };
+                            let w = match item {
+                                Item::Series(m, p, hp, d) => {
+                                    cx.most = self.budget();
+                                    Walked::Series((!p.is_empty() || !hp.is_empty()).then(|| {
+                                        cx.series(InputLabels::Owned(m), d, p, hp, &mut work)
+                                    }))
+                                }
+                                Item::Restart => Walked::Restart,
+                            };
                             walked(self, w)
                         })?;
                     }
                 }
             }
             Kind::Absent => arg.for_each_series(|item| {
-                let points = match item {
-                    Item::Series(_, p, _) => p,
+                let (points, hpoints) = match item {
+                    Item::Series(_, p, hp, _) => (p, hp),
                     Item::Restart => {
                         present.fill(false);
                         return walked(self, Walked::Restart);
                     }
                 };
                 self.check()?;
+                // Only the times matter here.
+                let merged: Vec<FPoint>;
+                let points = if hpoints.is_empty() {
+                    points
+                } else {
+                    let mut all: Vec<FPoint> = points.to_vec();
+                    all.extend(hpoints.iter().map(|h| FPoint { t: h.t, f: 0.0 }));
+                    all.sort_by_key(|p| p.t);
+                    merged = all;
+                    &merged
+                };
                 let (Some(a), Some(b)) = (points.first(), points.last()) else {
                     return Ok(());
                 };
@@ -634,6 +784,7 @@ impl<'a> Evaluator<'a> {
                 _ => Labels::empty(),
             };
             return Ok(Some(vec![Series {
+                histograms: Vec::new(),
                 metric: Arc::new(labels),
                 floats,
                 drop_name: true,
@@ -653,21 +804,23 @@ impl<'a> Evaluator<'a> {
         if w.widest > 0 {
             self.within_limit(w.widest)?;
         }
-        if w.floats.len() > self.budget() {
+        let n = w.floats.len() + w.histograms.len();
+        if n > self.budget() {
             return Err(QueryError::TooManySamples("query execution"));
         }
         if let Some(e) = w.error {
             return Err(e);
         }
         self.ann.merge(w.ann);
-        if w.floats.is_empty() {
+        if n == 0 {
             return Ok(None);
         }
-        self.hold(w.floats.len())?;
+        self.hold(n)?;
         let Some(metric) = w.metric else {
             return Ok(None);
         };
         Ok(Some(Series {
+            histograms: w.histograms,
             metric,
             floats: w.floats,
             drop_name: w.drop_name,
@@ -717,14 +870,15 @@ impl<'a> Evaluator<'a> {
                             unread = Some(u);
                             break;
                         }
-                        if s.samples.is_empty() {
+                        if s.samples.is_empty() && s.histograms.is_empty() {
                             continue;
                         }
                         live_points(&s.samples, &mut s.points);
+                        live_histograms(&s.histograms, &mut s.hpoints);
                         cx.most = self.budget();
-                        let w = (!s.points.is_empty()).then(|| {
+                        let w = (!s.points.is_empty() || !s.hpoints.is_empty()).then(|| {
                             let labels = InputLabels::Owned(Arc::new(plan.take_labels(i)));
-                            cx.series(labels, false, &s.points, &mut s.work)
+                            cx.series(labels, false, &s.points, &s.hpoints, &mut s.work)
                         });
                         handed = true;
                         walked(self, Walked::Series(w))?;
@@ -754,13 +908,15 @@ impl<'a> Evaluator<'a> {
                                 out.unread = Some(u);
                                 break;
                             }
-                            if s.samples.is_empty() {
+                            if s.samples.is_empty() && s.histograms.is_empty() {
                                 continue;
                             }
                             live_points(&s.samples, &mut s.points);
-                            out.series.push((!s.points.is_empty()).then(|| {
+                            live_histograms(&s.histograms, &mut s.hpoints);
+                            let any = !s.points.is_empty() || !s.hpoints.is_empty();
+                            out.series.push(any.then(|| {
                                 let labels = InputLabels::Borrowed(plan_ref.labels(i));
-                                cx.series(labels, false, &s.points, &mut s.work)
+                                cx.series(labels, false, &s.points, &s.hpoints, &mut s.work)
                             }));
                         }
                         out

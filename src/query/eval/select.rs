@@ -83,6 +83,7 @@ impl Evaluator<'_> {
                     };
                     oi = *by_labels.entry(metric).or_insert_with_key(|m| {
                         out.push(Series {
+                            histograms: Vec::new(),
                             metric: m.clone(),
                             floats: Vec::new(),
                             drop_name: s.drop_name,
@@ -105,10 +106,11 @@ impl Evaluator<'_> {
     }
 }
 
-/// True when every series' points are in strictly increasing time order, as every evaluated
+/// True when no series holds histograms (the series-by-series paths are for floats) and every
+/// series' points are in strictly increasing time order, as every evaluated
 /// instant vector's are: then a series has at most one point at a step (the paths that work
 /// series by series take only such input, and leave the step path what anything else means).
 pub(super) fn strictly_ordered(m: &Matrix) -> bool {
     m.iter()
-        .all(|s| s.floats.windows(2).all(|w| w[0].t < w[1].t))
+        .all(|s| s.histograms.is_empty() && s.floats.windows(2).all(|w| w[0].t < w[1].t))
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use super::names::{SAME_LABELSET, Stripper};
 use super::{Evaluator, Range};
-use crate::query::{Annotations, FPoint, Matrix, Metric, QueryError, Sample, Series, Vector};
+use crate::model::histogram::FloatHistogram;
+use crate::query::{
+    Annotations, FPoint, HPoint, Matrix, Metric, QueryError, Sample, Series, Vector,
+};
 
 impl Evaluator<'_> {
     /// Calls `op` at every step of `r` with the instant vectors of `inputs` at that step, and
@@ -24,6 +27,15 @@ impl Evaluator<'_> {
         F: FnMut(&mut Annotations, usize, i64, Vec<Vector>) -> Result<Vector, QueryError>,
     {
         let mut cursors: Vec<Vec<usize>> = inputs.iter().map(|m| vec![0; m.len()]).collect();
+        let has_histograms: Vec<bool> = inputs
+            .iter()
+            .map(|m| m.iter().any(|s| !s.histograms.is_empty()))
+            .collect();
+        let mut hcursors: Vec<Vec<usize>> = inputs
+            .iter()
+            .zip(&has_histograms)
+            .map(|(m, h)| if *h { vec![0; m.len()] } else { Vec::new() })
+            .collect();
         let mut out = Output::new(self.samples, inputs.iter().map(Vec::len).max().unwrap_or(0));
         let steps = r.steps();
         let mut first = 0;
@@ -36,9 +48,25 @@ impl Evaluator<'_> {
                 gather_block(m, c, r, first, n, |k, si, f| {
                     let s = &m[si];
                     staged[k][j].push(Sample {
+                        h: None,
                         metric: s.metric.clone(),
                         t: r.ts(first + k),
                         f,
+                        drop_name: s.drop_name,
+                    });
+                });
+            }
+            for (j, (m, c)) in inputs.iter().zip(&mut hcursors).enumerate() {
+                if !has_histograms[j] {
+                    continue;
+                }
+                gather_histograms(m, c, r, first, n, |k, si, h| {
+                    let s = &m[si];
+                    staged[k][j].push(Sample {
+                        h: Some(h.clone()),
+                        metric: s.metric.clone(),
+                        t: r.ts(first + k),
+                        f: 0.0,
                         drop_name: s.drop_name,
                     });
                 });
@@ -98,7 +126,7 @@ impl Output {
     /// the output.
     fn finish(self, ev: &mut Evaluator<'_>, before: usize) -> Matrix {
         let mat = self.series.finish();
-        ev.samples = before.saturating_add(mat.iter().map(|s| s.floats.len()).sum());
+        ev.samples = before.saturating_add(mat.iter().map(Series::len).sum());
         mat
     }
 }
@@ -134,6 +162,37 @@ fn gather_block(
                 && k < n
             {
                 sink(k, si, p.f);
+            }
+            *c += 1;
+        }
+    }
+}
+
+/// As [`gather_block`] for the histogram points of `m`.
+fn gather_histograms(
+    m: &Matrix,
+    cursors: &mut [usize],
+    r: Range,
+    first: usize,
+    n: usize,
+    mut sink: impl FnMut(usize, usize, &Arc<FloatHistogram>),
+) {
+    let (lo, hi) = (r.ts(first), r.ts(first + n - 1));
+    for (si, (s, c)) in m.iter().zip(cursors.iter_mut()).enumerate() {
+        let pts = &s.histograms;
+        while *c < pts.len() && pts[*c].t < lo {
+            *c += 1;
+        }
+        while let Some(p) = pts.get(*c) {
+            if p.t > hi {
+                break;
+            }
+            if let Some(off) = p.t.checked_sub(lo)
+                && off % r.step == 0
+                && let Ok(k) = usize::try_from(off / r.step)
+                && k < n
+            {
+                sink(k, si, &p.h);
             }
             *c += 1;
         }
@@ -181,7 +240,10 @@ impl Collector {
                 return Err(QueryError::Execution(SAME_LABELSET.into()));
             }
             self.last_step[idx] = step + 1;
-            self.series[idx].floats.push(FPoint { t: ts, f: s.f });
+            match s.h {
+                Some(h) => self.series[idx].histograms.push(HPoint { t: ts, h }),
+                None => self.series[idx].floats.push(FPoint { t: ts, f: s.f }),
+            }
             self.current.push(idx);
         }
         Ok(())
@@ -199,6 +261,7 @@ impl Collector {
                 let i = self.series.len();
                 self.by_labels.insert(s.metric.clone(), i);
                 self.series.push(Series {
+                    histograms: Vec::new(),
                     metric: s.metric.clone(),
                     floats: Vec::new(),
                     drop_name: s.drop_name,

@@ -84,6 +84,130 @@ pub(super) fn forced_monotonicity(ann: &mut Annotations, metric_name: &str) {
     });
 }
 
+/// A histogram operation named in an annotation, in Prometheus's words.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HistOp {
+    Add,
+    Sub,
+    Agg,
+}
+
+impl HistOp {
+    fn word(self) -> &'static str {
+        match self {
+            HistOp::Add => "addition",
+            HistOp::Sub => "subtraction",
+            HistOp::Agg => "aggregation",
+        }
+    }
+}
+
+/// A warning or info that names a metric: `<text> "<name>"`.
+fn named(set: &mut BTreeSet<String>, text: &str, metric_name: &str) {
+    add(set, |b| {
+        b.push_str(text);
+        go_quote(b, metric_name);
+    });
+}
+
+/// A range function's window (or an instant vector) held floats and histograms at once.
+pub(crate) fn mixed_floats_histograms(ann: &mut Annotations, metric_name: &str) {
+    named(
+        &mut ann.warnings,
+        "PromQL warning: encountered a mix of histograms and floats for metric name ",
+        metric_name,
+    );
+}
+
+/// An aggregation group held floats and histograms at once.
+pub(crate) fn mixed_floats_histograms_aggregation(ann: &mut Annotations) {
+    add(&mut ann.warnings, |b| {
+        b.push_str("PromQL warning: encountered a mix of histograms and floats for aggregation")
+    });
+}
+
+/// A function over floats ignored the histograms beside them in a window.
+pub(crate) fn histograms_ignored_in_range(ann: &mut Annotations, metric_name: &str) {
+    named(
+        &mut ann.infos,
+        "PromQL info: ignored histograms in a range containing both floats and histograms for \
+         metric name ",
+        metric_name,
+    );
+}
+
+/// An aggregation over floats ignored histograms.
+pub(crate) fn histogram_ignored_in_aggregation(ann: &mut Annotations, aggregation: &str) {
+    add(&mut ann.infos, |b| {
+        b.push_str("PromQL info: ignored histogram in ");
+        b.push_str(aggregation);
+        b.push_str(" aggregation");
+    });
+}
+
+/// A counter function over a histogram marked as a gauge.
+pub(crate) fn not_a_counter(ann: &mut Annotations, metric_name: &str) {
+    named(
+        &mut ann.warnings,
+        "PromQL warning: this native histogram metric is not a counter: ",
+        metric_name,
+    );
+}
+
+/// A gauge function over a histogram not marked as a gauge.
+pub(crate) fn not_a_gauge(ann: &mut Annotations, metric_name: &str) {
+    named(
+        &mut ann.warnings,
+        "PromQL warning: this native histogram metric is not a gauge: ",
+        metric_name,
+    );
+}
+
+/// Exponential and custom-bucket histograms met in one operation.
+pub(crate) fn mixed_exponential_custom(ann: &mut Annotations, metric_name: &str) {
+    named(
+        &mut ann.warnings,
+        "PromQL warning: vector contains a mix of histograms with exponential and custom \
+         buckets schemas for metric name ",
+        metric_name,
+    );
+}
+
+/// Custom-bucket histograms with different bounds were added or subtracted over their
+/// common bounds.
+pub(crate) fn mismatched_custom_buckets(ann: &mut Annotations, op: HistOp) {
+    add(&mut ann.infos, |b| {
+        b.push_str("PromQL info: mismatched custom buckets were reconciled during ");
+        b.push_str(op.word());
+    });
+}
+
+/// One operand said counter reset, the other not.
+pub(crate) fn counter_reset_collision(ann: &mut Annotations, op: HistOp) {
+    add(&mut ann.warnings, |b| {
+        b.push_str("PromQL warning: conflicting counter resets during histogram ");
+        b.push_str(op.word());
+    });
+}
+
+/// A binary operator between sample types it does not combine.
+pub(crate) fn incompatible_types_in_binop(ann: &mut Annotations, op: &str, lhs: &str, rhs: &str) {
+    add(&mut ann.infos, |b| {
+        b.push_str("PromQL info: incompatible sample types encountered for binary operator ");
+        go_quote(b, op);
+        let _ = write!(b, ": {lhs} {op} {rhs}");
+    });
+}
+
+/// Classic buckets and native histograms of one metric met in `histogram_quantile` or
+/// `histogram_fraction`.
+pub(crate) fn mixed_classic_native(ann: &mut Annotations, metric_name: &str) {
+    add(&mut ann.warnings, |b| {
+        b.push_str("PromQL warning: vector contains a mix of classic and native histograms");
+        for_metric_name(b, metric_name);
+    });
+}
+
 fn for_metric_name(b: &mut String, metric_name: &str) {
     if !metric_name.is_empty() {
         b.push_str(" for metric name ");

@@ -77,6 +77,9 @@ pub(super) fn group_buckets(v: &Vector, ann: &mut Annotations) -> Vec<Group> {
     let mut by_hash: PrehashedMap<u64, Vec<usize>> = PrehashedMap::default();
     let mut buf = Vec::new();
     for s in v {
+        if s.h.is_some() {
+            continue;
+        }
         let le = s.metric.get(BUCKET_LABEL).unwrap_or("");
         let Some(upper) = parse_le(le) else {
             annotate::bad_bucket_label(ann, s.metric.metric_name().unwrap_or(""), le);
@@ -318,19 +321,54 @@ fn group_name(g: &Group) -> &str {
     g.metric.get(METRIC_NAME).unwrap_or("")
 }
 
-/// `histogram_quantile(φ, v)` over classic buckets.
+/// The native histograms of `v` and its classic bucket groups, as Prometheus sorts them
+/// before `histogram_quantile` and `histogram_fraction`: a native histogram whose labels are
+/// those of a classic group (`le` aside) is a mix, and both are left out with a warning.
+fn split_native<'v>(v: &'v Vector, ann: &mut Annotations) -> (Vec<&'v Sample>, Vec<Group>) {
+    let mut groups = group_buckets(v, ann);
+    let mut natives: Vec<&Sample> = v.iter().filter(|s| s.h.is_some()).collect();
+    if !natives.is_empty() && !groups.is_empty() {
+        natives.retain(|s| {
+            let Some(i) = groups
+                .iter()
+                .position(|g| !g.buckets.is_empty() && g.metric == *s.metric)
+            else {
+                return true;
+            };
+            annotate::mixed_classic_native(ann, s.metric.metric_name().unwrap_or(""));
+            groups.remove(i);
+            false
+        });
+    }
+    (natives, groups)
+}
+
+/// `histogram_quantile(φ, v)` over native histograms and classic buckets.
 pub(super) fn histogram_quantile(q: f64, v: &Vector, t: i64, ann: &mut Annotations) -> Vector {
-    if !(0.0..=1.0).contains(&q) {
+    if !(0.0..=1.0).contains(&q) || q.is_nan() {
         annotate::invalid_quantile(ann, q);
     }
     let mut out = Vector::new();
-    for mut g in group_buckets(v, ann) {
+    let (natives, groups) = split_native(v, ann);
+    for s in natives {
+        let Some(h) = &s.h else { continue };
+        let name = s.metric.metric_name().unwrap_or("");
+        out.push(Sample {
+            h: None,
+            metric: s.metric.clone(),
+            t,
+            f: super::native::histogram_quantile(q, h, name, ann),
+            drop_name: true,
+        });
+    }
+    for mut g in groups {
         let p = prepare(&mut g.buckets);
         let f = prepared_quantile(q, &p, &g.buckets);
         if p.forced_monotonic && (0.0..=1.0).contains(&q) {
             annotate::forced_monotonicity(ann, group_name(&g));
         }
         out.push(Sample {
+            h: None,
             metric: Arc::new(g.metric),
             t,
             f,
@@ -354,17 +392,29 @@ pub(super) fn histogram_quantiles(
             annotate::invalid_quantile(ann, q);
         }
     }
-    let mut groups = group_buckets(v, ann);
+    let (natives, mut groups) = split_native(v, ann);
     let prepared: Vec<Prepared> = groups.iter_mut().map(|g| prepare(&mut g.buckets)).collect();
-    let mut out = Vector::with_capacity(groups.len() * qs.len());
+    let mut out = Vector::with_capacity((natives.len() + groups.len()) * qs.len());
     for &q in qs {
         let value = annotate::openmetrics_float(q);
+        for s in &natives {
+            let Some(h) = &s.h else { continue };
+            let name = s.metric.metric_name().unwrap_or("");
+            out.push(Sample {
+                h: None,
+                metric: Arc::new(with_label(&s.metric, label, &value)),
+                t,
+                f: super::native::histogram_quantile(q, h, name, ann),
+                drop_name: true,
+            });
+        }
         for (g, p) in groups.iter().zip(&prepared) {
             let f = prepared_quantile(q, p, &g.buckets);
             if p.forced_monotonic && (0.0..=1.0).contains(&q) {
                 annotate::forced_monotonicity(ann, group_name(g));
             }
             out.push(Sample {
+                h: None,
                 metric: Arc::new(with_label(&g.metric, label, &value)),
                 t,
                 f,
@@ -384,18 +434,32 @@ pub(super) fn histogram_fraction(
     t: i64,
     ann: &mut Annotations,
 ) -> Vector {
-    group_buckets(v, ann)
+    let (natives, groups) = split_native(v, ann);
+    let mut out: Vector = natives
         .into_iter()
-        .map(|mut g| {
-            let f = bucket_fraction(lower, upper, &mut g.buckets);
-            Sample {
-                metric: Arc::new(g.metric),
+        .filter_map(|s| {
+            let h = s.h.as_ref()?;
+            let name = s.metric.metric_name().unwrap_or("");
+            Some(Sample {
+                h: None,
+                metric: s.metric.clone(),
                 t,
-                f,
+                f: super::native::histogram_fraction(lower, upper, h, name, ann),
                 drop_name: true,
-            }
+            })
         })
-        .collect()
+        .collect();
+    out.extend(groups.into_iter().map(|mut g| {
+        let f = bucket_fraction(lower, upper, &mut g.buckets);
+        Sample {
+            h: None,
+            metric: Arc::new(g.metric),
+            t,
+            f,
+            drop_name: true,
+        }
+    }));
+    out
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use regex::Regex;
 
 use super::labels::{check_unique, with_label};
 use super::time::{Civil, seconds_of};
-use super::{Arg, histogram};
+use super::{Arg, histogram, native};
+use crate::model::histogram::FloatHistogram;
 use crate::model::{Labels, METRIC_NAME, is_valid_label_name};
 use crate::query::{Annotations, FPoint, QueryError, Sample, Value, Vector};
 
@@ -141,6 +142,28 @@ impl DateFn {
     }
 }
 
+/// A function of one native histogram giving a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NativeFn {
+    Count,
+    Sum,
+    Avg,
+    StdDev,
+    StdVar,
+}
+
+impl NativeFn {
+    fn apply(self, h: &FloatHistogram) -> f64 {
+        match self {
+            NativeFn::Count => h.count,
+            NativeFn::Sum => h.sum,
+            NativeFn::Avg => h.sum / h.count,
+            NativeFn::StdDev => native::histogram_stddev(h),
+            NativeFn::StdVar => native::histogram_stdvar(h),
+        }
+    }
+}
+
 /// A function evaluated per step over instant vectors, scalars and strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InstantFn {
@@ -191,8 +214,8 @@ pub(crate) enum InstantFn {
     /// `histogram_fraction(lower, upper, v)` over classic buckets.
     HistogramFraction,
     /// `histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,
-    /// `histogram_stdvar`: they read native histograms only, so floats give nothing.
-    NativeHistogramOnly,
+    /// `histogram_stdvar`: a float of each native histogram; floats give nothing.
+    NativeHistogram(NativeFn),
 }
 
 /// The per-step function called `name`, if it is one (range functions, `absent`, `info` and
@@ -253,8 +276,11 @@ pub(crate) fn instant_function(name: &str) -> Option<InstantFn> {
         "histogram_quantile" => HistogramQuantile,
         "histogram_quantiles" => HistogramQuantiles,
         "histogram_fraction" => HistogramFraction,
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" => NativeHistogramOnly,
+        "histogram_count" => NativeHistogram(NativeFn::Count),
+        "histogram_sum" => NativeHistogram(NativeFn::Sum),
+        "histogram_avg" => NativeHistogram(NativeFn::Avg),
+        "histogram_stddev" => NativeHistogram(NativeFn::StdDev),
+        "histogram_stdvar" => NativeHistogram(NativeFn::StdVar),
         _ => return None,
     })
 }
@@ -522,7 +548,11 @@ fn sort_by_label(v: &mut Vector, labels: &[&str], descending: bool) {
 }
 
 /// Sets every sample's value with `op`, marks it for name removal and stamps it with the step.
+/// Histogram samples are left out: these functions are defined on floats only.
 fn map_values(mut v: Vector, t: i64, op: impl Fn(f64) -> f64) -> Vector {
+    if v.iter().any(|s| s.h.is_some()) {
+        v.retain(|s| s.h.is_none());
+    }
     for s in &mut v {
         s.f = op(s.f);
         s.t = t;
@@ -557,10 +587,15 @@ pub(crate) fn eval_instant_fn(
         }
         ToScalar => {
             let v = take_vector(&mut args, 0, f)?;
-            let r = if v.len() == 1 { v[0].f } else { f64::NAN };
+            let mut floats = v.iter().filter(|s| s.h.is_none());
+            let r = match (floats.next(), floats.next()) {
+                (Some(s), None) => s.f,
+                _ => f64::NAN,
+            };
             return Ok(scalar(t, r));
         }
         ToVector => vec![Sample {
+            h: None,
             metric: Arc::new(Labels::empty()),
             t,
             f: scalar_at(&args, 0, f)?,
@@ -595,19 +630,36 @@ pub(crate) fn eval_instant_fn(
             let mut v = take_vector(&mut args, 0, f)?;
             for s in &mut v {
                 s.f = s.t as f64 / 1000.0;
+                s.h = None;
                 s.t = t;
                 s.drop_name = true;
             }
             v
         }
-        StartTimestamp | NativeHistogramOnly => {
+        StartTimestamp => {
             take_vector(&mut args, 0, f)?;
             Vec::new()
+        }
+        NativeHistogram(n) => {
+            let v = take_vector(&mut args, 0, f)?;
+            v.into_iter()
+                .filter_map(|s| {
+                    let h = s.h?;
+                    Some(Sample {
+                        f: n.apply(&h),
+                        h: None,
+                        t,
+                        drop_name: true,
+                        metric: s.metric,
+                    })
+                })
+                .collect()
         }
         LabelReplace => label_replace(take_vector(&mut args, 0, f)?, &args, t)?,
         LabelJoin => label_join(take_vector(&mut args, 0, f)?, &args, t)?,
         Sort | SortDesc => {
             let mut v = take_vector(&mut args, 0, f)?;
+            v.retain(|s| s.h.is_none());
             let cmp = if f == Sort {
                 ascending_nan_last
             } else {
@@ -629,6 +681,7 @@ pub(crate) fn eval_instant_fn(
         Date(d) => {
             if args.is_empty() {
                 vec![Sample {
+                    h: None,
                     metric: Arc::new(Labels::empty()),
                     t,
                     f: d.apply(t / 1000),

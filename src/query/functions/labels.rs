@@ -69,6 +69,7 @@ mod tests {
 
     fn sample(pairs: &[(&str, &str)], f: f64) -> Sample {
         Sample {
+            h: None,
             metric: Arc::new(Labels::new(pairs.iter().copied()).unwrap()),
             t: 0,
             f,

@@ -8,16 +8,19 @@
 //! `absent`, `absent_over_time` and `start()/end()/step()/range()` live in the evaluator, which
 //! also decides which windows exist. Range functions must not allocate per window.
 
-mod annotate;
+pub(crate) mod annotate;
 mod histogram;
+mod hrange;
 mod instant;
 mod labels;
+mod native;
 mod range;
 mod time;
 
 use super::{Annotations, FPoint, QueryError, Value, Vector};
 use crate::model::Labels;
 
+pub(crate) use hrange::{RangeOut, eval_range_mixed, hist_equals};
 pub(crate) use instant::{InstantFn, eval_instant_fn, instant_function};
 pub(crate) use range::{Span, extrapolated_rate, has_decrease};
 
@@ -368,6 +371,7 @@ pub(super) mod testutil {
     /// A sample with these labels, value and timestamp.
     pub fn sample(labels: &[(&str, &str)], f: f64, t: i64) -> Sample {
         Sample {
+            h: None,
             metric: Arc::new(Labels::new(labels.iter().copied()).unwrap()),
             t,
             f,

@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::model::histogram::{CounterResetHint, HistogramValue, Span};
 use crate::model::{Labels, MatchOp, Matcher, STALE_NAN, Sample as ModelSample};
 use crate::remote_write::proto::{Exemplar, MetricType, Sample, WriteRequest};
 use crate::storage::Options;
@@ -30,6 +31,7 @@ fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
             .map(|&(timestamp, value)| Sample { value, timestamp })
             .collect(),
         exemplars: vec![],
+        histograms: vec![],
     }
 }
 
@@ -466,8 +468,8 @@ fn refused_samples_are_counted_and_the_rest_of_the_request_is_stored() {
     assert_eq!(r.duplicates_ignored, 1);
     assert_eq!(
         Reject::ALL.map(|x| r.rejected(x)),
-        [0, 1, 1, 1, 0],
-        "invalid, future, out of order, duplicate, out of bounds"
+        [0, 1, 1, 1, 0, 0],
+        "invalid, future, out of order, duplicate, out of bounds, invalid histogram"
     );
     let msg = r.rejection().unwrap();
     assert_eq!(
@@ -619,4 +621,169 @@ proptest! {
             prop_assert!(r.appended + r.total_rejected() + r.duplicates_ignored <= r.samples);
         }
     }
+}
+
+// ---- native histograms ----
+
+fn int_histogram(t: i64, counts: &[i64]) -> proto::Histogram {
+    let mut deltas = Vec::new();
+    let mut prev = 0;
+    for c in counts {
+        deltas.push(c - prev);
+        prev = *c;
+    }
+    let total: i64 = counts.iter().sum::<i64>() + 2;
+    proto::Histogram {
+        count: Some(HistogramCount::Int(total as u64)),
+        sum: 17.25,
+        schema: 2,
+        zero_threshold: 0.001,
+        zero_count: Some(HistogramZeroCount::Int(2)),
+        positive_spans: vec![proto::BucketSpan {
+            offset: -3,
+            length: counts.len() as u32,
+        }],
+        positive_deltas: deltas,
+        reset_hint: 2,
+        timestamp: t,
+        ..Default::default()
+    }
+}
+
+fn stored_histograms(db: &Db, name: &str) -> Vec<crate::model::histogram::HistogramSample> {
+    db.querier()
+        .select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX)
+        .unwrap()
+        .pop()
+        .map(|s| s.histograms)
+        .unwrap_or_default()
+}
+
+#[test]
+fn native_histograms_are_received_bit_exact_integer_float_and_custom() {
+    let (_d, db) = db();
+    let mut ints = series(&[("__name__", "rt")], &[]);
+    ints.histograms = vec![
+        int_histogram(NOW - 2_000, &[1, 4, 2]),
+        int_histogram(NOW - 1_000, &[2, 5, 2]),
+    ];
+    let mut floats = series(&[("__name__", "ratio")], &[]);
+    floats.histograms = vec![proto::Histogram {
+        count: Some(HistogramCount::Float(3.5)),
+        sum: -1.25,
+        schema: 0,
+        zero_threshold: 0.0,
+        zero_count: Some(HistogramZeroCount::Float(0.5)),
+        negative_spans: vec![proto::BucketSpan {
+            offset: 1,
+            length: 2,
+        }],
+        negative_counts: vec![1.0, 2.0],
+        reset_hint: 3,
+        timestamp: NOW - 500,
+        ..Default::default()
+    }];
+    let mut custom = series(&[("__name__", "nhcb")], &[]);
+    custom.histograms = vec![proto::Histogram {
+        count: Some(HistogramCount::Int(6)),
+        sum: 3.0,
+        schema: -53,
+        positive_spans: vec![proto::BucketSpan {
+            offset: 0,
+            length: 3,
+        }],
+        positive_deltas: vec![1, 2, -1],
+        custom_values: vec![0.1, 0.5],
+        timestamp: NOW - 100,
+        ..Default::default()
+    }];
+    let r = receive(&db, &snappy(&request(vec![ints, floats, custom])), NOW).unwrap();
+    assert_eq!(r.rejection(), None, "{r:?}");
+    assert_eq!((r.histograms, r.appended), (4, 4));
+
+    let rt = stored_histograms(&db, "rt");
+    assert_eq!(rt.len(), 2);
+    let HistogramValue::Int(h) = &rt[1].h else {
+        panic!("{rt:?}")
+    };
+    assert_eq!(rt[1].t, NOW - 1_000);
+    assert_eq!(
+        (h.schema, h.count, h.zero_count, h.sum, h.zero_threshold),
+        (2, 11, 2, 17.25, 0.001)
+    );
+    assert_eq!(h.positive_spans, [Span::new(-3, 3)]);
+    assert_eq!(h.positive_buckets, [2, 3, -3]);
+    assert_eq!(h.counter_reset_hint, CounterResetHint::NotReset);
+
+    let ratio = stored_histograms(&db, "ratio");
+    let HistogramValue::Float(f) = &ratio[0].h else {
+        panic!("{ratio:?}")
+    };
+    assert_eq!((f.count, f.zero_count, f.sum), (3.5, 0.5, -1.25));
+    assert_eq!(f.negative_buckets, [1.0, 2.0]);
+    assert_eq!(f.counter_reset_hint, CounterResetHint::Gauge);
+
+    let nhcb = stored_histograms(&db, "nhcb");
+    let HistogramValue::Int(c) = &nhcb[0].h else {
+        panic!("{nhcb:?}")
+    };
+    assert_eq!(
+        (c.schema, c.custom_values.as_slice()),
+        (-53, &[0.1, 0.5][..])
+    );
+}
+
+#[test]
+fn invalid_histograms_are_refused_one_by_one_and_named() {
+    let (_d, db) = db();
+    let mut ts = series(&[("__name__", "rt")], &[(NOW - 5_000, 1.0)]);
+    let mut too_few = int_histogram(NOW - 3_000, &[1, 4, 2]);
+    too_few.count = Some(HistogramCount::Int(3));
+    let mut bad_hint = int_histogram(NOW - 2_500, &[1]);
+    bad_hint.reset_hint = 9;
+    let mut spans = int_histogram(NOW - 2_200, &[1, 1]);
+    spans.positive_deltas.pop();
+    ts.histograms = vec![
+        too_few,
+        bad_hint,
+        spans,
+        int_histogram(NOW - 2_000, &[1, 4, 2]),
+    ];
+    let r = receive(&db, &snappy(&request(vec![ts])), NOW).unwrap();
+    assert_eq!(r.rejected(Reject::InvalidHistogram), 3);
+    assert_eq!(r.appended, 2, "the float sample and the valid histogram");
+    let msg = r.rejection().unwrap();
+    assert!(msg.starts_with("3 of 5 samples rejected"), "{msg}");
+    assert!(
+        msg.contains("invalid histogram for series rt at 1699999997000: 9 observations"),
+        "{msg}"
+    );
+    assert_eq!(stored_histograms(&db, "rt").len(), 1);
+}
+
+#[test]
+fn histograms_follow_the_append_rules_and_finer_schemas_become_8() {
+    let (_d, db) = db();
+    let mut ts = series(&[("__name__", "rt")], &[]);
+    let mut fine = int_histogram(NOW - 1_000, &[1, 1, 1, 1]);
+    fine.schema = 12;
+    fine.positive_spans[0].offset = 0;
+    // The same histogram again (a retry: ignored), then an older one (out of order).
+    ts.histograms = vec![fine.clone(), fine, int_histogram(NOW - 9_000, &[1])];
+    let r = receive(&db, &snappy(&request(vec![ts])), NOW).unwrap();
+    assert_eq!(r.appended, 1);
+    assert_eq!(r.duplicates_ignored, 1);
+    assert_eq!(r.rejected(Reject::OutOfOrder), 1);
+    let HistogramValue::Int(h) = &stored_histograms(&db, "rt")[0].h else {
+        panic!()
+    };
+    // Index 0 at schema 12 stays index 0 at schema 8; 1..=3 fall into index 1.
+    assert_eq!((h.schema, h.count), (8, 6));
+    assert_eq!(h.positive_spans, [Span::new(0, 2)]);
+    assert_eq!(h.positive_buckets, [1, 2]);
+    // Invalid labels refuse the histograms too.
+    let mut bad = series(&[("__name__", "0bad")], &[]);
+    bad.histograms = vec![int_histogram(NOW, &[1])];
+    let r = receive(&db, &snappy(&request(vec![bad])), NOW).unwrap();
+    assert_eq!(r.rejected(Reject::InvalidLabels), 1);
 }

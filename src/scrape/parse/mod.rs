@@ -48,6 +48,8 @@
 mod lex;
 mod negotiate;
 mod number;
+pub(crate) mod proto_types;
+pub mod protobuf;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -416,6 +418,15 @@ impl<'a> Parser<'a> {
         self.format
     }
 
+    /// A protobuf body handed to the text parser (a caller's mistake, never a panic).
+    fn not_text() -> ParseError {
+        ParseError {
+            line: 1,
+            offset: Some(0),
+            message: "a protobuf body is read by the protobuf parser, not the text one".into(),
+        }
+    }
+
     fn advance(&mut self) -> Option<Result<Entry<'a>, ParseError>> {
         while !self.done {
             let start = self.pos;
@@ -428,6 +439,7 @@ impl<'a> Parser<'a> {
                         offset: Some(self.body.len()),
                         message: "data does not end with # EOF".to_string(),
                     })),
+                    Format::Protobuf => Some(Err(Self::not_text())),
                 };
             }
             let (end, terminated) = match lex::find_newline(&self.body[start..]) {
@@ -440,6 +452,7 @@ impl<'a> Parser<'a> {
             let step = match self.format {
                 Format::PrometheusText => self.text_line(line),
                 Format::OpenMetrics => self.openmetrics_line(line, terminated),
+                Format::Protobuf => Err(Self::not_text()),
             };
             match step {
                 Ok(Some(e)) => return Some(Ok(e)),

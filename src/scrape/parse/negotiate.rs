@@ -1,12 +1,15 @@
 //! Choosing the parser from a response's `Content-Type`, as Prometheus 3 does.
 
-/// The two exposition formats tidemark parses.
+/// The exposition formats tidemark parses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Prometheus text format 0.0.4 (and 1.0.0, which adds quoted UTF-8 names).
     PrometheusText,
     /// OpenMetrics 1.0 text.
     OpenMetrics,
+    /// The delimited protobuf format (`io.prometheus.client.MetricFamily`), read by
+    /// [`super::protobuf::ProtoParser`], not by the text [`super::Parser`].
+    Protobuf,
 }
 
 /// The `Accept` header a scraper sends: OpenMetrics first, then text, then anything, with
@@ -29,7 +32,7 @@ pub enum ContentTypeError {
     /// The header is not a media type.
     #[error("cannot parse Content-Type {0:?} and no fallback format configured")]
     Unparsable(String),
-    /// A media type neither parser reads (protobuf included).
+    /// A media type no parser reads.
     #[error("unsupported Content-Type {0:?} and no fallback format configured")]
     Unsupported(String),
 }
@@ -44,8 +47,9 @@ pub struct Negotiated {
 }
 
 impl Format {
-    /// Lenient choice: `application/openmetrics-text` selects OpenMetrics; `text/plain`, a
-    /// missing header and anything else select the text format (Prometheus's behaviour with
+    /// Lenient choice: `application/openmetrics-text` selects OpenMetrics,
+    /// `application/vnd.google.protobuf` protobuf; `text/plain`, a missing header and anything
+    /// else select the text format (Prometheus's behaviour with
     /// `fallback_scrape_protocol: PrometheusText0.0.4`).
     pub fn from_content_type(content_type: &str) -> Format {
         Format::negotiate(Some(content_type), Some(Format::PrometheusText)).map_or(
@@ -67,6 +71,13 @@ impl Format {
                 Some(mt) if mt.eq_ignore_ascii_case("application/openmetrics-text") => {
                     return Ok(Negotiated {
                         format: Format::OpenMetrics,
+                        fallback_reason: None,
+                    });
+                }
+                // Prometheus looks at the media type only, not at `proto=` or `encoding=`.
+                Some(mt) if mt.eq_ignore_ascii_case("application/vnd.google.protobuf") => {
+                    return Ok(Negotiated {
+                        format: Format::Protobuf,
                         fallback_reason: None,
                     });
                 }
@@ -168,10 +179,7 @@ mod tests {
             Err(ContentTypeError::Missing)
         );
         assert!(matches!(
-            Format::negotiate(
-                Some("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily"),
-                None
-            ),
+            Format::negotiate(Some("application/x-protobuf"), None),
             Err(ContentTypeError::Unsupported(_))
         ));
         for bad in [
@@ -197,6 +205,19 @@ mod tests {
         ));
         let n = Format::negotiate(None, Some(Format::PrometheusText)).unwrap();
         assert_eq!(n.fallback_reason, Some(ContentTypeError::Missing));
+    }
+
+    #[test]
+    fn protobuf_is_chosen_by_its_media_type_alone() {
+        for ct in [
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited",
+            "application/vnd.google.protobuf",
+            "Application/Vnd.Google.Protobuf;proto=other",
+        ] {
+            let n = Format::negotiate(Some(ct), None).unwrap();
+            assert_eq!(n.format, Format::Protobuf, "{ct}");
+            assert_eq!(Format::from_content_type(ct), Format::Protobuf);
+        }
     }
 
     #[test]

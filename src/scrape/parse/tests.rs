@@ -1127,7 +1127,7 @@ fn render(samples: &[Rendered], format: Format, loose: bool) -> String {
         if let Some(ts) = s.ts {
             out.push_str(sep);
             match format {
-                Format::PrometheusText => out.push_str(&ts.to_string()),
+                Format::PrometheusText | Format::Protobuf => out.push_str(&ts.to_string()),
                 Format::OpenMetrics => out.push_str(&format!("{}.{:03}", ts / 1000, ts % 1000)),
             }
         }
