@@ -1342,6 +1342,65 @@ mod tests {
         ]
     }
 
+    /// A histogram frame of one entry whose body is `body` (after ref and time).
+    fn histogram_frame(kind: u8, body: &[u8]) -> Result<Decoded, FrameError> {
+        let mut payload = vec![0x02, 0x02];
+        payload.extend_from_slice(body);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[kind]), &payload);
+        let h = FrameHeader {
+            len: payload.len(),
+            kind,
+            crc,
+        };
+        decode_frame(&h, &payload)
+    }
+
+    #[test]
+    fn hostile_histogram_payloads_are_refused_before_allocating() {
+        // hint, schema 0, zero threshold 0.0, zero count 0, count 0, sum 0.0, then the spans.
+        let head = [0u8, 0, 0, 0, 0, 0];
+        let mut cases: Vec<(Vec<u8>, &str)> = Vec::new();
+        let with = |tail: &[u8]| -> Vec<u8> {
+            let mut v = head.to_vec();
+            v.extend_from_slice(tail);
+            v
+        };
+        // A span count of 2^60.
+        let mut huge = Vec::new();
+        put_uvarint(&mut huge, 1 << 60);
+        cases.push((with(&huge), "span count"));
+        // One span of u32::MAX buckets, then a bucket count that cannot be there.
+        let mut long = vec![1, 0];
+        put_uvarint(&mut long, u64::from(u32::MAX));
+        long.push(0);
+        put_uvarint(&mut long, u64::from(u32::MAX));
+        cases.push((with(&long), "bucket count"));
+        // Buckets that disagree with their spans.
+        cases.push((with(&[1, 0, 2, 0, 1, 2, 0]), "differs from its spans"));
+        // A negative offset after the first span.
+        cases.push((with(&[2, 0, 1, 1, 1, 0]), "offset"));
+        // A span offset beyond i32.
+        let mut wide = vec![1];
+        put_varint(&mut wide, i64::from(i32::MAX) + 1);
+        wide.push(0);
+        cases.push((with(&wide), "offset"));
+        // A bad hint and a bad schema.
+        cases.push((vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "hint"));
+        cases.push((vec![0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0], "schema"));
+        for kind in [KIND_HISTOGRAMS, KIND_FLOAT_HISTOGRAMS] {
+            for (body, what) in &cases {
+                match histogram_frame(kind, body) {
+                    Err(FrameError::Payload(r)) => assert!(r.contains(what), "{what}: {r}"),
+                    Err(FrameError::Bytes(_)) => {}
+                    other => panic!("{what}: {other:?}"),
+                }
+            }
+        }
+        // The smallest valid one decodes.
+        let ok = histogram_frame(KIND_HISTOGRAMS, &with(&[0, 0, 0, 0, 0])).unwrap();
+        assert!(matches!(ok, Decoded::Record(Record::Histograms(v)) if v.len() == 1));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
