@@ -589,13 +589,16 @@ fn load(db: &Db, interval: i64, lines: &[String], nhcb: bool) -> Result<(), Stri
     Ok(())
 }
 
+/// One series' histograms by timestamp.
+type HistogramPoints = Vec<(i64, FloatHistogram)>;
+
 /// What `load_with_nhcb` adds besides the classic series, as Prometheus's promqltest does:
 /// each classic histogram (`<name>_bucket{le=...}`, `<name>_count`, `<name>_sum` with the
 /// same other labels) as one series `<name>{...}` of custom-bucket native histograms, one per
 /// timestamp any of its float series has a sample at.
 fn classic_to_nhcb(
     series: &BTreeMap<Labels, BTreeMap<i64, Pt>>,
-) -> Result<Vec<(Labels, Vec<(i64, FloatHistogram)>)>, String> {
+) -> Result<Vec<(Labels, HistogramPoints)>, String> {
     #[derive(Default)]
     struct Parts {
         buckets: Vec<(f64, f64)>,

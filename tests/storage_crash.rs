@@ -6,6 +6,10 @@
 //!
 //! The child is the same test function run with `TIDEMARK_CRASH_CHILD` set, so there is no
 //! helper test that passes vacuously.
+//!
+//! Besides float series, each batch carries native histogram samples: an integer histogram
+//! series, a float histogram series, and one switching between histograms and floats, with
+//! float staleness markers that storage turns into histogram markers after a histogram.
 
 #[path = "common/store.rs"]
 mod store;
@@ -18,7 +22,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tidemark::model::{Labels, STALE_NAN};
+use tidemark::model::histogram::{CounterResetHint, Histogram, Span};
+use tidemark::model::{HistogramSample, HistogramValue, Labels, MatchOp, Matcher, STALE_NAN};
 use tidemark::storage::wal::FsyncPolicy;
 use tidemark::storage::{Db, Options, StorageError};
 
@@ -126,15 +131,28 @@ fn child_main(dir: &str) {
     db.flush().unwrap();
     while db.compact().unwrap().is_some() {}
     let labels: Vec<Labels> = (0..SERIES).map(series_labels).collect();
+    let hlabels: Vec<Labels> = (0..HSERIES).map(hseries_labels).collect();
     let mut out = std::io::stdout().lock();
     for i in start..start + CHILD_LIMIT {
         let b = batch(i);
+        let hb = hbatch(i);
         let mut app = db.appender();
         for &(s, t, v) in &b {
             app.append(&labels[s], t, v).unwrap();
         }
+        for (h, t, v) in &hb {
+            match v {
+                HVal::Float(f) => drop(app.append(&hlabels[*h], *t, *f).unwrap()),
+                HVal::Stale => drop(app.append(&hlabels[*h], *t, STALE_NAN).unwrap()),
+                HVal::Hist(x) => drop(app.append_histogram(&hlabels[*h], *t, x.clone()).unwrap()),
+            }
+        }
         let st = app.commit().unwrap();
-        assert_eq!(st.appended, b.len() as u64, "batch {i}: {st:?}");
+        assert_eq!(
+            st.appended,
+            (b.len() + hb.len()) as u64,
+            "batch {i}: {st:?}"
+        );
         writeln!(out, "ACK {i}").unwrap();
         out.flush().unwrap();
         if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
@@ -144,6 +162,139 @@ fn child_main(dir: &str) {
             while db.compact().unwrap().is_some() {}
         }
     }
+}
+
+/// Histogram series.
+const HSERIES: usize = 3;
+
+fn hseries_labels(h: usize) -> Labels {
+    Labels::new([
+        ("__name__", "rpc_latency_seconds"),
+        ("instance", &format!("10.1.0.{h}:8080")),
+    ])
+    .unwrap()
+}
+
+/// A histogram sample of batch `i`: buckets fill in over time (the layout grows every 20
+/// batches), counts grow with `i`; series 1 holds float histograms.
+fn histogram(i: u64, h: usize, r: u64) -> HistogramValue {
+    let n = 2 + (i / 20 % 5) as usize;
+    let deltas: Vec<i64> = (0..n)
+        .map(|k| if k == 0 { (i + r % 3) as i64 } else { 1 })
+        .collect();
+    let total: i64 = (0..n).map(|k| deltas[0] + k as i64).sum();
+    let zero = i % 4;
+    let hist = Histogram {
+        counter_reset_hint: CounterResetHint::NotReset,
+        schema: 3,
+        zero_threshold: 1e-128,
+        zero_count: zero,
+        count: total as u64 + zero,
+        sum: (r % 100_000) as f64 / 7.0,
+        positive_spans: vec![Span::new(-3, 2), Span::new(1, n as u32 - 2)],
+        positive_buckets: deltas,
+        ..Histogram::default()
+    };
+    if h == 1 {
+        HistogramValue::Float(Box::new(hist.to_float()))
+    } else {
+        HistogramValue::Int(Box::new(hist))
+    }
+}
+
+/// What a histogram series gets in a batch.
+#[derive(Clone)]
+enum HVal {
+    Float(f64),
+    Hist(HistogramValue),
+    /// A float staleness marker.
+    Stale,
+}
+
+/// Batch `i`'s histogram series samples, at its scrape time: series 2 holds floats every
+/// other stretch of nine batches; now and then a staleness marker, or a missed scrape.
+fn hbatch(i: u64) -> Vec<(usize, i64, HVal)> {
+    let t = T0 + i as i64 * 15_000 + (splitmix(i) % 4_000) as i64;
+    (0..HSERIES)
+        .filter_map(|h| {
+            let r = splitmix(i.wrapping_mul(0x2000_0003) ^ (h as u64 + 77));
+            if r.is_multiple_of(7) {
+                return None;
+            }
+            let v = if r % 17 == 1 {
+                HVal::Stale
+            } else if h == 2 && (i / 9) % 2 == 1 {
+                HVal::Float((r % 1000) as f64)
+            } else {
+                HVal::Hist(histogram(i, h, r))
+            };
+            Some((h, t + 5 + h as i64, v))
+        })
+        .collect()
+}
+
+/// What batches `0..n` hold in the histogram series: floats (value bits) and histograms, a
+/// staleness marker after a histogram being a histogram marker of its kind.
+fn hexpected(n: u64) -> HStore {
+    let mut m = HStore::new();
+    let mut last: BTreeMap<usize, Option<bool>> = BTreeMap::new();
+    for i in 0..n {
+        for (h, t, v) in hbatch(i) {
+            let e = m.entry(hseries_labels(h)).or_default();
+            let prev = last.entry(h).or_default();
+            match v {
+                HVal::Float(f) => {
+                    e.0.push((t, f.to_bits()));
+                    *prev = None;
+                }
+                HVal::Hist(x) => {
+                    *prev = Some(matches!(x, HistogramValue::Float(_)));
+                    e.1.push(HistogramSample { t, h: x });
+                }
+                HVal::Stale => match *prev {
+                    None => e.0.push((t, STALE_NAN.to_bits())),
+                    Some(float) => e.1.push(HistogramSample { t, h: stale(float) }),
+                },
+            }
+        }
+    }
+    m
+}
+
+fn stale(float: bool) -> HistogramValue {
+    let h = Histogram {
+        sum: STALE_NAN,
+        ..Histogram::default()
+    };
+    if float {
+        HistogramValue::Float(Box::new(tidemark::model::histogram::FloatHistogram {
+            sum: STALE_NAN,
+            ..Default::default()
+        }))
+    } else {
+        HistogramValue::Int(Box::new(h))
+    }
+}
+
+/// Histogram series → (float samples as bits, histogram samples).
+type HStore = BTreeMap<Labels, (Vec<(i64, u64)>, Vec<HistogramSample>)>;
+
+fn read_histogram_series(db: &Db) -> HStore {
+    let m = Matcher::new(MatchOp::Equal, "__name__", "rpc_latency_seconds").unwrap();
+    db.querier()
+        .select(&[m], i64::MIN, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            (
+                s.labels,
+                (
+                    s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+                    s.histograms,
+                ),
+            )
+        })
+        .collect()
 }
 
 /// What batches `0..n` hold.
@@ -168,9 +319,18 @@ fn verify(dir: &Path, fsync: FsyncPolicy, acked: u64, round: usize) -> u64 {
         "round {round}: {:?}",
         db.refused_blocks()
     );
-    let got = read_all(&db.querier());
+    let mut got = read_all(&db.querier());
+    let hgot = read_histogram_series(&db);
+    for l in hgot.keys() {
+        got.remove(l);
+    }
     // The newest timestamp present names the last batch present.
-    let newest = got.values().filter_map(|v| v.last()).map(|p| p.0).max();
+    let newest = got
+        .values()
+        .filter_map(|v| v.last())
+        .map(|p| p.0)
+        .chain(hgot.values().filter_map(|v| v.1.last()).map(|p| p.t))
+        .max();
     let n = newest.map_or(0, |t| ((t - T0).div_euclid(15_000) + 1) as u64);
     assert!(
         n >= acked,
@@ -194,6 +354,19 @@ fn verify(dir: &Path, fsync: FsyncPolicy, acked: u64, round: usize) -> u64 {
             got.keys().collect::<Vec<_>>()
         );
     }
+    let hwant = hexpected(n);
+    for (l, w) in &hwant {
+        let g = hgot.get(l).cloned().unwrap_or_default();
+        assert!(
+            g.0 == w.0 && g.1 == w.1,
+            "round {round}, {n} batches: {l} has {} floats and {} histograms, want {} and {}",
+            g.0.len(),
+            g.1.len(),
+            w.0.len(),
+            w.1.len()
+        );
+    }
+    assert_eq!(hgot.len(), hwant.len(), "round {round}");
     for b in &db.catalog().blocks {
         b.verify().unwrap();
     }

@@ -27,7 +27,7 @@ fn int_h(i: u64) -> HistogramValue {
         schema: 3,
         zero_threshold: 1e-128,
         zero_count: i,
-        count: 10 * i + 6,
+        count: 5 * i + 6,
         sum: 1.5 * i as f64 - 0.25,
         positive_spans: vec![Span::new(-2, 3), Span::new(4, 1)],
         positive_buckets: vec![i as i64, 1, -1, 2],
@@ -173,6 +173,17 @@ fn append_rules_for_histograms_follow_the_float_ones() {
         app.append_histogram(&a, T0 + 20, bad),
         Err(StorageError::InvalidHistogram(_))
     ));
+    // Prometheus's validation, with its text.
+    let mut bad = int_h(1);
+    if let HistogramValue::Int(h) = &mut bad {
+        h.count = 1;
+    }
+    match app.append_histogram(&a, T0 + 20, bad) {
+        Err(StorageError::InvalidHistogram(e)) => {
+            assert!(e.contains("observation count"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(app.is_empty());
     drop(app);
     let got = select(&db);
@@ -269,8 +280,24 @@ fn a_series_switches_kinds_and_a_float_stale_marker_after_a_histogram_is_a_histo
     db.close().unwrap();
 }
 
+/// Every histogram and float of every series, over all time.
+type Everything = Vec<(Labels, Vec<(i64, u64)>, Vec<HistogramSample>)>;
+
+fn everything(db: &Db) -> Everything {
+    select(db)
+        .into_iter()
+        .map(|s| {
+            (
+                s.labels,
+                s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+                s.histograms,
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn a_checkpoint_carries_histograms_of_the_head() {
+fn histograms_go_through_checkpoint_flush_compaction_deletion_clean_and_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let bd = 300_000;
     let opts = Options {
@@ -279,37 +306,102 @@ fn a_checkpoint_carries_histograms_of_the_head() {
     };
     let db = Db::open(dir.path(), opts.clone()).unwrap();
     let start = T0 - T0 % bd;
-    // Floats over two block windows make the head flush its first; histograms after the
-    // first window stay in the head and go into the checkpoint.
-    let mut want = Vec::new();
-    for i in 0..50i64 {
+    // Over four block windows: a float series, an integer histogram series, a float histogram
+    // series, and one switching kinds every few minutes.
+    for i in 0..80i64 {
         let t = start + i * 15_000;
         commit(&db, |app| {
             app.append(&labels("f"), t, i as f64).unwrap();
-            if t >= start + bd {
-                app.append_histogram(&labels("h"), t, int_h(i as u64))
+            app.append_histogram(&labels("h"), t, int_h(i as u64))
+                .unwrap();
+            app.append_histogram(&labels("g"), t + 7, float_h(i as u64))
+                .unwrap();
+            if (i / 7) % 2 == 0 {
+                app.append(&labels("m"), t, -(i as f64)).unwrap();
+            } else {
+                app.append_histogram(&labels("m"), t, int_h(i as u64))
                     .unwrap();
             }
         });
-        if t >= start + bd {
-            want.push(HistogramSample {
-                t,
-                h: int_h(i as u64),
-            });
+    }
+    let want = everything(&db);
+    assert_eq!(want.len(), 4);
+    // Head chunks closed and open, then the checkpoint and reopen.
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    assert_eq!(everything(&db), want);
+    // Flush: three windows go to blocks, the rest stays in the head and the checkpoint.
+    assert_eq!(db.flush().unwrap().len(), 3);
+    assert_eq!(db.catalog().blocks.len(), 3);
+    assert_eq!(everything(&db), want);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    assert_eq!(everything(&db), want);
+    // Compaction merges the blocks.
+    assert!(db.compact().unwrap().is_some());
+    assert!(db.catalog().blocks.len() < 3);
+    assert_eq!(everything(&db), want);
+    // A snapshot (blocks and head) opens with the same data.
+    let snap = tempfile::tempdir().unwrap();
+    let out = snap.path().join("s");
+    db.snapshot(&out, true).unwrap();
+    {
+        let s = tidemark::storage::ReadOnlyDb::open(&out).unwrap();
+        let all = Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap();
+        let got = s.querier().select(&[all], i64::MIN, i64::MAX).unwrap();
+        let got: Vec<_> = got
+            .into_iter()
+            .map(|s| {
+                (
+                    s.labels,
+                    s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+                    s.histograms,
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+    // Deleting a stretch of the histogram series hides it at once, in blocks and head, and a
+    // clean rewrites the block without it.
+    let (lo, hi) = (start + 10 * 15_000, start + 60 * 15_000);
+    let sel = vec![vec![
+        Matcher::new(MatchOp::Regex, "__name__", "h|m").unwrap(),
+    ]];
+    db.delete_series(&sel, lo, hi).unwrap();
+    let mut cut = want.clone();
+    for (l, f, h) in cut.iter_mut() {
+        if l.get("__name__") == Some("h") || l.get("__name__") == Some("m") {
+            f.retain(|x| x.0 < lo || x.0 > hi);
+            h.retain(|x| x.t < lo || x.t > hi);
         }
     }
-    assert_eq!(db.flush().unwrap().len(), 1);
+    assert_eq!(everything(&db), cut);
+    db.clean_tombstones().unwrap();
+    assert_eq!(everything(&db), cut);
     db.close().unwrap();
-    assert!(std::fs::read_dir(dir.path().join("wal")).unwrap().any(|e| {
-        e.unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with("checkpoint.")
-    }));
     let db = Db::open(dir.path(), opts).unwrap();
+    assert_eq!(everything(&db), cut);
+    db.close().unwrap();
+}
+
+#[test]
+fn closed_histogram_chunks_live_in_the_head_chunk_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    for i in 0..400u64 {
+        commit(&db, |app| {
+            app.append_histogram(&labels("a"), T0 + i as i64 * 1000, int_h(i))
+                .unwrap();
+        });
+    }
+    let files: u64 = std::fs::read_dir(dir.path().join("chunks_head"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(files > 0, "closed chunks were written to the chunk file");
     let got = select(&db);
-    let h = got.iter().find(|s| s.labels == labels("h")).unwrap();
-    assert_eq!(h.histograms, want);
+    assert_eq!(got[0].histograms.len(), 400);
+    assert_eq!(got[0].histograms[399].h, int_h(399));
     db.close().unwrap();
 }
 
@@ -359,5 +451,50 @@ fn a_torn_histogram_record_at_the_wal_tail_is_cut_and_the_rest_kept() {
         })
         .collect();
     assert_eq!(got[0].histograms, want);
+    db.close().unwrap();
+}
+
+#[test]
+fn a_damaged_histogram_chunk_in_a_block_is_left_out_with_a_warning_and_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let bd = 300_000;
+    let opts = Options {
+        block_duration: bd,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    let start = T0 - T0 % bd;
+    for i in 0..40i64 {
+        let t = start + i * 15_000;
+        commit(&db, |app| {
+            app.append_histogram(&labels("h"), t, int_h(i as u64))
+                .unwrap();
+        });
+    }
+    assert_eq!(db.flush().unwrap().len(), 1);
+    let block = db.catalog().blocks[0].clone();
+    let (_, metas) = block.series(0).unwrap();
+    let path = block.meta().path.clone();
+    db.close().unwrap();
+    // Flip a byte inside the histogram chunk: its checksum fails on read.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[metas[0].offset as usize + 5] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let db = Db::open(dir.path(), opts).unwrap();
+    let q = db.querier();
+    let all = Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap();
+    let got = q.select(&[all], i64::MIN, i64::MAX).unwrap();
+    // What the head still holds is answered; the block's window is left out with a warning.
+    assert!(got[0].histograms.iter().all(|s| s.t >= start + bd));
+    assert_eq!(got[0].histograms.len(), 20);
+    assert_eq!(q.warnings().len(), 1, "{:?}", q.warnings());
+    assert!(
+        dir.path()
+            .join(tidemark::storage::QUARANTINE_DIR)
+            .read_dir()
+            .unwrap()
+            .count()
+            > 0
+    );
     db.close().unwrap();
 }

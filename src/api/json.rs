@@ -1113,6 +1113,76 @@ mod tests {
     }
 
     #[test]
+    fn histograms_in_prometheus_shapes() {
+        use crate::model::histogram::{CUSTOM_BUCKETS_SCHEMA, FloatHistogram, Span};
+        use crate::query::HPoint;
+        // Schema 0: positive bucket i is (2^(i-1), 2^i], negative bucket i is [-2^i, -2^(i-1)).
+        let h = FloatHistogram {
+            schema: 0,
+            zero_threshold: 0.001,
+            zero_count: 1.0,
+            count: 6.0,
+            sum: 4.5,
+            positive_spans: vec![Span::new(0, 3)],
+            positive_buckets: vec![1.0, 0.0, 2.5e-7],
+            negative_spans: vec![Span::new(1, 1)],
+            negative_buckets: vec![2.0],
+            ..FloatHistogram::default()
+        };
+        // Populated buckets only, most negative first, rules 1 (negative), 3 (zero), 0.
+        let text = r#"{"count":"6","sum":"4.5","buckets":[[1,"-2","-1","2"],[3,"-0.001","0.001","1"],[0,"0.5","1","1"],[0,"2","4","2.5e-07"]]}"#;
+        assert_eq!(format_histogram(&h), text);
+        let nhcb = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 3.0,
+            sum: 1.0,
+            positive_spans: vec![Span::new(0, 2)],
+            positive_buckets: vec![1.0, 2.0],
+            custom_values: vec![0.5],
+            ..FloatHistogram::default()
+        };
+        assert_eq!(
+            format_histogram(&nhcb),
+            r#"{"count":"3","sum":"1","buckets":[[0,"-Inf","0.5","1"],[0,"0.5","+Inf","2"]]}"#
+        );
+        // No populated bucket: no `buckets` at all.
+        let empty = FloatHistogram {
+            count: 0.0,
+            sum: f64::NAN,
+            ..FloatHistogram::default()
+        };
+        assert_eq!(format_histogram(&empty), r#"{"count":"0","sum":"NaN"}"#);
+        let m = Arc::new(Labels::new([("__name__", "lat")]).unwrap());
+        let vec = Value::Vector(vec![crate::query::Sample {
+            h: Some(Arc::new(h.clone())),
+            metric: m.clone(),
+            t: 1_000,
+            f: 0.0,
+            drop_name: false,
+        }]);
+        assert_eq!(
+            s(|o| write_query_data(o, &vec, Some(2_000))),
+            format!(
+                r#"{{"resultType":"vector","result":[{{"metric":{{"__name__":"lat"}},"histogram":[2,{text}]}}]}}"#
+            )
+        );
+        // A series with both kinds has `values` then `histograms`.
+        let mat = Value::Matrix(vec![Series {
+            metric: m,
+            floats: vec![FPoint { t: 1_000, f: 2.0 }],
+            histograms: vec![HPoint {
+                t: 2_000,
+                h: Arc::new(empty),
+            }],
+            drop_name: false,
+        }]);
+        assert_eq!(
+            s(|o| write_query_data(o, &mat, None)),
+            r#"{"resultType":"matrix","result":[{"metric":{"__name__":"lat"},"values":[[1,"2"]],"histograms":[[2,{"count":"0","sum":"NaN"}]]}]}"#
+        );
+    }
+
+    #[test]
     fn results_in_prometheus_shapes() {
         let m = Arc::new(Labels::new([("__name__", "up"), ("job", "a<b")]).unwrap());
         let vec = Value::Vector(vec![crate::query::Sample {

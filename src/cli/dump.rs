@@ -1,12 +1,17 @@
 //! `tidemark dump`: stored samples as OpenMetrics text, re-importable by `tidemark import` and
-//! `promtool tsdb create-blocks-from openmetrics`.
+//! `promtool tsdb create-blocks-from openmetrics`. Native histogram samples are written as
+//! `name{labels} {{...}} timestamp` lines in an exact form of Prometheus's test notation
+//! ([`format_histogram`]), which `tidemark import` reads back (promtool does not).
 
 use std::io::{BufWriter, Write};
 
 use anyhow::Context;
 
 use super::{DataDir, parse_selector};
-use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher, is_stale_nan, parse_time};
+use crate::model::histogram::CounterResetHint;
+use crate::model::{
+    HistogramValue, Labels, METRIC_NAME, MatchOp, Matcher, is_stale_nan, parse_time,
+};
 use crate::storage::{ReadOnlyDb, SeriesSamples};
 
 #[derive(clap::Args)]
@@ -48,6 +53,90 @@ pub(crate) fn format_timestamp(ms: i64) -> String {
     format!("{sign}{}.{:03}", a / 1000, a % 1000)
 }
 
+/// Writes a histogram in the text form `dump` writes and `import` reads: Prometheus's test
+/// scripts' `{{...}}` notation, made exact. Keys: `schema`, `sum`, `count`, `z_bucket` (zero
+/// count), `z_bucket_w` (zero threshold), `buckets` and `n_buckets` (absolute counts, as the
+/// test notation has them), `spans` and `n_spans` (`offset:length` each, as stored, where the
+/// test notation has one `offset`), `counter_reset_hint` (`unknown`, `reset`, `not_reset`,
+/// `gauge`), `custom_values`, and `int` for an integer histogram (whose counts are then
+/// integers and whose stored deltas are the differences of consecutive counts).
+pub(crate) fn format_histogram(h: &HistogramValue) -> String {
+    use std::fmt::Write as _;
+    let f = h.to_float();
+    let mut s = String::from("{{");
+    if matches!(h, HistogramValue::Int(_)) {
+        s.push_str("int ");
+    }
+    let _ = write!(s, "schema:{}", f.schema);
+    let _ = write!(s, " sum:{}", format_value(f.sum));
+    match h {
+        HistogramValue::Int(i) => {
+            let _ = write!(s, " count:{} z_bucket:{}", i.count, i.zero_count);
+        }
+        HistogramValue::Float(_) => {
+            let _ = write!(
+                s,
+                " count:{} z_bucket:{}",
+                format_value(f.count),
+                format_value(f.zero_count)
+            );
+        }
+    }
+    let _ = write!(s, " z_bucket_w:{}", format_value(f.zero_threshold));
+    let list = |s: &mut String, key: &str, items: Vec<String>| {
+        if !items.is_empty() {
+            let _ = write!(s, " {key}:[{}]", items.join(" "));
+        }
+    };
+    let counts = |deltas: &[i64], floats: &[f64]| -> Vec<String> {
+        match h {
+            HistogramValue::Int(_) => {
+                let mut abs = 0i64;
+                deltas
+                    .iter()
+                    .map(|d| {
+                        abs = abs.wrapping_add(*d);
+                        abs.to_string()
+                    })
+                    .collect()
+            }
+            HistogramValue::Float(_) => floats.iter().map(|v| format_value(*v)).collect(),
+        }
+    };
+    let (pd, nd): (&[i64], &[i64]) = match h {
+        HistogramValue::Int(i) => (&i.positive_buckets, &i.negative_buckets),
+        HistogramValue::Float(_) => (&[], &[]),
+    };
+    list(&mut s, "buckets", counts(pd, &f.positive_buckets));
+    list(
+        &mut s,
+        "spans",
+        f.positive_spans.iter().map(|x| x.to_string()).collect(),
+    );
+    list(&mut s, "n_buckets", counts(nd, &f.negative_buckets));
+    list(
+        &mut s,
+        "n_spans",
+        f.negative_spans.iter().map(|x| x.to_string()).collect(),
+    );
+    let hint = match f.counter_reset_hint {
+        CounterResetHint::Unknown => None,
+        CounterResetHint::Reset => Some("reset"),
+        CounterResetHint::NotReset => Some("not_reset"),
+        CounterResetHint::Gauge => Some("gauge"),
+    };
+    if let Some(hint) = hint {
+        let _ = write!(s, " counter_reset_hint:{hint}");
+    }
+    list(
+        &mut s,
+        "custom_values",
+        f.custom_values.iter().map(|v| format_value(*v)).collect(),
+    );
+    s.push_str("}}");
+    s
+}
+
 fn write_series_line(out: &mut impl Write, labels: &Labels) -> std::io::Result<()> {
     out.write_all(labels.metric_name().unwrap_or("").as_bytes())?;
     let mut first = true;
@@ -71,8 +160,9 @@ fn write_series_line(out: &mut impl Write, labels: &Labels) -> std::io::Result<(
     Ok(())
 }
 
-/// Writes series as OpenMetrics, grouped by metric name (one family each, type unknown).
-/// Staleness markers are left out: the text formats cannot tell them from a NaN.
+/// Writes series as OpenMetrics, grouped by metric name (one family each, type unknown), a
+/// series' histogram samples after its floats. Staleness markers (float or histogram) are
+/// left out: the text formats cannot tell them from a NaN.
 pub(crate) fn write_openmetrics(
     out: &mut impl Write,
     mut series: Vec<SeriesSamples>,
@@ -91,6 +181,11 @@ pub(crate) fn write_openmetrics(
         for x in s.samples.iter().filter(|x| !is_stale_nan(x.v)) {
             write_series_line(out, &s.labels)?;
             writeln!(out, " {} {}", format_value(x.v), format_timestamp(x.t))?;
+            n += 1;
+        }
+        for x in s.histograms.iter().filter(|x| !x.h.is_stale_marker()) {
+            write_series_line(out, &s.labels)?;
+            writeln!(out, " {} {}", format_histogram(&x.h), format_timestamp(x.t))?;
             n += 1;
         }
     }

@@ -7,6 +7,8 @@ use serde_json::json;
 
 use super::DataDir;
 use crate::model::{Labels, METRIC_NAME, format_rfc3339};
+use crate::storage::chunk::histogram::is_histogram_chunk;
+use crate::storage::sstable::Block;
 use crate::storage::{ReadOnlyDb, list_quarantined};
 
 #[derive(clap::Args)]
@@ -40,6 +42,26 @@ pub(super) fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many of a block's series hold histogram samples, and how many histogram samples it
+/// holds (its `samples` count both kinds): each chunk's header byte says its kind.
+fn histogram_counts(b: &Block) -> anyhow::Result<(u64, u64)> {
+    let (mut series, mut samples) = (0u64, 0u64);
+    let mut bytes = Vec::new();
+    for id in 0..b.num_series() {
+        let (_, chunks) = b.series(id)?;
+        let mut any = false;
+        for c in &chunks {
+            b.read_chunk_into(c, &mut bytes)?;
+            if is_histogram_chunk(&bytes) {
+                samples += u64::from(c.num_samples);
+                any = true;
+            }
+        }
+        series += u64::from(any);
+    }
+    Ok((series, samples))
+}
+
 fn build(db: &ReadOnlyDb, top: usize) -> anyhow::Result<serde_json::Value> {
     let blocks: Vec<_> = db
         .catalog()
@@ -47,14 +69,16 @@ fn build(db: &ReadOnlyDb, top: usize) -> anyhow::Result<serde_json::Value> {
         .iter()
         .map(|b| {
             let m = b.meta();
-            json!({
+            let (hseries, hsamples) = histogram_counts(b)?;
+            Ok(json!({
                 "id": m.id.as_str(), "minTime": format_rfc3339(m.mint), "maxTime": format_rfc3339(m.maxt),
                 "level": m.level, "series": m.num_series, "samples": m.num_samples, "chunks": m.num_chunks,
+                "histogramSeries": hseries, "histogramSamples": hsamples,
                 "bytes": m.size_bytes,
                 "bytesPerSample": if m.num_samples > 0 { m.size_bytes as f64 / m.num_samples as f64 } else { 0.0 },
-            })
+            }))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let refused: Vec<_> = db
         .refused_blocks()
         .iter()
@@ -65,19 +89,21 @@ fn build(db: &ReadOnlyDb, top: usize) -> anyhow::Result<serde_json::Value> {
     // Samples deleted through the admin API stay in the head until it is flushed; they are not
     // stored data any more, so they are not counted.
     let deleted = db.tombstones();
-    let head_samples: usize = head
-        .select(&[], i64::MIN, i64::MAX)?
-        .into_iter()
-        .map(|mut s| {
-            deleted.filter(&s.labels, &mut s.samples);
-            s.samples.len()
-        })
-        .sum();
+    let (mut head_samples, mut head_histograms, mut head_histogram_series) =
+        (0usize, 0usize, 0usize);
+    for mut s in head.select(&[], i64::MIN, i64::MAX)? {
+        deleted.filter(&s.labels, &mut s.samples);
+        deleted.filter_histograms(&s.labels, &mut s.histograms);
+        // Every sample counts; histogram ones are also counted on their own.
+        head_samples += s.samples.len() + s.histograms.len();
+        head_histograms += s.histograms.len();
+        head_histogram_series += usize::from(!s.histograms.is_empty());
+    }
     let range = head.time_range();
     let rs = db.replay_stats();
     let wal = json!({
         "segments": rs.segments, "records": rs.records, "seriesRecords": rs.series,
-        "samples": rs.samples, "checkpoint": rs.checkpoint,
+        "samples": rs.samples, "histogramSamples": rs.histograms, "checkpoint": rs.checkpoint,
         "samplesOutOfRange": db.replay_out_of_range(),
         "corruptions": rs.corruptions.iter().map(|c| json!({
             "segment": c.segment.display().to_string(), "offset": c.offset, "reason": c.reason,
@@ -108,6 +134,7 @@ fn build(db: &ReadOnlyDb, top: usize) -> anyhow::Result<serde_json::Value> {
         "refusedBlocks": refused,
         "head": {
             "series": head.num_series(), "chunks": head.num_chunks(), "samples": head_samples,
+            "histogramSeries": head_histogram_series, "histogramSamples": head_histograms,
             "minTime": range.map(|r| format_rfc3339(r.0)), "maxTime": range.map(|r| format_rfc3339(r.1)),
         },
         "wal": wal,
@@ -128,18 +155,29 @@ fn print_text(r: &serde_json::Value) {
     let list = |k: &str| r[k].as_array().unwrap_or(&empty).clone();
     println!("BLOCKS");
     println!(
-        "{:<26}  {:<24}  {:<24}  {:>5}  {:>8}  {:>11}  {:>12}  {:>8}",
-        "ID", "MIN TIME", "MAX TIME", "LEVEL", "SERIES", "SAMPLES", "BYTES", "B/SAMPLE"
+        "{:<26}  {:<24}  {:<24}  {:>5}  {:>8}  {:>11}  {:>8}  {:>11}  {:>12}  {:>8}",
+        "ID",
+        "MIN TIME",
+        "MAX TIME",
+        "LEVEL",
+        "SERIES",
+        "SAMPLES",
+        "H.SERIES",
+        "H.SAMPLES",
+        "BYTES",
+        "B/SAMPLE"
     );
     for b in list("blocks") {
         println!(
-            "{:<26}  {:<24}  {:<24}  {:>5}  {:>8}  {:>11}  {:>12}  {:>8.3}",
+            "{:<26}  {:<24}  {:<24}  {:>5}  {:>8}  {:>11}  {:>8}  {:>11}  {:>12}  {:>8.3}",
             s(&b["id"]),
             s(&b["minTime"]),
             s(&b["maxTime"]),
             s(&b["level"]),
             s(&b["series"]),
             s(&b["samples"]),
+            s(&b["histogramSeries"]),
+            s(&b["histogramSamples"]),
             s(&b["bytes"]),
             b["bytesPerSample"].as_f64().unwrap_or(0.0)
         );
@@ -157,19 +195,22 @@ fn print_text(r: &serde_json::Value) {
     }
     let h = &r["head"];
     println!(
-        "\nHEAD     series {}  chunks {}  samples {}  from {} to {}",
+        "\nHEAD     series {}  chunks {}  samples {}  histogram series {}  histogram samples {}  from {} to {}",
         s(&h["series"]),
         s(&h["chunks"]),
         s(&h["samples"]),
+        s(&h["histogramSeries"]),
+        s(&h["histogramSamples"]),
         s(&h["minTime"]),
         s(&h["maxTime"])
     );
     let w = &r["wal"];
     println!(
-        "WAL      segments {}  records {}  samples {}  checkpoint {}",
+        "WAL      segments {}  records {}  samples {}  histogram samples {}  checkpoint {}",
         s(&w["segments"]),
         s(&w["records"]),
         s(&w["samples"]),
+        s(&w["histogramSamples"]),
         s(&w["checkpoint"])
     );
     if w["samplesOutOfRange"].as_u64().unwrap_or(0) > 0 {

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use super::block_chunks::{read_samples, to_chunks};
+use super::block_chunks::{read_samples, series_chunks};
 use super::catalog::Catalog;
 use super::compact::{self, BlockSpan};
 use super::delete::{self, CleanStats, DeleteStats};
 use super::head::{ChunkFile, FastMap, Head, MemSeries, Reject, SeriesRef};
 use super::quarantine::{Blocks, RefusedBlock, corrupt_block_path};
 use super::querier::Querier;
+use super::querier::settle_histograms;
 use super::sstable::{self, Block, BlockId, BlockMeta, BlockWriter, SstError};
 use super::stats::{DurationHistogram, HistogramSnapshot, MAINTENANCE_BOUNDS};
 use super::tombstones::{self, Tombstones};
@@ -799,14 +800,23 @@ impl Db {
         series.sort_by(|a, b| a.cmp_labels(b));
         let mut w = BlockWriter::new(&self.dir.join("blocks"), 1, Vec::new())?;
         let mut samples = Vec::new();
+        let mut histograms = Vec::new();
         let deleted = self.tombstones();
         for s in series {
             samples.clear();
-            s.lock().samples_in(mint, maxt, &mut samples)?;
+            histograms.clear();
+            {
+                let st = s.lock();
+                st.samples_in(mint, maxt, &mut samples)?;
+                st.histograms_in(mint, maxt, &mut histograms)?;
+            }
             let labels = s.labels();
             deleted.filter(&labels, &mut samples);
-            if !samples.is_empty() {
-                w.add_series(&labels, &to_chunks(&samples))?;
+            if !histograms.is_empty() {
+                deleted.filter_histograms(&labels, &mut histograms);
+            }
+            if !samples.is_empty() || !histograms.is_empty() {
+                w.add_series(&labels, &series_chunks(&samples, &histograms))?;
             }
         }
         if w.num_series() == 0 {
@@ -871,22 +881,22 @@ impl Db {
                 .map(|runs| Record::Chunks(runs.into_iter().flatten().collect()))
                 .map_err(|e| WalError::CheckpointAbandoned(e.to_string()));
             // Histogram samples after the float chunks: replay keeps each kind's own order.
-            let mut histograms = Vec::new();
-            for s in group {
-                let st = s.lock();
-                let mut hs = Vec::new();
-                st.histograms_in(i64::MIN, i64::MAX, &mut hs);
-                histograms.extend(hs.into_iter().map(|x| HistogramRecord {
-                    sref: s.sref,
-                    t: x.t,
-                    h: x.h,
-                }));
-            }
-            [
-                Ok(Record::Series(defs)),
-                chunks,
-                Ok(Record::Histograms(histograms)),
-            ]
+            let histograms = group
+                .iter()
+                .map(|s| {
+                    let mut hs = Vec::new();
+                    s.lock().histograms_in(i64::MIN, i64::MAX, &mut hs)?;
+                    let sref = s.sref;
+                    Ok(hs.into_iter().map(move |x| HistogramRecord {
+                        sref,
+                        t: x.t,
+                        h: x.h,
+                    }))
+                })
+                .collect::<Result<Vec<_>, StorageError>>()
+                .map(|runs| Record::Histograms(runs.into_iter().flatten().collect()))
+                .map_err(|e| WalError::CheckpointAbandoned(e.to_string()));
+            [Ok(Record::Series(defs)), chunks, histograms]
         });
         let carried = (!carried.is_empty()).then_some(Ok(Record::Series(carried)));
         self.wal.try_checkpoint(upto, records.chain(carried))?;
@@ -1162,13 +1172,15 @@ pub(crate) fn merge_blocks(
     let ids = sorted.iter().map(|b| b.meta().id.clone()).collect();
     let mut w = BlockWriter::new(blocks_dir, level, ids)?;
     let mut samples = Vec::new();
+    let mut histograms = Vec::new();
     let mut buf = Vec::new();
     for (labels, parts) in index {
         samples.clear();
+        histograms.clear();
         for (i, chunks) in parts {
             let b = sorted[i];
             for c in chunks {
-                read_samples(b, &c, &mut buf, &mut samples)?;
+                read_samples(b, &c, &mut buf, &mut samples, &mut histograms)?;
             }
         }
         if !samples.windows(2).all(|w| w[0].t < w[1].t) {
@@ -1176,10 +1188,14 @@ pub(crate) fn merge_blocks(
             samples.dedup_by_key(|s| s.t);
         }
         deleted.filter(&labels, &mut samples);
-        if samples.is_empty() {
+        if !histograms.is_empty() {
+            settle_histograms(&samples, &mut histograms);
+            deleted.filter_histograms(&labels, &mut histograms);
+        }
+        if samples.is_empty() && histograms.is_empty() {
             continue;
         }
-        w.add_series(&labels, &to_chunks(&samples))?;
+        w.add_series(&labels, &series_chunks(&samples, &histograms))?;
     }
     // Dropping an unfinished writer removes its temp file.
     if w.num_series() == 0 {
@@ -1214,11 +1230,18 @@ impl SeriesHandle {
     }
 }
 
-/// Checks what storage relies on in a histogram before it is logged: a schema it stores, and
-/// as many bucket counts on each side as its spans say (a record the WAL's reader would refuse
-/// must never be written).
-fn check_histogram(h: &HistogramValue) -> Result<(), StorageError> {
+/// Checks a histogram before it is logged: Prometheus's validation (its texts), then what
+/// storage relies on besides (a record the WAL's reader would refuse must never be written,
+/// and a chunk must be able to hold it): a schema it stores, as many bucket counts on each
+/// side as its spans say, spans in order, at most the codec's bucket limit.
+pub(crate) fn check_histogram(h: &HistogramValue) -> Result<(), StorageError> {
+    let valid = match h {
+        HistogramValue::Int(h) => h.validate(),
+        HistogramValue::Float(h) => h.validate(),
+    };
+    valid.map_err(|e| StorageError::InvalidHistogram(e.to_string()))?;
     fn side(spans: &[Span], buckets: usize, which: &str) -> Result<(), StorageError> {
+        // Lengths are u32: their sum fits u64 for any span list memory can hold.
         let want: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
         if want != buckets as u64 {
             return Err(StorageError::InvalidHistogram(format!(
@@ -1249,7 +1272,21 @@ fn check_histogram(h: &HistogramValue) -> Result<(), StorageError> {
         )));
     }
     side(pos, np, "positive")?;
-    side(neg, nn, "negative")
+    side(neg, nn, "negative")?;
+    for (spans, which) in [(pos, "positive"), (neg, "negative")] {
+        if !chunk::histogram::spans_in_order(spans) {
+            return Err(StorageError::InvalidHistogram(format!(
+                "a {which} span after the first has a negative offset"
+            )));
+        }
+    }
+    if !chunk::histogram::fits(h) {
+        return Err(StorageError::InvalidHistogram(format!(
+            "more than {} buckets",
+            chunk::histogram::MAX_VALUES
+        )));
+    }
+    Ok(())
 }
 
 /// A batch of samples committed together: one WAL commit, then visible at once.

@@ -7,13 +7,13 @@
 use std::path::Path;
 
 use super::StorageError;
-use super::block_chunks::{read_samples, to_chunks};
+use super::block_chunks::{read_samples, series_chunks};
 use super::head::Head;
 use super::index::select_ids;
 use super::querier::{BlockIndex, Querier};
 use super::sstable::{Block, BlockMeta, BlockWriter, ChunkData, ChunkMeta};
 use super::tombstones::{Interval, Tombstones, covered};
-use crate::model::{Labels, Matcher, Sample};
+use crate::model::{HistogramSample, Labels, Matcher, Sample};
 
 /// What one `delete_series` call did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -97,15 +97,16 @@ pub(crate) fn add_deletions(
     Ok(stats)
 }
 
-/// Decodes `chunks` of `block` into `out`.
+/// Decodes `chunks` of `block` into `out` and `hout` (histogram samples).
 fn read_chunks(
     block: &Block,
     chunks: &[ChunkMeta],
     out: &mut Vec<Sample>,
+    hout: &mut Vec<HistogramSample>,
 ) -> Result<(), StorageError> {
     let mut buf = Vec::new();
     for c in chunks {
-        read_samples(block, c, &mut buf, out)?;
+        read_samples(block, c, &mut buf, out, hout)?;
     }
     Ok(())
 }
@@ -127,6 +128,7 @@ fn find_series(block: &Block, labels: &Labels) -> Result<Option<Vec<ChunkMeta>>,
 pub(crate) fn holds_deleted(block: &Block, ts: &Tombstones) -> Result<bool, StorageError> {
     let (bmin, bmax) = (block.meta().mint, block.meta().maxt);
     let mut samples = Vec::new();
+    let mut histograms = Vec::new();
     for (labels, intervals) in ts.iter() {
         if !intervals.iter().any(|iv| iv.overlaps(bmin, bmax)) {
             continue;
@@ -139,8 +141,11 @@ pub(crate) fn holds_deleted(block: &Block, ts: &Tombstones) -> Result<bool, Stor
             .filter(|c| intervals.iter().any(|iv| iv.overlaps(c.mint, c.maxt)))
             .collect();
         samples.clear();
-        read_chunks(block, &hit, &mut samples)?;
-        if samples.iter().any(|s| covered(intervals, s.t)) {
+        histograms.clear();
+        read_chunks(block, &hit, &mut samples, &mut histograms)?;
+        if samples.iter().any(|s| covered(intervals, s.t))
+            || histograms.iter().any(|s| covered(intervals, s.t))
+        {
             return Ok(true);
         }
     }
@@ -158,6 +163,7 @@ pub(crate) fn rewrite_block(
     let meta = block.meta();
     let mut w = BlockWriter::new(blocks_dir, meta.level, vec![meta.id.clone()])?;
     let mut samples = Vec::new();
+    let mut histograms = Vec::new();
     for id in 0..block.num_series() {
         let (labels, chunks) = block.series(id)?;
         match ts.get(&labels) {
@@ -175,10 +181,12 @@ pub(crate) fn rewrite_block(
             }
             Some(intervals) => {
                 samples.clear();
-                read_chunks(block, &chunks, &mut samples)?;
+                histograms.clear();
+                read_chunks(block, &chunks, &mut samples, &mut histograms)?;
                 samples.retain(|s| !covered(intervals, s.t));
-                if !samples.is_empty() {
-                    w.add_series(&labels, &to_chunks(&samples))?;
+                histograms.retain(|s| !covered(intervals, s.t));
+                if !samples.is_empty() || !histograms.is_empty() {
+                    w.add_series(&labels, &series_chunks(&samples, &histograms))?;
                 }
             }
         }
@@ -440,7 +448,7 @@ mod tests {
             for id in 0..b.num_series() {
                 let (labels, chunks) = b.series(id).unwrap();
                 let mut samples = Vec::new();
-                read_chunks(b, &chunks, &mut samples).unwrap();
+                read_chunks(b, &chunks, &mut samples, &mut Vec::new()).unwrap();
                 let have = model.get(&labels).cloned().unwrap_or_default();
                 for s in samples {
                     prop_assert!(

@@ -28,14 +28,14 @@ use std::path::{Path, PathBuf};
 
 use crate::model::Labels;
 
-pub use block_chunks::{BLOCK_CHUNK_SAMPLES, to_chunks};
+pub use block_chunks::{BLOCK_CHUNK_SAMPLES, series_chunks, to_chunks, to_histogram_chunks};
 pub use catalog::Catalog;
 pub use db::{
     Appender, CommitStats, Db, DbCounters, MAX_AHEAD_MS, Options, ReadOnlyDb, SeriesHandle,
 };
 pub use delete::{CleanStats, DeleteStats};
 pub use head::{SeriesRef, SeriesSamples};
-pub use import::write_blocks;
+pub use import::{write_blocks, write_series_blocks};
 pub use quarantine::{QUARANTINE_DIR, QuarantinedFile, RefusedBlock, list_quarantined};
 pub(crate) use querier::{Plan, ReadScratch, Unread};
 pub use querier::{Querier, Selected};

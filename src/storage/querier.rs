@@ -168,7 +168,7 @@ fn retain_within(samples: &mut Vec<Sample>, from: usize, mint: i64, maxt: i64) {
 /// Puts a series' histogram samples, gathered from its sources in source order, in time order
 /// with exact-timestamp duplicates dropped (the earlier source wins, as for floats), and drops
 /// any at the time of a float sample, so the two kinds never share a timestamp.
-fn settle_histograms(samples: &[Sample], histograms: &mut Vec<HistogramSample>) {
+pub(crate) fn settle_histograms(samples: &[Sample], histograms: &mut Vec<HistogramSample>) {
     if !histograms.windows(2).all(|w| w[0].t < w[1].t) {
         // Stable: of two at one time, the earlier source's comes first and is kept.
         histograms.sort_by_key(|x| x.t);
@@ -184,6 +184,18 @@ fn settle_histograms(samples: &[Sample], histograms: &mut Vec<HistogramSample>) 
         }
         !(i < samples.len() && samples[i].t == h.t)
     });
+}
+
+/// [`retain_within`] for histogram samples.
+fn histograms_within(h: &mut Vec<HistogramSample>, from: usize, mint: i64, maxt: i64) {
+    let mut k = from;
+    for i in from..h.len() {
+        if h[i].t >= mint && h[i].t <= maxt {
+            h.swap(k, i);
+            k += 1;
+        }
+    }
+    h.truncate(k);
 }
 
 /// The ids `ix` selects for any of the matcher sets, sorted and unique.
@@ -445,13 +457,19 @@ impl Querier {
                         // Decoded in place, then the samples outside [mint, maxt] (a chunk
                         // at either end of the range) taken out, keeping the order.
                         let from = samples.len();
-                        if let Err(error) = read_samples(b, c, &mut scratch.bytes, samples) {
+                        let hfrom = histograms.len();
+                        if let Err(error) =
+                            read_samples(b, c, &mut scratch.bytes, samples, histograms)
+                        {
                             return Err(Unread {
                                 block: Some(b),
                                 error,
                             });
                         }
                         retain_within(samples, from, mint, maxt);
+                        if histograms.len() > hfrom {
+                            histograms_within(histograms, hfrom, mint, maxt);
+                        }
                     }
                 }
                 // A head chunk failing its checksum is an error to the query: the head
@@ -460,7 +478,8 @@ impl Querier {
                     let st = series.lock();
                     st.samples_in(mint, maxt, samples)
                         .map_err(|error| Unread { block: None, error })?;
-                    st.histograms_in(mint, maxt, histograms);
+                    st.histograms_in(mint, maxt, histograms)
+                        .map_err(|error| Unread { block: None, error })?;
                 }
             }
         }

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::sstable::Block;
 use super::tombstones;
-use super::{Querier, StorageError, fsutil, io_err, write_blocks};
-use crate::model::{Labels, Sample};
+use super::{Querier, SeriesSamples, StorageError, fsutil, io_err, write_series_blocks};
 
 /// What a snapshot wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -53,19 +52,29 @@ pub fn write_snapshot(
         copy_block(block, &blocks_dir)?;
         stats.blocks_copied += 1;
     }
-    let mut series: Vec<(Labels, Vec<Sample>)> = Vec::new();
+    let mut series: Vec<SeriesSamples> = Vec::new();
     for s in querier.head.all_series() {
         let mut samples = Vec::new();
-        s.lock().samples_in(i64::MIN, i64::MAX, &mut samples)?;
+        let mut histograms = Vec::new();
+        {
+            let st = s.lock();
+            st.samples_in(i64::MIN, i64::MAX, &mut samples)?;
+            st.histograms_in(i64::MIN, i64::MAX, &mut histograms)?;
+        }
         let labels = s.labels();
         deleted.filter(&labels, &mut samples);
-        if !samples.is_empty() {
-            stats.head_samples += samples.len() as u64;
-            series.push((labels, samples));
+        deleted.filter_histograms(&labels, &mut histograms);
+        if !samples.is_empty() || !histograms.is_empty() {
+            stats.head_samples += (samples.len() + histograms.len()) as u64;
+            series.push(SeriesSamples {
+                labels,
+                samples,
+                histograms,
+            });
         }
     }
     stats.head_series = series.len();
-    stats.head_blocks = write_blocks(out, series, block_duration, |_| {})?.len();
+    stats.head_blocks = write_series_blocks(out, series, block_duration, |_| {})?.len();
     fsutil::sync_dir(&blocks_dir)?;
     Ok(stats)
 }

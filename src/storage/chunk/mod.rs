@@ -12,6 +12,7 @@
 pub(crate) mod append;
 mod column;
 mod decimal;
+pub mod histogram;
 mod xor;
 
 #[cfg(test)]
@@ -30,6 +31,9 @@ pub const MAX_SAMPLES: usize = 1 << 16;
 const MODE_XOR: u8 = 0;
 const MODE_DECIMAL_DIV: u8 = 1;
 const MODE_DECIMAL_MUL: u8 = 2;
+/// Histogram chunks ([`histogram`]): integer and float histogram samples.
+const MODE_HISTOGRAM: u8 = 8;
+const MODE_FLOAT_HISTOGRAM: u8 = 9;
 
 const EXP_MASK: u8 = 0x1f;
 const EXP_EXCEPTIONS: u8 = 0x80;
@@ -108,7 +112,21 @@ pub fn encode_into(samples: &[Sample], out: &mut Vec<u8>) {
     column::write(&ts, &tplan, &mut sc, out);
 
     let values: Vec<f64> = samples.iter().map(|s| s.v).collect();
-    let dec = decimal::plan(&values, &mut sc);
+    if let Some(mode) = write_value_section(&values, &mut sc, out, false) {
+        out[header_at] = FORMAT_VERSION << 4 | mode;
+    }
+}
+
+/// Writes the values section of `values` (non-empty): the decimal coding when it is no larger
+/// than XOR, else the XOR stream (length-prefixed when `prefixed`, for a section that is not
+/// the last of its chunk). Returns the decimal mode, or `None` for XOR.
+fn write_value_section(
+    values: &[f64],
+    sc: &mut column::Scratch,
+    out: &mut Vec<u8>,
+    prefixed: bool,
+) -> Option<u8> {
+    let dec = decimal::plan(values, sc);
     // XOR costs at least 8 bytes plus a bit per later value; skip it when decimal already wins.
     let xor_floor = 8 + (values.len() - 1).div_ceil(8);
     let dec = match dec {
@@ -124,15 +142,94 @@ pub fn encode_into(samples: &[Sample], out: &mut Vec<u8>) {
     };
     match dec {
         Ok(p) => {
-            out[header_at] = FORMAT_VERSION << 4
-                | match p.scale {
-                    Scale::Div => MODE_DECIMAL_DIV,
-                    Scale::Mul => MODE_DECIMAL_MUL,
-                };
-            decimal::write(&p, &mut sc, out);
+            let mode = match p.scale {
+                Scale::Div => MODE_DECIMAL_DIV,
+                Scale::Mul => MODE_DECIMAL_MUL,
+            };
+            decimal::write(&p, sc, out);
+            Some(mode)
         }
-        Err(x) => out.extend_from_slice(&x),
+        Err(x) => {
+            if prefixed {
+                put_uvarint(out, x.len() as u64);
+            }
+            out.extend_from_slice(&x);
+            None
+        }
     }
+}
+
+/// A values section inside a histogram chunk: a mode byte, then the section as a float
+/// chunk's (an XOR stream length-prefixed).
+fn write_values(values: &[f64], sc: &mut column::Scratch, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.push(MODE_XOR);
+    if let Some(mode) = write_value_section(values, sc, out, true) {
+        out[at] = mode;
+    }
+}
+
+/// Reads a values section [`write_values`] wrote, of `n >= 1` values, into `out` (cleared
+/// first).
+fn read_values(r: &mut Decbuf<'_>, n: usize, out: &mut Vec<f64>) -> Result<(), ChunkError> {
+    out.clear();
+    let mode = r.u8()?;
+    match mode {
+        MODE_XOR => {
+            let at = r.pos();
+            let bytes = r.uvarint_bytes()?;
+            out.reserve(n);
+            xor::decode(bytes, at, n, |v| out.push(v))
+        }
+        MODE_DECIMAL_DIV | MODE_DECIMAL_MUL => {
+            out.resize(n, 0.0);
+            read_decimal(r, mode, out, |v| v)
+        }
+        _ => Err(r.corrupt("unknown value mode")),
+    }
+}
+
+/// Reads a decimal values section (exponent byte, mantissa column, exceptions) into the
+/// value slots of `items` (`slot` says where an item keeps its value).
+fn read_decimal<T>(
+    r: &mut Decbuf<'_>,
+    mode: u8,
+    items: &mut [T],
+    slot: impl Fn(&mut T) -> &mut f64 + Copy,
+) -> Result<(), ChunkError> {
+    let n = items.len();
+    let scale = if mode == MODE_DECIMAL_DIV {
+        Scale::Div
+    } else {
+        Scale::Mul
+    };
+    let eb = r.u8()?;
+    if eb & EXP_RESERVED != 0 {
+        return Err(r.corrupt("reserved exponent bits set"));
+    }
+    let e = eb & EXP_MASK;
+    if e > decimal::MAX_E {
+        return Err(r.corrupt("decimal exponent out of range"));
+    }
+    let f = decimal::factor(e, scale);
+    {
+        let mut it = items.iter_mut();
+        let mut set = |v: f64| {
+            if let Some(s) = it.next() {
+                *slot(s) = v;
+            }
+        };
+        // One monomorphised loop per arithmetic, so the hot loop carries no mode branch.
+        match (scale, e) {
+            (_, 0) => column::decode(r, n, &mut |m| set(m as f64))?,
+            (Scale::Div, _) => column::decode(r, n, &mut |m| set(m as f64 / f))?,
+            (Scale::Mul, _) => column::decode(r, n, &mut |m| set(m as f64 * f))?,
+        }
+    }
+    if eb & EXP_EXCEPTIONS != 0 {
+        read_exceptions(r, items, slot)?;
+    }
+    Ok(())
 }
 
 /// Reads the header and returns the sample count, without decoding the samples.
@@ -187,44 +284,18 @@ fn decode_inner(data: &[u8], out: &mut Vec<Sample>, start: usize) -> Result<(), 
             }
         });
     }
-    let scale = if mode == MODE_DECIMAL_DIV {
-        Scale::Div
-    } else {
-        Scale::Mul
-    };
-    let eb = r.u8()?;
-    if eb & EXP_RESERVED != 0 {
-        return Err(r.corrupt("reserved exponent bits set"));
-    }
-    let e = eb & EXP_MASK;
-    if e > decimal::MAX_E {
-        return Err(r.corrupt("decimal exponent out of range"));
-    }
-    let f = decimal::factor(e, scale);
-    {
-        let mut it = samples.iter_mut();
-        let mut set = |v: f64| {
-            if let Some(s) = it.next() {
-                s.v = v;
-            }
-        };
-        // One monomorphised loop per arithmetic, so the hot loop carries no mode branch.
-        match (scale, e) {
-            (_, 0) => column::decode(&mut r, n, &mut |m| set(m as f64))?,
-            (Scale::Div, _) => column::decode(&mut r, n, &mut |m| set(m as f64 / f))?,
-            (Scale::Mul, _) => column::decode(&mut r, n, &mut |m| set(m as f64 * f))?,
-        }
-    }
-    if eb & EXP_EXCEPTIONS != 0 {
-        read_exceptions(&mut r, samples)?;
-    }
+    read_decimal(&mut r, mode, samples, |s| &mut s.v)?;
     if r.remaining() != 0 {
         return Err(r.corrupt("trailing bytes after value section"));
     }
     Ok(())
 }
 
-fn read_exceptions(r: &mut Decbuf<'_>, samples: &mut [Sample]) -> Result<(), ChunkError> {
+fn read_exceptions<T>(
+    r: &mut Decbuf<'_>,
+    samples: &mut [T],
+    slot: impl Fn(&mut T) -> &mut f64,
+) -> Result<(), ChunkError> {
     let n = samples.len();
     let k = r.uvarint()?;
     if k == 0 || k > n as u64 {
@@ -242,12 +313,12 @@ fn read_exceptions(r: &mut Decbuf<'_>, samples: &mut [Sample]) -> Result<(), Chu
             return Err(r.corrupt("exception index out of range"));
         }
         idx = next as usize;
-        let s = &mut samples[idx];
+        let v = slot(&mut samples[idx]);
         if h & 1 == decimal::EXC_RAW {
-            s.v = f64::from_bits(r.u64_le()?);
+            *v = f64::from_bits(r.u64_le()?);
         } else {
             let k = r.varint()?;
-            s.v = f64::from_bits((s.v.to_bits() as i64).wrapping_add(k) as u64);
+            *v = f64::from_bits((v.to_bits() as i64).wrapping_add(k) as u64);
         }
     }
     Ok(())

@@ -9,14 +9,29 @@ use std::sync::atomic::Ordering;
 
 use crate::model::histogram::{FloatHistogram, Histogram};
 use crate::model::{HistogramSample, HistogramValue, STALE_NAN};
+use crate::storage::StorageError;
+use crate::storage::chunk::histogram::{self as codec, MAX_VALUES};
 
-use super::series::{HEAD_CHUNK_SAMPLES, Reject, SeriesState};
+use super::series::{ChunkData, ChunkStore, HEAD_CHUNK_SAMPLES, Reject, SeriesState};
 
-/// A closed chunk of histogram samples.
+/// A closed chunk of histogram samples, encoded ([`codec`]), its bytes in memory or in the
+/// head's chunk file as a float chunk's are.
 pub(crate) struct HistChunk {
     pub mint: i64,
     pub maxt: i64,
-    pub samples: Box<[HistogramSample]>,
+    pub data: ChunkData,
+}
+
+impl HistChunk {
+    fn decode(
+        &self,
+        store: &ChunkStore,
+        out: &mut Vec<HistogramSample>,
+    ) -> Result<(), StorageError> {
+        self.data
+            .decode_with(store, |bytes| codec::decode(bytes, out))
+            .map(|_| ())
+    }
 }
 
 /// The histogram side of a series.
@@ -24,8 +39,13 @@ pub(crate) struct HistChunk {
 pub(crate) struct HistState {
     /// Closed chunks, oldest first.
     pub closed: Vec<HistChunk>,
-    /// Samples since the last cut, time-ordered.
+    /// Samples since the last cut, time-ordered, all of one kind.
     pub open: Vec<HistogramSample>,
+    /// Bounds the bucket union of `open` from above: the buckets of each sample whose layout
+    /// differs from the one before it, summed. Keeps a chunk within the codec's value limit.
+    open_buckets: u64,
+    /// The newest histogram when `open` was last cut, for duplicate checks.
+    newest_closed: Option<HistogramSample>,
     /// Newest committed histogram's time, `i64::MIN` before the first.
     pub max_t: i64,
     /// Time of a reserved histogram in flight (its place is the series' `pending_t`),
@@ -36,6 +56,34 @@ pub(crate) struct HistState {
     /// True when the newest committed histogram is a float histogram: a float staleness
     /// marker after it becomes a float histogram marker.
     pub last_float: bool,
+}
+
+fn buckets(h: &HistogramValue) -> u64 {
+    let (p, n) = match h {
+        HistogramValue::Int(h) => (&h.positive_spans, &h.negative_spans),
+        HistogramValue::Float(h) => (&h.positive_spans, &h.negative_spans),
+    };
+    p.iter().chain(n).map(|s| u64::from(s.length)).sum()
+}
+
+fn same_layout(a: &HistogramValue, b: &HistogramValue) -> bool {
+    match (a, b) {
+        (HistogramValue::Int(a), HistogramValue::Int(b)) => {
+            a.schema == b.schema
+                && a.zero_threshold.to_bits() == b.zero_threshold.to_bits()
+                && a.positive_spans == b.positive_spans
+                && a.negative_spans == b.negative_spans
+                && a.custom_values.len() == b.custom_values.len()
+        }
+        (HistogramValue::Float(a), HistogramValue::Float(b)) => {
+            a.schema == b.schema
+                && a.zero_threshold.to_bits() == b.zero_threshold.to_bits()
+                && a.positive_spans == b.positive_spans
+                && a.negative_spans == b.negative_spans
+                && a.custom_values.len() == b.custom_values.len()
+        }
+        _ => false,
+    }
 }
 
 impl HistState {
@@ -62,41 +110,125 @@ impl HistState {
             .or(self.open.first().map(|s| s.t))
     }
 
-    /// The newest committed histogram, if the series still holds it.
-    fn last(&self) -> Option<&HistogramSample> {
-        self.open
-            .last()
-            .or_else(|| self.closed.last().and_then(|c| c.samples.last()))
+    pub(crate) fn lowest_segment(&self) -> Option<u32> {
+        self.closed.iter().filter_map(|c| c.data.segment()).min()
     }
 
-    /// Appends the samples with `mint <= t <= maxt` to `out`, in time order.
-    pub fn samples_in(&self, mint: i64, maxt: i64, out: &mut Vec<HistogramSample>) {
-        let inside = |s: &&HistogramSample| s.t >= mint && s.t <= maxt;
+    /// The newest committed histogram, if the series still holds it.
+    fn last(&self) -> Option<&HistogramSample> {
+        self.open.last().or(self.newest_closed.as_ref())
+    }
+
+    /// Appends the samples with `mint <= t <= maxt` to `out`, in time order. A chunk read
+    /// from the chunk file that fails its checksum is an error.
+    pub fn samples_in(
+        &self,
+        store: &ChunkStore,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<HistogramSample>,
+    ) -> Result<(), StorageError> {
+        let inside = |s: &HistogramSample| s.t >= mint && s.t <= maxt;
         for c in &self.closed {
             if c.maxt < mint || c.mint > maxt {
                 continue;
             }
-            out.extend(c.samples.iter().filter(inside).cloned());
+            let from = out.len();
+            c.decode(store, out)?;
+            if c.mint < mint || c.maxt > maxt {
+                let mut k = from;
+                for i in from..out.len() {
+                    if inside(&out[i]) {
+                        out.swap(k, i);
+                        k += 1;
+                    }
+                }
+                out.truncate(k);
+            }
         }
-        out.extend(self.open.iter().filter(inside).cloned());
+        out.extend(self.open.iter().filter(|s| inside(s)).cloned());
+        Ok(())
     }
 
-    /// Drops every sample older than `t`.
-    fn truncate_before(&mut self, t: i64) {
-        self.closed.retain_mut(|c| {
-            if c.maxt < t {
-                return false;
+    /// Appends `s`, cutting the open chunk first when `s` is of the other kind or would take
+    /// it past the codec's limits, and after it at [`HEAD_CHUNK_SAMPLES`].
+    fn push(&mut self, store: &ChunkStore, s: HistogramSample) {
+        let b = buckets(&s.h);
+        if let Some(prev) = self.open.last() {
+            let grown = if same_layout(&prev.h, &s.h) {
+                self.open_buckets
+            } else {
+                self.open_buckets + b
+            };
+            let other_kind = matches!(prev.h, HistogramValue::Float(_))
+                != matches!(s.h, HistogramValue::Float(_));
+            if other_kind || (self.open.len() as u64 + 1).saturating_mul(grown) > MAX_VALUES as u64
+            {
+                self.close_open(store);
+            } else {
+                self.open_buckets = grown;
             }
-            if c.mint < t {
-                let kept: Vec<HistogramSample> =
-                    c.samples.iter().filter(|s| s.t >= t).cloned().collect();
-                c.mint = kept.first().map_or(c.mint, |s| s.t);
-                c.samples = kept.into_boxed_slice();
-            }
-            true
-        });
-        self.open.retain(|s| s.t >= t);
+        }
+        if self.open.is_empty() {
+            store.count.fetch_add(1, Ordering::Relaxed);
+            self.open_buckets = b;
+        }
+        self.open.push(s);
+        if self.open.len() >= HEAD_CHUNK_SAMPLES {
+            self.close_open(store);
+        }
     }
+
+    fn close_open(&mut self, store: &ChunkStore) {
+        let samples = std::mem::take(&mut self.open);
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return;
+        };
+        let (mint, maxt) = (first.t, last.t);
+        let data = store.place(encode(&samples));
+        self.newest_closed = Some(last.clone());
+        self.closed.push(HistChunk { mint, maxt, data });
+    }
+
+    /// Drops every sample older than `t`, re-encoding the chunk that straddles it.
+    fn truncate_before(&mut self, store: &ChunkStore, t: i64) {
+        let mut keep = Vec::with_capacity(self.closed.len());
+        for c in std::mem::take(&mut self.closed) {
+            if c.maxt < t {
+                continue;
+            }
+            if c.mint >= t {
+                keep.push(c);
+                continue;
+            }
+            let mut buf = Vec::new();
+            if let Err(e) = c.decode(store, &mut buf) {
+                // Kept whole, as a float chunk is: its older samples are in a block too.
+                tracing::warn!(error = %e, "head histogram chunk not truncated: it could not be read");
+                keep.push(c);
+                continue;
+            }
+            buf.retain(|s| s.t >= t);
+            if let (Some(first), Some(last)) = (buf.first(), buf.last()) {
+                let (mint, maxt) = (first.t, last.t);
+                keep.push(HistChunk {
+                    mint,
+                    maxt,
+                    data: store.place(encode(&buf)),
+                });
+            }
+        }
+        self.closed = keep;
+        self.open.retain(|s| s.t >= t);
+        if self.is_empty() {
+            self.newest_closed = None;
+        }
+    }
+}
+
+/// The bytes of a closed chunk: the head cut it within the codec's limits.
+fn encode(samples: &[HistogramSample]) -> Vec<u8> {
+    codec::encode(samples)
 }
 
 /// A staleness marker of the same kind as `float` says.
@@ -212,27 +344,15 @@ impl SeriesState {
     }
 
     fn push_histogram(&mut self, t: i64, h: HistogramValue) {
-        let store = self.store.clone();
+        let store = &self.store;
         let hs = self.hist.get_or_insert_with(|| Box::new(HistState::new()));
         if hs.pending_t == t {
             hs.pending_t = i64::MIN;
             hs.pending = None;
         }
-        if hs.open.is_empty() {
-            store.count.fetch_add(1, Ordering::Relaxed);
-        }
         hs.last_float = matches!(h, HistogramValue::Float(_));
         hs.max_t = hs.max_t.max(t);
-        hs.open.push(HistogramSample { t, h });
-        if hs.open.len() >= HEAD_CHUNK_SAMPLES {
-            let samples = std::mem::take(&mut hs.open).into_boxed_slice();
-            let (mint, maxt) = (samples[0].t, samples[samples.len() - 1].t);
-            hs.closed.push(HistChunk {
-                mint,
-                maxt,
-                samples,
-            });
-        }
+        hs.push(store, HistogramSample { t, h });
     }
 
     /// Appends a histogram during WAL replay. Each kind keeps its own order here: a commit's
@@ -262,10 +382,17 @@ impl SeriesState {
         Ok(())
     }
 
-    /// Appends the histogram samples with `mint <= t <= maxt` to `out`, in time order.
-    pub fn histograms_in(&self, mint: i64, maxt: i64, out: &mut Vec<HistogramSample>) {
-        if let Some(h) = &self.hist {
-            h.samples_in(mint, maxt, out);
+    /// Appends the histogram samples with `mint <= t <= maxt` to `out`, in time order. A
+    /// chunk read from the chunk file that fails its checksum is an error.
+    pub fn histograms_in(
+        &self,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<HistogramSample>,
+    ) -> Result<(), StorageError> {
+        match &self.hist {
+            Some(h) => h.samples_in(&self.store, mint, maxt, out),
+            None => Ok(()),
         }
     }
 
@@ -275,7 +402,7 @@ impl SeriesState {
             return 0;
         };
         let before = h.num_chunks();
-        h.truncate_before(t);
+        h.truncate_before(&self.store, t);
         before.saturating_sub(h.num_chunks())
     }
 }

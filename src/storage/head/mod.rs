@@ -342,7 +342,7 @@ impl Head {
             {
                 let st = series.lock();
                 st.samples_in(mint, maxt, &mut samples)?;
-                st.histograms_in(mint, maxt, &mut histograms);
+                st.histograms_in(mint, maxt, &mut histograms)?;
             }
             if !samples.is_empty() || !histograms.is_empty() {
                 out.push(SeriesSamples {

@@ -23,7 +23,7 @@ pub(crate) struct ChunkStore {
 
 impl ChunkStore {
     /// The chunk file a file-backed chunk is in (a head without one holds no such chunk).
-    fn file(&self) -> Result<&ChunkFile, StorageError> {
+    pub(crate) fn file(&self) -> Result<&ChunkFile, StorageError> {
         self.file
             .as_ref()
             .ok_or_else(|| StorageError::CorruptChunk {
@@ -35,7 +35,7 @@ impl ChunkStore {
 
     /// Where a just-encoded chunk's bytes are kept: in the chunk file, or in memory when there
     /// is none or it could not take them.
-    fn place(&self, data: Vec<u8>) -> ChunkData {
+    pub(crate) fn place(&self, data: Vec<u8>) -> ChunkData {
         if let Some(fc) = self.file.as_ref().and_then(|f| f.write(&data)) {
             return ChunkData::File(fc);
         }
@@ -86,6 +86,36 @@ pub(crate) enum ChunkData {
 }
 
 const _: () = assert!(std::mem::size_of::<HeadChunk>() == 32);
+
+impl ChunkData {
+    /// Runs `decode` on the chunk's bytes. A chunk in memory that does not decode is taken as
+    /// empty (`Ok(false)`); one read from the chunk file that fails its checksum or does not
+    /// decode is an error.
+    pub(crate) fn decode_with<E: std::fmt::Display>(
+        &self,
+        store: &ChunkStore,
+        decode: impl FnOnce(&[u8]) -> Result<(), E>,
+    ) -> Result<bool, StorageError> {
+        match self {
+            ChunkData::Mem(data) => Ok(decode(data).is_ok()),
+            ChunkData::File(fc) => {
+                let file = store.file()?;
+                file.read(fc, decode)?.map_err(|e| {
+                    file.corrupt(fc, &format!("passed its checksum but does not decode: {e}"))
+                })?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The chunk file segment holding it, if any.
+    pub(crate) fn segment(&self) -> Option<u32> {
+        match self {
+            ChunkData::File(fc) => Some(fc.seg),
+            ChunkData::Mem(_) => None,
+        }
+    }
+}
 
 impl HeadChunk {
     /// Decodes the chunk into `out` (cleared first). A chunk in memory that does not decode
@@ -409,7 +439,9 @@ impl SeriesState {
 
     /// The lowest chunk file segment a closed chunk of the series is in.
     pub(crate) fn lowest_segment(&self) -> Option<u32> {
-        self.closed.iter().filter_map(HeadChunk::segment).min()
+        let floats = self.closed.iter().filter_map(HeadChunk::segment).min();
+        let hists = self.hist.as_ref().and_then(|h| h.lowest_segment());
+        floats.into_iter().chain(hists).min()
     }
 
     /// The series' samples as encoded chunks (closed ones as they are, the open one encoded),
