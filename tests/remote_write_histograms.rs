@@ -211,10 +211,12 @@ fn want_proto(t: i64, h: &HistogramValue) -> proto::Histogram {
 }
 
 type Key = (BTreeMap<String, String>, i64);
+/// Histograms by key: (times received, encoded bytes).
+type Hists = HashMap<Key, (usize, Vec<u8>)>;
 
 /// Every histogram received, by series and timestamp, as its encoded bytes (equal bytes:
 /// bit-exact), counting duplicates; and every float sample.
-fn received(got: &Got) -> (HashMap<Key, (usize, Vec<u8>)>, HashMap<Key, usize>) {
+fn received(got: &Got) -> (Hists, HashMap<Key, usize>) {
     let (mut hs, mut fs) = (HashMap::new(), HashMap::new());
     for req in got.lock().unwrap().iter() {
         for ts in &req.timeseries {
