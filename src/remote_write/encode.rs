@@ -7,9 +7,18 @@
 //! batch copies label bytes and writes samples. The layout is exactly what prost writes for
 //! the types in `proto` (except that zero values are written rather than omitted, which every
 //! decoder accepts); a test checks it against prost.
+//!
+//! Histogram samples go in the same slot chains' sibling chain and are written as the
+//! `histograms` field (4) after the slot's samples, in prost's layout (zero scalars omitted,
+//! oneof counts always written, repeated numbers packed), which is byte for byte what
+//! Prometheus's gogo-generated prompb writes.
+
+use prost::Message;
 
 use crate::encoding::{put_u64_le, put_uvarint, uvarint_len};
 use crate::model::Labels;
+use crate::model::histogram::{CounterResetHint, HistogramValue, Span};
+use crate::remote_write::proto;
 
 /// Field 1 of WriteRequest (`timeseries`), length-delimited.
 const TAG_TIMESERIES: u8 = 0x0a;
@@ -23,6 +32,67 @@ const TAG_VALUE_STRING: u8 = 0x12;
 const TAG_VALUE_DOUBLE: u8 = 0x09;
 /// Field 2 of Sample (`timestamp`), varint.
 const TAG_TIMESTAMP: u8 = 0x10;
+/// Field 4 of TimeSeries (`histograms`), length-delimited.
+const TAG_HISTOGRAM: u8 = 0x22;
+
+fn spans(s: &[Span]) -> Vec<proto::BucketSpan> {
+    s.iter()
+        .map(|s| proto::BucketSpan {
+            offset: s.offset,
+            length: s.length,
+        })
+        .collect()
+}
+
+fn reset_hint(h: CounterResetHint) -> i32 {
+    // prompb's Histogram.ResetHint: UNKNOWN 0, YES 1, NO 2, GAUGE 3.
+    match h {
+        CounterResetHint::Unknown => 0,
+        CounterResetHint::Reset => 1,
+        CounterResetHint::NotReset => 2,
+        CounterResetHint::Gauge => 3,
+    }
+}
+
+/// The prompb message of one histogram sample, as Prometheus's sender builds it: an integer
+/// histogram with integer counts and bucket deltas, a float one with float counts and
+/// absolute bucket counts.
+pub fn histogram_proto(t: i64, h: &HistogramValue) -> proto::Histogram {
+    match h {
+        HistogramValue::Int(h) => proto::Histogram {
+            count: Some(proto::HistogramCount::Int(h.count)),
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: Some(proto::HistogramZeroCount::Int(h.zero_count)),
+            negative_spans: spans(&h.negative_spans),
+            negative_deltas: h.negative_buckets.clone(),
+            negative_counts: vec![],
+            positive_spans: spans(&h.positive_spans),
+            positive_deltas: h.positive_buckets.clone(),
+            positive_counts: vec![],
+            reset_hint: reset_hint(h.counter_reset_hint),
+            timestamp: t,
+            custom_values: h.custom_values.clone(),
+        },
+        HistogramValue::Float(h) => proto::Histogram {
+            count: Some(proto::HistogramCount::Float(h.count)),
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: Some(proto::HistogramZeroCount::Float(h.zero_count)),
+            negative_spans: spans(&h.negative_spans),
+            negative_deltas: vec![],
+            negative_counts: h.negative_buckets.clone(),
+            positive_spans: spans(&h.positive_spans),
+            positive_deltas: vec![],
+            positive_counts: h.positive_buckets.clone(),
+            reset_hint: reset_hint(h.counter_reset_hint),
+            timestamp: t,
+            custom_values: h.custom_values.clone(),
+        },
+    }
+}
 
 /// The protobuf bytes of a series' labels: one `labels` field per pair, in label order.
 pub fn encode_labels(labels: &Labels) -> Vec<u8> {
@@ -64,24 +134,29 @@ pub struct Batch {
     next: Vec<u32>,
     ts: Vec<i64>,
     vs: Vec<f64>,
+    /// Histogram samples: their own chains per slot, already encoded as prompb messages.
+    slot_hfirst: Vec<u32>,
+    slot_hlast: Vec<u32>,
+    hnext: Vec<u32>,
+    /// Per histogram sample: its encoded message's range in `hbytes`.
+    hrange: Vec<(u32, u32)>,
+    hbytes: Vec<u8>,
     max_t: i64,
 }
 
 impl Batch {
-    /// Adds a sample of `slot`; samples of a slot must come in time order.
-    pub fn push(&mut self, slot: u32, t: i64, v: f64) {
+    /// Makes room for `slot` and marks it used in this batch; true when first used now.
+    fn touch(&mut self, slot: u32, t: i64) -> bool {
         let s = slot as usize;
         if s >= self.slot_gen.len() {
             let n = (s + 1).max(self.slot_gen.len() * 2);
             self.slot_gen.resize(n, 0);
             self.slot_first.resize(n, END);
             self.slot_last.resize(n, END);
+            self.slot_hfirst.resize(n, END);
+            self.slot_hlast.resize(n, END);
         }
-        let i = self.ts.len() as u32;
-        self.ts.push(t);
-        self.vs.push(v);
-        self.next.push(END);
-        if self.ts.len() == 1 {
+        if self.is_empty() {
             self.max_t = t;
             // Generation 0 marks slots never used; start every batch above it.
             self.generation = self.generation.wrapping_add(1).max(1);
@@ -90,22 +165,62 @@ impl Batch {
         }
         if self.slot_gen[s] != self.generation {
             self.slot_gen[s] = self.generation;
-            self.slot_first[s] = i;
+            self.slot_first[s] = END;
+            self.slot_hfirst[s] = END;
             self.order.push(slot);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Adds a sample of `slot`; samples of a slot must come in time order.
+    pub fn push(&mut self, slot: u32, t: i64, v: f64) {
+        self.touch(slot, t);
+        let s = slot as usize;
+        let i = self.ts.len() as u32;
+        self.ts.push(t);
+        self.vs.push(v);
+        self.next.push(END);
+        if self.slot_first[s] == END {
+            self.slot_first[s] = i;
         } else {
             self.next[self.slot_last[s] as usize] = i;
         }
         self.slot_last[s] = i;
     }
 
-    /// Samples held.
+    /// Adds a histogram sample of `slot`; histogram samples of a slot must come in time order.
+    pub fn push_histogram(&mut self, slot: u32, t: i64, h: &HistogramValue) {
+        self.touch(slot, t);
+        let s = slot as usize;
+        let i = self.hrange.len() as u32;
+        let from = self.hbytes.len();
+        // Encoding into a Vec cannot fail for want of room.
+        let _ = histogram_proto(t, h).encode(&mut self.hbytes);
+        self.hrange.push((from as u32, self.hbytes.len() as u32));
+        self.hnext.push(END);
+        if self.slot_hfirst[s] == END {
+            self.slot_hfirst[s] = i;
+        } else {
+            self.hnext[self.slot_hlast[s] as usize] = i;
+        }
+        self.slot_hlast[s] = i;
+    }
+
+    /// Samples held, histogram samples included.
     pub fn len(&self) -> usize {
-        self.ts.len()
+        self.ts.len() + self.hrange.len()
+    }
+
+    /// Histogram samples held.
+    pub fn histograms(&self) -> usize {
+        self.hrange.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.ts.is_empty()
+        self.ts.is_empty() && self.hrange.is_empty()
     }
 
     /// True when `slot` has samples in this batch.
@@ -124,6 +239,9 @@ impl Batch {
         self.next.clear();
         self.ts.clear();
         self.vs.clear();
+        self.hnext.clear();
+        self.hrange.clear();
+        self.hbytes.clear();
         if self.generation == u32::MAX {
             // Wrap-around: old stamps could collide with new generations.
             self.slot_gen.iter_mut().for_each(|g| *g = 0);
@@ -142,6 +260,13 @@ impl Batch {
                 body += 1 + uvarint_len(n as u64) + n;
                 i = self.next[i as usize];
             }
+            let mut i = self.slot_hfirst[slot as usize];
+            while i != END {
+                let (a, b) = self.hrange[i as usize];
+                let n = (b - a) as usize;
+                body += 1 + uvarint_len(n as u64) + n;
+                i = self.hnext[i as usize];
+            }
             out.push(TAG_TIMESERIES);
             put_uvarint(out, body as u64);
             out.extend_from_slice(lb);
@@ -155,6 +280,14 @@ impl Batch {
                 out.push(TAG_TIMESTAMP);
                 put_uvarint(out, t as u64);
                 i = self.next[i as usize];
+            }
+            let mut i = self.slot_hfirst[slot as usize];
+            while i != END {
+                let (a, b) = self.hrange[i as usize];
+                out.push(TAG_HISTOGRAM);
+                put_uvarint(out, u64::from(b - a));
+                out.extend_from_slice(&self.hbytes[a as usize..b as usize]);
+                i = self.hnext[i as usize];
             }
         }
     }
@@ -300,5 +433,171 @@ mod tests {
         assert_eq!(req.timeseries.len(), 1);
         assert_eq!(req.timeseries[0].samples.len(), 500);
         assert_eq!(req.timeseries[0].samples[499].value, 499.0 * 0.37);
+    }
+
+    fn int_hist(schema: i32, sum: f64, hint: CounterResetHint) -> HistogramValue {
+        use crate::model::histogram::Histogram;
+        let custom = schema == crate::model::histogram::CUSTOM_BUCKETS_SCHEMA;
+        HistogramValue::Int(Box::new(Histogram {
+            counter_reset_hint: hint,
+            schema,
+            zero_threshold: if custom { 0.0 } else { 1e-128 },
+            zero_count: if custom { 0 } else { 3 },
+            count: 19,
+            sum,
+            positive_spans: vec![Span::new(-2, 2), Span::new(3, 1)],
+            negative_spans: if custom {
+                vec![]
+            } else {
+                vec![Span::new(0, 1)]
+            },
+            positive_buckets: vec![5, -2, 4],
+            negative_buckets: if custom { vec![] } else { vec![2] },
+            custom_values: if custom {
+                vec![0.1, 0.5, 1.0, 2.5, 7.0, 10.0]
+            } else {
+                vec![]
+            },
+        }))
+    }
+
+    fn float_hist(sum: f64) -> HistogramValue {
+        use crate::model::histogram::FloatHistogram;
+        HistogramValue::Float(Box::new(FloatHistogram {
+            counter_reset_hint: CounterResetHint::Gauge,
+            schema: -4,
+            zero_threshold: 0.0,
+            zero_count: 0.5,
+            count: 12.25,
+            sum,
+            positive_spans: vec![Span::new(1, 2)],
+            negative_spans: vec![],
+            positive_buckets: vec![1.5, 10.25],
+            negative_buckets: vec![],
+            custom_values: vec![],
+        }))
+    }
+
+    #[test]
+    fn histograms_encode_as_prost_does_beside_float_samples() {
+        let series = [
+            labels(&[("__name__", "h"), ("job", "a")]),
+            labels(&[("__name__", "g"), ("job", "b")]),
+        ];
+        let enc: Vec<Vec<u8>> = series.iter().map(encode_labels).collect();
+        let hs = [
+            (
+                0u32,
+                1_712_000_000_000i64,
+                int_hist(3, 41.5, CounterResetHint::Unknown),
+            ),
+            (1, 1_712_000_000_001, float_hist(-0.25)),
+            (
+                0,
+                1_712_000_015_000,
+                int_hist(3, 99.0, CounterResetHint::NotReset),
+            ),
+            (
+                0,
+                1_712_000_030_000,
+                int_hist(
+                    crate::model::histogram::CUSTOM_BUCKETS_SCHEMA,
+                    7.0,
+                    CounterResetHint::Reset,
+                ),
+            ),
+            (1, 1_712_000_045_000, float_hist(STALE_NAN)),
+            (0, 0, int_hist(0, 0.0, CounterResetHint::Unknown)),
+        ];
+        let mut b = Batch::default();
+        b.push(1, 1_712_000_000_000, 2.5);
+        for (s, t, h) in &hs {
+            b.push_histogram(*s, *t, h);
+        }
+        assert_eq!(b.len(), hs.len() + 1);
+        assert_eq!(b.histograms(), hs.len());
+        let mut out = Vec::new();
+        b.encode(|s| &enc[s as usize], &mut out);
+        // What prost writes for the same WriteRequest, byte for byte.
+        let want = proto::WriteRequest {
+            timeseries: vec![
+                proto::TimeSeries {
+                    labels: proto::TimeSeries::decode(enc[0].as_slice()).unwrap().labels,
+                    samples: vec![],
+                    exemplars: vec![],
+                    histograms: hs
+                        .iter()
+                        .filter(|h| h.0 == 0)
+                        .map(|(_, t, h)| histogram_proto(*t, h))
+                        .collect(),
+                },
+                proto::TimeSeries {
+                    labels: proto::TimeSeries::decode(enc[1].as_slice()).unwrap().labels,
+                    samples: vec![proto::Sample {
+                        value: 2.5,
+                        timestamp: 1_712_000_000_000,
+                    }],
+                    exemplars: vec![],
+                    histograms: hs
+                        .iter()
+                        .filter(|h| h.0 == 1)
+                        .map(|(_, t, h)| histogram_proto(*t, h))
+                        .collect(),
+                },
+            ],
+            metadata: vec![],
+        };
+        // Series 1 came first (its float sample).
+        let want = proto::WriteRequest {
+            timeseries: vec![want.timeseries[1].clone(), want.timeseries[0].clone()],
+            metadata: vec![],
+        };
+        assert_eq!(out, want.encode_to_vec());
+        let got = proto::WriteRequest::decode(out.as_slice()).unwrap();
+        let h0 = &got.timeseries[1].histograms;
+        assert_eq!(h0.len(), 4);
+        assert_eq!(h0[0].count, Some(proto::HistogramCount::Int(19)));
+        assert_eq!(h0[0].zero_count, Some(proto::HistogramZeroCount::Int(3)));
+        assert_eq!(h0[0].positive_deltas, vec![5, -2, 4]);
+        assert_eq!(h0[0].negative_deltas, vec![2]);
+        assert_eq!(
+            h0[0].positive_spans,
+            vec![
+                proto::BucketSpan {
+                    offset: -2,
+                    length: 2
+                },
+                proto::BucketSpan {
+                    offset: 3,
+                    length: 1
+                }
+            ]
+        );
+        assert_eq!(
+            (h0[0].schema, h0[0].zero_threshold, h0[0].sum),
+            (3, 1e-128, 41.5)
+        );
+        assert_eq!((h0[1].reset_hint, h0[2].reset_hint), (2, 1));
+        assert_eq!(h0[2].schema, -53);
+        assert_eq!(h0[2].custom_values, vec![0.1, 0.5, 1.0, 2.5, 7.0, 10.0]);
+        assert_eq!(h0[3].timestamp, 0);
+        let h1 = &got.timeseries[0].histograms;
+        assert_eq!(h1[0].count, Some(proto::HistogramCount::Float(12.25)));
+        assert_eq!(
+            h1[0].zero_count,
+            Some(proto::HistogramZeroCount::Float(0.5))
+        );
+        assert_eq!(h1[0].positive_counts, vec![1.5, 10.25]);
+        assert_eq!((h1[0].reset_hint, h1[0].schema, h1[0].sum), (3, -4, -0.25));
+        assert_eq!(h1[1].sum.to_bits(), STALE_NAN.to_bits());
+        assert_eq!(h1[1].timestamp, 1_712_000_045_000);
+        // Cleared, the batch starts over with no histogram left behind.
+        b.clear();
+        b.push(0, 5, 1.0);
+        let mut out = Vec::new();
+        b.encode(|s| &enc[s as usize], &mut out);
+        let got = proto::WriteRequest::decode(out.as_slice()).unwrap();
+        assert_eq!(got.timeseries.len(), 1);
+        assert!(got.timeseries[0].histograms.is_empty());
     }
 }

@@ -27,9 +27,12 @@ use super::encode::{Batch, Encoder, encode_labels};
 use super::stats::{DropReason, QueueStats};
 use crate::config::{QueueConfig, RemoteWriteConfig};
 use crate::model::Labels;
+use crate::model::histogram::HistogramValue;
 use crate::relabel::{self, Rule};
 use crate::storage::head::FastMap;
-use crate::storage::wal::{SampleRecord, SeriesRecord, TailEvent, Tailer, WalFollower, WalHold};
+use crate::storage::wal::{
+    HistogramRecord, SampleRecord, SeriesRecord, TailEvent, Tailer, WalFollower, WalHold,
+};
 use crate::sync::lock;
 
 /// How long the reader sleeps when no commit notification comes (the poll fallback).
@@ -258,6 +261,53 @@ struct Chunk {
     defs: Vec<(u32, Arc<[u8]>)>,
     samples: Vec<(u32, i64, f64)>,
     runs: Runs,
+    /// Histogram samples, acknowledged through their own runs.
+    histograms: Vec<(u32, i64, HistogramValue)>,
+    hruns: Runs,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        self.samples.len() + self.histograms.len()
+    }
+}
+
+/// One WAL sample as the reader dispatches it.
+trait Dispatched {
+    fn sref(&self) -> u64;
+    fn t(&self) -> i64;
+    /// Puts it in `chunk` under `slot` and `seq`.
+    fn put(&self, chunk: &mut Chunk, slot: u32, seq: Seq);
+    /// Histogram samples, counted apart too.
+    const HISTOGRAMS: bool;
+}
+
+impl Dispatched for SampleRecord {
+    const HISTOGRAMS: bool = false;
+    fn sref(&self) -> u64 {
+        self.sref
+    }
+    fn t(&self) -> i64 {
+        self.t
+    }
+    fn put(&self, chunk: &mut Chunk, slot: u32, seq: Seq) {
+        chunk.samples.push((slot, self.t, self.v));
+        chunk.runs.add(seq);
+    }
+}
+
+impl Dispatched for HistogramRecord {
+    const HISTOGRAMS: bool = true;
+    fn sref(&self) -> u64 {
+        self.sref
+    }
+    fn t(&self) -> i64 {
+        self.t
+    }
+    fn put(&self, chunk: &mut Chunk, slot: u32, seq: Seq) {
+        chunk.histograms.push((slot, self.t, self.h.clone()));
+        chunk.hruns.add(seq);
+    }
 }
 
 struct ShardLink {
@@ -430,8 +480,7 @@ impl Reader {
                 debug!(remote = %self.ctx.name, checkpoint = upto, forgotten = gone.len(), "series no longer in the WAL forgotten");
                 Ok(())
             }
-            // Not sent yet (histscrape's remote-write histograms take them from here).
-            TailEvent::Histograms { .. } => Ok(()),
+            TailEvent::Histograms { histograms, end } => self.dispatch(&histograms, end),
             TailEvent::Skipped { from, to, reason } => {
                 warn!(remote = %self.ctx.name, %from, %to, reason = %reason, "remote write skipped part of the WAL; samples there were not sent");
                 Ok(())
@@ -480,9 +529,11 @@ impl Reader {
         }
     }
 
-    fn dispatch(
+    /// Hands one frame's samples (floats or histograms) to the shards; the frame's position
+    /// is acknowledged once every sample handed on is.
+    fn dispatch<S: Dispatched>(
         &mut self,
-        samples: &[SampleRecord],
+        samples: &[S],
         end: crate::storage::wal::WalPosition,
     ) -> Result<(), Closed> {
         let seq: Seq = lock(&self.ctx.acks).begin();
@@ -495,8 +546,8 @@ impl Reader {
         let nshards = self.shards.len().max(1) as u64;
         let mut max_t = i64::MIN;
         for s in samples {
-            max_t = max_t.max(s.t);
-            let Some(e) = self.series.get_mut(&s.sref) else {
+            max_t = max_t.max(s.t());
+            let Some(e) = self.series.get_mut(&s.sref()) else {
                 unknown += 1;
                 continue;
             };
@@ -504,7 +555,7 @@ impl Reader {
                 relabeled += 1;
                 continue;
             };
-            if s.t < min_t {
+            if s.t() < min_t {
                 old += 1;
                 continue;
             }
@@ -525,16 +576,18 @@ impl Reader {
             let Some(link) = self.shards.get_mut(e.shard as usize) else {
                 return Err(Closed);
             };
-            link.buf.samples.push((e.slot, s.t, s.v));
-            link.buf.runs.add(seq);
+            s.put(&mut link.buf, e.slot, seq);
             n += 1;
-            if link.buf.samples.len() >= max_per_chunk {
+            if link.buf.len() >= max_per_chunk {
                 let chunk = std::mem::take(&mut link.buf);
                 link.tx.blocking_send(chunk).map_err(|_| Closed)?;
             }
         }
         let st = &self.ctx.stats;
         st.dispatched.fetch_add(n, Ordering::Relaxed);
+        if S::HISTOGRAMS {
+            st.histograms_dispatched.fetch_add(n, Ordering::Relaxed);
+        }
         st.add_dropped(DropReason::UnknownSeries, unknown);
         st.add_dropped(DropReason::Relabel, relabeled);
         st.add_dropped(DropReason::TooOld, old);
@@ -551,7 +604,7 @@ impl Reader {
     /// Sends every shard's buffered samples; freed slots become reusable after it.
     fn flush_all(&mut self) -> Result<(), Closed> {
         for link in &mut self.shards {
-            if !link.buf.samples.is_empty() || !link.buf.defs.is_empty() {
+            if link.buf.len() > 0 || !link.buf.defs.is_empty() {
                 let chunk = std::mem::take(&mut link.buf);
                 link.tx.blocking_send(chunk).map_err(|_| Closed)?;
             }
@@ -694,6 +747,20 @@ async fn shard(ctx: Arc<Ctx>, index: usize, mut rx: mpsc::Receiver<Chunk>) {
                 }
             }
         }
+        let mut histograms = chunk.histograms.iter();
+        for &(seq, n) in &chunk.hruns.0 {
+            for _ in 0..n {
+                let Some((slot, t, h)) = histograms.next() else {
+                    break;
+                };
+                s.batch.push_histogram(*slot, *t, h);
+                s.runs.add(seq);
+                if s.batch.len() >= max {
+                    s.send().await;
+                    due = None;
+                }
+            }
+        }
         if !s.batch.is_empty() && due.is_none() {
             due = Some(tokio::time::Instant::now() + deadline);
         }
@@ -724,6 +791,7 @@ impl ShardState {
             })
             .to_vec();
         let n = self.batch.len() as u64;
+        let nh = self.batch.histograms() as u64;
         let st = &ctx.stats;
         let mut backoff = ctx.q.min_backoff.to_std();
         let max_backoff = ctx.q.max_backoff.to_std();
@@ -734,6 +802,7 @@ impl ShardState {
                 Ok(()) => {
                     let took = began.elapsed();
                     st.sent.fetch_add(n, Ordering::Relaxed);
+                    st.histograms_sent.fetch_add(nh, Ordering::Relaxed);
                     st.bytes_sent
                         .fetch_add(body.len() as u64, Ordering::Relaxed);
                     st.highest_sent_ms
@@ -749,6 +818,7 @@ impl ShardState {
                 Err(SendError::Retry { after, reason }) => {
                     ctx.retrying.store(true, Ordering::Relaxed);
                     st.retried.fetch_add(n, Ordering::Relaxed);
+                    st.histograms_retried.fetch_add(nh, Ordering::Relaxed);
                     let wait = after.unwrap_or(backoff);
                     if attempt == 0 {
                         warn!(remote = %ctx.name, shard = self.index, samples = n, error = %reason, "remote write failed; retrying with backoff");
@@ -761,6 +831,7 @@ impl ShardState {
                 }
                 Err(SendError::Drop { reason }) => {
                     st.failed.fetch_add(n, Ordering::Relaxed);
+                    st.histograms_failed.fetch_add(nh, Ordering::Relaxed);
                     st.batches_failed.fetch_add(1, Ordering::Relaxed);
                     error!(remote = %ctx.name, shard = self.index, samples = n, error = %reason, "remote write refused a batch; it is dropped");
                     break;

@@ -42,7 +42,16 @@ pub struct QueueStats {
     pub failed: AtomicU64,
     /// Samples in attempts that failed and were retried.
     pub retried: AtomicU64,
-    /// Samples not sent, by [`DropReason`].
+    /// Of `dispatched`, `sent`, `failed` and `retried`: the histogram samples
+    /// (`tidemark_remote_storage_histograms_*` beside the `samples_*` of float samples).
+    pub histograms_dispatched: AtomicU64,
+    /// Histogram samples the backend accepted.
+    pub histograms_sent: AtomicU64,
+    /// Histogram samples in batches dropped on a non-retryable answer.
+    pub histograms_failed: AtomicU64,
+    /// Histogram samples in attempts that failed and were retried.
+    pub histograms_retried: AtomicU64,
+    /// Samples not sent, by [`DropReason`] (float and histogram samples together).
     pub dropped: [AtomicU64; DROP_REASONS.len()],
     /// Compressed request bytes the backend accepted.
     pub bytes_sent: AtomicU64,
@@ -68,6 +77,10 @@ impl Default for QueueStats {
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             retried: AtomicU64::new(0),
+            histograms_dispatched: AtomicU64::new(0),
+            histograms_sent: AtomicU64::new(0),
+            histograms_failed: AtomicU64::new(0),
+            histograms_retried: AtomicU64::new(0),
             dropped: Default::default(),
             bytes_sent: AtomicU64::new(0),
             batches_failed: AtomicU64::new(0),
@@ -89,7 +102,7 @@ impl QueueStats {
         }
     }
 
-    /// Samples read and handed on but not yet sent or failed.
+    /// Samples (float and histogram) read and handed on but not yet sent or failed.
     pub fn pending(&self) -> u64 {
         let d = self.dispatched.load(Ordering::Relaxed);
         let done = self.sent.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
@@ -110,9 +123,12 @@ impl QueueStats {
         };
         QueueSnapshot {
             pending: self.pending(),
-            sent: l(&self.sent),
-            failed: l(&self.failed),
-            retried: l(&self.retried),
+            sent: l(&self.sent).saturating_sub(l(&self.histograms_sent)),
+            failed: l(&self.failed).saturating_sub(l(&self.histograms_failed)),
+            retried: l(&self.retried).saturating_sub(l(&self.histograms_retried)),
+            histograms_sent: l(&self.histograms_sent),
+            histograms_failed: l(&self.histograms_failed),
+            histograms_retried: l(&self.histograms_retried),
             dropped: std::array::from_fn(|i| l(&self.dropped[i])),
             bytes_sent: l(&self.bytes_sent),
             batches_failed: l(&self.batches_failed),
@@ -129,12 +145,18 @@ impl QueueStats {
 pub struct QueueSnapshot {
     /// Samples read and not yet sent or failed.
     pub pending: u64,
-    /// Samples accepted by the backend.
+    /// Float samples accepted by the backend.
     pub sent: u64,
-    /// Samples in batches dropped on a non-retryable answer.
+    /// Float samples in batches dropped on a non-retryable answer.
     pub failed: u64,
-    /// Samples in attempts that were retried.
+    /// Float samples in attempts that were retried.
     pub retried: u64,
+    /// Histogram samples accepted by the backend.
+    pub histograms_sent: u64,
+    /// Histogram samples in batches dropped on a non-retryable answer.
+    pub histograms_failed: u64,
+    /// Histogram samples in attempts that were retried.
+    pub histograms_retried: u64,
     /// Samples not sent, indexed like [`DROP_REASONS`].
     pub dropped: [u64; DROP_REASONS.len()],
     /// Compressed bytes accepted.

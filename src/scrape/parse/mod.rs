@@ -1,5 +1,6 @@
 //! Exposition format parsing: Prometheus text 0.0.4 (and 1.0.0's quoted names) and
-//! OpenMetrics 1.0, for the scraper and for `tidemark import`.
+//! OpenMetrics 1.0, for the scraper and for `tidemark import`; the protobuf format (native
+//! histograms) in [`protobuf`], for the scraper.
 //!
 //! This module owns turning a response body into entries (samples, HELP, TYPE, UNIT) and
 //! content-type negotiation. It must never skip what it cannot parse: every malformed line

@@ -30,7 +30,9 @@ use prost::Message as _;
 use super::proto_types::{self as pb, LabelPair, Metric};
 use super::{Entry, MetricType as Kind, number};
 use crate::encoding::{self, Decbuf};
-use crate::model::histogram::{CounterResetHint, FloatHistogram, Histogram, HistogramValue, Span};
+use crate::model::histogram::{
+    CounterResetHint, FloatHistogram, Histogram, HistogramValue, Span, from_classic,
+};
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME};
 
 /// Largest single `Metric` message decoded. Decoding allocates up to ~40 times a message's
@@ -685,10 +687,31 @@ fn native_value(h: pb::Histogram, gauge: bool) -> HistogramValue {
     }
 }
 
-/// A classic histogram as a custom-bucket native histogram.
+/// A classic histogram as a custom-bucket native histogram (histmath's `from_classic`, the
+/// conversion Prometheus's parser makes): its bounds and cumulative counts (the float forms
+/// when set), its count and sum; a gauge histogram keeps the gauge hint.
 fn nhcb_value(h: &pb::Histogram, gauge: bool) -> Result<HistogramValue, String> {
-    let _ = (h, gauge);
-    Err("not yet supported".into())
+    let buckets: Vec<(f64, f64)> = h
+        .bucket
+        .iter()
+        .map(|b| {
+            let n = if b.cumulative_count_float != 0.0 {
+                b.cumulative_count_float
+            } else {
+                b.cumulative_count as f64
+            };
+            (b.upper_bound, n)
+        })
+        .collect();
+    let mut v =
+        from_classic(&buckets, Some(count_of(h)), h.sample_sum).map_err(|e| e.to_string())?;
+    if gauge {
+        match &mut v {
+            HistogramValue::Int(h) => h.counter_reset_hint = CounterResetHint::Gauge,
+            HistogramValue::Float(h) => h.counter_reset_hint = CounterResetHint::Gauge,
+        }
+    }
+    Ok(v)
 }
 
 const WIRE_VARINT: u8 = 0;

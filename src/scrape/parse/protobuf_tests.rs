@@ -614,3 +614,72 @@ proptest::proptest! {
         let _ = parse(&b, ProtoOptions { native_histograms: true, keep_classic: true, convert_nhcb: false });
     }
 }
+
+#[test]
+fn classic_histograms_convert_to_custom_buckets_when_asked() {
+    let mut m = metric(vec![lp("code", "200")]);
+    m.histogram = Some(classic_hist());
+    let b = body(&[family("lat", pb::MetricType::Histogram, vec![m])]);
+    let nhcb = ProtoOptions {
+        convert_nhcb: true,
+        ..Default::default()
+    };
+    let out = parse(&b, nhcb).unwrap();
+    assert!(
+        floats(&out).is_empty(),
+        "no classic series without keep_classic"
+    );
+    let Some(Out::Hist(labels, HistogramValue::Int(h), None)) = out.last() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(labels, r#"lat{code="200"}"#);
+    assert_eq!(h.schema, crate::model::histogram::CUSTOM_BUCKETS_SCHEMA);
+    assert_eq!(h.custom_values, [0.5, 1.0]);
+    assert_eq!((h.count, h.sum), (7, 12.5));
+    // Bucket counts 2, 3, 2 (the +Inf bucket from the count) as deltas.
+    assert_eq!(h.positive_buckets, [2, 1, -1]);
+    // With keep_classic, the classic series come first, then the converted histogram.
+    let both = ProtoOptions {
+        convert_nhcb: true,
+        keep_classic: true,
+        ..Default::default()
+    };
+    let out = parse(&b, both).unwrap();
+    assert_eq!(floats(&out).len(), 5);
+    assert!(matches!(out.last(), Some(Out::Hist(..))));
+    // A native histogram is not converted.
+    let mut m = metric(vec![]);
+    m.histogram = Some(native_hist());
+    let b = body(&[family("rt", pb::MetricType::Histogram, vec![m])]);
+    let out = parse(
+        &b,
+        ProtoOptions {
+            native_histograms: true,
+            convert_nhcb: true,
+            keep_classic: false,
+        },
+    )
+    .unwrap();
+    let Some(Out::Hist(_, HistogramValue::Int(h), _)) = out.last() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(h.schema, 3);
+}
+
+#[test]
+fn a_classic_histogram_that_is_not_cumulative_fails_its_conversion() {
+    let mut h = classic_hist();
+    h.bucket[1].cumulative_count = 1;
+    let mut m = metric(vec![]);
+    m.histogram = Some(h);
+    let b = body(&[family("lat", pb::MetricType::Histogram, vec![m])]);
+    let nhcb = ProtoOptions {
+        convert_nhcb: true,
+        ..Default::default()
+    };
+    let e = parse(&b, nhcb).unwrap_err();
+    assert!(
+        e.message.contains("cannot be converted to custom buckets"),
+        "{e}"
+    );
+}
