@@ -60,7 +60,27 @@ fn select(db: &Db) -> Vec<SeriesSamples> {
 }
 
 fn hs(s: &SeriesSamples) -> Vec<HistogramSample> {
-    s.histograms.clone()
+    unhinted(s.histograms.clone())
+}
+
+/// The samples with their counter-reset hints left out (gauge kept): which samples read back
+/// unknown depends on where chunks were cut (head chunk size, block and replay boundaries),
+/// as in Prometheus; `counter_reset_hints_read_back_as_prometheus_chunks_give_them` pins them.
+fn unhinted(v: Vec<HistogramSample>) -> Vec<HistogramSample> {
+    v.into_iter()
+        .map(|mut s| {
+            match &mut s.h {
+                HistogramValue::Int(h) if h.counter_reset_hint != CounterResetHint::Gauge => {
+                    h.counter_reset_hint = CounterResetHint::Unknown
+                }
+                HistogramValue::Float(h) if h.counter_reset_hint != CounterResetHint::Gauge => {
+                    h.counter_reset_hint = CounterResetHint::Unknown
+                }
+                _ => {}
+            }
+            s
+        })
+        .collect()
 }
 
 fn commit(db: &Db, f: impl FnOnce(&mut tidemark::storage::Appender<'_>)) -> CommitStats {
@@ -94,13 +114,13 @@ fn histograms_read_back_bit_exact_and_survive_reopen() {
         let got = select(db);
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|s| s.samples.is_empty()));
-        assert_eq!(hs(&got[0]), want_a);
-        assert_eq!(hs(&got[1]), want_b);
+        assert_eq!(hs(&got[0]), unhinted(want_a.clone()));
+        assert_eq!(hs(&got[1]), unhinted(want_b.clone()));
         // A range in the middle.
         let q = db.querier();
         let m = [Matcher::equal("__name__", "a")];
         let got = q.select(&m, T0 + 15_000 * 130, T0 + 15_000 * 140).unwrap();
-        assert_eq!(got[0].histograms, want_a[130..=140].to_vec());
+        assert_eq!(hs(&got[0]), unhinted(want_a[130..=140].to_vec()));
     };
     check(&db);
     db.close().unwrap();
@@ -189,13 +209,13 @@ fn append_rules_for_histograms_follow_the_float_ones() {
     let got = select(&db);
     assert_eq!(
         hs(&got[0]),
-        vec![
+        unhinted(vec![
             HistogramSample { t: T0, h: int_h(1) },
             HistogramSample {
                 t: T0 + 10,
                 h: int_h(3)
             }
-        ]
+        ])
     );
     assert_eq!(got[1].samples.len(), 1);
     assert!(got[1].histograms.is_empty());
@@ -290,7 +310,7 @@ fn everything(db: &Db) -> Everything {
             (
                 s.labels,
                 s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-                s.histograms,
+                unhinted(s.histograms),
             )
         })
         .collect()
@@ -355,7 +375,7 @@ fn histograms_go_through_checkpoint_flush_compaction_deletion_clean_and_snapshot
                 (
                     s.labels,
                     s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
-                    s.histograms,
+                    unhinted(s.histograms),
                 )
             })
             .collect();
@@ -401,7 +421,15 @@ fn closed_histogram_chunks_live_in_the_head_chunk_file() {
     assert!(files > 0, "closed chunks were written to the chunk file");
     let got = select(&db);
     assert_eq!(got[0].histograms.len(), 400);
-    assert_eq!(got[0].histograms[399].h, int_h(399));
+    assert_eq!(
+        hs(&got[0]).pop().map(|s| s.h),
+        unhinted(vec![HistogramSample {
+            t: 0,
+            h: int_h(399)
+        }])
+        .pop()
+        .map(|s| s.h)
+    );
     db.close().unwrap();
 }
 
@@ -450,7 +478,7 @@ fn a_torn_histogram_record_at_the_wal_tail_is_cut_and_the_rest_kept() {
             h: rec(i).h,
         })
         .collect();
-    assert_eq!(got[0].histograms, want);
+    assert_eq!(hs(&got[0]), unhinted(want));
     db.close().unwrap();
 }
 
@@ -496,5 +524,124 @@ fn a_damaged_histogram_chunk_in_a_block_is_left_out_with_a_warning_and_quarantin
             .count()
             > 0
     );
+    db.close().unwrap();
+}
+
+/// The hints a stored histogram reads back with are those Prometheus 3's chunks give it: the
+/// first sample of a chunk unknown, later ones of a counter chunk not-reset, every one of a
+/// gauge chunk gauge, a staleness marker unknown; a detected or explicit reset, a kind switch
+/// and a histogram after a staleness marker start a new chunk. The same in the head, after a
+/// WAL replay and from a block.
+#[test]
+fn counter_reset_hints_read_back_as_prometheus_chunks_give_them() {
+    use CounterResetHint::*;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        block_duration: 3_600_000,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    let with = |h: HistogramValue, hint: CounterResetHint| -> HistogramValue {
+        match h {
+            HistogramValue::Int(mut x) => {
+                x.counter_reset_hint = hint;
+                HistogramValue::Int(x)
+            }
+            HistogramValue::Float(mut x) => {
+                x.counter_reset_hint = hint;
+                HistogramValue::Float(x)
+            }
+        }
+    };
+    let stale = HistogramValue::Int(Box::new(Histogram {
+        sum: STALE_NAN,
+        ..Histogram::default()
+    }));
+    // (appended, hint read back)
+    let steps: Vec<(HistogramValue, CounterResetHint)> = vec![
+        (with(int_h(0), Reset), Unknown),      // first sample
+        (with(int_h(1), Unknown), NotReset),   // increasing
+        (with(int_h(2), NotReset), NotReset),  // increasing, hinted
+        (with(int_h(1), Unknown), Unknown),    // detected reset: new chunk
+        (with(int_h(2), Unknown), NotReset),   // increasing again
+        (with(int_h(3), Reset), Unknown),      // explicit reset hint
+        (with(int_h(4), Unknown), NotReset),   //
+        (with(int_h(5), Gauge), Gauge),        // gauge: a chunk of its own
+        (with(int_h(1), Gauge), Gauge),        // a gauge never resets
+        (with(int_h(6), Unknown), Unknown),    // back to counter: new chunk
+        (with(int_h(7), Unknown), NotReset),   //
+        (float_h(0), Gauge),                   // kind switch (a float gauge)
+        (with(float_h(1), Unknown), Unknown),  // float counter after a float gauge
+        (with(float_h(2), Unknown), NotReset), //
+        (with(int_h(8), NotReset), Unknown),   // kind switch back to integer
+        (with(int_h(9), Unknown), NotReset),   //
+        (stale.clone(), Unknown),              // staleness marker
+        (with(int_h(10), NotReset), Unknown),  // after a staleness marker: new chunk
+        (with(int_h(11), Unknown), NotReset),  //
+    ];
+    let l = labels("hints");
+    let mut want = Vec::new();
+    for (i, (h, hint)) in steps.into_iter().enumerate() {
+        let t = T0 + i as i64 * 15_000;
+        let s = commit(&db, |app| {
+            app.append_histogram(&l, t, h.clone()).unwrap();
+        });
+        assert_eq!(s.appended, 1, "step {i}");
+        let h = if h.is_stale_marker() {
+            h
+        } else {
+            with(h, hint)
+        };
+        want.push(HistogramSample { t, h });
+    }
+    let check = |db: &Db, what: &str| {
+        let got = select(db);
+        assert_eq!(got.len(), 1, "{what}");
+        let got = &got[0].histograms;
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.t, w.t, "{what} step {i}");
+            assert_eq!(
+                g.h.counter_reset_hint(),
+                w.h.counter_reset_hint(),
+                "{what} step {i}"
+            );
+            if !w.h.is_stale_marker() {
+                assert_eq!(g.h, w.h, "{what} step {i}");
+            } else {
+                assert!(g.h.is_stale_marker(), "{what} step {i}");
+            }
+        }
+    };
+    check(&db, "head");
+    // The same histogram again (any hint) is a duplicate ignored, as in Prometheus.
+    let last = want
+        .last()
+        .map(|s| (s.t, with(s.h.clone(), Reset)))
+        .unwrap();
+    let s = commit(&db, |app| {
+        app.append_histogram(&l, last.0, last.1).unwrap();
+    });
+    assert_eq!((s.appended, s.duplicates_ignored), (0, 1));
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    check(&db, "replayed");
+    // Into a block: a later sample moves the head past the window.
+    let s = commit(&db, |app| {
+        app.append(&labels("later"), T0 + 3 * 3_600_000, 1.0)
+            .unwrap();
+    });
+    assert_eq!(s.appended, 1);
+    assert!(!db.flush().unwrap().is_empty());
+    let got = select(&db);
+    let got = got.iter().find(|s| s.labels == l).unwrap();
+    assert_eq!(got.histograms.len(), want.len());
+    for (i, (g, w)) in got.histograms.iter().zip(&want).enumerate() {
+        assert_eq!(
+            g.h.counter_reset_hint(),
+            w.h.counter_reset_hint(),
+            "block step {i}"
+        );
+    }
     db.close().unwrap();
 }

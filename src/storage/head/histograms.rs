@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::model::histogram::{FloatHistogram, Histogram};
+use crate::model::histogram::{CounterResetHint, FloatHistogram, Histogram};
 use crate::model::{HistogramSample, HistogramValue, STALE_NAN};
 use crate::storage::StorageError;
 use crate::storage::chunk::histogram::{self as codec, MAX_VALUES};
@@ -152,7 +152,14 @@ impl HistState {
 
     /// Appends `s`, cutting the open chunk first when `s` is of the other kind or would take
     /// it past the codec's limits, and after it at [`HEAD_CHUNK_SAMPLES`].
-    fn push(&mut self, store: &ChunkStore, s: HistogramSample) {
+    ///
+    /// The sample is kept with the counter-reset hint Prometheus's chunks read it back with
+    /// (see [`read_back_hint`]), and the open chunk is cut where Prometheus's head cuts one
+    /// for the hint's sake ([`cuts_chunk`]), so head, block and replay answers agree.
+    fn push(&mut self, store: &ChunkStore, mut s: HistogramSample) {
+        if cuts_chunk(&self.open, &s.h) {
+            self.close_open(store);
+        }
         let b = buckets(&s.h);
         if let Some(prev) = self.open.last() {
             let grown = if same_layout(&prev.h, &s.h) {
@@ -173,6 +180,8 @@ impl HistState {
             store.count.fetch_add(1, Ordering::Relaxed);
             self.open_buckets = b;
         }
+        let hint = read_back_hint(&self.open, &s.h);
+        set_hint(&mut s.h, hint);
         self.open.push(s);
         if self.open.len() >= HEAD_CHUNK_SAMPLES {
             self.close_open(store);
@@ -223,6 +232,81 @@ impl HistState {
         if self.is_empty() {
             self.newest_closed = None;
         }
+    }
+}
+
+/// True when `h` is a gauge histogram (a staleness marker never is: Prometheus's head
+/// appends one as a counter-like sample).
+fn is_gauge(h: &HistogramValue) -> bool {
+    !h.is_stale_marker() && h.counter_reset_hint() == CounterResetHint::Gauge
+}
+
+/// True when Prometheus's head would start a new chunk for `h` after the samples of the open
+/// chunk `open`, for its counter-reset semantics (Prometheus 3, `AppendHistogram` and its
+/// `appendable` checks): a chunk holds gauge histograms only or counter histograms only; a
+/// staleness marker never cuts a counter chunk, but any histogram after one does; in a
+/// counter chunk, an explicit reset hint, a change of schema, zero threshold or custom
+/// bounds, or a detected counter reset (as `DetectReset`) cuts. The change between integer
+/// and float histograms and the codec's limits are the caller's cuts.
+fn cuts_chunk(open: &[HistogramSample], h: &HistogramValue) -> bool {
+    let (Some(first), Some(prev)) = (open.first(), open.last()) else {
+        return false;
+    };
+    let chunk_gauge = is_gauge(&first.h);
+    if h.is_stale_marker() {
+        return chunk_gauge;
+    }
+    if prev.h.is_stale_marker() || is_gauge(h) != chunk_gauge {
+        return true;
+    }
+    if chunk_gauge {
+        return false;
+    }
+    if h.counter_reset_hint() == CounterResetHint::Reset {
+        return true;
+    }
+    let (mut now, before) = (h.to_float(), prev.h.to_float());
+    if now.schema != before.schema
+        || now.zero_threshold.to_bits() != before.zero_threshold.to_bits()
+        || now.custom_values != before.custom_values
+    {
+        return true;
+    }
+    now.counter_reset_hint = CounterResetHint::Unknown;
+    now.detect_reset(&before)
+}
+
+/// The hint Prometheus's chunk iterator gives `h` when read back as the next sample of the
+/// open chunk `open` (cut already decided): a staleness marker has none (unknown); every
+/// sample of a gauge chunk is a gauge; the first of a counter chunk is unknown (Prometheus 3
+/// does not trust the chunk header's reset flag on read) and every later one not-reset.
+fn read_back_hint(open: &[HistogramSample], h: &HistogramValue) -> CounterResetHint {
+    if h.is_stale_marker() {
+        return CounterResetHint::Unknown;
+    }
+    match open.first() {
+        None if is_gauge(h) => CounterResetHint::Gauge,
+        None => CounterResetHint::Unknown,
+        Some(first) if is_gauge(&first.h) => CounterResetHint::Gauge,
+        Some(_) => CounterResetHint::NotReset,
+    }
+}
+
+/// Equal but for the counter-reset hint: a stored sample keeps the hint it reads back with,
+/// and Prometheus's duplicate check does not look at hints.
+fn same_value(a: &HistogramValue, b: &HistogramValue) -> bool {
+    if a.counter_reset_hint() == b.counter_reset_hint() {
+        return a == b;
+    }
+    let mut b = b.clone();
+    set_hint(&mut b, a.counter_reset_hint());
+    *a == b
+}
+
+fn set_hint(h: &mut HistogramValue, hint: CounterResetHint) {
+    match h {
+        HistogramValue::Int(h) => h.counter_reset_hint = hint,
+        HistogramValue::Float(h) => h.counter_reset_hint = hint,
     }
 }
 
@@ -291,8 +375,8 @@ impl SeriesState {
                     return Err(Reject::Duplicate);
                 }
                 let same = match &self.hist {
-                    Some(hs) if pending => hs.pending.as_ref() == Some(h),
-                    Some(hs) => hs.last().is_some_and(|s| s.h == *h),
+                    Some(hs) if pending => hs.pending.as_ref().is_some_and(|p| same_value(p, h)),
+                    Some(hs) => hs.last().is_some_and(|s| same_value(&s.h, h)),
                     None => false,
                 };
                 return Err(if same {
@@ -367,7 +451,7 @@ impl SeriesState {
             && hs.max_t != i64::MIN
         {
             if t == hs.max_t {
-                return Err(if hs.last().is_some_and(|s| s.h == h) {
+                return Err(if hs.last().is_some_and(|s| same_value(&s.h, &h)) {
                     Reject::DuplicateIgnored
                 } else {
                     Reject::Duplicate
