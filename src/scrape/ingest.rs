@@ -9,13 +9,13 @@
 use std::sync::Arc;
 
 use crate::model::histogram::{
-    HistogramError, HistogramValue, MAX_SCHEMA, MIN_SCHEMA, is_exponential_schema,
+    ClassicHistogram, HistogramError, HistogramValue, MAX_SCHEMA, MIN_SCHEMA, is_exponential_schema,
 };
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
 use crate::relabel::{self, Rule};
 use crate::scrape::metadata::{TargetMetadata, Tracker};
 use crate::scrape::parse::protobuf::{ProtoItem, ProtoOptions, ProtoParser, ProtoValue};
-use crate::scrape::parse::{Entry, Format, Parser};
+use crate::scrape::parse::{Entry, Format, MetricType, Parser, SampleEntry};
 use crate::scrape::series_cache::SeriesCache;
 use crate::storage::{Appender, CommitStats, Db, SeriesHandle, StorageError};
 
@@ -521,6 +521,188 @@ fn shown_key(key: &str) -> String {
     format!("{name}{{{}}}", labels.join(","))
 }
 
+/// The `_bucket`, `_count` and `_sum` samples of one classic histogram of a text or
+/// OpenMetrics body, collected for `convert_classic_histograms_to_nhcb` into one custom-bucket
+/// native histogram named by the family.
+///
+/// As Prometheus's text path does it: only a family declared `histogram` whose TYPE name is
+/// the sample's name without its suffix is collected (gauge histograms are not converted); a
+/// histogram ends at the first line that is not one of its samples with the same labels (`le`
+/// aside), so a label set split by other lines gives one histogram per run; a bucket whose `le`
+/// is not a number stays a plain sample. Buckets in any order, missing `+Inf`, missing `_count`
+/// are the conversion's business (`ClassicHistogram`). Decisions of this project: the converted
+/// sample takes the timestamp of the histogram's last line, and when the conversion fails the
+/// classic samples are stored as they are (with `always_scrape_classic_histograms` they are
+/// stored anyway) instead of being lost.
+struct NhcbCollector<'a> {
+    keep_classic: bool,
+    /// The name of the last `# TYPE` line.
+    family: String,
+    /// The histogram being collected.
+    open: Option<OpenNhcb<'a>>,
+}
+
+struct OpenNhcb<'a> {
+    /// The series' labels: the family's name, no `le`.
+    labels: Labels,
+    hist: ClassicHistogram,
+    timestamp: Option<i64>,
+    /// Classic samples held back until the conversion is known to succeed (without
+    /// `always_scrape_classic_histograms`).
+    held: Vec<(&'a str, Option<i64>, Labels, f64)>,
+}
+
+/// Starts every converted series' cache key: no series text of a body starts with it, so a
+/// converted series never shares a cache entry with a classic or plain one.
+const NHCB_KEY_PREFIX: char = '\u{1}';
+
+impl<'a> NhcbCollector<'a> {
+    fn new(keep_classic: bool) -> Self {
+        Self {
+            keep_classic,
+            family: String::new(),
+            open: None,
+        }
+    }
+
+    /// Takes the sample into a classic histogram when it is part of one (storing it now with
+    /// `always_scrape_classic_histograms`); ends the histogram being collected when the sample
+    /// is not part of it. False when the sample is the caller's to store.
+    fn take(
+        &mut self,
+        s: &SampleEntry<'a>,
+        cache: &mut SeriesCache<Cached>,
+        app: &mut Appender<'_>,
+        ctx: &Ctx<'_>,
+        report: &mut ScrapeReport,
+    ) -> Result<bool, Abandon> {
+        let name = s.name();
+        let suffix = [Part::Bucket, Part::Count, Part::Sum]
+            .into_iter()
+            .find_map(|p| name.strip_suffix(p.suffix()).map(|base| (p, base)));
+        let Some((part, base)) = suffix.filter(|(_, base)| {
+            s.kind() == MetricType::Histogram && !self.family.is_empty() && *base == self.family
+        }) else {
+            self.flush(cache, app, ctx, report)?;
+            return Ok(false);
+        };
+        let labels = s.to_labels().map_err(Abandon::on(Failure::Parse))?;
+        let mut b = labels.to_builder();
+        b.remove("le");
+        b.set(METRIC_NAME, base);
+        let base_labels = b.build().map_err(Abandon::on(Failure::Parse))?;
+        if self.open.as_ref().is_some_and(|o| o.labels != base_labels) {
+            self.flush(cache, app, ctx, report)?;
+        }
+        let le = match part {
+            Part::Bucket => match labels.get("le").and_then(|v| v.parse::<f64>().ok()) {
+                Some(le) if !le.is_nan() => Some(le),
+                // Not a bucket Prometheus can use: a plain sample, the histogram goes on.
+                _ => return Ok(false),
+            },
+            _ => None,
+        };
+        let open = self.open.get_or_insert_with(|| OpenNhcb {
+            labels: base_labels,
+            hist: ClassicHistogram::new(),
+            timestamp: None,
+            held: Vec::new(),
+        });
+        let v = s.value();
+        // The first error sticks in the histogram and fails its conversion.
+        let _ = match (part, le) {
+            (Part::Bucket, Some(le)) => open.hist.set_bucket(le, v),
+            (Part::Count, _) => open.hist.set_count(v),
+            _ => open.hist.set_sum(v),
+        };
+        open.timestamp = s.timestamp();
+        if self.keep_classic {
+            let parsed = || Ok(labels);
+            ingest_sample(
+                cache,
+                app,
+                s.series(),
+                s.timestamp(),
+                parsed,
+                ProtoValue::Float(v),
+                ctx,
+                report,
+            )?;
+        } else {
+            open.held.push((s.series(), s.timestamp(), labels, v));
+        }
+        Ok(true)
+    }
+
+    /// Ends the histogram being collected: stores its conversion, or its held classic samples
+    /// when it cannot be converted.
+    fn flush(
+        &mut self,
+        cache: &mut SeriesCache<Cached>,
+        app: &mut Appender<'_>,
+        ctx: &Ctx<'_>,
+        report: &mut ScrapeReport,
+    ) -> Result<(), Abandon> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let converted = open.hist.convert().ok().filter(|h| match h {
+            HistogramValue::Int(h) => h.validate().is_ok(),
+            HistogramValue::Float(h) => h.validate().is_ok(),
+        });
+        match converted {
+            Some(h) => {
+                let key = format!("{NHCB_KEY_PREFIX}{}", open.labels);
+                let labels = open.labels;
+                ingest_sample(
+                    cache,
+                    app,
+                    &key,
+                    open.timestamp,
+                    || Ok(labels),
+                    ProtoValue::Histogram(h),
+                    ctx,
+                    report,
+                )
+            }
+            None => {
+                for (key, ts, labels, v) in open.held {
+                    let parsed = || Ok(labels);
+                    ingest_sample(
+                        cache,
+                        app,
+                        key,
+                        ts,
+                        parsed,
+                        ProtoValue::Float(v),
+                        ctx,
+                        report,
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Which series of a classic histogram a sample is.
+#[derive(Clone, Copy)]
+enum Part {
+    Bucket,
+    Count,
+    Sum,
+}
+
+impl Part {
+    fn suffix(self) -> &'static str {
+        match self {
+            Part::Bucket => "_bucket",
+            Part::Count => "_count",
+            Part::Sum => "_sum",
+        }
+    }
+}
+
 impl ScrapeState {
     /// Series texts the target's cache holds (those of its last successful scrape).
     pub fn cached_series(&self) -> usize {
@@ -685,15 +867,32 @@ impl ScrapeState {
     ) -> Result<(), Abandon> {
         let mut metadata = self.metadata.scrape();
         self.cache.rewind();
+        let mut nhcb = ctx
+            .opts
+            .histograms
+            .convert_nhcb
+            .then(|| NhcbCollector::new(ctx.opts.histograms.keep_classic));
         for entry in parser {
             let entry = entry.map_err(Abandon::on(Failure::Parse))?;
             let s = match entry {
                 Entry::Sample(s) => s,
                 declaration => {
+                    if let Some(c) = &mut nhcb {
+                        c.flush(&mut self.cache, app, ctx, report)?;
+                        if let Entry::Type { name, .. } = &declaration {
+                            c.family.clear();
+                            c.family.push_str(name);
+                        }
+                    }
                     metadata.observe(declaration);
                     continue;
                 }
             };
+            if let Some(c) = &mut nhcb
+                && c.take(&s, &mut self.cache, app, ctx, report)?
+            {
+                continue;
+            }
             let labels = || s.to_labels().map_err(Abandon::on(Failure::Parse));
             let value = ProtoValue::Float(s.value());
             let ts = s.timestamp();
@@ -707,6 +906,9 @@ impl ScrapeState {
                 ctx,
                 report,
             )?;
+        }
+        if let Some(c) = &mut nhcb {
+            c.flush(&mut self.cache, app, ctx, report)?;
         }
         metadata.finish();
         Ok(())
