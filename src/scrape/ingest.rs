@@ -1838,4 +1838,240 @@ mod tests {
             assert_eq!(stored.len(), want + 5, "{file}");
         }
     }
+
+    fn nhcb_opts(keep_classic: bool) -> IngestOptions {
+        IngestOptions {
+            histograms: ProtoOptions {
+                convert_nhcb: true,
+                keep_classic,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// A converted histogram's cumulative count at each custom bound (+Inf last).
+    fn cumulative(h: &HistogramValue) -> (f64, f64, Vec<(f64, f64)>) {
+        let f = match h {
+            HistogramValue::Int(h) => h.to_float(),
+            HistogramValue::Float(h) => (**h).clone(),
+        };
+        assert_eq!(f.schema, crate::model::histogram::CUSTOM_BUCKETS_SCHEMA);
+        let mut per = vec![0.0; f.custom_values.len() + 1];
+        let (mut i, mut b) = (0i64, 0usize);
+        for span in &f.positive_spans {
+            i += i64::from(span.offset);
+            for _ in 0..span.length {
+                per[i as usize] += f.positive_buckets[b];
+                (i, b) = (i + 1, b + 1);
+            }
+        }
+        let mut bounds = f.custom_values.clone();
+        bounds.push(f64::INFINITY);
+        let mut acc = 0.0;
+        let cum = bounds
+            .into_iter()
+            .zip(per)
+            .map(|(le, n)| {
+                acc += n;
+                (le, acc)
+            })
+            .collect();
+        (f.count, f.sum, cum)
+    }
+
+    fn one(db: &Db, name: &str, t: i64) -> Vec<f64> {
+        samples(db, name)
+            .iter()
+            .filter(|s| s.t == t)
+            .map(|s| s.v)
+            .collect()
+    }
+
+    #[test]
+    fn text_classic_histograms_are_converted_to_custom_buckets() {
+        let body = std::fs::read_to_string("../shared/fixtures/exposition/prometheus-2.42.0.prom")
+            .unwrap();
+        let families: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" histogram"))
+            .collect();
+        assert!(families.len() >= 5);
+        for keep in [false, true] {
+            let (_d, classic_db) = db();
+            let mut st = ScrapeState::default();
+            scrape(&mut st, &classic_db, &body, 1000, &IngestOptions::default());
+            let (_d, db) = db();
+            let mut st = ScrapeState::default();
+            let r = scrape(&mut st, &db, &body, 1000, &nhcb_opts(keep));
+            assert!(r.up, "{r:?}");
+            for fam in &families {
+                let sel = db
+                    .querier()
+                    .select(&[Matcher::equal("__name__", *fam)], i64::MIN, i64::MAX)
+                    .unwrap();
+                assert!(!sel.is_empty(), "{fam}");
+                for series in sel {
+                    assert_eq!(series.histograms.len(), 1, "{fam}");
+                    let (count, sum, cum) = cumulative(&series.histograms[0].h);
+                    let l = series.labels.clone();
+                    let with = |suffix: &str, le: Option<f64>| {
+                        let mut m = vec![Matcher::equal("__name__", format!("{fam}{suffix}"))];
+                        for (n, v) in l.iter().filter(|(n, _)| *n != "__name__") {
+                            m.push(Matcher::equal(n, v));
+                        }
+                        let got = classic_db.querier().select(&m, i64::MIN, i64::MAX).unwrap();
+                        let got: Vec<f64> = got
+                            .iter()
+                            .filter(|s| {
+                                le.is_none_or(|le| {
+                                    s.labels.get("le").and_then(|v| v.parse::<f64>().ok())
+                                        == Some(le)
+                                })
+                            })
+                            .flat_map(|s| s.samples.iter().map(|s| s.v))
+                            .collect();
+                        assert_eq!(got.len(), 1, "{fam}{suffix} {l} {le:?}");
+                        got[0]
+                    };
+                    assert_eq!(count, with("_count", None), "{fam} {l}");
+                    assert_eq!(sum, with("_sum", None), "{fam} {l}");
+                    for (le, n) in cum {
+                        assert_eq!(n, with("_bucket", Some(le)), "{fam} {l} le={le}");
+                    }
+                }
+                let kept = samples(&db, &format!("{fam}_bucket")).len();
+                assert_eq!(kept > 0, keep, "{fam}");
+            }
+            // Everything that is not a histogram is stored as without conversion.
+            let plain = classic_db
+                .querier()
+                .series(&[], i64::MIN, i64::MAX)
+                .unwrap();
+            let got = db.querier().series(&[], i64::MIN, i64::MAX).unwrap();
+            let classic = plain
+                .iter()
+                .filter(|l| {
+                    let n = l.metric_name().unwrap_or("");
+                    families.iter().any(|f| {
+                        ["_bucket", "_count", "_sum"]
+                            .iter()
+                            .any(|s| n == format!("{f}{s}"))
+                    })
+                })
+                .count();
+            let converted = got.len()
+                - if keep {
+                    plain.len()
+                } else {
+                    plain.len() - classic
+                };
+            assert!(converted >= families.len(), "{converted}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_text_histogram_keeps_its_classic_series() {
+        let body = "# TYPE bad histogram\n\
+                    bad_bucket{le=\"1\"} 5\n\
+                    bad_bucket{le=\"2\"} 3\n\
+                    bad_bucket{le=\"+Inf\"} 5\n\
+                    bad_count 5\n\
+                    bad_sum 2\n\
+                    # TYPE good histogram\n\
+                    good_bucket{le=\"2\"} 3\n\
+                    good_bucket{le=\"1\"} 1\n\
+                    good_sum 4\n";
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let r = scrape(&mut st, &db, body, 1000, &nhcb_opts(false));
+        assert!(r.up, "{r:?}");
+        assert!(histograms(&db, "bad").is_empty());
+        assert_eq!(samples(&db, "bad_bucket").len(), 3);
+        assert_eq!(one(&db, "bad_count", 1000), [5.0]);
+        // Out of order, no +Inf and no _count: converted all the same.
+        let good = histograms(&db, "good");
+        assert_eq!(good.len(), 1);
+        let (count, sum, cum) = cumulative(&good[0].h);
+        assert_eq!((count, sum), (3.0, 4.0));
+        assert_eq!(cum, [(1.0, 1.0), (2.0, 3.0), (f64::INFINITY, 3.0)]);
+        assert!(samples(&db, "good_bucket").is_empty());
+        assert_eq!(r.samples_scraped, 5 + 1);
+    }
+
+    #[test]
+    fn openmetrics_histograms_are_converted_and_relabeled() {
+        let body =
+            std::fs::read("../shared/fixtures/exposition/python-client.openmetrics").unwrap();
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let mut opts = nhcb_opts(false);
+        opts.metric_relabel = vec![
+            Rule::new(RelabelConfig {
+                source_labels: vec!["path".into()],
+                regex: "/metrics".into(),
+                action: Action::Drop,
+                ..Default::default()
+            })
+            .unwrap(),
+        ];
+        let r = st
+            .ingest(
+                &db,
+                &target(),
+                Ok((&body, Format::OpenMetrics)),
+                1000,
+                0.01,
+                &opts,
+            )
+            .unwrap();
+        assert!(r.up, "{r:?}");
+        let sel = db
+            .querier()
+            .select(
+                &[Matcher::equal("__name__", "request_duration_seconds")],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(sel.len(), 1, "{sel:?}");
+        assert_eq!(sel[0].labels.get("path"), Some("/api/v1/query"));
+        assert_eq!(sel[0].labels.get("job"), Some("node"));
+        let (count, _, cum) = cumulative(&sel[0].histograms[0].h);
+        assert_eq!(count, 6.0);
+        assert_eq!(cum.last(), Some(&(f64::INFINITY, 6.0)));
+        assert_eq!(cum[0], (0.005, 1.0));
+        assert!(samples(&db, "request_duration_seconds_bucket").is_empty());
+    }
+
+    #[test]
+    fn converted_series_go_stale_and_forms_do_not_share_the_cache() {
+        let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\nh_sum 3\n";
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let r = scrape(&mut st, &db, body, 1000, &nhcb_opts(false));
+        assert_eq!((r.series_added, r.samples_scraped), (1, 1), "{r:?}");
+        let r = scrape(&mut st, &db, body, 16_000, &nhcb_opts(false));
+        assert_eq!(r.series_added, 0, "{r:?}");
+        // Conversion switched off: the classic series appear, the converted one goes stale.
+        let r = scrape(&mut st, &db, body, 31_000, &IngestOptions::default());
+        assert_eq!(r.series_added, 4, "{r:?}");
+        let h = histograms(&db, "h");
+        assert_eq!(
+            h.iter().map(|s| s.t).collect::<Vec<_>>(),
+            [1000, 16_000, 31_000]
+        );
+        assert!(h[2].h.is_stale_marker());
+        assert_eq!(one(&db, "h_count", 31_000), [2.0]);
+        // And back: the classic series go stale.
+        let r = scrape(&mut st, &db, body, 46_000, &nhcb_opts(false));
+        assert_eq!(r.series_added, 1, "{r:?}");
+        assert!(is_stale_nan(one(&db, "h_count", 46_000)[0]));
+        // The family vanishes: its converted series goes stale.
+        let r = scrape(&mut st, &db, "other 1\n", 61_000, &nhcb_opts(false));
+        assert!(r.up);
+        let h = histograms(&db, "h");
+        assert_eq!(h.len(), 5);
+        assert!(h[4].h.is_stale_marker() && h[4].t == 61_000);
+    }
 }
