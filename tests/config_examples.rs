@@ -414,6 +414,10 @@ fn job_with_defaults(name: &str, target: &str) -> ScrapeConfig {
         scrape_interval: Duration::secs(15),
         scrape_timeout: Duration::secs(10),
         scrape_protocols: ScrapeProtocol::DEFAULT.to_vec(),
+        // Resolved from global, as the interval and timeout are.
+        scrape_native_histograms: Some(false),
+        always_scrape_classic_histograms: Some(false),
+        convert_classic_histograms_to_nhcb: Some(false),
         static_configs: vec![StaticConfig {
             targets: vec![target.into()],
             labels: BTreeMap::new(),
@@ -523,6 +527,7 @@ fn tidemark_yml_commented_settings_are_valid_and_claimed_defaults_hold() {
     let examples = ScrapeConfig {
         params: j.params.clone(),
         fallback_scrape_protocol: j.fallback_scrape_protocol,
+        native_histogram_bucket_limit: j.native_histogram_bucket_limit,
         static_configs: j.static_configs.clone(),
         file_sd_configs: j.file_sd_configs.clone(),
         relabel_configs: j.relabel_configs.clone(),

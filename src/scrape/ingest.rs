@@ -9,13 +9,13 @@
 use std::sync::Arc;
 
 use crate::model::histogram::{
-    HistogramError, HistogramValue, MAX_SCHEMA, MIN_SCHEMA, is_exponential_schema,
+    ClassicHistogram, HistogramError, HistogramValue, MAX_SCHEMA, MIN_SCHEMA, is_exponential_schema,
 };
 use crate::model::{Labels, LabelsBuilder, METRIC_NAME, STALE_NAN};
 use crate::relabel::{self, Rule};
 use crate::scrape::metadata::{TargetMetadata, Tracker};
 use crate::scrape::parse::protobuf::{ProtoItem, ProtoOptions, ProtoParser, ProtoValue};
-use crate::scrape::parse::{Entry, Format, Parser};
+use crate::scrape::parse::{Entry, Format, MetricType, Parser, SampleEntry};
 use crate::scrape::series_cache::SeriesCache;
 use crate::storage::{Appender, CommitStats, Db, SeriesHandle, StorageError};
 
@@ -521,6 +521,188 @@ fn shown_key(key: &str) -> String {
     format!("{name}{{{}}}", labels.join(","))
 }
 
+/// The `_bucket`, `_count` and `_sum` samples of one classic histogram of a text or
+/// OpenMetrics body, collected for `convert_classic_histograms_to_nhcb` into one custom-bucket
+/// native histogram named by the family.
+///
+/// As Prometheus's text path does it: only a family declared `histogram` whose TYPE name is
+/// the sample's name without its suffix is collected (gauge histograms are not converted); a
+/// histogram ends at the first line that is not one of its samples with the same labels (`le`
+/// aside), so a label set split by other lines gives one histogram per run; a bucket whose `le`
+/// is not a number stays a plain sample. Buckets in any order, missing `+Inf`, missing `_count`
+/// are the conversion's business (`ClassicHistogram`). Decisions of this project: the converted
+/// sample takes the timestamp of the histogram's last line, and when the conversion fails the
+/// classic samples are stored as they are (with `always_scrape_classic_histograms` they are
+/// stored anyway) instead of being lost.
+struct NhcbCollector<'a> {
+    keep_classic: bool,
+    /// The name of the last `# TYPE` line.
+    family: String,
+    /// The histogram being collected.
+    open: Option<OpenNhcb<'a>>,
+}
+
+struct OpenNhcb<'a> {
+    /// The series' labels: the family's name, no `le`.
+    labels: Labels,
+    hist: ClassicHistogram,
+    timestamp: Option<i64>,
+    /// Classic samples held back until the conversion is known to succeed (without
+    /// `always_scrape_classic_histograms`).
+    held: Vec<(&'a str, Option<i64>, Labels, f64)>,
+}
+
+/// Starts every converted series' cache key: no series text of a body starts with it, so a
+/// converted series never shares a cache entry with a classic or plain one.
+const NHCB_KEY_PREFIX: char = '\u{1}';
+
+impl<'a> NhcbCollector<'a> {
+    fn new(keep_classic: bool) -> Self {
+        Self {
+            keep_classic,
+            family: String::new(),
+            open: None,
+        }
+    }
+
+    /// Takes the sample into a classic histogram when it is part of one (storing it now with
+    /// `always_scrape_classic_histograms`); ends the histogram being collected when the sample
+    /// is not part of it. False when the sample is the caller's to store.
+    fn take(
+        &mut self,
+        s: &SampleEntry<'a>,
+        cache: &mut SeriesCache<Cached>,
+        app: &mut Appender<'_>,
+        ctx: &Ctx<'_>,
+        report: &mut ScrapeReport,
+    ) -> Result<bool, Abandon> {
+        let name = s.name();
+        let suffix = [Part::Bucket, Part::Count, Part::Sum]
+            .into_iter()
+            .find_map(|p| name.strip_suffix(p.suffix()).map(|base| (p, base)));
+        let Some((part, base)) = suffix.filter(|(_, base)| {
+            s.kind() == MetricType::Histogram && !self.family.is_empty() && *base == self.family
+        }) else {
+            self.flush(cache, app, ctx, report)?;
+            return Ok(false);
+        };
+        let labels = s.to_labels().map_err(Abandon::on(Failure::Parse))?;
+        let mut b = labels.to_builder();
+        b.remove("le");
+        b.set(METRIC_NAME, base);
+        let base_labels = b.build().map_err(Abandon::on(Failure::Parse))?;
+        if self.open.as_ref().is_some_and(|o| o.labels != base_labels) {
+            self.flush(cache, app, ctx, report)?;
+        }
+        let le = match part {
+            Part::Bucket => match labels.get("le").and_then(|v| v.parse::<f64>().ok()) {
+                Some(le) if !le.is_nan() => Some(le),
+                // Not a bucket Prometheus can use: a plain sample, the histogram goes on.
+                _ => return Ok(false),
+            },
+            _ => None,
+        };
+        let open = self.open.get_or_insert_with(|| OpenNhcb {
+            labels: base_labels,
+            hist: ClassicHistogram::new(),
+            timestamp: None,
+            held: Vec::new(),
+        });
+        let v = s.value();
+        // The first error sticks in the histogram and fails its conversion.
+        let _ = match (part, le) {
+            (Part::Bucket, Some(le)) => open.hist.set_bucket(le, v),
+            (Part::Count, _) => open.hist.set_count(v),
+            _ => open.hist.set_sum(v),
+        };
+        open.timestamp = s.timestamp();
+        if self.keep_classic {
+            let parsed = || Ok(labels);
+            ingest_sample(
+                cache,
+                app,
+                s.series(),
+                s.timestamp(),
+                parsed,
+                ProtoValue::Float(v),
+                ctx,
+                report,
+            )?;
+        } else {
+            open.held.push((s.series(), s.timestamp(), labels, v));
+        }
+        Ok(true)
+    }
+
+    /// Ends the histogram being collected: stores its conversion, or its held classic samples
+    /// when it cannot be converted.
+    fn flush(
+        &mut self,
+        cache: &mut SeriesCache<Cached>,
+        app: &mut Appender<'_>,
+        ctx: &Ctx<'_>,
+        report: &mut ScrapeReport,
+    ) -> Result<(), Abandon> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let converted = open.hist.convert().ok().filter(|h| match h {
+            HistogramValue::Int(h) => h.validate().is_ok(),
+            HistogramValue::Float(h) => h.validate().is_ok(),
+        });
+        match converted {
+            Some(h) => {
+                let key = format!("{NHCB_KEY_PREFIX}{}", open.labels);
+                let labels = open.labels;
+                ingest_sample(
+                    cache,
+                    app,
+                    &key,
+                    open.timestamp,
+                    || Ok(labels),
+                    ProtoValue::Histogram(h),
+                    ctx,
+                    report,
+                )
+            }
+            None => {
+                for (key, ts, labels, v) in open.held {
+                    let parsed = || Ok(labels);
+                    ingest_sample(
+                        cache,
+                        app,
+                        key,
+                        ts,
+                        parsed,
+                        ProtoValue::Float(v),
+                        ctx,
+                        report,
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Which series of a classic histogram a sample is.
+#[derive(Clone, Copy)]
+enum Part {
+    Bucket,
+    Count,
+    Sum,
+}
+
+impl Part {
+    fn suffix(self) -> &'static str {
+        match self {
+            Part::Bucket => "_bucket",
+            Part::Count => "_count",
+            Part::Sum => "_sum",
+        }
+    }
+}
+
 impl ScrapeState {
     /// Series texts the target's cache holds (those of its last successful scrape).
     pub fn cached_series(&self) -> usize {
@@ -685,15 +867,32 @@ impl ScrapeState {
     ) -> Result<(), Abandon> {
         let mut metadata = self.metadata.scrape();
         self.cache.rewind();
+        let mut nhcb = ctx
+            .opts
+            .histograms
+            .convert_nhcb
+            .then(|| NhcbCollector::new(ctx.opts.histograms.keep_classic));
         for entry in parser {
             let entry = entry.map_err(Abandon::on(Failure::Parse))?;
             let s = match entry {
                 Entry::Sample(s) => s,
                 declaration => {
+                    if let Some(c) = &mut nhcb {
+                        c.flush(&mut self.cache, app, ctx, report)?;
+                        if let Entry::Type { name, .. } = &declaration {
+                            c.family.clear();
+                            c.family.push_str(name);
+                        }
+                    }
                     metadata.observe(declaration);
                     continue;
                 }
             };
+            if let Some(c) = &mut nhcb
+                && c.take(&s, &mut self.cache, app, ctx, report)?
+            {
+                continue;
+            }
             let labels = || s.to_labels().map_err(Abandon::on(Failure::Parse));
             let value = ProtoValue::Float(s.value());
             let ts = s.timestamp();
@@ -707,6 +906,9 @@ impl ScrapeState {
                 ctx,
                 report,
             )?;
+        }
+        if let Some(c) = &mut nhcb {
+            c.flush(&mut self.cache, app, ctx, report)?;
         }
         metadata.finish();
         Ok(())
@@ -1635,5 +1837,249 @@ mod tests {
             let stored = db.querier().series(&[], i64::MIN, i64::MAX).unwrap();
             assert_eq!(stored.len(), want + 5, "{file}");
         }
+    }
+
+    fn nhcb_opts(keep_classic: bool) -> IngestOptions {
+        IngestOptions {
+            histograms: ProtoOptions {
+                convert_nhcb: true,
+                keep_classic,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// A converted histogram's cumulative count at each custom bound (+Inf last).
+    fn cumulative(h: &HistogramValue) -> (f64, f64, Vec<(f64, f64)>) {
+        let f = match h {
+            HistogramValue::Int(h) => h.to_float(),
+            HistogramValue::Float(h) => (**h).clone(),
+        };
+        assert_eq!(f.schema, crate::model::histogram::CUSTOM_BUCKETS_SCHEMA);
+        let mut per = vec![0.0; f.custom_values.len() + 1];
+        let (mut i, mut b) = (0i64, 0usize);
+        for span in &f.positive_spans {
+            i += i64::from(span.offset);
+            for _ in 0..span.length {
+                per[i as usize] += f.positive_buckets[b];
+                (i, b) = (i + 1, b + 1);
+            }
+        }
+        let mut bounds = f.custom_values.clone();
+        bounds.push(f64::INFINITY);
+        let mut acc = 0.0;
+        let cum = bounds
+            .into_iter()
+            .zip(per)
+            .map(|(le, n)| {
+                acc += n;
+                (le, acc)
+            })
+            .collect();
+        (f.count, f.sum, cum)
+    }
+
+    fn one(db: &Db, name: &str, t: i64) -> Vec<f64> {
+        samples(db, name)
+            .iter()
+            .filter(|s| s.t == t)
+            .map(|s| s.v)
+            .collect()
+    }
+
+    #[test]
+    fn text_classic_histograms_are_converted_to_custom_buckets() {
+        for file in ["prometheus-2.42.0.prom", "python-client.prom"] {
+            converted_like_classic(file);
+        }
+    }
+
+    /// Every classic histogram of a real body is stored converted, its count, sum and
+    /// cumulative buckets equal to the classic samples of the same body stored unconverted.
+    fn converted_like_classic(file: &str) {
+        let path = format!("../shared/fixtures/exposition/{file}");
+        let body = std::fs::read_to_string(path).unwrap();
+        let families: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" histogram"))
+            .collect();
+        assert!(!families.is_empty(), "{file}");
+        for keep in [false, true] {
+            let (_d, classic_db) = db();
+            let mut st = ScrapeState::default();
+            scrape(&mut st, &classic_db, &body, 1000, &IngestOptions::default());
+            let (_d, db) = db();
+            let mut st = ScrapeState::default();
+            let r = scrape(&mut st, &db, &body, 1000, &nhcb_opts(keep));
+            assert!(r.up, "{r:?}");
+            for fam in &families {
+                let sel = db
+                    .querier()
+                    .select(&[Matcher::equal("__name__", *fam)], i64::MIN, i64::MAX)
+                    .unwrap();
+                assert!(!sel.is_empty(), "{fam}");
+                for series in sel {
+                    assert_eq!(series.histograms.len(), 1, "{fam}");
+                    let (count, sum, cum) = cumulative(&series.histograms[0].h);
+                    let l = series.labels.clone();
+                    let with = |suffix: &str, le: Option<f64>| {
+                        let mut m = vec![Matcher::equal("__name__", format!("{fam}{suffix}"))];
+                        for (n, v) in l.iter().filter(|(n, _)| *n != "__name__") {
+                            m.push(Matcher::equal(n, v));
+                        }
+                        let got = classic_db.querier().select(&m, i64::MIN, i64::MAX).unwrap();
+                        let got: Vec<f64> = got
+                            .iter()
+                            .filter(|s| {
+                                le.is_none_or(|le| {
+                                    s.labels.get("le").and_then(|v| v.parse::<f64>().ok())
+                                        == Some(le)
+                                })
+                            })
+                            .flat_map(|s| s.samples.iter().map(|s| s.v))
+                            .collect();
+                        assert_eq!(got.len(), 1, "{fam}{suffix} {l} {le:?}");
+                        got[0]
+                    };
+                    assert_eq!(count, with("_count", None), "{fam} {l}");
+                    assert_eq!(sum, with("_sum", None), "{fam} {l}");
+                    for (le, n) in cum {
+                        assert_eq!(n, with("_bucket", Some(le)), "{fam} {l} le={le}");
+                    }
+                }
+                let kept = samples(&db, &format!("{fam}_bucket")).len();
+                assert_eq!(kept > 0, keep, "{fam}");
+            }
+            // Everything that is not a histogram is stored as without conversion.
+            let plain = classic_db
+                .querier()
+                .series(&[], i64::MIN, i64::MAX)
+                .unwrap();
+            let got = db.querier().series(&[], i64::MIN, i64::MAX).unwrap();
+            let classic = plain
+                .iter()
+                .filter(|l| {
+                    let n = l.metric_name().unwrap_or("");
+                    families.iter().any(|f| {
+                        ["_bucket", "_count", "_sum"]
+                            .iter()
+                            .any(|s| n == format!("{f}{s}"))
+                    })
+                })
+                .count();
+            let converted = got.len()
+                - if keep {
+                    plain.len()
+                } else {
+                    plain.len() - classic
+                };
+            assert!(converted >= families.len(), "{converted}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_text_histogram_keeps_its_classic_series() {
+        let body = "# TYPE bad histogram\n\
+                    bad_bucket{le=\"1\"} 5\n\
+                    bad_bucket{le=\"2\"} 3\n\
+                    bad_bucket{le=\"+Inf\"} 5\n\
+                    bad_count 5\n\
+                    bad_sum 2\n\
+                    # TYPE good histogram\n\
+                    good_bucket{le=\"2\"} 3\n\
+                    good_bucket{le=\"1\"} 1\n\
+                    good_sum 4\n";
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let r = scrape(&mut st, &db, body, 1000, &nhcb_opts(false));
+        assert!(r.up, "{r:?}");
+        assert!(histograms(&db, "bad").is_empty());
+        assert_eq!(samples(&db, "bad_bucket").len(), 3);
+        assert_eq!(one(&db, "bad_count", 1000), [5.0]);
+        // Out of order, no +Inf and no _count: converted all the same.
+        let good = histograms(&db, "good");
+        assert_eq!(good.len(), 1);
+        let (count, sum, cum) = cumulative(&good[0].h);
+        assert_eq!((count, sum), (3.0, 4.0));
+        assert_eq!(cum, [(1.0, 1.0), (2.0, 3.0), (f64::INFINITY, 3.0)]);
+        assert!(samples(&db, "good_bucket").is_empty());
+        assert_eq!(r.samples_scraped, 5 + 1);
+    }
+
+    #[test]
+    fn openmetrics_histograms_are_converted_and_relabeled() {
+        let body =
+            std::fs::read("../shared/fixtures/exposition/python-client.openmetrics").unwrap();
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let mut opts = nhcb_opts(false);
+        opts.metric_relabel = vec![
+            Rule::new(RelabelConfig {
+                source_labels: vec!["path".into()],
+                regex: "/metrics".into(),
+                action: Action::Drop,
+                ..Default::default()
+            })
+            .unwrap(),
+        ];
+        let r = st
+            .ingest(
+                &db,
+                &target(),
+                Ok((&body, Format::OpenMetrics)),
+                1000,
+                0.01,
+                &opts,
+            )
+            .unwrap();
+        assert!(r.up, "{r:?}");
+        let sel = db
+            .querier()
+            .select(
+                &[Matcher::equal("__name__", "request_duration_seconds")],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(sel.len(), 1, "{sel:?}");
+        assert_eq!(sel[0].labels.get("path"), Some("/api/v1/query"));
+        assert_eq!(sel[0].labels.get("job"), Some("node"));
+        let (count, _, cum) = cumulative(&sel[0].histograms[0].h);
+        assert_eq!(count, 6.0);
+        assert_eq!(cum.last(), Some(&(f64::INFINITY, 6.0)));
+        assert_eq!(cum[0], (0.005, 1.0));
+        assert!(samples(&db, "request_duration_seconds_bucket").is_empty());
+    }
+
+    #[test]
+    fn converted_series_go_stale_and_forms_do_not_share_the_cache() {
+        let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\nh_sum 3\n";
+        let (_d, db) = db();
+        let mut st = ScrapeState::default();
+        let r = scrape(&mut st, &db, body, 1000, &nhcb_opts(false));
+        assert_eq!((r.series_added, r.samples_scraped), (1, 1), "{r:?}");
+        let r = scrape(&mut st, &db, body, 16_000, &nhcb_opts(false));
+        assert_eq!(r.series_added, 0, "{r:?}");
+        // Conversion switched off: the classic series appear, the converted one goes stale.
+        let r = scrape(&mut st, &db, body, 31_000, &IngestOptions::default());
+        assert_eq!(r.series_added, 4, "{r:?}");
+        let h = histograms(&db, "h");
+        assert_eq!(
+            h.iter().map(|s| s.t).collect::<Vec<_>>(),
+            [1000, 16_000, 31_000]
+        );
+        assert!(h[2].h.is_stale_marker());
+        assert_eq!(one(&db, "h_count", 31_000), [2.0]);
+        // And back: the classic series go stale.
+        let r = scrape(&mut st, &db, body, 46_000, &nhcb_opts(false));
+        assert_eq!(r.series_added, 1, "{r:?}");
+        assert!(is_stale_nan(one(&db, "h_count", 46_000)[0]));
+        // The family vanishes: its converted series goes stale.
+        let r = scrape(&mut st, &db, "other 1\n", 61_000, &nhcb_opts(false));
+        assert!(r.up);
+        let h = histograms(&db, "h");
+        assert_eq!(h.len(), 5);
+        assert!(h[4].h.is_stale_marker() && h[4].t == 61_000);
     }
 }
