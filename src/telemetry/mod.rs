@@ -233,10 +233,10 @@ impl Page {
                 .map(|(n, u, s)| (labels([("remote_name", n), ("url", u)]), f(s)))
                 .collect()
         };
-        let counters: [(&str, &str, Read<'_>); 5] = [
+        let counters: [(&str, &str, Read<'_>); 8] = [
             (
                 "tidemark_remote_storage_samples",
-                "Samples the remote accepted",
+                "Float samples the remote accepted",
                 &|s| s.sent,
             ),
             (
@@ -248,6 +248,21 @@ impl Page {
                 "tidemark_remote_storage_samples_retried",
                 "Samples in requests that failed (5xx, 429, network) and were sent again",
                 &|s| s.retried,
+            ),
+            (
+                "tidemark_remote_storage_histograms",
+                "Native histogram samples the remote accepted",
+                &|s| s.histograms_sent,
+            ),
+            (
+                "tidemark_remote_storage_histograms_failed",
+                "Native histogram samples in requests the remote refused for good; those requests are dropped",
+                &|s| s.histograms_failed,
+            ),
+            (
+                "tidemark_remote_storage_histograms_retried",
+                "Native histogram samples in requests that failed (5xx, 429, network) and were sent again",
+                &|s| s.histograms_retried,
             ),
             (
                 "tidemark_remote_storage_bytes",

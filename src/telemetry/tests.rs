@@ -544,6 +544,9 @@ fn remote_write_queues_are_on_the_page_while_running() {
     q.dispatched.fetch_add(1_000, Ordering::Relaxed);
     q.sent.fetch_add(700, Ordering::Relaxed);
     q.failed.fetch_add(120, Ordering::Relaxed);
+    // Of those, histograms: counted in both totals, shown apart.
+    q.histograms_sent.fetch_add(40, Ordering::Relaxed);
+    q.histograms_failed.fetch_add(20, Ordering::Relaxed);
     q.add_dropped(DropReason::Relabel, 33);
     q.highest_sent_ms
         .fetch_max(1_712_000_000_250, Ordering::Relaxed);
@@ -556,10 +559,22 @@ fn remote_write_queues_are_on_the_page_while_running() {
         ("remote_name", "telemetry-rw"),
         ("url", "http://vm:8428/api/v1/write"),
     ];
-    assert_eq!(get(&m, "tidemark_remote_storage_samples_total", &l), 700.0);
+    assert_eq!(get(&m, "tidemark_remote_storage_samples_total", &l), 660.0);
     assert_eq!(
         get(&m, "tidemark_remote_storage_samples_failed_total", &l),
-        120.0
+        100.0
+    );
+    assert_eq!(
+        get(&m, "tidemark_remote_storage_histograms_total", &l),
+        40.0
+    );
+    assert_eq!(
+        get(&m, "tidemark_remote_storage_histograms_failed_total", &l),
+        20.0
+    );
+    assert_eq!(
+        get(&m, "tidemark_remote_storage_histograms_retried_total", &l),
+        0.0
     );
     assert_eq!(
         get(&m, "tidemark_remote_storage_samples_pending", &l),
