@@ -14,7 +14,7 @@ use super::block_chunks::{read_samples, series_chunks};
 use super::catalog::Catalog;
 use super::compact::{self, BlockSpan};
 use super::delete::{self, CleanStats, DeleteStats};
-use super::head::{ChunkFile, FastMap, Head, MemSeries, Reject, SeriesRef};
+use super::head::{ChunkFile, FastMap, Head, MemSeries, Reject, SeriesRef, SeriesState};
 use super::quarantine::{Blocks, RefusedBlock, corrupt_block_path};
 use super::querier::Querier;
 use super::querier::settle_histograms;
@@ -368,6 +368,48 @@ impl ReplayRefs {
     }
 }
 
+/// Applies a record's samples of either kind: a commit's samples of one series (a
+/// remote-write request carries several per series) sit next to each other, so each run takes
+/// one lookup and one lock; samples of unknown series or outside the stored range are counted
+/// as dropped. `key` gives a sample's (ref, timestamp).
+fn replay_runs<T>(
+    head: &Head,
+    refs: &ReplayRefs,
+    list: &[T],
+    dropped: &mut ReplayDropped,
+    key: impl Fn(&T) -> (u64, i64),
+    mut apply: impl FnMut(&mut SeriesState, &T),
+) {
+    let mut rest = list;
+    while let Some(first) = rest.first() {
+        let sref = key(first).0;
+        let n = rest
+            .iter()
+            .position(|s| key(s).0 != sref)
+            .unwrap_or(rest.len());
+        let (run, after) = rest.split_at(n);
+        rest = after;
+        let Some(series) = refs.get(head, sref) else {
+            for s in run {
+                if is_storable_time(key(s).1) {
+                    dropped.unknown += 1;
+                } else {
+                    dropped.out_of_range += 1;
+                }
+            }
+            continue;
+        };
+        let mut st = series.lock();
+        for s in run {
+            if !is_storable_time(key(s).1) {
+                dropped.out_of_range += 1;
+                continue;
+            }
+            apply(&mut st, s);
+        }
+    }
+}
+
 /// Applies one WAL record to a head during replay; `refs` maps WAL refs to head series.
 fn replay_record(head: &Head, refs: &mut ReplayRefs, rec: &Record, dropped: &mut ReplayDropped) {
     match rec {
@@ -376,68 +418,28 @@ fn replay_record(head: &Head, refs: &mut ReplayRefs, rec: &Record, dropped: &mut
                 refs.define(head, s.sref, &s.labels);
             }
         }
-        Record::Samples(list) => {
-            // A commit's samples of one series (a remote-write request carries several per
-            // series) sit next to each other: each run takes one lookup and one lock.
-            let mut rest = list.as_slice();
-            while let Some(first) = rest.first() {
-                let n = rest
-                    .iter()
-                    .position(|s| s.sref != first.sref)
-                    .unwrap_or(rest.len());
-                let (run, after) = rest.split_at(n);
-                rest = after;
-                let Some(series) = refs.get(head, first.sref) else {
-                    for s in run {
-                        if is_storable_time(s.t) {
-                            dropped.unknown += 1;
-                        } else {
-                            dropped.out_of_range += 1;
-                        }
-                    }
-                    continue;
-                };
-                let mut st = series.lock();
-                for s in run {
-                    if !is_storable_time(s.t) {
-                        dropped.out_of_range += 1;
-                        continue;
-                    }
-                    // Rejections here repeat decisions made before the crash, or are samples
-                    // also present in a checkpoint: nothing acknowledged is dropped.
-                    let _ = st.append_replayed(s.t, s.v);
-                }
-            }
-        }
-        Record::Histograms(list) => {
-            let mut rest = list.as_slice();
-            while let Some(first) = rest.first() {
-                let n = rest
-                    .iter()
-                    .position(|s| s.sref != first.sref)
-                    .unwrap_or(rest.len());
-                let (run, after) = rest.split_at(n);
-                rest = after;
-                let Some(series) = refs.get(head, first.sref) else {
-                    for s in run {
-                        if is_storable_time(s.t) {
-                            dropped.unknown += 1;
-                        } else {
-                            dropped.out_of_range += 1;
-                        }
-                    }
-                    continue;
-                };
-                let mut st = series.lock();
-                for s in run {
-                    if !is_storable_time(s.t) {
-                        dropped.out_of_range += 1;
-                        continue;
-                    }
-                    let _ = st.append_histogram_replayed(s.t, s.h.clone());
-                }
-            }
-        }
+        // Rejections while applying repeat decisions made before the crash, or are samples
+        // also present in a checkpoint: nothing acknowledged is dropped.
+        Record::Samples(list) => replay_runs(
+            head,
+            refs,
+            list,
+            dropped,
+            |s| (s.sref, s.t),
+            |st, s| {
+                let _ = st.append_replayed(s.t, s.v);
+            },
+        ),
+        Record::Histograms(list) => replay_runs(
+            head,
+            refs,
+            list,
+            dropped,
+            |s| (s.sref, s.t),
+            |st, s| {
+                let _ = st.append_histogram_replayed(s.t, s.h.clone());
+            },
+        ),
         Record::Chunks(list) => {
             let mut buf = Vec::new();
             for c in list {

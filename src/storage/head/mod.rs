@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use chunk_file::ChunkFile;
+pub(crate) use series::SeriesState;
 pub use series::{HEAD_CHUNK_SAMPLES, MemSeries, Reject, SeriesRef};
 
 use series::ChunkStore;
